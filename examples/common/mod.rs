@@ -1,0 +1,142 @@
+//! The command-line contract every demo server keeps: `--addr HOST:PORT` (port 0 allowed),
+//! `--loops N`, exactly one `listening on ADDR` line on stdout, serve until SIGINT or SIGTERM,
+//! then stop gracefully and exit 0.
+
+#![allow(dead_code)] // each demo uses a different part of this module
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::exit;
+
+use eventide::Server;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// Parsed command line: `--addr`, `--loops`, and the demo's own options.
+pub struct Args {
+    pub addr: String,
+    pub loops: usize,
+    values: HashMap<String, String>,
+    flags: Vec<String>,
+}
+
+impl Args {
+    /// Parses `std::env::args()`. `options` take a value (`--name VALUE` or `--name=VALUE`),
+    /// `switches` do not. Exits with status 2 and a usage line on a bad command line.
+    pub fn parse(default_addr: &str, options: &[&str], switches: &[&str]) -> Args {
+        let mut args = Args {
+            addr: default_addr.to_string(),
+            loops: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            values: HashMap::new(),
+            flags: Vec::new(),
+        };
+        let usage = || {
+            let mut u = String::from("usage: [--addr HOST:PORT] [--loops N]");
+            for o in options {
+                u.push_str(&format!(" [--{o} VALUE]"));
+            }
+            for s in switches {
+                u.push_str(&format!(" [--{s}]"));
+            }
+            u
+        };
+        let fail = |msg: String| -> ! {
+            eprintln!("{msg}\n{}", usage());
+            exit(2)
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(arg) = it.next() {
+            let Some(name) = arg.strip_prefix("--") else { fail(format!("unexpected argument {arg:?}")) };
+            let (name, inline) = match name.split_once('=') {
+                Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                None => (name.to_string(), None),
+            };
+            if name == "help" {
+                println!("{}", usage());
+                exit(0);
+            }
+            if switches.contains(&name.as_str()) {
+                args.flags.push(name);
+                continue;
+            }
+            if name != "addr" && name != "loops" && !options.contains(&name.as_str()) {
+                fail(format!("unknown option --{name}"));
+            }
+            let value = match inline.or_else(|| it.next()) {
+                Some(v) => v,
+                None => fail(format!("--{name} needs a value")),
+            };
+            match name.as_str() {
+                "addr" => args.addr = value,
+                "loops" => match value.parse::<usize>() {
+                    Ok(n) if n > 0 => args.loops = n,
+                    _ => fail(format!("--loops needs a positive number, not {value:?}")),
+                },
+                _ => {
+                    args.values.insert(name, value);
+                }
+            }
+        }
+        args
+    }
+
+    /// Whether a switch was given.
+    pub fn flag(&self, name: &str) -> bool {
+        self.flags.iter().any(|f| f == name)
+    }
+
+    /// The value of an option, if given.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// The value of an option parsed as `T`, or `default`. Exits on a malformed value.
+    pub fn parsed<T: std::str::FromStr>(&self, name: &str, default: T) -> T {
+        match self.value(name) {
+            None => default,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                eprintln!("--{name}: malformed value {v:?}");
+                exit(2)
+            }),
+        }
+    }
+}
+
+/// Installs the signal handlers. Call before printing the `listening on` line, so a tool that
+/// sends SIGTERM as soon as it reads the line never hits the default (fatal) action.
+pub fn termination_signals() -> Signals {
+    Signals::new([SIGINT, SIGTERM]).unwrap_or_else(|e| {
+        eprintln!("installing signal handlers failed: {e}");
+        exit(1)
+    })
+}
+
+/// Prints the `listening on` line, waits for SIGINT or SIGTERM, stops the server gracefully
+/// and exits 0 (1 if a loop failed).
+pub fn serve(server: Server, mut signals: Signals, shown_addr: &str) -> ! {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on {shown_addr}");
+    let _ = out.flush();
+    drop(out);
+    let stop = server.stop_handle();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            stop.stop();
+        }
+    });
+    match server.join() {
+        Ok(()) => exit(0),
+        Err(e) => {
+            eprintln!("server failed: {e}");
+            exit(1)
+        }
+    }
+}
+
+/// Exits with a readable message when starting the server failed.
+pub fn or_exit<T>(result: std::io::Result<T>, what: &str) -> T {
+    result.unwrap_or_else(|e| {
+        eprintln!("{what}: {e}");
+        exit(1)
+    })
+}

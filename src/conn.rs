@@ -1,0 +1,438 @@
+//! A connection: its loop-owned record ([`ConnCore`]) and the view handed to callbacks
+//! ([`Conn`]), with the output path.
+//!
+//! Output path: bytes written during a callback are gathered in the loop's staging buffer and
+//! sent with one `send` when the callback returns (so sixteen pipelined responses cost one
+//! syscall, not sixteen); a write too large for staging goes out at once with one gathering
+//! `sendmsg` of the staged bytes plus the new ones. Only what the kernel refuses is copied into
+//! the connection's own [`OutBuffer`], which exists only while it holds bytes. While it does,
+//! new writes queue behind it (order is kept) and the loop waits for `EPOLLOUT`.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use crate::buffer::OutBuffer;
+use crate::event_loop::{LoopCore, LoopCx, TimerKind};
+use crate::handler::{CloseReason, ConnId};
+use crate::stats::{bump, raise};
+use crate::sys::socket;
+use crate::timer::TimerId;
+
+/// Writes gathered in the loop's staging buffer up to this size go out when the callback
+/// returns; a write that would pass it is sent at once.
+pub(crate) const STAGING_LIMIT: usize = 64 * 1024;
+
+pub(crate) mod flag {
+    /// End of stream read: the peer shut down its write side.
+    pub const READ_CLOSED: u16 = 1 << 0;
+    /// `shutdown(SHUT_WR)` done.
+    pub const WRITE_SHUT: u16 = 1 << 1;
+    /// Shut down the write side once pending output is flushed.
+    pub const SHUTDOWN_REQ: u16 = 1 << 2;
+    /// Close once pending output is flushed.
+    pub const CLOSE_REQ: u16 = 1 << 3;
+    /// Close now; pending output is lost (fatal I/O error).
+    pub const ABORT: u16 = 1 << 4;
+    /// Reading paused by the application.
+    pub const PAUSE_USER: u16 = 1 << 5;
+    /// Reading paused because output passed the high-water mark.
+    pub const PAUSE_HWM: u16 = 1 << 6;
+    /// Reading paused because unconsumed input passed the inbound limit.
+    pub const PAUSE_LIMIT: u16 = 1 << 7;
+    /// Output is above the high-water mark (cleared under the low-water mark).
+    pub const HWM_HIT: u16 = 1 << 8;
+    /// Call `on_high_water` when the current callback returns.
+    pub const NOTIFY_HWM: u16 = 1 << 9;
+    /// Output had to wait for the kernel: call `on_drained` once it is all written.
+    pub const NOTIFY_DRAINED: u16 = 1 << 10;
+    /// Reading was enabled at the last interest update (to detect resumptions).
+    pub const READING: u16 = 1 << 11;
+    /// Removed from epoll (a hang-up while reading was paused); re-added on resume.
+    pub const DEREGISTERED: u16 = 1 << 12;
+
+    /// Any of these stops reading.
+    pub const NO_READ: u16 =
+        READ_CLOSED | CLOSE_REQ | ABORT | PAUSE_USER | PAUSE_HWM | PAUSE_LIMIT;
+}
+
+/// The loop's record of one connection (everything but the handler's state and the inbound
+/// remainder, which sit beside it so a callback can borrow all three at once).
+pub(crate) struct ConnCore {
+    pub fd: OwnedFd,
+    pub id: ConnId,
+    pub flags: u16,
+    /// Interest currently registered with epoll (level-triggered mode).
+    pub interest: u32,
+    pub out: Option<Box<OutBuffer>>,
+    pub peer: Option<SocketAddr>,
+    /// Why the connection is closing, once that is decided.
+    pub reason: Option<CloseReason>,
+}
+
+impl ConnCore {
+    pub(crate) fn new(fd: OwnedFd, id: ConnId, peer: Option<SocketAddr>) -> ConnCore {
+        ConnCore { fd, id, flags: 0, interest: 0, out: None, peer, reason: None }
+    }
+
+    #[inline]
+    pub(crate) fn has(&self, f: u16) -> bool {
+        self.flags & f != 0
+    }
+
+    #[inline]
+    pub(crate) fn set(&mut self, f: u16) {
+        self.flags |= f;
+    }
+
+    #[inline]
+    pub(crate) fn clear(&mut self, f: u16) {
+        self.flags &= !f;
+    }
+
+    pub(crate) fn reading_enabled(&self) -> bool {
+        self.flags & flag::NO_READ == 0
+    }
+
+    pub(crate) fn pending(&self) -> usize {
+        self.out.as_ref().map_or(0, |o| o.len())
+    }
+
+    /// Whether new output is still accepted (not after a write-side shutdown or a fatal error).
+    fn writable(&self) -> bool {
+        self.flags & (flag::WRITE_SHUT | flag::SHUTDOWN_REQ | flag::ABORT) == 0
+    }
+
+    /// Marks the connection dead after an I/O error; it is closed when the callback returns.
+    pub(crate) fn fail(&mut self, err: io::Error) {
+        if !self.has(flag::ABORT) {
+            self.set(flag::ABORT);
+            self.reason = Some(CloseReason::from_io(err));
+        }
+    }
+
+    /// Requests a close after flushing, keeping the first reason given.
+    pub(crate) fn request_close(&mut self, reason: CloseReason) {
+        if !self.has(flag::CLOSE_REQ | flag::ABORT) {
+            self.set(flag::CLOSE_REQ);
+            self.reason = Some(reason);
+        }
+    }
+
+    /// Sends the loop's staging buffer, then `extra`, with one syscall; queues what the kernel
+    /// refused. Only called while nothing is queued (so order is kept).
+    pub(crate) fn send_staged(&mut self, lp: &mut LoopCore, extra: Extra<'_>) {
+        debug_assert!(self.out.is_none());
+        let staged = lp.staging.len();
+        let extra_len = extra.len();
+        let total = staged + extra_len;
+        if total == 0 {
+            return;
+        }
+        let fd = self.fd.as_raw_fd();
+        let result = match (staged, &extra) {
+            (_, Extra::None) => socket::send(fd, &lp.staging),
+            (0, e) => socket::send(fd, e.bytes()),
+            (_, e) => socket::send_vectored(
+                fd,
+                &[io::IoSlice::new(&lp.staging), io::IoSlice::new(e.bytes())],
+            ),
+        };
+        let written = match result {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => {
+                self.fail(e);
+                lp.clear_staging();
+                return;
+            }
+        };
+        bump(&lp.shared.stats.bytes_out, written as u64);
+        if written < total {
+            let mut out = Box::<OutBuffer>::default();
+            if written < staged {
+                out.push_slice(&lp.staging[written..]);
+                extra.push_into(&mut out, 0);
+            } else {
+                extra.push_into(&mut out, written - staged);
+            }
+            self.out = Some(out);
+            self.grew(lp, total - written);
+        }
+        lp.clear_staging();
+    }
+
+    /// Appends to the queued output (the kernel is already refusing bytes).
+    fn queue(&mut self, lp: &mut LoopCore, extra: Extra<'_>) {
+        let n = extra.len();
+        if let Some(out) = self.out.as_mut() {
+            extra.push_into(out, 0);
+            self.grew(lp, n);
+        }
+    }
+
+    /// Accounting after the queued output grew by `added` bytes: stats, and the high-water mark.
+    fn grew(&mut self, lp: &mut LoopCore, added: usize) {
+        let len = self.pending();
+        bump(&lp.shared.stats.pending_output, added as u64);
+        raise(&lp.shared.stats.peak_pending_output, len as u64);
+        self.set(flag::NOTIFY_DRAINED);
+        if len > lp.cfg.high_water && !self.has(flag::HWM_HIT) {
+            self.set(flag::HWM_HIT | flag::NOTIFY_HWM);
+            if lp.cfg.pause_on_high_water {
+                self.set(flag::PAUSE_HWM);
+            }
+        }
+    }
+
+    /// Writes queued output until it is empty or the kernel refuses more. Returns whether the
+    /// queue became empty by this call.
+    pub(crate) fn write_queued(&mut self, lp: &mut LoopCore) -> bool {
+        let Some(out) = self.out.as_mut() else { return false };
+        let fd = self.fd.as_raw_fd();
+        let before = out.len();
+        while !out.is_empty() {
+            match out.write_to(fd) {
+                Ok((n, offered)) => {
+                    if n < offered {
+                        break; // send buffer full: wait for EPOLLOUT
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    let written = before - out.len();
+                    bump(&lp.shared.stats.bytes_out, written as u64);
+                    crate::stats::drop_by(&lp.shared.stats.pending_output, written as u64);
+                    self.fail(e);
+                    return false;
+                }
+            }
+        }
+        let written = before - out.len();
+        bump(&lp.shared.stats.bytes_out, written as u64);
+        crate::stats::drop_by(&lp.shared.stats.pending_output, written as u64);
+        if out.is_empty() {
+            self.out = None;
+            return true;
+        }
+        false
+    }
+}
+
+/// Bytes to send after the staged ones: borrowed, or owned (kept without a copy if queued).
+pub(crate) enum Extra<'a> {
+    None,
+    Slice(&'a [u8]),
+    Vec(Vec<u8>),
+}
+
+impl Extra<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Extra::None => 0,
+            Extra::Slice(s) => s.len(),
+            Extra::Vec(v) => v.len(),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Extra::None => &[],
+            Extra::Slice(s) => s,
+            Extra::Vec(v) => v,
+        }
+    }
+
+    /// Queues these bytes minus the first `skip` (already written).
+    fn push_into(self, out: &mut OutBuffer, skip: usize) {
+        match self {
+            Extra::None => {}
+            Extra::Slice(s) => out.push_slice(&s[skip..]),
+            Extra::Vec(v) => out.push_vec_from(v, skip),
+        }
+    }
+}
+
+/// A connection, as seen from inside a [`Handler`](crate::Handler) callback.
+///
+/// It gives the unconsumed input without a copy, writes (straight to the socket when the
+/// callback returns; only what the kernel refuses is buffered), and controls the connection:
+/// close, half-close, pause and resume reading, timers.
+pub struct Conn<'a> {
+    pub(crate) core: &'a mut ConnCore,
+    pub(crate) lp: &'a mut LoopCore,
+    input: &'a [u8],
+    pub(crate) consumed: usize,
+}
+
+impl<'a> Conn<'a> {
+    pub(crate) fn new(core: &'a mut ConnCore, lp: &'a mut LoopCore, input: &'a [u8]) -> Conn<'a> {
+        Conn { core, lp, input, consumed: 0 }
+    }
+
+    /// This connection's id.
+    pub fn id(&self) -> ConnId {
+        self.core.id
+    }
+
+    /// The peer's address (`None` for a non-IP socket).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.core.peer
+    }
+
+    /// The local address of the connection (`getsockname`).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        socket::local_addr(&self.core.fd)?.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::Unsupported, "not an IP socket")
+        })
+    }
+
+    /// Inbound bytes not yet consumed, oldest first. The slice lives as long as the callback,
+    /// so it can be passed to [`write`](Conn::write) directly.
+    pub fn input(&self) -> &'a [u8] {
+        &self.input[self.consumed..]
+    }
+
+    /// Marks the first `n` bytes of [`input`](Conn::input) as handled (capped at its length).
+    pub fn consume(&mut self, n: usize) {
+        self.consumed = (self.consumed + n).min(self.input.len());
+    }
+
+    /// Queues `data` for the peer. It is sent when the callback returns (or at once if large);
+    /// what the kernel does not take is buffered and sent as the socket drains. Writes after
+    /// [`shutdown_write`](Conn::shutdown_write) or after a fatal error are dropped.
+    pub fn write(&mut self, data: &[u8]) {
+        if data.is_empty() || !self.core.writable() {
+            return;
+        }
+        if self.core.out.is_some() {
+            self.core.queue(self.lp, Extra::Slice(data));
+        } else if self.lp.staging.len() + data.len() <= STAGING_LIMIT {
+            self.lp.staging.extend_from_slice(data);
+        } else {
+            self.core.send_staged(self.lp, Extra::Slice(data));
+        }
+    }
+
+    /// Like [`write`](Conn::write), taking ownership: a large buffer the kernel does not take
+    /// at once is queued as it is, without a copy.
+    pub fn write_vec(&mut self, data: Vec<u8>) {
+        if data.is_empty() || !self.core.writable() {
+            return;
+        }
+        if self.core.out.is_some() {
+            self.core.queue(self.lp, Extra::Vec(data));
+        } else if self.lp.staging.len() + data.len() <= STAGING_LIMIT {
+            self.lp.staging.extend_from_slice(&data);
+        } else {
+            self.core.send_staged(self.lp, Extra::Vec(data));
+        }
+    }
+
+    /// Writes several buffers in order (one gathering syscall when they go out).
+    pub fn write_vectored(&mut self, bufs: &[&[u8]]) {
+        for b in bufs {
+            self.write(b);
+        }
+    }
+
+    /// Bytes written but not yet accepted by the kernel (staged in this callback plus queued).
+    pub fn pending_output(&self) -> usize {
+        let staged = if self.core.out.is_none() { self.lp.staging.len() } else { 0 };
+        self.core.pending() + staged
+    }
+
+    /// Closes the connection once pending output is flushed ([`CloseReason::Local`]).
+    pub fn close(&mut self) {
+        self.core.request_close(CloseReason::Local);
+    }
+
+    /// Closes the connection once pending output is flushed, reporting `reason`.
+    pub fn close_with(&mut self, reason: CloseReason) {
+        self.core.request_close(reason);
+    }
+
+    /// Shuts down the write side once pending output is flushed (half-close): the peer reads
+    /// end-of-stream after the last byte, and this side can still read.
+    pub fn shutdown_write(&mut self) {
+        self.core.set(flag::SHUTDOWN_REQ);
+    }
+
+    /// Stops reading this connection until [`resume_read`](Conn::resume_read).
+    pub fn pause_read(&mut self) {
+        self.core.set(flag::PAUSE_USER);
+    }
+
+    /// Resumes reading after [`pause_read`](Conn::pause_read). Input left unconsumed is
+    /// offered again to `on_data`.
+    pub fn resume_read(&mut self) {
+        self.core.clear(flag::PAUSE_USER);
+    }
+
+    /// Whether reading is paused (by the application, the high-water mark or the inbound limit).
+    pub fn is_read_paused(&self) -> bool {
+        self.core.has(flag::PAUSE_USER | flag::PAUSE_HWM | flag::PAUSE_LIMIT)
+    }
+
+    /// Whether the peer has shut down its write side.
+    pub fn is_read_closed(&self) -> bool {
+        self.core.has(flag::READ_CLOSED)
+    }
+
+    /// Whether a close has been requested or the connection has failed.
+    pub fn is_closing(&self) -> bool {
+        self.core.has(flag::CLOSE_REQ | flag::ABORT)
+    }
+
+    /// Calls [`Handler::on_timer`](crate::Handler::on_timer) for this connection with `token`
+    /// after `after`. The timer is ignored if the connection has closed by then.
+    pub fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
+        let kind = TimerKind::Conn { key: self.core.id.key, generation: self.core.id.generation, token };
+        self.lp.timers.insert(self.lp.now + after, kind, None)
+    }
+
+    /// Cancels a timer. Returns whether it was still pending.
+    pub fn cancel_timer(&mut self, id: TimerId) -> bool {
+        self.lp.timers.cancel(id)
+    }
+
+    /// The event loop this connection lives on.
+    pub fn loop_cx(&mut self) -> LoopCx<'_> {
+        LoopCx::new(self.lp)
+    }
+
+    /// Stops the whole server gracefully once this callback returns.
+    pub fn stop_server(&mut self) {
+        self.lp.stop_requested = true;
+    }
+}
+
+impl io::Write for Conn<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Conn::write(self, buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Conn<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("id", &self.core.id)
+            .field("peer", &self.core.peer)
+            .field("input", &self.input().len())
+            .field("pending_output", &self.pending_output())
+            .finish()
+    }
+}
+
+impl LoopCore {
+    pub(crate) fn clear_staging(&mut self) {
+        self.staging.clear();
+    }
+}

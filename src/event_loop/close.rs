@@ -1,0 +1,188 @@
+//! The end of a connection: immediate close, graceful close with a lingering read side, and
+//! the graceful stop of the whole loop.
+//!
+//! Why linger: closing a socket whose receive queue still holds unread bytes makes the kernel
+//! send a reset, and a reset makes the *peer's* kernel discard data it has received but the
+//! peer application has not read yet — the response we just flushed. So a graceful close of a
+//! connection whose peer has not finished sending first shuts down our write side (the peer
+//! reads every byte, then end-of-stream), then reads and discards until the peer closes or
+//! the linger timeout passes, and only then closes the descriptor.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::Ordering::AcqRel;
+use std::time::Instant;
+
+use super::{token, EventLoop, TimerKind};
+use crate::conn::flag;
+use crate::handler::{CloseReason, ConnId, Handler};
+use crate::stats::{bump, drop_by};
+use crate::sys::epoll::{ERROR, HANG_UP, READABLE, READ_CLOSED};
+use crate::sys::socket;
+use crate::timer::TimerId;
+
+/// Reads of up to one read buffer each per lingering event before yielding.
+const LINGER_READS: usize = 4;
+
+/// A closed connection whose descriptor stays open until the peer finishes sending.
+pub(crate) struct Lingering {
+    fd: OwnedFd,
+    generation: u32,
+    timer: TimerId,
+}
+
+impl<H: Handler> EventLoop<H> {
+    /// Closes at once; queued output is dropped.
+    pub(super) fn close_now(&mut self, key: usize, reason: CloseReason) {
+        let entry = self.conns.remove(key);
+        drop_by(&self.lp.shared.stats.pending_output, entry.core.pending() as u64);
+        self.notify_close(entry.core.id, entry.state, &reason);
+        drop(entry.core.fd);
+        self.count_closed();
+    }
+
+    /// Closes a connection whose output is flushed: at once if the peer already finished
+    /// sending, otherwise through a lingering close.
+    pub(super) fn close_graceful(&mut self, key: usize) {
+        let mut entry = self.conns.remove(key);
+        let reason = entry.core.reason.take().unwrap_or(CloseReason::Local);
+        let core = entry.core;
+        self.notify_close(core.id, entry.state, &reason);
+        let linger = self.lp.cfg.linger_timeout;
+        if core.has(flag::READ_CLOSED) || linger.is_zero() {
+            drop(core.fd);
+            self.count_closed();
+            return;
+        }
+        if !core.has(flag::WRITE_SHUT) && socket::shutdown_write(&core.fd).is_err() {
+            drop(core.fd);
+            self.count_closed();
+            return;
+        }
+        let vacant = self.lingering.vacant_entry();
+        let lkey = vacant.key();
+        let generation = core.id.generation;
+        let tok = token::make(token::LINGER, lkey, generation);
+        let fd = core.fd.as_raw_fd();
+        let registered = if core.has(flag::DEREGISTERED) {
+            self.lp.epoll.add(fd, READABLE | READ_CLOSED, tok)
+        } else {
+            self.lp.epoll.modify(fd, READABLE | READ_CLOSED, tok)
+        };
+        if registered.is_err() {
+            drop(core.fd);
+            self.count_closed();
+            return;
+        }
+        let mut deadline = self.lp.now + linger;
+        if let Some(stop) = self.stop_deadline {
+            deadline = deadline.min(stop);
+        }
+        let kind = TimerKind::Linger { key: lkey as u32, generation };
+        let timer = self.lp.timers.insert(deadline, kind, None);
+        vacant.insert(Lingering { fd: core.fd, generation, timer });
+    }
+
+    /// Readiness on a lingering socket: discard input; close at end of stream or error.
+    pub(super) fn linger_event(&mut self, key: usize, generation: u32, events: u32) {
+        let Some(l) = self.lingering.get(key) else { return };
+        if l.generation != generation {
+            return;
+        }
+        let fd = l.fd.as_raw_fd();
+        let mut done = events & ERROR != 0;
+        if !done {
+            for _ in 0..LINGER_READS {
+                match socket::read(fd, &mut self.read_buf) {
+                    Ok(0) => {
+                        done = true;
+                        break;
+                    }
+                    Ok(n) if n < self.read_buf.len() => break,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        done = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if done || (events & HANG_UP != 0 && events & READABLE == 0) {
+            self.close_lingering(key);
+        }
+    }
+
+    pub(super) fn linger_expired(&mut self, key: usize, generation: u32) {
+        if matches!(self.lingering.get(key), Some(l) if l.generation == generation) {
+            self.close_lingering(key);
+        }
+    }
+
+    fn close_lingering(&mut self, key: usize) {
+        let l = self.lingering.remove(key);
+        self.lp.timers.cancel(l.timer);
+        drop(l.fd);
+        self.count_closed();
+    }
+
+    fn notify_close(&mut self, id: ConnId, state: H::State, reason: &CloseReason) {
+        let handler = &mut self.handler;
+        if panic::catch_unwind(AssertUnwindSafe(|| handler.on_close(id, state, reason))).is_err() {
+            self.note_panic("on_close");
+        }
+    }
+
+    /// Bookkeeping for a descriptor that was closed.
+    pub(super) fn count_closed(&mut self) {
+        let stats = &self.lp.shared.stats;
+        drop_by(&stats.connections, 1);
+        bump(&stats.closed, 1);
+        self.release_slot();
+    }
+
+    /// Returns a connection's place under the server's limit and in least-connections.
+    pub(super) fn release_slot(&mut self) {
+        self.lp.server.release_connection();
+        self.lp.shared.stats.assigned.fetch_sub(1, AcqRel);
+    }
+
+    /// Stop accepting, stop reading, and close every connection once its output is flushed
+    /// (or at `deadline`).
+    pub(super) fn begin_stop(&mut self, deadline: Instant) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        self.stop_deadline = Some(deadline);
+        for listener in self.listeners.iter_mut() {
+            if let Some(l) = listener.take() {
+                if l.armed {
+                    let _ = self.lp.epoll.delete(l.sock.as_raw_fd());
+                }
+            }
+        }
+        let keys: Vec<(usize, u32)> =
+            self.conns.iter().map(|(k, e)| (k, e.core.id.generation)).collect();
+        for (key, generation) in keys {
+            if self.alive(key, generation) {
+                self.conns[key].core.request_close(CloseReason::ServerShutdown);
+                self.settle(key);
+            }
+        }
+        self.lp.timers.insert(deadline, TimerKind::StopDeadline, None);
+    }
+
+    /// The stop deadline passed: close whatever is left, output or not.
+    pub(super) fn force_close_all(&mut self) {
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let reason = self.conns[key].core.reason.take().unwrap_or(CloseReason::ServerShutdown);
+            self.close_now(key, reason);
+        }
+        let keys: Vec<usize> = self.lingering.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.close_lingering(key);
+        }
+    }
+}

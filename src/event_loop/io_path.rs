@@ -1,0 +1,382 @@
+//! The life of an event on a connection: readiness in, bytes read into the loop's buffer,
+//! handed to the handler, output flushed, epoll interest brought up to date.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::panic::{self, AssertUnwindSafe};
+
+use super::{token, Entry, EventLoop, Src};
+use crate::buffer::InBuffer;
+use crate::conn::{flag, Conn, ConnCore, Extra};
+use crate::handler::{Action, CloseReason, ConnId, Handler};
+use crate::stats::bump;
+use crate::sys::epoll::{EDGE, ERROR, HANG_UP, READABLE, READ_CLOSED, WRITABLE};
+use crate::sys::socket;
+
+/// Reads per readiness event in edge-triggered mode before yielding to other connections.
+const EDGE_READ_BUDGET: usize = 8;
+
+impl<H: Handler> EventLoop<H> {
+    /// Serves a newly accepted connection on this loop.
+    pub(super) fn open(&mut self, fd: OwnedFd, peer: Option<SocketAddr>) {
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let vacant = self.conns.vacant_entry();
+        let key = vacant.key();
+        if key as u64 > token::KEY_MASK {
+            log::error!("eventide: connection table full; refusing a connection");
+            socket::abort(fd);
+            self.release_slot();
+            return;
+        }
+        let stats = &self.lp.shared.stats;
+        bump(&stats.connections, 1);
+        bump(&stats.accepted, 1);
+        let id = ConnId { loop_index: self.lp.shared.index as u16, key: key as u32, generation };
+        let mut core = ConnCore::new(fd, id, peer);
+        let handler = &mut self.handler;
+        let mut conn = Conn::new(&mut core, &mut self.lp, &[]);
+        let opened = panic::catch_unwind(AssertUnwindSafe(|| handler.on_open(&mut conn)));
+        let Ok(state) = opened else {
+            self.note_panic("on_open");
+            drop(core);
+            self.count_closed();
+            return;
+        };
+        let fd = core.fd.as_raw_fd();
+        let reading = core.reading_enabled();
+        let interest = if self.lp.cfg.edge {
+            READABLE | WRITABLE | READ_CLOSED | EDGE
+        } else if reading {
+            READABLE | READ_CLOSED
+        } else {
+            0
+        };
+        core.interest = interest;
+        if reading {
+            core.set(flag::READING);
+        }
+        vacant.insert(Entry { core, input: InBuffer::default(), state });
+        if let Err(e) = self.lp.epoll.add(fd, interest, token::make(token::CONN, key, generation)) {
+            self.close_now(key, CloseReason::Error(e));
+            return;
+        }
+        self.settle(key);
+    }
+
+    /// Dispatches one epoll event for a connection.
+    pub(super) fn conn_event(&mut self, key: usize, generation: u32, events: u32) {
+        if !self.alive(key, generation) {
+            return; // the slot was freed (or reused) earlier in this batch
+        }
+        if events & (READABLE | READ_CLOSED | HANG_UP | ERROR) != 0 {
+            let core = &mut self.conns[key].core;
+            if core.reading_enabled() {
+                self.read_ready(key);
+            } else if events & ERROR != 0 {
+                let reason = match socket::take_error(&core.fd) {
+                    Ok(Some(e)) | Err(e) => CloseReason::from_io(e),
+                    Ok(None) => CloseReason::Reset,
+                };
+                self.close_now(key, reason);
+                return;
+            } else if events & HANG_UP != 0 && core.out.is_none() && !self.lp.cfg.edge {
+                // Level-triggered hang-up is reported on every wait and cannot be masked:
+                // while nothing can be done with it, take the socket out of epoll.
+                let _ = self.lp.epoll.delete(core.fd.as_raw_fd());
+                core.set(flag::DEREGISTERED);
+                core.interest = 0;
+            }
+            if !self.alive(key, generation) {
+                return;
+            }
+        }
+        if events & WRITABLE != 0 && self.conns[key].core.out.is_some() {
+            self.write_ready(key);
+        }
+    }
+
+    /// Reads what the socket holds and hands it to the handler: once per event when
+    /// level-triggered (epoll reports again if more is left), until a short read or the budget
+    /// when edge-triggered.
+    pub(super) fn read_ready(&mut self, key: usize) {
+        let edge = self.lp.cfg.edge;
+        let budget = if edge { EDGE_READ_BUDGET } else { 1 };
+        let generation = self.conns[key].core.id.generation;
+        for round in 0..budget {
+            let entry = &mut self.conns[key];
+            if !entry.core.reading_enabled() {
+                return;
+            }
+            let fd = entry.core.fd.as_raw_fd();
+            let result = if entry.input.is_empty() {
+                socket::read(fd, &mut self.read_buf).map(|n| (n, Src::ReadBuf(n)))
+            } else {
+                entry.input.read_from(fd, &mut self.read_buf).map(|n| (n, Src::Buffered))
+            };
+            match result {
+                Ok((0, _)) => {
+                    self.read_closed(key);
+                    return;
+                }
+                Ok((n, src)) => {
+                    bump(&self.lp.shared.stats.bytes_in, n as u64);
+                    self.deliver(key, src);
+                    if n < self.read_buf.len() || !self.alive(key, generation) {
+                        return; // a short read drained the socket
+                    }
+                    if edge && round + 1 == budget {
+                        self.ready.push((key, generation));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    self.close_now(key, CloseReason::from_io(e));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Shows the input to `on_data` until it stops consuming, then enforces the inbound limit
+    /// and settles the connection.
+    pub(super) fn deliver(&mut self, key: usize, mut src: Src) {
+        loop {
+            let Some((action, consumed)) = self.invoke(key, src, |h, c, s| h.on_data(c, s)) else {
+                return;
+            };
+            let entry = &mut self.conns[key];
+            match src {
+                Src::ReadBuf(n) => {
+                    if consumed < n {
+                        entry.input.append(&self.read_buf[consumed..n]);
+                    }
+                    src = Src::Buffered;
+                }
+                Src::Buffered => entry.input.consume(consumed),
+            }
+            self.apply(key, action);
+            let entry = &self.conns[key];
+            if consumed == 0 || entry.input.is_empty() || !entry.core.reading_enabled() {
+                break;
+            }
+        }
+        let cfg = self.lp.cfg;
+        let entry = &mut self.conns[key];
+        if entry.input.len() > cfg.inbound_limit && !entry.core.has(flag::PAUSE_LIMIT) {
+            match cfg.inbound_policy {
+                crate::InboundPolicy::Close => {
+                    entry.input.clear();
+                    entry.core.request_close(CloseReason::InboundLimit);
+                }
+                crate::InboundPolicy::Pause => entry.core.set(flag::PAUSE_LIMIT),
+            }
+        }
+        self.settle(key);
+    }
+
+    /// The peer shut down its write side.
+    fn read_closed(&mut self, key: usize) {
+        self.conns[key].core.set(flag::READ_CLOSED);
+        self.call(key, |h, c, s| h.on_read_closed(c, s));
+    }
+
+    /// The socket has room: send queued output.
+    pub(super) fn write_ready(&mut self, key: usize) {
+        let entry = &mut self.conns[key];
+        let emptied = entry.core.write_queued(&mut self.lp);
+        if emptied && entry.core.has(flag::NOTIFY_DRAINED) && !entry.core.has(flag::ABORT) {
+            entry.core.clear(flag::NOTIFY_DRAINED);
+            self.call(key, |h, c, s| h.on_drained(c, s));
+        } else {
+            self.settle(key);
+        }
+    }
+
+    /// Runs a callback on connection `key` with its buffered input, applies the action it
+    /// returns, and settles the connection.
+    pub(super) fn call(
+        &mut self,
+        key: usize,
+        f: impl FnOnce(&mut H, &mut Conn<'_>, &mut H::State) -> Action,
+    ) {
+        if let Some((action, consumed)) = self.invoke(key, Src::Buffered, f) {
+            self.conns[key].input.consume(consumed);
+            self.apply(key, action);
+            self.settle(key);
+        }
+    }
+
+    /// Runs a callback with panics caught. A panic closes the connection and returns `None`.
+    fn invoke<R>(
+        &mut self,
+        key: usize,
+        src: Src,
+        f: impl FnOnce(&mut H, &mut Conn<'_>, &mut H::State) -> R,
+    ) -> Option<(R, usize)> {
+        let Entry { core, input, state } = &mut self.conns[key];
+        let view: &[u8] = match src {
+            Src::ReadBuf(n) => &self.read_buf[..n],
+            Src::Buffered => input.data(),
+        };
+        let mut conn = Conn::new(core, &mut self.lp, view);
+        let handler = &mut self.handler;
+        let result = panic::catch_unwind(AssertUnwindSafe(|| f(handler, &mut conn, state)));
+        let consumed = conn.consumed;
+        match result {
+            Ok(r) => Some((r, consumed)),
+            Err(_) => {
+                let id = self.conns[key].core.id;
+                self.note_panic("a connection callback");
+                log::error!("eventide: closing connection {id} after a panic");
+                self.close_now(key, CloseReason::Panicked);
+                None
+            }
+        }
+    }
+
+    fn apply(&mut self, key: usize, action: Action) {
+        match action {
+            Action::Continue => {}
+            Action::Close => self.conns[key].core.request_close(CloseReason::Local),
+            Action::StopServer => self.lp.stop_requested = true,
+        }
+    }
+
+    /// After anything happened on a connection: flush what the callback staged, run deferred
+    /// notifications, finish a requested shutdown or close, and update epoll interest.
+    pub(super) fn settle(&mut self, key: usize) {
+        loop {
+            let core = &mut self.conns[key].core;
+            if !self.lp.staging.is_empty() {
+                core.send_staged(&mut self.lp, Extra::None);
+            }
+            if core.has(flag::ABORT) {
+                let reason = core.reason.take().unwrap_or(CloseReason::Reset);
+                self.close_now(key, reason);
+                return;
+            }
+            if core.has(flag::NOTIFY_HWM) {
+                core.clear(flag::NOTIFY_HWM);
+                let generation = core.id.generation;
+                self.call_unsettled(key, |h, c, s| h.on_high_water(c, s));
+                if !self.alive(key, generation) {
+                    return;
+                }
+                continue;
+            }
+            break;
+        }
+        let cfg = self.lp.cfg;
+        let entry = &mut self.conns[key];
+        let core = &mut entry.core;
+        if core.out.is_none() {
+            if core.has(flag::SHUTDOWN_REQ) && !core.has(flag::WRITE_SHUT) {
+                core.set(flag::WRITE_SHUT);
+                if let Err(e) = socket::shutdown_write(&core.fd) {
+                    self.close_now(key, CloseReason::from_io(e));
+                    return;
+                }
+            }
+            if core.has(flag::CLOSE_REQ) {
+                self.close_graceful(key);
+                return;
+            }
+            if core.has(flag::WRITE_SHUT) && core.has(flag::READ_CLOSED) {
+                core.request_close(CloseReason::PeerClosed);
+                self.close_graceful(key);
+                return;
+            }
+        }
+        if core.has(flag::HWM_HIT) && core.pending() <= cfg.low_water {
+            core.clear(flag::HWM_HIT | flag::PAUSE_HWM);
+        }
+        if core.has(flag::PAUSE_LIMIT) && entry.input.len() <= cfg.inbound_limit {
+            entry.core.clear(flag::PAUSE_LIMIT);
+        }
+        self.sync_interest(key);
+    }
+
+    /// Like [`call`](Self::call) without the settling (for notifications run while settling).
+    fn call_unsettled(
+        &mut self,
+        key: usize,
+        f: impl FnOnce(&mut H, &mut Conn<'_>, &mut H::State) -> Action,
+    ) {
+        if let Some((action, consumed)) = self.invoke(key, Src::Buffered, f) {
+            self.conns[key].input.consume(consumed);
+            self.apply(key, action);
+        }
+    }
+
+    /// Brings epoll interest in line with what the connection is waiting for. Level-triggered:
+    /// `EPOLLIN` while reading, `EPOLLOUT` only while output is queued. Edge-triggered: the
+    /// registration never changes; a resumed connection is put on the ready list instead.
+    fn sync_interest(&mut self, key: usize) {
+        let edge = self.lp.cfg.edge;
+        let entry = &mut self.conns[key];
+        let core = &mut entry.core;
+        let generation = core.id.generation;
+        let reading = core.reading_enabled();
+        if reading != core.has(flag::READING) {
+            if reading {
+                core.set(flag::READING);
+                if edge || !entry.input.is_empty() {
+                    self.ready.push((key, generation));
+                }
+            } else {
+                core.clear(flag::READING);
+            }
+        }
+        let desired = if edge {
+            READABLE | WRITABLE | READ_CLOSED | EDGE
+        } else {
+            (if reading { READABLE | READ_CLOSED } else { 0 })
+                | (if core.out.is_some() { WRITABLE } else { 0 })
+        };
+        let tok = token::make(token::CONN, key, generation);
+        let fd = core.fd.as_raw_fd();
+        let result = if core.has(flag::DEREGISTERED) {
+            if !reading && core.out.is_none() {
+                return;
+            }
+            core.clear(flag::DEREGISTERED);
+            self.lp.epoll.add(fd, desired, tok)
+        } else if desired != core.interest {
+            self.lp.epoll.modify(fd, desired, tok)
+        } else {
+            return;
+        };
+        match result {
+            Ok(()) => self.conns[key].core.interest = desired,
+            Err(e) => self.close_now(key, CloseReason::Error(e)),
+        }
+    }
+
+    /// Connections whose reading resumed (or that used up their edge-triggered read budget):
+    /// offer buffered input again, then read the socket when edge-triggered.
+    pub(super) fn run_ready(&mut self) {
+        if self.ready.is_empty() {
+            return;
+        }
+        let mut list = std::mem::take(&mut self.ready);
+        for (key, generation) in list.drain(..) {
+            if !self.alive(key, generation) || !self.conns[key].core.reading_enabled() {
+                continue;
+            }
+            if !self.conns[key].input.is_empty() {
+                self.deliver(key, Src::Buffered);
+                if !self.alive(key, generation) || !self.conns[key].core.reading_enabled() {
+                    continue;
+                }
+            }
+            if self.lp.cfg.edge {
+                self.read_ready(key);
+            }
+        }
+        if self.ready.is_empty() {
+            self.ready = list; // keep the allocation
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The event loop: one thread, one epoll instance, and everything that thread owns.
+//!
+//! Each turn of the loop is one `epoll_wait` (its timeout is the nearest timer deadline, or
+//! zero while connections still have read budget left), then, in order: the I/O events of
+//! that wait, the tasks other threads posted (if the wake-up eventfd fired), connections
+//! whose reading resumed, and due timers.
+//!
+//! * `io.rs` — reading, delivering input to the handler, writing, epoll interest.
+//! * `close.rs` — closing connections, the lingering close, and graceful stop.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::acceptor::{self, Accepted, Balancer, Drain, Listener};
+use crate::buffer::InBuffer;
+use crate::conn::ConnCore;
+use crate::handler::Handler;
+use crate::mailbox::{LoopShared, Task};
+use crate::server::{Config, ServerShared};
+use crate::stats::{bump, LoopStatsSnapshot};
+use crate::sys::epoll::{Epoll, Events, READABLE};
+use crate::timer::{TimerId, Timers};
+
+mod close;
+mod io_path;
+
+/// Epoll tokens: the top two bits say what the descriptor is, then a 32-bit generation and a
+/// 30-bit slab key, so a stale event for a recycled slot is recognised and ignored.
+pub(crate) mod token {
+    pub const CONN: u64 = 0;
+    pub const LISTENER: u64 = 1;
+    pub const LINGER: u64 = 2;
+    pub const WAKER: u64 = 3;
+    pub const KEY_BITS: u32 = 30;
+    pub const KEY_MASK: u64 = (1 << KEY_BITS) - 1;
+
+    pub fn make(tag: u64, key: usize, generation: u32) -> u64 {
+        (tag << 62) | (u64::from(generation) << KEY_BITS) | (key as u64 & KEY_MASK)
+    }
+
+    pub fn split(token: u64) -> (u64, usize, u32) {
+        (token >> 62, (token & KEY_MASK) as usize, (token >> KEY_BITS) as u32)
+    }
+}
+
+/// Timer kinds a loop schedules.
+#[derive(Clone, Debug)]
+pub(crate) enum TimerKind {
+    /// `Handler::on_timer` for a connection.
+    Conn { key: u32, generation: u32, token: u64 },
+    /// `Handler::on_tick`.
+    Loop { token: u64 },
+    /// A lingering close ran out of time.
+    Linger { key: u32, generation: u32 },
+    /// Re-arm a listener after an accept back-off.
+    AcceptRetry { listener: usize },
+    /// The graceful-stop deadline: close whatever is left.
+    StopDeadline,
+}
+
+/// The non-generic state of a loop, which callbacks reach through [`Conn`](crate::Conn) and
+/// [`LoopCx`].
+pub(crate) struct LoopCore {
+    pub epoll: Epoll,
+    pub shared: Arc<LoopShared>,
+    pub server: Arc<ServerShared>,
+    pub cfg: Config,
+    /// Output written during the current callback, sent when it returns.
+    pub staging: Vec<u8>,
+    pub timers: Timers<TimerKind>,
+    /// Time at the start of this turn of the loop.
+    pub now: Instant,
+    /// A callback asked to stop the server.
+    pub stop_requested: bool,
+}
+
+/// One connection in the loop's table: the loop's record, the inbound remainder and the
+/// handler's state, side by side so one callback can borrow all three.
+pub(crate) struct Entry<S> {
+    pub core: ConnCore,
+    pub input: InBuffer,
+    pub state: S,
+}
+
+/// What a loop thread is started with (built on the caller's thread, so set-up errors surface
+/// from `start`).
+pub(crate) struct LoopParts<H> {
+    pub handler: H,
+    pub epoll: Epoll,
+    pub shared: Arc<LoopShared>,
+    pub server: Arc<ServerShared>,
+    pub cfg: Config,
+    pub listeners: Vec<Listener>,
+}
+
+pub(crate) struct EventLoop<H: Handler> {
+    handler: H,
+    lp: LoopCore,
+    conns: Slab<Entry<H::State>>,
+    lingering: Slab<close::Lingering>,
+    listeners: Vec<Option<Listener>>,
+    balancer: Balancer,
+    read_buf: Vec<u8>,
+    events: Events,
+    tasks: Vec<Task>,
+    accepted: Vec<Accepted>,
+    /// Connections to read (or re-deliver input to) without waiting for epoll.
+    ready: Vec<(usize, u32)>,
+    next_generation: u32,
+    stopping: bool,
+    stop_deadline: Option<Instant>,
+}
+
+/// Where the bytes shown to `on_data` come from.
+#[derive(Clone, Copy)]
+enum Src {
+    /// The first `n` bytes of the loop's read buffer.
+    ReadBuf(usize),
+    /// The connection's own inbound remainder.
+    Buffered,
+}
+
+impl<H: Handler> EventLoop<H> {
+    pub(crate) fn new(parts: LoopParts<H>) -> EventLoop<H> {
+        let cfg = parts.cfg;
+        EventLoop {
+            handler: parts.handler,
+            balancer: Balancer::new(cfg.balance),
+            lp: LoopCore {
+                epoll: parts.epoll,
+                shared: parts.shared,
+                server: parts.server,
+                cfg,
+                staging: Vec::new(),
+                timers: Timers::new(),
+                now: Instant::now(),
+                stop_requested: false,
+            },
+            conns: Slab::new(),
+            lingering: Slab::new(),
+            listeners: parts.listeners.into_iter().map(Some).collect(),
+            read_buf: vec![0; cfg.read_buffer],
+            events: Events::with_capacity(cfg.max_events),
+            tasks: Vec::new(),
+            accepted: Vec::new(),
+            ready: Vec::new(),
+            next_generation: 0,
+            stopping: false,
+            stop_deadline: None,
+        }
+    }
+
+    /// Runs until the server stops and every connection is closed.
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let waker = token::make(token::WAKER, 0, 0);
+        self.lp.epoll.add(self.lp.shared.eventfd_raw(), READABLE, waker)?;
+        for i in 0..self.listeners.len() {
+            self.arm_listener(i)?;
+        }
+        self.lp.now = Instant::now();
+        let handler = &mut self.handler;
+        let mut cx = LoopCx::new(&mut self.lp);
+        if panic::catch_unwind(AssertUnwindSafe(|| handler.on_boot(&mut cx))).is_err() {
+            self.note_panic("on_boot");
+        }
+        while !(self.stopping && self.conns.is_empty() && self.lingering.is_empty()) {
+            self.turn()?;
+        }
+        self.finish();
+        Ok(())
+    }
+
+    /// One `epoll_wait` and everything it makes due.
+    fn turn(&mut self) -> io::Result<()> {
+        let timeout = if self.ready.is_empty() {
+            self.lp.timers.next_deadline().map(|d| d.saturating_duration_since(Instant::now()))
+        } else {
+            Some(Duration::ZERO)
+        };
+        let n = self.lp.epoll.wait(&mut self.events, timeout)?;
+        let stats = &self.lp.shared.stats;
+        bump(&stats.epoll_waits, 1);
+        bump(&stats.events, n as u64);
+        self.lp.now = Instant::now();
+        let mut woken = false;
+        for i in 0..n {
+            let (tok, flags) = self.events.get(i);
+            let (tag, key, generation) = token::split(tok);
+            match tag {
+                token::CONN => self.conn_event(key, generation, flags),
+                token::LISTENER => self.accept(key),
+                token::LINGER => self.linger_event(key, generation, flags),
+                _ => woken = true,
+            }
+        }
+        if woken {
+            self.run_tasks();
+        }
+        self.run_ready();
+        self.run_timers();
+        if self.lp.stop_requested {
+            self.lp.stop_requested = false;
+            self.lp.server.stop(self.lp.cfg.stop_timeout);
+        }
+        Ok(())
+    }
+
+    fn arm_listener(&mut self, i: usize) -> io::Result<()> {
+        if let Some(l) = self.listeners[i].as_mut() {
+            let tok = token::make(token::LISTENER, i, 0);
+            self.lp.epoll.add(l.sock.as_raw_fd(), READABLE, tok)?;
+            l.armed = true;
+        }
+        Ok(())
+    }
+
+    /// Drains listener `i` and hands each connection to its loop.
+    fn accept(&mut self, i: usize) {
+        let Some(listener) = self.listeners[i].as_ref() else { return };
+        let mut accepted = std::mem::take(&mut self.accepted);
+        let outcome = acceptor::drain(
+            listener,
+            self.lp.cfg.accept_batch,
+            &self.lp.server,
+            &self.lp.shared,
+            &mut accepted,
+        );
+        if outcome == Drain::BackOff {
+            if let Some(l) = self.listeners[i].as_mut() {
+                let _ = self.lp.epoll.delete(l.sock.as_raw_fd());
+                l.armed = false;
+            }
+            let at = self.lp.now + self.lp.cfg.accept_backoff;
+            self.lp.timers.insert(at, TimerKind::AcceptRetry { listener: i }, None);
+        }
+        let me = self.lp.shared.index;
+        let server = Arc::clone(&self.lp.server);
+        let mut woken = 0u64; // bit set of loops to wake (loops beyond 64 are woken at once)
+        for a in accepted.drain(..) {
+            let target = if self.lp.cfg.reuse_port {
+                me
+            } else {
+                self.balancer.pick(a.peer, &server.loops)
+            };
+            acceptor::note_assigned(&server.loops[target]);
+            if target == me {
+                self.open(a.fd, a.peer);
+            } else {
+                server.loops[target].push(Task::Register { fd: a.fd, peer: a.peer });
+                if target < 64 {
+                    woken |= 1 << target;
+                } else {
+                    server.loops[target].wake();
+                }
+            }
+        }
+        while woken != 0 {
+            let target = woken.trailing_zeros() as usize;
+            woken &= woken - 1;
+            server.loops[target].wake();
+        }
+        self.accepted = accepted;
+    }
+
+    fn run_tasks(&mut self) {
+        let mut tasks = std::mem::take(&mut self.tasks);
+        self.lp.shared.take_tasks(&mut tasks);
+        bump(&self.lp.shared.stats.tasks, tasks.len() as u64);
+        for task in tasks.drain(..) {
+            match task {
+                Task::Register { fd, peer } => {
+                    if self.stopping {
+                        crate::sys::socket::abort(fd);
+                        self.release_slot();
+                    } else {
+                        self.open(fd, peer);
+                    }
+                }
+                Task::Run(f) => {
+                    let mut cx = LoopCx::new(&mut self.lp);
+                    if panic::catch_unwind(AssertUnwindSafe(|| f(&mut cx))).is_err() {
+                        self.note_panic("a posted task");
+                    }
+                }
+                Task::Stop { deadline } => self.begin_stop(deadline),
+            }
+        }
+        self.tasks = tasks;
+    }
+
+    fn run_timers(&mut self) {
+        let now = self.lp.now;
+        while let Some((_, kind)) = self.lp.timers.pop_expired(now) {
+            bump(&self.lp.shared.stats.timers_fired, 1);
+            match kind {
+                TimerKind::Conn { key, generation, token } => {
+                    let key = key as usize;
+                    if self.alive(key, generation) {
+                        self.call(key, |h, c, s| h.on_timer(c, s, token));
+                    }
+                }
+                TimerKind::Loop { token } => {
+                    let handler = &mut self.handler;
+                    let mut cx = LoopCx::new(&mut self.lp);
+                    if panic::catch_unwind(AssertUnwindSafe(|| handler.on_tick(&mut cx, token)))
+                        .is_err()
+                    {
+                        self.note_panic("on_tick");
+                    }
+                }
+                TimerKind::Linger { key, generation } => self.linger_expired(key as usize, generation),
+                TimerKind::AcceptRetry { listener } => {
+                    if !self.stopping {
+                        if let Err(e) = self.arm_listener(listener) {
+                            log::error!("eventide: re-arming a listener failed: {e}");
+                            let at = self.lp.now + self.lp.cfg.accept_backoff;
+                            self.lp.timers.insert(at, TimerKind::AcceptRetry { listener }, None);
+                        }
+                    }
+                }
+                TimerKind::StopDeadline => self.force_close_all(),
+            }
+        }
+    }
+
+    /// Whether slot `key` still holds the connection of that generation.
+    fn alive(&self, key: usize, generation: u32) -> bool {
+        matches!(self.conns.get(key), Some(e) if e.core.id.generation == generation)
+    }
+
+    fn note_panic(&mut self, what: &str) {
+        bump(&self.lp.shared.stats.panics, 1);
+        // Output a panicking callback staged belongs to nobody now.
+        self.lp.clear_staging();
+        log::error!("eventide: loop {}: {what} panicked", self.lp.shared.index);
+    }
+
+    /// The loop is exiting: drop queued work and tell the handler.
+    fn finish(&mut self) {
+        let mut tasks = std::mem::take(&mut self.tasks);
+        self.lp.shared.take_tasks(&mut tasks);
+        for task in tasks {
+            if let Task::Register { fd, .. } = task {
+                crate::sys::socket::abort(fd);
+                self.release_slot();
+            }
+        }
+        self.lp.timers.clear();
+        let handler = &mut self.handler;
+        if panic::catch_unwind(AssertUnwindSafe(|| handler.on_shutdown())).is_err() {
+            self.note_panic("on_shutdown");
+        }
+    }
+}
+
+/// The event loop, as seen from [`Handler::on_boot`], [`Handler::on_tick`], a task posted to
+/// the loop, or [`Conn::loop_cx`](crate::Conn::loop_cx).
+pub struct LoopCx<'a> {
+    lp: &'a mut LoopCore,
+}
+
+impl<'a> LoopCx<'a> {
+    pub(crate) fn new(lp: &'a mut LoopCore) -> LoopCx<'a> {
+        LoopCx { lp }
+    }
+
+    /// Index of this loop (0-based).
+    pub fn index(&self) -> usize {
+        self.lp.shared.index
+    }
+
+    /// The time this turn of the loop started (cheaper than `Instant::now()`).
+    pub fn now(&self) -> Instant {
+        self.lp.now
+    }
+
+    /// Calls [`Handler::on_tick`] with `token` once, after `after`.
+    pub fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
+        self.lp.timers.insert(self.lp.now + after, TimerKind::Loop { token }, None)
+    }
+
+    /// Calls [`Handler::on_tick`] with `token` every `period`, until cancelled.
+    pub fn set_interval(&mut self, period: Duration, token: u64) -> TimerId {
+        self.lp.timers.insert(self.lp.now + period, TimerKind::Loop { token }, Some(period))
+    }
+
+    /// Cancels a timer. Returns whether it was still pending.
+    pub fn cancel_timer(&mut self, id: TimerId) -> bool {
+        self.lp.timers.cancel(id)
+    }
+
+    /// Number of timers pending on this loop.
+    pub fn pending_timers(&self) -> usize {
+        self.lp.timers.len()
+    }
+
+    /// This loop's counters.
+    pub fn stats(&self) -> LoopStatsSnapshot {
+        self.lp.shared.stats.snapshot()
+    }
+
+    /// Stops the whole server gracefully.
+    pub fn stop_server(&mut self) {
+        self.lp.stop_requested = true;
+    }
+}
+
+impl std::fmt::Debug for LoopCx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopCx").field("index", &self.index()).finish()
+    }
+}

@@ -1,0 +1,195 @@
+//! The application's side of the reactor: the [`Handler`] callbacks, the [`Action`] they
+//! return, and why a connection closed ([`CloseReason`]).
+
+use std::fmt;
+use std::io;
+
+use crate::conn::Conn;
+use crate::event_loop::LoopCx;
+
+/// What the event loop should do after a callback returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Action {
+    /// Keep serving the connection.
+    #[default]
+    Continue,
+    /// Close the connection once its pending output has been flushed.
+    Close,
+    /// Stop the whole server gracefully (as [`StopHandle::stop`](crate::StopHandle::stop)).
+    StopServer,
+}
+
+/// Why a connection closed, as reported to [`Handler::on_close`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The peer closed the connection in an orderly way (end of stream, then close).
+    PeerClosed,
+    /// The peer reset the connection (`ECONNRESET` / `EPIPE`); unsent output was lost.
+    Reset,
+    /// An I/O error other than a reset.
+    Error(io::Error),
+    /// The application closed it ([`Action::Close`] or [`Conn::close`]).
+    Local,
+    /// The handler left more unconsumed input than the inbound limit allows.
+    InboundLimit,
+    /// A callback panicked; the connection was dropped without flushing.
+    Panicked,
+    /// The server is shutting down.
+    ServerShutdown,
+    /// No bytes moved in either direction for longer than the idle timeout.
+    IdleTimeout,
+    /// An incomplete inbound message waited longer than the read timeout.
+    ReadTimeout,
+    /// A protocol error found by a codec or the application, with a short description.
+    Protocol(String),
+}
+
+impl CloseReason {
+    /// A short stable name for logs and metrics (`"peer_closed"`, `"reset"`, ...).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CloseReason::PeerClosed => "peer_closed",
+            CloseReason::Reset => "reset",
+            CloseReason::Error(_) => "error",
+            CloseReason::Local => "local",
+            CloseReason::InboundLimit => "inbound_limit",
+            CloseReason::Panicked => "panicked",
+            CloseReason::ServerShutdown => "server_shutdown",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::ReadTimeout => "read_timeout",
+            CloseReason::Protocol(_) => "protocol",
+        }
+    }
+
+    /// Classifies an I/O error from a read or write on the connection.
+    pub(crate) fn from_io(err: io::Error) -> CloseReason {
+        match err.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted => CloseReason::Reset,
+            _ => CloseReason::Error(err),
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Error(e) => write!(f, "error: {e}"),
+            CloseReason::Protocol(why) => write!(f, "protocol error: {why}"),
+            other => f.write_str(other.as_str()),
+        }
+    }
+}
+
+/// Identifies a connection within its event loop: a slab slot plus a generation, so an id
+/// that outlives its connection never matches the connection that reuses the slot.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ConnId {
+    pub(crate) loop_index: u16,
+    pub(crate) key: u32,
+    pub(crate) generation: u32,
+}
+
+impl ConnId {
+    /// Index of the event loop that owns the connection.
+    pub fn loop_index(&self) -> usize {
+        self.loop_index as usize
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}.{}", self.loop_index, self.key, self.generation)
+    }
+}
+
+/// The callbacks of one event loop. The server creates one handler value per loop (so it is
+/// `Send` but need not be `Sync`); every callback for the connections of that loop runs on the
+/// loop's thread, one at a time, and must not block.
+///
+/// Each connection carries a typed [`State`](Handler::State), created by
+/// [`on_open`](Handler::on_open), stored inline in the loop's connection table and handed to
+/// every later callback by `&mut` — no lookup, no downcast.
+///
+/// An echo server:
+///
+/// ```
+/// use eventide::{Action, Conn, Handler};
+///
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     type State = ();
+///
+///     fn on_open(&mut self, _conn: &mut Conn<'_>) {}
+///
+///     fn on_data(&mut self, conn: &mut Conn<'_>, _state: &mut ()) -> Action {
+///         let data = conn.input();
+///         conn.write(data);
+///         conn.consume(data.len());
+///         Action::Continue
+///     }
+/// }
+/// ```
+pub trait Handler: Send + 'static {
+    /// Per-connection state, created by [`on_open`](Handler::on_open).
+    type State: 'static;
+
+    /// A connection is established (the seed's *state change* event). Returns its state.
+    /// To refuse it, call [`Conn::close`].
+    fn on_open(&mut self, conn: &mut Conn<'_>) -> Self::State;
+
+    /// Bytes arrived (the seed's *data readable* event). [`Conn::input`] holds everything not
+    /// yet consumed; [`Conn::consume`] what was handled. Unconsumed bytes are kept and shown
+    /// again with the next bytes. While a call consumes something and input remains, the loop
+    /// calls again, so a handler may handle one message per call.
+    fn on_data(&mut self, conn: &mut Conn<'_>, state: &mut Self::State) -> Action;
+
+    /// All pending output has been written to the socket (the seed's *writable* event, as
+    /// seen by the application). Called only after output had to wait for the kernel.
+    fn on_drained(&mut self, conn: &mut Conn<'_>, state: &mut Self::State) -> Action {
+        let _ = (conn, state);
+        Action::Continue
+    }
+
+    /// Pending output has just passed the high-water mark. By default the loop has already
+    /// paused reading this connection until output falls under the low-water mark.
+    fn on_high_water(&mut self, conn: &mut Conn<'_>, state: &mut Self::State) -> Action {
+        let _ = (conn, state);
+        Action::Continue
+    }
+
+    /// The peer shut down its write side (end of stream). Output may still be written. The
+    /// default closes the connection after pending output is flushed.
+    fn on_read_closed(&mut self, conn: &mut Conn<'_>, state: &mut Self::State) -> Action {
+        let _ = (conn, state);
+        Action::Close
+    }
+
+    /// A timer set with [`Conn::set_timer`] fired.
+    fn on_timer(&mut self, conn: &mut Conn<'_>, state: &mut Self::State, token: u64) -> Action {
+        let _ = (conn, state, token);
+        Action::Continue
+    }
+
+    /// The connection is closed; its state is handed back for cleanup.
+    fn on_close(&mut self, id: ConnId, state: Self::State, reason: &CloseReason) {
+        let _ = (id, state, reason);
+    }
+
+    /// The loop started, before any connection is served: a place for per-loop set-up and for
+    /// starting loop timers with [`LoopCx::set_timer`].
+    fn on_boot(&mut self, cx: &mut LoopCx<'_>) {
+        let _ = cx;
+    }
+
+    /// A loop timer set with [`LoopCx::set_timer`] fired.
+    fn on_tick(&mut self, cx: &mut LoopCx<'_>, token: u64) {
+        let _ = (cx, token);
+    }
+
+    /// The loop is about to exit: every connection is closed.
+    fn on_shutdown(&mut self) {}
+}

@@ -1,0 +1,61 @@
+//! # eventide
+//!
+//! An epoll event-loop networking framework: the reactor pattern of muduo, gnet and netpoll,
+//! in Rust, with callbacks instead of futures.
+//!
+//! A [`Server`] binds one or more listeners and runs N event loops, one thread each. A loop
+//! waits in `epoll_wait`, accepts connections (or receives them from the acceptor loop), reads
+//! into one shared buffer, and calls your [`Handler`] for each event on each connection:
+//! opened, data readable, output drained, peer closed its write side, closed. Other threads
+//! reach a loop through its task queue and its wake-up [`EventFd`].
+//!
+//! ```no_run
+//! use eventide::{Action, Conn, Handler, Server};
+//!
+//! /// Echoes every byte back.
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     type State = ();
+//!
+//!     fn on_open(&mut self, _conn: &mut Conn<'_>) {}
+//!
+//!     fn on_data(&mut self, conn: &mut Conn<'_>, _state: &mut ()) -> Action {
+//!         let data = conn.input();
+//!         conn.write(data);
+//!         conn.consume(data.len());
+//!         Action::Continue
+//!     }
+//! }
+//!
+//! let server = Server::builder().bind("127.0.0.1:0").loops(2).start(|_| Echo)?;
+//! println!("listening on {}", server.local_addr());
+//! server.join()?; // until a StopHandle stops it
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! See `ARCHITECTURE.md` for the layers and the life of a connection and of an event.
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(rust_2018_idioms)]
+
+mod acceptor;
+mod buffer;
+mod conn;
+mod event_loop;
+mod handler;
+mod mailbox;
+mod server;
+mod stats;
+pub mod sys;
+mod timer;
+
+pub use acceptor::Balance;
+pub use conn::Conn;
+pub use event_loop::LoopCx;
+pub use handler::{Action, CloseReason, ConnId, Handler};
+pub use server::{Builder, InboundPolicy, Server, StopHandle, Trigger};
+pub use stats::{LoopStatsSnapshot, Stats};
+pub use sys::eventfd::{EventFd, EventFdFlags};
+pub use timer::TimerId;

@@ -1,0 +1,146 @@
+//! Counters each loop keeps about itself, readable from any thread.
+//!
+//! Most counters have a single writer (the loop's own thread), so they are bumped with a
+//! relaxed load and store — a plain `mov`, no locked instruction on the hot path. The few that
+//! other threads write (waker writes, handed-over connections) use atomic read-modify-write.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Live counters of one event loop.
+#[derive(Debug, Default)]
+pub(crate) struct LoopStats {
+    pub connections: AtomicU64,
+    pub accepted: AtomicU64,
+    pub refused: AtomicU64,
+    pub accept_errors: AtomicU64,
+    pub closed: AtomicU64,
+    pub eventfd_writes: AtomicU64,
+    pub epoll_waits: AtomicU64,
+    pub events: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub pending_output: AtomicU64,
+    pub peak_pending_output: AtomicU64,
+    pub panics: AtomicU64,
+    pub tasks: AtomicU64,
+    pub timers_fired: AtomicU64,
+    /// Connections assigned to this loop and not yet closed, counted by the acceptor when it
+    /// hands one over (so least-connections sees hand-offs still in flight).
+    pub assigned: AtomicU64,
+}
+
+/// Adds to a counter only this thread writes.
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+/// Subtracts from a counter only this thread writes.
+#[inline]
+pub(crate) fn drop_by(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_sub(n), Relaxed);
+}
+
+/// Raises a high-water counter only this thread writes.
+#[inline]
+pub(crate) fn raise(counter: &AtomicU64, value: u64) {
+    if value > counter.load(Relaxed) {
+        counter.store(value, Relaxed);
+    }
+}
+
+impl LoopStats {
+    pub(crate) fn snapshot(&self) -> LoopStatsSnapshot {
+        LoopStatsSnapshot {
+            connections: self.connections.load(Relaxed),
+            accepted: self.accepted.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+            accept_errors: self.accept_errors.load(Relaxed),
+            closed: self.closed.load(Relaxed),
+            eventfd_writes: self.eventfd_writes.load(Relaxed),
+            epoll_waits: self.epoll_waits.load(Relaxed),
+            events: self.events.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            pending_output: self.pending_output.load(Relaxed),
+            peak_pending_output: self.peak_pending_output.load(Relaxed),
+            panics: self.panics.load(Relaxed),
+            tasks: self.tasks.load(Relaxed),
+            timers_fired: self.timers_fired.load(Relaxed),
+        }
+    }
+}
+
+/// A point-in-time copy of one loop's counters (or, from [`Stats::total`], of all loops).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoopStatsSnapshot {
+    /// Open connections, including ones closing gracefully.
+    pub connections: u64,
+    /// Connections accepted and opened on this loop.
+    pub accepted: u64,
+    /// Accepted connections closed at once because the server was at its connection limit.
+    pub refused: u64,
+    /// `accept` failures (e.g. `EMFILE`); each one backs the listener off.
+    pub accept_errors: u64,
+    /// Connections closed.
+    pub closed: u64,
+    /// Writes to the loop's wake-up eventfd (one per burst of cross-thread tasks).
+    pub eventfd_writes: u64,
+    /// `epoll_wait` calls.
+    pub epoll_waits: u64,
+    /// Events returned by `epoll_wait`.
+    pub events: u64,
+    /// Bytes read from connections.
+    pub bytes_in: u64,
+    /// Bytes written to connections.
+    pub bytes_out: u64,
+    /// Bytes waiting in connections' output buffers now.
+    pub pending_output: u64,
+    /// The largest output buffer any single connection has had.
+    pub peak_pending_output: u64,
+    /// Callbacks that panicked.
+    pub panics: u64,
+    /// Cross-thread tasks run.
+    pub tasks: u64,
+    /// Timers fired.
+    pub timers_fired: u64,
+}
+
+impl LoopStatsSnapshot {
+    fn add(&mut self, o: &LoopStatsSnapshot) {
+        self.connections += o.connections;
+        self.accepted += o.accepted;
+        self.refused += o.refused;
+        self.accept_errors += o.accept_errors;
+        self.closed += o.closed;
+        self.eventfd_writes += o.eventfd_writes;
+        self.epoll_waits += o.epoll_waits;
+        self.events += o.events;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.pending_output += o.pending_output;
+        self.peak_pending_output = self.peak_pending_output.max(o.peak_pending_output);
+        self.panics += o.panics;
+        self.tasks += o.tasks;
+        self.timers_fired += o.timers_fired;
+    }
+}
+
+/// Counters of every loop of a server.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// One snapshot per loop, by loop index.
+    pub loops: Vec<LoopStatsSnapshot>,
+}
+
+impl Stats {
+    /// The sum over all loops (`peak_pending_output` is the maximum).
+    pub fn total(&self) -> LoopStatsSnapshot {
+        let mut t = LoopStatsSnapshot::default();
+        for l in &self.loops {
+            t.add(l);
+        }
+        t
+    }
+}

@@ -1,0 +1,247 @@
+//! Socket calls: listeners, `accept4`, and the read / write paths of connections.
+//!
+//! Writes use `send`/`sendmsg` with `MSG_NOSIGNAL`, so a peer that has gone away yields `EPIPE`
+//! instead of killing the process with `SIGPIPE`, whatever the application did with the signal.
+
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+
+use super::{cvt, cvt_retry};
+
+/// Options for a listening TCP socket.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ListenOptions {
+    /// Length of the accept queue (the kernel caps it at `net.core.somaxconn`).
+    pub backlog: i32,
+    /// `SO_REUSEPORT`: several sockets share the port and the kernel spreads connections.
+    pub reuse_port: bool,
+}
+
+/// Creates a non-blocking, close-on-exec TCP listener with `SO_REUSEADDR` bound to `addr`.
+pub(crate) fn tcp_listener(addr: SocketAddr, opts: ListenOptions) -> io::Result<Socket> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if opts.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(opts.backlog)?;
+    Ok(socket)
+}
+
+/// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`: the next connection of the accept queue and its
+/// peer address. `WouldBlock` when the queue is empty.
+pub(crate) fn accept(listener: RawFd) -> io::Result<(OwnedFd, SockAddr)> {
+    // SAFETY: `try_init` hands the closure a zeroed sockaddr_storage and its length; accept4
+    // writes at most `*len` bytes there and updates `*len`, which is the contract try_init needs.
+    let (fd, addr) = unsafe {
+        SockAddr::try_init(|storage, len| {
+            cvt_retry(|| {
+                libc::accept4(
+                    listener,
+                    storage.cast(),
+                    len,
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
+            })
+        })
+    }?;
+    // SAFETY: accept4 returned a new descriptor that nothing else owns.
+    Ok((unsafe { OwnedFd::from_raw_fd(fd) }, addr))
+}
+
+/// `read(2)` into `buf`; `Ok(0)` means end of stream.
+pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes during the call.
+    let n = cvt_retry(|| unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })?;
+    Ok(n as usize)
+}
+
+/// One `readv(2)` that fills the spare capacity of `vec` first and then `extra`, so a
+/// connection that already holds a partial message reads into its own buffer without a
+/// copy, and a burst larger than that still fits in one call. Bytes read into `vec` are
+/// appended to it (its length grows); returns `(into_vec, into_extra)`.
+pub(crate) fn read_append(
+    fd: RawFd,
+    vec: &mut Vec<u8>,
+    extra: &mut [u8],
+) -> io::Result<(usize, usize)> {
+    let spare: &mut [MaybeUninit<u8>] = vec.spare_capacity_mut();
+    let spare_len = spare.len();
+    let iov = [
+        libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: spare_len },
+        libc::iovec { iov_base: extra.as_mut_ptr().cast(), iov_len: extra.len() },
+    ];
+    // SAFETY: both iovecs point to writable memory of the stated lengths (the vector's spare
+    // capacity and `extra`), which stays valid and unaliased for the duration of the call.
+    let n = cvt_retry(|| unsafe { libc::readv(fd, iov.as_ptr(), 2) })? as usize;
+    let into_vec = n.min(spare_len);
+    // SAFETY: the kernel initialised the first `into_vec` bytes of the spare capacity.
+    unsafe { vec.set_len(vec.len() + into_vec) };
+    Ok((into_vec, n - into_vec))
+}
+
+/// `send(2)` with `MSG_NOSIGNAL`.
+pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes during the call.
+    let n = cvt_retry(|| unsafe {
+        libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL)
+    })?;
+    Ok(n as usize)
+}
+
+/// Gathering write: `sendmsg(2)` of several buffers with `MSG_NOSIGNAL` (a `writev` that cannot
+/// raise `SIGPIPE`). At most `IOV_MAX` buffers are passed; the rest wait for the next call.
+pub(crate) fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    if bufs.len() == 1 {
+        return send(fd, &bufs[0]);
+    }
+    let count = bufs.len().min(IOV_MAX);
+    // SAFETY: an all-zero msghdr is a valid value (null name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // IoSlice is guaranteed ABI-compatible with iovec on Unix.
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = count as _;
+    // SAFETY: `msg` points at `count` valid iovecs borrowed from `bufs` for the whole call.
+    let n = cvt_retry(|| unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) })?;
+    Ok(n as usize)
+}
+
+/// The most buffers one `sendmsg` takes on Linux.
+pub(crate) const IOV_MAX: usize = 1024;
+
+/// `shutdown(2)` of the write side: the peer reads end-of-stream after the bytes already sent.
+pub(crate) fn shutdown_write(fd: &OwnedFd) -> io::Result<()> {
+    SockRef::from(fd).shutdown(Shutdown::Write)
+}
+
+/// Reads and clears `SO_ERROR`.
+pub(crate) fn take_error(fd: &OwnedFd) -> io::Result<Option<io::Error>> {
+    SockRef::from(fd).take_error()
+}
+
+/// `getsockname(2)` as a std address (`None` for a non-IP socket).
+pub(crate) fn local_addr(fd: &OwnedFd) -> io::Result<Option<SocketAddr>> {
+    Ok(SockRef::from(fd).local_addr()?.as_socket())
+}
+
+/// Closes `fd` right away with `SO_LINGER` zero, so the peer sees a reset at once (used to
+/// refuse a connection over the limit without leaving it in `TIME_WAIT` on our side).
+pub(crate) fn abort(fd: OwnedFd) {
+    let _ = SockRef::from(&fd).set_linger(Some(std::time::Duration::ZERO));
+    drop(fd);
+}
+
+/// Number of bytes waiting in the socket's receive queue (`FIONREAD`).
+#[allow(dead_code)]
+pub(crate) fn readable_bytes(fd: RawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which is valid for that write.
+    cvt(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) })?;
+    Ok(n.max(0) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{ErrorKind, Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::net::TcpStream;
+
+    fn listener() -> (Socket, SocketAddr) {
+        let l = tcp_listener(
+            "127.0.0.1:0".parse().unwrap(),
+            ListenOptions { backlog: 16, reuse_port: false },
+        )
+        .unwrap();
+        let addr = l.local_addr().unwrap().as_socket().unwrap();
+        (l, addr)
+    }
+
+    #[test]
+    fn accept_would_block_then_returns_connection() {
+        let (l, addr) = listener();
+        assert_eq!(accept(l.as_raw_fd()).unwrap_err().kind(), ErrorKind::WouldBlock);
+        let client = TcpStream::connect(addr).unwrap();
+        // The connection is queued by the time connect returns on loopback.
+        let (fd, peer) = accept(l.as_raw_fd()).unwrap();
+        assert_eq!(peer.as_socket().unwrap(), client.local_addr().unwrap());
+        // accept4 set O_NONBLOCK on the new socket.
+        let mut buf = [0u8; 4];
+        assert_eq!(read(fd.as_raw_fd(), &mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn read_append_spills_into_extra() {
+        let (l, addr) = listener();
+        let mut client = TcpStream::connect(addr).unwrap();
+        let (fd, _) = accept(l.as_raw_fd()).unwrap();
+        client.write_all(b"hello world").unwrap();
+        let mut vec = Vec::with_capacity(4);
+        vec.extend_from_slice(b"ab");
+        let mut extra = [0u8; 64];
+        // Wait until all 11 bytes are queued, so one readv sees them.
+        while readable_bytes(fd.as_raw_fd()).unwrap() < 11 {
+            std::thread::yield_now();
+        }
+        let (a, b) = read_append(fd.as_raw_fd(), &mut vec, &mut extra).unwrap();
+        assert_eq!(a, vec.capacity() - 2);
+        assert_eq!(a + b, 11);
+        let mut all = vec[2..].to_vec();
+        all.extend_from_slice(&extra[..b]);
+        assert_eq!(all, b"hello world");
+        assert_eq!(&vec[..2], b"ab");
+    }
+
+    #[test]
+    fn send_vectored_and_shutdown() {
+        let (l, addr) = listener();
+        let mut client = TcpStream::connect(addr).unwrap();
+        let (fd, _) = accept(l.as_raw_fd()).unwrap();
+        let n = send_vectored(fd.as_raw_fd(), &[IoSlice::new(b"ab"), IoSlice::new(b"cd")]).unwrap();
+        assert_eq!(n, 4);
+        shutdown_write(&fd).unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"abcd");
+    }
+
+    #[test]
+    fn send_to_closed_peer_is_an_error_not_a_signal() {
+        let (l, addr) = listener();
+        let client = TcpStream::connect(addr).unwrap();
+        let (fd, _) = accept(l.as_raw_fd()).unwrap();
+        SockRef::from(&client).set_linger(Some(std::time::Duration::ZERO)).unwrap();
+        drop(client); // reset
+        let mut failed = false;
+        for _ in 0..1000 {
+            match send(fd.as_raw_fd(), b"x") {
+                Ok(_) => std::thread::yield_now(),
+                Err(e) => {
+                    assert!(matches!(
+                        e.kind(),
+                        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset
+                    ));
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        assert!(failed);
+    }
+
+    #[test]
+    fn bind_conflict_is_a_clear_error() {
+        let (_l, addr) = listener();
+        let err = tcp_listener(addr, ListenOptions { backlog: 16, reuse_port: false }).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AddrInUse);
+    }
+}
