@@ -29,7 +29,11 @@ impl Handler for Echo {
 fn main() {
     let args = Args::parse("127.0.0.1:7000", &[], &["reuseport", "edge"]);
     let signals = common::termination_signals();
-    let trigger = if args.flag("edge") { Trigger::Edge } else { Trigger::Level };
+    let trigger = if args.flag("edge") {
+        Trigger::Edge
+    } else {
+        Trigger::Level
+    };
     let server = common::or_exit(
         Server::builder()
             .bind(args.addr.as_str())

@@ -72,7 +72,10 @@ pub(crate) fn drain(
                     socket::abort(fd);
                     continue;
                 }
-                out.push(Accepted { fd, peer: addr.as_socket() });
+                out.push(Accepted {
+                    fd,
+                    peer: addr.as_socket(),
+                });
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drain::Empty,
             Err(e) => {
@@ -97,9 +100,20 @@ fn needs_back_off(e: &io::Error) -> bool {
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     ) || !matches!(
         e.raw_os_error(),
-        Some(libc::ECONNABORTED | libc::EPROTO | libc::EPERM | libc::EINTR | libc::ENETDOWN
-            | libc::ENOPROTOOPT | libc::EHOSTDOWN | libc::ENONET | libc::EHOSTUNREACH
-            | libc::EOPNOTSUPP | libc::ENETUNREACH | libc::ETIMEDOUT)
+        Some(
+            libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::EPERM
+                | libc::EINTR
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+                | libc::ETIMEDOUT
+        )
     )
 }
 
@@ -175,7 +189,9 @@ mod tests {
     use super::*;
 
     fn loops(n: usize) -> Vec<Arc<LoopShared>> {
-        (0..n).map(|i| Arc::new(LoopShared::new(i).unwrap())).collect()
+        (0..n)
+            .map(|i| Arc::new(LoopShared::new(i).unwrap()))
+            .collect()
     }
 
     #[test]

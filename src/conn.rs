@@ -52,10 +52,12 @@ pub(crate) mod flag {
     pub const READING: u16 = 1 << 11;
     /// Removed from epoll (a hang-up while reading was paused); re-added on resume.
     pub const DEREGISTERED: u16 = 1 << 12;
+    /// Edge-triggered: the peer's FIN has been reported, so a short read does not mean the
+    /// socket is done (end of stream is still to be read, and no further edge will come).
+    pub const PEER_FIN: u16 = 1 << 13;
 
     /// Any of these stops reading.
-    pub const NO_READ: u16 =
-        READ_CLOSED | CLOSE_REQ | ABORT | PAUSE_USER | PAUSE_HWM | PAUSE_LIMIT;
+    pub const NO_READ: u16 = READ_CLOSED | CLOSE_REQ | ABORT | PAUSE_USER | PAUSE_HWM | PAUSE_LIMIT;
 }
 
 /// The loop's record of one connection (everything but the handler's state and the inbound
@@ -74,7 +76,15 @@ pub(crate) struct ConnCore {
 
 impl ConnCore {
     pub(crate) fn new(fd: OwnedFd, id: ConnId, peer: Option<SocketAddr>) -> ConnCore {
-        ConnCore { fd, id, flags: 0, interest: 0, out: None, peer, reason: None }
+        ConnCore {
+            fd,
+            id,
+            flags: 0,
+            interest: 0,
+            out: None,
+            peer,
+            reason: None,
+        }
     }
 
     #[inline]
@@ -190,7 +200,9 @@ impl ConnCore {
     /// Writes queued output until it is empty or the kernel refuses more. Returns whether the
     /// queue became empty by this call.
     pub(crate) fn write_queued(&mut self, lp: &mut LoopCore) -> bool {
-        let Some(out) = self.out.as_mut() else { return false };
+        let Some(out) = self.out.as_mut() else {
+            return false;
+        };
         let fd = self.fd.as_raw_fd();
         let before = out.len();
         while !out.is_empty() {
@@ -269,7 +281,12 @@ pub struct Conn<'a> {
 
 impl<'a> Conn<'a> {
     pub(crate) fn new(core: &'a mut ConnCore, lp: &'a mut LoopCore, input: &'a [u8]) -> Conn<'a> {
-        Conn { core, lp, input, consumed: 0 }
+        Conn {
+            core,
+            lp,
+            input,
+            consumed: 0,
+        }
     }
 
     /// This connection's id.
@@ -284,9 +301,19 @@ impl<'a> Conn<'a> {
 
     /// The local address of the connection (`getsockname`).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        socket::local_addr(&self.core.fd)?.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::Unsupported, "not an IP socket")
-        })
+        socket::local_addr(&self.core.fd)?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "not an IP socket"))
+    }
+
+    /// Whether `TCP_NODELAY` is set (it is by default, see
+    /// [`Builder::nodelay`](crate::Builder::nodelay)).
+    pub fn nodelay(&self) -> io::Result<bool> {
+        socket::nodelay(&self.core.fd)
+    }
+
+    /// Sets or clears `TCP_NODELAY` on this connection.
+    pub fn set_nodelay(&mut self, on: bool) -> io::Result<()> {
+        socket::set_nodelay(&self.core.fd, on)
     }
 
     /// Inbound bytes not yet consumed, oldest first. The slice lives as long as the callback,
@@ -340,7 +367,11 @@ impl<'a> Conn<'a> {
 
     /// Bytes written but not yet accepted by the kernel (staged in this callback plus queued).
     pub fn pending_output(&self) -> usize {
-        let staged = if self.core.out.is_none() { self.lp.staging.len() } else { 0 };
+        let staged = if self.core.out.is_none() {
+            self.lp.staging.len()
+        } else {
+            0
+        };
         self.core.pending() + staged
     }
 
@@ -373,7 +404,8 @@ impl<'a> Conn<'a> {
 
     /// Whether reading is paused (by the application, the high-water mark or the inbound limit).
     pub fn is_read_paused(&self) -> bool {
-        self.core.has(flag::PAUSE_USER | flag::PAUSE_HWM | flag::PAUSE_LIMIT)
+        self.core
+            .has(flag::PAUSE_USER | flag::PAUSE_HWM | flag::PAUSE_LIMIT)
     }
 
     /// Whether the peer has shut down its write side.
@@ -389,7 +421,11 @@ impl<'a> Conn<'a> {
     /// Calls [`Handler::on_timer`](crate::Handler::on_timer) for this connection with `token`
     /// after `after`. The timer is ignored if the connection has closed by then.
     pub fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
-        let kind = TimerKind::Conn { key: self.core.id.key, generation: self.core.id.generation, token };
+        let kind = TimerKind::Conn {
+            key: self.core.id.key,
+            generation: self.core.id.generation,
+            token,
+        };
         self.lp.timers.insert(self.lp.now + after, kind, None)
     }
 

@@ -23,7 +23,10 @@ use crate::sys::eventfd::{EventFd, EventFdFlags};
 /// Work posted to a loop from another thread.
 pub(crate) enum Task {
     /// A connection accepted by another loop's acceptor, to be served here.
-    Register { fd: OwnedFd, peer: Option<SocketAddr> },
+    Register {
+        fd: OwnedFd,
+        peer: Option<SocketAddr>,
+    },
     /// A closure to run on the loop.
     Run(Box<dyn FnOnce(&mut LoopCx<'_>) + Send>),
     /// Stop gracefully: flush and close every connection by `deadline`, then exit.
@@ -47,6 +50,7 @@ pub(crate) struct LoopShared {
     tasks: Mutex<Vec<Task>>,
     eventfd: EventFd,
     wake_pending: AtomicBool,
+    exited: AtomicBool,
 }
 
 impl LoopShared {
@@ -57,6 +61,7 @@ impl LoopShared {
             tasks: Mutex::new(Vec::new()),
             eventfd: EventFd::new(0, EventFdFlags::NONBLOCK | EventFdFlags::CLOEXEC)?,
             wake_pending: AtomicBool::new(false),
+            exited: AtomicBool::new(false),
         })
     }
 
@@ -69,13 +74,18 @@ impl LoopShared {
     /// Queues a task without waking the loop (the caller wakes it once after a batch).
     pub(crate) fn push(&self, task: Task) {
         // A poisoned queue only means a poster panicked mid-push; the Vec is still valid.
-        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(task);
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
     }
 
     /// Interrupts the loop's `epoll_wait`, unless a wake is already pending.
     pub(crate) fn wake(&self) {
         if !self.wake_pending.swap(true, SeqCst) {
-            self.stats.eventfd_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.stats
+                .eventfd_writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Err(e) = self.eventfd.write(1) {
                 // Only possible if the counter were near u64::MAX, which the loop's reads prevent.
                 log::error!("eventide: waking loop {} failed: {e}", self.index);
@@ -94,6 +104,15 @@ impl LoopShared {
         self.wake_pending.store(false, SeqCst);
         let mut queue = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::swap(&mut *queue, into);
+    }
+
+    /// Marks the loop as gone: later posts fail instead of queueing forever.
+    pub(crate) fn mark_exited(&self) {
+        self.exited.store(true, SeqCst);
+    }
+
+    pub(crate) fn has_exited(&self) -> bool {
+        self.exited.load(SeqCst)
     }
 
     /// Descriptor of the wake-up eventfd, registered for readability in the loop's epoll.

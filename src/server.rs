@@ -141,6 +141,8 @@ pub struct Builder {
     loops: usize,
     backlog: i32,
     nodelay: bool,
+    send_buffer: Option<usize>,
+    recv_buffer: Option<usize>,
     max_connections: usize,
     cfg: Config,
     on_shutdown: Option<Box<dyn FnOnce() + Send>>,
@@ -154,6 +156,8 @@ impl Default for Builder {
             loops: std::thread::available_parallelism().map_or(1, |n| n.get()),
             backlog: 1024,
             nodelay: true,
+            send_buffer: None,
+            recv_buffer: None,
             max_connections: usize::MAX,
             cfg: Config::default(),
             on_shutdown: None,
@@ -209,6 +213,21 @@ impl Builder {
     /// `TCP_NODELAY` on accepted connections (default: on).
     pub fn nodelay(mut self, on: bool) -> Builder {
         self.nodelay = on;
+        self
+    }
+
+    /// `SO_SNDBUF` for accepted connections (set on the listener, which they inherit). The
+    /// kernel doubles the value and may cap it (`net.core.wmem_max`). Default: the kernel's
+    /// auto-tuning.
+    pub fn socket_send_buffer(mut self, bytes: usize) -> Builder {
+        self.send_buffer = Some(bytes);
+        self
+    }
+
+    /// `SO_RCVBUF` for accepted connections (set on the listener, which they inherit). Default:
+    /// the kernel's auto-tuning.
+    pub fn socket_recv_buffer(mut self, bytes: usize) -> Builder {
+        self.recv_buffer = Some(bytes);
         self
     }
 
@@ -282,19 +301,32 @@ impl Builder {
         F: FnMut(usize) -> H,
     {
         if let Some(e) = self.bind_error {
-            return Err(io::Error::new(e.kind(), format!("resolving the listen address: {e}")));
+            return Err(io::Error::new(
+                e.kind(),
+                format!("resolving the listen address: {e}"),
+            ));
         }
         if self.addrs.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no address to listen on",
+            ));
         }
         if self.loops == 0 || self.loops > usize::from(u16::MAX) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("loops must be between 1 and {}, not {}", u16::MAX, self.loops),
+                format!(
+                    "loops must be between 1 and {}, not {}",
+                    u16::MAX,
+                    self.loops
+                ),
             ));
         }
         let cfg = self.cfg;
-        let opts = ListenOptions { backlog: self.backlog, reuse_port: cfg.reuse_port };
+        let opts = ListenOptions {
+            backlog: self.backlog,
+            reuse_port: cfg.reuse_port,
+        };
         let mut per_loop: Vec<Vec<Listener>> = (0..self.loops).map(|_| Vec::new()).collect();
         let mut local_addrs = Vec::new();
         for &addr in &self.addrs {
@@ -306,6 +338,12 @@ impl Builder {
                 // Accepted sockets inherit TCP_NODELAY from the listener: one call, not one per
                 // connection.
                 sock.set_nodelay(self.nodelay)?;
+                if let Some(n) = self.send_buffer {
+                    sock.set_send_buffer_size(n)?;
+                }
+                if let Some(n) = self.recv_buffer {
+                    sock.set_recv_buffer_size(n)?;
+                }
                 if let Some(actual) = sock.local_addr()?.as_socket() {
                     bound = actual; // port 0: later copies bind the port the first one got
                 }
@@ -400,9 +438,19 @@ impl Server {
         self.shared.loops.len()
     }
 
+    /// A handle to loop `index` for running closures on it from other threads.
+    pub fn loop_handle(&self, index: usize) -> Option<crate::LoopHandle> {
+        self.shared.loops.get(index).map(|l| crate::LoopHandle {
+            shared: Arc::clone(l),
+        })
+    }
+
     /// A handle that stops the server from any thread.
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle { shared: Arc::clone(&self.shared), timeout: self.stop_timeout }
+        StopHandle {
+            shared: Arc::clone(&self.shared),
+            timeout: self.stop_timeout,
+        }
     }
 
     /// Starts a graceful stop (see [`StopHandle::stop`]); [`join`](Server::join) waits for it.
@@ -412,7 +460,14 @@ impl Server {
 
     /// Counters of every loop.
     pub fn stats(&self) -> Stats {
-        Stats { loops: self.shared.loops.iter().map(|l| l.stats.snapshot()).collect() }
+        Stats {
+            loops: self
+                .shared
+                .loops
+                .iter()
+                .map(|l| l.stats.snapshot())
+                .collect(),
+        }
     }
 
     /// Waits until the server has stopped and every loop thread has exited, then runs the
@@ -424,9 +479,9 @@ impl Server {
     fn join_threads(&mut self) -> io::Result<()> {
         let mut result = Ok(());
         for t in self.threads.drain(..) {
-            let outcome = t.join().unwrap_or_else(|_| {
-                Err(io::Error::other("an event loop thread panicked"))
-            });
+            let outcome = t
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("an event loop thread panicked")));
             if let Err(e) = outcome {
                 log::error!("eventide: event loop failed: {e}");
                 if result.is_ok() {
@@ -481,12 +536,16 @@ impl StopHandle {
 
     /// Whether a stop has been requested.
     pub fn is_stopping(&self) -> bool {
-        self.shared.stopping.load(std::sync::atomic::Ordering::Acquire)
+        self.shared
+            .stopping
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
 impl fmt::Debug for StopHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StopHandle").field("stopping", &self.is_stopping()).finish()
+        f.debug_struct("StopHandle")
+            .field("stopping", &self.is_stopping())
+            .finish()
     }
 }

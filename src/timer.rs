@@ -40,7 +40,12 @@ pub(crate) struct Timers<K> {
 
 impl<K: Clone> Timers<K> {
     pub(crate) fn new() -> Timers<K> {
-        Timers { epoch: Instant::now(), heap: BinaryHeap::new(), slots: Slab::new(), next_seq: 0 }
+        Timers {
+            epoch: Instant::now(),
+            heap: BinaryHeap::new(),
+            slots: Slab::new(),
+            next_seq: 0,
+        }
     }
 
     /// Number of live (not cancelled, not fired one-shot) timers.
@@ -49,11 +54,18 @@ impl<K: Clone> Timers<K> {
     }
 
     fn nanos(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.epoch).as_nanos().min(u64::MAX as u128) as u64
+        at.saturating_duration_since(self.epoch)
+            .as_nanos()
+            .min(u64::MAX as u128) as u64
     }
 
     /// Schedules `kind` at `deadline`, then every `period` after it if one is given.
-    pub(crate) fn insert(&mut self, deadline: Instant, kind: K, period: Option<Duration>) -> TimerId {
+    pub(crate) fn insert(
+        &mut self,
+        deadline: Instant,
+        kind: K,
+        period: Option<Duration>,
+    ) -> TimerId {
         let seq = self.next_seq;
         self.next_seq += 1;
         let period = period.map(|p| p.max(Duration::from_nanos(1)));
@@ -183,7 +195,9 @@ mod tests {
     fn cancel_and_compaction() {
         let mut t = Timers::new();
         let now = Instant::now();
-        let ids: Vec<_> = (0..1000).map(|i| t.insert(now + Duration::from_millis(i), i, None)).collect();
+        let ids: Vec<_> = (0..1000)
+            .map(|i| t.insert(now + Duration::from_millis(i), i, None))
+            .collect();
         for id in &ids[..900] {
             assert!(t.cancel(*id));
         }
@@ -200,7 +214,11 @@ mod tests {
     fn periodic_rearms_until_cancelled() {
         let mut t = Timers::new();
         let now = Instant::now();
-        let id = t.insert(now + Duration::from_millis(10), 7, Some(Duration::from_millis(10)));
+        let id = t.insert(
+            now + Duration::from_millis(10),
+            7,
+            Some(Duration::from_millis(10)),
+        );
         let mut clock = now;
         for _ in 0..5 {
             clock += Duration::from_millis(10);

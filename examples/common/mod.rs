@@ -46,7 +46,9 @@ impl Args {
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
-            let Some(name) = arg.strip_prefix("--") else { fail(format!("unexpected argument {arg:?}")) };
+            let Some(name) = arg.strip_prefix("--") else {
+                fail(format!("unexpected argument {arg:?}"))
+            };
             let (name, inline) = match name.split_once('=') {
                 Some((n, v)) => (n.to_string(), Some(v.to_string())),
                 None => (name.to_string(), None),

@@ -35,7 +35,10 @@ impl<H: Handler> EventLoop<H> {
     /// Closes at once; queued output is dropped.
     pub(super) fn close_now(&mut self, key: usize, reason: CloseReason) {
         let entry = self.conns.remove(key);
-        drop_by(&self.lp.shared.stats.pending_output, entry.core.pending() as u64);
+        drop_by(
+            &self.lp.shared.stats.pending_output,
+            entry.core.pending() as u64,
+        );
         self.notify_close(entry.core.id, entry.state, &reason);
         drop(entry.core.fd);
         self.count_closed();
@@ -78,14 +81,23 @@ impl<H: Handler> EventLoop<H> {
         if let Some(stop) = self.stop_deadline {
             deadline = deadline.min(stop);
         }
-        let kind = TimerKind::Linger { key: lkey as u32, generation };
+        let kind = TimerKind::Linger {
+            key: lkey as u32,
+            generation,
+        };
         let timer = self.lp.timers.insert(deadline, kind, None);
-        vacant.insert(Lingering { fd: core.fd, generation, timer });
+        vacant.insert(Lingering {
+            fd: core.fd,
+            generation,
+            timer,
+        });
     }
 
     /// Readiness on a lingering socket: discard input; close at end of stream or error.
     pub(super) fn linger_event(&mut self, key: usize, generation: u32, events: u32) {
-        let Some(l) = self.lingering.get(key) else { return };
+        let Some(l) = self.lingering.get(key) else {
+            return;
+        };
         if l.generation != generation {
             return;
         }
@@ -162,22 +174,33 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
         }
-        let keys: Vec<(usize, u32)> =
-            self.conns.iter().map(|(k, e)| (k, e.core.id.generation)).collect();
+        let keys: Vec<(usize, u32)> = self
+            .conns
+            .iter()
+            .map(|(k, e)| (k, e.core.id.generation))
+            .collect();
         for (key, generation) in keys {
             if self.alive(key, generation) {
-                self.conns[key].core.request_close(CloseReason::ServerShutdown);
+                self.conns[key]
+                    .core
+                    .request_close(CloseReason::ServerShutdown);
                 self.settle(key);
             }
         }
-        self.lp.timers.insert(deadline, TimerKind::StopDeadline, None);
+        self.lp
+            .timers
+            .insert(deadline, TimerKind::StopDeadline, None);
     }
 
     /// The stop deadline passed: close whatever is left, output or not.
     pub(super) fn force_close_all(&mut self) {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            let reason = self.conns[key].core.reason.take().unwrap_or(CloseReason::ServerShutdown);
+            let reason = self.conns[key]
+                .core
+                .reason
+                .take()
+                .unwrap_or(CloseReason::ServerShutdown);
             self.close_now(key, reason);
         }
         let keys: Vec<usize> = self.lingering.iter().map(|(k, _)| k).collect();

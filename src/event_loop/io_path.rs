@@ -33,7 +33,11 @@ impl<H: Handler> EventLoop<H> {
         let stats = &self.lp.shared.stats;
         bump(&stats.connections, 1);
         bump(&stats.accepted, 1);
-        let id = ConnId { loop_index: self.lp.shared.index as u16, key: key as u32, generation };
+        let id = ConnId {
+            loop_index: self.lp.shared.index as u16,
+            key: key as u32,
+            generation,
+        };
         let mut core = ConnCore::new(fd, id, peer);
         let handler = &mut self.handler;
         let mut conn = Conn::new(&mut core, &mut self.lp, &[]);
@@ -57,8 +61,16 @@ impl<H: Handler> EventLoop<H> {
         if reading {
             core.set(flag::READING);
         }
-        vacant.insert(Entry { core, input: InBuffer::default(), state });
-        if let Err(e) = self.lp.epoll.add(fd, interest, token::make(token::CONN, key, generation)) {
+        vacant.insert(Entry {
+            core,
+            input: InBuffer::default(),
+            state,
+        });
+        if let Err(e) = self
+            .lp
+            .epoll
+            .add(fd, interest, token::make(token::CONN, key, generation))
+        {
             self.close_now(key, CloseReason::Error(e));
             return;
         }
@@ -72,6 +84,9 @@ impl<H: Handler> EventLoop<H> {
         }
         if events & (READABLE | READ_CLOSED | HANG_UP | ERROR) != 0 {
             let core = &mut self.conns[key].core;
+            if events & (READ_CLOSED | HANG_UP) != 0 {
+                core.set(flag::PEER_FIN);
+            }
             if core.reading_enabled() {
                 self.read_ready(key);
             } else if events & ERROR != 0 {
@@ -113,7 +128,10 @@ impl<H: Handler> EventLoop<H> {
             let result = if entry.input.is_empty() {
                 socket::read(fd, &mut self.read_buf).map(|n| (n, Src::ReadBuf(n)))
             } else {
-                entry.input.read_from(fd, &mut self.read_buf).map(|n| (n, Src::Buffered))
+                entry
+                    .input
+                    .read_from(fd, &mut self.read_buf)
+                    .map(|n| (n, Src::Buffered))
             };
             match result {
                 Ok((0, _)) => {
@@ -123,8 +141,14 @@ impl<H: Handler> EventLoop<H> {
                 Ok((n, src)) => {
                     bump(&self.lp.shared.stats.bytes_in, n as u64);
                     self.deliver(key, src);
-                    if n < self.read_buf.len() || !self.alive(key, generation) {
-                        return; // a short read drained the socket
+                    if !self.alive(key, generation) {
+                        return;
+                    }
+                    // A short read drained the socket, unless the FIN is still to be read.
+                    if n < self.read_buf.len()
+                        && !(edge && self.conns[key].core.has(flag::PEER_FIN))
+                    {
+                        return;
                     }
                     if edge && round + 1 == budget {
                         self.ready.push((key, generation));

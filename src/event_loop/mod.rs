@@ -44,7 +44,11 @@ pub(crate) mod token {
     }
 
     pub fn split(token: u64) -> (u64, usize, u32) {
-        (token >> 62, (token & KEY_MASK) as usize, (token >> KEY_BITS) as u32)
+        (
+            token >> 62,
+            (token & KEY_MASK) as usize,
+            (token >> KEY_BITS) as u32,
+        )
     }
 }
 
@@ -52,7 +56,11 @@ pub(crate) mod token {
 #[derive(Clone, Debug)]
 pub(crate) enum TimerKind {
     /// `Handler::on_timer` for a connection.
-    Conn { key: u32, generation: u32, token: u64 },
+    Conn {
+        key: u32,
+        generation: u32,
+        token: u64,
+    },
     /// `Handler::on_tick`.
     Loop { token: u64 },
     /// A lingering close ran out of time.
@@ -158,7 +166,9 @@ impl<H: Handler> EventLoop<H> {
     /// Runs until the server stops and every connection is closed.
     pub(crate) fn run(mut self) -> io::Result<()> {
         let waker = token::make(token::WAKER, 0, 0);
-        self.lp.epoll.add(self.lp.shared.eventfd_raw(), READABLE, waker)?;
+        self.lp
+            .epoll
+            .add(self.lp.shared.eventfd_raw(), READABLE, waker)?;
         for i in 0..self.listeners.len() {
             self.arm_listener(i)?;
         }
@@ -178,7 +188,10 @@ impl<H: Handler> EventLoop<H> {
     /// One `epoll_wait` and everything it makes due.
     fn turn(&mut self) -> io::Result<()> {
         let timeout = if self.ready.is_empty() {
-            self.lp.timers.next_deadline().map(|d| d.saturating_duration_since(Instant::now()))
+            self.lp
+                .timers
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()))
         } else {
             Some(Duration::ZERO)
         };
@@ -221,7 +234,9 @@ impl<H: Handler> EventLoop<H> {
 
     /// Drains listener `i` and hands each connection to its loop.
     fn accept(&mut self, i: usize) {
-        let Some(listener) = self.listeners[i].as_ref() else { return };
+        let Some(listener) = self.listeners[i].as_ref() else {
+            return;
+        };
         let mut accepted = std::mem::take(&mut self.accepted);
         let outcome = acceptor::drain(
             listener,
@@ -236,7 +251,9 @@ impl<H: Handler> EventLoop<H> {
                 l.armed = false;
             }
             let at = self.lp.now + self.lp.cfg.accept_backoff;
-            self.lp.timers.insert(at, TimerKind::AcceptRetry { listener: i }, None);
+            self.lp
+                .timers
+                .insert(at, TimerKind::AcceptRetry { listener: i }, None);
         }
         let me = self.lp.shared.index;
         let server = Arc::clone(&self.lp.server);
@@ -251,7 +268,10 @@ impl<H: Handler> EventLoop<H> {
             if target == me {
                 self.open(a.fd, a.peer);
             } else {
-                server.loops[target].push(Task::Register { fd: a.fd, peer: a.peer });
+                server.loops[target].push(Task::Register {
+                    fd: a.fd,
+                    peer: a.peer,
+                });
                 if target < 64 {
                     woken |= 1 << target;
                 } else {
@@ -298,7 +318,11 @@ impl<H: Handler> EventLoop<H> {
         while let Some((_, kind)) = self.lp.timers.pop_expired(now) {
             bump(&self.lp.shared.stats.timers_fired, 1);
             match kind {
-                TimerKind::Conn { key, generation, token } => {
+                TimerKind::Conn {
+                    key,
+                    generation,
+                    token,
+                } => {
                     let key = key as usize;
                     if self.alive(key, generation) {
                         self.call(key, |h, c, s| h.on_timer(c, s, token));
@@ -313,13 +337,17 @@ impl<H: Handler> EventLoop<H> {
                         self.note_panic("on_tick");
                     }
                 }
-                TimerKind::Linger { key, generation } => self.linger_expired(key as usize, generation),
+                TimerKind::Linger { key, generation } => {
+                    self.linger_expired(key as usize, generation)
+                }
                 TimerKind::AcceptRetry { listener } => {
                     if !self.stopping {
                         if let Err(e) = self.arm_listener(listener) {
                             log::error!("eventide: re-arming a listener failed: {e}");
                             let at = self.lp.now + self.lp.cfg.accept_backoff;
-                            self.lp.timers.insert(at, TimerKind::AcceptRetry { listener }, None);
+                            self.lp
+                                .timers
+                                .insert(at, TimerKind::AcceptRetry { listener }, None);
                         }
                     }
                 }
@@ -342,6 +370,7 @@ impl<H: Handler> EventLoop<H> {
 
     /// The loop is exiting: drop queued work and tell the handler.
     fn finish(&mut self) {
+        self.lp.shared.mark_exited();
         let mut tasks = std::mem::take(&mut self.tasks);
         self.lp.shared.take_tasks(&mut tasks);
         for task in tasks {
@@ -381,12 +410,18 @@ impl<'a> LoopCx<'a> {
 
     /// Calls [`Handler::on_tick`] with `token` once, after `after`.
     pub fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
-        self.lp.timers.insert(self.lp.now + after, TimerKind::Loop { token }, None)
+        self.lp
+            .timers
+            .insert(self.lp.now + after, TimerKind::Loop { token }, None)
     }
 
     /// Calls [`Handler::on_tick`] with `token` every `period`, until cancelled.
     pub fn set_interval(&mut self, period: Duration, token: u64) -> TimerId {
-        self.lp.timers.insert(self.lp.now + period, TimerKind::Loop { token }, Some(period))
+        self.lp.timers.insert(
+            self.lp.now + period,
+            TimerKind::Loop { token },
+            Some(period),
+        )
     }
 
     /// Cancels a timer. Returns whether it was still pending.
@@ -408,10 +443,19 @@ impl<'a> LoopCx<'a> {
     pub fn stop_server(&mut self) {
         self.lp.stop_requested = true;
     }
+
+    /// A handle to this loop for other threads.
+    pub fn handle(&self) -> crate::LoopHandle {
+        crate::LoopHandle {
+            shared: Arc::clone(&self.lp.shared),
+        }
+    }
 }
 
 impl std::fmt::Debug for LoopCx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoopCx").field("index", &self.index()).finish()
+        f.debug_struct("LoopCx")
+            .field("index", &self.index())
+            .finish()
     }
 }

@@ -32,7 +32,9 @@ impl Epoll {
         // nothing else owns, so wrapping it in an OwnedFd is sound.
         let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
-        Ok(Epoll { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Epoll {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     /// Registers `fd` with the given interest; `token` comes back with each event.
@@ -51,7 +53,10 @@ impl Epoll {
     }
 
     fn ctl(&self, op: i32, fd: RawFd, interest: u32, token: u64) -> io::Result<()> {
-        let mut event = libc::epoll_event { events: interest, u64: token };
+        let mut event = libc::epoll_event {
+            events: interest,
+            u64: token,
+        };
         // SAFETY: `event` is a valid, initialised epoll_event that outlives the call (the kernel
         // copies it); for EPOLL_CTL_DEL the kernel ignores it.
         cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut event) })?;
@@ -68,7 +73,12 @@ impl Epoll {
         // SAFETY: `events.buf` is an initialised buffer of `capacity` epoll_event values, and the
         // kernel writes at most `capacity` entries into it.
         let res = cvt(unsafe {
-            libc::epoll_wait(self.fd.as_raw_fd(), events.buf.as_mut_ptr(), capacity, timeout_ms)
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                events.buf.as_mut_ptr(),
+                capacity,
+                timeout_ms,
+            )
         });
         match res {
             Ok(n) => {
@@ -132,19 +142,26 @@ mod tests {
         assert_eq!(timeout_millis(Some(Duration::from_nanos(1))), 1);
         assert_eq!(timeout_millis(Some(Duration::from_micros(1500))), 2);
         assert_eq!(timeout_millis(Some(Duration::from_millis(7))), 7);
-        assert_eq!(timeout_millis(Some(Duration::from_secs(u64::MAX))), i32::MAX);
+        assert_eq!(
+            timeout_millis(Some(Duration::from_secs(u64::MAX))),
+            i32::MAX
+        );
     }
 
     #[test]
     fn reports_readiness_with_token() {
         let ep = Epoll::new().unwrap();
-        let efd = super::super::eventfd::EventFd::new(0, super::super::eventfd::EventFdFlags::NONBLOCK)
-            .unwrap();
+        let efd =
+            super::super::eventfd::EventFd::new(0, super::super::eventfd::EventFdFlags::NONBLOCK)
+                .unwrap();
         ep.add(efd.as_raw_fd(), READABLE, 42).unwrap();
         let mut events = Events::with_capacity(8);
         assert_eq!(ep.wait(&mut events, Some(Duration::ZERO)).unwrap(), 0);
         efd.write(1).unwrap();
-        assert_eq!(ep.wait(&mut events, Some(Duration::from_secs(5))).unwrap(), 1);
+        assert_eq!(
+            ep.wait(&mut events, Some(Duration::from_secs(5))).unwrap(),
+            1
+        );
         let (token, flags) = events.get(0);
         assert_eq!(token, 42);
         assert_ne!(flags & READABLE, 0);

@@ -88,7 +88,9 @@ impl EventFd {
         // SAFETY: eventfd takes no pointers; on success it returns a fresh descriptor.
         let fd = cvt_retry(|| unsafe { libc::eventfd(initval, flags.0) })?;
         // SAFETY: `fd` was just returned by the kernel and nothing else owns it.
-        Ok(EventFd { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(EventFd {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     /// Adds `value` to the counter (an 8-byte write).
@@ -139,7 +141,9 @@ impl AsFd for EventFd {
 
 impl fmt::Debug for EventFd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventFd").field("fd", &self.fd.as_raw_fd()).finish()
+        f.debug_struct("EventFd")
+            .field("fd", &self.fd.as_raw_fd())
+            .finish()
     }
 }
 
@@ -190,7 +194,10 @@ mod tests {
     #[test]
     fn max_value_write_is_invalid_and_overflow_would_block() {
         let efd = nonblocking();
-        assert_eq!(efd.write(u64::MAX).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            efd.write(u64::MAX).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
         efd.write(u64::MAX - 1).unwrap();
         assert_eq!(efd.write(1).unwrap_err().kind(), ErrorKind::WouldBlock);
         assert_eq!(efd.read().unwrap(), u64::MAX - 1);

@@ -1,5 +1,8 @@
 //! The system-call layer: every `unsafe` block of the crate lives below this module.
 //!
+//! Public here: [`eventfd::EventFd`] (also re-exported at the crate root) and the open-file
+//! limit helpers in [`rlimit`]; the epoll and socket wrappers are internal.
+//!
 //! Each wrapper turns the C convention (`-1` plus `errno`) into an [`io::Result`] and retries
 //! `EINTR` where a retry is the right answer (reads, writes, accepts). Callers above this layer
 //! never see a raw pointer.
@@ -8,6 +11,7 @@ use std::io;
 
 pub(crate) mod epoll;
 pub mod eventfd;
+pub mod rlimit;
 pub(crate) mod socket;
 
 /// Converts a C return value into an `io::Result`, reading `errno` on `-1`.

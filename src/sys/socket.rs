@@ -77,8 +77,14 @@ pub(crate) fn read_append(
     let spare: &mut [MaybeUninit<u8>] = vec.spare_capacity_mut();
     let spare_len = spare.len();
     let iov = [
-        libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: spare_len },
-        libc::iovec { iov_base: extra.as_mut_ptr().cast(), iov_len: extra.len() },
+        libc::iovec {
+            iov_base: spare.as_mut_ptr().cast(),
+            iov_len: spare_len,
+        },
+        libc::iovec {
+            iov_base: extra.as_mut_ptr().cast(),
+            iov_len: extra.len(),
+        },
     ];
     // SAFETY: both iovecs point to writable memory of the stated lengths (the vector's spare
     // capacity and `extra`), which stays valid and unaliased for the duration of the call.
@@ -123,6 +129,16 @@ pub(crate) fn shutdown_write(fd: &OwnedFd) -> io::Result<()> {
     SockRef::from(fd).shutdown(Shutdown::Write)
 }
 
+/// Reads `TCP_NODELAY`.
+pub(crate) fn nodelay(fd: &OwnedFd) -> io::Result<bool> {
+    SockRef::from(fd).nodelay()
+}
+
+/// Sets `TCP_NODELAY`.
+pub(crate) fn set_nodelay(fd: &OwnedFd, on: bool) -> io::Result<()> {
+    SockRef::from(fd).set_nodelay(on)
+}
+
 /// Reads and clears `SO_ERROR`.
 pub(crate) fn take_error(fd: &OwnedFd) -> io::Result<Option<io::Error>> {
     SockRef::from(fd).take_error()
@@ -153,13 +169,16 @@ pub(crate) fn readable_bytes(fd: RawFd) -> io::Result<usize> {
 mod tests {
     use super::*;
     use std::io::{ErrorKind, Read, Write};
-    use std::os::fd::AsRawFd;
     use std::net::TcpStream;
+    use std::os::fd::AsRawFd;
 
     fn listener() -> (Socket, SocketAddr) {
         let l = tcp_listener(
             "127.0.0.1:0".parse().unwrap(),
-            ListenOptions { backlog: 16, reuse_port: false },
+            ListenOptions {
+                backlog: 16,
+                reuse_port: false,
+            },
         )
         .unwrap();
         let addr = l.local_addr().unwrap().as_socket().unwrap();
@@ -169,14 +188,20 @@ mod tests {
     #[test]
     fn accept_would_block_then_returns_connection() {
         let (l, addr) = listener();
-        assert_eq!(accept(l.as_raw_fd()).unwrap_err().kind(), ErrorKind::WouldBlock);
+        assert_eq!(
+            accept(l.as_raw_fd()).unwrap_err().kind(),
+            ErrorKind::WouldBlock
+        );
         let client = TcpStream::connect(addr).unwrap();
         // The connection is queued by the time connect returns on loopback.
         let (fd, peer) = accept(l.as_raw_fd()).unwrap();
         assert_eq!(peer.as_socket().unwrap(), client.local_addr().unwrap());
         // accept4 set O_NONBLOCK on the new socket.
         let mut buf = [0u8; 4];
-        assert_eq!(read(fd.as_raw_fd(), &mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+        assert_eq!(
+            read(fd.as_raw_fd(), &mut buf).unwrap_err().kind(),
+            ErrorKind::WouldBlock
+        );
     }
 
     #[test]
@@ -219,7 +244,9 @@ mod tests {
         let (l, addr) = listener();
         let client = TcpStream::connect(addr).unwrap();
         let (fd, _) = accept(l.as_raw_fd()).unwrap();
-        SockRef::from(&client).set_linger(Some(std::time::Duration::ZERO)).unwrap();
+        SockRef::from(&client)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .unwrap();
         drop(client); // reset
         let mut failed = false;
         for _ in 0..1000 {
@@ -241,7 +268,14 @@ mod tests {
     #[test]
     fn bind_conflict_is_a_clear_error() {
         let (_l, addr) = listener();
-        let err = tcp_listener(addr, ListenOptions { backlog: 16, reuse_port: false }).unwrap_err();
+        let err = tcp_listener(
+            addr,
+            ListenOptions {
+                backlog: 16,
+                reuse_port: false,
+            },
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::AddrInUse);
     }
 }

@@ -1,0 +1,159 @@
+//! Shared helpers for the eventide benchmark suite.
+//!
+//! The binaries in `src/bin/` are the peer servers (`tokio-echo`, `mio-echo`, `hyper-http`,
+//! `tokio-http`), the load generator (`echo-load`) and the comparison runner (`bench-runner`).
+//! Every peer server follows the *demo contract* also followed by eventide's examples:
+//!
+//! * `--addr HOST:PORT` (port 0 allowed, default `127.0.0.1:0`) and `--loops N` (default 1);
+//! * after binding, exactly one line `listening on ADDR` (the real bound address) on stdout, flushed;
+//! * serve until SIGINT or SIGTERM, then exit with status 0.
+//!
+//! This module holds what those binaries share: argument parsing, signal handling, the HTTP
+//! `Date` cache and the few libc calls (in [`sys`]).
+
+#![warn(missing_docs)]
+
+pub mod date;
+pub mod sys;
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+/// Arguments of the demo contract: `--addr HOST:PORT` and `--loops N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerArgs {
+    /// Address to bind (port 0 picks a free port).
+    pub addr: SocketAddr,
+    /// Number of event loops / worker threads.
+    pub loops: usize,
+}
+
+impl ServerArgs {
+    /// Parses the process arguments; prints usage and exits with status 2 on error.
+    pub fn from_env(program: &str, about: &str) -> ServerArgs {
+        match ServerArgs::parse(std::env::args().skip(1)) {
+            Ok(Some(args)) => args,
+            Ok(None) => {
+                println!("{program}: {about}\n\nusage: {program} [--addr HOST:PORT] [--loops N]");
+                std::process::exit(0);
+            }
+            Err(e) => {
+                eprintln!("{program}: {e}\nusage: {program} [--addr HOST:PORT] [--loops N]");
+                std::process::exit(2);
+            }
+        }
+    }
+
+    /// Parses `--addr` / `--loops` (also `--addr=...` forms). `Ok(None)` means `--help`.
+    pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Option<ServerArgs>, String> {
+        let mut out = ServerArgs {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            loops: 1,
+        };
+        let mut it = args.into_iter();
+        while let Some(arg) = it.next() {
+            let (key, inline) = match arg.split_once('=') {
+                Some((k, v)) if k.starts_with("--") => (k.to_string(), Some(v.to_string())),
+                _ => (arg.clone(), None),
+            };
+            let mut value = |name: &str| -> Result<String, String> {
+                inline
+                    .clone()
+                    .or_else(|| it.next())
+                    .ok_or_else(|| format!("{name} needs a value"))
+            };
+            match key.as_str() {
+                "--addr" => {
+                    let v = value("--addr")?;
+                    out.addr = v.parse().map_err(|e| format!("bad --addr {v:?}: {e}"))?;
+                }
+                "--loops" => {
+                    let v = value("--loops")?;
+                    out.loops =
+                        v.parse().ok().filter(|&n: &usize| n >= 1).ok_or_else(|| {
+                            format!("bad --loops {v:?}: expected an integer >= 1")
+                        })?;
+                }
+                "-h" | "--help" => return Ok(None),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+/// Prints the contract line `listening on ADDR` and flushes stdout.
+pub fn announce(addr: SocketAddr) {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout must not kill the server: ignore errors, the runner reads this line.
+    let _ = writeln!(out, "listening on {addr}");
+    let _ = out.flush();
+}
+
+/// Builds the tokio runtime the contract asks for: `current_thread` for one loop, otherwise a
+/// multi-thread runtime with `loops` workers.
+pub fn tokio_runtime(loops: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if loops == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(loops)
+            .enable_all()
+            .build()
+    }
+}
+
+/// SIGINT/SIGTERM listener for the tokio peers.
+///
+/// Create it *before* announcing the address: the handlers are installed on construction, so a
+/// SIGTERM sent right after the runner reads `listening on` is never lost to the default action.
+pub struct Shutdown {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    /// Installs the handlers (must run inside a tokio runtime).
+    pub fn new() -> std::io::Result<Shutdown> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Shutdown {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Resolves when SIGINT or SIGTERM arrives.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Option<ServerArgs>, String> {
+        ServerArgs::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn parses_contract_args() {
+        let a = p(&[]).unwrap().unwrap();
+        assert_eq!(a.addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(a.loops, 1);
+        let a = p(&["--addr", "0.0.0.0:8080", "--loops=4"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(a.loops, 4);
+        assert!(p(&["--loops", "0"]).is_err());
+        assert!(p(&["--addr"]).is_err());
+        assert!(p(&["--bogus"]).is_err());
+        assert_eq!(p(&["--help"]).unwrap(), None);
+    }
+}
