@@ -11,8 +11,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering::{AcqRel, Relaxed};
 use std::sync::Arc;
 
-use socket2::Socket;
-
+use crate::listener::Listener;
 use crate::mailbox::LoopShared;
 use crate::server::ServerShared;
 use crate::stats::bump;
@@ -28,13 +27,6 @@ pub enum Balance {
     LeastConnections,
     /// A hash of the peer's IP address, so one client always lands on the same loop.
     SourceHash,
-}
-
-/// A listening socket owned by a loop.
-pub(crate) struct Listener {
-    pub sock: Socket,
-    /// Whether it is currently registered with epoll (not backing off).
-    pub armed: bool,
 }
 
 /// A connection taken from the accept queue.

@@ -14,12 +14,16 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use crate::buffer::OutBuffer;
 use crate::event_loop::{LoopCore, LoopCx, TimerKind};
+use crate::handle::{ConnHandle, ConnShared};
 use crate::handler::{CloseReason, ConnId};
 use crate::stats::{bump, raise};
 use crate::sys::socket;
 use crate::timer::TimerId;
+use crate::worker::{ConnJobs, Job, Ticket};
 
 /// Writes gathered in the loop's staging buffer up to this size go out when the callback
 /// returns; a write that would pass it is sent at once.
@@ -27,37 +31,47 @@ pub(crate) const STAGING_LIMIT: usize = 64 * 1024;
 
 pub(crate) mod flag {
     /// End of stream read: the peer shut down its write side.
-    pub const READ_CLOSED: u16 = 1 << 0;
+    pub const READ_CLOSED: u32 = 1 << 0;
     /// `shutdown(SHUT_WR)` done.
-    pub const WRITE_SHUT: u16 = 1 << 1;
+    pub const WRITE_SHUT: u32 = 1 << 1;
     /// Shut down the write side once pending output is flushed.
-    pub const SHUTDOWN_REQ: u16 = 1 << 2;
+    pub const SHUTDOWN_REQ: u32 = 1 << 2;
     /// Close once pending output is flushed.
-    pub const CLOSE_REQ: u16 = 1 << 3;
+    pub const CLOSE_REQ: u32 = 1 << 3;
     /// Close now; pending output is lost (fatal I/O error).
-    pub const ABORT: u16 = 1 << 4;
+    pub const ABORT: u32 = 1 << 4;
     /// Reading paused by the application.
-    pub const PAUSE_USER: u16 = 1 << 5;
+    pub const PAUSE_USER: u32 = 1 << 5;
     /// Reading paused because output passed the high-water mark.
-    pub const PAUSE_HWM: u16 = 1 << 6;
+    pub const PAUSE_HWM: u32 = 1 << 6;
     /// Reading paused because unconsumed input passed the inbound limit.
-    pub const PAUSE_LIMIT: u16 = 1 << 7;
+    pub const PAUSE_LIMIT: u32 = 1 << 7;
+    /// Reading paused because the connection has as many jobs in flight as allowed.
+    pub const PAUSE_JOBS: u32 = 1 << 14;
     /// Output is above the high-water mark (cleared under the low-water mark).
-    pub const HWM_HIT: u16 = 1 << 8;
+    pub const HWM_HIT: u32 = 1 << 8;
     /// Call `on_high_water` when the current callback returns.
-    pub const NOTIFY_HWM: u16 = 1 << 9;
+    pub const NOTIFY_HWM: u32 = 1 << 9;
     /// Output had to wait for the kernel: call `on_drained` once it is all written.
-    pub const NOTIFY_DRAINED: u16 = 1 << 10;
+    pub const NOTIFY_DRAINED: u32 = 1 << 10;
     /// Reading was enabled at the last interest update (to detect resumptions).
-    pub const READING: u16 = 1 << 11;
+    pub const READING: u32 = 1 << 11;
     /// Removed from epoll (a hang-up while reading was paused); re-added on resume.
-    pub const DEREGISTERED: u16 = 1 << 12;
+    pub const DEREGISTERED: u32 = 1 << 12;
     /// Edge-triggered: the peer's FIN has been reported, so a short read does not mean the
     /// socket is done (end of stream is still to be read, and no further edge will come).
-    pub const PEER_FIN: u16 = 1 << 13;
+    pub const PEER_FIN: u32 = 1 << 13;
 
-    /// Any of these stops reading.
-    pub const NO_READ: u16 = READ_CLOSED | CLOSE_REQ | ABORT | PAUSE_USER | PAUSE_HWM | PAUSE_LIMIT;
+    /// Buffered input is offered to the handler (at the last interest update).
+    pub const DELIVERING: u32 = 1 << 15;
+    /// Opened by this side (a `connect`), not accepted.
+    pub const OUTBOUND: u32 = 1 << 16;
+
+    /// Any of these stops offering buffered input to the handler.
+    pub const NO_DELIVER: u32 =
+        CLOSE_REQ | ABORT | PAUSE_USER | PAUSE_HWM | PAUSE_LIMIT | PAUSE_JOBS;
+    /// Any of these stops reading the socket.
+    pub const NO_READ: u32 = NO_DELIVER | READ_CLOSED;
 }
 
 /// The loop's record of one connection (everything but the handler's state and the inbound
@@ -65,13 +79,23 @@ pub(crate) mod flag {
 pub(crate) struct ConnCore {
     pub fd: OwnedFd,
     pub id: ConnId,
-    pub flags: u16,
+    pub flags: u32,
     /// Interest currently registered with epoll (level-triggered mode).
     pub interest: u32,
     pub out: Option<Box<OutBuffer>>,
     pub peer: Option<SocketAddr>,
     /// Why the connection is closing, once that is decided.
     pub reason: Option<CloseReason>,
+    /// Last time a byte moved either way (loop milliseconds), for the idle timeout.
+    pub active_ms: u64,
+    /// Since when unconsumed input has waited (loop milliseconds), for the read timeout.
+    pub input_since_ms: Option<u64>,
+    /// The pending timeout check and when it is due (loop milliseconds).
+    pub timeout_timer: Option<(TimerId, u64)>,
+    /// Shared with this connection's handles, once one was made.
+    pub handle: Option<Arc<ConnShared>>,
+    /// Worker-pool jobs in flight, while there are any.
+    pub jobs: Option<Box<ConnJobs>>,
 }
 
 impl ConnCore {
@@ -84,21 +108,31 @@ impl ConnCore {
             out: None,
             peer,
             reason: None,
+            active_ms: 0,
+            input_since_ms: None,
+            timeout_timer: None,
+            handle: None,
+            jobs: None,
         }
     }
 
+    /// Jobs submitted to the worker pool whose output is not written yet.
+    pub(crate) fn jobs_in_flight(&self) -> usize {
+        self.jobs.as_ref().map_or(0, |j| j.in_flight)
+    }
+
     #[inline]
-    pub(crate) fn has(&self, f: u16) -> bool {
+    pub(crate) fn has(&self, f: u32) -> bool {
         self.flags & f != 0
     }
 
     #[inline]
-    pub(crate) fn set(&mut self, f: u16) {
+    pub(crate) fn set(&mut self, f: u32) {
         self.flags |= f;
     }
 
     #[inline]
-    pub(crate) fn clear(&mut self, f: u16) {
+    pub(crate) fn clear(&mut self, f: u32) {
         self.flags &= !f;
     }
 
@@ -106,13 +140,19 @@ impl ConnCore {
         self.flags & flag::NO_READ == 0
     }
 
+    /// Whether unconsumed input may be offered to the handler (also after end of stream).
+    pub(crate) fn delivering(&self) -> bool {
+        self.flags & flag::NO_DELIVER == 0
+    }
+
     pub(crate) fn pending(&self) -> usize {
         self.out.as_ref().map_or(0, |o| o.len())
     }
 
-    /// Whether new output is still accepted (not after a write-side shutdown or a fatal error).
+    /// Whether new output is still accepted (not after the write side was shut down or a fatal
+    /// error; until a requested shutdown happens, output is still taken and goes out first).
     fn writable(&self) -> bool {
-        self.flags & (flag::WRITE_SHUT | flag::SHUTDOWN_REQ | flag::ABORT) == 0
+        self.flags & (flag::WRITE_SHUT | flag::ABORT) == 0
     }
 
     /// Marks the connection dead after an I/O error; it is closed when the callback returns.
@@ -160,6 +200,9 @@ impl ConnCore {
             }
         };
         bump(&lp.shared.stats.bytes_out, written as u64);
+        if written > 0 {
+            self.active_ms = lp.now_ms;
+        }
         if written < total {
             let mut out = Box::<OutBuffer>::default();
             if written < staged {
@@ -225,6 +268,9 @@ impl ConnCore {
         let written = before - out.len();
         bump(&lp.shared.stats.bytes_out, written as u64);
         crate::stats::drop_by(&lp.shared.stats.pending_output, written as u64);
+        if written > 0 {
+            self.active_ms = lp.now_ms;
+        }
         if out.is_empty() {
             self.out = None;
             return true;
@@ -299,6 +345,17 @@ impl<'a> Conn<'a> {
         self.core.peer
     }
 
+    /// Whether this side opened the connection ([`LoopCx::connect`]) rather than accepted it.
+    pub fn is_outbound(&self) -> bool {
+        self.core.has(flag::OUTBOUND)
+    }
+
+    /// During `on_open` of an outbound connection: takes the
+    /// [`Connect::context`](crate::Connect::context) value, if it was a `T`.
+    pub fn take_context<T: std::any::Any>(&mut self) -> Option<T> {
+        crate::connector::take_as(&mut self.lp.open_context)
+    }
+
     /// The local address of the connection (`getsockname`).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         socket::local_addr(&self.core.fd)?
@@ -329,7 +386,7 @@ impl<'a> Conn<'a> {
 
     /// Queues `data` for the peer. It is sent when the callback returns (or at once if large);
     /// what the kernel does not take is buffered and sent as the socket drains. Writes after
-    /// [`shutdown_write`](Conn::shutdown_write) or after a fatal error are dropped.
+    /// the write side was shut down, or after a fatal error, are dropped.
     pub fn write(&mut self, data: &[u8]) {
         if data.is_empty() || !self.core.writable() {
             return;
@@ -402,10 +459,83 @@ impl<'a> Conn<'a> {
         self.core.clear(flag::PAUSE_USER);
     }
 
-    /// Whether reading is paused (by the application, the high-water mark or the inbound limit).
+    /// Whether reading is paused (by the application, the high-water mark, the inbound limit
+    /// or a full job queue).
     pub fn is_read_paused(&self) -> bool {
         self.core
-            .has(flag::PAUSE_USER | flag::PAUSE_HWM | flag::PAUSE_LIMIT)
+            .has(flag::PAUSE_USER | flag::PAUSE_HWM | flag::PAUSE_LIMIT | flag::PAUSE_JOBS)
+    }
+
+    /// A handle for writing to (or closing) this connection from other threads or from other
+    /// connections' callbacks. The first call allocates what the handles share.
+    pub fn handle(&mut self) -> ConnHandle {
+        let shared = self.core.handle.get_or_insert_with(|| {
+            Arc::new(ConnShared::new(
+                Arc::clone(&self.lp.shared),
+                self.core.id,
+                self.lp.cfg.handle_write_limit,
+                self.core.out.as_ref().map_or(0, |o| o.len()),
+            ))
+        });
+        ConnHandle {
+            shared: Arc::clone(shared),
+        }
+    }
+
+    /// Worker-pool jobs submitted by this connection whose output is not written yet.
+    pub fn jobs_in_flight(&self) -> usize {
+        self.core.jobs_in_flight()
+    }
+
+    /// Whether [`submit`](Conn::submit) would accept a job now.
+    pub fn can_submit(&self) -> bool {
+        self.lp.pool.is_some()
+            && !self.is_closing()
+            && self.core.jobs_in_flight() < self.lp.cfg.max_jobs_per_conn
+    }
+
+    /// Runs `job` on the worker pool; its output is written to this connection, after the
+    /// outputs of the jobs submitted before it. When the connection reaches its limit of jobs
+    /// in flight, reading pauses until one completes.
+    ///
+    /// Fails (dropping `job`) if the server has no worker pool
+    /// ([`Builder::workers`](crate::Builder::workers)), the connection is closing, or its
+    /// jobs are at the limit — check [`can_submit`](Conn::can_submit) first and leave the
+    /// message unconsumed: it is offered again once reading resumes.
+    pub fn submit(&mut self, job: impl FnOnce() -> Vec<u8> + Send + 'static) -> io::Result<()> {
+        let Some(pool) = self.lp.pool.as_ref() else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the server has no worker pool",
+            ));
+        };
+        if self.is_closing() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the connection is closing",
+            ));
+        }
+        let max = self.lp.cfg.max_jobs_per_conn;
+        let jobs = self.core.jobs.get_or_insert_with(Default::default);
+        if jobs.in_flight >= max {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "too many jobs in flight",
+            ));
+        }
+        let seq = jobs.next_seq;
+        jobs.next_seq += 1;
+        jobs.in_flight += 1;
+        if jobs.in_flight >= max {
+            self.core.set(flag::PAUSE_JOBS);
+        }
+        let id = self.core.id;
+        let ticket = Ticket::new(Arc::clone(&self.lp.shared), id.key, id.generation, seq);
+        pool.submit(Job {
+            run: Box::new(job),
+            ticket,
+        });
+        Ok(())
     }
 
     /// Whether the peer has shut down its write side.

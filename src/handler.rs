@@ -5,6 +5,7 @@ use std::fmt;
 use std::io;
 
 use crate::conn::Conn;
+use crate::connector::ConnectError;
 use crate::event_loop::LoopCx;
 
 /// What the event loop should do after a callback returns.
@@ -17,6 +18,17 @@ pub enum Action {
     Close,
     /// Stop the whole server gracefully (as [`StopHandle::stop`](crate::StopHandle::stop)).
     StopServer,
+}
+
+/// Which per-connection timeout fired (see [`Handler::on_timeout`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timeout {
+    /// No byte moved in either direction for the idle timeout
+    /// ([`Builder::idle_timeout`](crate::Builder::idle_timeout)).
+    Idle,
+    /// Unconsumed input (an incomplete message) waited longer than the read timeout
+    /// ([`Builder::read_timeout`](crate::Builder::read_timeout)).
+    Read,
 }
 
 /// Why a connection closed, as reported to [`Handler::on_close`].
@@ -168,10 +180,42 @@ pub trait Handler: Send + 'static {
         Action::Close
     }
 
+    /// A per-connection timeout fired. The default returns [`Action::Close`], which closes the
+    /// connection with [`CloseReason::IdleTimeout`] or [`CloseReason::ReadTimeout`]; returning
+    /// [`Action::Continue`] restarts that timeout's clock.
+    fn on_timeout(
+        &mut self,
+        conn: &mut Conn<'_>,
+        state: &mut Self::State,
+        which: Timeout,
+    ) -> Action {
+        let _ = (conn, state, which);
+        Action::Close
+    }
+
+    /// A message sent with [`ConnHandle::send`](crate::ConnHandle::send) arrived for this
+    /// connection — the way another connection, another loop or another thread hands it a
+    /// value (downcast it with `msg.downcast::<T>()`). Ignored by default.
+    fn on_message(
+        &mut self,
+        conn: &mut Conn<'_>,
+        state: &mut Self::State,
+        msg: Box<dyn std::any::Any + Send>,
+    ) -> Action {
+        let _ = (conn, state, msg);
+        Action::Continue
+    }
+
     /// A timer set with [`Conn::set_timer`] fired.
     fn on_timer(&mut self, conn: &mut Conn<'_>, state: &mut Self::State, token: u64) -> Action {
         let _ = (conn, state, token);
         Action::Continue
+    }
+
+    /// An outbound connection ([`LoopCx::connect`]) could not be established.
+    fn on_connect_error(&mut self, cx: &mut LoopCx<'_>, error: ConnectError) {
+        let _ = cx;
+        log::debug!("eventide: {error}");
     }
 
     /// The connection is closed; its state is handed back for cleanup.

@@ -41,23 +41,39 @@
 #![warn(rust_2018_idioms)]
 
 mod acceptor;
+mod addr;
 mod buffer;
+mod builder;
+pub mod codec;
 mod conn;
+mod connector;
 mod event_loop;
 mod handle;
 mod handler;
+mod listener;
 mod mailbox;
 mod server;
 mod stats;
 pub mod sys;
 mod timer;
+mod worker;
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
+#[cfg(feature = "resp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "resp")))]
+pub mod resp;
 
 pub use acceptor::Balance;
+pub use addr::{Addr, ToAddrs};
+pub use builder::{Builder, InboundPolicy, Trigger};
 pub use conn::Conn;
+pub use connector::{Connect, ConnectError};
 pub use event_loop::LoopCx;
-pub use handle::LoopHandle;
-pub use handler::{Action, CloseReason, ConnId, Handler};
-pub use server::{Builder, InboundPolicy, Server, StopHandle, Trigger};
+pub use handle::{ConnHandle, LoopHandle};
+pub use handler::{Action, CloseReason, ConnId, Handler, Timeout};
+pub use server::{Server, StopHandle};
 pub use stats::{LoopStatsSnapshot, Stats};
 pub use sys::eventfd::{EventFd, EventFdFlags};
 pub use timer::TimerId;

@@ -7,20 +7,54 @@
 //! No wake is ever lost. The loop clears the flag *before* it takes the queue: a poster that
 //! saw the flag set pushed its task before the loop took the queue (the task is run), and a
 //! poster that comes later sees the flag clear and writes the eventfd again.
+//!
+//! A task posted from the loop's own thread (a callback writing to another connection of the
+//! same loop through its handle) does not touch the eventfd at all: the loop runs it at the
+//! end of the current turn.
 
+use std::any::Any;
+use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::conn::Conn;
+use crate::connector::Connect;
 use crate::event_loop::LoopCx;
 use crate::stats::LoopStats;
 use crate::sys::eventfd::{EventFd, EventFdFlags};
 
-/// Work posted to a loop from another thread.
+/// An operation on one connection, posted through a [`ConnHandle`](crate::ConnHandle).
+pub(crate) enum ConnOp {
+    /// Bytes to write; `counted` of them are accounted in the handle's queued total.
+    Write {
+        data: Vec<u8>,
+        counted: usize,
+    },
+    ShutdownWrite,
+    Close,
+    PauseRead,
+    ResumeRead,
+    Run(Box<dyn FnOnce(&mut Conn<'_>) + Send>),
+    /// A message for `Handler::on_message`.
+    Message(Box<dyn Any + Send>),
+}
+
+/// How a worker-pool job ended.
+pub(crate) enum JobResult {
+    /// The job returned this output.
+    Output(Vec<u8>),
+    /// The job was dropped before it ran (server stop).
+    Cancelled,
+    /// The job panicked.
+    Panicked,
+}
+
+/// Work posted to a loop.
 pub(crate) enum Task {
     /// A connection accepted by another loop's acceptor, to be served here.
     Register {
@@ -29,6 +63,21 @@ pub(crate) enum Task {
     },
     /// A closure to run on the loop.
     Run(Box<dyn FnOnce(&mut LoopCx<'_>) + Send>),
+    /// An operation on a connection of this loop (ignored if that connection is gone).
+    Conn {
+        key: u32,
+        generation: u32,
+        op: ConnOp,
+    },
+    /// A worker-pool job of a connection of this loop finished.
+    JobDone {
+        key: u32,
+        generation: u32,
+        seq: u64,
+        result: JobResult,
+    },
+    /// Open an outbound connection from this loop.
+    Connect(Connect),
     /// Stop gracefully: flush and close every connection by `deadline`, then exit.
     Stop { deadline: Instant },
 }
@@ -38,9 +87,26 @@ impl fmt::Debug for Task {
         match self {
             Task::Register { peer, .. } => write!(f, "Register({peer:?})"),
             Task::Run(_) => f.write_str("Run"),
+            Task::Conn {
+                key, generation, ..
+            } => write!(f, "Conn({key}.{generation})"),
+            Task::JobDone {
+                key,
+                generation,
+                seq,
+                ..
+            } => {
+                write!(f, "JobDone({key}.{generation} #{seq})")
+            }
+            Task::Connect(c) => write!(f, "Connect({})", c.addr()),
             Task::Stop { deadline } => write!(f, "Stop({deadline:?})"),
         }
     }
+}
+
+thread_local! {
+    /// The loop this thread runs, if it is a loop thread.
+    static CURRENT_LOOP: Cell<*const LoopShared> = const { Cell::new(std::ptr::null()) };
 }
 
 /// The part of a loop other threads can reach.
@@ -50,6 +116,8 @@ pub(crate) struct LoopShared {
     tasks: Mutex<Vec<Task>>,
     eventfd: EventFd,
     wake_pending: AtomicBool,
+    /// Tasks were posted from the loop's own thread (no eventfd write was made for them).
+    local_pending: AtomicBool,
     exited: AtomicBool,
 }
 
@@ -61,14 +129,29 @@ impl LoopShared {
             tasks: Mutex::new(Vec::new()),
             eventfd: EventFd::new(0, EventFdFlags::NONBLOCK | EventFdFlags::CLOEXEC)?,
             wake_pending: AtomicBool::new(false),
+            local_pending: AtomicBool::new(false),
             exited: AtomicBool::new(false),
         })
     }
 
-    /// Queues a task and wakes the loop.
+    /// Marks the calling thread as this loop's thread.
+    pub(crate) fn enter(&self) {
+        CURRENT_LOOP.with(|c| c.set(self as *const LoopShared));
+    }
+
+    fn is_current_thread(&self) -> bool {
+        CURRENT_LOOP.with(|c| std::ptr::eq(c.get(), self))
+    }
+
+    /// Queues a task and makes sure the loop runs it soon: from another thread by waking the
+    /// loop, from the loop's own thread by flagging it for the end of the current turn.
     pub(crate) fn post(&self, task: Task) {
         self.push(task);
-        self.wake();
+        if self.is_current_thread() {
+            self.local_pending.store(true, Relaxed);
+        } else {
+            self.wake();
+        }
     }
 
     /// Queues a task without waking the loop (the caller wakes it once after a batch).
@@ -83,9 +166,7 @@ impl LoopShared {
     /// Interrupts the loop's `epoll_wait`, unless a wake is already pending.
     pub(crate) fn wake(&self) {
         if !self.wake_pending.swap(true, SeqCst) {
-            self.stats
-                .eventfd_writes
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.stats.eventfd_writes.fetch_add(1, Relaxed);
             if let Err(e) = self.eventfd.write(1) {
                 // Only possible if the counter were near u64::MAX, which the loop's reads prevent.
                 log::error!("eventide: waking loop {} failed: {e}", self.index);
@@ -93,15 +174,23 @@ impl LoopShared {
         }
     }
 
-    /// Called by the loop when its eventfd is readable: resets the counter and the pending flag,
-    /// then moves every queued task into `into`.
-    pub(crate) fn take_tasks(&self, into: &mut Vec<Task>) {
-        match self.eventfd.read() {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => log::error!("eventide: reading loop {} eventfd failed: {e}", self.index),
+    /// Whether tasks were posted from the loop's own thread since the last take.
+    pub(crate) fn has_local_tasks(&self) -> bool {
+        self.local_pending.load(Relaxed)
+    }
+
+    /// Moves every queued task into `into`. With `woken`, first resets the eventfd counter and
+    /// the pending flag (the eventfd was reported readable).
+    pub(crate) fn take_tasks(&self, into: &mut Vec<Task>, woken: bool) {
+        if woken {
+            match self.eventfd.read() {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => log::error!("eventide: reading loop {} eventfd failed: {e}", self.index),
+            }
+            self.wake_pending.store(false, SeqCst);
         }
-        self.wake_pending.store(false, SeqCst);
+        self.local_pending.store(false, Relaxed);
         let mut queue = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::swap(&mut *queue, into);
     }

@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub(crate) struct LoopStats {
     pub connections: AtomicU64,
     pub accepted: AtomicU64,
+    pub connected: AtomicU64,
+    pub connects: AtomicU64,
+    pub connect_errors: AtomicU64,
     pub refused: AtomicU64,
     pub accept_errors: AtomicU64,
     pub closed: AtomicU64,
@@ -54,6 +57,9 @@ impl LoopStats {
         LoopStatsSnapshot {
             connections: self.connections.load(Relaxed),
             accepted: self.accepted.load(Relaxed),
+            connected: self.connected.load(Relaxed),
+            connects: self.connects.load(Relaxed),
+            connect_errors: self.connect_errors.load(Relaxed),
             refused: self.refused.load(Relaxed),
             accept_errors: self.accept_errors.load(Relaxed),
             closed: self.closed.load(Relaxed),
@@ -79,6 +85,12 @@ pub struct LoopStatsSnapshot {
     pub connections: u64,
     /// Connections accepted and opened on this loop.
     pub accepted: u64,
+    /// Outbound connections established from this loop.
+    pub connected: u64,
+    /// Outbound connects started.
+    pub connects: u64,
+    /// Outbound connects that failed (refused, unreachable, timed out, ...).
+    pub connect_errors: u64,
     /// Accepted connections closed at once because the server was at its connection limit.
     pub refused: u64,
     /// `accept` failures (e.g. `EMFILE`); each one backs the listener off.
@@ -111,6 +123,9 @@ impl LoopStatsSnapshot {
     fn add(&mut self, o: &LoopStatsSnapshot) {
         self.connections += o.connections;
         self.accepted += o.accepted;
+        self.connected += o.connected;
+        self.connects += o.connects;
+        self.connect_errors += o.connect_errors;
         self.refused += o.refused;
         self.accept_errors += o.accept_errors;
         self.closed += o.closed;

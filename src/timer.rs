@@ -53,6 +53,16 @@ impl<K: Clone> Timers<K> {
         self.slots.len()
     }
 
+    /// Milliseconds from this queue's epoch to `at` (a compact clock for per-connection times).
+    pub(crate) fn millis(&self, at: Instant) -> u64 {
+        self.nanos(at) / 1_000_000
+    }
+
+    /// The instant `ms` milliseconds after this queue's epoch.
+    pub(crate) fn at_millis(&self, ms: u64) -> Instant {
+        self.epoch + Duration::from_millis(ms)
+    }
+
     fn nanos(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.epoch)
             .as_nanos()
@@ -142,6 +152,12 @@ impl<K: Clone> Timers<K> {
             return Some((id, kind));
         }
         None
+    }
+
+    /// Cancels every timer whose kind fails `keep`.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
+        self.slots.retain(|_, slot| keep(&slot.kind));
+        self.maybe_compact();
     }
 
     /// Drops every timer.

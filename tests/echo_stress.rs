@@ -17,7 +17,7 @@ const TOTAL: u64 = 256 << 20;
 const MAX_PAYLOAD: u64 = 8 << 20;
 
 fn stress(reuse_port: bool, trigger: Trigger, seed: u64) {
-    let (factory, _closed) = Echo::factory();
+    let (factory, closed) = Echo::factory();
     let server = Server::builder()
         .bind("127.0.0.1:0")
         .loops(LOOPS)
@@ -79,7 +79,11 @@ fn stress(reuse_port: bool, trigger: Trigger, seed: u64) {
             })
         })
         .collect();
-    let echoed: u64 = clients.into_iter().map(|t| t.join().unwrap()).sum();
+    let results: Vec<_> = clients.into_iter().map(|t| t.join()).collect();
+    let reasons: Vec<String> = closed.try_iter().map(|c| c.reason).collect();
+    let odd: Vec<&String> = reasons.iter().filter(|r| *r != "local").collect();
+    assert!(odd.is_empty(), "unexpected close reasons: {odd:?}");
+    let echoed: u64 = results.into_iter().map(|r| r.unwrap()).sum();
     assert_eq!(echoed, total);
 
     util::wait_until("all connections closed", || {

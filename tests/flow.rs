@@ -368,3 +368,36 @@ fn accepted_sockets_have_nodelay() {
     let _client = connect(server.local_addr());
     assert!(rx.recv_timeout(TIMEOUT).unwrap());
 }
+
+/// A closing connection whose peer takes nothing is dropped once no byte of its output has
+/// been written for the flush timeout (long before the stop deadline).
+#[test]
+fn stalled_closing_connection_is_dropped_after_flush_timeout() {
+    let (factory, closed) = Echo::factory();
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .loops(1)
+        .socket_send_buffer(16 * 1024)
+        .flush_timeout(Duration::from_millis(200))
+        .stop_timeout(TIMEOUT * 10)
+        .start(factory)
+        .unwrap();
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(16 * 1024).unwrap();
+    s.connect(&server.local_addr().into()).unwrap();
+    let mut s: TcpStream = s.into();
+    s.set_nonblocking(true).unwrap();
+    let chunk = vec![b'z'; 64 * 1024];
+    while s.write(&chunk).is_ok() {}
+    util::wait_until("output is pending", || {
+        server.stats().total().pending_output > 0
+    });
+    server.stop();
+    // The client never reads: only the flush timeout can end this connection.
+    util::wait_until("the stalled connection is dropped", || {
+        server.stats().total().connections == 0
+    });
+    assert_eq!(next_close(&closed).reason, "server_shutdown");
+    drop(s);
+    server.join().unwrap();
+}

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering::AcqRel;
 use std::time::Instant;
 
 use super::{token, EventLoop, TimerKind};
-use crate::conn::flag;
+use crate::conn::{flag, ConnCore};
 use crate::handler::{CloseReason, ConnId, Handler};
 use crate::stats::{bump, drop_by};
 use crate::sys::epoll::{ERROR, HANG_UP, READABLE, READ_CLOSED};
@@ -29,37 +29,50 @@ pub(crate) struct Lingering {
     fd: OwnedFd,
     generation: u32,
     timer: TimerId,
+    outbound: bool,
 }
 
 impl<H: Handler> EventLoop<H> {
     /// Closes at once; queued output is dropped.
     pub(super) fn close_now(&mut self, key: usize, reason: CloseReason) {
-        let entry = self.conns.remove(key);
-        drop_by(
-            &self.lp.shared.stats.pending_output,
-            entry.core.pending() as u64,
-        );
+        let mut entry = self.conns.remove(key);
+        self.detach(&mut entry.core);
+        let pending = entry.core.pending() as u64;
+        drop_by(&self.lp.shared.stats.pending_output, pending);
+        let outbound = entry.core.has(flag::OUTBOUND);
         self.notify_close(entry.core.id, entry.state, &reason);
         drop(entry.core.fd);
-        self.count_closed();
+        self.count_closed(outbound);
+    }
+
+    /// Cuts a connection leaving the table loose from its timer and its handles.
+    fn detach(&mut self, core: &mut ConnCore) {
+        if let Some((timer, _)) = core.timeout_timer.take() {
+            self.lp.timers.cancel(timer);
+        }
+        if let Some(shared) = core.handle.take() {
+            shared.mark_closed();
+        }
     }
 
     /// Closes a connection whose output is flushed: at once if the peer already finished
     /// sending, otherwise through a lingering close.
     pub(super) fn close_graceful(&mut self, key: usize) {
         let mut entry = self.conns.remove(key);
+        self.detach(&mut entry.core);
         let reason = entry.core.reason.take().unwrap_or(CloseReason::Local);
         let core = entry.core;
+        let outbound = core.has(flag::OUTBOUND);
         self.notify_close(core.id, entry.state, &reason);
         let linger = self.lp.cfg.linger_timeout;
         if core.has(flag::READ_CLOSED) || linger.is_zero() {
             drop(core.fd);
-            self.count_closed();
+            self.count_closed(outbound);
             return;
         }
         if !core.has(flag::WRITE_SHUT) && socket::shutdown_write(&core.fd).is_err() {
             drop(core.fd);
-            self.count_closed();
+            self.count_closed(outbound);
             return;
         }
         let vacant = self.lingering.vacant_entry();
@@ -74,7 +87,7 @@ impl<H: Handler> EventLoop<H> {
         };
         if registered.is_err() {
             drop(core.fd);
-            self.count_closed();
+            self.count_closed(outbound);
             return;
         }
         let mut deadline = self.lp.now + linger;
@@ -90,6 +103,7 @@ impl<H: Handler> EventLoop<H> {
             fd: core.fd,
             generation,
             timer,
+            outbound,
         });
     }
 
@@ -135,7 +149,7 @@ impl<H: Handler> EventLoop<H> {
         let l = self.lingering.remove(key);
         self.lp.timers.cancel(l.timer);
         drop(l.fd);
-        self.count_closed();
+        self.count_closed(l.outbound);
     }
 
     fn notify_close(&mut self, id: ConnId, state: H::State, reason: &CloseReason) {
@@ -146,16 +160,19 @@ impl<H: Handler> EventLoop<H> {
     }
 
     /// Bookkeeping for a descriptor that was closed.
-    pub(super) fn count_closed(&mut self) {
+    pub(super) fn count_closed(&mut self, outbound: bool) {
         let stats = &self.lp.shared.stats;
         drop_by(&stats.connections, 1);
         bump(&stats.closed, 1);
-        self.release_slot();
+        self.release_slot(outbound);
     }
 
-    /// Returns a connection's place under the server's limit and in least-connections.
-    pub(super) fn release_slot(&mut self) {
-        self.lp.server.release_connection();
+    /// Returns a connection's place in least-connections and, for an accepted one, under the
+    /// server's connection limit (which counts accepted connections only).
+    pub(super) fn release_slot(&mut self, outbound: bool) {
+        if !outbound {
+            self.lp.server.release_connection();
+        }
         self.lp.shared.stats.assigned.fetch_sub(1, AcqRel);
     }
 
@@ -167,6 +184,7 @@ impl<H: Handler> EventLoop<H> {
         }
         self.stopping = true;
         self.stop_deadline = Some(deadline);
+        self.abandon_connects();
         for listener in self.listeners.iter_mut() {
             if let Some(l) = listener.take() {
                 if l.armed {
@@ -187,6 +205,11 @@ impl<H: Handler> EventLoop<H> {
                 self.settle(key);
             }
         }
+        // Application timers end with the server; the loop's own (timeouts, lingering
+        // closes) still bound the stop.
+        self.lp
+            .timers
+            .retain(|k| !matches!(k, TimerKind::Conn { .. } | TimerKind::Loop { .. }));
         self.lp
             .timers
             .insert(deadline, TimerKind::StopDeadline, None);

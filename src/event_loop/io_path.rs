@@ -1,6 +1,7 @@
 //! The life of an event on a connection: readiness in, bytes read into the loop's buffer,
 //! handed to the handler, output flushed, epoll interest brought up to date.
 
+use std::any::Any;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -20,32 +21,68 @@ const EDGE_READ_BUDGET: usize = 8;
 impl<H: Handler> EventLoop<H> {
     /// Serves a newly accepted connection on this loop.
     pub(super) fn open(&mut self, fd: OwnedFd, peer: Option<SocketAddr>) {
-        let generation = self.next_generation;
-        self.next_generation = self.next_generation.wrapping_add(1);
+        self.open_with(fd, peer, None);
+    }
+
+    /// Serves an outbound connection that just completed its handshake. `registered`: the
+    /// socket is still in epoll under its connecting token.
+    pub(super) fn open_outbound(
+        &mut self,
+        fd: OwnedFd,
+        peer: Option<SocketAddr>,
+        context: Option<Box<dyn Any + Send>>,
+        registered: bool,
+    ) {
+        self.open_with(fd, peer, Some((context, registered)));
+    }
+
+    fn open_with(
+        &mut self,
+        fd: OwnedFd,
+        peer: Option<SocketAddr>,
+        outbound: Option<(Option<Box<dyn Any + Send>>, bool)>,
+    ) {
+        let is_outbound = outbound.is_some();
+        let generation = self.lp.next_generation();
         let vacant = self.conns.vacant_entry();
         let key = vacant.key();
         if key as u64 > token::KEY_MASK {
             log::error!("eventide: connection table full; refusing a connection");
             socket::abort(fd);
-            self.release_slot();
+            self.release_slot(is_outbound);
             return;
         }
         let stats = &self.lp.shared.stats;
         bump(&stats.connections, 1);
-        bump(&stats.accepted, 1);
+        bump(
+            if is_outbound {
+                &stats.connected
+            } else {
+                &stats.accepted
+            },
+            1,
+        );
         let id = ConnId {
             loop_index: self.lp.shared.index as u16,
             key: key as u32,
             generation,
         };
         let mut core = ConnCore::new(fd, id, peer);
+        core.active_ms = self.lp.now_ms;
+        let mut registered = false;
+        if let Some((context, was_registered)) = outbound {
+            core.set(flag::OUTBOUND);
+            self.lp.open_context = context;
+            registered = was_registered;
+        }
         let handler = &mut self.handler;
         let mut conn = Conn::new(&mut core, &mut self.lp, &[]);
         let opened = panic::catch_unwind(AssertUnwindSafe(|| handler.on_open(&mut conn)));
+        self.lp.open_context = None;
         let Ok(state) = opened else {
             self.note_panic("on_open");
             drop(core);
-            self.count_closed();
+            self.count_closed(is_outbound);
             return;
         };
         let fd = core.fd.as_raw_fd();
@@ -61,16 +98,21 @@ impl<H: Handler> EventLoop<H> {
         if reading {
             core.set(flag::READING);
         }
+        if core.delivering() {
+            core.set(flag::DELIVERING);
+        }
         vacant.insert(Entry {
             core,
             input: InBuffer::default(),
             state,
         });
-        if let Err(e) = self
-            .lp
-            .epoll
-            .add(fd, interest, token::make(token::CONN, key, generation))
-        {
+        let tok = token::make(token::CONN, key, generation);
+        let result = if registered {
+            self.lp.epoll.modify(fd, interest, tok)
+        } else {
+            self.lp.epoll.add(fd, interest, tok)
+        };
+        if let Err(e) = result {
             self.close_now(key, CloseReason::Error(e));
             return;
         }
@@ -140,6 +182,7 @@ impl<H: Handler> EventLoop<H> {
                 }
                 Ok((n, src)) => {
                     bump(&self.lp.shared.stats.bytes_in, n as u64);
+                    self.conns[key].core.active_ms = self.lp.now_ms;
                     self.deliver(key, src);
                     if !self.alive(key, generation) {
                         return;
@@ -182,7 +225,7 @@ impl<H: Handler> EventLoop<H> {
             }
             self.apply(key, action);
             let entry = &self.conns[key];
-            if consumed == 0 || entry.input.is_empty() || !entry.core.reading_enabled() {
+            if consumed == 0 || entry.input.is_empty() || !entry.core.delivering() {
                 break;
             }
         }
@@ -233,7 +276,7 @@ impl<H: Handler> EventLoop<H> {
     }
 
     /// Runs a callback with panics caught. A panic closes the connection and returns `None`.
-    fn invoke<R>(
+    pub(super) fn invoke<R>(
         &mut self,
         key: usize,
         src: Src,
@@ -295,7 +338,8 @@ impl<H: Handler> EventLoop<H> {
         let cfg = self.lp.cfg;
         let entry = &mut self.conns[key];
         let core = &mut entry.core;
-        if core.out.is_none() {
+        // Output of jobs still running is part of what must go out before a shutdown or close.
+        if core.out.is_none() && core.jobs_in_flight() == 0 {
             if core.has(flag::SHUTDOWN_REQ) && !core.has(flag::WRITE_SHUT) {
                 core.set(flag::WRITE_SHUT);
                 if let Err(e) = socket::shutdown_write(&core.fd) {
@@ -319,7 +363,19 @@ impl<H: Handler> EventLoop<H> {
         if core.has(flag::PAUSE_LIMIT) && entry.input.len() <= cfg.inbound_limit {
             entry.core.clear(flag::PAUSE_LIMIT);
         }
+        if entry.input.is_empty() {
+            entry.core.input_since_ms = None;
+        } else if entry.core.input_since_ms.is_none() {
+            entry.core.input_since_ms = Some(self.lp.now_ms);
+        }
+        if let Some(shared) = &entry.core.handle {
+            shared.publish_pending(entry.core.pending());
+        }
+        let generation = entry.core.id.generation;
         self.sync_interest(key);
+        if self.alive(key, generation) {
+            self.arm_timeouts(key);
+        }
     }
 
     /// Like [`call`](Self::call) without the settling (for notifications run while settling).
@@ -343,15 +399,23 @@ impl<H: Handler> EventLoop<H> {
         let core = &mut entry.core;
         let generation = core.id.generation;
         let reading = core.reading_enabled();
-        if reading != core.has(flag::READING) {
-            if reading {
-                core.set(flag::READING);
-                if edge || !entry.input.is_empty() {
-                    self.ready.push((key, generation));
-                }
-            } else {
-                core.clear(flag::READING);
-            }
+        let delivering = core.delivering();
+        let resumed_reading = reading && !core.has(flag::READING);
+        let resumed_delivery = delivering && !core.has(flag::DELIVERING);
+        if reading {
+            core.set(flag::READING)
+        } else {
+            core.clear(flag::READING)
+        }
+        if delivering {
+            core.set(flag::DELIVERING)
+        } else {
+            core.clear(flag::DELIVERING)
+        }
+        // Resumed: offer what is buffered (level-triggered epoll reports new bytes by itself;
+        // edge-triggered must read, as the edge may have passed while paused).
+        if (resumed_reading && edge) || (resumed_delivery && !entry.input.is_empty()) {
+            self.ready.push((key, generation));
         }
         let desired = if edge {
             READABLE | WRITABLE | READ_CLOSED | EDGE
@@ -386,16 +450,16 @@ impl<H: Handler> EventLoop<H> {
         }
         let mut list = std::mem::take(&mut self.ready);
         for (key, generation) in list.drain(..) {
-            if !self.alive(key, generation) || !self.conns[key].core.reading_enabled() {
+            if !self.alive(key, generation) || !self.conns[key].core.delivering() {
                 continue;
             }
             if !self.conns[key].input.is_empty() {
                 self.deliver(key, Src::Buffered);
-                if !self.alive(key, generation) || !self.conns[key].core.reading_enabled() {
+                if !self.alive(key, generation) {
                     continue;
                 }
             }
-            if self.lp.cfg.edge {
+            if self.lp.cfg.edge && self.conns[key].core.reading_enabled() {
                 self.read_ready(key);
             }
         }

@@ -7,7 +7,12 @@
 //!
 //! * `io.rs` — reading, delivering input to the handler, writing, epoll interest.
 //! * `close.rs` — closing connections, the lingering close, and graceful stop.
+//! * `connect.rs` — outbound connects: start, completion, timeout, failure reports.
+//! * `tasks.rs` — work posted by other threads: hand-offs, closures, connection-handle
+//!   operations, worker-pool results.
+//! * `timeouts.rs` — idle and read timeouts, one lazily re-armed timer per connection.
 
+use std::any::Any;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
@@ -16,36 +21,45 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use crate::acceptor::{self, Accepted, Balancer, Drain, Listener};
+use crate::acceptor::{self, Accepted, Balancer, Drain};
 use crate::buffer::InBuffer;
+use crate::builder::Config;
 use crate::conn::ConnCore;
+use crate::connector::{Connect, ConnectError, Pending};
 use crate::handler::Handler;
+use crate::listener::Listener;
 use crate::mailbox::{LoopShared, Task};
-use crate::server::{Config, ServerShared};
+use crate::server::ServerShared;
 use crate::stats::{bump, LoopStatsSnapshot};
 use crate::sys::epoll::{Epoll, Events, READABLE};
 use crate::timer::{TimerId, Timers};
+use crate::worker::WorkerPool;
 
 mod close;
+mod connect;
 mod io_path;
+mod tasks;
+mod timeouts;
 
-/// Epoll tokens: the top two bits say what the descriptor is, then a 32-bit generation and a
-/// 30-bit slab key, so a stale event for a recycled slot is recognised and ignored.
+/// Epoll tokens: the top three bits say what the descriptor is, then a 32-bit generation and a
+/// 29-bit slab key, so a stale event for a recycled slot is recognised and ignored.
 pub(crate) mod token {
     pub const CONN: u64 = 0;
     pub const LISTENER: u64 = 1;
     pub const LINGER: u64 = 2;
     pub const WAKER: u64 = 3;
-    pub const KEY_BITS: u32 = 30;
+    pub const CONNECTING: u64 = 4;
+    const TAG_SHIFT: u32 = 61;
+    pub const KEY_BITS: u32 = 29;
     pub const KEY_MASK: u64 = (1 << KEY_BITS) - 1;
 
     pub fn make(tag: u64, key: usize, generation: u32) -> u64 {
-        (tag << 62) | (u64::from(generation) << KEY_BITS) | (key as u64 & KEY_MASK)
+        (tag << TAG_SHIFT) | (u64::from(generation) << KEY_BITS) | (key as u64 & KEY_MASK)
     }
 
     pub fn split(token: u64) -> (u64, usize, u32) {
         (
-            token >> 62,
+            token >> TAG_SHIFT,
             (token & KEY_MASK) as usize,
             (token >> KEY_BITS) as u32,
         )
@@ -69,6 +83,12 @@ pub(crate) enum TimerKind {
     AcceptRetry { listener: usize },
     /// The graceful-stop deadline: close whatever is left.
     StopDeadline,
+    /// Check a connection's idle and read timeouts.
+    ConnTimeout { key: u32, generation: u32 },
+    /// An outbound connect ran out of time.
+    ConnectTimeout { key: u32, generation: u32 },
+    /// Retry a Unix connect whose listener's backlog was full.
+    ConnectRetry { key: u32, generation: u32 },
 }
 
 /// The non-generic state of a loop, which callbacks reach through [`Conn`](crate::Conn) and
@@ -83,8 +103,34 @@ pub(crate) struct LoopCore {
     pub timers: Timers<TimerKind>,
     /// Time at the start of this turn of the loop.
     pub now: Instant,
+    /// The same, in milliseconds since the timer epoch (for per-connection activity times).
+    pub now_ms: u64,
     /// A callback asked to stop the server.
     pub stop_requested: bool,
+    /// The server's worker pool, if it has one.
+    pub pool: Option<Arc<WorkerPool>>,
+    /// Outbound connects in progress.
+    pub connecting: Slab<Pending>,
+    /// Connects that failed at once, reported to the handler at the end of the turn.
+    pub connect_failures: Vec<ConnectError>,
+    /// The `Connect::context` of the outbound connection being opened (during `on_open`).
+    pub open_context: Option<Box<dyn Any + Send>>,
+    /// Generation for the next connection or connect (tells reused slots apart).
+    next_generation: u32,
+}
+
+impl LoopCore {
+    pub(crate) fn next_generation(&mut self) -> u32 {
+        let g = self.next_generation;
+        self.next_generation = g.wrapping_add(1);
+        g
+    }
+
+    /// Reads the clock once for this turn of the loop.
+    pub(crate) fn tick(&mut self) {
+        self.now = Instant::now();
+        self.now_ms = self.timers.millis(self.now);
+    }
 }
 
 /// One connection in the loop's table: the loop's record, the inbound remainder and the
@@ -119,14 +165,13 @@ pub(crate) struct EventLoop<H: Handler> {
     accepted: Vec<Accepted>,
     /// Connections to read (or re-deliver input to) without waiting for epoll.
     ready: Vec<(usize, u32)>,
-    next_generation: u32,
     stopping: bool,
     stop_deadline: Option<Instant>,
 }
 
 /// Where the bytes shown to `on_data` come from.
 #[derive(Clone, Copy)]
-enum Src {
+pub(crate) enum Src {
     /// The first `n` bytes of the loop's read buffer.
     ReadBuf(usize),
     /// The connection's own inbound remainder.
@@ -136,6 +181,7 @@ enum Src {
 impl<H: Handler> EventLoop<H> {
     pub(crate) fn new(parts: LoopParts<H>) -> EventLoop<H> {
         let cfg = parts.cfg;
+        let pool = parts.server.pool.clone();
         EventLoop {
             handler: parts.handler,
             balancer: Balancer::new(cfg.balance),
@@ -147,7 +193,13 @@ impl<H: Handler> EventLoop<H> {
                 staging: Vec::new(),
                 timers: Timers::new(),
                 now: Instant::now(),
+                now_ms: 0,
                 stop_requested: false,
+                pool,
+                connecting: Slab::new(),
+                connect_failures: Vec::new(),
+                open_context: None,
+                next_generation: 0,
             },
             conns: Slab::new(),
             lingering: Slab::new(),
@@ -157,7 +209,6 @@ impl<H: Handler> EventLoop<H> {
             tasks: Vec::new(),
             accepted: Vec::new(),
             ready: Vec::new(),
-            next_generation: 0,
             stopping: false,
             stop_deadline: None,
         }
@@ -165,6 +216,7 @@ impl<H: Handler> EventLoop<H> {
 
     /// Runs until the server stops and every connection is closed.
     pub(crate) fn run(mut self) -> io::Result<()> {
+        self.lp.shared.enter();
         let waker = token::make(token::WAKER, 0, 0);
         self.lp
             .epoll
@@ -172,13 +224,17 @@ impl<H: Handler> EventLoop<H> {
         for i in 0..self.listeners.len() {
             self.arm_listener(i)?;
         }
-        self.lp.now = Instant::now();
+        self.lp.tick();
         let handler = &mut self.handler;
         let mut cx = LoopCx::new(&mut self.lp);
         if panic::catch_unwind(AssertUnwindSafe(|| handler.on_boot(&mut cx))).is_err() {
             self.note_panic("on_boot");
         }
-        while !(self.stopping && self.conns.is_empty() && self.lingering.is_empty()) {
+        while !(self.stopping
+            && self.conns.is_empty()
+            && self.lingering.is_empty()
+            && self.lp.connecting.is_empty())
+        {
             self.turn()?;
         }
         self.finish();
@@ -187,7 +243,7 @@ impl<H: Handler> EventLoop<H> {
 
     /// One `epoll_wait` and everything it makes due.
     fn turn(&mut self) -> io::Result<()> {
-        let timeout = if self.ready.is_empty() {
+        let timeout = if self.ready.is_empty() && !self.lp.shared.has_local_tasks() {
             self.lp
                 .timers
                 .next_deadline()
@@ -199,7 +255,7 @@ impl<H: Handler> EventLoop<H> {
         let stats = &self.lp.shared.stats;
         bump(&stats.epoll_waits, 1);
         bump(&stats.events, n as u64);
-        self.lp.now = Instant::now();
+        self.lp.tick();
         let mut woken = false;
         for i in 0..n {
             let (tok, flags) = self.events.get(i);
@@ -208,14 +264,18 @@ impl<H: Handler> EventLoop<H> {
                 token::CONN => self.conn_event(key, generation, flags),
                 token::LISTENER => self.accept(key),
                 token::LINGER => self.linger_event(key, generation, flags),
+                token::CONNECTING => self.connect_event(key, generation, flags),
                 _ => woken = true,
             }
         }
-        if woken {
-            self.run_tasks();
+        if woken || self.lp.shared.has_local_tasks() {
+            self.run_tasks(woken);
         }
         self.run_ready();
         self.run_timers();
+        if !self.lp.connect_failures.is_empty() {
+            self.report_connect_failures();
+        }
         if self.lp.stop_requested {
             self.lp.stop_requested = false;
             self.lp.server.stop(self.lp.cfg.stop_timeout);
@@ -287,32 +347,6 @@ impl<H: Handler> EventLoop<H> {
         self.accepted = accepted;
     }
 
-    fn run_tasks(&mut self) {
-        let mut tasks = std::mem::take(&mut self.tasks);
-        self.lp.shared.take_tasks(&mut tasks);
-        bump(&self.lp.shared.stats.tasks, tasks.len() as u64);
-        for task in tasks.drain(..) {
-            match task {
-                Task::Register { fd, peer } => {
-                    if self.stopping {
-                        crate::sys::socket::abort(fd);
-                        self.release_slot();
-                    } else {
-                        self.open(fd, peer);
-                    }
-                }
-                Task::Run(f) => {
-                    let mut cx = LoopCx::new(&mut self.lp);
-                    if panic::catch_unwind(AssertUnwindSafe(|| f(&mut cx))).is_err() {
-                        self.note_panic("a posted task");
-                    }
-                }
-                Task::Stop { deadline } => self.begin_stop(deadline),
-            }
-        }
-        self.tasks = tasks;
-    }
-
     fn run_timers(&mut self) {
         let now = self.lp.now;
         while let Some((_, kind)) = self.lp.timers.pop_expired(now) {
@@ -352,6 +386,18 @@ impl<H: Handler> EventLoop<H> {
                     }
                 }
                 TimerKind::StopDeadline => self.force_close_all(),
+                TimerKind::ConnectTimeout { key, generation } => {
+                    self.connect_timer(key as usize, generation, false)
+                }
+                TimerKind::ConnectRetry { key, generation } => {
+                    self.connect_timer(key as usize, generation, true)
+                }
+                TimerKind::ConnTimeout { key, generation } => {
+                    let key = key as usize;
+                    if self.alive(key, generation) {
+                        self.check_timeouts(key);
+                    }
+                }
             }
         }
     }
@@ -372,11 +418,11 @@ impl<H: Handler> EventLoop<H> {
     fn finish(&mut self) {
         self.lp.shared.mark_exited();
         let mut tasks = std::mem::take(&mut self.tasks);
-        self.lp.shared.take_tasks(&mut tasks);
+        self.lp.shared.take_tasks(&mut tasks, false);
         for task in tasks {
             if let Task::Register { fd, .. } = task {
                 crate::sys::socket::abort(fd);
-                self.release_slot();
+                self.release_slot(false);
             }
         }
         self.lp.timers.clear();
@@ -442,6 +488,14 @@ impl<'a> LoopCx<'a> {
     /// Stops the whole server gracefully.
     pub fn stop_server(&mut self) {
         self.lp.stop_requested = true;
+    }
+
+    /// Opens an outbound connection from this loop. When it is established the handler's
+    /// `on_open` runs for it ([`Conn::is_outbound`](crate::Conn::is_outbound) is true and
+    /// [`Conn::take_context`](crate::Conn::take_context) returns the connect's context); if it
+    /// fails — refused, unreachable, timed out, or at once — `on_connect_error` runs instead.
+    pub fn connect(&mut self, connect: Connect) {
+        self.lp.connect(connect);
     }
 
     /// A handle to this loop for other threads.

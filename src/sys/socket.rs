@@ -6,11 +6,13 @@
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
 
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
 use super::{cvt, cvt_retry};
+use crate::addr::Addr;
 
 /// Options for a listening TCP socket.
 #[derive(Clone, Copy, Debug)]
@@ -35,6 +37,65 @@ pub(crate) fn tcp_listener(addr: SocketAddr, opts: ListenOptions) -> io::Result<
     socket.bind(&addr.into())?;
     socket.listen(opts.backlog)?;
     Ok(socket)
+}
+
+/// Creates a non-blocking, close-on-exec Unix-domain stream listener bound to `path`.
+pub(crate) fn unix_listener(path: &Path, backlog: i32) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    socket.listen(backlog)?;
+    Ok(socket)
+}
+
+/// A non-blocking, close-on-exec stream socket for connecting to `addr` (TCP sockets get
+/// `TCP_NODELAY` as accepted ones do).
+pub(crate) fn stream_socket(addr: &Addr, nodelay: bool) -> io::Result<Socket> {
+    match addr {
+        Addr::Tcp(a) => {
+            let s = Socket::new(
+                Domain::for_address(*a),
+                Type::STREAM.nonblocking().cloexec(),
+                Some(Protocol::TCP),
+            )?;
+            s.set_nodelay(nodelay)?;
+            Ok(s)
+        }
+        Addr::Unix(_) => Socket::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None),
+    }
+}
+
+/// How a non-blocking `connect` started.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// Connected already (usual for Unix sockets).
+    Connected,
+    /// `EINPROGRESS`: completion is reported by writability, the result by `SO_ERROR`.
+    Pending,
+    /// `EAGAIN` from a Unix socket whose listener's backlog is full: try again later.
+    Busy,
+}
+
+/// Starts connecting `sock` to `addr`. An `Err` is the attempt failing at once (refused,
+/// no such file, unreachable).
+pub(crate) fn start_connect(sock: &Socket, addr: &Addr) -> io::Result<Progress> {
+    let target = match addr {
+        Addr::Tcp(a) => SockAddr::from(*a),
+        Addr::Unix(p) => SockAddr::unix(p)?,
+    };
+    loop {
+        return match sock.connect(&target) {
+            Ok(()) => Ok(Progress::Connected),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EINPROGRESS) => Ok(Progress::Pending),
+                Some(libc::EAGAIN) => Ok(Progress::Busy),
+                Some(libc::EINTR) => continue,
+                // A second connect on a socket whose first one is still in progress.
+                Some(libc::EALREADY) => Ok(Progress::Pending),
+                Some(libc::EISCONN) => Ok(Progress::Connected),
+                _ => Err(e),
+            },
+        };
+    }
 }
 
 /// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`: the next connection of the accept queue and its
@@ -125,27 +186,27 @@ pub(crate) fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize
 pub(crate) const IOV_MAX: usize = 1024;
 
 /// `shutdown(2)` of the write side: the peer reads end-of-stream after the bytes already sent.
-pub(crate) fn shutdown_write(fd: &OwnedFd) -> io::Result<()> {
+pub(crate) fn shutdown_write(fd: &impl AsFd) -> io::Result<()> {
     SockRef::from(fd).shutdown(Shutdown::Write)
 }
 
 /// Reads `TCP_NODELAY`.
-pub(crate) fn nodelay(fd: &OwnedFd) -> io::Result<bool> {
+pub(crate) fn nodelay(fd: &impl AsFd) -> io::Result<bool> {
     SockRef::from(fd).nodelay()
 }
 
 /// Sets `TCP_NODELAY`.
-pub(crate) fn set_nodelay(fd: &OwnedFd, on: bool) -> io::Result<()> {
+pub(crate) fn set_nodelay(fd: &impl AsFd, on: bool) -> io::Result<()> {
     SockRef::from(fd).set_nodelay(on)
 }
 
 /// Reads and clears `SO_ERROR`.
-pub(crate) fn take_error(fd: &OwnedFd) -> io::Result<Option<io::Error>> {
+pub(crate) fn take_error(fd: &impl AsFd) -> io::Result<Option<io::Error>> {
     SockRef::from(fd).take_error()
 }
 
 /// `getsockname(2)` as a std address (`None` for a non-IP socket).
-pub(crate) fn local_addr(fd: &OwnedFd) -> io::Result<Option<SocketAddr>> {
+pub(crate) fn local_addr(fd: &impl AsFd) -> io::Result<Option<SocketAddr>> {
     Ok(SockRef::from(fd).local_addr()?.as_socket())
 }
 

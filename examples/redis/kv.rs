@@ -1,0 +1,557 @@
+//! The key-value store and command table of the redis example. Shared with the tests
+//! (`tests/resp_kv.rs` includes this file), so they run exactly what the demo runs.
+//!
+//! Keys live in one [`Store`] shared by every loop: a fixed number of shards, each a
+//! `Mutex<HashMap>`, picked by a hash of the key, so loops contend only when they touch the
+//! same shard at the same moment. Expired keys are removed when touched (lazily) and by a
+//! sweep that loop 0 runs every 100 ms over the shards that hold keys with a deadline.
+
+#![allow(dead_code)] // the tests use part of this module, the example another
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use eventide::resp::{Command, Service, Writer};
+use eventide::{Action, LoopCx};
+
+/// Loop-timer token of the expiry sweep.
+pub const SWEEP_TOKEN: u64 = 1;
+/// How often loop 0 sweeps.
+pub const SWEEP_PERIOD: Duration = Duration::from_millis(100);
+/// Shards swept per tick (a full pass over 64 shards takes 4 ticks).
+const SWEEP_SHARDS_PER_TICK: usize = 16;
+
+struct Entry {
+    value: Vec<u8>,
+    expires: Option<Instant>,
+}
+
+impl Entry {
+    fn expired(&self, now: &mut Now) -> bool {
+        self.expires.is_some_and(|t| t <= now.get())
+    }
+}
+
+/// The clock, read at most once per command and only if a deadline is involved.
+struct Now(Option<Instant>);
+
+impl Now {
+    fn get(&mut self) -> Instant {
+        *self.0.get_or_insert_with(Instant::now)
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<Vec<u8>, Entry>,
+    /// Keys with a deadline: the sweep skips shards that have none.
+    volatile: usize,
+}
+
+impl Shard {
+    /// The live entry for `key`; an expired one is removed.
+    fn live(&mut self, key: &[u8], now: &mut Now) -> Option<&mut Entry> {
+        if self.map.get(key)?.expired(now) {
+            self.remove(key);
+            return None;
+        }
+        self.map.get_mut(key)
+    }
+
+    fn insert(&mut self, key: &[u8], entry: Entry) {
+        let adds = usize::from(entry.expires.is_some());
+        match self.map.get_mut(key) {
+            Some(old) => {
+                self.volatile -= usize::from(old.expires.is_some());
+                *old = entry;
+            }
+            None => {
+                self.map.insert(key.to_vec(), entry);
+            }
+        }
+        self.volatile += adds;
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let old = self.map.remove(key)?;
+        self.volatile -= usize::from(old.expires.is_some());
+        Some(old)
+    }
+
+    fn set_deadline(&mut self, key: &[u8], at: Option<Instant>) {
+        if let Some(e) = self.map.get_mut(key) {
+            self.volatile -= usize::from(e.expires.is_some());
+            self.volatile += usize::from(at.is_some());
+            e.expires = at;
+        }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        if self.volatile == 0 {
+            return;
+        }
+        let mut removed = 0;
+        self.map.retain(|_, e| {
+            let keep = !matches!(e.expires, Some(t) if t <= now);
+            removed += usize::from(!keep);
+            keep
+        });
+        self.volatile -= removed;
+    }
+}
+
+/// The keyspace, shared by every loop.
+pub struct Store {
+    shards: Box<[Mutex<Shard>]>,
+    cursor: AtomicUsize,
+}
+
+impl Store {
+    /// A store with `shards` shards (at least 1).
+    pub fn new(shards: usize) -> Arc<Store> {
+        Arc::new(Store {
+            shards: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
+            cursor: AtomicUsize::new(0),
+        })
+    }
+
+    fn index(&self, key: &[u8]) -> usize {
+        // FNV-1a: cheap, and good enough to spread keys over a few dozen shards.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in key {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        (h ^ (h >> 32)) as usize % self.shards.len()
+    }
+
+    fn lock(&self, i: usize) -> MutexGuard<'_, Shard> {
+        // A panic never happens while a shard is locked; if one did, the data is still sound.
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn shard(&self, key: &[u8]) -> MutexGuard<'_, Shard> {
+        self.lock(self.index(key))
+    }
+
+    /// Number of keys (expired ones not yet removed included, as in Redis).
+    pub fn len(&self) -> usize {
+        (0..self.shards.len()).map(|i| self.lock(i).map.len()).sum()
+    }
+
+    /// Removes every key.
+    pub fn clear(&self) {
+        for i in 0..self.shards.len() {
+            *self.lock(i) = Shard::default();
+        }
+    }
+
+    /// Removes expired keys from the next few shards that hold keys with a deadline.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let n = self.shards.len();
+        let start = self
+            .cursor
+            .fetch_add(SWEEP_SHARDS_PER_TICK, Ordering::Relaxed);
+        for k in 0..SWEEP_SHARDS_PER_TICK.min(n) {
+            self.lock((start + k) % n).sweep(now);
+        }
+    }
+}
+
+/// The command table: one per loop, all sharing the [`Store`].
+pub struct Kv {
+    store: Arc<Store>,
+}
+
+impl Kv {
+    /// A loop's service over `store`.
+    pub fn new(store: Arc<Store>) -> Kv {
+        Kv { store }
+    }
+}
+
+const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+const SYNTAX: &str = "ERR syntax error";
+
+/// A strict decimal `i64`, as Redis reads numbers (no sign but `-`, no spaces).
+fn int(arg: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(arg).ok()?;
+    if s.starts_with('+') || (s.len() > 1 && s.starts_with('0')) || s.starts_with("-0") {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn arity_error(reply: &mut Writer<'_>, name: &str) {
+    reply.error_parts(&[
+        b"ERR wrong number of arguments for '",
+        name.as_bytes(),
+        b"' command",
+    ]);
+}
+
+fn unknown(cmd: &Command<'_>, reply: &mut Writer<'_>) {
+    let mut parts: Vec<&[u8]> = vec![
+        b"ERR unknown command '",
+        cmd.name(),
+        b"', with args beginning with: ",
+    ];
+    for a in cmd.args().skip(1).take(8) {
+        parts.push(b"'");
+        parts.push(&a[..a.len().min(128)]);
+        parts.push(b"' ");
+    }
+    reply.error_parts(&parts);
+}
+
+impl Service for Kv {
+    fn call(&mut self, cmd: &Command<'_>, reply: &mut Writer<'_>) -> Action {
+        let mut buf = [0u8; 16];
+        let name = cmd.name();
+        if name.len() > buf.len() {
+            unknown(cmd, reply);
+            return Action::Continue;
+        }
+        let upper = &mut buf[..name.len()];
+        upper.copy_from_slice(name);
+        upper.make_ascii_uppercase();
+        let n = cmd.len();
+        let arg = |i: usize| cmd.arg(i).unwrap_or(b"");
+        let mut now = Now(None);
+        let store = &*self.store;
+        macro_rules! arity {
+            ($ok:expr, $name:literal) => {
+                if !($ok) {
+                    arity_error(reply, $name);
+                    return Action::Continue;
+                }
+            };
+        }
+        match &*upper {
+            b"PING" => {
+                arity!(n <= 2, "ping");
+                match cmd.arg(1) {
+                    Some(msg) => reply.bulk(msg),
+                    None => reply.simple("PONG"),
+                }
+            }
+            b"ECHO" => {
+                arity!(n == 2, "echo");
+                reply.bulk(arg(1));
+            }
+            b"GET" => {
+                arity!(n == 2, "get");
+                let mut shard = store.shard(arg(1));
+                reply.bulk_or_nil(shard.live(arg(1), &mut now).map(|e| &e.value[..]));
+            }
+            b"SET" => {
+                arity!(n >= 3, "set");
+                self.set(cmd, reply, &mut now);
+            }
+            b"DEL" | b"UNLINK" => {
+                arity!(n >= 2, "del");
+                let mut count = 0;
+                for key in cmd.args().skip(1) {
+                    let mut shard = store.shard(key);
+                    if shard.live(key, &mut now).is_some() {
+                        shard.remove(key);
+                        count += 1;
+                    }
+                }
+                reply.integer(count);
+            }
+            b"EXISTS" => {
+                arity!(n >= 2, "exists");
+                let count = cmd
+                    .args()
+                    .skip(1)
+                    .filter(|k| store.shard(k).live(k, &mut now).is_some())
+                    .count();
+                reply.integer(count as i64);
+            }
+            b"INCR" | b"DECR" | b"INCRBY" | b"DECRBY" => {
+                let by_arg = upper.len() > 4;
+                let delta = if by_arg {
+                    arity!(n == 3, "incrby");
+                    match int(arg(2)) {
+                        Some(d) => d,
+                        None => {
+                            reply.error(NOT_INTEGER);
+                            return Action::Continue;
+                        }
+                    }
+                } else {
+                    arity!(n == 2, "incr");
+                    1
+                };
+                let delta = if upper[0] == b'D' {
+                    delta.checked_neg()
+                } else {
+                    Some(delta)
+                };
+                self.incr(arg(1), delta, reply, &mut now);
+            }
+            b"MGET" => {
+                arity!(n >= 2, "mget");
+                reply.array(n - 1);
+                for key in cmd.args().skip(1) {
+                    let mut shard = store.shard(key);
+                    reply.bulk_or_nil(shard.live(key, &mut now).map(|e| &e.value[..]));
+                }
+            }
+            b"MSET" => {
+                arity!(n >= 3 && n % 2 == 1, "mset");
+                // Atomic: lock every shard involved, in index order (no deadlock), then write.
+                let mut idx: Vec<usize> = (1..n).step_by(2).map(|i| store.index(arg(i))).collect();
+                idx.sort_unstable();
+                idx.dedup();
+                let mut guards: Vec<(usize, MutexGuard<'_, Shard>)> =
+                    idx.iter().map(|&i| (i, store.lock(i))).collect();
+                for i in (1..n).step_by(2) {
+                    let s = store.index(arg(i));
+                    let g = guards.iter_mut().find(|(j, _)| *j == s).map(|(_, g)| g);
+                    if let Some(g) = g {
+                        g.insert(
+                            arg(i),
+                            Entry {
+                                value: arg(i + 1).to_vec(),
+                                expires: None,
+                            },
+                        );
+                    }
+                }
+                drop(guards);
+                reply.ok();
+            }
+            b"EXPIRE" | b"PEXPIRE" => {
+                arity!((3..=4).contains(&n), "expire");
+                self.expire(cmd, upper[0] == b'P', reply, &mut now);
+            }
+            b"TTL" | b"PTTL" => {
+                arity!(n == 2, "ttl");
+                let mut shard = store.shard(arg(1));
+                let ttl = match shard.live(arg(1), &mut now) {
+                    None => -2,
+                    Some(Entry { expires: None, .. }) => -1,
+                    Some(Entry {
+                        expires: Some(t), ..
+                    }) => {
+                        let ms = t.saturating_duration_since(now.get()).as_millis() as i64;
+                        if upper[0] == b'P' {
+                            ms
+                        } else {
+                            (ms + 500) / 1000
+                        }
+                    }
+                };
+                reply.integer(ttl);
+            }
+            b"PERSIST" => {
+                arity!(n == 2, "persist");
+                let mut shard = store.shard(arg(1));
+                let had = shard
+                    .live(arg(1), &mut now)
+                    .is_some_and(|e| e.expires.is_some());
+                if had {
+                    shard.set_deadline(arg(1), None);
+                }
+                reply.integer(i64::from(had));
+            }
+            b"DBSIZE" => reply.integer(store.len() as i64),
+            b"FLUSHALL" | b"FLUSHDB" => {
+                store.clear();
+                reply.ok();
+            }
+            b"SELECT" => match arg(1) {
+                b"0" => reply.ok(),
+                _ => reply.error("ERR DB index is out of range"),
+            },
+            // redis-cli asks for command docs at start; an empty list is a valid answer.
+            b"COMMAND" => reply.array(0),
+            // redis-benchmark reads `save` and `appendonly` at start.
+            b"CONFIG" if arg(1).eq_ignore_ascii_case(b"GET") && n == 3 => {
+                let value: Option<&[u8]> = match arg(2).to_ascii_lowercase().as_slice() {
+                    b"save" => Some(b""),
+                    b"appendonly" => Some(b"no"),
+                    b"databases" => Some(b"1"),
+                    _ => None,
+                };
+                match value {
+                    Some(v) => {
+                        reply.array(2);
+                        reply.bulk(arg(2));
+                        reply.bulk(v);
+                    }
+                    None => reply.array(0),
+                }
+            }
+            b"CLIENT"
+                if arg(1).eq_ignore_ascii_case(b"SETNAME")
+                    || arg(1).eq_ignore_ascii_case(b"SETINFO") =>
+            {
+                reply.ok();
+            }
+            b"QUIT" => {
+                reply.ok();
+                return Action::Close;
+            }
+            _ => unknown(cmd, reply),
+        }
+        Action::Continue
+    }
+
+    fn on_boot(&mut self, cx: &mut LoopCx<'_>) {
+        if cx.index() == 0 {
+            cx.set_interval(SWEEP_PERIOD, SWEEP_TOKEN);
+        }
+    }
+
+    fn on_tick(&mut self, _cx: &mut LoopCx<'_>, token: u64) {
+        if token == SWEEP_TOKEN {
+            self.store.sweep();
+        }
+    }
+}
+
+impl Kv {
+    /// `SET key value [NX | XX] [GET] [EX s | PX ms | KEEPTTL]`
+    fn set(&self, cmd: &Command<'_>, reply: &mut Writer<'_>, now: &mut Now) {
+        let (key, value) = (cmd.arg(1).unwrap_or(b""), cmd.arg(2).unwrap_or(b""));
+        let (mut nx, mut xx, mut get, mut keep_ttl) = (false, false, false, false);
+        let mut ttl: Option<Duration> = None;
+        let mut i = 3;
+        while i < cmd.len() {
+            let opt = cmd.arg(i).unwrap_or(b"").to_ascii_uppercase();
+            match opt.as_slice() {
+                b"NX" if !xx => nx = true,
+                b"XX" if !nx => xx = true,
+                b"GET" => get = true,
+                b"KEEPTTL" if ttl.is_none() => keep_ttl = true,
+                b"EX" | b"PX" if ttl.is_none() && !keep_ttl && i + 1 < cmd.len() => {
+                    i += 1;
+                    let Some(v) = cmd.arg(i).and_then(int) else {
+                        reply.error(NOT_INTEGER);
+                        return;
+                    };
+                    let ms = if opt[0] == b'E' {
+                        v.checked_mul(1000)
+                    } else {
+                        Some(v)
+                    };
+                    match ms {
+                        Some(ms) if ms > 0 => ttl = Some(Duration::from_millis(ms as u64)),
+                        _ => {
+                            reply.error("ERR invalid expire time in 'set' command");
+                            return;
+                        }
+                    }
+                }
+                _ => {
+                    reply.error(SYNTAX);
+                    return;
+                }
+            }
+            i += 1;
+        }
+        let mut shard = self.store.shard(key);
+        let old = shard.live(key, now);
+        let exists = old.is_some();
+        let old_deadline = old.as_ref().and_then(|e| e.expires);
+        if get {
+            reply.bulk_or_nil(old.map(|e| &e.value[..]));
+        }
+        if (nx && exists) || (xx && !exists) {
+            if !get {
+                reply.nil();
+            }
+            return;
+        }
+        let expires = match ttl {
+            Some(d) => Some(now.get() + d),
+            None if keep_ttl => old_deadline,
+            None => None,
+        };
+        shard.insert(
+            key,
+            Entry {
+                value: value.to_vec(),
+                expires,
+            },
+        );
+        if !get {
+            reply.ok();
+        }
+    }
+
+    fn incr(&self, key: &[u8], delta: Option<i64>, reply: &mut Writer<'_>, now: &mut Now) {
+        let mut shard = self.store.shard(key);
+        let current = match shard.live(key, now) {
+            None => 0,
+            Some(e) => match int(&e.value) {
+                Some(v) => v,
+                None => return reply.error(NOT_INTEGER),
+            },
+        };
+        let Some(next) = delta.and_then(|d| current.checked_add(d)) else {
+            return reply.error("ERR increment or decrement would overflow");
+        };
+        match shard.live(key, now) {
+            Some(e) => {
+                // Keeps the deadline, as Redis does.
+                e.value.clear();
+                let _ = write!(e.value, "{next}");
+            }
+            None => shard.insert(
+                key,
+                Entry {
+                    value: next.to_string().into_bytes(),
+                    expires: None,
+                },
+            ),
+        }
+        reply.integer(next);
+    }
+
+    /// `EXPIRE key seconds [NX | XX | GT | LT]` (and `PEXPIRE` in milliseconds).
+    fn expire(&self, cmd: &Command<'_>, millis: bool, reply: &mut Writer<'_>, now: &mut Now) {
+        let key = cmd.arg(1).unwrap_or(b"");
+        let Some(v) = cmd.arg(2).and_then(int) else {
+            return reply.error(NOT_INTEGER);
+        };
+        let Some(ms) = (if millis { Some(v) } else { v.checked_mul(1000) }) else {
+            return reply.error("ERR invalid expire time in 'expire' command");
+        };
+        let cond = cmd.arg(3).map(|c| c.to_ascii_uppercase());
+        let mut shard = self.store.shard(key);
+        let Some(entry) = shard.live(key, now) else {
+            return reply.integer(0);
+        };
+        let current = entry.expires;
+        let new_at = (ms > 0).then(|| now.get() + Duration::from_millis(ms as u64));
+        let allowed = match cond.as_deref() {
+            None => true,
+            Some(b"NX") => current.is_none(),
+            Some(b"XX") => current.is_some(),
+            // No deadline counts as an infinite one.
+            Some(b"GT") => matches!((current, new_at), (Some(c), Some(n)) if n > c),
+            Some(b"LT") => match (current, new_at) {
+                (None, _) | (_, None) => true,
+                (Some(c), Some(n)) => n < c,
+            },
+            Some(_) => return reply.error("ERR Unsupported option"),
+        };
+        if !allowed {
+            return reply.integer(0);
+        }
+        match new_at {
+            Some(at) => shard.set_deadline(key, Some(at)),
+            None => {
+                shard.remove(key); // a deadline in the past deletes at once
+            }
+        }
+        reply.integer(1);
+    }
+}

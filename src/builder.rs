@@ -1,0 +1,424 @@
+//! Configuring a server: listen addresses, loops, accept mode, limits, timeouts; and
+//! starting it ([`Builder::start`]).
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::acceptor::Balance;
+use crate::addr::{Addr, ToAddrs};
+use crate::event_loop::{EventLoop, LoopParts};
+use crate::handler::Handler;
+use crate::listener::{self, TcpOptions};
+use crate::mailbox::LoopShared;
+use crate::server::{Server, ServerShared};
+use crate::sys::epoll::Epoll;
+use crate::sys::socket::ListenOptions;
+use crate::worker::WorkerPool;
+
+/// How readiness is reported for connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Trigger {
+    /// Level-triggered (the default): `EPOLLOUT` is registered only while output is queued,
+    /// and each readiness event costs one read.
+    #[default]
+    Level,
+    /// Edge-triggered: `EPOLLIN | EPOLLOUT | EPOLLRDHUP` registered once, never modified, so a
+    /// blocked write costs no `epoll_ctl`; reads continue until a short read.
+    Edge,
+}
+
+/// What to do when a handler leaves more unconsumed input than the inbound limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum InboundPolicy {
+    /// Close the connection with [`CloseReason::InboundLimit`](crate::CloseReason::InboundLimit)
+    /// (after flushing its output).
+    #[default]
+    Close,
+    /// Stop reading it until the handler consumes enough to fall under the limit.
+    Pause,
+}
+
+/// Loop settings, copied into every loop.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Config {
+    pub edge: bool,
+    pub reuse_port: bool,
+    pub balance: Balance,
+    pub read_buffer: usize,
+    pub max_events: usize,
+    pub accept_batch: usize,
+    pub accept_backoff: Duration,
+    pub linger_timeout: Duration,
+    pub flush_timeout: Duration,
+    pub stop_timeout: Duration,
+    pub high_water: usize,
+    pub low_water: usize,
+    pub pause_on_high_water: bool,
+    pub inbound_limit: usize,
+    pub inbound_policy: InboundPolicy,
+    pub idle_timeout: Option<Duration>,
+    pub read_timeout: Option<Duration>,
+    pub handle_write_limit: usize,
+    pub connect_timeout: Duration,
+    pub nodelay: bool,
+    pub max_jobs_per_conn: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            edge: false,
+            reuse_port: false,
+            balance: Balance::RoundRobin,
+            read_buffer: 64 * 1024,
+            max_events: 1024,
+            accept_batch: 256,
+            accept_backoff: Duration::from_millis(100),
+            linger_timeout: Duration::from_secs(2),
+            flush_timeout: Duration::from_secs(30),
+            stop_timeout: Duration::from_secs(5),
+            high_water: 1024 * 1024,
+            low_water: 256 * 1024,
+            pause_on_high_water: true,
+            inbound_limit: 1024 * 1024,
+            inbound_policy: InboundPolicy::Close,
+            idle_timeout: None,
+            read_timeout: None,
+            handle_write_limit: 1024 * 1024,
+            connect_timeout: Duration::from_secs(10),
+            nodelay: true,
+            max_jobs_per_conn: 16,
+        }
+    }
+}
+
+/// Configures and starts a [`Server`].
+///
+/// ```no_run
+/// use eventide::{Action, Conn, Handler, Server};
+///
+/// struct Echo;
+/// impl Handler for Echo {
+///     type State = ();
+///     fn on_open(&mut self, _: &mut Conn<'_>) {}
+///     fn on_data(&mut self, conn: &mut Conn<'_>, _: &mut ()) -> Action {
+///         let data = conn.input();
+///         conn.write(data);
+///         conn.consume(data.len());
+///         Action::Continue
+///     }
+/// }
+///
+/// let server = Server::builder().bind("127.0.0.1:7000").loops(4).start(|_| Echo)?;
+/// println!("listening on {}", server.local_addr());
+/// server.join()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Builder {
+    addrs: Vec<Addr>,
+    bind_error: Option<io::Error>,
+    loops: usize,
+    backlog: i32,
+    nodelay: bool,
+    send_buffer: Option<usize>,
+    recv_buffer: Option<usize>,
+    max_connections: usize,
+    workers: usize,
+    cfg: Config,
+    on_shutdown: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder {
+            addrs: Vec::new(),
+            bind_error: None,
+            loops: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            backlog: 1024,
+            nodelay: true,
+            send_buffer: None,
+            recv_buffer: None,
+            max_connections: usize::MAX,
+            workers: 0,
+            cfg: Config::default(),
+            on_shutdown: None,
+        }
+    }
+}
+
+impl Builder {
+    /// Adds an address to listen on: `"HOST:PORT"` (port 0 picks a free port; see
+    /// [`Server::local_addrs`]), `"unix:/path"` for a Unix-domain socket, a `SocketAddr`, or
+    /// an [`Addr`]. A name that fails to resolve is reported by [`start`](Builder::start).
+    pub fn bind<A: ToAddrs>(mut self, addr: A) -> Builder {
+        match addr.to_addrs() {
+            Ok(addrs) => self.addrs.extend(addrs),
+            Err(e) => {
+                self.bind_error.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    /// Number of event loops, one thread each (default: the number of available cores).
+    pub fn loops(mut self, n: usize) -> Builder {
+        self.loops = n;
+        self
+    }
+
+    /// Give every loop its own `SO_REUSEPORT` listener, letting the kernel spread connections
+    /// (default: off — one acceptor in loop 0 hands connections out by [`Balance`]).
+    pub fn reuse_port(mut self, on: bool) -> Builder {
+        self.cfg.reuse_port = on;
+        self
+    }
+
+    /// How the acceptor picks a loop for each connection (default: round-robin).
+    pub fn balance(mut self, balance: Balance) -> Builder {
+        self.cfg.balance = balance;
+        self
+    }
+
+    /// Level- or edge-triggered readiness for connections (default: level).
+    pub fn trigger(mut self, trigger: Trigger) -> Builder {
+        self.cfg.edge = trigger == Trigger::Edge;
+        self
+    }
+
+    /// Length of each listener's accept queue (default 1024; the kernel caps it at
+    /// `net.core.somaxconn`).
+    pub fn backlog(mut self, backlog: u32) -> Builder {
+        self.backlog = backlog.min(i32::MAX as u32) as i32;
+        self
+    }
+
+    /// `TCP_NODELAY` on accepted and outbound connections (default: on).
+    pub fn nodelay(mut self, on: bool) -> Builder {
+        self.nodelay = on;
+        self.cfg.nodelay = on;
+        self
+    }
+
+    /// How long an outbound connect may take before it fails with `TimedOut` (default 10 s;
+    /// [`Connect::timeout`](crate::Connect::timeout) overrides it per connect).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Builder {
+        self.cfg.connect_timeout = timeout;
+        self
+    }
+
+    /// `SO_SNDBUF` for accepted connections (set on the listener, which they inherit). The
+    /// kernel doubles the value and may cap it (`net.core.wmem_max`). Default: the kernel's
+    /// auto-tuning.
+    pub fn socket_send_buffer(mut self, bytes: usize) -> Builder {
+        self.send_buffer = Some(bytes);
+        self
+    }
+
+    /// `SO_RCVBUF` for accepted connections (set on the listener, which they inherit). Default:
+    /// the kernel's auto-tuning.
+    pub fn socket_recv_buffer(mut self, bytes: usize) -> Builder {
+        self.recv_buffer = Some(bytes);
+        self
+    }
+
+    /// At most this many open connections; further ones are accepted and closed at once, and
+    /// counted as refused (default: no limit).
+    pub fn max_connections(mut self, n: usize) -> Builder {
+        self.max_connections = n;
+        self
+    }
+
+    /// The most unconsumed input a handler may leave on one connection, and what happens past
+    /// it (default: 1 MiB, close).
+    pub fn inbound_limit(mut self, bytes: usize, policy: InboundPolicy) -> Builder {
+        self.cfg.inbound_limit = bytes;
+        self.cfg.inbound_policy = policy;
+        self
+    }
+
+    /// Output high- and low-water marks per connection (default: 1 MiB and 256 KiB). Passing
+    /// the high mark calls [`Handler::on_high_water`] and, unless disabled with
+    /// [`pause_on_high_water`](Builder::pause_on_high_water), pauses reading until output falls
+    /// to the low mark.
+    pub fn high_water(mut self, high: usize, low: usize) -> Builder {
+        self.cfg.high_water = high;
+        self.cfg.low_water = low.min(high);
+        self
+    }
+
+    /// Whether passing the high-water mark pauses reading (default: yes).
+    pub fn pause_on_high_water(mut self, on: bool) -> Builder {
+        self.cfg.pause_on_high_water = on;
+        self
+    }
+
+    /// Close a connection on which no byte moved in either direction for `timeout`
+    /// ([`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout); see
+    /// [`Handler::on_timeout`]). Default: none.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Builder {
+        self.cfg.idle_timeout = Some(timeout.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// Close a connection whose unconsumed input — an incomplete message, such as a request
+    /// whose headers never finish — is older than `timeout`
+    /// ([`CloseReason::ReadTimeout`](crate::CloseReason::ReadTimeout); see
+    /// [`Handler::on_timeout`]). Default: none.
+    pub fn read_timeout(mut self, timeout: Duration) -> Builder {
+        self.cfg.read_timeout = Some(timeout.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// The most bytes that may wait for one connection through its
+    /// [`ConnHandle`](crate::ConnHandle)s, counting its pending output (default 1 MiB). Past
+    /// it, handle writes fail with `WouldBlock`.
+    pub fn handle_write_limit(mut self, bytes: usize) -> Builder {
+        self.cfg.handle_write_limit = bytes.max(1);
+        self
+    }
+
+    /// Starts a pool of `n` threads for blocking work submitted with
+    /// [`Conn::submit`](crate::Conn::submit) (default: no pool).
+    pub fn workers(mut self, n: usize) -> Builder {
+        self.workers = n;
+        self
+    }
+
+    /// The most worker-pool jobs one connection may have in flight; at the limit its reading
+    /// pauses until one completes (default 16).
+    pub fn max_jobs_per_conn(mut self, n: usize) -> Builder {
+        self.cfg.max_jobs_per_conn = n.max(1);
+        self
+    }
+
+    /// Size of each loop's shared read buffer, i.e. the most one read takes (default 64 KiB).
+    pub fn read_buffer_size(mut self, bytes: usize) -> Builder {
+        self.cfg.read_buffer = bytes.max(1024);
+        self
+    }
+
+    /// How long a listener rests after `accept` fails for lack of descriptors or memory
+    /// (default 100 ms).
+    pub fn accept_backoff(mut self, pause: Duration) -> Builder {
+        self.cfg.accept_backoff = pause;
+        self
+    }
+
+    /// How long a gracefully closed connection waits for the peer to finish sending before the
+    /// descriptor is closed (default 2 s; zero closes at once).
+    pub fn linger_timeout(mut self, timeout: Duration) -> Builder {
+        self.cfg.linger_timeout = timeout;
+        self
+    }
+
+    /// How long a closing connection may go without writing a byte of its pending output
+    /// before it is closed anyway and the output dropped (default 30 s). Progress resets the
+    /// clock, so a slow but live peer still gets everything.
+    pub fn flush_timeout(mut self, timeout: Duration) -> Builder {
+        self.cfg.flush_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long a graceful stop waits for pending output before closing anyway (default 5 s).
+    pub fn stop_timeout(mut self, timeout: Duration) -> Builder {
+        self.cfg.stop_timeout = timeout;
+        self
+    }
+
+    /// Runs `hook` once the server has stopped and every loop has exited.
+    pub fn on_shutdown(mut self, hook: impl FnOnce() + Send + 'static) -> Builder {
+        self.on_shutdown = Some(Box::new(hook));
+        self
+    }
+
+    /// Binds the listeners and starts the loops; `factory(i)` makes the handler of loop `i`.
+    pub fn start<H, F>(self, mut factory: F) -> io::Result<Server>
+    where
+        H: Handler,
+        F: FnMut(usize) -> H,
+    {
+        if let Some(e) = self.bind_error {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("resolving the listen address: {e}"),
+            ));
+        }
+        if self.addrs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no address to listen on",
+            ));
+        }
+        if self.loops == 0 || self.loops > usize::from(u16::MAX) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "loops must be between 1 and {}, not {}",
+                    u16::MAX,
+                    self.loops
+                ),
+            ));
+        }
+        let cfg = self.cfg;
+        let opts = TcpOptions {
+            listen: ListenOptions {
+                backlog: self.backlog,
+                reuse_port: cfg.reuse_port,
+            },
+            nodelay: self.nodelay,
+            send_buffer: self.send_buffer,
+            recv_buffer: self.recv_buffer,
+        };
+        let (per_loop, local_addrs) = listener::bind_all(&self.addrs, self.loops, opts)?;
+        let loops = (0..self.loops)
+            .map(|i| LoopShared::new(i).map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()?;
+        let pool = match self.workers {
+            0 => None,
+            n => Some(Arc::new(WorkerPool::start(n)?)),
+        };
+        let shared = Arc::new(ServerShared::new(loops, pool, self.max_connections));
+        let mut parts = Vec::with_capacity(self.loops);
+        for (i, listeners) in per_loop.into_iter().enumerate() {
+            parts.push(LoopParts {
+                handler: factory(i),
+                epoll: Epoll::new()?,
+                shared: Arc::clone(&shared.loops[i]),
+                server: Arc::clone(&shared),
+                cfg,
+                listeners,
+            });
+        }
+        let mut server = Server::new(shared, local_addrs, self.on_shutdown, cfg.stop_timeout);
+        for (i, p) in parts.into_iter().enumerate() {
+            let spawned = std::thread::Builder::new()
+                .name(format!("eventide-loop-{i}"))
+                .spawn(move || EventLoop::new(p).run());
+            match spawned {
+                Ok(t) => server.add_thread(t),
+                Err(e) => {
+                    server.stop();
+                    let _ = server.join_threads();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(server)
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("addrs", &self.addrs)
+            .field("loops", &self.loops)
+            .field("backlog", &self.backlog)
+            .field("nodelay", &self.nodelay)
+            .field("max_connections", &self.max_connections)
+            .field("workers", &self.workers)
+            .field("config", &self.cfg)
+            .finish()
+    }
+}

@@ -1,0 +1,154 @@
+//! Work posted to the loop: connections handed over by the acceptor, closures from
+//! [`LoopHandle::execute`](crate::LoopHandle::execute), operations from
+//! [`ConnHandle`](crate::ConnHandle)s, and worker-pool results.
+
+use std::panic::{self, AssertUnwindSafe};
+
+use super::{EventLoop, LoopCx};
+use crate::conn::{flag, Conn};
+use crate::handler::{CloseReason, Handler};
+use crate::mailbox::{ConnOp, JobResult, Task};
+use crate::stats::bump;
+
+impl<H: Handler> EventLoop<H> {
+    /// Runs every queued task. `woken`: the eventfd fired (and must be reset).
+    pub(super) fn run_tasks(&mut self, woken: bool) {
+        let mut tasks = std::mem::take(&mut self.tasks);
+        self.lp.shared.take_tasks(&mut tasks, woken);
+        bump(&self.lp.shared.stats.tasks, tasks.len() as u64);
+        for task in tasks.drain(..) {
+            match task {
+                Task::Register { fd, peer } => {
+                    if self.stopping {
+                        crate::sys::socket::abort(fd);
+                        self.release_slot(false);
+                    } else {
+                        self.open(fd, peer);
+                    }
+                }
+                Task::Run(f) => {
+                    let mut cx = LoopCx::new(&mut self.lp);
+                    if panic::catch_unwind(AssertUnwindSafe(|| f(&mut cx))).is_err() {
+                        self.note_panic("a posted task");
+                    }
+                }
+                Task::Conn {
+                    key,
+                    generation,
+                    op,
+                } => self.conn_op(key as usize, generation, op),
+                Task::JobDone {
+                    key,
+                    generation,
+                    seq,
+                    result,
+                } => self.job_done(key as usize, generation, seq, result),
+                Task::Connect(c) => {
+                    if self.stopping {
+                        let e = std::io::Error::new(
+                            std::io::ErrorKind::Interrupted,
+                            "the server is stopping",
+                        );
+                        let error = crate::connector::ConnectError::new(c.addr, e, c.context);
+                        self.lp.connect_failures.push(error);
+                    } else {
+                        self.lp.connect(c);
+                    }
+                }
+                Task::Stop { deadline } => self.begin_stop(deadline),
+            }
+        }
+        self.tasks = tasks;
+    }
+
+    /// Runs `f` on connection `key` outside any handler callback (a panic closes it).
+    fn with_conn(&mut self, key: usize, f: impl FnOnce(&mut Conn<'_>)) -> bool {
+        let entry = &mut self.conns[key];
+        let mut conn = Conn::new(&mut entry.core, &mut self.lp, entry.input.data());
+        if panic::catch_unwind(AssertUnwindSafe(|| f(&mut conn))).is_err() {
+            self.note_panic("a connection-handle closure");
+            self.close_now(key, CloseReason::Panicked);
+            return false;
+        }
+        true
+    }
+
+    fn conn_op(&mut self, key: usize, generation: u32, op: ConnOp) {
+        if !self.alive(key, generation) {
+            return; // closed (its handles already say so), or the slot holds a newer connection
+        }
+        match op {
+            ConnOp::Write { data, counted } => {
+                if !self.with_conn(key, |c| c.write_vec(data)) {
+                    return;
+                }
+                if let Some(shared) = &self.conns[key].core.handle {
+                    shared.write_done(counted);
+                }
+            }
+            ConnOp::ShutdownWrite => self.conns[key].core.set(flag::SHUTDOWN_REQ),
+            ConnOp::Close => self.conns[key].core.request_close(CloseReason::Local),
+            ConnOp::PauseRead => self.conns[key].core.set(flag::PAUSE_USER),
+            ConnOp::ResumeRead => self.conns[key].core.clear(flag::PAUSE_USER),
+            ConnOp::Run(f) => {
+                if !self.with_conn(key, f) {
+                    return;
+                }
+            }
+            ConnOp::Message(msg) => {
+                self.call(key, |h, c, s| h.on_message(c, s, msg));
+                return;
+            }
+        }
+        self.settle(key);
+    }
+
+    /// A job finished (or was dropped): write the outputs that are now in order.
+    fn job_done(&mut self, key: usize, generation: u32, seq: u64, result: JobResult) {
+        if !self.alive(key, generation) {
+            return;
+        }
+        let max = self.lp.cfg.max_jobs_per_conn;
+        let Some(jobs) = self.conns[key].core.jobs.as_mut() else {
+            return;
+        };
+        jobs.early.insert(seq, result);
+        let mut panicked = false;
+        while let Some(jobs) = self.conns[key].core.jobs.as_mut() {
+            let Some(result) = jobs.early.remove(&jobs.next_write) else {
+                break;
+            };
+            jobs.next_write += 1;
+            jobs.in_flight -= 1;
+            match result {
+                JobResult::Output(bytes) => {
+                    let core = &mut self.conns[key].core;
+                    Conn::new(core, &mut self.lp, &[]).write_vec(bytes);
+                }
+                JobResult::Cancelled => {}
+                JobResult::Panicked => {
+                    panicked = true;
+                    break;
+                }
+            }
+        }
+        let core = &mut self.conns[key].core;
+        if core.jobs_in_flight() < max {
+            core.clear(flag::PAUSE_JOBS);
+        }
+        if core
+            .jobs
+            .as_ref()
+            .is_some_and(|j| j.in_flight == 0 && j.early.is_empty())
+        {
+            core.jobs = None;
+        }
+        if panicked {
+            // The reply to that request will never come: the stream is out of step. Later
+            // outputs are dropped and the close does not wait for jobs still running.
+            core.jobs = None;
+            core.request_close(CloseReason::Panicked);
+        }
+        self.settle(key);
+    }
+}

@@ -1,0 +1,141 @@
+//! An HTTP/1.1 server codec on the reactor (feature `http`), built on [`httparse`] and the
+//! public [`Handler`](crate::Handler) API only.
+//!
+//! Write a [`Service`] — one `call` per request, with the request borrowed from the
+//! connection's input and a [`Response`] that writes into the connection's output — and run it
+//! with [`HttpServer`], which implements [`Handler`](crate::Handler):
+//!
+//! ```no_run
+//! use eventide::http::{HttpServer, Request, Response, Status};
+//! use eventide::Server;
+//!
+//! fn hello(req: &Request<'_>, res: &mut Response<'_>) {
+//!     match req.path() {
+//!         "/" => res.content_type("text/plain").body(b"Hello, World!"),
+//!         _ => res.status(Status::NOT_FOUND).body(b""),
+//!     }
+//! }
+//!
+//! let server = Server::builder()
+//!     .bind("127.0.0.1:8080")
+//!     .start(|_| HttpServer::new(hello))?;
+//! server.join()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! What the codec does:
+//!
+//! * **Keep-alive and pipelining.** Every complete request in the input is answered in order
+//!   within one callback, so a pipeline of N requests costs one read and one write. HTTP/1.1
+//!   keeps the connection open unless a side says `Connection: close`; HTTP/1.0 closes unless
+//!   the client asks for `Connection: keep-alive`.
+//! * **Bodies.** `Content-Length` bodies are handed over in place; `Transfer-Encoding: chunked`
+//!   bodies (extensions and trailers allowed) are validated incrementally as they arrive and
+//!   decoded into a per-loop buffer once complete. `Expect: 100-continue` is answered.
+//! * **No allocation per request.** The status line and headers are written straight into the
+//!   connection's output; `Server` and `Date` come from a per-loop block refreshed at each
+//!   second boundary by a loop timer; lengths are formatted with `itoa`.
+//! * **Limits**, answered with a status and then a close (the answer is flushed first):
+//!   malformed request → 400, head larger than [`HttpServer::max_head_size`] or with more
+//!   headers than [`HttpServer::max_headers`] → 431 (414 when the request line alone is too
+//!   long), body larger than [`HttpServer::max_body_size`] → 413, a transfer coding other than
+//!   `chunked` → 501, an `Expect` other than `100-continue` → 417, a version other than 1.x →
+//!   505.
+//! * **Slow clients.** An incomplete request stays unconsumed in the connection's input, so
+//!   the server's read timeout ([`Builder::read_timeout`](crate::Builder::read_timeout)) covers
+//!   it; when it fires, the client gets `408 Request Timeout` and the connection closes.
+//!
+//! Keep the server's inbound limit
+//! ([`Builder::inbound_limit`](crate::Builder::inbound_limit), 1 MiB by default) above
+//! `max_head_size + 2 * max_body_size + 8 KiB`, the most one incomplete request may buffer.
+
+use crate::{Conn, LoopCx};
+
+mod body;
+mod date;
+mod request;
+mod response;
+mod server;
+#[doc(hidden)]
+pub mod testing;
+
+pub use request::{Request, Version};
+pub use response::{Response, Status};
+pub use server::{HttpConnState, HttpServer, DATE_TIMER_TOKEN};
+
+/// The application behind an [`HttpServer`]: one value per event loop, called for every
+/// request of that loop's connections, in order, on the loop's thread (so it must not block).
+///
+/// Any `FnMut(&Request<'_>, &mut Response<'_>) + Send + 'static` is a service.
+pub trait Service: Send + 'static {
+    /// Answers one request. A response left unfinished is completed with an empty body.
+    fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>);
+
+    /// The loop started (see [`Handler::on_boot`](crate::Handler::on_boot)): a place to set
+    /// loop timers.
+    fn on_boot(&mut self, cx: &mut LoopCx<'_>) {
+        let _ = cx;
+    }
+
+    /// A loop timer this service set fired (the token [`DATE_TIMER_TOKEN`] is reserved).
+    fn on_tick(&mut self, cx: &mut LoopCx<'_>, token: u64) {
+        let _ = (cx, token);
+    }
+}
+
+impl<F> Service for F
+where
+    F: FnMut(&Request<'_>, &mut Response<'_>) + Send + 'static,
+{
+    fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
+        self(req, res)
+    }
+}
+
+/// Size limits of one request.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// Request line plus headers, in bytes.
+    pub max_head: usize,
+    /// Number of header fields.
+    pub max_headers: usize,
+    /// Decoded body, in bytes.
+    pub max_body: usize,
+}
+
+impl Limits {
+    /// The most encoded bytes a chunked body may take (chunk framing, extensions and
+    /// trailers included).
+    pub(crate) fn max_encoded(&self) -> usize {
+        self.max_body.saturating_mul(2).saturating_add(8 * 1024)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_head: 8 * 1024,
+            max_headers: 64,
+            max_body: 256 * 1024,
+        }
+    }
+}
+
+/// Where response bytes go: a connection's output, or a `Vec` in tests and fuzzing.
+pub(crate) trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Conn<'_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.write(bytes);
+    }
+}
+
+impl Sink for Vec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}

@@ -1,0 +1,349 @@
+//! A parsed request as handed to a [`Service`](super::Service), and the framing rules read from
+//! its head (version, keep-alive, body length or chunked coding).
+
+use std::fmt;
+
+use super::response::Status;
+use super::Limits;
+
+/// The HTTP version of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Version {
+    /// HTTP/1.0: the connection closes after the response unless the client asks for
+    /// `Connection: keep-alive`.
+    Http10,
+    /// HTTP/1.1: the connection stays open unless either side says `Connection: close`.
+    Http11,
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        })
+    }
+}
+
+/// One request: method, target, headers and the complete body, all borrowed from the
+/// connection's input (a chunked body is decoded into a per-loop buffer first).
+///
+/// ```
+/// use eventide::http::{Request, Response, Status};
+///
+/// fn route(req: &Request<'_>, res: &mut Response<'_>) {
+///     match (req.method(), req.path()) {
+///         ("GET", "/hello") => {
+///             let who = req.query().unwrap_or("world");
+///             res.content_type("text/plain");
+///             res.body_with(|buf| {
+///                 buf.extend_from_slice(b"hello, ");
+///                 buf.extend_from_slice(who.as_bytes());
+///             });
+///         }
+///         ("POST", "/echo") => {
+///             let ct = req.header("content-type").unwrap_or(b"application/octet-stream");
+///             res.header("Content-Type", ct).body(req.body());
+///         }
+///         _ => {
+///             res.status(Status::NOT_FOUND).body(b"");
+///         }
+///     }
+/// }
+/// # let _ = route;
+/// ```
+pub struct Request<'r> {
+    pub(crate) method: &'r str,
+    pub(crate) target: &'r str,
+    pub(crate) version: Version,
+    pub(crate) headers: &'r [httparse::Header<'r>],
+    pub(crate) body: &'r [u8],
+    pub(crate) keep_alive: bool,
+}
+
+impl<'r> Request<'r> {
+    /// The method, as sent (`"GET"`, `"POST"`, ...; methods are case-sensitive).
+    pub fn method(&self) -> &'r str {
+        self.method
+    }
+
+    /// The request target as sent: usually a path with an optional query (`/a/b?x=1`).
+    pub fn target(&self) -> &'r str {
+        self.target
+    }
+
+    /// The target up to the first `?`.
+    pub fn path(&self) -> &'r str {
+        match self.target.find('?') {
+            Some(i) => &self.target[..i],
+            None => self.target,
+        }
+    }
+
+    /// The part of the target after the first `?`, if any.
+    pub fn query(&self) -> Option<&'r str> {
+        self.target.find('?').map(|i| &self.target[i + 1..])
+    }
+
+    /// The HTTP version of the request.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The value of the first header called `name` (compared ignoring ASCII case).
+    pub fn header(&self, name: &str) -> Option<&'r [u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+
+    /// Every header in the order received, as `(name, value)`.
+    pub fn headers(&self) -> impl Iterator<Item = (&'r str, &'r [u8])> + '_ {
+        self.headers.iter().map(|h| (h.name, h.value))
+    }
+
+    /// The body: empty if the request had none; decoded if it was sent chunked.
+    pub fn body(&self) -> &'r [u8] {
+        self.body
+    }
+
+    /// Whether the connection stays open after this request's response (by its version and
+    /// `Connection` header; [`Response::close`](super::Response::close) can still end it).
+    pub fn keep_alive(&self) -> bool {
+        self.keep_alive
+    }
+}
+
+impl fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("target", &self.target)
+            .field("version", &self.version)
+            .field("headers", &self.headers.len())
+            .field("body", &self.body.len())
+            .finish()
+    }
+}
+
+/// How a request's body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    /// `Content-Length: n` (zero when neither header is present).
+    Length(usize),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// What the head of a request says about the message and the connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Framing {
+    pub version: Version,
+    pub keep_alive: bool,
+    pub body: BodyKind,
+    /// `Expect: 100-continue` on an HTTP/1.1 request.
+    pub expect_continue: bool,
+    /// `HEAD`: the response carries no body.
+    pub head_only: bool,
+}
+
+/// Reads the framing of a complete head (RFC 9112 section 6). Errors are the status to answer
+/// with before closing.
+pub(crate) fn framing(req: &httparse::Request<'_, '_>, limits: &Limits) -> Result<Framing, Status> {
+    let version = match req.version {
+        Some(0) => Version::Http10,
+        Some(1) => Version::Http11,
+        _ => return Err(Status::HTTP_VERSION_NOT_SUPPORTED),
+    };
+    let mut close = false;
+    let mut keep_alive_token = false;
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    let mut te_seen = false;
+    let mut expect_continue = false;
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = parse_content_length(h.value, limits)?;
+            if length.is_some_and(|prev| prev != n) {
+                return Err(Status::BAD_REQUEST); // conflicting lengths
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Codings apply in order; chunked must be the last and is the only one we decode.
+            for coding in tokens(h.value) {
+                if chunked {
+                    return Err(Status::BAD_REQUEST); // something after chunked
+                }
+                if coding.eq_ignore_ascii_case(b"chunked") {
+                    chunked = true;
+                } else {
+                    return Err(Status::NOT_IMPLEMENTED);
+                }
+            }
+            te_seen = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for t in tokens(h.value) {
+                if t.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive_token = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            if trim(h.value).eq_ignore_ascii_case(b"100-continue") {
+                expect_continue = version == Version::Http11;
+            } else {
+                return Err(Status::EXPECTATION_FAILED);
+            }
+        }
+    }
+    if te_seen && !chunked {
+        return Err(Status::BAD_REQUEST); // an empty Transfer-Encoding
+    }
+    if chunked && (length.is_some() || version == Version::Http10) {
+        // Both framings at once is the classic request-smuggling vector; chunked in 1.0 is
+        // not defined. Refuse rather than guess.
+        return Err(Status::BAD_REQUEST);
+    }
+    let keep_alive = match version {
+        Version::Http11 => !close,
+        Version::Http10 => keep_alive_token && !close,
+    };
+    let body = if chunked {
+        BodyKind::Chunked
+    } else {
+        BodyKind::Length(length.unwrap_or(0))
+    };
+    Ok(Framing {
+        version,
+        keep_alive,
+        body,
+        expect_continue,
+        head_only: req.method == Some("HEAD"),
+    })
+}
+
+/// `Content-Length`: one or more decimal digits, nothing else (no sign, no list).
+fn parse_content_length(value: &[u8], limits: &Limits) -> Result<usize, Status> {
+    let v = trim(value);
+    if v.is_empty() {
+        return Err(Status::BAD_REQUEST);
+    }
+    let mut n: u64 = 0;
+    for &b in v {
+        if !b.is_ascii_digit() {
+            return Err(Status::BAD_REQUEST);
+        }
+        n = n.saturating_mul(10).saturating_add(u64::from(b - b'0'));
+    }
+    if n > limits.max_body as u64 {
+        return Err(Status::CONTENT_TOO_LARGE);
+    }
+    Ok(n as usize)
+}
+
+/// The comma-separated elements of a header value, trimmed, empty ones skipped.
+pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// `value` without leading and trailing spaces and tabs.
+pub(crate) fn trim(value: &[u8]) -> &[u8] {
+    let is_ws = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = value.iter().position(|b| !is_ws(b)).unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|b| !is_ws(b))
+        .map_or(start, |i| i + 1);
+    &value[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(head: &str) -> Result<Framing, Status> {
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut req = httparse::Request::new(&mut headers);
+        assert!(req.parse(head.as_bytes()).unwrap().is_complete());
+        framing(&req, &Limits::default())
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        assert!(frame("GET / HTTP/1.1\r\n\r\n").unwrap().keep_alive);
+        assert!(
+            !frame("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+        assert!(!frame("GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
+        assert!(
+            frame("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            !frame("GET / HTTP/1.1\r\nConnection: upgrade, close\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+    }
+
+    #[test]
+    fn body_framing() {
+        let f = frame("POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n").unwrap();
+        assert_eq!(f.body, BodyKind::Length(12));
+        let f = frame("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap();
+        assert_eq!(f.body, BodyKind::Chunked);
+        let bad = |h: &str| frame(h).unwrap_err();
+        assert_eq!(
+            bad("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        assert_eq!(
+            bad("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        assert_eq!(
+            bad("POST / HTTP/1.1\r\nContent-Length: 1,1\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        assert_eq!(
+            bad("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Status::NOT_IMPLEMENTED
+        );
+        assert_eq!(
+            bad("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        assert_eq!(
+            bad("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        assert_eq!(
+            bad("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
+            Status::CONTENT_TOO_LARGE
+        );
+        assert_eq!(
+            frame("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n")
+                .unwrap()
+                .body,
+            BodyKind::Length(5)
+        );
+    }
+
+    #[test]
+    fn trims_and_splits() {
+        assert_eq!(trim(b"  a b\t"), b"a b");
+        assert_eq!(trim(b"   "), b"");
+        let t: Vec<&[u8]> = tokens(b" close , ,keep-alive").collect();
+        assert_eq!(t, vec![&b"close"[..], &b"keep-alive"[..]]);
+    }
+}

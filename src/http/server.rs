@@ -1,0 +1,507 @@
+//! [`HttpServer`]: the [`Handler`] that turns a connection's input into requests for a
+//! [`Service`] and writes the responses back.
+
+use std::fmt;
+use std::mem::MaybeUninit;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::body::{self, Chunked, Scan};
+use super::date::DateCache;
+use super::request::{framing, BodyKind, Framing, Request, Version};
+use super::response::{Response, Status};
+use super::{Limits, Service, Sink};
+use crate::{Action, Conn, Handler, LoopCx, Timeout};
+
+/// The loop-timer token [`HttpServer`] uses to refresh its `Date` header each second; a
+/// [`Service`] must not use it for its own timers.
+pub const DATE_TIMER_TOKEN: u64 = u64::MAX;
+
+/// Most header fields [`HttpServer::max_headers`] allows (the parser's array lives on the
+/// stack).
+const HEADERS_CAP: usize = 256;
+
+/// An HTTP/1.1 server: the [`Handler`] that runs a [`Service`]. Make one per event loop in
+/// the factory given to [`Builder::start`](crate::Builder::start).
+///
+/// ```no_run
+/// use eventide::http::{HttpServer, Request, Response};
+/// use eventide::Server;
+///
+/// let server = Server::builder()
+///     .bind("127.0.0.1:8080")
+///     .loops(2)
+///     .start(|_| {
+///         HttpServer::new(|_: &Request<'_>, res: &mut Response<'_>| res.body(b"ok"))
+///             .max_body_size(64 * 1024)
+///             .server_header(Some("my-app"))
+///     })?;
+/// # drop(server);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct HttpServer<S> {
+    service: S,
+    limits: Limits,
+    server_name: Option<Box<str>>,
+    date: DateCache,
+    /// `Server: ...\r\nDate: ...\r\n`, rebuilt when the date changes.
+    common: Vec<u8>,
+    /// Body buffer for [`Response::body_with`].
+    scratch: Vec<u8>,
+    /// Decoded chunked bodies.
+    body_buf: Vec<u8>,
+    /// The date is frozen (tests): the timer leaves it alone.
+    frozen: bool,
+}
+
+/// Per-connection state of an [`HttpServer`]: where parsing of an incomplete request stands.
+/// Small and heap-free, so an idle connection costs nothing beyond it.
+///
+/// An incomplete head is parsed again from its start on each read (httparse is fast, a head
+/// is at most [`HttpServer::max_head_size`] bytes, and the read timeout bounds how long a
+/// client may trickle one in); this keeps every verdict independent of how the bytes were cut.
+#[derive(Debug, Default)]
+pub struct HttpConnState {
+    /// A complete head whose body is still arriving.
+    pending: Option<Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    head_len: usize,
+    body: PendingBody,
+}
+
+#[derive(Debug)]
+enum PendingBody {
+    Length(usize),
+    Chunked(Chunked),
+}
+
+/// What [`HttpServer::serve`] did with a batch of input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Served {
+    /// Bytes of input fully handled.
+    pub consumed: usize,
+    /// The connection must close once the output is flushed.
+    pub close: bool,
+}
+
+/// One step of parsing.
+enum Step {
+    /// A request was answered; it took `len` bytes.
+    Answered { len: usize, keep_alive: bool },
+    /// The request at the front is incomplete.
+    Incomplete,
+    /// The request at the front is refused with this status; the connection closes.
+    Refuse(Status),
+}
+
+/// Where a request's body is.
+enum BodySrc<'a> {
+    Slice(&'a [u8]),
+    /// Decoded into `body_buf`.
+    Decoded,
+}
+
+impl<S: Service> HttpServer<S> {
+    /// A server running `service`, with default limits: 8 KiB of head, 64 headers, 256 KiB of
+    /// body; `Server: eventide`.
+    pub fn new(service: S) -> HttpServer<S> {
+        let mut s = HttpServer {
+            service,
+            limits: Limits::default(),
+            server_name: Some("eventide".into()),
+            date: DateCache::now(),
+            common: Vec::with_capacity(64),
+            scratch: Vec::new(),
+            body_buf: Vec::new(),
+            frozen: false,
+        };
+        s.rebuild_common();
+        s
+    }
+
+    /// Largest request head (request line and headers) accepted, in bytes; a larger one is
+    /// answered with 431 (default 8 KiB).
+    pub fn max_head_size(mut self, bytes: usize) -> Self {
+        self.limits.max_head = bytes.max(64);
+        self
+    }
+
+    /// Most header fields in a request (default 64, at most 256); more is answered with 431.
+    pub fn max_headers(mut self, n: usize) -> Self {
+        self.limits.max_headers = n.clamp(1, HEADERS_CAP);
+        self
+    }
+
+    /// Largest request body accepted, in bytes (decoded, for chunked bodies, whose encoding
+    /// may take at most twice that plus 8 KiB); a larger one is answered with 413 (default
+    /// 256 KiB).
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.limits.max_body = bytes;
+        self
+    }
+
+    /// The `Server` header value, or `None` to send none (default `eventide`). A value with
+    /// control characters is ignored.
+    pub fn server_header(mut self, value: Option<&str>) -> Self {
+        match value {
+            Some(v) if v.bytes().any(|b| b.is_ascii_control()) => {
+                log::warn!("eventide::http: Server header {v:?} has control characters; ignored");
+            }
+            _ => {
+                self.server_name = value.map(Into::into);
+                self.rebuild_common();
+            }
+        }
+        self
+    }
+
+    /// The service.
+    pub fn service(&self) -> &S {
+        &self.service
+    }
+
+    /// The service, mutably.
+    pub fn service_mut(&mut self) -> &mut S {
+        &mut self.service
+    }
+
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Freezes the `Date` header at `unix_secs` (reproducible output for tests and fuzzing).
+    pub(crate) fn freeze_date(&mut self, unix_secs: u64) {
+        self.date = DateCache::fixed(unix_secs);
+        self.frozen = true;
+        self.rebuild_common();
+    }
+
+    fn refresh_date(&mut self) {
+        if self.frozen {
+            return;
+        }
+        let before = *self.date.get();
+        self.date.refresh();
+        if before != *self.date.get() {
+            self.rebuild_common();
+        }
+    }
+
+    fn rebuild_common(&mut self) {
+        self.common.clear();
+        if let Some(name) = &self.server_name {
+            self.common.extend_from_slice(b"Server: ");
+            self.common.extend_from_slice(name.as_bytes());
+            self.common.extend_from_slice(b"\r\n");
+        }
+        self.common.extend_from_slice(b"Date: ");
+        self.common.extend_from_slice(self.date.get());
+        self.common.extend_from_slice(b"\r\n");
+    }
+
+    /// Answers every complete request at the front of `input`, in order.
+    pub(crate) fn serve(
+        &mut self,
+        st: &mut HttpConnState,
+        input: &[u8],
+        out: &mut dyn Sink,
+    ) -> Served {
+        let mut pos = 0;
+        while pos < input.len() {
+            match self.step(st, &input[pos..], out) {
+                Step::Answered { len, keep_alive } => {
+                    *st = HttpConnState::default();
+                    pos += len;
+                    if !keep_alive {
+                        return Served {
+                            consumed: input.len(),
+                            close: true,
+                        };
+                    }
+                }
+                Step::Incomplete => break,
+                Step::Refuse(status) => {
+                    *st = HttpConnState::default();
+                    self.write_refusal(status, out);
+                    return Served {
+                        consumed: input.len(),
+                        close: true,
+                    };
+                }
+            }
+        }
+        Served {
+            consumed: pos,
+            close: false,
+        }
+    }
+
+    /// Parses (and answers) the request at the front of `rest`.
+    fn step(&mut self, st: &mut HttpConnState, rest: &[u8], out: &mut dyn Sink) -> Step {
+        let limits = self.limits;
+        if let Some(p) = st.pending.as_mut() {
+            let head_len = p.head_len;
+            let body_end = match &mut p.body {
+                PendingBody::Length(n) => {
+                    if rest.len() - head_len < *n {
+                        return Step::Incomplete;
+                    }
+                    head_len + *n
+                }
+                PendingBody::Chunked(c) => {
+                    match c.scan(encoded(rest, head_len, &limits), limits.max_body, None) {
+                        Ok(Scan::Done(n)) => head_len + n,
+                        Ok(Scan::More) if c.scanned() > limits.max_encoded() => {
+                            return Step::Refuse(Status::CONTENT_TOO_LARGE)
+                        }
+                        Ok(Scan::More) => return Step::Incomplete,
+                        Err(status) => return Step::Refuse(status),
+                    }
+                }
+            };
+            // The body is complete: parse the head again (it is still in the input) and answer.
+            let mut headers = [const { MaybeUninit::uninit() }; HEADERS_CAP];
+            let mut req = httparse::Request::new(&mut []);
+            let parsed = req.parse_with_uninit_headers(rest, &mut headers[..limits.max_headers]);
+            let Ok(httparse::Status::Complete(_)) = parsed else {
+                return Step::Refuse(Status::BAD_REQUEST); // cannot happen: parsed before
+            };
+            let Ok(f) = framing(&req, &limits) else {
+                return Step::Refuse(Status::BAD_REQUEST);
+            };
+            return self.body_ready(&req, f, rest, head_len, body_end, out);
+        }
+
+        // Uninitialised: zeroing the whole array per request would cost more than parsing.
+        let mut headers = [const { MaybeUninit::uninit() }; HEADERS_CAP];
+        let mut req = httparse::Request::new(&mut []);
+        // Only the first `max_head` bytes can hold an acceptable head, so only those are parsed:
+        // the verdict on a request then never depends on how its bytes were cut into reads.
+        let head_part = &rest[..rest.len().min(limits.max_head)];
+        let head_len =
+            match req.parse_with_uninit_headers(head_part, &mut headers[..limits.max_headers]) {
+                Ok(httparse::Status::Complete(n)) => n,
+                Ok(httparse::Status::Partial) => return self.wait_for_head(rest),
+                Err(httparse::Error::TooManyHeaders) => {
+                    return Step::Refuse(Status::REQUEST_HEADER_FIELDS_TOO_LARGE)
+                }
+                Err(_) => return Step::Refuse(Status::BAD_REQUEST),
+            };
+        if head_len > limits.max_head {
+            return Step::Refuse(Status::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        }
+        let f = match framing(&req, &limits) {
+            Ok(f) => f,
+            Err(status) => return Step::Refuse(status),
+        };
+        let body_end = match f.body {
+            BodyKind::Length(n) if rest.len() - head_len >= n => head_len + n,
+            BodyKind::Length(n) => {
+                self.wait_for_body(st, f, rest, head_len, PendingBody::Length(n), out);
+                return Step::Incomplete;
+            }
+            BodyKind::Chunked => {
+                let mut c = Chunked::new();
+                match c.scan(encoded(rest, head_len, &limits), limits.max_body, None) {
+                    Ok(Scan::Done(n)) => head_len + n,
+                    Ok(Scan::More) if c.scanned() > limits.max_encoded() => {
+                        return Step::Refuse(Status::CONTENT_TOO_LARGE)
+                    }
+                    Ok(Scan::More) => {
+                        self.wait_for_body(st, f, rest, head_len, PendingBody::Chunked(c), out);
+                        return Step::Incomplete;
+                    }
+                    Err(status) => return Step::Refuse(status),
+                }
+            }
+        };
+        self.body_ready(&req, f, rest, head_len, body_end, out)
+    }
+
+    /// The head is incomplete (its first `max_head` bytes parsed without error): wait for
+    /// more, or refuse it if it is already too long.
+    fn wait_for_head(&self, rest: &[u8]) -> Step {
+        let max = self.limits.max_head;
+        if rest.len() <= max {
+            Step::Incomplete
+        } else if rest[..max].contains(&b'\n') {
+            Step::Refuse(Status::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        } else {
+            Step::Refuse(Status::URI_TOO_LONG)
+        }
+    }
+
+    /// The head is complete, the body is not: keep both unconsumed until it is.
+    fn wait_for_body(
+        &self,
+        st: &mut HttpConnState,
+        f: Framing,
+        rest: &[u8],
+        head_len: usize,
+        body: PendingBody,
+        out: &mut dyn Sink,
+    ) {
+        if f.expect_continue && rest.len() == head_len {
+            out.put(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        st.pending = Some(Pending { head_len, body });
+    }
+
+    /// The whole request is in `rest[..body_end]`: decode the body if chunked, then answer.
+    fn body_ready(
+        &mut self,
+        req: &httparse::Request<'_, '_>,
+        f: Framing,
+        rest: &[u8],
+        head_len: usize,
+        body_end: usize,
+        out: &mut dyn Sink,
+    ) -> Step {
+        let src = match f.body {
+            BodyKind::Length(_) => BodySrc::Slice(&rest[head_len..body_end]),
+            BodyKind::Chunked => {
+                self.body_buf.clear();
+                if let Err(status) = body::decode(
+                    &rest[head_len..body_end],
+                    self.limits.max_body,
+                    &mut self.body_buf,
+                ) {
+                    return Step::Refuse(status);
+                }
+                BodySrc::Decoded
+            }
+        };
+        let keep_alive = self.answer(req, f, src, out);
+        if self.body_buf.capacity() > 4 * 1024 * 1024 {
+            self.body_buf = Vec::new(); // do not hold on to an unusually large body
+        }
+        Step::Answered {
+            len: body_end,
+            keep_alive,
+        }
+    }
+
+    /// Calls the service for one complete request. Returns whether the connection stays open.
+    fn answer(
+        &mut self,
+        req: &httparse::Request<'_, '_>,
+        f: Framing,
+        src: BodySrc<'_>,
+        out: &mut dyn Sink,
+    ) -> bool {
+        let body = match src {
+            BodySrc::Slice(s) => s,
+            BodySrc::Decoded => &self.body_buf[..],
+        };
+        let request = Request {
+            method: req.method.unwrap_or(""),
+            target: req.path.unwrap_or(""),
+            version: f.version,
+            headers: req.headers,
+            body,
+            keep_alive: f.keep_alive,
+        };
+        let announce = f.keep_alive && f.version == Version::Http10;
+        let mut res = Response::new(
+            out,
+            &mut self.scratch,
+            &self.common,
+            f.head_only,
+            f.keep_alive,
+            announce,
+        );
+        self.service.call(&request, &mut res);
+        res.finish();
+        res.keep_alive()
+    }
+
+    /// Answers a refused request: status, a one-line text body, `Connection: close`.
+    fn write_refusal(&mut self, status: Status, out: &mut dyn Sink) {
+        let mut res = Response::new(out, &mut self.scratch, &self.common, false, false, false);
+        res.status(status).content_type("text/plain");
+        res.body(status.reason().as_bytes());
+    }
+}
+
+/// The encoded body received so far, cut one byte past the most a chunked body may take, so a
+/// body over the limit is refused at the same byte however its reads were cut.
+fn encoded<'a>(rest: &'a [u8], head_len: usize, limits: &Limits) -> &'a [u8] {
+    let body = &rest[head_len..];
+    &body[..body.len().min(limits.max_encoded().saturating_add(1))]
+}
+
+/// Time until just past the next second boundary of the wall clock.
+fn until_next_second() -> Duration {
+    let sub = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Duration::from_nanos(u64::from(1_000_000_000 - sub.min(999_999_999))) + Duration::from_millis(1)
+}
+
+impl<S: Service> Handler for HttpServer<S> {
+    type State = HttpConnState;
+
+    fn on_open(&mut self, _conn: &mut Conn<'_>) -> HttpConnState {
+        HttpConnState::default()
+    }
+
+    fn on_data(&mut self, conn: &mut Conn<'_>, st: &mut HttpConnState) -> Action {
+        let input = conn.input();
+        let served = self.serve(st, input, conn);
+        conn.consume(served.consumed);
+        if served.close {
+            conn.close();
+        }
+        Action::Continue
+    }
+
+    fn on_timeout(
+        &mut self,
+        conn: &mut Conn<'_>,
+        st: &mut HttpConnState,
+        which: Timeout,
+    ) -> Action {
+        if which == Timeout::Read && !conn.input().is_empty() {
+            *st = HttpConnState::default();
+            self.write_refusal(Status::REQUEST_TIMEOUT, conn);
+        }
+        Action::Close
+    }
+
+    fn on_boot(&mut self, cx: &mut LoopCx<'_>) {
+        self.refresh_date();
+        cx.set_timer(until_next_second(), DATE_TIMER_TOKEN);
+        self.service.on_boot(cx);
+    }
+
+    fn on_tick(&mut self, cx: &mut LoopCx<'_>, token: u64) {
+        if token == DATE_TIMER_TOKEN {
+            self.refresh_date();
+            cx.set_timer(until_next_second(), DATE_TIMER_TOKEN);
+        } else {
+            self.service.on_tick(cx, token);
+        }
+    }
+}
+
+impl<S> fmt::Debug for HttpServer<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpServer")
+            .field("limits", &self.limits)
+            .field("server_name", &self.server_name)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_second_is_within_a_second() {
+        let d = until_next_second();
+        assert!(d > Duration::ZERO && d <= Duration::from_millis(1001));
+    }
+}

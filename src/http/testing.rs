@@ -1,0 +1,172 @@
+//! Test and fuzzing support, not part of the stable API: drives an [`HttpServer`] over
+//! in-memory bytes exactly as a connection's `on_data` would, without sockets.
+
+use super::server::HttpConnState;
+use super::{HttpServer, Request, Response, Service};
+
+/// The `Date` a [`Harness`] freezes its server at: `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub const FROZEN_DATE: u64 = 784_111_777;
+
+/// A simulated connection: input is buffered while a request is incomplete, as the event
+/// loop does, and responses are collected.
+#[derive(Debug)]
+pub struct Harness<S: Service> {
+    server: HttpServer<S>,
+    state: HttpConnState,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    closed: bool,
+    peak: usize,
+}
+
+impl<S: Service> Harness<S> {
+    /// Wraps `server`, freezing its `Date` header at [`FROZEN_DATE`].
+    pub fn new(mut server: HttpServer<S>) -> Harness<S> {
+        server.freeze_date(FROZEN_DATE);
+        Harness {
+            server,
+            state: HttpConnState::default(),
+            input: Vec::new(),
+            output: Vec::new(),
+            closed: false,
+            peak: 0,
+        }
+    }
+
+    /// Delivers `bytes` as one read. Ignored once the connection is closing.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if self.closed {
+            return;
+        }
+        self.input.extend_from_slice(bytes);
+        let served = self
+            .server
+            .serve(&mut self.state, &self.input, &mut self.output);
+        self.input.drain(..served.consumed);
+        self.peak = self.peak.max(self.input.len());
+        if served.close {
+            self.closed = true;
+            self.input = Vec::new();
+        }
+    }
+
+    /// Everything written so far.
+    pub fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    /// Takes what was written so far.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+
+    /// Whether the server asked to close the connection.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Bytes held unconsumed (an incomplete request).
+    pub fn buffered(&self) -> usize {
+        self.input.len()
+    }
+
+    /// The most bytes ever held unconsumed after a read.
+    pub fn peak_buffered(&self) -> usize {
+        self.peak
+    }
+
+    /// The most an incomplete request may hold under the server's limits.
+    pub fn buffer_bound(&self) -> usize {
+        let l = self.server.limits();
+        l.max_head + l.max_encoded().max(l.max_body) + 1
+    }
+
+    /// The server.
+    pub fn server_mut(&mut self) -> &mut HttpServer<S> {
+        &mut self.server
+    }
+}
+
+/// The service the fuzz target and the property tests run: it answers with a digest of the
+/// request (method, target, version, headers, body), so two runs that parse the same requests
+/// write the same bytes.
+pub fn digest_service(req: &Request<'_>, res: &mut Response<'_>) {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut mix = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        h = (h ^ 0xff).wrapping_mul(0x0100_0000_01b3);
+    };
+    for (name, value) in req.headers() {
+        mix(name.as_bytes());
+        mix(value);
+    }
+    mix(req.body());
+    let (method, target, version, n) =
+        (req.method(), req.target(), req.version(), req.body().len());
+    res.content_type("text/plain").body_with(|buf| {
+        use std::io::Write;
+        let _ = write!(buf, "{method} {target} {version} body={n} digest={h:016x}");
+    });
+}
+
+/// Strips interim `100 Continue` responses, which depend on whether a body arrived with its
+/// head.
+pub fn without_continues(output: &[u8]) -> Vec<u8> {
+    const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let mut out = Vec::with_capacity(output.len());
+    let mut i = 0;
+    while i < output.len() {
+        if output[i..].starts_with(CONTINUE) {
+            i += CONTINUE.len();
+        } else {
+            out.push(output[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn fuzz_server() -> HttpServer<fn(&Request<'_>, &mut Response<'_>)> {
+    HttpServer::new(digest_service as fn(&Request<'_>, &mut Response<'_>))
+        .max_head_size(512)
+        .max_headers(8)
+        .max_body_size(1024)
+}
+
+/// The HTTP fuzz target: `data[0]` picks a read size, the rest is the byte stream. The stream
+/// is served whole and cut into reads of that size; both must write the same responses and
+/// agree on closing, no read may leave more buffered than the limits allow, and every
+/// response must start with a status line. Panics on a violation.
+pub fn fuzz_entry(data: &[u8]) {
+    let Some((&cut, stream)) = data.split_first() else {
+        return;
+    };
+    let cut = usize::from(cut % 64) + 1;
+    let mut whole = Harness::new(fuzz_server());
+    whole.feed(stream);
+    let mut split = Harness::new(fuzz_server());
+    for piece in stream.chunks(cut) {
+        split.feed(piece);
+        assert!(
+            split.buffered() <= split.buffer_bound(),
+            "{} bytes buffered, bound {}",
+            split.buffered(),
+            split.buffer_bound()
+        );
+    }
+    assert!(whole.buffered() <= whole.buffer_bound());
+    let (a, b) = (
+        without_continues(whole.output()),
+        without_continues(split.output()),
+    );
+    assert!(
+        a == b,
+        "whole and split differ:\n{}\n---\n{}",
+        String::from_utf8_lossy(&a),
+        String::from_utf8_lossy(&b)
+    );
+    assert_eq!(whole.is_closed(), split.is_closed());
+    assert!(a.is_empty() || a.starts_with(b"HTTP/1.1 "));
+}

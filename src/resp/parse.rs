@@ -1,0 +1,574 @@
+//! The RESP2 parser: commands (arrays of bulk strings, or inline lines) and general values,
+//! borrowed from the input, incremental (an incomplete frame consumes nothing), with limits.
+
+use std::fmt;
+use std::ops::Range;
+
+/// Longest `*<n>` or `$<n>` line accepted, CRLF included (a sign, 19 digits, CRLF, slack).
+const LEN_LINE_MAX: usize = 24;
+
+/// Limits and entry points of the parser.
+///
+/// ```
+/// use eventide::resp::{Parse, Parser};
+///
+/// let parser = Parser::new();
+/// let mut args = Vec::new();
+/// let input = b"*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n*1\r\n$4\r\nPI";
+/// let Parse::Done(cmd, used) = parser.parse_command(input, &mut args)? else { unreachable!() };
+/// assert!(cmd.is(b"get"));
+/// assert_eq!(cmd.arg(1), Some(&b"key"[..]));
+/// assert_eq!(used, 22);
+/// // The second command is incomplete: nothing is consumed, and a lower bound of the bytes
+/// // needed is given.
+/// assert!(matches!(parser.parse_command(&input[used..], &mut args)?, Parse::Incomplete(_)));
+/// # Ok::<(), eventide::resp::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Parser {
+    max_elements: usize,
+    max_bulk: usize,
+    max_inline: usize,
+    max_command: usize,
+    max_depth: usize,
+}
+
+impl Default for Parser {
+    fn default() -> Parser {
+        Parser::new()
+    }
+}
+
+/// The outcome of a parse that did not fail.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parse<T> {
+    /// A complete frame, and the number of input bytes it took.
+    Done(T, usize),
+    /// The frame is incomplete: at least this many input bytes (in all, counted from the
+    /// start of the input given) are needed before it can complete.
+    Incomplete(usize),
+}
+
+/// A protocol error. The connection cannot be resynchronised after one: answer with
+/// [`Writer::protocol_error`](super::Writer::protocol_error) and close.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    msg: &'static str,
+    byte: Option<u8>,
+}
+
+impl Error {
+    fn new(msg: &'static str) -> Error {
+        Error { msg, byte: None }
+    }
+
+    fn unexpected(msg: &'static str, byte: u8) -> Error {
+        Error {
+            msg,
+            byte: Some(byte),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.byte {
+            Some(b) if b.is_ascii_graphic() => write!(f, "{}, got '{}'", self.msg, b as char),
+            Some(b) => write!(f, "{}, got byte 0x{b:02x}", self.msg),
+            None => f.write_str(self.msg),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A command: its arguments, borrowed from the input. The first argument is the name.
+#[derive(Clone, Copy)]
+pub struct Command<'a> {
+    input: &'a [u8],
+    args: &'a [Range<usize>],
+}
+
+impl<'a> Command<'a> {
+    /// Number of arguments, the name included.
+    pub fn len(&self) -> usize {
+        self.args.len()
+    }
+
+    /// Whether there are no arguments (an empty inline line, or `*0`); servers skip these.
+    pub fn is_empty(&self) -> bool {
+        self.args.is_empty()
+    }
+
+    /// Argument `i` (0 is the command name).
+    pub fn arg(&self, i: usize) -> Option<&'a [u8]> {
+        self.args.get(i).map(|r| &self.input[r.clone()])
+    }
+
+    /// The command name (empty for an empty command).
+    pub fn name(&self) -> &'a [u8] {
+        self.arg(0).unwrap_or(b"")
+    }
+
+    /// Whether the name is `name`, ignoring ASCII case.
+    pub fn is(&self, name: &[u8]) -> bool {
+        self.name().eq_ignore_ascii_case(name)
+    }
+
+    /// Every argument, the name first.
+    pub fn args(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + 'a {
+        let input = self.input;
+        self.args.iter().map(move |r| &input[r.clone()])
+    }
+}
+
+impl fmt::Debug for Command<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.args().map(String::from_utf8_lossy))
+            .finish()
+    }
+}
+
+/// A RESP2 value, borrowed from the input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value<'a> {
+    /// `+OK`
+    Simple(&'a [u8]),
+    /// `-ERR message`
+    Error(&'a [u8]),
+    /// `:42`
+    Integer(i64),
+    /// `$3\r\nfoo`
+    Bulk(&'a [u8]),
+    /// `$-1`: the null bulk string.
+    Nil,
+    /// `*2\r\n...`
+    Array(Vec<Value<'a>>),
+    /// `*-1`: the null array.
+    NilArray,
+}
+
+/// Result of reading one line: its content and where the next byte is.
+enum Line<'a> {
+    Done(&'a [u8], usize),
+    Incomplete,
+}
+
+impl Parser {
+    /// A parser with Redis-like limits: 1,048,576 elements per array, 512 KiB per bulk string,
+    /// 64 KiB per inline command, 1 MiB per command (keep it within the server's inbound
+    /// limit), 32 levels of nested arrays.
+    pub const fn new() -> Parser {
+        Parser {
+            max_elements: 1024 * 1024,
+            max_bulk: 512 * 1024,
+            max_inline: 64 * 1024,
+            max_command: 1024 * 1024,
+            max_depth: 32,
+        }
+    }
+
+    /// Most elements in one array.
+    pub const fn max_elements(mut self, n: usize) -> Parser {
+        self.max_elements = n;
+        self
+    }
+
+    /// Largest bulk string, in bytes.
+    pub const fn max_bulk_size(mut self, bytes: usize) -> Parser {
+        self.max_bulk = bytes;
+        self
+    }
+
+    /// Longest inline command line, in bytes.
+    pub const fn max_inline_size(mut self, bytes: usize) -> Parser {
+        self.max_inline = bytes;
+        self
+    }
+
+    /// Largest command (or value), in bytes of input: a connection never buffers more than
+    /// this for one incomplete frame.
+    pub const fn max_command_size(mut self, bytes: usize) -> Parser {
+        self.max_command = bytes;
+        self
+    }
+
+    /// Deepest nesting of arrays in [`parse_value`](Parser::parse_value).
+    pub const fn max_depth(mut self, n: usize) -> Parser {
+        self.max_depth = n;
+        self
+    }
+
+    /// The configured largest command size.
+    pub const fn command_size_limit(&self) -> usize {
+        self.max_command
+    }
+
+    /// Parses one command from the front of `input`: an array of bulk strings, or an inline
+    /// line (split at spaces and tabs; no quoting). The argument positions go into `args`,
+    /// which is cleared first and can be reused from command to command, so parsing
+    /// allocates nothing once it has grown.
+    pub fn parse_command<'a>(
+        &self,
+        input: &'a [u8],
+        args: &'a mut Vec<Range<usize>>,
+    ) -> Result<Parse<Command<'a>>, Error> {
+        args.clear();
+        let parsed = if input.first() == Some(&b'*') {
+            self.multibulk(input, args)?
+        } else {
+            self.inline(input, args)?.ok_or(input.len() + 1)
+        };
+        Ok(match parsed {
+            Ok(used) => Parse::Done(Command { input, args }, used),
+            Err(need) => {
+                args.clear();
+                Parse::Incomplete(self.need(input, need)?)
+            }
+        })
+    }
+
+    /// After an incomplete parse that needs at least `need` bytes: that bound, or an error if
+    /// the frame is already known to be too large.
+    fn need(&self, input: &[u8], need: usize) -> Result<usize, Error> {
+        if input.len() >= self.max_command || need > self.max_command {
+            return Err(Error::new("command too large"));
+        }
+        Ok(need.max(input.len() + 1))
+    }
+
+    /// `*<n>\r\n` then n bulk strings: `Ok(used)`, or `Err(need)` if incomplete (at least
+    /// `need` bytes in all are needed).
+    fn multibulk(
+        &self,
+        input: &[u8],
+        args: &mut Vec<Range<usize>>,
+    ) -> Result<Result<usize, usize>, Error> {
+        let more = Err(input.len() + 1);
+        let (n, mut pos) = match len_line(input, 1, "invalid multibulk length")? {
+            Line::Done(digits, next) => (parse_int(digits, "invalid multibulk length")?, next),
+            Line::Incomplete => return Ok(more),
+        };
+        if n > self.max_elements as i64 {
+            return Err(Error::new("invalid multibulk length"));
+        }
+        for _ in 0..n.max(0) {
+            let Some(&b) = input.get(pos) else {
+                return Ok(more);
+            };
+            if b != b'$' {
+                return Err(Error::unexpected("expected '$'", b));
+            }
+            let (len, next) = match len_line(input, pos + 1, "invalid bulk length")? {
+                Line::Done(digits, next) => (parse_int(digits, "invalid bulk length")?, next),
+                Line::Incomplete => return Ok(more),
+            };
+            if len < 0 || len > self.max_bulk as i64 {
+                return Err(Error::new("invalid bulk length"));
+            }
+            let end = next + len as usize;
+            if end > self.max_command {
+                return Err(Error::new("command too large"));
+            }
+            if input.len() < end + 2 {
+                return Ok(Err(end + 2));
+            }
+            if &input[end..end + 2] != b"\r\n" {
+                return Err(Error::new("bulk string not terminated by CRLF"));
+            }
+            args.push(next..end);
+            pos = end + 2;
+        }
+        if pos > self.max_command {
+            return Err(Error::new("command too large"));
+        }
+        Ok(Ok(pos))
+    }
+
+    /// An inline command: one line, split at spaces and tabs.
+    fn inline(&self, input: &[u8], args: &mut Vec<Range<usize>>) -> Result<Option<usize>, Error> {
+        let window = &input[..input.len().min(self.max_inline + 1)];
+        let Some(nl) = window.iter().position(|&b| b == b'\n') else {
+            if input.len() > self.max_inline {
+                return Err(Error::new("too big inline request"));
+            }
+            return Ok(None);
+        };
+        let end = if nl > 0 && input[nl - 1] == b'\r' {
+            nl - 1
+        } else {
+            nl
+        };
+        let mut i = 0;
+        while i < end {
+            while i < end && (input[i] == b' ' || input[i] == b'\t') {
+                i += 1;
+            }
+            let start = i;
+            while i < end && input[i] != b' ' && input[i] != b'\t' {
+                i += 1;
+            }
+            if i > start {
+                args.push(start..i);
+            }
+        }
+        Ok(Some(nl + 1))
+    }
+
+    /// Parses one value of any RESP2 type from the front of `input`.
+    ///
+    /// ```
+    /// use eventide::resp::{Parse, Parser, Value};
+    ///
+    /// let v = Parser::new().parse_value(b"*3\r\n+OK\r\n:-7\r\n$-1\r\n")?;
+    /// let expected = Value::Array(vec![Value::Simple(b"OK"), Value::Integer(-7), Value::Nil]);
+    /// assert_eq!(v, Parse::Done(expected, 19));
+    /// # Ok::<(), eventide::resp::Error>(())
+    /// ```
+    pub fn parse_value<'a>(&self, input: &'a [u8]) -> Result<Parse<Value<'a>>, Error> {
+        Ok(match self.value(input, 0, 0)? {
+            Some((v, used)) => Parse::Done(v, used),
+            None => Parse::Incomplete(self.need(input, input.len() + 1)?),
+        })
+    }
+
+    fn value<'a>(
+        &self,
+        input: &'a [u8],
+        pos: usize,
+        depth: usize,
+    ) -> Result<Option<(Value<'a>, usize)>, Error> {
+        let Some(&tag) = input.get(pos) else {
+            return Ok(None);
+        };
+        let line = |input: &'a [u8]| -> Result<Option<(&'a [u8], usize)>, Error> {
+            let window = &input[pos + 1..input.len().min(pos + 1 + self.max_inline + 1)];
+            match window.iter().position(|&b| b == b'\r') {
+                Some(i) if window.get(i + 1) == Some(&b'\n') => {
+                    Ok(Some((&window[..i], pos + 1 + i + 2)))
+                }
+                Some(i) if i + 1 < window.len() => Err(Error::new("line not terminated by CRLF")),
+                Some(_) => Ok(None),
+                None if window.len() > self.max_inline => Err(Error::new("line too long")),
+                None => Ok(None),
+            }
+        };
+        let v = match tag {
+            b'+' | b'-' => {
+                let Some((s, next)) = line(input)? else {
+                    return Ok(None);
+                };
+                if s.contains(&b'\n') {
+                    return Err(Error::new("line not terminated by CRLF"));
+                }
+                (
+                    if tag == b'+' {
+                        Value::Simple(s)
+                    } else {
+                        Value::Error(s)
+                    },
+                    next,
+                )
+            }
+            b':' => match len_line(input, pos + 1, "invalid integer")? {
+                Line::Done(d, next) => (Value::Integer(parse_int(d, "invalid integer")?), next),
+                Line::Incomplete => return Ok(None),
+            },
+            b'$' => {
+                let (len, next) = match len_line(input, pos + 1, "invalid bulk length")? {
+                    Line::Done(d, next) => (parse_int(d, "invalid bulk length")?, next),
+                    Line::Incomplete => return Ok(None),
+                };
+                if len == -1 {
+                    (Value::Nil, next)
+                } else if len < 0 || len > self.max_bulk as i64 {
+                    return Err(Error::new("invalid bulk length"));
+                } else {
+                    let end = next + len as usize;
+                    if end > self.max_command {
+                        return Err(Error::new("value too large"));
+                    }
+                    if input.len() < end + 2 {
+                        return Ok(None);
+                    }
+                    if &input[end..end + 2] != b"\r\n" {
+                        return Err(Error::new("bulk string not terminated by CRLF"));
+                    }
+                    (Value::Bulk(&input[next..end]), end + 2)
+                }
+            }
+            b'*' => {
+                let (n, mut next) = match len_line(input, pos + 1, "invalid multibulk length")? {
+                    Line::Done(d, next) => (parse_int(d, "invalid multibulk length")?, next),
+                    Line::Incomplete => return Ok(None),
+                };
+                if n == -1 {
+                    (Value::NilArray, next)
+                } else if n < 0 || n > self.max_elements as i64 {
+                    return Err(Error::new("invalid multibulk length"));
+                } else if depth >= self.max_depth {
+                    return Err(Error::new("arrays nested too deeply"));
+                } else {
+                    // Grown as elements arrive, never sized by the declared count.
+                    let mut items = Vec::new();
+                    for _ in 0..n {
+                        match self.value(input, next, depth + 1)? {
+                            Some((v, after)) => {
+                                items.push(v);
+                                next = after;
+                            }
+                            None => return Ok(None),
+                        }
+                    }
+                    (Value::Array(items), next)
+                }
+            }
+            other => return Err(Error::unexpected("unknown type byte", other)),
+        };
+        if v.1 > self.max_command {
+            return Err(Error::new("value too large"));
+        }
+        Ok(Some(v))
+    }
+}
+
+/// Reads the digits of a `*<n>` / `$<n>` / `:<n>` line starting at `from`.
+fn len_line<'a>(input: &'a [u8], from: usize, what: &'static str) -> Result<Line<'a>, Error> {
+    let window = &input[from.min(input.len())..input.len().min(from + LEN_LINE_MAX)];
+    match window.iter().position(|&b| b == b'\r') {
+        Some(i) if i + 1 < window.len() => {
+            if window[i + 1] != b'\n' {
+                return Err(Error::new(what));
+            }
+            Ok(Line::Done(&window[..i], from + i + 2))
+        }
+        Some(_) => Ok(Line::Incomplete),
+        None if window.len() >= LEN_LINE_MAX => Err(Error::new(what)),
+        None => Ok(Line::Incomplete),
+    }
+}
+
+/// A decimal integer: optional `-`, then 1 to 19 digits, within `i64`.
+fn parse_int(digits: &[u8], what: &'static str) -> Result<i64, Error> {
+    let (neg, d) = match digits.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, digits),
+    };
+    if d.is_empty() || d.len() > 19 {
+        return Err(Error::new(what));
+    }
+    let mut n: i64 = 0;
+    for &b in d {
+        if !b.is_ascii_digit() {
+            return Err(Error::new(what));
+        }
+        // Accumulated with the final sign, so i64::MIN is reachable.
+        let digit = i64::from(b - b'0');
+        n = n
+            .checked_mul(10)
+            .and_then(|n| {
+                if neg {
+                    n.checked_sub(digit)
+                } else {
+                    n.checked_add(digit)
+                }
+            })
+            .ok_or_else(|| Error::new(what))?;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Parsed = Option<(Vec<Vec<u8>>, usize)>;
+
+    fn cmd(input: &[u8]) -> Result<Parsed, Error> {
+        let mut args = Vec::new();
+        Ok(match Parser::new().parse_command(input, &mut args)? {
+            Parse::Done(c, n) => Some((c.args().map(<[u8]>::to_vec).collect(), n)),
+            Parse::Incomplete(need) => {
+                assert!(need > input.len());
+                None
+            }
+        })
+    }
+
+    #[test]
+    fn multibulk_and_inline() {
+        let (a, n) = cmd(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\nrest")
+            .unwrap()
+            .unwrap();
+        assert_eq!(a, vec![b"SET".to_vec(), b"k".to_vec(), b"".to_vec()]);
+        assert_eq!(n, 26);
+        let (a, n) = cmd(b"  set  a\tb \r\nX").unwrap().unwrap();
+        assert_eq!(a, vec![b"set".to_vec(), b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(n, 13);
+        assert_eq!(cmd(b"\r\n").unwrap().unwrap(), (vec![], 2));
+        assert_eq!(cmd(b"*0\r\n").unwrap().unwrap(), (vec![], 4));
+        assert_eq!(cmd(b"*-1\r\n").unwrap().unwrap(), (vec![], 5));
+    }
+
+    #[test]
+    fn incomplete_at_every_cut() {
+        let full = b"*2\r\n$4\r\nECHO\r\n$5\r\nhello\r\n";
+        for cut in 0..full.len() {
+            assert!(cmd(&full[..cut]).unwrap().is_none(), "cut {cut}");
+        }
+        assert!(cmd(full).unwrap().is_some());
+    }
+
+    #[test]
+    fn protocol_errors() {
+        assert!(cmd(b"*1\r\n+OK\r\n").is_err());
+        assert!(cmd(b"*x\r\n").is_err());
+        assert!(cmd(b"*2000000\r\n").is_err());
+        assert!(cmd(b"*1\r\n$-5\r\n").is_err());
+        assert!(cmd(b"*1\r\n$1\r\nab\r\n").is_err());
+        assert!(cmd(b"*1\r\n$99999999999999999999\r\n").is_err());
+        assert!(cmd(b"*100000000000000000000000000000").is_err());
+        assert!(cmd(b"*1\r\n$524289\r\n").is_err());
+        assert!(cmd(&vec![b'a'; 70_000]).is_err());
+        assert_eq!(parse_int(b"-9223372036854775808", "x"), Ok(i64::MIN));
+        assert!(parse_int(b"9223372036854775808", "x").is_err());
+        assert!(parse_int(b"-", "x").is_err());
+    }
+
+    #[test]
+    fn values() {
+        let p = Parser::new();
+        assert_eq!(
+            p.parse_value(b"+OK\r\n"),
+            Ok(Parse::Done(Value::Simple(b"OK"), 5))
+        );
+        assert_eq!(
+            p.parse_value(b"-ERR x\r\n"),
+            Ok(Parse::Done(Value::Error(b"ERR x"), 8))
+        );
+        assert_eq!(
+            p.parse_value(b":12\r\n"),
+            Ok(Parse::Done(Value::Integer(12), 5))
+        );
+        assert_eq!(p.parse_value(b"$-1\r\n"), Ok(Parse::Done(Value::Nil, 5)));
+        assert_eq!(
+            p.parse_value(b"*-1\r\n"),
+            Ok(Parse::Done(Value::NilArray, 5))
+        );
+        assert_eq!(
+            p.parse_value(b"*1\r\n*1\r\n:1\r\n"),
+            Ok(Parse::Done(
+                Value::Array(vec![Value::Array(vec![Value::Integer(1)])]),
+                12
+            ))
+        );
+        assert!(matches!(
+            p.parse_value(b"*2\r\n:1\r\n"),
+            Ok(Parse::Incomplete(_))
+        ));
+        assert!(p.parse_value(b"?").is_err());
+        assert!(p.parse_value(&b"*1\r\n".repeat(40)).is_err());
+        assert!(p.parse_value(b"+O\rK\r\n").is_err());
+    }
+}

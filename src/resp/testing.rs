@@ -1,0 +1,132 @@
+//! Test and fuzzing support, not part of the stable API: drives a [`RespServer`] over
+//! in-memory bytes as a connection's `on_data` would, without sockets.
+
+use super::server::RespConnState;
+use super::{Command, Parse, Parser, RespServer, Service, Writer};
+use crate::Action;
+
+/// A simulated connection: input is kept while a command is incomplete, replies collected.
+#[derive(Debug)]
+pub struct Harness<S: Service> {
+    server: RespServer<S>,
+    state: RespConnState,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    closed: bool,
+}
+
+impl<S: Service> Harness<S> {
+    /// Wraps `server`.
+    pub fn new(server: RespServer<S>) -> Harness<S> {
+        Harness {
+            server,
+            state: RespConnState::default(),
+            input: Vec::new(),
+            output: Vec::new(),
+            closed: false,
+        }
+    }
+
+    /// Delivers `bytes` as one read. Ignored once the connection is closing.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if self.closed {
+            return;
+        }
+        self.input.extend_from_slice(bytes);
+        let served = self
+            .server
+            .serve(&mut self.state, &self.input, &mut self.output);
+        self.input.drain(..served.consumed);
+        if served.action == Action::Close {
+            self.closed = true;
+            self.input = Vec::new();
+        }
+    }
+
+    /// Everything written so far.
+    pub fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    /// Whether the server asked to close the connection.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Bytes held unconsumed (an incomplete command).
+    pub fn buffered(&self) -> usize {
+        self.input.len()
+    }
+
+    /// The most an incomplete command may hold under the parser's limits.
+    pub fn buffer_bound(&self) -> usize {
+        self.server.parser_limits().command_size_limit()
+    }
+}
+
+/// Replies to every command with an array of its arguments (and closes on `QUIT`), so two
+/// runs that parse the same commands write the same bytes.
+pub fn echo_service(cmd: &Command<'_>, reply: &mut Writer<'_>) -> Action {
+    reply.array(cmd.len());
+    for a in cmd.args() {
+        reply.bulk(a);
+    }
+    if cmd.is(b"QUIT") {
+        Action::Close
+    } else {
+        Action::Continue
+    }
+}
+
+type EchoFn = fn(&Command<'_>, &mut Writer<'_>) -> Action;
+
+fn fuzz_parser() -> Parser {
+    Parser::new()
+        .max_elements(16)
+        .max_bulk_size(256)
+        .max_inline_size(128)
+        .max_command_size(1024)
+        .max_depth(4)
+}
+
+/// The RESP fuzz target: `data[0]` picks a read size, the rest is the byte stream. Served
+/// whole and cut into reads, the replies and the closing must agree, and nothing may stay
+/// buffered beyond the command-size limit. Every value parse of the stream must also end in
+/// a value, an incomplete or an error without panicking, and re-encoding a parsed value must
+/// parse back to the same value.
+pub fn fuzz_entry(data: &[u8]) {
+    let Some((&cut, stream)) = data.split_first() else {
+        return;
+    };
+    let cut = usize::from(cut % 64) + 1;
+    let server = || RespServer::new(echo_service as EchoFn).parser(fuzz_parser());
+    let mut whole = Harness::new(server());
+    whole.feed(stream);
+    let mut split = Harness::new(server());
+    for piece in stream.chunks(cut) {
+        split.feed(piece);
+        assert!(split.buffered() <= split.buffer_bound());
+    }
+    assert!(whole.buffered() <= whole.buffer_bound());
+    assert!(
+        whole.output() == split.output(),
+        "whole and split differ:\n{:?}\n---\n{:?}",
+        String::from_utf8_lossy(whole.output()),
+        String::from_utf8_lossy(split.output())
+    );
+    assert_eq!(whole.is_closed(), split.is_closed());
+
+    let parser = fuzz_parser();
+    if let Ok(Parse::Done(v, used)) = parser.parse_value(stream) {
+        assert!(used <= stream.len());
+        let mut again = Vec::new();
+        Writer::new(&mut again).value(&v);
+        match parser.parse_value(&again) {
+            Ok(Parse::Done(w, n)) => {
+                assert_eq!(n, again.len());
+                assert_eq!(v, w);
+            }
+            other => panic!("re-encoded value does not parse back: {other:?}"),
+        }
+    }
+}

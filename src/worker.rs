@@ -1,0 +1,196 @@
+//! The worker pool: threads for blocking business logic, so the event loops never block.
+//!
+//! A callback submits a job tied to its connection ([`Conn::submit`](crate::Conn::submit)).
+//! A worker runs it and posts the output back to the connection's loop, which writes the
+//! outputs of each connection in submission order (a job that finishes early waits for the
+//! ones submitted before it). Each connection has at most
+//! [`Builder::max_jobs_per_conn`](crate::Builder::max_jobs_per_conn) jobs in flight; at that
+//! bound the connection stops reading until one completes, so the pool's queue is bounded by
+//! connections × that number and a flooding client cannot grow it.
+//!
+//! On server stop, queued jobs that have not started are dropped (their connections are told,
+//! so nothing waits for them); running jobs finish and their output is flushed, up to the stop
+//! deadline.
+
+use std::collections::VecDeque;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use crate::mailbox::{JobResult, LoopShared, Task};
+
+type JobFn = Box<dyn FnOnce() -> Vec<u8> + Send>;
+
+/// Where a job's result goes. If the job is dropped unrun, `Drop` reports it as cancelled.
+pub(crate) struct Ticket {
+    pub loop_shared: Arc<LoopShared>,
+    pub key: u32,
+    pub generation: u32,
+    pub seq: u64,
+    sent: bool,
+}
+
+impl Ticket {
+    pub(crate) fn new(loop_shared: Arc<LoopShared>, key: u32, generation: u32, seq: u64) -> Ticket {
+        Ticket {
+            loop_shared,
+            key,
+            generation,
+            seq,
+            sent: false,
+        }
+    }
+
+    fn send(mut self, result: JobResult) {
+        self.sent = true;
+        self.loop_shared.post(Task::JobDone {
+            key: self.key,
+            generation: self.generation,
+            seq: self.seq,
+            result,
+        });
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.loop_shared.post(Task::JobDone {
+                key: self.key,
+                generation: self.generation,
+                seq: self.seq,
+                result: JobResult::Cancelled,
+            });
+        }
+    }
+}
+
+/// One unit of blocking work and where its output goes.
+pub(crate) struct Job {
+    pub run: JobFn,
+    pub ticket: Ticket,
+}
+
+struct Queue {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+struct PoolShared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+/// A fixed set of worker threads sharing one job queue.
+pub(crate) struct WorkerPool {
+    shared: Arc<PoolShared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl WorkerPool {
+    /// Starts `n` workers.
+    pub(crate) fn start(n: usize) -> std::io::Result<WorkerPool> {
+        let shared = Arc::new(PoolShared {
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                closed: false,
+            }),
+            ready: Condvar::new(),
+        });
+        let pool = WorkerPool {
+            shared,
+            threads: Mutex::new(Vec::with_capacity(n)),
+        };
+        for i in 0..n {
+            let shared = Arc::clone(&pool.shared);
+            let t = std::thread::Builder::new()
+                .name(format!("eventide-worker-{i}"))
+                .spawn(move || work(&shared));
+            match t {
+                Ok(t) => pool.lock_threads().push(t),
+                Err(e) => {
+                    pool.shutdown();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(pool)
+    }
+
+    fn lock_threads(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.threads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a job. After [`discard_queued`](Self::discard_queued) it is dropped (and reported
+    /// as cancelled) instead.
+    pub(crate) fn submit(&self, job: Job) {
+        let mut q = self.lock_queue();
+        if q.closed {
+            drop(q);
+            drop(job);
+            return;
+        }
+        q.jobs.push_back(job);
+        drop(q);
+        self.shared.ready.notify_one();
+    }
+
+    /// Stops taking jobs and drops the ones not started (server stop).
+    pub(crate) fn discard_queued(&self) {
+        let dropped = {
+            let mut q = self.lock_queue();
+            q.closed = true;
+            std::mem::take(&mut q.jobs)
+        };
+        drop(dropped); // outside the lock: each ticket posts a cancellation
+        self.shared.ready.notify_all();
+    }
+
+    /// Discards queued jobs, lets running ones finish, and joins the workers.
+    pub(crate) fn shutdown(&self) {
+        self.discard_queued();
+        let threads = std::mem::take(&mut *self.lock_threads());
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn work(shared: &PoolShared) {
+    loop {
+        let job = {
+            let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(job) = q.jobs.pop_front() {
+                    break job;
+                }
+                if q.closed {
+                    return;
+                }
+                q = shared.ready.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let Job { run, ticket } = job;
+        match panic::catch_unwind(AssertUnwindSafe(run)) {
+            Ok(output) => ticket.send(JobResult::Output(output)),
+            Err(_) => {
+                log::error!("eventide: a worker-pool job panicked");
+                ticket.send(JobResult::Panicked);
+            }
+        }
+    }
+}
+
+/// A connection's jobs in flight and the outputs that finished ahead of their turn.
+#[derive(Default)]
+pub(crate) struct ConnJobs {
+    pub next_seq: u64,
+    pub next_write: u64,
+    pub in_flight: usize,
+    /// Results that arrived before an earlier job's, by sequence number.
+    pub early: std::collections::BTreeMap<u64, JobResult>,
+}

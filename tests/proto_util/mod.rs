@@ -1,0 +1,174 @@
+//! Helpers for the protocol tests (HTTP and RESP): blocking clients with bounded timeouts, an
+//! HTTP/1.1 response reader for raw sockets, and skipping tests whose tool is missing.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+/// Generous bound for any single wait, so a bug fails a test instead of hanging CI.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A blocking client with read and write timeouts.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(TIMEOUT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// The path of `tool` if it is installed; otherwise prints why the test is skipped.
+pub fn tool(name: &str, test: &str) -> Option<String> {
+    let out = Command::new("which").arg(name).output().ok()?;
+    if out.status.success() {
+        Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        println!("SKIPPED {test}: `{name}` is not installed");
+        eprintln!("SKIPPED {test}: `{name}` is not installed");
+        None
+    }
+}
+
+/// One HTTP response as read from a raw socket.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// `(name, value)` in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header called `name` (ignoring case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Header names, in order.
+    pub fn header_names(&self) -> Vec<&str> {
+        self.headers.iter().map(|(n, _)| n.as_str()).collect()
+    }
+}
+
+/// Reads HTTP/1.1 responses (framed by `Content-Length`) from a stream.
+pub struct ResponseReader {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl ResponseReader {
+    pub fn new(stream: TcpStream) -> ResponseReader {
+        ResponseReader {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    fn fill(&mut self) -> io::Result<usize> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk)?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    /// The next response; `None` at end of stream (or a reset) with nothing buffered.
+    pub fn next(&mut self) -> Option<HttpResponse> {
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8(self.buf[..end].to_vec()).expect("head is UTF-8");
+                let mut lines = head.split("\r\n");
+                let status_line = lines.next().unwrap();
+                assert!(
+                    status_line.starts_with("HTTP/1.1 "),
+                    "status line {status_line:?}"
+                );
+                let status: u16 = status_line[9..12].parse().unwrap();
+                let headers: Vec<(String, String)> = lines
+                    .map(|l| {
+                        let (n, v) = l.split_once(": ").unwrap_or_else(|| panic!("header {l:?}"));
+                        (n.to_string(), v.to_string())
+                    })
+                    .collect();
+                let len: usize = headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                    .map_or(0, |(_, v)| v.parse().unwrap());
+                let has_body = !(status < 200 || status == 204 || status == 304);
+                let len = if has_body { len } else { 0 };
+                while self.buf.len() < end + 4 + len {
+                    match self.fill() {
+                        Ok(0) | Err(_) => panic!("connection ended inside a response"),
+                        Ok(_) => {}
+                    }
+                }
+                let body = self.buf[end + 4..end + 4 + len].to_vec();
+                self.buf.drain(..end + 4 + len);
+                return Some(HttpResponse {
+                    status,
+                    headers,
+                    body,
+                });
+            }
+            match self.fill() {
+                Ok(0) => {
+                    assert!(self.buf.is_empty(), "partial response at end of stream");
+                    return None;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+    }
+
+    /// The next response for a HEAD request (no body whatever `Content-Length` says).
+    pub fn next_head(&mut self) -> HttpResponse {
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8(self.buf[..end].to_vec()).unwrap();
+                self.buf.drain(..end + 4);
+                let mut lines = head.split("\r\n");
+                let status: u16 = lines.next().unwrap()[9..12].parse().unwrap();
+                let headers = lines
+                    .map(|l| {
+                        let (n, v) = l.split_once(": ").unwrap();
+                        (n.to_string(), v.to_string())
+                    })
+                    .collect();
+                return HttpResponse {
+                    status,
+                    headers,
+                    body: Vec::new(),
+                };
+            }
+            assert!(self.fill().unwrap() > 0, "end of stream before a head");
+        }
+    }
+
+    /// Asserts the server closes the connection with nothing more to read.
+    pub fn expect_closed(&mut self) {
+        match self.next() {
+            None => {}
+            Some(r) => panic!("expected the connection to close, got {r:?}"),
+        }
+    }
+
+    /// Bytes received but not yet returned as a response.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}

@@ -1,0 +1,289 @@
+//! Loop timers, connection timers, and the idle and read timeouts.
+
+mod util;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::Duration;
+
+use eventide::{Action, CloseReason, Conn, ConnId, Handler, LoopCx, Server, Timeout, TimerId};
+use util::{connect, read_until_closed, roundtrip, Echo, Rng, TIMEOUT};
+
+/// Sets a million loop timers at boot, cancels half, and reports the order the rest fired in.
+struct MillionTimers {
+    expected: Vec<u64>,
+    fired: Vec<u64>,
+    report: mpsc::Sender<(Vec<u64>, Vec<u64>)>,
+}
+
+impl Handler for MillionTimers {
+    type State = ();
+    fn on_open(&mut self, _: &mut Conn<'_>) {}
+    fn on_data(&mut self, _: &mut Conn<'_>, _: &mut ()) -> Action {
+        Action::Continue
+    }
+    fn on_boot(&mut self, cx: &mut LoopCx<'_>) {
+        const N: u64 = 1_000_000;
+        let mut rng = Rng::new(42);
+        let mut keep = Vec::with_capacity(N as usize / 2);
+        for token in 0..N {
+            let after_us = rng.range(0, 300_000);
+            let id = cx.set_timer(Duration::from_micros(after_us), token);
+            if rng.next_u64() % 2 == 0 {
+                assert!(cx.cancel_timer(id));
+            } else {
+                keep.push((after_us, token));
+            }
+        }
+        assert_eq!(cx.pending_timers(), keep.len());
+        // All were set with the same `now`: deadline order is microseconds, then set order.
+        keep.sort();
+        self.expected = keep.into_iter().map(|(_, t)| t).collect();
+    }
+    fn on_tick(&mut self, _: &mut LoopCx<'_>, token: u64) {
+        self.fired.push(token);
+        if self.fired.len() == self.expected.len() {
+            let _ = self
+                .report
+                .send((std::mem::take(&mut self.fired), self.expected.clone()));
+        }
+    }
+}
+
+/// A million timers with random deadlines, half of them cancelled: exactly the other half
+/// fire, in deadline order.
+#[test]
+fn a_million_timers_fire_in_order_and_cancelled_ones_never() {
+    let (tx, rx) = mpsc::channel();
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .loops(1)
+        .start(move |_| MillionTimers {
+            expected: Vec::new(),
+            fired: Vec::new(),
+            report: tx.clone(),
+        })
+        .unwrap();
+    let (fired, expected) = rx.recv_timeout(TIMEOUT).expect("not every timer fired");
+    assert_eq!(fired.len(), expected.len());
+    assert!(fired == expected, "timers fired out of deadline order");
+    // Nothing else fires: the cancelled half never does, and no timer is left pending.
+    let (tx, rx) = mpsc::channel();
+    server
+        .loop_handle(0)
+        .unwrap()
+        .execute(move |cx| tx.send(cx.pending_timers()).unwrap())
+        .unwrap();
+    assert_eq!(rx.recv_timeout(TIMEOUT).unwrap(), 0);
+    assert_eq!(server.stats().total().timers_fired, expected.len() as u64);
+}
+
+/// A periodic timer: fires until cancelled, then never again (a later one-shot marker timer
+/// sees the count unchanged).
+struct Periodic {
+    id: Option<TimerId>,
+    ticks: u64,
+    report: mpsc::Sender<u64>,
+}
+
+const TICK: u64 = 1;
+const MARKER: u64 = 2;
+
+impl Handler for Periodic {
+    type State = ();
+    fn on_open(&mut self, _: &mut Conn<'_>) {}
+    fn on_data(&mut self, _: &mut Conn<'_>, _: &mut ()) -> Action {
+        Action::Continue
+    }
+    fn on_boot(&mut self, cx: &mut LoopCx<'_>) {
+        self.id = Some(cx.set_interval(Duration::from_millis(2), TICK));
+    }
+    fn on_tick(&mut self, cx: &mut LoopCx<'_>, token: u64) {
+        match token {
+            TICK => {
+                self.ticks += 1;
+                if self.ticks == 5 {
+                    assert!(cx.cancel_timer(self.id.take().unwrap()));
+                    cx.set_timer(Duration::from_millis(20), MARKER);
+                }
+            }
+            _ => self.report.send(self.ticks).unwrap(),
+        }
+    }
+}
+
+#[test]
+fn periodic_timer_fires_until_cancelled() {
+    let (tx, rx) = mpsc::channel();
+    let _server = Server::builder()
+        .bind("127.0.0.1:0")
+        .loops(1)
+        .start(move |_| Periodic {
+            id: None,
+            ticks: 0,
+            report: tx.clone(),
+        })
+        .unwrap();
+    assert_eq!(rx.recv_timeout(TIMEOUT).unwrap(), 5);
+}
+
+/// Connection timers: `on_timer` runs for the connection with its token; a cancelled one
+/// never runs; one set on a connection that closed is ignored.
+struct ConnTimers;
+
+impl Handler for ConnTimers {
+    type State = Option<TimerId>;
+    fn on_open(&mut self, conn: &mut Conn<'_>) -> Option<TimerId> {
+        let cancelled = conn.set_timer(Duration::from_millis(1), 99);
+        assert!(conn.cancel_timer(cancelled));
+        Some(conn.set_timer(Duration::from_millis(5), 7))
+    }
+    fn on_data(&mut self, conn: &mut Conn<'_>, _: &mut Option<TimerId>) -> Action {
+        let n = conn.input().len();
+        conn.consume(n);
+        Action::Continue
+    }
+    fn on_timer(&mut self, conn: &mut Conn<'_>, state: &mut Option<TimerId>, token: u64) -> Action {
+        assert_eq!(token, 7, "a cancelled timer fired");
+        *state = None;
+        conn.write(b"timer 7\n");
+        Action::Close
+    }
+}
+
+#[test]
+fn connection_timer_runs_with_its_token() {
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .loops(1)
+        .start(|_| ConnTimers)
+        .unwrap();
+    let mut s = connect(server.local_addr());
+    let (got, _) = read_until_closed(&mut s);
+    assert_eq!(got, b"timer 7\n");
+    assert_eq!(server.stats().total().panics, 0);
+}
+
+/// Idle timeout: 50 connections go silent, 50 keep talking at 1/20 of the timeout: only the
+/// silent ones close, each with the idle reason.
+#[test]
+fn idle_timeout_closes_only_silent_connections() {
+    const IDLE: Duration = Duration::from_millis(1000);
+    let (factory, closed) = Echo::factory();
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .loops(2)
+        .idle_timeout(IDLE)
+        .start(factory)
+        .unwrap();
+    let addr = server.local_addr();
+    let silent: Vec<_> = (0..50).map(|_| connect(addr)).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let talkers: Vec<_> = (0..50)
+        .map(|i| {
+            let mut s = connect(addr);
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                let msg = format!("talk {i}");
+                while !stop.load(Ordering::Acquire) {
+                    assert_eq!(roundtrip(&mut s, msg.as_bytes()), msg.as_bytes());
+                    thread::sleep(IDLE / 20); // the client's talking pace, not synchronisation
+                }
+                s
+            })
+        })
+        .collect();
+    for _ in 0..50 {
+        let c = closed.recv_timeout(TIMEOUT).unwrap();
+        assert_eq!(c.reason, "idle_timeout");
+    }
+    stop.store(true, Ordering::Release);
+    let mut talkers: Vec<_> = talkers.into_iter().map(|t| t.join().unwrap()).collect();
+    for s in &mut talkers {
+        assert_eq!(roundtrip(s, b"still here"), b"still here");
+    }
+    for mut s in silent {
+        let (got, _) = read_until_closed(&mut s);
+        assert!(got.is_empty());
+    }
+    assert!(
+        closed.try_recv().is_err(),
+        "a talking connection was closed"
+    );
+    // The silent ones linger until their clients (dropped above) close.
+    util::wait_until("only the talkers are open", || {
+        server.stats().total().connections == 50
+    });
+}
+
+/// Read timeout: an incomplete message left unconsumed too long closes the connection with
+/// the read-timeout reason; a connection whose input is consumed is not affected.
+#[test]
+fn read_timeout_cuts_an_incomplete_message() {
+    let (factory, closed) = Echo::factory();
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .loops(1)
+        .read_timeout(Duration::from_millis(200))
+        .start(factory)
+        .unwrap();
+    let addr = server.local_addr();
+    let mut fine = connect(addr);
+    assert_eq!(roundtrip(&mut fine, b"complete"), b"complete");
+    let mut slow = connect(addr);
+    slow.write_all(b"HOARD the rest never comes").unwrap();
+    let c = closed.recv_timeout(TIMEOUT).unwrap();
+    assert_eq!(c.reason, "read_timeout");
+    let (got, _) = read_until_closed(&mut slow);
+    assert!(got.is_empty());
+    assert_eq!(roundtrip(&mut fine, b"still fine"), b"still fine");
+}
+
+/// A handler can keep a timed-out connection by answering `Continue`.
+struct Patient {
+    report: mpsc::Sender<(ConnId, Timeout)>,
+}
+
+impl Handler for Patient {
+    type State = u32;
+    fn on_open(&mut self, _: &mut Conn<'_>) -> u32 {
+        0
+    }
+    fn on_data(&mut self, _: &mut Conn<'_>, _: &mut u32) -> Action {
+        Action::Continue
+    }
+    fn on_timeout(&mut self, conn: &mut Conn<'_>, times: &mut u32, which: Timeout) -> Action {
+        *times += 1;
+        let _ = self.report.send((conn.id(), which));
+        if *times < 3 {
+            Action::Continue
+        } else {
+            conn.write(b"bye\n");
+            Action::Close
+        }
+    }
+    fn on_close(&mut self, _: ConnId, times: u32, reason: &CloseReason) {
+        assert_eq!(times, 3);
+        assert_eq!(reason.as_str(), "idle_timeout");
+    }
+}
+
+#[test]
+fn on_timeout_can_keep_the_connection() {
+    let (tx, rx) = mpsc::channel();
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .loops(1)
+        .idle_timeout(Duration::from_millis(50))
+        .start(move |_| Patient { report: tx.clone() })
+        .unwrap();
+    let mut s = connect(server.local_addr());
+    let (got, _) = read_until_closed(&mut s);
+    assert_eq!(got, b"bye\n");
+    let reports: Vec<_> = rx.try_iter().collect();
+    assert_eq!(reports.len(), 3);
+    assert!(reports.iter().all(|(_, w)| *w == Timeout::Idle));
+    assert_eq!(server.stats().total().panics, 0);
+}
