@@ -1,16 +1,21 @@
-//! Echo server: every byte a client sends comes back.
+//! Echo server: every byte (or datagram) a client sends comes back.
 //!
 //! ```text
 //! cargo run --release --example echo -- --addr 127.0.0.1:7000 --loops 2 [--reuseport] [--edge]
+//! cargo run --release --example echo -- --unix /tmp/echo.sock        # Unix-domain stream socket
+//! cargo run --release --example echo -- --udp --addr 127.0.0.1:7000  # UDP, batched (recvmmsg/sendmmsg)
 //! ```
+//!
+//! `--udp-batch N` sets the datagrams moved per syscall (1 = plain recvmsg/sendto).
 
 mod common;
 
 use common::Args;
-use eventide::{Action, Conn, Handler, Server, Trigger};
+use eventide::{Action, Conn, Datagram, Handler, Server, Trigger, Udp};
 
 /// Writes input back as it arrives; the default `on_read_closed` closes after the last byte
-/// is flushed, so a client that half-closes still gets everything back.
+/// is flushed, so a client that half-closes still gets everything back. Datagrams are sent
+/// back to their sender.
 struct Echo;
 
 impl Handler for Echo {
@@ -24,25 +29,38 @@ impl Handler for Echo {
         conn.consume(data.len());
         Action::Continue
     }
+
+    fn on_datagram(&mut self, udp: &mut Udp<'_>, datagram: Datagram<'_>) {
+        udp.send_to(datagram.data(), datagram.peer());
+    }
 }
 
 fn main() {
-    let args = Args::parse("127.0.0.1:7000", &[], &["reuseport", "edge"]);
+    let args = Args::parse(
+        "127.0.0.1:7000",
+        &["unix", "udp-batch"],
+        &["reuseport", "edge", "udp"],
+    );
     let signals = common::termination_signals();
     let trigger = if args.flag("edge") {
         Trigger::Edge
     } else {
         Trigger::Level
     };
-    let server = common::or_exit(
-        Server::builder()
-            .bind(args.addr.as_str())
-            .loops(args.loops)
-            .reuse_port(args.flag("reuseport"))
-            .trigger(trigger)
-            .start(|_| Echo),
-        "starting the echo server",
-    );
-    let addr = server.local_addr().to_string();
-    common::serve(server, signals, &addr);
+    let mut builder = Server::builder()
+        .loops(args.loops)
+        .reuse_port(args.flag("reuseport"))
+        .trigger(trigger)
+        .udp_batch(args.parsed("udp-batch", 32));
+    builder = match (args.value("unix"), args.flag("udp")) {
+        (Some(path), _) => builder.bind(format!("unix:{path}")),
+        (None, true) => builder.bind_udp(args.addr.as_str()),
+        (None, false) => builder.bind(args.addr.as_str()),
+    };
+    let server = common::or_exit(builder.start(|_| Echo), "starting the echo server");
+    let shown = match server.udp_addrs().first() {
+        Some(udp) => udp.to_string(),
+        None => server.local_addrs()[0].to_string(),
+    };
+    common::serve(server, signals, &shown);
 }

@@ -63,6 +63,9 @@ pub(crate) struct Config {
     pub handle_write_limit: usize,
     pub connect_timeout: Duration,
     pub nodelay: bool,
+    pub udp_batch: usize,
+    pub udp_max_datagram: usize,
+    pub udp_recv_buffer: usize,
     pub max_jobs_per_conn: usize,
 }
 
@@ -89,6 +92,9 @@ impl Default for Config {
             handle_write_limit: 1024 * 1024,
             connect_timeout: Duration::from_secs(10),
             nodelay: true,
+            udp_batch: 32,
+            udp_max_datagram: 4096,
+            udp_recv_buffer: 1 << 20,
             max_jobs_per_conn: 16,
         }
     }
@@ -118,6 +124,7 @@ impl Default for Config {
 /// ```
 pub struct Builder {
     addrs: Vec<Addr>,
+    udp_addrs: Vec<std::net::SocketAddr>,
     bind_error: Option<io::Error>,
     loops: usize,
     backlog: i32,
@@ -134,6 +141,7 @@ impl Default for Builder {
     fn default() -> Builder {
         Builder {
             addrs: Vec::new(),
+            udp_addrs: Vec::new(),
             bind_error: None,
             loops: std::thread::available_parallelism().map_or(1, |n| n.get()),
             backlog: 1024,
@@ -159,6 +167,42 @@ impl Builder {
                 self.bind_error.get_or_insert(e);
             }
         }
+        self
+    }
+
+    /// Adds a UDP address (port 0 picks a free port; see [`Server::udp_addrs`]). Datagrams go
+    /// to [`Handler::on_datagram`]. One socket on loop 0, or with
+    /// [`reuse_port`](Builder::reuse_port) one per loop.
+    pub fn bind_udp<A: std::net::ToSocketAddrs>(mut self, addr: A) -> Builder {
+        match addr.to_socket_addrs() {
+            Ok(addrs) => self.udp_addrs.extend(addrs),
+            Err(e) => {
+                self.bind_error.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    /// Datagrams moved per `recvmmsg` / `sendmmsg` (default 32; 1 uses plain `recvmsg` /
+    /// `sendto`).
+    pub fn udp_batch(mut self, n: usize) -> Builder {
+        self.cfg.udp_batch = n.clamp(1, 1024);
+        self
+    }
+
+    /// The largest UDP datagram received whole (default 4096 bytes); a larger one arrives cut
+    /// and marked [truncated](crate::Datagram::is_truncated). Each loop with UDP sockets keeps
+    /// `udp_batch × udp_max_datagram` bytes of receive buffers.
+    pub fn udp_max_datagram(mut self, bytes: usize) -> Builder {
+        self.cfg.udp_max_datagram = bytes.clamp(1, 65_536);
+        self
+    }
+
+    /// `SO_RCVBUF` of the UDP sockets (default 1 MiB; the kernel caps it at
+    /// `net.core.rmem_max`). Datagrams that arrive while the buffer is full are dropped by the
+    /// kernel, so a server that takes bursts wants it large.
+    pub fn udp_recv_buffer(mut self, bytes: usize) -> Builder {
+        self.cfg.udp_recv_buffer = bytes;
         self
     }
 
@@ -345,7 +389,7 @@ impl Builder {
                 format!("resolving the listen address: {e}"),
             ));
         }
-        if self.addrs.is_empty() {
+        if self.addrs.is_empty() && self.udp_addrs.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "no address to listen on",
@@ -372,6 +416,12 @@ impl Builder {
             recv_buffer: self.recv_buffer,
         };
         let (per_loop, local_addrs) = listener::bind_all(&self.addrs, self.loops, opts)?;
+        let (mut udp_per_loop, udp_addrs) = listener::bind_udp_all(
+            &self.udp_addrs,
+            self.loops,
+            cfg.reuse_port,
+            cfg.udp_recv_buffer,
+        )?;
         let loops = (0..self.loops)
             .map(|i| LoopShared::new(i).map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
@@ -389,9 +439,16 @@ impl Builder {
                 server: Arc::clone(&shared),
                 cfg,
                 listeners,
+                udp: std::mem::take(&mut udp_per_loop[i]),
             });
         }
-        let mut server = Server::new(shared, local_addrs, self.on_shutdown, cfg.stop_timeout);
+        let mut server = Server::new(
+            shared,
+            local_addrs,
+            udp_addrs,
+            self.on_shutdown,
+            cfg.stop_timeout,
+        );
         for (i, p) in parts.into_iter().enumerate() {
             let spawned = std::thread::Builder::new()
                 .name(format!("eventide-loop-{i}"))
@@ -413,6 +470,7 @@ impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("addrs", &self.addrs)
+            .field("udp_addrs", &self.udp_addrs)
             .field("loops", &self.loops)
             .field("backlog", &self.backlog)
             .field("nodelay", &self.nodelay)

@@ -7,6 +7,7 @@ use std::io;
 use crate::conn::Conn;
 use crate::connector::ConnectError;
 use crate::event_loop::LoopCx;
+use crate::udp::{Datagram, Udp};
 
 /// What the event loop should do after a callback returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -210,6 +211,13 @@ pub trait Handler: Send + 'static {
     fn on_timer(&mut self, conn: &mut Conn<'_>, state: &mut Self::State, token: u64) -> Action {
         let _ = (conn, state, token);
         Action::Continue
+    }
+
+    /// A UDP datagram arrived on one of the server's UDP sockets
+    /// ([`Builder::bind_udp`](crate::Builder::bind_udp)). Reply with [`Udp::send_to`].
+    /// Ignored by default.
+    fn on_datagram(&mut self, udp: &mut Udp<'_>, datagram: Datagram<'_>) {
+        let _ = (udp, datagram);
     }
 
     /// An outbound connection ([`LoopCx::connect`]) could not be established.

@@ -56,6 +56,7 @@ mod server;
 mod stats;
 pub mod sys;
 mod timer;
+mod udp;
 mod worker;
 
 #[cfg(feature = "http")]
@@ -77,3 +78,4 @@ pub use server::{Server, StopHandle};
 pub use stats::{LoopStatsSnapshot, Stats};
 pub use sys::eventfd::{EventFd, EventFdFlags};
 pub use timer::TimerId;
+pub use udp::{Datagram, Udp};

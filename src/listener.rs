@@ -88,6 +88,33 @@ pub(crate) fn bind_all(
     Ok((per_loop, bound_addrs))
 }
 
+/// Binds the UDP addresses: per loop, its sockets; and the bound addresses. With reuse-port,
+/// one socket per loop per address; otherwise one, on loop 0.
+pub(crate) fn bind_udp_all(
+    addrs: &[SocketAddr],
+    loops: usize,
+    reuse_port: bool,
+    recv_buffer: usize,
+) -> io::Result<(Vec<Vec<Socket>>, Vec<SocketAddr>)> {
+    let mut per_loop: Vec<Vec<Socket>> = (0..loops).map(|_| Vec::new()).collect();
+    let mut bound_addrs = Vec::with_capacity(addrs.len());
+    for &a in addrs {
+        let copies = if reuse_port { loops } else { 1 };
+        let mut bound = a;
+        for sockets in per_loop.iter_mut().take(copies) {
+            let sock = crate::sys::udp::udp_socket(bound, reuse_port)
+                .map_err(|e| io::Error::new(e.kind(), format!("binding udp {bound}: {e}")))?;
+            sock.set_recv_buffer_size(recv_buffer)?;
+            if let Some(actual) = sock.local_addr()?.as_socket() {
+                bound = actual;
+            }
+            sockets.push(sock);
+        }
+        bound_addrs.push(bound);
+    }
+    Ok((per_loop, bound_addrs))
+}
+
 fn bind_tcp(addr: SocketAddr, opts: TcpOptions) -> io::Result<Socket> {
     let sock = socket::tcp_listener(addr, opts.listen)?;
     // Accepted sockets inherit these from the listener: one call, not one per connection.

@@ -70,6 +70,7 @@ pub struct Server {
     shared: Arc<ServerShared>,
     threads: Vec<JoinHandle<io::Result<()>>>,
     local_addrs: Vec<Addr>,
+    udp_addrs: Vec<SocketAddr>,
     on_shutdown: Option<Box<dyn FnOnce() + Send>>,
     stop_timeout: Duration,
 }
@@ -78,6 +79,7 @@ impl Server {
     pub(crate) fn new(
         shared: Arc<ServerShared>,
         local_addrs: Vec<Addr>,
+        udp_addrs: Vec<SocketAddr>,
         on_shutdown: Option<Box<dyn FnOnce() + Send>>,
         stop_timeout: Duration,
     ) -> Server {
@@ -85,6 +87,7 @@ impl Server {
             shared,
             threads: Vec::new(),
             local_addrs,
+            udp_addrs,
             on_shutdown,
             stop_timeout,
         }
@@ -115,6 +118,11 @@ impl Server {
     /// Every bound address, in the order they were added (TCP ports as bound).
     pub fn local_addrs(&self) -> &[Addr] {
         &self.local_addrs
+    }
+
+    /// Every bound UDP address, in the order they were added (ports as bound).
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.udp_addrs
     }
 
     /// Number of event loops.

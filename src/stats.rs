@@ -27,6 +27,10 @@ pub(crate) struct LoopStats {
     pub panics: AtomicU64,
     pub tasks: AtomicU64,
     pub timers_fired: AtomicU64,
+    pub datagrams_in: AtomicU64,
+    pub datagrams_out: AtomicU64,
+    pub datagrams_truncated: AtomicU64,
+    pub datagrams_dropped: AtomicU64,
     /// Connections assigned to this loop and not yet closed, counted by the acceptor when it
     /// hands one over (so least-connections sees hand-offs still in flight).
     pub assigned: AtomicU64,
@@ -73,6 +77,10 @@ impl LoopStats {
             panics: self.panics.load(Relaxed),
             tasks: self.tasks.load(Relaxed),
             timers_fired: self.timers_fired.load(Relaxed),
+            datagrams_in: self.datagrams_in.load(Relaxed),
+            datagrams_out: self.datagrams_out.load(Relaxed),
+            datagrams_truncated: self.datagrams_truncated.load(Relaxed),
+            datagrams_dropped: self.datagrams_dropped.load(Relaxed),
         }
     }
 }
@@ -117,6 +125,14 @@ pub struct LoopStatsSnapshot {
     pub tasks: u64,
     /// Timers fired.
     pub timers_fired: u64,
+    /// UDP datagrams received.
+    pub datagrams_in: u64,
+    /// UDP datagrams sent.
+    pub datagrams_out: u64,
+    /// UDP datagrams larger than the maximum size (delivered cut, marked truncated).
+    pub datagrams_truncated: u64,
+    /// UDP replies dropped: the send queue was full, or the kernel refused them.
+    pub datagrams_dropped: u64,
 }
 
 impl LoopStatsSnapshot {
@@ -139,6 +155,10 @@ impl LoopStatsSnapshot {
         self.panics += o.panics;
         self.tasks += o.tasks;
         self.timers_fired += o.timers_fired;
+        self.datagrams_in += o.datagrams_in;
+        self.datagrams_out += o.datagrams_out;
+        self.datagrams_truncated += o.datagrams_truncated;
+        self.datagrams_dropped += o.datagrams_dropped;
     }
 }
 

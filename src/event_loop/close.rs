@@ -185,6 +185,11 @@ impl<H: Handler> EventLoop<H> {
         self.stopping = true;
         self.stop_deadline = Some(deadline);
         self.abandon_connects();
+        // UDP sockets: send what replies the kernel takes now, then close.
+        for i in 0..self.lp.udp.len() {
+            self.udp_flush(i);
+        }
+        self.lp.udp.clear();
         for listener in self.listeners.iter_mut() {
             if let Some(l) = listener.take() {
                 if l.armed {

@@ -11,6 +11,7 @@
 //! * `tasks.rs` — work posted by other threads: hand-offs, closures, connection-handle
 //!   operations, worker-pool results.
 //! * `timeouts.rs` — idle and read timeouts, one lazily re-armed timer per connection.
+//! * `udp.rs` — UDP sockets: batched receive, handler calls, batched replies.
 
 use std::any::Any;
 use std::io;
@@ -32,14 +33,17 @@ use crate::mailbox::{LoopShared, Task};
 use crate::server::ServerShared;
 use crate::stats::{bump, LoopStatsSnapshot};
 use crate::sys::epoll::{Epoll, Events, READABLE};
+use crate::sys::udp::RecvBatch;
 use crate::timer::{TimerId, Timers};
 use crate::worker::WorkerPool;
+pub(crate) use udp::{UdpSocketState, UDP_QUEUE_LIMIT};
 
 mod close;
 mod connect;
 mod io_path;
 mod tasks;
 mod timeouts;
+mod udp;
 
 /// Epoll tokens: the top three bits say what the descriptor is, then a 32-bit generation and a
 /// 29-bit slab key, so a stale event for a recycled slot is recognised and ignored.
@@ -49,6 +53,7 @@ pub(crate) mod token {
     pub const LINGER: u64 = 2;
     pub const WAKER: u64 = 3;
     pub const CONNECTING: u64 = 4;
+    pub const UDP: u64 = 5;
     const TAG_SHIFT: u32 = 61;
     pub const KEY_BITS: u32 = 29;
     pub const KEY_MASK: u64 = (1 << KEY_BITS) - 1;
@@ -117,6 +122,8 @@ pub(crate) struct LoopCore {
     pub open_context: Option<Box<dyn Any + Send>>,
     /// Generation for the next connection or connect (tells reused slots apart).
     next_generation: u32,
+    /// This loop's UDP sockets.
+    pub udp: Vec<UdpSocketState>,
 }
 
 impl LoopCore {
@@ -150,6 +157,7 @@ pub(crate) struct LoopParts<H> {
     pub server: Arc<ServerShared>,
     pub cfg: Config,
     pub listeners: Vec<Listener>,
+    pub udp: Vec<socket2::Socket>,
 }
 
 pub(crate) struct EventLoop<H: Handler> {
@@ -167,6 +175,8 @@ pub(crate) struct EventLoop<H: Handler> {
     ready: Vec<(usize, u32)>,
     stopping: bool,
     stop_deadline: Option<Instant>,
+    /// Receive buffers for this loop's UDP sockets (only if it has any).
+    udp_recv: Option<RecvBatch>,
 }
 
 /// Where the bytes shown to `on_data` come from.
@@ -182,6 +192,19 @@ impl<H: Handler> EventLoop<H> {
     pub(crate) fn new(parts: LoopParts<H>) -> EventLoop<H> {
         let cfg = parts.cfg;
         let pool = parts.server.pool.clone();
+        let udp = parts
+            .udp
+            .into_iter()
+            .filter_map(|s| match UdpSocketState::new(s, cfg.udp_batch) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    log::error!("eventide: dropping a UDP socket: {e}");
+                    None
+                }
+            })
+            .collect::<Vec<_>>();
+        let udp_recv =
+            (!udp.is_empty()).then(|| RecvBatch::new(cfg.udp_batch, cfg.udp_max_datagram));
         EventLoop {
             handler: parts.handler,
             balancer: Balancer::new(cfg.balance),
@@ -200,6 +223,7 @@ impl<H: Handler> EventLoop<H> {
                 connect_failures: Vec::new(),
                 open_context: None,
                 next_generation: 0,
+                udp,
             },
             conns: Slab::new(),
             lingering: Slab::new(),
@@ -211,6 +235,7 @@ impl<H: Handler> EventLoop<H> {
             ready: Vec::new(),
             stopping: false,
             stop_deadline: None,
+            udp_recv,
         }
     }
 
@@ -224,6 +249,7 @@ impl<H: Handler> EventLoop<H> {
         for i in 0..self.listeners.len() {
             self.arm_listener(i)?;
         }
+        self.arm_udp()?;
         self.lp.tick();
         let handler = &mut self.handler;
         let mut cx = LoopCx::new(&mut self.lp);
@@ -265,6 +291,7 @@ impl<H: Handler> EventLoop<H> {
                 token::LISTENER => self.accept(key),
                 token::LINGER => self.linger_event(key, generation, flags),
                 token::CONNECTING => self.connect_event(key, generation, flags),
+                token::UDP => self.udp_event(key, flags),
                 _ => woken = true,
             }
         }

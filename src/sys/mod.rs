@@ -13,6 +13,7 @@ pub(crate) mod epoll;
 pub mod eventfd;
 pub mod rlimit;
 pub(crate) mod socket;
+pub(crate) mod udp;
 
 /// Converts a C return value into an `io::Result`, reading `errno` on `-1`.
 pub(crate) fn cvt<T: MinusOne>(ret: T) -> io::Result<T> {

@@ -1,0 +1,137 @@
+//! UDP sockets on a loop: receive a batch, hand each datagram to the handler, send the
+//! replies of the batch together; `EPOLLOUT` only while replies wait for the kernel.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::panic::{self, AssertUnwindSafe};
+
+use socket2::Socket;
+
+use super::{token, EventLoop};
+use crate::handler::Handler;
+use crate::stats::bump;
+use crate::sys::epoll::{READABLE, WRITABLE};
+use crate::sys::udp::SendQueue;
+use crate::udp::{Datagram, Udp};
+
+/// Replies queued per socket beyond which new ones are dropped (and counted).
+pub(crate) const UDP_QUEUE_LIMIT: usize = 65_536;
+
+/// A UDP socket owned by a loop.
+pub(crate) struct UdpSocketState {
+    pub sock: Socket,
+    pub local: SocketAddr,
+    pub out: SendQueue,
+    /// `EPOLLOUT` is registered (replies are waiting).
+    pub waiting_out: bool,
+}
+
+impl UdpSocketState {
+    pub(crate) fn new(sock: Socket, batch: usize) -> std::io::Result<UdpSocketState> {
+        let local = sock.local_addr()?.as_socket().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an IP socket")
+        })?;
+        Ok(UdpSocketState {
+            sock,
+            local,
+            out: SendQueue::new(batch),
+            waiting_out: false,
+        })
+    }
+}
+
+impl<H: Handler> EventLoop<H> {
+    pub(super) fn arm_udp(&mut self) -> std::io::Result<()> {
+        for (i, s) in self.lp.udp.iter().enumerate() {
+            self.lp
+                .epoll
+                .add(s.sock.as_raw_fd(), READABLE, token::make(token::UDP, i, 0))?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn udp_event(&mut self, i: usize, events: u32) {
+        if i >= self.lp.udp.len() {
+            return;
+        }
+        if events & READABLE != 0 {
+            self.udp_receive(i);
+        }
+        self.udp_flush(i);
+    }
+
+    /// One batch: a `recvmmsg` (level-triggered epoll reports again if more is queued).
+    fn udp_receive(&mut self, i: usize) {
+        let Some(batch) = self.udp_recv.as_mut() else {
+            return;
+        };
+        let fd = self.lp.udp[i].sock.as_raw_fd();
+        let n = match batch.recv(fd) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                // E.g. an ICMP error queued for an earlier send; the socket stays usable.
+                log::debug!("eventide: udp receive: {e}");
+                return;
+            }
+        };
+        let stats = &self.lp.shared.stats;
+        bump(&stats.datagrams_in, n as u64);
+        for k in 0..n {
+            let r = batch.get(k);
+            let Some(peer) = r.peer else { continue };
+            if r.len > r.data.len() {
+                bump(&self.lp.shared.stats.datagrams_truncated, 1);
+            }
+            bump(&self.lp.shared.stats.bytes_in, r.data.len() as u64);
+            let dgram = Datagram {
+                data: r.data,
+                len: r.len,
+                peer,
+            };
+            let handler = &mut self.handler;
+            let mut udp = Udp {
+                lp: &mut self.lp,
+                socket: i,
+            };
+            if panic::catch_unwind(AssertUnwindSafe(|| handler.on_datagram(&mut udp, dgram)))
+                .is_err()
+            {
+                bump(&self.lp.shared.stats.panics, 1);
+                log::error!("eventide: on_datagram panicked");
+            }
+        }
+    }
+
+    /// Sends the socket's queued replies; registers for writability while some remain.
+    pub(super) fn udp_flush(&mut self, i: usize) {
+        let s = &mut self.lp.udp[i];
+        if s.out.is_empty() && !s.waiting_out {
+            return;
+        }
+        let fd = s.sock.as_raw_fd();
+        let before = s.out.len();
+        let (sent, failed) = s.out.flush(fd);
+        let left = s.out.len();
+        let stats = &self.lp.shared.stats;
+        bump(&stats.datagrams_out, sent as u64);
+        bump(&stats.datagrams_dropped, failed as u64);
+        let _ = before;
+        let want_out = left > 0;
+        if want_out != s.waiting_out {
+            let interest = if want_out {
+                READABLE | WRITABLE
+            } else {
+                READABLE
+            };
+            if self
+                .lp
+                .epoll
+                .modify(fd, interest, token::make(token::UDP, i, 0))
+                .is_ok()
+            {
+                self.lp.udp[i].waiting_out = want_out;
+            }
+        }
+    }
+}
