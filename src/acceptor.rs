@@ -16,6 +16,7 @@ use crate::mailbox::LoopShared;
 use crate::server::ServerShared;
 use crate::stats::bump;
 use crate::sys::socket;
+use crate::tls::ServerConfig;
 
 /// How the acceptor spreads new connections over the loops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -33,6 +34,8 @@ pub enum Balance {
 pub(crate) struct Accepted {
     pub fd: OwnedFd,
     pub peer: Option<SocketAddr>,
+    /// The listener's TLS configuration: the connection starts with a handshake.
+    pub tls: Option<ServerConfig>,
 }
 
 /// How a drain of the accept queue ended.
@@ -67,6 +70,7 @@ pub(crate) fn drain(
                 out.push(Accepted {
                     fd,
                     peer: addr.as_socket(),
+                    tls: listener.tls.clone(),
                 });
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drain::Empty,

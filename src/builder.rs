@@ -15,6 +15,7 @@ use crate::mailbox::LoopShared;
 use crate::server::{Server, ServerShared};
 use crate::sys::epoll::Epoll;
 use crate::sys::socket::ListenOptions;
+use crate::tls::ServerConfig;
 use crate::worker::WorkerPool;
 
 /// How readiness is reported for connections.
@@ -66,6 +67,7 @@ pub(crate) struct Config {
     pub udp_batch: usize,
     pub udp_max_datagram: usize,
     pub udp_recv_buffer: usize,
+    pub handshake_timeout: Duration,
     pub max_jobs_per_conn: usize,
 }
 
@@ -95,6 +97,7 @@ impl Default for Config {
             udp_batch: 32,
             udp_max_datagram: 4096,
             udp_recv_buffer: 1 << 20,
+            handshake_timeout: Duration::from_secs(10),
             max_jobs_per_conn: 16,
         }
     }
@@ -123,7 +126,7 @@ impl Default for Config {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct Builder {
-    addrs: Vec<Addr>,
+    addrs: Vec<(Addr, Option<ServerConfig>)>,
     udp_addrs: Vec<std::net::SocketAddr>,
     bind_error: Option<io::Error>,
     loops: usize,
@@ -160,13 +163,34 @@ impl Builder {
     /// Adds an address to listen on: `"HOST:PORT"` (port 0 picks a free port; see
     /// [`Server::local_addrs`]), `"unix:/path"` for a Unix-domain socket, a `SocketAddr`, or
     /// an [`Addr`]. A name that fails to resolve is reported by [`start`](Builder::start).
-    pub fn bind<A: ToAddrs>(mut self, addr: A) -> Builder {
+    pub fn bind<A: ToAddrs>(self, addr: A) -> Builder {
+        self.bind_with(addr, None)
+    }
+
+    fn bind_with<A: ToAddrs>(mut self, addr: A, tls: Option<ServerConfig>) -> Builder {
         match addr.to_addrs() {
-            Ok(addrs) => self.addrs.extend(addrs),
+            Ok(addrs) => self
+                .addrs
+                .extend(addrs.into_iter().map(|a| (a, tls.clone()))),
             Err(e) => {
                 self.bind_error.get_or_insert(e);
             }
         }
+        self
+    }
+
+    /// Adds an address whose connections are TLS (feature `tls`): the handshake runs in the
+    /// loop before `on_open`, and callbacks see plaintext. Certificates, SNI-based selection
+    /// and ALPN come from the rustls configuration.
+    #[cfg(feature = "tls")]
+    pub fn bind_tls<A: ToAddrs>(self, addr: A, config: ServerConfig) -> Builder {
+        self.bind_with(addr, Some(config))
+    }
+
+    /// How long a TLS handshake may take before the connection is closed (default 10 s;
+    /// a configured [`read_timeout`](Builder::read_timeout) applies if it is shorter).
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Builder {
+        self.cfg.handshake_timeout = timeout;
         self
     }
 

@@ -23,6 +23,7 @@ use crate::handler::{CloseReason, ConnId};
 use crate::stats::{bump, raise};
 use crate::sys::socket;
 use crate::timer::TimerId;
+use crate::tls::TlsSession;
 use crate::worker::{ConnJobs, Job, Ticket};
 
 /// Writes gathered in the loop's staging buffer up to this size go out when the callback
@@ -96,6 +97,8 @@ pub(crate) struct ConnCore {
     pub handle: Option<Arc<ConnShared>>,
     /// Worker-pool jobs in flight, while there are any.
     pub jobs: Option<Box<ConnJobs>>,
+    /// The TLS session, on a TLS connection.
+    pub tls: Option<Box<TlsSession>>,
 }
 
 impl ConnCore {
@@ -113,6 +116,7 @@ impl ConnCore {
             timeout_timer: None,
             handle: None,
             jobs: None,
+            tls: None,
         }
     }
 
@@ -215,6 +219,50 @@ impl ConnCore {
             self.grew(lp, total - written);
         }
         lp.clear_staging();
+    }
+
+    /// Bytes for the socket: staged, sent at once if large, or queued behind pending output.
+    pub(crate) fn write_raw(&mut self, lp: &mut LoopCore, data: Extra<'_>) {
+        if self.out.is_some() {
+            self.queue(lp, data);
+        } else if lp.staging.len() + data.len() <= STAGING_LIMIT {
+            lp.staging.extend_from_slice(data.bytes());
+        } else {
+            self.send_staged(lp, data);
+        }
+    }
+
+    /// Encrypts `plain` and sends the records the ordinary way.
+    fn write_tls(&mut self, lp: &mut LoopCore, plain: &[u8]) {
+        if let Some(mut tls) = self.tls.take() {
+            tls.encrypt(plain);
+            tls.take_ciphertext(&mut |c| self.write_raw(lp, Extra::Slice(c)));
+            self.tls = Some(tls);
+        }
+    }
+
+    /// Sends whatever records the TLS session has queued by itself (handshake messages,
+    /// session tickets, alerts, `close_notify`).
+    pub(crate) fn pump_tls(&mut self, lp: &mut LoopCore) {
+        if let Some(mut tls) = self.tls.take() {
+            tls.take_ciphertext(&mut |c| self.write_raw(lp, Extra::Slice(c)));
+            self.tls = Some(tls);
+        }
+    }
+
+    /// Queues TLS `close_notify` (once) and sends it. Returns whether it was queued now.
+    pub(crate) fn send_close_notify(&mut self, lp: &mut LoopCore) -> bool {
+        let Some(tls) = self.tls.as_mut() else {
+            return false;
+        };
+        if !tls.send_close_notify() {
+            return false;
+        }
+        self.pump_tls(lp);
+        if self.out.is_none() {
+            self.send_staged(lp, Extra::None);
+        }
+        true
     }
 
     /// Appends to the queued output (the kernel is already refusing bytes).
@@ -345,6 +393,21 @@ impl<'a> Conn<'a> {
         self.core.peer
     }
 
+    /// Whether this is a TLS connection (the handshake is done: callbacks see plaintext).
+    pub fn is_tls(&self) -> bool {
+        self.core.tls.is_some()
+    }
+
+    /// The protocol agreed by ALPN on a TLS connection (e.g. `b"http/1.1"`).
+    pub fn tls_alpn_protocol(&self) -> Option<&[u8]> {
+        self.core.tls.as_ref().and_then(|t| t.alpn_protocol())
+    }
+
+    /// The server name the client asked for (SNI), on an accepted TLS connection.
+    pub fn tls_server_name(&self) -> Option<&str> {
+        self.core.tls.as_ref().and_then(|t| t.server_name())
+    }
+
     /// Whether this side opened the connection ([`LoopCx::connect`]) rather than accepted it.
     pub fn is_outbound(&self) -> bool {
         self.core.has(flag::OUTBOUND)
@@ -391,12 +454,10 @@ impl<'a> Conn<'a> {
         if data.is_empty() || !self.core.writable() {
             return;
         }
-        if self.core.out.is_some() {
-            self.core.queue(self.lp, Extra::Slice(data));
-        } else if self.lp.staging.len() + data.len() <= STAGING_LIMIT {
-            self.lp.staging.extend_from_slice(data);
+        if self.core.tls.is_some() {
+            self.core.write_tls(self.lp, data);
         } else {
-            self.core.send_staged(self.lp, Extra::Slice(data));
+            self.core.write_raw(self.lp, Extra::Slice(data));
         }
     }
 
@@ -406,12 +467,10 @@ impl<'a> Conn<'a> {
         if data.is_empty() || !self.core.writable() {
             return;
         }
-        if self.core.out.is_some() {
-            self.core.queue(self.lp, Extra::Vec(data));
-        } else if self.lp.staging.len() + data.len() <= STAGING_LIMIT {
-            self.lp.staging.extend_from_slice(&data);
+        if self.core.tls.is_some() {
+            self.core.write_tls(self.lp, &data);
         } else {
-            self.core.send_staged(self.lp, Extra::Vec(data));
+            self.core.write_raw(self.lp, Extra::Vec(data));
         }
     }
 

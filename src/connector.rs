@@ -18,6 +18,7 @@ use socket2::Socket;
 
 use crate::addr::Addr;
 use crate::timer::TimerId;
+use crate::tls::ClientTls;
 
 /// What to connect to, and how.
 ///
@@ -34,6 +35,7 @@ pub struct Connect {
     pub(crate) addr: Addr,
     pub(crate) timeout: Option<Duration>,
     pub(crate) context: Option<Box<dyn Any + Send>>,
+    pub(crate) tls: Option<ClientTls>,
 }
 
 impl Connect {
@@ -43,6 +45,7 @@ impl Connect {
             addr: addr.into(),
             timeout: None,
             context: None,
+            tls: None,
         }
     }
 
@@ -57,6 +60,16 @@ impl Connect {
     /// [`Conn::take_context`](crate::Conn::take_context)), or back to `on_connect_error`.
     pub fn context<T: Any + Send>(mut self, value: T) -> Connect {
         self.context = Some(Box::new(value));
+        self
+    }
+
+    /// Run TLS over the connection (feature `tls`): after the TCP handshake, a TLS handshake
+    /// with `tls`'s client configuration, verifying the server's certificate for its server
+    /// name. `on_open` runs once it completes; a verification failure reaches
+    /// `on_connect_error` with the reason.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: ClientTls) -> Connect {
+        self.tls = Some(tls);
         self
     }
 
@@ -164,6 +177,8 @@ pub(crate) struct Pending {
     pub registered: bool,
     /// Retries made after `EAGAIN` (for the back-off).
     pub retries: u32,
+    /// TLS to run once connected.
+    pub tls: Option<ClientTls>,
 }
 
 impl Pending {

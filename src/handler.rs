@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 
 use crate::conn::Conn;
 use crate::connector::ConnectError;
@@ -56,6 +57,8 @@ pub enum CloseReason {
     ReadTimeout,
     /// A protocol error found by a codec or the application, with a short description.
     Protocol(String),
+    /// A TLS error on an established connection (a bad record, an alert from the peer).
+    Tls(String),
 }
 
 impl CloseReason {
@@ -72,6 +75,7 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::ReadTimeout => "read_timeout",
             CloseReason::Protocol(_) => "protocol",
+            CloseReason::Tls(_) => "tls",
         }
     }
 
@@ -91,6 +95,7 @@ impl fmt::Display for CloseReason {
         match self {
             CloseReason::Error(e) => write!(f, "error: {e}"),
             CloseReason::Protocol(why) => write!(f, "protocol error: {why}"),
+            CloseReason::Tls(why) => write!(f, "tls error: {why}"),
             other => f.write_str(other.as_str()),
         }
     }
@@ -218,6 +223,15 @@ pub trait Handler: Send + 'static {
     /// Ignored by default.
     fn on_datagram(&mut self, udp: &mut Udp<'_>, datagram: Datagram<'_>) {
         let _ = (udp, datagram);
+    }
+
+    /// The TLS handshake of an accepted connection failed — plaintext sent to a TLS port, a
+    /// client that rejects the certificate, no protocol version or cipher suite in common, a
+    /// handshake that stalled past its timeout. The connection is closed; `on_open` never ran
+    /// for it.
+    fn on_tls_error(&mut self, cx: &mut LoopCx<'_>, peer: Option<SocketAddr>, error: &io::Error) {
+        let _ = cx;
+        log::debug!("eventide: TLS handshake with {peer:?} failed: {error}");
     }
 
     /// An outbound connection ([`LoopCx::connect`]) could not be established.

@@ -56,6 +56,10 @@ mod server;
 mod stats;
 pub mod sys;
 mod timer;
+#[cfg(feature = "tls")]
+pub mod tls;
+#[cfg(not(feature = "tls"))]
+mod tls;
 mod udp;
 mod worker;
 

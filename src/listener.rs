@@ -15,6 +15,7 @@ use socket2::Socket;
 
 use crate::addr::Addr;
 use crate::sys::socket::{self, ListenOptions};
+use crate::tls::ServerConfig;
 
 /// A listening socket owned by a loop.
 pub(crate) struct Listener {
@@ -23,6 +24,8 @@ pub(crate) struct Listener {
     pub armed: bool,
     /// The Unix socket file to remove on close, with its device and inode.
     unix_file: Option<(PathBuf, u64, u64)>,
+    /// Connections accepted here start with a TLS handshake.
+    pub tls: Option<ServerConfig>,
 }
 
 impl Drop for Listener {
@@ -51,13 +54,13 @@ pub(crate) struct TcpOptions {
 /// TCP addresses get one listener per loop in reuse-port mode (port 0 resolves once, later
 /// copies bind the port the first one got); Unix addresses get one, on loop 0.
 pub(crate) fn bind_all(
-    addrs: &[Addr],
+    addrs: &[(Addr, Option<ServerConfig>)],
     loops: usize,
     opts: TcpOptions,
 ) -> io::Result<(Vec<Vec<Listener>>, Vec<Addr>)> {
     let mut per_loop: Vec<Vec<Listener>> = (0..loops).map(|_| Vec::new()).collect();
     let mut bound_addrs = Vec::with_capacity(addrs.len());
-    for addr in addrs {
+    for (addr, tls) in addrs {
         match addr {
             Addr::Tcp(a) => {
                 let copies = if opts.listen.reuse_port { loops } else { 1 };
@@ -72,14 +75,16 @@ pub(crate) fn bind_all(
                         sock,
                         armed: false,
                         unix_file: None,
+                        tls: tls.clone(),
                     });
                 }
                 bound_addrs.push(Addr::Tcp(bound));
             }
             Addr::Unix(path) => {
-                let listener = bind_unix(path, opts.listen.backlog).map_err(|e| {
+                let mut listener = bind_unix(path, opts.listen.backlog).map_err(|e| {
                     io::Error::new(e.kind(), format!("binding unix:{}: {e}", path.display()))
                 })?;
+                listener.tls = tls.clone();
                 per_loop[0].push(listener);
                 bound_addrs.push(addr.clone());
             }
@@ -137,10 +142,12 @@ fn bind_unix(path: &Path, backlog: i32) -> io::Result<Listener> {
         other => other?,
     };
     let meta = fs::symlink_metadata(path)?;
+    let unix_file = Some((path.to_owned(), meta.dev(), meta.ino()));
     Ok(Listener {
         sock,
         armed: false,
-        unix_file: Some((path.to_owned(), meta.dev(), meta.ino())),
+        unix_file,
+        tls: None,
     })
 }
 

@@ -27,6 +27,7 @@ use crate::connector::Connect;
 use crate::event_loop::LoopCx;
 use crate::stats::LoopStats;
 use crate::sys::eventfd::{EventFd, EventFdFlags};
+use crate::tls::ServerConfig;
 
 /// An operation on one connection, posted through a [`ConnHandle`](crate::ConnHandle).
 pub(crate) enum ConnOp {
@@ -60,6 +61,7 @@ pub(crate) enum Task {
     Register {
         fd: OwnedFd,
         peer: Option<SocketAddr>,
+        tls: Option<ServerConfig>,
     },
     /// A closure to run on the loop.
     Run(Box<dyn FnOnce(&mut LoopCx<'_>) + Send>),

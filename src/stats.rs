@@ -31,6 +31,8 @@ pub(crate) struct LoopStats {
     pub datagrams_out: AtomicU64,
     pub datagrams_truncated: AtomicU64,
     pub datagrams_dropped: AtomicU64,
+    pub tls_handshakes: AtomicU64,
+    pub tls_handshake_errors: AtomicU64,
     /// Connections assigned to this loop and not yet closed, counted by the acceptor when it
     /// hands one over (so least-connections sees hand-offs still in flight).
     pub assigned: AtomicU64,
@@ -81,6 +83,8 @@ impl LoopStats {
             datagrams_out: self.datagrams_out.load(Relaxed),
             datagrams_truncated: self.datagrams_truncated.load(Relaxed),
             datagrams_dropped: self.datagrams_dropped.load(Relaxed),
+            tls_handshakes: self.tls_handshakes.load(Relaxed),
+            tls_handshake_errors: self.tls_handshake_errors.load(Relaxed),
         }
     }
 }
@@ -133,6 +137,10 @@ pub struct LoopStatsSnapshot {
     pub datagrams_truncated: u64,
     /// UDP replies dropped: the send queue was full, or the kernel refused them.
     pub datagrams_dropped: u64,
+    /// TLS handshakes completed (both directions).
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed (including outbound ones).
+    pub tls_handshake_errors: u64,
 }
 
 impl LoopStatsSnapshot {
@@ -159,6 +167,8 @@ impl LoopStatsSnapshot {
         self.datagrams_out += o.datagrams_out;
         self.datagrams_truncated += o.datagrams_truncated;
         self.datagrams_dropped += o.datagrams_dropped;
+        self.tls_handshakes += o.tls_handshakes;
+        self.tls_handshake_errors += o.tls_handshake_errors;
     }
 }
 

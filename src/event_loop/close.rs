@@ -185,6 +185,7 @@ impl<H: Handler> EventLoop<H> {
         self.stopping = true;
         self.stop_deadline = Some(deadline);
         self.abandon_connects();
+        self.abandon_handshakes();
         // UDP sockets: send what replies the kernel takes now, then close.
         for i in 0..self.lp.udp.len() {
             self.udp_flush(i);

@@ -21,6 +21,7 @@ impl LoopCore {
             addr,
             timeout,
             context,
+            tls,
         } = c;
         let stats = &self.shared.stats;
         bump(&stats.connects, 1);
@@ -45,6 +46,7 @@ impl LoopCore {
             context,
             registered: false,
             retries: 0,
+            tls,
         };
         if progress == Progress::Busy {
             let at = (self.now + busy_retry_delay(0)).min(deadline);
@@ -159,7 +161,10 @@ impl<H: Handler> EventLoop<H> {
             Addr::Unix(_) => None,
         };
         let fd: OwnedFd = p.sock.into();
-        self.open_outbound(fd, peer, p.context, p.registered);
+        match p.tls {
+            Some(tls) => self.start_client_handshake(fd, p.addr, peer, p.context, &tls),
+            None => self.open_outbound(fd, peer, p.context, p.registered),
+        }
     }
 
     fn fail_pending(&mut self, p: Pending, e: io::Error) {

@@ -14,16 +14,12 @@ use crate::handler::{Action, CloseReason, ConnId, Handler};
 use crate::stats::bump;
 use crate::sys::epoll::{EDGE, ERROR, HANG_UP, READABLE, READ_CLOSED, WRITABLE};
 use crate::sys::socket;
+use crate::tls::TlsSession;
 
 /// Reads per readiness event in edge-triggered mode before yielding to other connections.
-const EDGE_READ_BUDGET: usize = 8;
+pub(super) const EDGE_READ_BUDGET: usize = 8;
 
 impl<H: Handler> EventLoop<H> {
-    /// Serves a newly accepted connection on this loop.
-    pub(super) fn open(&mut self, fd: OwnedFd, peer: Option<SocketAddr>) {
-        self.open_with(fd, peer, None);
-    }
-
     /// Serves an outbound connection that just completed its handshake. `registered`: the
     /// socket is still in epoll under its connecting token.
     pub(super) fn open_outbound(
@@ -33,14 +29,21 @@ impl<H: Handler> EventLoop<H> {
         context: Option<Box<dyn Any + Send>>,
         registered: bool,
     ) {
-        self.open_with(fd, peer, Some((context, registered)));
+        self.open_with(fd, peer, Some(context), registered, None);
     }
 
-    fn open_with(
+    /// Creates the connection's entry, calls `on_open` and registers the socket.
+    /// `outbound`: the connect's context, for a connection this side opened. `registered`: the
+    /// socket is already in epoll (under a connecting or handshake token). `tls`: the session
+    /// of a completed handshake, with plaintext that came with its last flight and ciphertext
+    /// the socket has not taken yet.
+    pub(super) fn open_with(
         &mut self,
         fd: OwnedFd,
         peer: Option<SocketAddr>,
-        outbound: Option<(Option<Box<dyn Any + Send>>, bool)>,
+        outbound: Option<Option<Box<dyn Any + Send>>>,
+        registered: bool,
+        tls: Option<(Box<TlsSession>, Vec<u8>, Vec<u8>)>,
     ) {
         let is_outbound = outbound.is_some();
         let generation = self.lp.next_generation();
@@ -69,11 +72,17 @@ impl<H: Handler> EventLoop<H> {
         };
         let mut core = ConnCore::new(fd, id, peer);
         core.active_ms = self.lp.now_ms;
-        let mut registered = false;
-        if let Some((context, was_registered)) = outbound {
+        if let Some(context) = outbound {
             core.set(flag::OUTBOUND);
             self.lp.open_context = context;
-            registered = was_registered;
+        }
+        let mut early_input = Vec::new();
+        if let Some((session, early, unsent)) = tls {
+            core.tls = Some(session);
+            early_input = early;
+            if !unsent.is_empty() {
+                core.write_raw(&mut self.lp, Extra::Vec(unsent));
+            }
         }
         let handler = &mut self.handler;
         let mut conn = Conn::new(&mut core, &mut self.lp, &[]);
@@ -101,11 +110,12 @@ impl<H: Handler> EventLoop<H> {
         if core.delivering() {
             core.set(flag::DELIVERING);
         }
-        vacant.insert(Entry {
-            core,
-            input: InBuffer::default(),
-            state,
-        });
+        let mut input = InBuffer::default();
+        if !early_input.is_empty() {
+            input.append(&early_input);
+            self.ready.push((key, generation));
+        }
+        vacant.insert(Entry { core, input, state });
         let tok = token::make(token::CONN, key, generation);
         let result = if registered {
             self.lp.epoll.modify(fd, interest, tok)
@@ -158,6 +168,9 @@ impl<H: Handler> EventLoop<H> {
     /// level-triggered (epoll reports again if more is left), until a short read or the budget
     /// when edge-triggered.
     pub(super) fn read_ready(&mut self, key: usize) {
+        if self.conns[key].core.tls.is_some() {
+            return self.read_ready_tls(key);
+        }
         let edge = self.lp.cfg.edge;
         let budget = if edge { EDGE_READ_BUDGET } else { 1 };
         let generation = self.conns[key].core.id.generation;
@@ -316,6 +329,9 @@ impl<H: Handler> EventLoop<H> {
     pub(super) fn settle(&mut self, key: usize) {
         loop {
             let core = &mut self.conns[key].core;
+            if core.tls.is_some() {
+                core.pump_tls(&mut self.lp);
+            }
             if !self.lp.staging.is_empty() {
                 core.send_staged(&mut self.lp, Extra::None);
             }
@@ -336,9 +352,18 @@ impl<H: Handler> EventLoop<H> {
             break;
         }
         let cfg = self.lp.cfg;
+        let core = &mut self.conns[key].core;
+        // Output of jobs still running is part of what must go out before a shutdown or close.
+        let flushed = core.out.is_none() && core.jobs_in_flight() == 0;
+        let ending = core.has(flag::CLOSE_REQ)
+            || (core.has(flag::SHUTDOWN_REQ) && !core.has(flag::WRITE_SHUT));
+        // TLS: close_notify goes after everything else, before the shutdown or close.
+        if flushed && ending && core.send_close_notify(&mut self.lp) && core.has(flag::ABORT) {
+            let reason = core.reason.take().unwrap_or(CloseReason::Reset);
+            return self.close_now(key, reason);
+        }
         let entry = &mut self.conns[key];
         let core = &mut entry.core;
-        // Output of jobs still running is part of what must go out before a shutdown or close.
         if core.out.is_none() && core.jobs_in_flight() == 0 {
             if core.has(flag::SHUTDOWN_REQ) && !core.has(flag::WRITE_SHUT) {
                 core.set(flag::WRITE_SHUT);

@@ -12,6 +12,7 @@
 //!   operations, worker-pool results.
 //! * `timeouts.rs` — idle and read timeouts, one lazily re-armed timer per connection.
 //! * `udp.rs` — UDP sockets: batched receive, handler calls, batched replies.
+//! * `tls.rs` — TLS handshakes before `on_open`, and reading TLS connections.
 
 use std::any::Any;
 use std::io;
@@ -43,6 +44,7 @@ mod connect;
 mod io_path;
 mod tasks;
 mod timeouts;
+mod tls;
 mod udp;
 
 /// Epoll tokens: the top three bits say what the descriptor is, then a 32-bit generation and a
@@ -54,6 +56,7 @@ pub(crate) mod token {
     pub const WAKER: u64 = 3;
     pub const CONNECTING: u64 = 4;
     pub const UDP: u64 = 5;
+    pub const HANDSHAKE: u64 = 6;
     const TAG_SHIFT: u32 = 61;
     pub const KEY_BITS: u32 = 29;
     pub const KEY_MASK: u64 = (1 << KEY_BITS) - 1;
@@ -94,6 +97,8 @@ pub(crate) enum TimerKind {
     ConnectTimeout { key: u32, generation: u32 },
     /// Retry a Unix connect whose listener's backlog was full.
     ConnectRetry { key: u32, generation: u32 },
+    /// A TLS handshake ran out of time.
+    HandshakeTimeout { key: u32, generation: u32 },
 }
 
 /// The non-generic state of a loop, which callbacks reach through [`Conn`](crate::Conn) and
@@ -165,6 +170,7 @@ pub(crate) struct EventLoop<H: Handler> {
     lp: LoopCore,
     conns: Slab<Entry<H::State>>,
     lingering: Slab<close::Lingering>,
+    handshakes: Slab<tls::Handshake>,
     listeners: Vec<Option<Listener>>,
     balancer: Balancer,
     read_buf: Vec<u8>,
@@ -227,6 +233,7 @@ impl<H: Handler> EventLoop<H> {
             },
             conns: Slab::new(),
             lingering: Slab::new(),
+            handshakes: Slab::new(),
             listeners: parts.listeners.into_iter().map(Some).collect(),
             read_buf: vec![0; cfg.read_buffer],
             events: Events::with_capacity(cfg.max_events),
@@ -259,7 +266,8 @@ impl<H: Handler> EventLoop<H> {
         while !(self.stopping
             && self.conns.is_empty()
             && self.lingering.is_empty()
-            && self.lp.connecting.is_empty())
+            && self.lp.connecting.is_empty()
+            && self.handshakes.is_empty())
         {
             self.turn()?;
         }
@@ -292,6 +300,7 @@ impl<H: Handler> EventLoop<H> {
                 token::LINGER => self.linger_event(key, generation, flags),
                 token::CONNECTING => self.connect_event(key, generation, flags),
                 token::UDP => self.udp_event(key, flags),
+                token::HANDSHAKE => self.handshake_event(key, generation, flags),
                 _ => woken = true,
             }
         }
@@ -353,11 +362,12 @@ impl<H: Handler> EventLoop<H> {
             };
             acceptor::note_assigned(&server.loops[target]);
             if target == me {
-                self.open(a.fd, a.peer);
+                self.open(a.fd, a.peer, a.tls);
             } else {
                 server.loops[target].push(Task::Register {
                     fd: a.fd,
                     peer: a.peer,
+                    tls: a.tls,
                 });
                 if target < 64 {
                     woken |= 1 << target;
@@ -418,6 +428,9 @@ impl<H: Handler> EventLoop<H> {
                 }
                 TimerKind::ConnectRetry { key, generation } => {
                     self.connect_timer(key as usize, generation, true)
+                }
+                TimerKind::HandshakeTimeout { key, generation } => {
+                    self.handshake_expired(key as usize, generation)
                 }
                 TimerKind::ConnTimeout { key, generation } => {
                     let key = key as usize;

@@ -18,12 +18,12 @@ impl<H: Handler> EventLoop<H> {
         bump(&self.lp.shared.stats.tasks, tasks.len() as u64);
         for task in tasks.drain(..) {
             match task {
-                Task::Register { fd, peer } => {
+                Task::Register { fd, peer, tls } => {
                     if self.stopping {
                         crate::sys::socket::abort(fd);
                         self.release_slot(false);
                     } else {
-                        self.open(fd, peer);
+                        self.open(fd, peer, tls);
                     }
                 }
                 Task::Run(f) => {
