@@ -29,6 +29,8 @@ use crate::worker::{ConnJobs, Job, Ticket};
 /// Writes gathered in the loop's staging buffer up to this size go out when the callback
 /// returns; a write that would pass it is sent at once.
 pub(crate) const STAGING_LIMIT: usize = 64 * 1024;
+/// Plaintext gathered for one TLS record (the maximum record payload).
+const TLS_RECORD: usize = 16 * 1024;
 
 pub(crate) mod flag {
     /// End of stream read: the peer shut down its write side.
@@ -85,8 +87,8 @@ pub(crate) struct ConnCore {
     pub interest: u32,
     pub out: Option<Box<OutBuffer>>,
     pub peer: Option<SocketAddr>,
-    /// Why the connection is closing, once that is decided.
-    pub reason: Option<CloseReason>,
+    /// Why the connection is closing, once that is decided (boxed: rare, and large).
+    pub reason: Option<Box<CloseReason>>,
     /// Last time a byte moved either way (loop milliseconds), for the idle timeout.
     pub active_ms: u64,
     /// Since when unconsumed input has waited (loop milliseconds), for the read timeout.
@@ -123,6 +125,11 @@ impl ConnCore {
     /// Jobs submitted to the worker pool whose output is not written yet.
     pub(crate) fn jobs_in_flight(&self) -> usize {
         self.jobs.as_ref().map_or(0, |j| j.in_flight)
+    }
+
+    /// Takes the close reason decided earlier, if any.
+    pub(crate) fn take_reason(&mut self) -> Option<CloseReason> {
+        self.reason.take().map(|b| *b)
     }
 
     #[inline]
@@ -163,7 +170,7 @@ impl ConnCore {
     pub(crate) fn fail(&mut self, err: io::Error) {
         if !self.has(flag::ABORT) {
             self.set(flag::ABORT);
-            self.reason = Some(CloseReason::from_io(err));
+            self.reason = Some(Box::new(CloseReason::from_io(err)));
         }
     }
 
@@ -171,7 +178,7 @@ impl ConnCore {
     pub(crate) fn request_close(&mut self, reason: CloseReason) {
         if !self.has(flag::CLOSE_REQ | flag::ABORT) {
             self.set(flag::CLOSE_REQ);
-            self.reason = Some(reason);
+            self.reason = Some(Box::new(reason));
         }
     }
 
@@ -233,18 +240,25 @@ impl ConnCore {
     }
 
     /// Encrypts `plain` and sends the records the ordinary way.
+    ///
+    /// Plaintext written during a callback is gathered first and encrypted when the callback
+    /// returns (or a full record's worth is waiting), so many small writes make a few full
+    /// TLS records, not one record each.
     fn write_tls(&mut self, lp: &mut LoopCore, plain: &[u8]) {
-        if let Some(mut tls) = self.tls.take() {
-            tls.encrypt(plain);
-            tls.take_ciphertext(&mut |c| self.write_raw(lp, Extra::Slice(c)));
-            self.tls = Some(tls);
+        lp.tls_plain.extend_from_slice(plain);
+        if lp.tls_plain.len() >= TLS_RECORD {
+            self.encrypt_staged(lp);
         }
     }
 
-    /// Sends whatever records the TLS session has queued by itself (handshake messages,
-    /// session tickets, alerts, `close_notify`).
-    pub(crate) fn pump_tls(&mut self, lp: &mut LoopCore) {
+    /// Encrypts the gathered plaintext and sends the records, plus any the session queued by
+    /// itself (handshake messages, session tickets, alerts, `close_notify`).
+    pub(crate) fn encrypt_staged(&mut self, lp: &mut LoopCore) {
         if let Some(mut tls) = self.tls.take() {
+            if !lp.tls_plain.is_empty() {
+                tls.encrypt(&lp.tls_plain);
+                lp.tls_plain.clear();
+            }
             tls.take_ciphertext(&mut |c| self.write_raw(lp, Extra::Slice(c)));
             self.tls = Some(tls);
         }
@@ -258,7 +272,7 @@ impl ConnCore {
         if !tls.send_close_notify() {
             return false;
         }
-        self.pump_tls(lp);
+        self.encrypt_staged(lp);
         if self.out.is_none() {
             self.send_staged(lp, Extra::None);
         }
@@ -488,7 +502,7 @@ impl<'a> Conn<'a> {
         } else {
             0
         };
-        self.core.pending() + staged
+        self.core.pending() + staged + self.lp.tls_plain.len()
     }
 
     /// Closes the connection once pending output is flushed ([`CloseReason::Local`]).
@@ -659,5 +673,6 @@ impl fmt::Debug for Conn<'_> {
 impl LoopCore {
     pub(crate) fn clear_staging(&mut self) {
         self.staging.clear();
+        self.tls_plain.clear();
     }
 }

@@ -12,6 +12,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
@@ -20,7 +21,8 @@ use slab::Slab;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct TimerId {
     slot: u32,
-    seq: u64,
+    // Non-zero, so `Option<TimerId>` costs nothing extra in a connection's record.
+    seq: NonZeroU64,
 }
 
 struct Slot<K> {
@@ -44,7 +46,7 @@ impl<K: Clone> Timers<K> {
             epoch: Instant::now(),
             heap: BinaryHeap::new(),
             slots: Slab::new(),
-            next_seq: 0,
+            next_seq: 1,
         }
     }
 
@@ -82,13 +84,16 @@ impl<K: Clone> Timers<K> {
         let slot = self.slots.insert(Slot { seq, kind, period }) as u32;
         let at = self.nanos(deadline);
         self.heap.push(Reverse((at, seq, slot)));
-        TimerId { slot, seq }
+        TimerId {
+            slot,
+            seq: nonzero(seq),
+        }
     }
 
     /// Cancels a timer. Returns whether it was still pending.
     pub(crate) fn cancel(&mut self, id: TimerId) -> bool {
         match self.slots.get(id.slot as usize) {
-            Some(slot) if slot.seq == id.seq => {
+            Some(slot) if slot.seq == id.seq.get() => {
                 self.slots.remove(id.slot as usize);
                 self.maybe_compact();
                 true
@@ -100,7 +105,7 @@ impl<K: Clone> Timers<K> {
     /// Whether the timer is still pending.
     #[allow(dead_code)]
     pub(crate) fn is_pending(&self, id: TimerId) -> bool {
-        matches!(self.slots.get(id.slot as usize), Some(s) if s.seq == id.seq)
+        matches!(self.slots.get(id.slot as usize), Some(s) if s.seq == id.seq.get())
     }
 
     fn is_live(&self, seq: u64, slot: u32) -> bool {
@@ -131,7 +136,10 @@ impl<K: Clone> Timers<K> {
                 return None;
             }
             self.heap.pop();
-            let id = TimerId { slot, seq };
+            let id = TimerId {
+                slot,
+                seq: nonzero(seq),
+            };
             let entry = &self.slots[slot as usize];
             let kind = entry.kind.clone();
             match entry.period {
@@ -186,6 +194,11 @@ impl<K: Clone> Timers<K> {
     fn heap_len(&self) -> usize {
         self.heap.len()
     }
+}
+
+/// Sequence numbers start at 1 and only grow.
+fn nonzero(seq: u64) -> NonZeroU64 {
+    NonZeroU64::new(seq).unwrap_or(NonZeroU64::MIN)
 }
 
 #[cfg(test)]

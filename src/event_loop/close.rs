@@ -60,7 +60,7 @@ impl<H: Handler> EventLoop<H> {
     pub(super) fn close_graceful(&mut self, key: usize) {
         let mut entry = self.conns.remove(key);
         self.detach(&mut entry.core);
-        let reason = entry.core.reason.take().unwrap_or(CloseReason::Local);
+        let reason = entry.core.take_reason().unwrap_or(CloseReason::Local);
         let core = entry.core;
         let outbound = core.has(flag::OUTBOUND);
         self.notify_close(core.id, entry.state, &reason);
@@ -227,8 +227,7 @@ impl<H: Handler> EventLoop<H> {
         for key in keys {
             let reason = self.conns[key]
                 .core
-                .reason
-                .take()
+                .take_reason()
                 .unwrap_or(CloseReason::ServerShutdown);
             self.close_now(key, reason);
         }

@@ -281,9 +281,7 @@ impl<H: Handler> EventLoop<H> {
         key: usize,
         f: impl FnOnce(&mut H, &mut Conn<'_>, &mut H::State) -> Action,
     ) {
-        if let Some((action, consumed)) = self.invoke(key, Src::Buffered, f) {
-            self.conns[key].input.consume(consumed);
-            self.apply(key, action);
+        if self.call_unsettled(key, f) {
             self.settle(key);
         }
     }
@@ -330,13 +328,13 @@ impl<H: Handler> EventLoop<H> {
         loop {
             let core = &mut self.conns[key].core;
             if core.tls.is_some() {
-                core.pump_tls(&mut self.lp);
+                core.encrypt_staged(&mut self.lp);
             }
             if !self.lp.staging.is_empty() {
                 core.send_staged(&mut self.lp, Extra::None);
             }
             if core.has(flag::ABORT) {
-                let reason = core.reason.take().unwrap_or(CloseReason::Reset);
+                let reason = core.take_reason().unwrap_or(CloseReason::Reset);
                 self.close_now(key, reason);
                 return;
             }
@@ -359,7 +357,7 @@ impl<H: Handler> EventLoop<H> {
             || (core.has(flag::SHUTDOWN_REQ) && !core.has(flag::WRITE_SHUT));
         // TLS: close_notify goes after everything else, before the shutdown or close.
         if flushed && ending && core.send_close_notify(&mut self.lp) && core.has(flag::ABORT) {
-            let reason = core.reason.take().unwrap_or(CloseReason::Reset);
+            let reason = core.take_reason().unwrap_or(CloseReason::Reset);
             return self.close_now(key, reason);
         }
         let entry = &mut self.conns[key];
@@ -404,15 +402,18 @@ impl<H: Handler> EventLoop<H> {
     }
 
     /// Like [`call`](Self::call) without the settling (for notifications run while settling).
+    /// Returns `false` if the callback panicked (the connection is closed).
     fn call_unsettled(
         &mut self,
         key: usize,
         f: impl FnOnce(&mut H, &mut Conn<'_>, &mut H::State) -> Action,
-    ) {
-        if let Some((action, consumed)) = self.invoke(key, Src::Buffered, f) {
-            self.conns[key].input.consume(consumed);
-            self.apply(key, action);
-        }
+    ) -> bool {
+        let Some((action, consumed)) = self.invoke(key, Src::Buffered, f) else {
+            return false;
+        };
+        self.conns[key].input.consume(consumed);
+        self.apply(key, action);
+        true
     }
 
     /// Brings epoll interest in line with what the connection is waiting for. Level-triggered:

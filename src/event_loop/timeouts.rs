@@ -92,7 +92,7 @@ impl<H: Handler> EventLoop<H> {
         };
         if core.has(flag::CLOSE_REQ) {
             // Closing and the peer takes nothing: give up on the output.
-            let reason = core.reason.take().unwrap_or(CloseReason::IdleTimeout);
+            let reason = core.take_reason().unwrap_or(CloseReason::IdleTimeout);
             self.close_now(key, reason);
             return;
         }

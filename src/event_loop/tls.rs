@@ -356,7 +356,7 @@ impl<H: Handler> EventLoop<H> {
             match fed {
                 Err(e) => {
                     // Send the alert rustls queued, then close.
-                    core.pump_tls(&mut self.lp);
+                    core.encrypt_staged(&mut self.lp);
                     if core.out.is_none() {
                         core.send_staged(&mut self.lp, Extra::None);
                     }
