@@ -385,6 +385,12 @@ pub struct Conn<'a> {
     pub(crate) lp: &'a mut LoopCore,
     input: &'a [u8],
     pub(crate) consumed: usize,
+    /// `input` is the loop's read buffer, which nothing touches until this callback's output
+    /// has been sent: a write of part of it can be sent from there, without a copy.
+    pub(crate) input_stable: bool,
+    /// Such a write, not copied to staging: `(start, len)` within `input`. It is the only
+    /// output of the callback so far; any other write copies it to staging first.
+    pub(crate) borrowed: Option<(usize, usize)>,
 }
 
 impl<'a> Conn<'a> {
@@ -394,6 +400,23 @@ impl<'a> Conn<'a> {
             lp,
             input,
             consumed: 0,
+            input_stable: false,
+            borrowed: None,
+        }
+    }
+
+    /// Where `data` starts within the input, if it lies entirely within it.
+    fn offset_in_input(&self, data: &[u8]) -> Option<usize> {
+        let start = (data.as_ptr() as usize).checked_sub(self.input.as_ptr() as usize)?;
+        (start + data.len() <= self.input.len()).then_some(start)
+    }
+
+    /// Copies a borrowed write to staging, so that what is written next goes after it.
+    fn unborrow(&mut self) {
+        if let Some((start, len)) = self.borrowed.take() {
+            let input = self.input;
+            self.core
+                .write_raw(self.lp, Extra::Slice(&input[start..start + len]));
         }
     }
 
@@ -468,6 +491,20 @@ impl<'a> Conn<'a> {
         if data.is_empty() || !self.core.writable() {
             return;
         }
+        // Echoing (part of) the input as the callback's first output: remember where it is
+        // instead of copying it; it is sent from the read buffer when the callback returns.
+        if self.input_stable
+            && self.borrowed.is_none()
+            && self.core.tls.is_none()
+            && self.core.out.is_none()
+            && self.lp.staging.is_empty()
+        {
+            if let Some(start) = self.offset_in_input(data) {
+                self.borrowed = Some((start, data.len()));
+                return;
+            }
+        }
+        self.unborrow();
         if self.core.tls.is_some() {
             self.core.write_tls(self.lp, data);
         } else {
@@ -481,6 +518,7 @@ impl<'a> Conn<'a> {
         if data.is_empty() || !self.core.writable() {
             return;
         }
+        self.unborrow();
         if self.core.tls.is_some() {
             self.core.write_tls(self.lp, &data);
         } else {
@@ -502,7 +540,8 @@ impl<'a> Conn<'a> {
         } else {
             0
         };
-        self.core.pending() + staged + self.lp.tls_plain.len()
+        let borrowed = self.borrowed.map_or(0, |(_, len)| len);
+        self.core.pending() + staged + borrowed + self.lp.tls_plain.len()
     }
 
     /// Closes the connection once pending output is flushed ([`CloseReason::Local`]).

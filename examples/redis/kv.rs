@@ -3,12 +3,17 @@
 //!
 //! Keys live in one [`Store`] shared by every loop: a fixed number of shards, each a
 //! `Mutex<HashMap>`, picked by a hash of the key, so loops contend only when they touch the
-//! same shard at the same moment. Expired keys are removed when touched (lazily) and by a
+//! same shard at the same moment. A key is hashed once per command (SipHash with a random
+//! key, as std's `HashMap` does): that hash picks the shard and is stored with the key, so
+//! the shard's map never hashes again. Expired keys are removed when touched (lazily) and by a
 //! sweep that loop 0 runs every 100 ms over the shards that hold keys with a deadline.
 
 #![allow(dead_code)] // the tests use part of this module, the example another
 
+use std::borrow::Borrow;
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,6 +38,17 @@ impl Entry {
     fn expired(&self, now: &mut Now) -> bool {
         self.expires.is_some_and(|t| t <= now.get())
     }
+
+    /// Replaces the value, reusing the allocation when it fits and is not much larger.
+    fn set_value(&mut self, value: &[u8]) {
+        let cap = self.value.capacity();
+        if value.len() <= cap && cap <= 2 * value.len() + 64 {
+            self.value.clear();
+            self.value.extend_from_slice(value);
+        } else {
+            self.value = value.to_vec();
+        }
+    }
 }
 
 /// The clock, read at most once per command and only if a deadline is involved.
@@ -44,45 +60,158 @@ impl Now {
     }
 }
 
+/// A key and its hash. The hash (SipHash with the store's random key, as std's `HashMap`
+/// uses) is computed once per command and serves both to pick the shard and for the shard's
+/// map, which only reads it back ([`PreHashed`]).
+struct Key {
+    hash: u64,
+    bytes: Box<[u8]>,
+}
+
+/// A key being looked up: borrowed bytes and their hash.
+#[derive(Clone, Copy)]
+pub struct KeyRef<'a> {
+    hash: u64,
+    bytes: &'a [u8],
+}
+
+/// What a map key and a looked-up key have in common, so the map can be searched with a
+/// borrowed [`KeyRef`] (as `dyn AsKey`) without building an owned [`Key`].
+trait AsKey {
+    fn hash(&self) -> u64;
+    fn bytes(&self) -> &[u8];
+}
+
+impl AsKey for Key {
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl AsKey for KeyRef<'_> {
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+    fn bytes(&self) -> &[u8] {
+        self.bytes
+    }
+}
+
+impl<'a> Borrow<dyn AsKey + 'a> for Key {
+    fn borrow(&self) -> &(dyn AsKey + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn AsKey + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(AsKey::hash(self));
+    }
+}
+
+impl PartialEq for dyn AsKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        AsKey::hash(self) == AsKey::hash(other) && self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for dyn AsKey + '_ {}
+
+// `Key` hashes and compares exactly as its `dyn AsKey` view, as `Borrow` requires.
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Hash::hash(self as &dyn AsKey, state);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        (self as &dyn AsKey) == (other as &dyn AsKey)
+    }
+}
+
+impl Eq for Key {}
+
+/// The hasher of the shards' maps: keys arrive hashed, so it passes the hash through.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (by `Key` and `dyn AsKey`); fold anything else in anyway.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Map = HashMap<Key, Entry, BuildHasherDefault<PreHashed>>;
+
 #[derive(Default)]
 struct Shard {
-    map: HashMap<Vec<u8>, Entry>,
+    map: Map,
     /// Keys with a deadline: the sweep skips shards that have none.
     volatile: usize,
 }
 
 impl Shard {
     /// The live entry for `key`; an expired one is removed.
-    fn live(&mut self, key: &[u8], now: &mut Now) -> Option<&mut Entry> {
-        if self.map.get(key)?.expired(now) {
+    fn live(&mut self, key: KeyRef<'_>, now: &mut Now) -> Option<&mut Entry> {
+        let k = &key as &dyn AsKey;
+        if self.volatile == 0 {
+            return self.map.get_mut(k); // no key here has a deadline: one lookup
+        }
+        if self.map.get(k)?.expired(now) {
             self.remove(key);
             return None;
         }
-        self.map.get_mut(key)
+        self.map.get_mut(k)
     }
 
-    fn insert(&mut self, key: &[u8], entry: Entry) {
-        let adds = usize::from(entry.expires.is_some());
-        match self.map.get_mut(key) {
+    /// Sets `key` to `value` with the deadline `expires`.
+    fn insert(&mut self, key: KeyRef<'_>, value: &[u8], expires: Option<Instant>) {
+        let adds = usize::from(expires.is_some());
+        match self.map.get_mut(&key as &dyn AsKey) {
             Some(old) => {
                 self.volatile -= usize::from(old.expires.is_some());
-                *old = entry;
+                old.set_value(value);
+                old.expires = expires;
             }
             None => {
-                self.map.insert(key.to_vec(), entry);
+                self.map.insert(
+                    Key {
+                        hash: key.hash,
+                        bytes: key.bytes.into(),
+                    },
+                    Entry {
+                        value: value.to_vec(),
+                        expires,
+                    },
+                );
             }
         }
         self.volatile += adds;
     }
 
-    fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let old = self.map.remove(key)?;
+    fn remove(&mut self, key: KeyRef<'_>) -> Option<Entry> {
+        let old = self.map.remove(&key as &dyn AsKey)?;
         self.volatile -= usize::from(old.expires.is_some());
         Some(old)
     }
 
-    fn set_deadline(&mut self, key: &[u8], at: Option<Instant>) {
-        if let Some(e) = self.map.get_mut(key) {
+    fn set_deadline(&mut self, key: KeyRef<'_>, at: Option<Instant>) {
+        if let Some(e) = self.map.get_mut(&key as &dyn AsKey) {
             self.volatile -= usize::from(e.expires.is_some());
             self.volatile += usize::from(at.is_some());
             e.expires = at;
@@ -106,6 +235,7 @@ impl Shard {
 /// The keyspace, shared by every loop.
 pub struct Store {
     shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
     cursor: AtomicUsize,
 }
 
@@ -114,17 +244,27 @@ impl Store {
     pub fn new(shards: usize) -> Arc<Store> {
         Arc::new(Store {
             shards: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
             cursor: AtomicUsize::new(0),
         })
     }
 
-    fn index(&self, key: &[u8]) -> usize {
-        // FNV-1a: cheap, and good enough to spread keys over a few dozen shards.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for &b in key {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    /// `bytes` with its hash, ready for [`shard`](Store::shard) and the shard's map.
+    fn key<'a>(&self, bytes: &'a [u8]) -> KeyRef<'a> {
+        // The bytes alone (no length prefix, unlike `hash_one`): keys are compared whole
+        // anyway, and this saves a round of SipHash per command.
+        let mut h = self.hasher.build_hasher();
+        h.write(bytes);
+        KeyRef {
+            hash: h.finish(),
+            bytes,
         }
-        (h ^ (h >> 32)) as usize % self.shards.len()
+    }
+
+    fn index(&self, key: KeyRef<'_>) -> usize {
+        // Bits the map does not lean on (it takes the low bits for the bucket and the top
+        // seven as a tag).
+        (key.hash >> 32) as u32 as usize % self.shards.len()
     }
 
     fn lock(&self, i: usize) -> MutexGuard<'_, Shard> {
@@ -132,7 +272,7 @@ impl Store {
         self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn shard(&self, key: &[u8]) -> MutexGuard<'_, Shard> {
+    fn shard(&self, key: KeyRef<'_>) -> MutexGuard<'_, Shard> {
         self.lock(self.index(key))
     }
 
@@ -244,8 +384,9 @@ impl Service for Kv {
             }
             b"GET" => {
                 arity!(n == 2, "get");
-                let mut shard = store.shard(arg(1));
-                reply.bulk_or_nil(shard.live(arg(1), &mut now).map(|e| &e.value[..]));
+                let key = store.key(arg(1));
+                let mut shard = store.shard(key);
+                reply.bulk_or_nil(shard.live(key, &mut now).map(|e| &e.value[..]));
             }
             b"SET" => {
                 arity!(n >= 3, "set");
@@ -255,6 +396,7 @@ impl Service for Kv {
                 arity!(n >= 2, "del");
                 let mut count = 0;
                 for key in cmd.args().skip(1) {
+                    let key = store.key(key);
                     let mut shard = store.shard(key);
                     if shard.live(key, &mut now).is_some() {
                         shard.remove(key);
@@ -268,7 +410,8 @@ impl Service for Kv {
                 let count = cmd
                     .args()
                     .skip(1)
-                    .filter(|k| store.shard(k).live(k, &mut now).is_some())
+                    .map(|k| store.key(k))
+                    .filter(|&k| store.shard(k).live(k, &mut now).is_some())
                     .count();
                 reply.integer(count as i64);
             }
@@ -298,6 +441,7 @@ impl Service for Kv {
                 arity!(n >= 2, "mget");
                 reply.array(n - 1);
                 for key in cmd.args().skip(1) {
+                    let key = store.key(key);
                     let mut shard = store.shard(key);
                     reply.bulk_or_nil(shard.live(key, &mut now).map(|e| &e.value[..]));
                 }
@@ -305,22 +449,17 @@ impl Service for Kv {
             b"MSET" => {
                 arity!(n >= 3 && n % 2 == 1, "mset");
                 // Atomic: lock every shard involved, in index order (no deadlock), then write.
-                let mut idx: Vec<usize> = (1..n).step_by(2).map(|i| store.index(arg(i))).collect();
+                let keys: Vec<KeyRef<'_>> = (1..n).step_by(2).map(|i| store.key(arg(i))).collect();
+                let mut idx: Vec<usize> = keys.iter().map(|&k| store.index(k)).collect();
                 idx.sort_unstable();
                 idx.dedup();
                 let mut guards: Vec<(usize, MutexGuard<'_, Shard>)> =
                     idx.iter().map(|&i| (i, store.lock(i))).collect();
-                for i in (1..n).step_by(2) {
-                    let s = store.index(arg(i));
+                for (key, i) in keys.iter().zip((1..n).step_by(2)) {
+                    let s = store.index(*key);
                     let g = guards.iter_mut().find(|(j, _)| *j == s).map(|(_, g)| g);
                     if let Some(g) = g {
-                        g.insert(
-                            arg(i),
-                            Entry {
-                                value: arg(i + 1).to_vec(),
-                                expires: None,
-                            },
-                        );
+                        g.insert(*key, arg(i + 1), None);
                     }
                 }
                 drop(guards);
@@ -332,8 +471,9 @@ impl Service for Kv {
             }
             b"TTL" | b"PTTL" => {
                 arity!(n == 2, "ttl");
-                let mut shard = store.shard(arg(1));
-                let ttl = match shard.live(arg(1), &mut now) {
+                let key = store.key(arg(1));
+                let mut shard = store.shard(key);
+                let ttl = match shard.live(key, &mut now) {
                     None => -2,
                     Some(Entry { expires: None, .. }) => -1,
                     Some(Entry {
@@ -351,12 +491,13 @@ impl Service for Kv {
             }
             b"PERSIST" => {
                 arity!(n == 2, "persist");
-                let mut shard = store.shard(arg(1));
+                let key = store.key(arg(1));
+                let mut shard = store.shard(key);
                 let had = shard
-                    .live(arg(1), &mut now)
+                    .live(key, &mut now)
                     .is_some_and(|e| e.expires.is_some());
                 if had {
-                    shard.set_deadline(arg(1), None);
+                    shard.set_deadline(key, None);
                 }
                 reply.integer(i64::from(had));
             }
@@ -456,7 +597,15 @@ impl Kv {
             }
             i += 1;
         }
+        let key = self.store.key(key);
         let mut shard = self.store.shard(key);
+        if !(nx || xx || get || keep_ttl) {
+            // The plain SET: whatever was there (live or expired) is replaced; one lookup.
+            let expires = ttl.map(|d| now.get() + d);
+            shard.insert(key, value, expires);
+            reply.ok();
+            return;
+        }
         let old = shard.live(key, now);
         let exists = old.is_some();
         let old_deadline = old.as_ref().and_then(|e| e.expires);
@@ -474,19 +623,14 @@ impl Kv {
             None if keep_ttl => old_deadline,
             None => None,
         };
-        shard.insert(
-            key,
-            Entry {
-                value: value.to_vec(),
-                expires,
-            },
-        );
+        shard.insert(key, value, expires);
         if !get {
             reply.ok();
         }
     }
 
     fn incr(&self, key: &[u8], delta: Option<i64>, reply: &mut Writer<'_>, now: &mut Now) {
+        let key = self.store.key(key);
         let mut shard = self.store.shard(key);
         let current = match shard.live(key, now) {
             None => 0,
@@ -504,13 +648,7 @@ impl Kv {
                 e.value.clear();
                 let _ = write!(e.value, "{next}");
             }
-            None => shard.insert(
-                key,
-                Entry {
-                    value: next.to_string().into_bytes(),
-                    expires: None,
-                },
-            ),
+            None => shard.insert(key, next.to_string().as_bytes(), None),
         }
         reply.integer(next);
     }
@@ -525,6 +663,7 @@ impl Kv {
             return reply.error("ERR invalid expire time in 'expire' command");
         };
         let cond = cmd.arg(3).map(|c| c.to_ascii_uppercase());
+        let key = self.store.key(key);
         let mut shard = self.store.shard(key);
         let Some(entry) = shard.live(key, now) else {
             return reply.integer(0);

@@ -77,7 +77,9 @@ impl<H: Handler> EventLoop<H> {
             self.lp.open_context = context;
         }
         let mut early_input = Vec::new();
+        let mut peer_closed = false;
         if let Some((session, early, unsent)) = tls {
+            peer_closed = session.peer_closed();
             core.tls = Some(session);
             early_input = early;
             if !unsent.is_empty() {
@@ -113,6 +115,10 @@ impl<H: Handler> EventLoop<H> {
         let mut input = InBuffer::default();
         if !early_input.is_empty() {
             input.append(&early_input);
+        }
+        // Input, or a close_notify, that came with the last handshake flight: no readiness
+        // event will announce it, so the ready list delivers it.
+        if !early_input.is_empty() || peer_closed {
             self.ready.push((key, generation));
         }
         vacant.insert(Entry { core, input, state });
@@ -299,11 +305,23 @@ impl<H: Handler> EventLoop<H> {
             Src::Buffered => input.data(),
         };
         let mut conn = Conn::new(core, &mut self.lp, view);
+        conn.input_stable = matches!(src, Src::ReadBuf(_));
         let handler = &mut self.handler;
         let result = panic::catch_unwind(AssertUnwindSafe(|| f(handler, &mut conn, state)));
         let consumed = conn.consumed;
+        let borrowed = conn.borrowed.take();
         match result {
-            Ok(r) => Some((r, consumed)),
+            Ok(r) => {
+                if let Some((start, len)) = borrowed {
+                    // The callback's only output was part of the read buffer: send it from
+                    // there (staging is empty and nothing is queued, or it would have been
+                    // copied to staging), as settling would have sent staging.
+                    let core = &mut self.conns[key].core;
+                    let bytes = &self.read_buf[start..start + len];
+                    core.send_staged(&mut self.lp, Extra::Slice(bytes));
+                }
+                Some((r, consumed))
+            }
             Err(_) => {
                 let id = self.conns[key].core.id;
                 self.note_panic("a connection callback");
@@ -348,6 +366,9 @@ impl<H: Handler> EventLoop<H> {
                 continue;
             }
             break;
+        }
+        if self.settled_already(key) {
+            return;
         }
         let cfg = self.lp.cfg;
         let core = &mut self.conns[key].core;
@@ -399,6 +420,43 @@ impl<H: Handler> EventLoop<H> {
         if self.alive(key, generation) {
             self.arm_timeouts(key);
         }
+    }
+
+    /// Whether the rest of [`settle`](Self::settle) would change nothing: the common state
+    /// after a callback on a busy level-triggered connection (nothing requested, paused or
+    /// queued, no input left over, no handles, epoll interest already `EPOLLIN | EPOLLRDHUP`,
+    /// and no timeout to re-arm: none configured, or the idle timer already due early
+    /// enough). A mask test and a few loads instead of the two dozen checks of the full path.
+    #[inline]
+    fn settled_already(&self, key: usize) -> bool {
+        /// Any of these needs the full path (closing, shutting down, paused, high-water mark,
+        /// end of stream, deregistered, a pending notification).
+        const SLOW: u32 = flag::NO_READ
+            | flag::SHUTDOWN_REQ
+            | flag::WRITE_SHUT
+            | flag::HWM_HIT
+            | flag::NOTIFY_HWM
+            | flag::DEREGISTERED;
+        const STEADY: u32 = flag::READING | flag::DELIVERING;
+        let cfg = &self.lp.cfg;
+        let entry = &self.conns[key];
+        let core = &entry.core;
+        let steady = core.flags & (SLOW | STEADY) == STEADY
+            && core.out.is_none()
+            && entry.input.is_empty()
+            && core.input_since_ms.is_none()
+            && core.handle.is_none()
+            && !cfg.edge
+            && core.interest == READABLE | READ_CLOSED;
+        // With no input waiting, a read timeout has nothing to time; the idle timeout is due
+        // at `active_ms + idle`, and `arm_timeouts` leaves a timer alone that fires earlier.
+        steady
+            && match cfg.idle_timeout {
+                None => true,
+                Some(idle) => core.timeout_timer.is_some_and(|(_, at)| {
+                    at <= core.active_ms.saturating_add(super::timeouts::millis(idle))
+                }),
+            }
     }
 
     /// Like [`call`](Self::call) without the settling (for notifications run while settling).
@@ -484,6 +542,13 @@ impl<H: Handler> EventLoop<H> {
                 if !self.alive(key, generation) {
                     continue;
                 }
+            }
+            // A TLS peer's close_notify read with the last handshake flight, before the
+            // connection opened: its peer-closed event comes after that flight's data.
+            let core = &self.conns[key].core;
+            if core.reading_enabled() && core.tls.as_ref().is_some_and(|t| t.peer_closed()) {
+                self.read_closed_tls(key);
+                continue;
             }
             if self.lp.cfg.edge && self.conns[key].core.reading_enabled() {
                 self.read_ready(key);

@@ -16,7 +16,7 @@ use crate::builder::Config;
 use crate::conn::{flag, ConnCore};
 use crate::handler::{Action, CloseReason, Handler, Timeout};
 
-fn millis(d: Duration) -> u64 {
+pub(super) fn millis(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX / 2)) as u64
 }
 
@@ -46,12 +46,14 @@ fn next_due(core: &ConnCore, cfg: &Config) -> Option<u64> {
 impl<H: Handler> EventLoop<H> {
     /// Makes sure a timer fires no later than the connection's earliest due time.
     pub(super) fn arm_timeouts(&mut self, key: usize) {
-        let cfg = self.lp.cfg;
+        // By reference: `Config` is large, and a copy of it here (once per event) was a
+        // `memcpy` call of its own.
+        let cfg = &self.lp.cfg;
         let core = &mut self.conns[key].core;
         if cfg.idle_timeout.is_none() && cfg.read_timeout.is_none() && !core.has(flag::CLOSE_REQ) {
             return;
         }
-        let Some(due) = next_due(core, &cfg) else {
+        let Some(due) = next_due(core, cfg) else {
             return;
         };
         if let Some((timer, at)) = core.timeout_timer {

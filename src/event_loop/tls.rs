@@ -194,13 +194,25 @@ impl<H: Handler> EventLoop<H> {
                         out,
                         ..
                     } = h;
-                    if let Err(e) =
-                        session.feed(&self.read_buf[..n], &mut |p| early.extend_from_slice(p))
-                    {
-                        // Send the alert rustls queued, if the socket takes it.
-                        session.take_ciphertext(&mut |c| out.extend_from_slice(c));
-                        let _ = socket::send(fd, out);
-                        return Step::Failed(e);
+                    match session.feed(&self.read_buf[..n], &mut |p| early.extend_from_slice(p)) {
+                        Err(e) => {
+                            // Send the alert rustls queued, if the socket takes it.
+                            session.take_ciphertext(&mut |c| out.extend_from_slice(c));
+                            let _ = socket::send(fd, out);
+                            return Step::Failed(e);
+                        }
+                        // close_notify: nothing more will come. With the final flight it is
+                        // the peer's end of data, kept in the session for `open_with`.
+                        Ok(fed) if fed.closed => {
+                            if session.is_handshaking() {
+                                return Step::Failed(io::Error::new(
+                                    io::ErrorKind::UnexpectedEof,
+                                    "the peer closed the connection during the TLS handshake",
+                                ));
+                            }
+                            break;
+                        }
+                        Ok(_) => {}
                     }
                     if n < self.read_buf.len() {
                         break;
@@ -386,7 +398,7 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
-    fn read_closed_tls(&mut self, key: usize) {
+    pub(super) fn read_closed_tls(&mut self, key: usize) {
         self.conns[key].core.set(flag::READ_CLOSED);
         self.call(key, |h, c, s| h.on_read_closed(c, s));
     }

@@ -14,6 +14,9 @@ use crate::sys::epoll::{READABLE, WRITABLE};
 use crate::sys::udp::SendQueue;
 use crate::udp::{Datagram, Udp};
 
+/// Datagrams received per readiness event at most, however they are batched.
+const UDP_READ_BUDGET: usize = 32;
+
 /// Replies queued per socket beyond which new ones are dropped (and counted).
 pub(crate) const UDP_QUEUE_LIMIT: usize = 65_536;
 
@@ -60,45 +63,54 @@ impl<H: Handler> EventLoop<H> {
         self.udp_flush(i);
     }
 
-    /// One batch: a `recvmmsg` (level-triggered epoll reports again if more is queued).
+    /// Receives up to [`UDP_READ_BUDGET`] datagrams: one `recvmmsg` with the default batch;
+    /// with smaller batches, more calls until a short one (level-triggered epoll reports
+    /// again if more is queued), so a batch of one is not an `epoll_wait` per datagram.
     fn udp_receive(&mut self, i: usize) {
         let Some(batch) = self.udp_recv.as_mut() else {
             return;
         };
         let fd = self.lp.udp[i].sock.as_raw_fd();
-        let n = match batch.recv(fd) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-            Err(e) => {
-                // E.g. an ICMP error queued for an earlier send; the socket stays usable.
-                log::debug!("eventide: udp receive: {e}");
-                return;
-            }
-        };
-        let stats = &self.lp.shared.stats;
-        bump(&stats.datagrams_in, n as u64);
-        for k in 0..n {
-            let r = batch.get(k);
-            let Some(peer) = r.peer else { continue };
-            if r.len > r.data.len() {
-                bump(&self.lp.shared.stats.datagrams_truncated, 1);
-            }
-            bump(&self.lp.shared.stats.bytes_in, r.data.len() as u64);
-            let dgram = Datagram {
-                data: r.data,
-                len: r.len,
-                peer,
+        let per_call = batch.capacity();
+        let mut budget = UDP_READ_BUDGET.max(per_call);
+        while budget > 0 {
+            let n = match batch.recv(fd) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // E.g. an ICMP error queued for an earlier send; the socket stays usable.
+                    log::debug!("eventide: udp receive: {e}");
+                    return;
+                }
             };
-            let handler = &mut self.handler;
-            let mut udp = Udp {
-                lp: &mut self.lp,
-                socket: i,
-            };
-            if panic::catch_unwind(AssertUnwindSafe(|| handler.on_datagram(&mut udp, dgram)))
-                .is_err()
-            {
-                bump(&self.lp.shared.stats.panics, 1);
-                log::error!("eventide: on_datagram panicked");
+            budget = budget.saturating_sub(per_call);
+            let stats = &self.lp.shared.stats;
+            bump(&stats.datagrams_in, n as u64);
+            for k in 0..n {
+                let r = batch.get(k);
+                let Some(peer) = r.peer else { continue };
+                if r.len > r.data.len() {
+                    bump(&self.lp.shared.stats.datagrams_truncated, 1);
+                }
+                bump(&self.lp.shared.stats.bytes_in, r.data.len() as u64);
+                let dgram = Datagram {
+                    data: r.data,
+                    len: r.len,
+                    peer,
+                };
+                let handler = &mut self.handler;
+                let mut udp = Udp {
+                    lp: &mut self.lp,
+                    socket: i,
+                };
+                let call = AssertUnwindSafe(|| handler.on_datagram(&mut udp, dgram));
+                if panic::catch_unwind(call).is_err() {
+                    bump(&self.lp.shared.stats.panics, 1);
+                    log::error!("eventide: on_datagram panicked");
+                }
+            }
+            if n < per_call {
+                return; // the queue is drained
             }
         }
     }

@@ -75,7 +75,7 @@ impl<'r> Request<'r> {
 
     /// The target up to the first `?`.
     pub fn path(&self) -> &'r str {
-        match self.target.find('?') {
+        match self.query_start() {
             Some(i) => &self.target[..i],
             None => self.target,
         }
@@ -83,7 +83,14 @@ impl<'r> Request<'r> {
 
     /// The part of the target after the first `?`, if any.
     pub fn query(&self) -> Option<&'r str> {
-        self.target.find('?').map(|i| &self.target[i + 1..])
+        self.query_start().map(|i| &self.target[i + 1..])
+    }
+
+    /// Where the first `?` is (a plain byte loop: targets are short, and `str::find` goes
+    /// through a general searcher).
+    #[inline]
+    fn query_start(&self) -> Option<usize> {
+        self.target.bytes().position(|b| b == b'?')
     }
 
     /// The HTTP version of the request.
@@ -165,6 +172,11 @@ pub(crate) fn framing(req: &httparse::Request<'_, '_>, limits: &Limits) -> Resul
     let mut expect_continue = false;
     for h in req.headers.iter() {
         let name = h.name;
+        // Only four names matter here; their lengths (14, 17, 10, 6) tell them apart, so most
+        // headers are skipped without a comparison.
+        if !matches!(name.len(), 6 | 10 | 14 | 17) {
+            continue;
+        }
         if name.eq_ignore_ascii_case("content-length") {
             let n = parse_content_length(h.value, limits)?;
             if length.is_some_and(|prev| prev != n) {

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::body::{self, Chunked, Scan};
 use super::date::DateCache;
 use super::request::{framing, BodyKind, Framing, Request, Version};
-use super::response::{Response, Status};
+use super::response::{Batch, Heads, Response, Status, OK_LINE};
 use super::{Limits, Service, Sink};
 use crate::{Action, Conn, Handler, LoopCx, Timeout};
 
@@ -43,10 +43,13 @@ pub struct HttpServer<S> {
     limits: Limits,
     server_name: Option<Box<str>>,
     date: DateCache,
-    /// `Server: ...\r\nDate: ...\r\n`, rebuilt when the date changes.
-    common: Vec<u8>,
+    /// `HTTP/1.1 200 OK\r\nServer: ...\r\nDate: ...\r\n` (rebuilt when the date changes)
+    /// and the cached heads built on it.
+    heads: Heads,
     /// Body buffer for [`Response::body_with`].
     scratch: Vec<u8>,
+    /// Responses of the current batch of requests, handed to the connection in one write.
+    out_buf: Vec<u8>,
     /// Decoded chunked bodies.
     body_buf: Vec<u8>,
     /// The date is frozen (tests): the timer leaves it alone.
@@ -112,8 +115,9 @@ impl<S: Service> HttpServer<S> {
             limits: Limits::default(),
             server_name: Some("eventide".into()),
             date: DateCache::now(),
-            common: Vec::with_capacity(64),
+            heads: Heads::default(),
             scratch: Vec::new(),
+            out_buf: Vec::new(),
             body_buf: Vec::new(),
             frozen: false,
         };
@@ -190,29 +194,46 @@ impl<S: Service> HttpServer<S> {
     }
 
     fn rebuild_common(&mut self) {
-        self.common.clear();
+        self.heads.invalidate();
+        let common = &mut self.heads.common;
+        common.clear();
+        common.extend_from_slice(OK_LINE);
         if let Some(name) = &self.server_name {
-            self.common.extend_from_slice(b"Server: ");
-            self.common.extend_from_slice(name.as_bytes());
-            self.common.extend_from_slice(b"\r\n");
+            common.extend_from_slice(b"Server: ");
+            common.extend_from_slice(name.as_bytes());
+            common.extend_from_slice(b"\r\n");
         }
-        self.common.extend_from_slice(b"Date: ");
-        self.common.extend_from_slice(self.date.get());
-        self.common.extend_from_slice(b"\r\n");
+        common.extend_from_slice(b"Date: ");
+        common.extend_from_slice(self.date.get());
+        common.extend_from_slice(b"\r\n");
     }
 
-    /// Answers every complete request at the front of `input`, in order.
+    /// Answers every complete request at the front of `input`, in order. The responses are
+    /// gathered and handed to `out` in one piece (a large body separately, uncopied).
     pub(crate) fn serve(
         &mut self,
         st: &mut HttpConnState,
         input: &[u8],
         out: &mut dyn Sink,
     ) -> Served {
+        let mut buf = std::mem::take(&mut self.out_buf);
+        let mut batch = Batch { buf: &mut buf, out };
+        let served = self.serve_batch(st, input, &mut batch);
+        batch.flush();
+        if buf.capacity() > 1024 * 1024 {
+            buf = Vec::new(); // do not hold on to an unusually large batch
+        }
+        self.out_buf = buf;
+        served
+    }
+
+    fn serve_batch(&mut self, st: &mut HttpConnState, input: &[u8], out: &mut Batch<'_>) -> Served {
         let mut pos = 0;
         while pos < input.len() {
             match self.step(st, &input[pos..], out) {
                 Step::Answered { len, keep_alive } => {
                     *st = HttpConnState::default();
+                    out.settle();
                     pos += len;
                     if !keep_alive {
                         return Served {
@@ -239,7 +260,7 @@ impl<S: Service> HttpServer<S> {
     }
 
     /// Parses (and answers) the request at the front of `rest`.
-    fn step(&mut self, st: &mut HttpConnState, rest: &[u8], out: &mut dyn Sink) -> Step {
+    fn step(&mut self, st: &mut HttpConnState, rest: &[u8], out: &mut Batch<'_>) -> Step {
         let limits = self.limits;
         if let Some(p) = st.pending.as_mut() {
             let head_len = p.head_len;
@@ -341,7 +362,7 @@ impl<S: Service> HttpServer<S> {
         rest: &[u8],
         head_len: usize,
         body: PendingBody,
-        out: &mut dyn Sink,
+        out: &mut Batch<'_>,
     ) {
         if f.expect_continue && rest.len() == head_len {
             out.put(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -357,7 +378,7 @@ impl<S: Service> HttpServer<S> {
         rest: &[u8],
         head_len: usize,
         body_end: usize,
-        out: &mut dyn Sink,
+        out: &mut Batch<'_>,
     ) -> Step {
         let src = match f.body {
             BodyKind::Length(_) => BodySrc::Slice(&rest[head_len..body_end]),
@@ -389,7 +410,7 @@ impl<S: Service> HttpServer<S> {
         req: &httparse::Request<'_, '_>,
         f: Framing,
         src: BodySrc<'_>,
-        out: &mut dyn Sink,
+        out: &mut Batch<'_>,
     ) -> bool {
         let body = match src {
             BodySrc::Slice(s) => s,
@@ -407,7 +428,7 @@ impl<S: Service> HttpServer<S> {
         let mut res = Response::new(
             out,
             &mut self.scratch,
-            &self.common,
+            &mut self.heads,
             f.head_only,
             f.keep_alive,
             announce,
@@ -418,8 +439,8 @@ impl<S: Service> HttpServer<S> {
     }
 
     /// Answers a refused request: status, a one-line text body, `Connection: close`.
-    fn write_refusal(&mut self, status: Status, out: &mut dyn Sink) {
-        let mut res = Response::new(out, &mut self.scratch, &self.common, false, false, false);
+    fn write_refusal(&mut self, status: Status, out: &mut Batch<'_>) {
+        let mut res = Response::new(out, &mut self.scratch, &mut self.heads, false, false, false);
         res.status(status).content_type("text/plain");
         res.body(status.reason().as_bytes());
     }
@@ -465,7 +486,14 @@ impl<S: Service> Handler for HttpServer<S> {
     ) -> Action {
         if which == Timeout::Read && !conn.input().is_empty() {
             *st = HttpConnState::default();
-            self.write_refusal(Status::REQUEST_TIMEOUT, conn);
+            let mut buf = std::mem::take(&mut self.out_buf);
+            let mut batch = Batch {
+                buf: &mut buf,
+                out: conn,
+            };
+            self.write_refusal(Status::REQUEST_TIMEOUT, &mut batch);
+            batch.flush();
+            self.out_buf = buf;
         }
         Action::Close
     }
@@ -503,5 +531,79 @@ mod tests {
     fn next_second_is_within_a_second() {
         let d = until_next_second();
         assert!(d > Duration::ZERO && d <= Duration::from_millis(1001));
+    }
+
+    fn route(req: &Request<'_>, res: &mut Response<'_>) {
+        match req.path() {
+            "/a" => res.content_type("text/plain").body(b"x"),
+            "/b" => res.content_type("application/json").body(b"yy"),
+            "/h" => res
+                .content_type("text/plain")
+                .header("X-Extra", "1")
+                .body(b"x"),
+            "/bad" => res.content_type("text/plain\r\nX: y").body(b"x"),
+            _ => res
+                .status(Status::NOT_FOUND)
+                .content_type("text/plain")
+                .body(b"nope"),
+        }
+    }
+
+    /// The heads copied from the cache are byte for byte the ones built piece by piece, in
+    /// any order of routes, and across a change of the `Date`.
+    #[test]
+    fn cached_heads_match_built_ones() {
+        let expected = |status: &str, ct: Option<&str>, extra: &str, body: &str, date: &str| {
+            let ct = ct.map_or(String::new(), |c| format!("Content-Type: {c}\r\n"));
+            format!(
+                "HTTP/1.1 {status}\r\nServer: eventide\r\nDate: {date}\r\n{ct}{extra}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let d1 = "Sun, 06 Nov 1994 08:49:37 GMT";
+        let d2 = "Sun, 06 Nov 1994 08:49:38 GMT";
+        let a = |d| expected("200 OK", Some("text/plain"), "", "x", d);
+        let b = |d| expected("200 OK", Some("application/json"), "", "yy", d);
+        let h = |d| expected("200 OK", Some("text/plain"), "X-Extra: 1\r\n", "x", d);
+        let bad = |d| expected("200 OK", None, "", "x", d);
+        let nf = |d| expected("404 Not Found", Some("text/plain"), "", "nope", d);
+        let mut server = HttpServer::new(route as fn(&Request<'_>, &mut Response<'_>));
+        server.freeze_date(784_111_777);
+        let mut st = HttpConnState::default();
+        let paths = [
+            "/a", "/a", "/b", "/a", "/h", "/a", "/x", "/a", "/bad", "/a", "/b", "/b",
+        ];
+        let mut input = Vec::new();
+        let mut want = String::new();
+        for p in paths {
+            input.extend_from_slice(format!("GET {p} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+            want.push_str(&match p {
+                "/a" => a(d1),
+                "/b" => b(d1),
+                "/h" => h(d1),
+                "/bad" => bad(d1),
+                _ => nf(d1),
+            });
+        }
+        // Whole, then one request per read.
+        let mut out = Vec::new();
+        let served = server.serve(&mut st, &input, &mut out);
+        assert_eq!(served.consumed, input.len());
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        let mut out = Vec::new();
+        for p in paths {
+            let req = format!("GET {p} HTTP/1.1\r\nHost: h\r\n\r\n");
+            server.serve(&mut st, req.as_bytes(), &mut out);
+        }
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        // A new date empties the cache: the next heads carry it.
+        server.freeze_date(784_111_778);
+        let mut out = Vec::new();
+        server.serve(
+            &mut st,
+            b"GET /a HTTP/1.1\r\n\r\nGET /a HTTP/1.1\r\n\r\n",
+            &mut out,
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), a(d2) + &a(d2));
     }
 }

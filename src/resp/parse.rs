@@ -246,9 +246,12 @@ impl Parser {
         args: &mut Vec<Range<usize>>,
     ) -> Result<Result<usize, usize>, Error> {
         let more = Err(input.len() + 1);
-        let (n, mut pos) = match len_line(input, 1, "invalid multibulk length")? {
-            Line::Done(digits, next) => (parse_int(digits, "invalid multibulk length")?, next),
-            Line::Incomplete => return Ok(more),
+        let (n, mut pos) = match quick_len(input, 1) {
+            Some(found) => found,
+            None => match len_line(input, 1, "invalid multibulk length")? {
+                Line::Done(digits, next) => (parse_int(digits, "invalid multibulk length")?, next),
+                Line::Incomplete => return Ok(more),
+            },
         };
         if n > self.max_elements as i64 {
             return Err(Error::new("invalid multibulk length"));
@@ -260,9 +263,12 @@ impl Parser {
             if b != b'$' {
                 return Err(Error::unexpected("expected '$'", b));
             }
-            let (len, next) = match len_line(input, pos + 1, "invalid bulk length")? {
-                Line::Done(digits, next) => (parse_int(digits, "invalid bulk length")?, next),
-                Line::Incomplete => return Ok(more),
+            let (len, next) = match quick_len(input, pos + 1) {
+                Some(found) => found,
+                None => match len_line(input, pos + 1, "invalid bulk length")? {
+                    Line::Done(digits, next) => (parse_int(digits, "invalid bulk length")?, next),
+                    Line::Incomplete => return Ok(more),
+                },
             };
             if len < 0 || len > self.max_bulk as i64 {
                 return Err(Error::new("invalid bulk length"));
@@ -433,6 +439,33 @@ impl Parser {
     }
 }
 
+/// The common case of a length line, decided in one pass: 1 to 18 digits (no sign, so no
+/// overflow) then CRLF, starting at `from`. Returns the value and the position after the
+/// line, exactly as [`len_line`] and [`parse_int`] would; anything else (a sign, more digits,
+/// an incomplete or malformed line) returns `None` for them to decide.
+#[inline]
+fn quick_len(input: &[u8], from: usize) -> Option<(i64, usize)> {
+    let digits = input.get(from..)?;
+    // Most lengths in commands have one or two digits.
+    match *digits {
+        [a @ b'0'..=b'9', b'\r', b'\n', ..] => return Some((i64::from(a - b'0'), from + 3)),
+        [a @ b'0'..=b'9', b @ b'0'..=b'9', b'\r', b'\n', ..] => {
+            return Some((i64::from(a - b'0') * 10 + i64::from(b - b'0'), from + 4))
+        }
+        _ => {}
+    }
+    let mut n: i64 = 0;
+    let mut i = 0;
+    while i < digits.len().min(18) && digits[i].is_ascii_digit() {
+        n = n * 10 + i64::from(digits[i] - b'0');
+        i += 1;
+    }
+    if i == 0 || digits.get(i..i + 2) != Some(b"\r\n") {
+        return None;
+    }
+    Some((n, from + i + 2))
+}
+
 /// Reads the digits of a `*<n>` / `$<n>` / `:<n>` line starting at `from`.
 fn len_line<'a>(input: &'a [u8], from: usize, what: &'static str) -> Result<Line<'a>, Error> {
     let window = &input[from.min(input.len())..input.len().min(from + LEN_LINE_MAX)];
@@ -509,6 +542,39 @@ mod tests {
         assert_eq!(cmd(b"\r\n").unwrap().unwrap(), (vec![], 2));
         assert_eq!(cmd(b"*0\r\n").unwrap().unwrap(), (vec![], 4));
         assert_eq!(cmd(b"*-1\r\n").unwrap().unwrap(), (vec![], 5));
+    }
+
+    #[test]
+    fn quick_len_agrees_with_the_general_path() {
+        let general = |input: &[u8]| match len_line(input, 0, "x") {
+            Ok(Line::Done(d, next)) => parse_int(d, "x").ok().map(|n| (n, next)),
+            _ => None,
+        };
+        let cases: &[&[u8]] = &[
+            b"0\r\n",
+            b"7\r\nx",
+            b"42\r\n",
+            b"4\r",
+            b"42\n\r",
+            b"007\r\n",
+            b"123456789012345678\r\n",
+            b"1234567890123456789\r\n",
+            b"-1\r\n",
+            b"12\r",
+            b"12\rx",
+            b"12",
+            b"\r\n",
+            b"1a\r\n",
+            b"",
+        ];
+        for &c in cases {
+            if let Some(q) = quick_len(c, 0) {
+                assert_eq!(Some(q), general(c), "{:?}", String::from_utf8_lossy(c));
+            }
+        }
+        assert_eq!(quick_len(b"42\r\n", 0), Some((42, 4)));
+        assert_eq!(quick_len(b"-1\r\n", 0), None);
+        assert_eq!(quick_len(b"1234567890123456789\r\n", 0), None);
     }
 
     #[test]

@@ -75,7 +75,12 @@ pub struct RespServer<S> {
     parser: Parser,
     /// Argument positions of the command being parsed, reused.
     args: Vec<Range<usize>>,
+    /// Replies of the current batch of commands, handed to the connection in one write.
+    out_buf: Vec<u8>,
 }
+
+/// The batch of replies is handed to the connection once it holds this much.
+const BATCH_FLUSH: usize = 32 * 1024;
 
 /// Per-connection state of a [`RespServer`]: how many bytes the incomplete command at the
 /// front of the input needs before parsing it again is worth it.
@@ -107,6 +112,7 @@ impl<S: Service> RespServer<S> {
             service,
             parser: Parser::new(),
             args: Vec::new(),
+            out_buf: Vec::new(),
         }
     }
 
@@ -130,11 +136,32 @@ impl<S: Service> RespServer<S> {
         &self.parser
     }
 
-    /// Answers every complete command at the front of `input`, in order.
+    /// Answers every complete command at the front of `input`, in order. The replies are
+    /// gathered and handed to `out` in one piece (a large bulk string separately, uncopied).
     pub(crate) fn serve(
         &mut self,
         st: &mut RespConnState,
         input: &[u8],
+        out: &mut dyn Output,
+    ) -> Served {
+        let mut buf = std::mem::take(&mut self.out_buf);
+        let served = self.serve_batch(st, input, &mut buf, out);
+        if !buf.is_empty() {
+            out.put(&buf);
+            buf.clear();
+        }
+        if buf.capacity() > 1024 * 1024 {
+            buf = Vec::new(); // do not hold on to an unusually large batch
+        }
+        self.out_buf = buf;
+        served
+    }
+
+    fn serve_batch(
+        &mut self,
+        st: &mut RespConnState,
+        input: &[u8],
+        buf: &mut Vec<u8>,
         out: &mut dyn Output,
     ) -> Served {
         let mut action = Action::Continue;
@@ -154,7 +181,12 @@ impl<S: Service> RespServer<S> {
                     if cmd.is_empty() {
                         continue;
                     }
-                    match self.service.call(&cmd, &mut Writer::new(out)) {
+                    let action_now = self.service.call(&cmd, &mut Writer::batched(buf, out));
+                    if buf.len() >= BATCH_FLUSH {
+                        out.put(buf);
+                        buf.clear();
+                    }
+                    match action_now {
                         Action::Continue => {}
                         Action::Close => {
                             return Served {
@@ -170,7 +202,7 @@ impl<S: Service> RespServer<S> {
                     break;
                 }
                 Err(e) => {
-                    Writer::new(out).protocol_error(&e);
+                    Writer::batched(buf, out).protocol_error(&e);
                     return Served {
                         consumed: input.len(),
                         action: Action::Close,

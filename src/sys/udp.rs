@@ -95,6 +95,11 @@ impl RecvBatch {
         }
     }
 
+    /// Datagrams one [`recv`](Self::recv) can return.
+    pub(crate) fn capacity(&self) -> usize {
+        self.msgs.len()
+    }
+
     /// Receives what is queued, up to the batch size. `WouldBlock` when nothing is.
     pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         self.prepare();
