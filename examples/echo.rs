@@ -7,8 +7,16 @@
 //! ```
 //!
 //! `--udp-batch N` sets the datagrams moved per syscall (1 = plain recvmsg/sendto).
+//! `--tls-cert PEM --tls-key PEM` (feature `tls`) serve TLS echo on the TCP or Unix address:
+//!
+//! ```text
+//! cargo run --release --features tls --example echo -- --tls-cert cert.pem --tls-key key.pem
+//! openssl s_client -connect 127.0.0.1:7000 -CAfile cert.pem
+//! ```
 
 mod common;
+#[path = "common/tls.rs"]
+mod tls_args;
 
 use common::Args;
 use eventide::{Action, Conn, Datagram, Handler, Server, Trigger, Udp};
@@ -38,9 +46,14 @@ impl Handler for Echo {
 fn main() {
     let args = Args::parse(
         "127.0.0.1:7000",
-        &["unix", "udp-batch"],
+        &["unix", "udp-batch", "tls-cert", "tls-key"],
         &["reuseport", "edge", "udp"],
     );
+    let tls = tls_args::config(&args, &[]);
+    if tls.is_some() && args.flag("udp") {
+        eprintln!("--tls-cert applies to TCP and Unix sockets, not --udp");
+        std::process::exit(2);
+    }
     let signals = common::termination_signals();
     let trigger = if args.flag("edge") {
         Trigger::Edge
@@ -53,9 +66,9 @@ fn main() {
         .trigger(trigger)
         .udp_batch(args.parsed("udp-batch", 32));
     builder = match (args.value("unix"), args.flag("udp")) {
-        (Some(path), _) => builder.bind(format!("unix:{path}")),
+        (Some(path), _) => tls_args::bind(builder, &format!("unix:{path}"), tls),
         (None, true) => builder.bind_udp(args.addr.as_str()),
-        (None, false) => builder.bind(args.addr.as_str()),
+        (None, false) => tls_args::bind(builder, &args.addr, tls),
     };
     let server = common::or_exit(builder.start(|_| Echo), "starting the echo server");
     let shown = match server.udp_addrs().first() {

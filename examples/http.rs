@@ -12,11 +12,19 @@
 //! header set as the benchmark peers (bench/src/bin/hyper-http.rs, tokio-http.rs).
 //!
 //! Options: `--read-timeout SECS` (default 10; cuts a client whose request never completes),
-//! `--idle-timeout SECS` (default 60; 0 disables either), `--reuseport`, `--edge`.
+//! `--idle-timeout SECS` (default 60; 0 disables either), `--reuseport`, `--edge`,
+//! `--tls-cert PEM --tls-key PEM` (feature `tls`: serve HTTPS, ALPN `http/1.1`):
+//!
+//! ```text
+//! cargo run --release --features tls --example http -- --tls-cert cert.pem --tls-key key.pem
+//! curl --cacert cert.pem https://localhost:8080/plaintext
+//! ```
 
 mod common;
 #[path = "http/tfb.rs"]
 mod tfb;
+#[path = "common/tls.rs"]
+mod tls_args;
 
 use std::time::Duration;
 
@@ -28,12 +36,12 @@ use tfb::Tfb;
 fn main() {
     let args = Args::parse(
         "127.0.0.1:8080",
-        &["read-timeout", "idle-timeout"],
+        &["read-timeout", "idle-timeout", "tls-cert", "tls-key"],
         &["reuseport", "edge"],
     );
+    let tls = tls_args::config(&args, &[b"http/1.1"]);
     let signals = common::termination_signals();
-    let mut builder = Server::builder()
-        .bind(args.addr.as_str())
+    let mut builder = tls_args::bind(Server::builder(), &args.addr, tls)
         .loops(args.loops)
         .reuse_port(args.flag("reuseport"))
         .trigger(if args.flag("edge") {

@@ -1,7 +1,8 @@
 //! Shared helpers for the eventide benchmark suite.
 //!
 //! The binaries in `src/bin/` are the peer servers (`tokio-echo`, `mio-echo`, `hyper-http`,
-//! `tokio-http`), the load generator (`echo-load`) and the comparison runner (`bench-runner`).
+//! `tokio-http`, `tokio-tls-echo`), the load generators (`echo-load`, `udp-load`) and the comparison runner
+//! (`bench-runner`).
 //! Every peer server follows the *demo contract* also followed by eventide's examples:
 //!
 //! * `--addr HOST:PORT` (port 0 allowed, default `127.0.0.1:0`) and `--loops N` (default 1);
@@ -15,6 +16,7 @@
 
 pub mod date;
 pub mod sys;
+pub mod tls;
 
 use std::io::Write;
 use std::net::SocketAddr;

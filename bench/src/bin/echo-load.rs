@@ -9,23 +9,35 @@
 //! completed it, recorded in an HdrHistogram (ns). After `--warmup` seconds a `--duration`-second
 //! window is measured; it reports messages/s and latency p50/p99/p99.9/max (µs), as one JSON line
 //! with `--json`. With `--marks` it prints `MARK start` / `MARK end` lines at the window edges so
-//! the runner can sample the server's CPU time exactly around the window. Any verification error,
-//! unexpected close or I/O error exits non-zero.
+//! the runner can sample the server's CPU time exactly around the window. With `--requests N`
+//! there is no warm-up and no time limit: batches are issued until N messages have been sent
+//! (the last batches are still whole, so up to `depth - 1` more may go out), and the run ends
+//! when every issued message came back — a fixed amount of work, for instruction counts under
+//! valgrind. Any verification error, unexpected close or I/O error exits non-zero.
 //!
 //! **Idle mode** (`--idle N`): opens N connections, does one 16-byte round trip on each, then holds
 //! them, prints `ready` and waits until stdin closes or SIGINT/SIGTERM arrives. Used to measure the
 //! server's resident memory per idle connection.
+//!
+//! **TLS** (`--tls --ca PEM`, either mode): every connection is TLS (rustls, TLS 1.3
+//! AES-128-GCM only, verifying the server's certificate for `localhost` against `PEM`; see
+//! `eventide_bench::tls`). Each handshake completes when the connection opens, before the first
+//! message and so before the measured window.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdTcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use eventide_bench::tls::{self, rustls, Stream};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 const USAGE: &str = "usage: echo-load --addr HOST:PORT [--conns N] [--size BYTES] [--depth D] \
-[--duration SECS] [--warmup SECS] [--json] [--marks]\n       echo-load --addr HOST:PORT --idle N";
+[--duration SECS | --requests N] [--warmup SECS] [--json] [--marks] [--tls --ca PEM]\n       \
+echo-load --addr HOST:PORT --idle N [--tls --ca PEM]";
 
 /// Bytes at the start of each message that identify it: connection id (u32 LE) + sequence (u64 LE).
 const HEADER: usize = 12;
@@ -41,6 +53,10 @@ struct Opts {
     json: bool,
     marks: bool,
     idle: Option<usize>,
+    /// Run until this many messages came back instead of for `duration` (no warm-up).
+    requests: Option<u64>,
+    /// `--tls`: the client configuration, trusting `--ca`.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -54,7 +70,10 @@ fn parse_opts() -> Result<Opts, String> {
         json: false,
         marks: false,
         idle: None,
+        requests: None,
+        tls: None,
     };
+    let (mut tls, mut ca) = (false, None::<PathBuf>);
     let mut have_addr = false;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -82,6 +101,9 @@ fn parse_opts() -> Result<Opts, String> {
             "--duration" => o.duration = num(&key, val()?)?,
             "--warmup" => o.warmup = num(&key, val()?)?,
             "--idle" => o.idle = Some(num(&key, val()?)?),
+            "--requests" => o.requests = Some(num(&key, val()?)?),
+            "--tls" => tls = true,
+            "--ca" => ca = Some(val()?.into()),
             "--json" => o.json = true,
             "--marks" => o.marks = true,
             "-h" | "--help" => {
@@ -96,6 +118,18 @@ fn parse_opts() -> Result<Opts, String> {
     }
     if o.conns == 0 || o.size == 0 || o.depth == 0 {
         return Err("--conns, --size and --depth must be >= 1".into());
+    }
+    match (tls, ca) {
+        (true, Some(ca)) => o.tls = Some(tls::client_config(&ca).map_err(|e| e.to_string())?),
+        (true, None) => return Err("--tls needs --ca PEM".into()),
+        (false, Some(_)) => return Err("--ca goes with --tls".into()),
+        (false, None) => {}
+    }
+    if o.requests == Some(0) {
+        return Err("--requests must be >= 1".into());
+    }
+    if o.requests.is_some() {
+        o.warmup = 0.0;
     }
     if !o.duration.is_finite() || o.duration <= 0.0 || !o.warmup.is_finite() || o.warmup < 0.0 {
         return Err("--duration must be > 0 and --warmup >= 0".into());
@@ -112,7 +146,7 @@ fn main() {
         }
     };
     let res = match opts.idle {
-        Some(n) => idle(opts.addr, n),
+        Some(n) => idle(opts.addr, n, opts.tls.as_ref()),
         None => load(&opts),
     };
     if let Err(e) = res {
@@ -125,7 +159,7 @@ fn main() {
 // Load mode
 
 struct Client {
-    stream: TcpStream,
+    stream: Stream,
     id: u32,
     /// Per-connection filler, one message long; each message overwrites its first bytes with its id.
     template: Vec<u8>,
@@ -191,13 +225,23 @@ fn load(o: &Opts) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let mut clients = Vec::with_capacity(o.conns);
     for i in 0..o.conns {
-        let s = StdTcpStream::connect(o.addr)
-            .map_err(|e| io::Error::new(e.kind(), format!("connect #{i} to {}: {e}", o.addr)))?;
-        s.set_nodelay(true)?;
-        s.set_nonblocking(true)?;
-        let mut stream = TcpStream::from_std(s);
+        let context =
+            |e: io::Error| io::Error::new(e.kind(), format!("connect #{i} to {}: {e}", o.addr));
+        let mut stream = match &o.tls {
+            None => {
+                let s = StdTcpStream::connect(o.addr).map_err(context)?;
+                s.set_nodelay(true)?;
+                s.set_nonblocking(true)?;
+                Stream::Plain(TcpStream::from_std(s))
+            }
+            Some(cfg) => {
+                let (session, s) = tls::connect_blocking(o.addr, cfg).map_err(context)?;
+                s.set_nonblocking(true)?;
+                Stream::tls(session, TcpStream::from_std(s))
+            }
+        };
         poll.registry().register(
-            &mut stream,
+            stream.socket(),
             Token(i),
             Interest::READABLE | Interest::WRITABLE,
         )?;
@@ -221,11 +265,20 @@ fn load(o: &Opts) -> io::Result<()> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut events = Events::with_capacity(1024);
 
+    // With --requests: messages issued so far, and the budget.
+    let budget = o.requests.unwrap_or(u64::MAX);
+    let mut issued: u64 = 0;
+    let mut busy = 0usize; // clients with a batch in flight
     let t0 = Instant::now();
     for c in clients.iter_mut() {
+        if issued >= budget {
+            break;
+        }
         c.fill_batch(o.size, o.depth);
         c.sent_at = Instant::now();
         c.write_some()?;
+        issued += o.depth as u64;
+        busy += 1;
     }
     let mut phase = Phase::Warmup;
     let mut window_start = t0 + Duration::from_secs_f64(o.warmup);
@@ -245,7 +298,12 @@ fn load(o: &Opts) -> io::Result<()> {
             window_end = now + Duration::from_secs_f64(o.duration);
             mark(o, "start");
         }
-        if phase == Phase::Measure && now >= window_end {
+        let finished = if o.requests.is_some() {
+            busy == 0
+        } else {
+            phase == Phase::Measure && now >= window_end
+        };
+        if finished {
             window_end = now;
             mark(o, "end");
             break;
@@ -255,13 +313,23 @@ fn load(o: &Opts) -> io::Result<()> {
         } else {
             window_end
         };
-        match poll.poll(&mut events, Some(deadline.saturating_duration_since(now))) {
+        let timeout = if o.requests.is_some() {
+            None
+        } else {
+            Some(deadline.saturating_duration_since(now))
+        };
+        match poll.poll(&mut events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
         for ev in events.iter() {
             let c = &mut clients[ev.token().0];
+            if ev.is_writable() {
+                c.stream
+                    .flush_pending()
+                    .map_err(|e| io::Error::new(e.kind(), format!("conn {}: write: {e}", c.id)))?;
+            }
             if ev.is_writable() && c.written < c.batch.len() {
                 c.write_some()
                     .map_err(|e| io::Error::new(e.kind(), format!("conn {}: write: {e}", c.id)))?;
@@ -319,7 +387,10 @@ fn load(o: &Opts) -> io::Result<()> {
                         let ns = done_at.duration_since(c.sent_at).as_nanos().max(1) as u64;
                         let _ = hist.record_n(ns.min(hist.high()), completed);
                     }
-                    if c.received == c.batch.len() {
+                    if c.received == c.batch.len() && issued >= budget {
+                        busy -= 1;
+                    } else if c.received == c.batch.len() {
+                        issued += o.depth as u64;
                         c.fill_batch(o.size, o.depth);
                         c.sent_at = done_at;
                         c.write_some().map_err(|e| {
@@ -374,7 +445,7 @@ fn mark(o: &Opts, what: &str) {
 // ---------------------------------------------------------------------------------------------
 // Idle mode
 
-fn idle(addr: SocketAddr, n: usize) -> io::Result<()> {
+fn idle(addr: SocketAddr, n: usize, tls: Option<&Arc<rustls::ClientConfig>>) -> io::Result<()> {
     // Install the handlers first so a signal during setup still ends us cleanly.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
@@ -382,27 +453,39 @@ fn idle(addr: SocketAddr, n: usize) -> io::Result<()> {
     ])?;
     let mut held = Vec::with_capacity(n);
     for i in 0..n {
-        let mut s = StdTcpStream::connect(addr).map_err(|e| {
+        let context = |e: io::Error| {
             io::Error::new(
                 e.kind(),
                 format!("connect #{i} (after {} open): {e}", held.len()),
             )
-        })?;
+        };
+        let (mut session, mut s) = match tls {
+            None => (None, StdTcpStream::connect(addr).map_err(context)?),
+            Some(cfg) => {
+                let (session, s) = tls::connect_blocking(addr, cfg).map_err(context)?;
+                (Some(session), s)
+            }
+        };
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut msg = [0u8; 16];
         msg[..8].copy_from_slice(&(i as u64).to_le_bytes());
         msg[8..].copy_from_slice(b"idle-rt!");
-        s.write_all(&msg)?;
         let mut back = [0u8; 16];
-        s.read_exact(&mut back)
-            .map_err(|e| io::Error::new(e.kind(), format!("conn {i}: round trip: {e}")))?;
+        let round_trip = match session.as_mut() {
+            None => s.write_all(&msg).and_then(|()| s.read_exact(&mut back)),
+            Some(session) => {
+                let mut t = rustls::Stream::new(session, &mut s);
+                t.write_all(&msg).and_then(|()| t.read_exact(&mut back))
+            }
+        };
+        round_trip.map_err(|e| io::Error::new(e.kind(), format!("conn {i}: round trip: {e}")))?;
         if back != msg {
             return Err(io::Error::other(format!(
                 "conn {i}: verification failed: echo differs"
             )));
         }
-        held.push(s);
+        held.push((s, session));
     }
     println!("ready");
     io::stdout().flush()?;

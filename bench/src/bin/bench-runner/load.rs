@@ -1,4 +1,4 @@
-//! Running the load tools (echo-load, wrk, redis-benchmark) against a started server, sampling
+//! Running the load tools (echo-load, udp-load, wrk, redis-benchmark) against a started server, sampling
 //! the server's CPU time around the measured window, and parsing the tools' reports.
 
 use std::io::{self, Write};
@@ -95,8 +95,16 @@ pub struct EchoParams {
     pub depth: usize,
 }
 
-fn echo_command(bin: &Path, server: &Server, p: EchoParams, secs: f64, warmup: f64) -> Command {
+fn echo_command(
+    bin: &Path,
+    server: &Server,
+    p: EchoParams,
+    secs: f64,
+    warmup: f64,
+    extra: &[String],
+) -> Command {
     let mut c = procs::load_command(&bin.to_string_lossy());
+    c.args(extra);
     c.arg("--addr")
         .arg(server.addr.to_string())
         .args(["--conns", &p.conns.to_string()])
@@ -117,7 +125,33 @@ pub fn echo_timed(
     warmup: f64,
     round: usize,
 ) -> io::Result<Sample> {
-    let mut cmd = echo_command(bin, server, p, secs, warmup);
+    echo_timed_with(bin, server, p, secs, warmup, round, &[])
+}
+
+/// [`echo_timed`] with extra echo-load arguments (`--tls --ca PEM`).
+pub fn echo_timed_with(
+    bin: &Path,
+    server: &Server,
+    p: EchoParams,
+    secs: f64,
+    warmup: f64,
+    round: usize,
+    extra: &[String],
+) -> io::Result<Sample> {
+    let cmd = echo_command(bin, server, p, secs, warmup, extra);
+    marked_run(cmd, "echo-load", server, secs + warmup, round)
+}
+
+/// Runs a load tool that prints `MARK start` / `MARK end` around its measured window and then
+/// a JSON report (echo-load, udp-load with `--marks --json`), sampling the server's CPU time at
+/// the marks.
+fn marked_run(
+    mut cmd: Command,
+    what: &str,
+    server: &Server,
+    secs: f64,
+    round: usize,
+) -> io::Result<Sample> {
     cmd.arg("--marks")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -125,7 +159,7 @@ pub fn echo_timed(
     let mut child = cmd.spawn()?;
     let lines = LineReader::new(child.stdout.take().expect("piped"));
     let err = procs::spawn_collect(child.stderr.take().expect("piped"));
-    let limit = Duration::from_secs_f64(secs + warmup + 60.0);
+    let limit = Duration::from_secs_f64(secs + 60.0);
     let (mut start, mut end, mut json) = (None, None, None);
     let deadline = Instant::now() + limit;
     while let Ok(line) = lines.next(deadline.saturating_duration_since(Instant::now())) {
@@ -146,20 +180,20 @@ pub fn echo_timed(
         Some(s) if s.success() => {}
         Some(s) => {
             return Err(io::Error::other(format!(
-                "echo-load exited with {s}{}",
+                "{what} exited with {s}{}",
                 tail(&err)
             )))
         }
-        None => return Err(io::Error::other("echo-load timed out")),
+        None => return Err(io::Error::other(format!("{what} timed out"))),
     }
     let (Some((c0, t0)), Some((c1, t1)), Some(json)) = (start, end, json) else {
         return Err(io::Error::other(format!(
-            "echo-load gave no marks/report{}",
+            "{what} gave no marks/report{}",
             tail(&err)
         )));
     };
     let v: serde_json::Value = serde_json::from_str(&json)
-        .map_err(|e| io::Error::other(format!("echo-load report {json:?}: {e}")))?;
+        .map_err(|e| io::Error::other(format!("{what} report {json:?}: {e}")))?;
     let f = |k: &str| v.get(k).and_then(|x| x.as_f64());
     Ok(Sample {
         round,
@@ -176,20 +210,92 @@ pub fn echo_timed(
 
 /// An untimed echo run (syscall pass): returns every message completed, warm-up included.
 pub fn echo_total(bin: &Path, server: &Server, p: EchoParams, secs: f64) -> io::Result<u64> {
-    let cmd = echo_command(bin, server, p, secs, 0.0);
-    let (out, _) = run_captured(cmd, Duration::from_secs_f64(secs + 60.0), "echo-load")?;
+    echo_total_with(bin, server, p, secs, &[])
+}
+
+/// [`echo_total`] with extra echo-load arguments.
+pub fn echo_total_with(
+    bin: &Path,
+    server: &Server,
+    p: EchoParams,
+    secs: f64,
+    extra: &[String],
+) -> io::Result<u64> {
+    let cmd = echo_command(bin, server, p, secs, 0.0, extra);
+    total_msgs(cmd, "echo-load", secs)
+}
+
+/// Runs a load tool to completion and returns the `total_msgs` of its JSON report.
+fn total_msgs(cmd: Command, what: &str, secs: f64) -> io::Result<u64> {
+    let (out, _) = run_captured(cmd, Duration::from_secs_f64(secs + 60.0), what)?;
     let json = out.lines().find(|l| l.starts_with('{')).unwrap_or("");
     let v: serde_json::Value = serde_json::from_str(json)
-        .map_err(|e| io::Error::other(format!("echo-load report {json:?}: {e}")))?;
+        .map_err(|e| io::Error::other(format!("{what} report {json:?}: {e}")))?;
     v.get("total_msgs")
         .and_then(|x| x.as_u64())
-        .ok_or_else(|| io::Error::other("echo-load report without total_msgs"))
+        .ok_or_else(|| io::Error::other(format!("{what} report without total_msgs")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// udp-load
+
+/// UDP echo load parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct UdpParams {
+    /// Sockets.
+    pub sockets: usize,
+    /// Datagram size, bytes.
+    pub size: usize,
+    /// Datagrams in flight per socket.
+    pub depth: usize,
+}
+
+fn udp_command(bin: &Path, server: &Server, p: UdpParams, secs: f64, warmup: f64) -> Command {
+    let mut c = procs::load_command(&bin.to_string_lossy());
+    c.arg("--addr")
+        .arg(server.addr.to_string())
+        .args(["--sockets", &p.sockets.to_string()])
+        .args(["--size", &p.size.to_string()])
+        .args(["--depth", &p.depth.to_string()])
+        .args(["--duration", &secs.to_string()])
+        .args(["--warmup", &warmup.to_string()])
+        .arg("--json");
+    c
+}
+
+/// A timed UDP echo run: CPU sampled at udp-load's marks; requests are datagrams echoed.
+pub fn udp_timed(
+    bin: &Path,
+    server: &Server,
+    p: UdpParams,
+    secs: f64,
+    warmup: f64,
+    round: usize,
+) -> io::Result<Sample> {
+    let cmd = udp_command(bin, server, p, secs, warmup);
+    marked_run(cmd, "udp-load", server, secs + warmup, round)
+}
+
+/// An untimed UDP echo run (syscall pass): every datagram echoed, warm-up included.
+pub fn udp_total(bin: &Path, server: &Server, p: UdpParams, secs: f64) -> io::Result<u64> {
+    let cmd = udp_command(bin, server, p, secs, 0.0);
+    total_msgs(cmd, "udp-load", secs)
 }
 
 /// Idle-memory run: server RSS growth per connection after `conns` idle connections, each after
 /// one round trip. Stops the server (before the client closes, so TIME_WAIT lands on the server
 /// side and the client's ephemeral ports stay free).
-pub fn idle_rss(bin: &Path, mut server: Server, conns: usize) -> (io::Result<f64>, Stopped) {
+pub fn idle_rss(bin: &Path, server: Server, conns: usize) -> (io::Result<f64>, Stopped) {
+    idle_rss_with(bin, server, conns, &[])
+}
+
+/// [`idle_rss`] with extra echo-load arguments (`--tls --ca PEM`: idle TLS connections).
+pub fn idle_rss_with(
+    bin: &Path,
+    mut server: Server,
+    conns: usize,
+    extra: &[String],
+) -> (io::Result<f64>, Stopped) {
     let res = (|| -> io::Result<(f64, std::process::Child)> {
         std::thread::sleep(Duration::from_millis(200));
         let before = server.rss_bytes()?;
@@ -197,6 +303,7 @@ pub fn idle_rss(bin: &Path, mut server: Server, conns: usize) -> (io::Result<f64
         cmd.arg("--addr")
             .arg(server.addr.to_string())
             .args(["--idle", &conns.to_string()])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -405,154 +512,4 @@ pub fn redis_bench(
         p999_us: None,
         max_us: ms(7),
     })
-}
-
-// ---------------------------------------------------------------------------------------------
-// perf (syscall pass)
-
-/// Syscall counts from one traced run.
-#[derive(Debug, Clone, Default)]
-pub struct SyscallStats {
-    /// All syscalls entered by the server.
-    pub syscalls: u64,
-    /// epoll_wait + epoll_pwait + epoll_pwait2 calls.
-    pub epoll_waits: u64,
-    /// Mean events returned per epoll wait (from `perf record` of the exit tracepoints).
-    pub events_per_wait: Option<f64>,
-    /// Requests completed during the traced run.
-    pub requests: u64,
-}
-
-impl SyscallStats {
-    /// Syscalls per request.
-    pub fn per_request(&self) -> f64 {
-        self.syscalls as f64 / self.requests.max(1) as f64
-    }
-}
-
-/// Which epoll wait tracepoints exist on this kernel (`perf list 'syscalls:*epoll*'`).
-pub fn epoll_wait_tracepoints() -> Vec<String> {
-    let out = Command::new("perf")
-        .args(["list", "syscalls:*epoll*"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    ["epoll_wait", "epoll_pwait", "epoll_pwait2"]
-        .iter()
-        .map(|s| s.to_string())
-        .filter(|s| out.contains(&format!("syscalls:sys_enter_{s} ")))
-        .collect()
-}
-
-/// Traces `pid` with `perf stat` (syscall counts) and `perf record` (epoll wait results) while
-/// `load` runs; `load` returns the requests it completed.
-pub fn traced<F: FnOnce() -> io::Result<u64>>(
-    pid: u32,
-    waits: &[String],
-    tmp: &Path,
-    load: F,
-) -> io::Result<SyscallStats> {
-    let stat_out = tmp.join(format!("perf-stat-{pid}.txt"));
-    let rec_out = tmp.join(format!("perf-record-{pid}.data"));
-    let mut stat = procs::load_command("perf");
-    stat.args(["stat", "-x", ",", "-o"]).arg(&stat_out);
-    stat.args(["-e", "raw_syscalls:sys_enter"]);
-    for w in waits {
-        stat.args(["-e", &format!("syscalls:sys_enter_{w}")]);
-    }
-    stat.args(["-p", &pid.to_string()]);
-    let mut stat = stat.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
-    let stat_err = procs::spawn_collect(stat.stderr.take().expect("piped"));
-    let mut rec = if waits.is_empty() {
-        None
-    } else {
-        let mut c = procs::load_command("perf");
-        c.args(["record", "-q", "-m", "1024", "-o"]).arg(&rec_out);
-        for w in waits {
-            c.args(["-e", &format!("syscalls:sys_exit_{w}")]);
-        }
-        c.args(["-p", &pid.to_string()]);
-        c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()
-    };
-    // Let both attach before the load starts.
-    std::thread::sleep(Duration::from_millis(700));
-    let load_res = load();
-    let _ = eventide_bench::sys::interrupt(stat.id());
-    if let Some(r) = &rec {
-        let _ = eventide_bench::sys::interrupt(r.id());
-    }
-    let stat_status = procs::wait_timeout(&mut stat, Duration::from_secs(20));
-    if stat_status.is_none() {
-        let _ = stat.kill();
-        let _ = stat.wait();
-    }
-    if let Some(r) = rec.as_mut() {
-        if procs::wait_timeout(r, Duration::from_secs(60)).is_none() {
-            let _ = r.kill();
-            let _ = r.wait();
-        }
-    }
-    let stat_err = stat_err.join().unwrap_or_default();
-    let requests = load_res?;
-    let text = std::fs::read_to_string(&stat_out).map_err(|e| {
-        io::Error::other(format!("perf stat wrote nothing ({e}){}", tail(&stat_err)))
-    })?;
-    let mut st = SyscallStats {
-        requests,
-        ..Default::default()
-    };
-    for line in text.lines() {
-        let cols: Vec<&str> = line.split(',').collect();
-        if cols.len() < 3 {
-            continue;
-        }
-        let Ok(count) = cols[0].trim().parse::<u64>() else {
-            continue;
-        };
-        let ev = cols[2].trim();
-        if ev == "raw_syscalls:sys_enter" {
-            st.syscalls = count;
-        } else if ev.starts_with("syscalls:sys_enter_epoll") {
-            st.epoll_waits += count;
-        }
-    }
-    if st.syscalls == 0 {
-        return Err(io::Error::other(format!(
-            "perf stat counted no syscalls{}",
-            tail(&stat_err)
-        )));
-    }
-    if rec.is_some() {
-        st.events_per_wait = events_per_wait(&rec_out);
-    }
-    let _ = std::fs::remove_file(&stat_out);
-    let _ = std::fs::remove_file(&rec_out);
-    Ok(st)
-}
-
-/// Mean return value of the recorded epoll wait exits (errors such as EINTR excluded).
-fn events_per_wait(data: &Path) -> Option<f64> {
-    let out = Command::new("perf")
-        .args(["script", "-F", "trace", "-i"])
-        .arg(data)
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let (mut sum, mut n) = (0u64, 0u64);
-    for line in text.lines() {
-        let v = line.trim();
-        let v = v.rsplit(' ').next().unwrap_or(v);
-        let parsed = match v.strip_prefix("0x") {
-            Some(h) => u64::from_str_radix(h, 16).ok(),
-            None => v.parse::<u64>().ok(),
-        };
-        if let Some(r) = parsed {
-            if r < (1 << 31) {
-                sum += r;
-                n += 1;
-            }
-        }
-    }
-    (n > 0).then(|| sum as f64 / n as f64)
 }

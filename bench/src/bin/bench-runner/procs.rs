@@ -21,6 +21,8 @@ pub const LOAD_CPU: &str = "1";
 pub enum Spawn {
     /// A binary following the demo contract (`--addr`, `--loops`, `listening on ADDR`).
     Contract(std::path::PathBuf),
+    /// The same, with extra arguments (e.g. eventide's echo with `--udp --udp-batch 32`).
+    ContractWith(std::path::PathBuf, Vec<String>),
     /// `redis-server` on a free port with persistence off.
     RedisServer,
 }
@@ -70,16 +72,18 @@ impl Server {
     /// Starts a server pinned to [`SERVER_CPU`] and waits until it accepts connections.
     pub fn start(spawn: &Spawn) -> io::Result<Server> {
         match spawn {
-            Spawn::Contract(bin) => Server::start_contract(bin),
+            Spawn::Contract(bin) => Server::start_contract(bin, &[]),
+            Spawn::ContractWith(bin, args) => Server::start_contract(bin, args),
             Spawn::RedisServer => Server::start_redis(),
         }
     }
 
-    fn start_contract(bin: &Path) -> io::Result<Server> {
+    fn start_contract(bin: &Path, extra: &[String]) -> io::Result<Server> {
         let mut child = Command::new("taskset")
             .args(["-c", SERVER_CPU])
             .arg(bin)
             .args(["--addr", "127.0.0.1:0", "--loops", "1"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

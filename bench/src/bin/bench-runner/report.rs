@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::load::{Sample, SyscallStats};
+use crate::load::Sample;
+use crate::perf::SyscallStats;
 
 /// Busy fraction under which a run is flagged: the server was not the bottleneck.
 pub const BUSY_FLAG: f64 = 0.95;
