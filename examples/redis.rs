@@ -14,7 +14,8 @@
 //! frame is answered `-ERR Protocol error: ...` and the connection closes.
 //!
 //! Options: `--shards N` (default 64) shards of the shared keyspace; `--read-timeout SECS`
-//! (default 0: none) cuts a client whose command never completes.
+//! (default 0: none) cuts a client whose command never completes; `--edge` for edge-triggered
+//! readiness.
 
 mod common;
 #[path = "redis/kv.rs"]
@@ -24,11 +25,11 @@ use std::time::Duration;
 
 use common::Args;
 use eventide::resp::{Parser, RespServer};
-use eventide::{InboundPolicy, Server};
+use eventide::{InboundPolicy, Server, Trigger};
 use kv::{Kv, Store};
 
 fn main() {
-    let args = Args::parse("127.0.0.1:6380", &["shards", "read-timeout"], &[]);
+    let args = Args::parse("127.0.0.1:6380", &["shards", "read-timeout"], &["edge"]);
     let signals = common::termination_signals();
     let store = Store::new(args.parsed("shards", 64));
     // Values up to 32 MiB: the parser's command limit and the connection's inbound limit
@@ -39,6 +40,11 @@ fn main() {
     let mut builder = Server::builder()
         .bind(args.addr.as_str())
         .loops(args.loops)
+        .trigger(if args.flag("edge") {
+            Trigger::Edge
+        } else {
+            Trigger::Level
+        })
         .inbound_limit(34 << 20, InboundPolicy::Close);
     let read_timeout: u64 = args.parsed("read-timeout", 0);
     if read_timeout > 0 {

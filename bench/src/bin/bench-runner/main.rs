@@ -159,6 +159,11 @@ fn run(cfg: &Config) -> io::Result<()> {
         secs: cfg.secs,
         chart,
         notes,
+        // The hand-written reading of the verdicts, kept next to the runner and included
+        // only with verdicts (it discusses the full run's figures).
+        analysis: verdicts
+            .as_ref()
+            .and_then(|_| std::fs::read_to_string(env.root.join("bench/ANALYSIS.md")).ok()),
         verdicts,
     };
     if let Some(dir) = md.parent() {

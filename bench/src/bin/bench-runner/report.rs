@@ -479,6 +479,8 @@ pub struct Context {
     pub notes: Vec<String>,
     /// Whether verdicts were computed.
     pub verdicts: Option<Vec<Verdict>>,
+    /// `bench/ANALYSIS.md`: what the misses mean, written by hand (full runs only).
+    pub analysis: Option<String>,
 }
 
 /// Renders BENCHMARKS.md.
@@ -530,6 +532,9 @@ is better for req/s and events/wait.\n"
             );
         }
         let _ = writeln!(o);
+    }
+    if let Some(a) = &cx.analysis {
+        let _ = writeln!(o, "{}\n", a.trim_end());
     }
     let _ = writeln!(o, "## Results\n");
     for b in benches {

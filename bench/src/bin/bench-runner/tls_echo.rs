@@ -88,7 +88,7 @@ pub fn scenario(cfg: &Config, env: &Env) -> Result<Scenario, String> {
         servers: vec![
             ServerSpec {
                 name: EVENTIDE.into(),
-                spawn: Spawn::ContractWith(echo, args.clone()),
+                spawn: Spawn::ContractWith(echo, [args.clone(), vec!["--edge".into()]].concat()),
             },
             ServerSpec {
                 name: PEER.into(),
@@ -97,6 +97,7 @@ pub fn scenario(cfg: &Config, env: &Env) -> Result<Scenario, String> {
         ],
         eventide: Some(EVENTIDE.into()),
         notes: vec![
+            super::scenarios::EDGE_NOTE.to_string(),
             "tls-echo: B/conn idle is per idle TLS connection (after its handshake and one round trip); CPU µs/req excludes the handshakes".into(),
         ],
     })
