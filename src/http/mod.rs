@@ -53,6 +53,7 @@ use crate::{Conn, LoopCx};
 
 mod body;
 mod date;
+mod fast;
 mod request;
 mod response;
 mod server;

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use super::fast::Head;
 use super::response::Status;
 use super::Limits;
 
@@ -158,10 +159,10 @@ pub(crate) struct Framing {
 
 /// Reads the framing of a complete head (RFC 9112 section 6). Errors are the status to answer
 /// with before closing.
-pub(crate) fn framing(req: &httparse::Request<'_, '_>, limits: &Limits) -> Result<Framing, Status> {
+pub(crate) fn framing(req: &Head<'_, '_>, limits: &Limits) -> Result<Framing, Status> {
     let version = match req.version {
-        Some(0) => Version::Http10,
-        Some(1) => Version::Http11,
+        0 => Version::Http10,
+        1 => Version::Http11,
         _ => return Err(Status::HTTP_VERSION_NOT_SUPPORTED),
     };
     let mut close = false;
@@ -234,7 +235,7 @@ pub(crate) fn framing(req: &httparse::Request<'_, '_>, limits: &Limits) -> Resul
         keep_alive,
         body,
         expect_continue,
-        head_only: req.method == Some("HEAD"),
+        head_only: req.method == "HEAD",
     })
 }
 
@@ -281,10 +282,9 @@ mod tests {
     use super::*;
 
     fn frame(head: &str) -> Result<Framing, Status> {
-        let mut headers = [httparse::EMPTY_HEADER; 16];
-        let mut req = httparse::Request::new(&mut headers);
-        assert!(req.parse(head.as_bytes()).unwrap().is_complete());
-        framing(&req, &Limits::default())
+        let mut headers = [std::mem::MaybeUninit::uninit(); 16];
+        let req = super::super::fast::httparse_head(head.as_bytes(), &mut headers);
+        framing(&req.unwrap().unwrap(), &Limits::default())
     }
 
     #[test]

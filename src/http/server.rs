@@ -2,11 +2,11 @@
 //! [`Service`] and writes the responses back.
 
 use std::fmt;
-use std::mem::MaybeUninit;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::body::{self, Chunked, Scan};
 use super::date::DateCache;
+use super::fast::{Head, Slots, Text, HEADERS_CAP};
 use super::request::{framing, BodyKind, Framing, Request, Version};
 use super::response::{Batch, Heads, Response, Status, OK_LINE};
 use super::{Limits, Service, Sink};
@@ -15,10 +15,6 @@ use crate::{Action, Conn, Handler, LoopCx, Timeout};
 /// The loop-timer token [`HttpServer`] uses to refresh its `Date` header each second; a
 /// [`Service`] must not use it for its own timers.
 pub const DATE_TIMER_TOKEN: u64 = u64::MAX;
-
-/// Most header fields [`HttpServer::max_headers`] allows (the parser's array lives on the
-/// stack).
-const HEADERS_CAP: usize = 256;
 
 /// An HTTP/1.1 server: the [`Handler`] that runs a [`Service`]. Make one per event loop in
 /// the factory given to [`Builder::start`](crate::Builder::start).
@@ -229,8 +225,10 @@ impl<S: Service> HttpServer<S> {
 
     fn serve_batch(&mut self, st: &mut HttpConnState, input: &[u8], out: &mut Batch<'_>) -> Served {
         let mut pos = 0;
+        let mut text = Text::new(input);
         while pos < input.len() {
-            match self.step(st, &input[pos..], out) {
+            let t = text.at(pos, self.limits.max_head);
+            match self.step(st, &input[pos..], t, out) {
                 Step::Answered { len, keep_alive } => {
                     *st = HttpConnState::default();
                     out.settle();
@@ -259,8 +257,9 @@ impl<S: Service> HttpServer<S> {
         }
     }
 
-    /// Parses (and answers) the request at the front of `rest`.
-    fn step(&mut self, st: &mut HttpConnState, rest: &[u8], out: &mut Batch<'_>) -> Step {
+    /// Parses (and answers) the request at the front of `rest`; `t` is valid UTF-8 read from the
+    /// same bytes, for the head parser's fast path.
+    fn step(&mut self, st: &mut HttpConnState, rest: &[u8], t: &str, out: &mut Batch<'_>) -> Step {
         let limits = self.limits;
         if let Some(p) = st.pending.as_mut() {
             let head_len = p.head_len;
@@ -283,10 +282,8 @@ impl<S: Service> HttpServer<S> {
                 }
             };
             // The body is complete: parse the head again (it is still in the input) and answer.
-            let mut headers = [const { MaybeUninit::uninit() }; HEADERS_CAP];
-            let mut req = httparse::Request::new(&mut []);
-            let parsed = req.parse_with_uninit_headers(rest, &mut headers[..limits.max_headers]);
-            let Ok(httparse::Status::Complete(_)) = parsed else {
+            let mut slots = Slots::new();
+            let Ok(Some(req)) = slots.parse(&rest[..head_len], t, limits.max_headers) else {
                 return Step::Refuse(Status::BAD_REQUEST); // cannot happen: parsed before
             };
             let Ok(f) = framing(&req, &limits) else {
@@ -295,24 +292,19 @@ impl<S: Service> HttpServer<S> {
             return self.body_ready(&req, f, rest, head_len, body_end, out);
         }
 
-        // Uninitialised: zeroing the whole array per request would cost more than parsing.
-        let mut headers = [const { MaybeUninit::uninit() }; HEADERS_CAP];
-        let mut req = httparse::Request::new(&mut []);
+        let mut slots = Slots::new();
         // Only the first `max_head` bytes can hold an acceptable head, so only those are parsed:
         // the verdict on a request then never depends on how its bytes were cut into reads.
         let head_part = &rest[..rest.len().min(limits.max_head)];
-        let head_len =
-            match req.parse_with_uninit_headers(head_part, &mut headers[..limits.max_headers]) {
-                Ok(httparse::Status::Complete(n)) => n,
-                Ok(httparse::Status::Partial) => return self.wait_for_head(rest),
-                Err(httparse::Error::TooManyHeaders) => {
-                    return Step::Refuse(Status::REQUEST_HEADER_FIELDS_TOO_LARGE)
-                }
-                Err(_) => return Step::Refuse(Status::BAD_REQUEST),
-            };
-        if head_len > limits.max_head {
-            return Step::Refuse(Status::REQUEST_HEADER_FIELDS_TOO_LARGE);
-        }
+        let req = match slots.parse(head_part, t, limits.max_headers) {
+            Ok(Some(req)) => req,
+            Ok(None) => return self.wait_for_head(rest),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Step::Refuse(Status::REQUEST_HEADER_FIELDS_TOO_LARGE)
+            }
+            Err(_) => return Step::Refuse(Status::BAD_REQUEST),
+        };
+        let head_len = req.len;
         let f = match framing(&req, &limits) {
             Ok(f) => f,
             Err(status) => return Step::Refuse(status),
@@ -373,7 +365,7 @@ impl<S: Service> HttpServer<S> {
     /// The whole request is in `rest[..body_end]`: decode the body if chunked, then answer.
     fn body_ready(
         &mut self,
-        req: &httparse::Request<'_, '_>,
+        req: &Head<'_, '_>,
         f: Framing,
         rest: &[u8],
         head_len: usize,
@@ -407,7 +399,7 @@ impl<S: Service> HttpServer<S> {
     /// Calls the service for one complete request. Returns whether the connection stays open.
     fn answer(
         &mut self,
-        req: &httparse::Request<'_, '_>,
+        req: &Head<'_, '_>,
         f: Framing,
         src: BodySrc<'_>,
         out: &mut Batch<'_>,
@@ -417,8 +409,8 @@ impl<S: Service> HttpServer<S> {
             BodySrc::Decoded => &self.body_buf[..],
         };
         let request = Request {
-            method: req.method.unwrap_or(""),
-            target: req.path.unwrap_or(""),
+            method: req.method,
+            target: req.target,
             version: f.version,
             headers: req.headers,
             body,

@@ -1,6 +1,9 @@
 //! Test and fuzzing support, not part of the stable API: drives an [`HttpServer`] over
 //! in-memory bytes exactly as a connection's `on_data` would, without sockets.
 
+use std::mem::MaybeUninit;
+
+use super::fast::{fast_head, httparse_head, utf8_prefix, Head, Slots, FAST_HEADERS, HEADERS_CAP};
 use super::server::HttpConnState;
 use super::{HttpServer, Request, Response, Service};
 
@@ -169,4 +172,99 @@ pub fn fuzz_entry(data: &[u8]) {
     );
     assert_eq!(whole.is_closed(), split.is_closed());
     assert!(a.is_empty() || a.starts_with(b"HTTP/1.1 "));
+    if let Err(e) = check_head(stream, usize::MAX, 8) {
+        panic!("{e}");
+    }
+}
+
+/// A parsed head, owned, to compare the parsers' results.
+#[derive(Debug, PartialEq, Eq)]
+enum Parsed {
+    Complete {
+        method: String,
+        target: String,
+        version: u8,
+        headers: Vec<(String, Vec<u8>)>,
+        len: usize,
+    },
+    Partial,
+    Error(httparse::Error),
+}
+
+impl Parsed {
+    fn of(r: Result<Option<Head<'_, '_>>, httparse::Error>) -> Parsed {
+        match r {
+            Ok(Some(h)) => Parsed::Complete {
+                method: h.method.into(),
+                target: h.target.into(),
+                version: h.version,
+                headers: h
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.into(), h.value.into()))
+                    .collect(),
+                len: h.len,
+            },
+            Ok(None) => Parsed::Partial,
+            Err(e) => Parsed::Error(e),
+        }
+    }
+}
+
+/// The differential check of the head parser: with `max_headers` header slots (1..=256) and
+/// the fast path reading the valid UTF-8 of `buf[..text_len]`, the fast path's result (when it
+/// takes `buf`) and that of the parser the server runs (fast path, else `httparse`) must both
+/// be `httparse`'s alone, errors and "incomplete" included. `Ok(true)` if the fast path took
+/// `buf`; `Err` describes a disagreement.
+pub fn check_head(buf: &[u8], text_len: usize, max_headers: usize) -> Result<bool, String> {
+    let max_headers = max_headers.clamp(1, HEADERS_CAP);
+    let text = utf8_prefix(&buf[..text_len.min(buf.len())]).0;
+    let mut slow = [const { MaybeUninit::uninit() }; HEADERS_CAP];
+    let reference = Parsed::of(httparse_head(buf, &mut slow[..max_headers]));
+    let mut both = Slots::new();
+    let combined = Parsed::of(both.parse(buf, text, max_headers));
+    let mut slots = [httparse::EMPTY_HEADER; FAST_HEADERS];
+    let cap = max_headers.min(FAST_HEADERS);
+    let fast_only = fast_head(text, buf.len(), &mut slots[..cap]).map(|h| Parsed::of(Ok(Some(h))));
+    let show = || {
+        format!(
+            "{:?} (text {} bytes, max_headers {max_headers})",
+            String::from_utf8_lossy(buf),
+            text.len()
+        )
+    };
+    if combined != reference {
+        return Err(format!(
+            "head parser disagrees with httparse on {}:\n  {combined:?}\n  {reference:?}",
+            show()
+        ));
+    }
+    match fast_only {
+        Some(f) if f != reference => Err(format!(
+            "fast path disagrees with httparse on {}:\n  {f:?}\n  {reference:?}",
+            show()
+        )),
+        Some(_) => Ok(true),
+        None => Ok(false),
+    }
+}
+
+/// The `http_head_diff` fuzz target: `data[0] % 20 + 1` header slots, the rest is the head,
+/// checked by [`check_head`] with the fast path reading all of it and a prefix of
+/// `data[0] * 2` bytes; panics on a disagreement. For a head the fast path takes, every prefix
+/// is checked too (a cut head must be "incomplete" to both, or refused by both).
+pub fn head_diff_entry(data: &[u8]) {
+    let Some((&n, buf)) = data.split_first() else {
+        return;
+    };
+    let max_headers = usize::from(n % 20) + 1;
+    let check = |buf: &[u8], text_len: usize| {
+        check_head(buf, text_len, max_headers).unwrap_or_else(|e| panic!("{e}"))
+    };
+    check(buf, usize::from(n) * 2);
+    if check(buf, usize::MAX) {
+        for end in 0..buf.len().min(1024) {
+            check(&buf[..end], usize::MAX);
+        }
+    }
 }

@@ -1,0 +1,415 @@
+//! Request heads: a strict fast path for the common shape, and `httparse` for everything else.
+//!
+//! The fast path takes only a conservative subset of RFC 9112, on which its result is the one
+//! `httparse` gives (same method, target, version, headers with the same trimming, same head
+//! length; checked by the differential tests in `tests/http_props.rs` and the `http_head_diff`
+//! fuzz target):
+//!
+//! ```text
+//! head   = method SP target SP ( "HTTP/1.1" / "HTTP/1.0" ) CRLF *( field CRLF ) CRLF
+//! method = 1*16tchar
+//! target = 1*( %x21-7E )
+//! field  = 1*tchar ":" *( SP / HTAB ) *( %x20-7E / HTAB )     ; trailing SP / HTAB trimmed
+//! ```
+//!
+//! Anything else — leading empty lines, bare LF, obs-fold, control bytes, bytes of 0x80 and
+//! above, an incomplete head, more headers than the limit or than [`FAST_HEADERS`] — makes it
+//! give up, and the whole head is parsed again by `httparse`, which accepts or refuses it as it
+//! always did.
+
+use std::mem::MaybeUninit;
+
+use httparse::Header;
+
+/// Most header fields the fast path takes (its array is initialised per request, so it is
+/// kept small); a head with more goes to `httparse`.
+pub(crate) const FAST_HEADERS: usize = 16;
+
+/// Longest method the fast path takes.
+const MAX_METHOD: usize = 16;
+
+/// A parsed request head, whichever parser read it.
+#[derive(Debug)]
+pub(crate) struct Head<'h, 'b> {
+    pub method: &'b str,
+    pub target: &'b str,
+    /// The minor version: 0 or 1.
+    pub version: u8,
+    pub headers: &'h [Header<'b>],
+    /// Bytes of the head, final CRLF included.
+    pub len: usize,
+}
+
+/// Parses the head at the start of `buf`: `Ok(None)` while it is incomplete, the `httparse`
+/// error if it is malformed or has more than `slow.len()` headers. `text` is valid UTF-8 read
+/// from the same bytes as `buf` (either may be the longer): the fast path reads it, and fills
+/// `fast`; `httparse` reads `buf`, and fills `slow`.
+#[inline]
+pub(crate) fn parse_head<'h, 'b>(
+    buf: &'b [u8],
+    text: &'b str,
+    fast: &'h mut [Header<'b>; FAST_HEADERS],
+    slow: &'h mut [MaybeUninit<Header<'b>>],
+) -> Result<Option<Head<'h, 'b>>, httparse::Error> {
+    let cap = slow.len().min(FAST_HEADERS);
+    match fast_head(text, buf.len(), &mut fast[..cap]) {
+        Some(head) => Ok(Some(head)),
+        None => httparse_head(buf, slow),
+    }
+}
+
+/// Most header fields [`HttpServer::max_headers`](super::HttpServer::max_headers) allows.
+pub(crate) const HEADERS_CAP: usize = 256;
+
+/// Header slots for [`parse_head`]: a few initialised ones for the fast path, and
+/// [`HEADERS_CAP`] uninitialised ones for `httparse` (zeroing those per request would cost
+/// more than parsing). Lives on the stack of the caller.
+pub(crate) struct Slots<'b> {
+    fast: [Header<'b>; FAST_HEADERS],
+    slow: [MaybeUninit<Header<'b>>; HEADERS_CAP],
+}
+
+impl<'b> Slots<'b> {
+    #[inline(always)]
+    pub(crate) fn new() -> Slots<'b> {
+        Slots {
+            fast: [httparse::EMPTY_HEADER; FAST_HEADERS],
+            slow: [const { MaybeUninit::uninit() }; HEADERS_CAP],
+        }
+    }
+
+    /// [`parse_head`] with `max_headers` (1..=[`HEADERS_CAP`]) header slots.
+    #[inline(always)]
+    pub(crate) fn parse<'h>(
+        &'h mut self,
+        buf: &'b [u8],
+        text: &'b str,
+        max_headers: usize,
+    ) -> Result<Option<Head<'h, 'b>>, httparse::Error> {
+        parse_head(buf, text, &mut self.fast, &mut self.slow[..max_headers])
+    }
+}
+
+/// `httparse` alone, on `slow.len()` header slots.
+pub(crate) fn httparse_head<'h, 'b>(
+    buf: &'b [u8],
+    slow: &'h mut [MaybeUninit<Header<'b>>],
+) -> Result<Option<Head<'h, 'b>>, httparse::Error> {
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(buf, slow)? {
+        httparse::Status::Complete(len) => Ok(Some(Head {
+            method: req.method.unwrap_or(""),
+            target: req.path.unwrap_or(""),
+            version: req.version.unwrap_or(u8::MAX),
+            headers: req.headers,
+            len,
+        })),
+        httparse::Status::Partial => Ok(None),
+    }
+}
+
+/// The fast path: the head at the start of `text` if it is complete within `max_len` bytes,
+/// within the grammar above and has at most `slots.len()` headers; `None` otherwise
+/// (including "incomplete"). Reading a `str` already validated spares a `str::from_utf8` per
+/// name: on short slices it costs about ten instructions a byte.
+pub(crate) fn fast_head<'h, 'b>(
+    text: &'b str,
+    max_len: usize,
+    slots: &'h mut [Header<'b>],
+) -> Option<Head<'h, 'b>> {
+    let buf = text.as_bytes();
+    // Method: "GET " is by far the most common.
+    let m = if buf.starts_with(b"GET ") {
+        3
+    } else {
+        let m = buf
+            .iter()
+            .take(MAX_METHOD + 1)
+            .position(|&b| !is_tchar(b))?;
+        if m == 0 || buf[m] != b' ' {
+            return None;
+        }
+        m
+    };
+    // The `str`s are cut with `split_at_checked`, which the compiler inlines (`str::get` with
+    // a range it calls out of line); every cut is at an ASCII byte.
+    let (method, rest) = text.split_at_checked(m)?;
+    let rest = skip(rest, 1)?;
+
+    let t = run(rest.as_bytes(), 0x21);
+    if t == 0 || rest.as_bytes().get(t) != Some(&b' ') {
+        return None;
+    }
+    let (target, rest) = rest.split_at_checked(t)?;
+
+    // " HTTP/1.x\r\n"
+    let b = rest.as_bytes();
+    let version = match u64::from_le_bytes(b.get(1..9)?.try_into().ok()?) {
+        HTTP_11 => 1,
+        HTTP_10 => 0,
+        _ => return None,
+    };
+    if u16::from_le_bytes(b.get(9..11)?.try_into().ok()?) != CRLF {
+        return None;
+    }
+    let mut rest = skip(rest, 11)?;
+
+    let mut n = 0;
+    loop {
+        let b = rest.as_bytes();
+        if *b.first()? == b'\r' {
+            if *b.get(1)? != b'\n' {
+                return None;
+            }
+            rest = skip(rest, 2)?;
+            break;
+        }
+        // Name, then the colon right after it.
+        let name_len = b.iter().position(|&c| !is_tchar(c))?;
+        if name_len == 0 || b[name_len] != b':' {
+            return None;
+        }
+        let (name, line) = rest.split_at_checked(name_len)?;
+        let b = line.as_bytes();
+        // Leading OWS.
+        let mut i = 1;
+        while matches!(*b.get(i)?, b' ' | b'\t') {
+            i += 1;
+        }
+        // Value up to CR: printable ASCII and tabs.
+        let vs = i;
+        loop {
+            i += run(&b[i..], 0x20);
+            match *b.get(i)? {
+                b'\t' => i += 1,
+                b'\r' => break,
+                _ => return None,
+            }
+        }
+        if *b.get(i + 1)? != b'\n' {
+            return None;
+        }
+        // Trailing OWS.
+        let mut ve = i;
+        while ve > vs && matches!(b[ve - 1], b' ' | b'\t') {
+            ve -= 1;
+        }
+        *slots.get_mut(n)? = Header {
+            name,
+            value: &b[vs..ve],
+        };
+        n += 1;
+        rest = skip(line, i + 2)?;
+    }
+    let len = text.len() - rest.len();
+    if len > max_len {
+        return None;
+    }
+    let slots: &'h [Header<'b>] = slots;
+    Some(Head {
+        method,
+        target,
+        version,
+        headers: &slots[..n],
+        len,
+    })
+}
+
+const HTTP_11: u64 = u64::from_le_bytes(*b"HTTP/1.1");
+const HTTP_10: u64 = u64::from_le_bytes(*b"HTTP/1.0");
+const CRLF: u16 = u16::from_le_bytes(*b"\r\n");
+
+/// `s` without its first `n` bytes.
+#[inline(always)]
+fn skip(s: &str, n: usize) -> Option<&str> {
+    Some(s.split_at_checked(n)?.1)
+}
+
+/// The longest prefix of `bytes` that is valid UTF-8.
+pub(crate) fn utf8_prefix(bytes: &[u8]) -> (&str, bool) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (s, false),
+        Err(e) => (
+            std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+            e.error_len().is_some(),
+        ),
+    }
+}
+
+/// Validated text over a connection's input, so that the fast path can hand out `&str`s
+/// without validating each (`str::from_utf8` costs about ten instructions a byte on short
+/// slices, well under one on long ones). A window of up to `2 * max_head` bytes is validated
+/// from the start of a request and serves the requests after it until one may run past it;
+/// every byte is validated at most about twice.
+pub(crate) struct Text<'b> {
+    input: &'b [u8],
+    /// `text` is `input[start..start + text.len()]`.
+    start: usize,
+    text: &'b str,
+    /// `text` ends at a byte that is not UTF-8, or at the end of the input: it cannot grow.
+    stuck: bool,
+}
+
+impl<'b> Text<'b> {
+    pub(crate) fn new(input: &'b [u8]) -> Text<'b> {
+        Text {
+            input,
+            start: 0,
+            text: "",
+            stuck: false,
+        }
+    }
+
+    /// The validated text from `pos` on: at least `max_head` bytes, unless the input or its
+    /// valid UTF-8 ends first.
+    #[inline]
+    pub(crate) fn at(&mut self, pos: usize, max_head: usize) -> &'b str {
+        let end = self.start + self.text.len();
+        if pos > end || (!self.stuck && end - pos < max_head) {
+            let stop = self
+                .input
+                .len()
+                .min(pos.saturating_add(max_head.saturating_mul(2)));
+            let (text, bad) = utf8_prefix(&self.input[pos..stop]);
+            self.start = pos;
+            self.text = text;
+            self.stuck = bad || stop == self.input.len();
+        }
+        // Not a character boundary: a byte the fast path would refuse anyway.
+        self.text.get(pos - self.start..).unwrap_or("")
+    }
+}
+
+static TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        i += 1;
+    }
+    t
+};
+
+/// Whether `b` is a `tchar` (RFC 9110 section 5.6.2).
+#[inline(always)]
+fn is_tchar(b: u8) -> bool {
+    TCHAR[usize::from(b)]
+}
+
+/// Length of the run of bytes in `lo..=0x7E` at the start of `bytes`, eight at a time.
+///
+/// In a word of eight bytes (the first one lowest), `w - lo` sets the top bit of the first byte
+/// below `lo`, `w + 1` that of the first above 0x7E, `w` that of the first of 0x80 and above;
+/// borrows and carries only ever start at such a byte and move up, so the lowest flagged byte
+/// is exactly the first one out of range.
+#[inline(always)]
+fn run(bytes: &[u8], lo: u8) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        let bad = (w.wrapping_sub(ONES * u64::from(lo)) | w.wrapping_add(ONES) | w) & HIGH;
+        if bad != 0 {
+            return i + (bad.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < bytes.len() && (lo..=0x7E).contains(&bytes[i]) {
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Owned = (String, String, u8, Vec<(String, Vec<u8>)>, usize);
+
+    fn fast(buf: &[u8]) -> Option<Owned> {
+        let mut slots = [httparse::EMPTY_HEADER; FAST_HEADERS];
+        let h = fast_head(utf8_prefix(buf).0, buf.len(), &mut slots)?;
+        let headers = h
+            .headers
+            .iter()
+            .map(|h| (h.name.to_string(), h.value.to_vec()))
+            .collect();
+        Some((h.method.into(), h.target.into(), h.version, headers, h.len))
+    }
+
+    #[test]
+    fn accepts_the_common_shape() {
+        let head =
+            b"GET /plaintext?x=1 HTTP/1.1\r\nHost: a:80\r\nX-Empty:\r\nX-Ws: \t v \t\r\n\r\nbody";
+        let (m, t, v, h, len) = fast(head).unwrap();
+        assert_eq!(
+            (&*m, &*t, v, len),
+            ("GET", "/plaintext?x=1", 1, head.len() - 4)
+        );
+        let names: Vec<&str> = h.iter().map(|(n, _)| &**n).collect();
+        assert_eq!(names, ["Host", "X-Empty", "X-Ws"]);
+        assert_eq!(h[0].1, b"a:80");
+        assert_eq!(h[1].1, b"");
+        assert_eq!(h[2].1, b"v");
+        let (m, _, v, h, _) = fast(b"M-SEARCH * HTTP/1.0\r\n\r\n").unwrap();
+        assert_eq!((&*m, v, h.len()), ("M-SEARCH", 0, 0));
+    }
+
+    #[test]
+    fn gives_up_outside_the_grammar() {
+        for head in [
+            &b"\r\nGET / HTTP/1.1\r\n\r\n"[..],
+            b"GET / HTTP/1.1\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: \x80\r\n\r\n",
+            b"GET /\x80 HTTP/1.1\r\n\r\n",
+            b"GET  / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/2.0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA : b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\x7f\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\r\n",
+            b"ABCDEFGHIJKLMNOPQ / HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(fast(head).is_none(), "{:?}", String::from_utf8_lossy(head));
+        }
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for _ in 0..=FAST_HEADERS {
+            many.extend_from_slice(b"A: b\r\n");
+        }
+        many.extend_from_slice(b"\r\n");
+        assert!(fast(&many).is_none());
+    }
+
+    #[test]
+    fn runs_stop_at_the_first_byte_out_of_range() {
+        for len in 0..20 {
+            for bad in [0u8, b'\t', b' ', 0x7f, 0x80, 0xff] {
+                let mut v = vec![b'a'; len];
+                v.push(bad);
+                v.extend_from_slice(&[0xff, 0, b' ', b'a', b'b', b'c', b'd', b'e']);
+                assert_eq!(run(&v, 0x20), if bad == b' ' { len + 1 } else { len });
+                assert_eq!(run(&v, 0x21), len);
+            }
+        }
+    }
+}
