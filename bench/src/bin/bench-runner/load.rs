@@ -15,6 +15,8 @@ pub struct Sample {
     pub round: usize,
     /// Server CPU seconds (utime + stime) during the window.
     pub cpu_s: f64,
+    /// The part of `cpu_s` spent in the kernel (stime).
+    pub system_s: f64,
     /// Wall seconds of the window.
     pub wall_s: f64,
     /// Requests (messages) completed in the window, as counted by the load tool.
@@ -38,6 +40,15 @@ impl Sample {
             self.cpu_s / self.wall_s
         } else {
             0.0
+        }
+    }
+
+    /// Fraction of the server's CPU time spent in the kernel.
+    pub fn kernel_share(&self) -> f64 {
+        if self.cpu_s > 0.0 {
+            self.system_s / self.cpu_s
+        } else {
+            f64::NAN
         }
     }
 
@@ -164,8 +175,8 @@ fn marked_run(
     let deadline = Instant::now() + limit;
     while let Ok(line) = lines.next(deadline.saturating_duration_since(Instant::now())) {
         match line.trim() {
-            "MARK start" => start = Some((server.cpu_seconds()?, Instant::now())),
-            "MARK end" => end = Some((server.cpu_seconds()?, Instant::now())),
+            "MARK start" => start = Some((server.cpu_time()?, Instant::now())),
+            "MARK end" => end = Some((server.cpu_time()?, Instant::now())),
             l if l.starts_with('{') => json = Some(l.to_string()),
             _ => {}
         }
@@ -197,7 +208,8 @@ fn marked_run(
     let f = |k: &str| v.get(k).and_then(|x| x.as_f64());
     Ok(Sample {
         round,
-        cpu_s: c1 - c0,
+        cpu_s: (c1 - c0).total(),
+        system_s: (c1 - c0).system_s,
         wall_s: t1.duration_since(t0).as_secs_f64(),
         requests: f("msgs").unwrap_or(0.0) as u64,
         rps: f("msgs_per_sec").unwrap_or(0.0),
@@ -398,10 +410,10 @@ pub fn wrk(
     if pipeline > 1 {
         cmd.args(["--", &pipeline.to_string()]);
     }
-    let c0 = server.cpu_seconds()?;
+    let c0 = server.cpu_time()?;
     let t0 = Instant::now();
     let (out, _) = run_captured(cmd, Duration::from_secs(secs + 60), "wrk")?;
-    let c1 = server.cpu_seconds()?;
+    let c1 = server.cpu_time()?;
     let wall = t0.elapsed().as_secs_f64();
     let kv = |key: &str| -> Option<f64> {
         out.lines()
@@ -449,7 +461,8 @@ pub fn wrk(
     };
     Ok(Sample {
         round,
-        cpu_s: c1 - c0,
+        cpu_s: (c1 - c0).total(),
+        system_s: (c1 - c0).system_s,
         wall_s: wall,
         requests: requests as u64,
         rps,
@@ -475,10 +488,10 @@ pub fn redis_bench(
     cmd.args(["-h", "127.0.0.1", "-p", &server.addr.port().to_string()])
         .args(["-t", test, "-c", "50", "-P", &pipeline.to_string()])
         .args(["-n", &n.to_string(), "--csv"]);
-    let c0 = server.cpu_seconds()?;
+    let c0 = server.cpu_time()?;
     let t0 = Instant::now();
     let (out, err) = run_captured(cmd, Duration::from_secs(600), "redis-benchmark")?;
-    let c1 = server.cpu_seconds()?;
+    let c1 = server.cpu_time()?;
     let wall = t0.elapsed().as_secs_f64();
     let want = format!("\"{}\"", test.to_ascii_uppercase());
     let row = out.lines().find(|l| l.starts_with(&want)).ok_or_else(|| {
@@ -503,7 +516,8 @@ pub fn redis_bench(
     }
     Ok(Sample {
         round,
-        cpu_s: c1 - c0,
+        cpu_s: (c1 - c0).total(),
+        system_s: (c1 - c0).system_s,
         wall_s: wall,
         requests: n,
         rps: at(1).unwrap_or(0.0),

@@ -175,9 +175,9 @@ impl Server {
         }
     }
 
-    /// Server CPU seconds so far (utime + stime of all its threads).
-    pub fn cpu_seconds(&self) -> io::Result<f64> {
-        cpu_seconds(self.pid)
+    /// Server CPU time so far (utime and stime of all its threads).
+    pub fn cpu_time(&self) -> io::Result<CpuTime> {
+        cpu_time(self.pid)
     }
 
     /// Resident set size in bytes (VmRSS).
@@ -237,8 +237,34 @@ impl Drop for Server {
     }
 }
 
-/// Reads `/proc/PID/stat` utime + stime, in seconds.
-pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
+/// CPU seconds a process has used, split into user and kernel time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTime {
+    /// utime: seconds in user space.
+    pub user_s: f64,
+    /// stime: seconds in the kernel (syscalls, softirqs charged to the process).
+    pub system_s: f64,
+}
+
+impl CpuTime {
+    /// User plus kernel seconds.
+    pub fn total(self) -> f64 {
+        self.user_s + self.system_s
+    }
+}
+
+impl std::ops::Sub for CpuTime {
+    type Output = CpuTime;
+    fn sub(self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            user_s: self.user_s - earlier.user_s,
+            system_s: self.system_s - earlier.system_s,
+        }
+    }
+}
+
+/// Reads `/proc/PID/stat` utime and stime, in seconds.
+pub fn cpu_time(pid: u32) -> io::Result<CpuTime> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may contain spaces) start at field 3 (state).
     let rest = s
@@ -252,7 +278,11 @@ pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| io::Error::other("malformed /proc/PID/stat"))
     };
-    Ok((get(14)? + get(15)?) as f64 / ticks() as f64)
+    let hz = ticks() as f64;
+    Ok(CpuTime {
+        user_s: get(14)? as f64 / hz,
+        system_s: get(15)? as f64 / hz,
+    })
 }
 
 fn ticks() -> u64 {

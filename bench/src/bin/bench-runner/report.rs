@@ -37,6 +37,8 @@ pub struct Summary {
     pub cpu_us: Option<f64>,
     /// Server busy fraction.
     pub busy: Option<f64>,
+    /// Fraction of the server's CPU time spent in the kernel.
+    pub kernel: Option<f64>,
     /// Requests per second.
     pub rps: Option<f64>,
     /// Latency p50, µs.
@@ -81,6 +83,7 @@ impl Bench {
         Summary {
             cpu_us: m(&|x| Some(x.cpu_us_per_req())),
             busy: m(&|x| Some(x.busy())),
+            kernel: m(&|x| Some(x.kernel_share())),
             rps: m(&|x| Some(x.rps)),
             p50: m(&|x| x.p50_us),
             p99: m(&|x| x.p99_us),
@@ -124,6 +127,10 @@ pub const METRICS: &[Metric] = &[
     Metric {
         name: "busy",
         get: |s| s.busy,
+    },
+    Metric {
+        name: "kernel",
+        get: |s| s.kernel,
     },
     Metric {
         name: "req/s",
@@ -498,7 +505,8 @@ pub fn markdown(benches: &[Bench], cx: &Context) -> String {
         o,
         "- Method: server pinned to CPU 0 (`taskset -c 0`, `--loops 1`), load tool pinned to CPU 1; \
 servers interleaved, the first one rotating each round; {} rounds of {} s; medians. \
-Server CPU time is utime + stime from `/proc/PID/stat` around the measured window. \
+Server CPU time is utime + stime from `/proc/PID/stat` around the measured window; \
+`kernel` is the share of it spent in the kernel (stime / (utime + stime)). \
 Syscalls are counted in a separate, shorter pass under `perf stat -e raw_syscalls:sys_enter`, \
 events per `epoll_wait` from `perf record` of the epoll exit tracepoints (tracing slows the \
 server, so this pass never overlaps the timed runs). Runs where the server's core was busy less \
