@@ -257,18 +257,25 @@ proptest! {
     }
 }
 
-#[test]
-fn the_fuzz_corpus_replays_cleanly() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/http_request");
+/// Runs every file of `fuzz/corpus/<target>` through `entry`; each must pass.
+fn replay_corpus(target: &str, entry: fn(&[u8])) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
+    for file in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = file.unwrap().path();
         let data = std::fs::read(&path).unwrap();
-        let outcome = std::panic::catch_unwind(|| fuzz_entry(&data));
+        let outcome = std::panic::catch_unwind(|| entry(&data));
         assert!(outcome.is_ok(), "corpus file {} fails", path.display());
         n += 1;
     }
     assert!(n > 0, "empty corpus in {}", dir.display());
+}
+
+#[test]
+fn the_fuzz_corpus_replays_cleanly() {
+    replay_corpus("http_request", fuzz_entry);
 }
 
 /// A piece of a head and whether it is within the fast path's grammar.
@@ -423,16 +430,7 @@ proptest! {
 
 #[test]
 fn the_head_diff_fuzz_corpus_replays_cleanly() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/http_head_diff");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
-        let outcome = std::panic::catch_unwind(|| head_diff_entry(&data));
-        assert!(outcome.is_ok(), "corpus file {} fails", path.display());
-        n += 1;
-    }
-    assert!(n > 0, "empty corpus in {}", dir.display());
+    replay_corpus("http_head_diff", head_diff_entry);
 }
 
 /// Every byte value, in every place of a head the fast path reads: the parsers agree.

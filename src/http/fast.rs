@@ -310,7 +310,7 @@ static TCHAR: [bool; 256] = {
 
 /// Whether `b` is a `tchar` (RFC 9110 section 5.6.2).
 #[inline(always)]
-fn is_tchar(b: u8) -> bool {
+pub(crate) fn is_tchar(b: u8) -> bool {
     TCHAR[usize::from(b)]
 }
 

@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use super::fast::is_tchar;
 use super::Sink;
 
 /// The status line of a `200 OK`, which the server's common head block starts with.
@@ -295,7 +296,7 @@ impl<'r> Response<'r> {
             log::warn!("eventide::http: header {name} set after the body; ignored");
             return self;
         }
-        let name_ok = !name.is_empty() && name.bytes().all(is_token);
+        let name_ok = !name.is_empty() && name.bytes().all(is_tchar);
         if !(name_ok && value_ok(value)) {
             log::warn!("eventide::http: malformed header {name:?} dropped");
             return self;
@@ -482,44 +483,6 @@ fn value_ok(value: &[u8]) -> bool {
     i == n || !bad(word(&value[n - 8..]))
 }
 
-/// `tchar` of RFC 9110 section 5.6.2, as a bit set of the 128 ASCII codes.
-const TCHAR: u128 = {
-    let mut set = 0u128;
-    let mut c = 0;
-    while c < 128 {
-        let b = c as u8;
-        if b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            )
-        {
-            set |= 1 << c;
-        }
-        c += 1;
-    }
-    set
-};
-
-/// `tchar` of RFC 9110 section 5.6.2.
-#[inline]
-fn is_token(b: u8) -> bool {
-    b < 128 && TCHAR & (1 << b) != 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,7 +491,7 @@ mod tests {
     fn token_table_matches_the_rfc() {
         for b in 0..=255u8 {
             let expected = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-            assert_eq!(is_token(b), expected, "byte {b:#04x}");
+            assert_eq!(is_tchar(b), expected, "byte {b:#04x}");
         }
     }
 
