@@ -1,0 +1,224 @@
+//! The output path of a connection.
+//!
+//! Bytes written during a callback are gathered in the loop's staging buffer and sent with one
+//! `send` when the callback returns (so sixteen pipelined responses cost one syscall, not
+//! sixteen); a write too large for staging goes out at once with one gathering `sendmsg` of the
+//! staged bytes plus the new ones. Only what the kernel refuses is copied into the connection's
+//! own [`OutBuffer`], which exists only while it holds bytes. While it does, new writes queue
+//! behind it (order is kept) and the loop waits for `EPOLLOUT`.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use super::{flag, ConnCore};
+use crate::buffer::OutBuffer;
+use crate::event_loop::LoopCore;
+use crate::stats::{bump, raise};
+use crate::sys::socket;
+
+/// Writes gathered in the loop's staging buffer up to this size go out when the callback
+/// returns; a write that would pass it is sent at once.
+pub(crate) const STAGING_LIMIT: usize = 64 * 1024;
+/// Plaintext gathered for one TLS record (the maximum record payload).
+const TLS_RECORD: usize = 16 * 1024;
+
+impl ConnCore {
+    /// Sends the loop's staging buffer, then `extra`, with one syscall; queues what the kernel
+    /// refused. Only called while nothing is queued (so order is kept).
+    pub(crate) fn send_staged(&mut self, lp: &mut LoopCore, extra: Extra<'_>) {
+        debug_assert!(self.out.is_none());
+        let staged = lp.staging.len();
+        let extra_len = extra.len();
+        let total = staged + extra_len;
+        if total == 0 {
+            return;
+        }
+        let fd = self.fd.as_raw_fd();
+        let result = match (staged, &extra) {
+            (_, Extra::None) => socket::send(fd, &lp.staging),
+            (0, e) => socket::send(fd, e.bytes()),
+            (_, e) => socket::send_vectored(
+                fd,
+                &[io::IoSlice::new(&lp.staging), io::IoSlice::new(e.bytes())],
+            ),
+        };
+        let written = match result {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => {
+                self.fail(e);
+                lp.clear_staging();
+                return;
+            }
+        };
+        bump(&lp.shared.stats.bytes_out, written as u64);
+        if written > 0 {
+            self.active_ms = lp.now_ms;
+        }
+        if written < total {
+            let mut out = Box::<OutBuffer>::default();
+            if written < staged {
+                out.push_slice(&lp.staging[written..]);
+                extra.push_into(&mut out, 0);
+            } else {
+                extra.push_into(&mut out, written - staged);
+            }
+            self.out = Some(out);
+            self.grew(lp, total - written);
+        }
+        lp.clear_staging();
+    }
+
+    /// Bytes for the socket: staged, sent at once if large, or queued behind pending output.
+    pub(crate) fn write_raw(&mut self, lp: &mut LoopCore, data: Extra<'_>) {
+        if self.out.is_some() {
+            self.queue(lp, data);
+        } else if lp.staging.len() + data.len() <= STAGING_LIMIT {
+            lp.staging.extend_from_slice(data.bytes());
+        } else {
+            self.send_staged(lp, data);
+        }
+    }
+
+    /// Encrypts `plain` and sends the records the ordinary way.
+    ///
+    /// Plaintext written during a callback is gathered first and encrypted when the callback
+    /// returns (or a full record's worth is waiting), so many small writes make a few full
+    /// TLS records, not one record each.
+    pub(super) fn write_tls(&mut self, lp: &mut LoopCore, plain: &[u8]) {
+        lp.tls_plain.extend_from_slice(plain);
+        if lp.tls_plain.len() >= TLS_RECORD {
+            self.encrypt_staged(lp);
+        }
+    }
+
+    /// Encrypts the gathered plaintext and sends the records, plus any the session queued by
+    /// itself (handshake messages, session tickets, alerts, `close_notify`).
+    pub(crate) fn encrypt_staged(&mut self, lp: &mut LoopCore) {
+        if let Some(mut tls) = self.tls.take() {
+            if !lp.tls_plain.is_empty() {
+                tls.encrypt(&lp.tls_plain);
+                lp.tls_plain.clear();
+            }
+            tls.take_ciphertext(&mut |c| self.write_raw(lp, Extra::Slice(c)));
+            self.tls = Some(tls);
+        }
+    }
+
+    /// Queues TLS `close_notify` (once) and sends it. Returns whether it was queued now.
+    pub(crate) fn send_close_notify(&mut self, lp: &mut LoopCore) -> bool {
+        let Some(tls) = self.tls.as_mut() else {
+            return false;
+        };
+        if !tls.send_close_notify() {
+            return false;
+        }
+        self.encrypt_staged(lp);
+        if self.out.is_none() {
+            self.send_staged(lp, Extra::None);
+        }
+        true
+    }
+
+    /// Appends to the queued output (the kernel is already refusing bytes).
+    fn queue(&mut self, lp: &mut LoopCore, extra: Extra<'_>) {
+        let n = extra.len();
+        if let Some(out) = self.out.as_mut() {
+            extra.push_into(out, 0);
+            self.grew(lp, n);
+        }
+    }
+
+    /// Accounting after the queued output grew by `added` bytes: stats, and the high-water mark.
+    fn grew(&mut self, lp: &mut LoopCore, added: usize) {
+        let len = self.pending();
+        bump(&lp.shared.stats.pending_output, added as u64);
+        raise(&lp.shared.stats.peak_pending_output, len as u64);
+        self.set(flag::NOTIFY_DRAINED);
+        if len > lp.cfg.high_water && !self.has(flag::HWM_HIT) {
+            self.set(flag::HWM_HIT | flag::NOTIFY_HWM);
+            if lp.cfg.pause_on_high_water {
+                self.set(flag::PAUSE_HWM);
+            }
+        }
+    }
+
+    /// Writes queued output until it is empty or the kernel refuses more. Returns whether the
+    /// queue became empty by this call.
+    pub(crate) fn write_queued(&mut self, lp: &mut LoopCore) -> bool {
+        let Some(out) = self.out.as_mut() else {
+            return false;
+        };
+        let fd = self.fd.as_raw_fd();
+        let before = out.len();
+        while !out.is_empty() {
+            match out.write_to(fd) {
+                Ok((n, offered)) => {
+                    if n < offered {
+                        break; // send buffer full: wait for EPOLLOUT
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    let written = before - out.len();
+                    bump(&lp.shared.stats.bytes_out, written as u64);
+                    crate::stats::drop_by(&lp.shared.stats.pending_output, written as u64);
+                    self.fail(e);
+                    return false;
+                }
+            }
+        }
+        let written = before - out.len();
+        bump(&lp.shared.stats.bytes_out, written as u64);
+        crate::stats::drop_by(&lp.shared.stats.pending_output, written as u64);
+        if written > 0 {
+            self.active_ms = lp.now_ms;
+        }
+        if out.is_empty() {
+            self.out = None;
+            return true;
+        }
+        false
+    }
+}
+
+/// Bytes to send after the staged ones: borrowed, or owned (kept without a copy if queued).
+pub(crate) enum Extra<'a> {
+    None,
+    Slice(&'a [u8]),
+    Vec(Vec<u8>),
+}
+
+impl Extra<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Extra::None => 0,
+            Extra::Slice(s) => s.len(),
+            Extra::Vec(v) => v.len(),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Extra::None => &[],
+            Extra::Slice(s) => s,
+            Extra::Vec(v) => v,
+        }
+    }
+
+    /// Queues these bytes minus the first `skip` (already written).
+    fn push_into(self, out: &mut OutBuffer, skip: usize) {
+        match self {
+            Extra::None => {}
+            Extra::Slice(s) => out.push_slice(&s[skip..]),
+            Extra::Vec(v) => out.push_vec_from(v, skip),
+        }
+    }
+}
+
+impl LoopCore {
+    pub(crate) fn clear_staging(&mut self) {
+        self.staging.clear();
+        self.tls_plain.clear();
+    }
+}
