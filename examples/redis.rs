@@ -20,13 +20,16 @@
 mod common;
 #[path = "redis/kv.rs"]
 mod kv;
+#[path = "redis/store.rs"]
+mod store;
 
 use std::time::Duration;
 
 use common::Args;
 use eventide::resp::{Parser, RespServer};
 use eventide::{InboundPolicy, Server, Trigger};
-use kv::{Kv, Store};
+use kv::Kv;
+use store::Store;
 
 fn main() {
     let args = Args::parse("127.0.0.1:6380", &["shards", "read-timeout"], &["edge"]);

@@ -7,6 +7,8 @@
 #[path = "../examples/redis/kv.rs"]
 mod kv;
 mod proto_util;
+#[path = "../examples/redis/store.rs"]
+mod store;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -16,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use eventide::resp::RespServer;
 use eventide::Server;
-use kv::{Kv, Store};
+use kv::Kv;
 use proto_util::{connect, tool, TIMEOUT};
 use redis::{cmd, Value};
+use store::Store;
 
 fn start() -> (Server, Arc<Store>) {
     let store = Store::new(64);
