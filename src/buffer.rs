@@ -61,7 +61,7 @@ impl InBuffer {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// One `readv` into this buffer's spare room and then `extra`; whatever landed in `extra`
+    /// One scattering `recvmsg` into this buffer's spare room and then `extra`; whatever landed in `extra`
     /// is appended too. Returns the number of bytes read (0 at end of stream).
     pub(crate) fn read_from(&mut self, fd: RawFd, extra: &mut [u8]) -> io::Result<usize> {
         self.compact();
