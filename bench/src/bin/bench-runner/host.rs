@@ -84,3 +84,17 @@ pub fn machine() -> String {
         .unwrap_or_default();
     format!("{cpu}; Linux {kernel}; nproc {nproc}; {rustc}")
 }
+
+/// The commit the benchmarked code comes from (`git describe --always --dirty`), or "unknown"
+/// outside a git checkout.
+pub fn commit(root: &std::path::Path) -> String {
+    Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .current_dir(root)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}

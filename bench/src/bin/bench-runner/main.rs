@@ -41,7 +41,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use eventide_bench::{date, sys};
 
 use cli::{parse_config, Config, USAGE};
-use host::{command_line, machine, machine_busy, relative_to, QUIET_LIMIT};
+use host::{command_line, commit, machine, machine_busy, relative_to, QUIET_LIMIT};
 use runner::{run_scenario, syscall_pass};
 use scenarios::scenarios;
 use setup::setup;
@@ -155,6 +155,7 @@ fn run(cfg: &Config) -> io::Result<()> {
         ))
         .into_owned(),
         machine: machine(),
+        commit: commit(&env.root),
         rounds: cfg.rounds,
         secs: cfg.secs,
         chart,

@@ -476,6 +476,8 @@ pub struct Context {
     pub date: String,
     /// CPU model, kernel, nproc.
     pub machine: String,
+    /// The commit the code under test comes from.
+    pub commit: String,
     /// Rounds and seconds per run.
     pub rounds: usize,
     /// Seconds per timed run.
@@ -501,6 +503,7 @@ pub fn markdown(benches: &[Bench], cx: &Context) -> String {
     );
     let _ = writeln!(o, "- Date: {}", cx.date);
     let _ = writeln!(o, "- Machine: {}", cx.machine);
+    let _ = writeln!(o, "- Commit: {}", cx.commit);
     let _ = writeln!(
         o,
         "- Method: server pinned to CPU 0 (`taskset -c 0`, `--loops 1`), load tool pinned to CPU 1; \
