@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod args;
 pub mod date;
 pub mod sys;
 pub mod tls;
@@ -52,25 +53,15 @@ impl ServerArgs {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             loops: 1,
         };
-        let mut it = args.into_iter();
-        while let Some(arg) = it.next() {
-            let (key, inline) = match arg.split_once('=') {
-                Some((k, v)) if k.starts_with("--") => (k.to_string(), Some(v.to_string())),
-                _ => (arg.clone(), None),
-            };
-            let mut value = |name: &str| -> Result<String, String> {
-                inline
-                    .clone()
-                    .or_else(|| it.next())
-                    .ok_or_else(|| format!("{name} needs a value"))
-            };
+        let mut flags = args::Flags::new(args);
+        while let Some(key) = flags.next_key() {
             match key.as_str() {
                 "--addr" => {
-                    let v = value("--addr")?;
+                    let v = flags.value()?;
                     out.addr = v.parse().map_err(|e| format!("bad --addr {v:?}: {e}"))?;
                 }
                 "--loops" => {
-                    let v = value("--loops")?;
+                    let v = flags.value()?;
                     out.loops =
                         v.parse().ok().filter(|&n: &usize| n >= 1).ok_or_else(|| {
                             format!("bad --loops {v:?}: expected an integer >= 1")
@@ -89,6 +80,29 @@ pub fn announce(addr: SocketAddr) {
     let mut out = std::io::stdout().lock();
     // A closed stdout must not kill the server: ignore errors, the runner reads this line.
     let _ = writeln!(out, "listening on {addr}");
+    let _ = out.flush();
+}
+
+/// A load generator's payload for connection or socket `id`: `size` pseudo-random bytes
+/// (xorshift64* seeded by the id: cheap, and different for every connection), so a reply
+/// delivered to the wrong client or shifted by a byte is caught.
+pub fn filler(id: u32, size: usize) -> Vec<u8> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (u64::from(id) + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (0..size)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+        })
+        .collect()
+}
+
+/// Prints `MARK what` on stdout and flushes it: a load generator's measured-window edges, at
+/// which the runner samples the server's CPU time.
+pub fn mark(what: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "MARK {what}");
     let _ = out.flush();
 }
 

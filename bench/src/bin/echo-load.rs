@@ -30,6 +30,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use eventide_bench::args::Flags;
+use eventide_bench::filler;
 use eventide_bench::tls::{self, rustls, Stream};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
@@ -75,42 +77,29 @@ fn parse_opts() -> Result<Opts, String> {
     };
     let (mut tls, mut ca) = (false, None::<PathBuf>);
     let mut have_addr = false;
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let (key, inline) = match arg.split_once('=') {
-            Some((k, v)) if k.starts_with("--") => (k.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let mut val = || {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or(format!("{key} needs a value"))
-        };
-        fn num<T: std::str::FromStr>(key: &str, v: String) -> Result<T, String> {
-            v.parse().map_err(|_| format!("bad value for {key}: {v:?}"))
-        }
+    let mut flags = Flags::from_env();
+    while let Some(key) = flags.next_key() {
         match key.as_str() {
             "--addr" => {
-                o.addr = num(&key, val()?)?;
+                o.addr = flags.parse()?;
                 have_addr = true;
             }
-            "--conns" => o.conns = num(&key, val()?)?,
-            "--size" => o.size = num(&key, val()?)?,
-            "--depth" => o.depth = num(&key, val()?)?,
-            "--duration" => o.duration = num(&key, val()?)?,
-            "--warmup" => o.warmup = num(&key, val()?)?,
-            "--idle" => o.idle = Some(num(&key, val()?)?),
-            "--requests" => o.requests = Some(num(&key, val()?)?),
+            "--conns" => o.conns = flags.parse()?,
+            "--size" => o.size = flags.parse()?,
+            "--depth" => o.depth = flags.parse()?,
+            "--duration" => o.duration = flags.parse()?,
+            "--warmup" => o.warmup = flags.parse()?,
+            "--idle" => o.idle = Some(flags.parse()?),
+            "--requests" => o.requests = Some(flags.parse()?),
             "--tls" => tls = true,
-            "--ca" => ca = Some(val()?.into()),
+            "--ca" => ca = Some(flags.value()?.into()),
             "--json" => o.json = true,
             "--marks" => o.marks = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
-            _ => return Err(format!("unknown argument {arg:?}")),
+            _ => return Err(format!("unknown argument {:?}", flags.arg())),
         }
     }
     if !have_addr || o.addr.port() == 0 {
@@ -200,19 +189,6 @@ impl Client {
         }
         Ok(())
     }
-}
-
-fn filler(id: u32, size: usize) -> Vec<u8> {
-    // xorshift64* seeded by the connection id: cheap, and different for every connection.
-    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (u64::from(id) + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    (0..size)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
-        })
-        .collect()
 }
 
 #[derive(PartialEq, Eq, Clone, Copy)]
@@ -436,9 +412,7 @@ fn load(o: &Opts) -> io::Result<()> {
 
 fn mark(o: &Opts, what: &str) {
     if o.marks {
-        let mut out = io::stdout().lock();
-        let _ = writeln!(out, "MARK {what}");
-        let _ = out.flush();
+        eventide_bench::mark(what);
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use eventide_bench::args::Flags;
+
 pub const USAGE: &str = "\
 usage: bench-runner [options]
   --rounds N         interleaved rounds per scenario (default 5)
@@ -64,22 +66,13 @@ pub fn parse_config() -> Result<Config, String> {
         args: args.clone(),
     };
     let (mut rounds, mut secs) = (None, None);
-    let mut it = args.into_iter();
-    while let Some(arg) = it.next() {
-        let (key, inline) = match arg.split_once('=') {
-            Some((k, v)) if k.starts_with("--") => (k.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let mut val = || {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or(format!("{key} needs a value"))
-        };
+    let mut flags = Flags::new(args);
+    while let Some(key) = flags.next_key() {
         match key.as_str() {
             "--rounds" => {
                 rounds = Some(
-                    val()?
+                    flags
+                        .value()?
                         .parse::<usize>()
                         .ok()
                         .filter(|&n| n >= 1)
@@ -88,7 +81,8 @@ pub fn parse_config() -> Result<Config, String> {
             }
             "--secs" => {
                 secs = Some(
-                    val()?
+                    flags
+                        .value()?
                         .parse::<f64>()
                         .ok()
                         .filter(|&s| s >= 0.5)
@@ -97,7 +91,7 @@ pub fn parse_config() -> Result<Config, String> {
             }
             "--quick" => c.quick = true,
             "--only" => {
-                let list = val()?;
+                let list = flags.value()?;
                 for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     if !SCENARIOS.contains(&s) {
                         return Err(format!(
@@ -108,11 +102,12 @@ pub fn parse_config() -> Result<Config, String> {
                     c.only.get_or_insert_with(Vec::new).push(s.to_string());
                 }
             }
-            "--out-md" => c.out_md = Some(val()?.into()),
-            "--out-svg" => c.out_svg = Some(val()?.into()),
+            "--out-md" => c.out_md = Some(flags.value()?.into()),
+            "--out-svg" => c.out_svg = Some(flags.value()?.into()),
             "--idle-conns" => {
                 c.idle_conns = Some(
-                    val()?
+                    flags
+                        .value()?
                         .parse()
                         .ok()
                         .filter(|&n: &usize| n >= 1)
@@ -122,12 +117,12 @@ pub fn parse_config() -> Result<Config, String> {
             "--no-build" => c.build = false,
             "--no-syscalls" => c.syscalls = false,
             "--peers-anyway" => c.peers_anyway = true,
-            "--root" => c.root = Some(val()?.into()),
+            "--root" => c.root = Some(flags.value()?.into()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
-            _ => return Err(format!("unknown argument {arg:?}")),
+            _ => return Err(format!("unknown argument {:?}", flags.arg())),
         }
     }
     if c.quick {
