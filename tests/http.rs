@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use eventide::http::{HttpServer, Request, Response, Service};
 use eventide::{Builder, Server};
-use proto_util::{connect, tool, ResponseReader, TIMEOUT};
+use proto_util::{assert_curl_got, connect, tool, ResponseReader, TFB_ROUTES, TIMEOUT};
 
 /// The demo's routes, plus `/echo` (answers with the request body and method) and `/path...`
 /// (answers with the request target), to check bodies and ordering.
@@ -448,14 +448,7 @@ fn curl_gets_both_techempower_bodies() {
         return;
     };
     let server = start();
-    for (path, body, ct) in [
-        ("/plaintext", "Hello, World!", "text/plain"),
-        (
-            "/json",
-            r#"{"message":"Hello, World!"}"#,
-            "application/json",
-        ),
-    ] {
+    for (path, body, ct) in TFB_ROUTES {
         let out = std::process::Command::new(&curl)
             .args([
                 "-sS",
@@ -467,16 +460,7 @@ fn curl_gets_both_techempower_bodies() {
             ])
             .output()
             .expect("run curl");
-        assert!(
-            out.status.success(),
-            "curl failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8(out.stdout).unwrap();
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-        assert!(text.contains(&format!("Content-Type: {ct}\r\n")), "{text}");
-        assert!(text.contains("Server: eventide\r\n"), "{text}");
-        assert!(text.ends_with(&format!("\r\n\r\n{body}")), "{text}");
+        assert_curl_got(&out, body, ct);
     }
 }
 

@@ -4,6 +4,7 @@
 
 #![cfg(feature = "tls")]
 
+mod proto_util;
 #[cfg(feature = "http")]
 #[path = "../examples/http/tfb.rs"]
 mod tfb;
@@ -17,6 +18,9 @@ use std::time::Duration;
 
 use eventide::tls::{rustls, ClientTls};
 use eventide::{Connect, Server};
+#[cfg(feature = "http")]
+#[cfg(feature = "http")]
+use proto_util::{assert_curl_got, tool, TFB_ROUTES};
 use rustls::ClientConnection;
 use tls_support::certs::{
     client_config, client_config_for, name, provider, server_config, server_config_for, Ca, TempDir,
@@ -25,8 +29,6 @@ use tls_support::client::{
     ciphertext, drain_socket, echo_exchange, handshake, handshake_on, read_exactly,
     read_to_close_notify, spawn_writer, Client,
 };
-#[cfg(feature = "http")]
-use tls_support::which;
 use tls_support::{
     mentions, payload, start, tls_error_for, tls_errors, wait_for, Event, Mode, Probe, TRAILER,
 };
@@ -80,9 +82,7 @@ fn echo_1b_to_8mib_over_50_concurrent_connections() {
 #[cfg(feature = "http")]
 #[test]
 fn curl_gets_plaintext_and_json_over_https() {
-    let Some(curl) = which("curl") else {
-        println!("SKIPPED curl_gets_plaintext_and_json_over_https: `curl` is not installed");
-        eprintln!("SKIPPED curl_gets_plaintext_and_json_over_https: `curl` is not installed");
+    let Some(curl) = tool("curl", "curl_gets_plaintext_and_json_over_https") else {
         return;
     };
     let ca = Ca::new("https CA");
@@ -98,14 +98,7 @@ fn curl_gets_plaintext_and_json_over_https() {
         .start(|_| eventide::http::HttpServer::new(tfb::Tfb))
         .expect("start the HTTPS server");
     let port = server.local_addr().port();
-    for (path, body, ct) in [
-        ("/plaintext", "Hello, World!", "text/plain"),
-        (
-            "/json",
-            r#"{"message":"Hello, World!"}"#,
-            "application/json",
-        ),
-    ] {
+    for (path, body, ct) in TFB_ROUTES {
         let out = std::process::Command::new(&curl)
             .args(["-sS", "--max-time", "30", "-D", "-", "--cacert"])
             .arg(&ca_pem)
@@ -114,16 +107,7 @@ fn curl_gets_plaintext_and_json_over_https() {
             .arg(format!("https://localhost:{port}{path}"))
             .output()
             .expect("run curl");
-        assert!(
-            out.status.success(),
-            "curl failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8(out.stdout).unwrap();
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-        assert!(text.contains(&format!("Content-Type: {ct}\r\n")), "{text}");
-        assert!(text.contains("Server: eventide\r\n"), "{text}");
-        assert!(text.ends_with(&format!("\r\n\r\n{body}")), "{text}");
+        assert_curl_got(&out, body, ct);
     }
     let stats = server.stats().total();
     assert_eq!(stats.tls_handshakes, 2);

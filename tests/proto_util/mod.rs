@@ -32,6 +32,34 @@ pub fn tool(name: &str, test: &str) -> Option<String> {
     }
 }
 
+/// The TechEmpower paths of the http demo's service: (path, body, content type).
+pub const TFB_ROUTES: [(&str, &str, &str); 2] = [
+    ("/plaintext", "Hello, World!", "text/plain"),
+    (
+        "/json",
+        r#"{"message":"Hello, World!"}"#,
+        "application/json",
+    ),
+];
+
+/// Asserts that `curl -sS -D -` succeeded and printed a 200 response from eventide with
+/// `content_type` and exactly `body`.
+pub fn assert_curl_got(out: &std::process::Output, body: &str, content_type: &str) {
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.contains(&format!("Content-Type: {content_type}\r\n")),
+        "{text}"
+    );
+    assert!(text.contains("Server: eventide\r\n"), "{text}");
+    assert!(text.ends_with(&format!("\r\n\r\n{body}")), "{text}");
+}
+
 /// One HTTP response as read from a raw socket.
 #[derive(Debug, Clone)]
 pub struct HttpResponse {

@@ -8,8 +8,6 @@ pub mod client;
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::path::Path;
-#[cfg(feature = "http")]
-use std::path::PathBuf;
 use std::sync::mpsc;
 
 use eventide::tls::ServerConfig;
@@ -256,16 +254,7 @@ pub fn start(
 // Small helpers
 // ---------------------------------------------------------------------------------------------
 
-#[cfg(feature = "http")]
-pub fn which(tool: &str) -> Option<PathBuf> {
-    let out = std::process::Command::new("which")
-        .arg(tool)
-        .output()
-        .ok()?;
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && !path.is_empty()).then(|| PathBuf::from(path))
-}
-
+/// Whether an error message names `path`.
 pub fn mentions(e: &io::Error, path: &Path) -> bool {
     e.to_string().contains(&path.display().to_string())
 }
