@@ -37,25 +37,29 @@ pub fn udp_params(depth: usize) -> UdpParams {
     }
 }
 
-pub fn progress(bench: &str, round: usize, rounds: usize, server: &str, res: &io::Result<Sample>) {
+/// Prints one timed run's figures (or its failure) and records it in `b`.
+pub fn record(b: &mut Bench, rounds: usize, server: &str, round: usize, res: io::Result<Sample>) {
+    let bench = &b.name;
     match res {
-        Ok(s) => println!(
-            "  [{bench} {}/{rounds}] {server:<13} {:>10.0} req/s  CPU {:>7} µs/req  busy {:.2}{}  p99 {} µs",
-            round + 1,
-            s.rps,
-            report::fmt_num(s.cpu_us_per_req()),
-            s.busy(),
-            if s.busy() < report::BUSY_FLAG { " (flagged)" } else { "" },
-            s.p99_us.map(report::fmt_num).unwrap_or_else(|| "-".into()),
-        ),
-        Err(e) => println!("  [{bench} {}/{rounds}] {server:<13} FAILED: {e}", round + 1),
-    }
-}
-
-pub fn record(b: &mut Bench, server: &str, round: usize, res: io::Result<Sample>) {
-    match res {
-        Ok(s) => b.samples.entry(server.to_string()).or_default().push(s),
-        Err(e) => b.notes.push(format!("{server} round {}: {e}", round + 1)),
+        Ok(s) => {
+            println!(
+                "  [{bench} {}/{rounds}] {server:<13} {:>10.0} req/s  CPU {:>7} µs/req  busy {:.2}{}  p99 {} µs",
+                round + 1,
+                s.rps,
+                report::fmt_num(s.cpu_us_per_req()),
+                s.busy(),
+                if s.busy() < report::BUSY_FLAG { " (flagged)" } else { "" },
+                s.p99_us.map(report::fmt_num).unwrap_or_else(|| "-".into()),
+            );
+            b.samples.entry(server.to_string()).or_default().push(s);
+        }
+        Err(e) => {
+            println!(
+                "  [{bench} {}/{rounds}] {server:<13} FAILED: {e}",
+                round + 1
+            );
+            b.notes.push(format!("{server} round {}: {e}", round + 1));
+        }
     }
 }
 
@@ -176,8 +180,7 @@ pub fn run_scenario(
                         warmup,
                         round,
                     );
-                    progress(&benches[0].name, round, cfg.rounds, &spec.name, &res);
-                    record(&mut benches[0], &spec.name, round, res);
+                    record(&mut benches[0], cfg.rounds, &spec.name, round, res);
                     stop_and_check(server, &spec.name, &mut benches[0].notes);
                 }
                 Kind::Udp { depth } => {
@@ -189,14 +192,12 @@ pub fn run_scenario(
                         warmup,
                         round,
                     );
-                    progress(&benches[0].name, round, cfg.rounds, &spec.name, &res);
-                    record(&mut benches[0], &spec.name, round, res);
+                    record(&mut benches[0], cfg.rounds, &spec.name, round, res);
                     stop_and_check(server, &spec.name, &mut benches[0].notes);
                 }
                 Kind::TlsEcho { depth } => {
                     let res = tls_echo::timed(env, &server, depth, cfg.secs, warmup, round);
-                    progress(&benches[0].name, round, cfg.rounds, &spec.name, &res);
-                    record(&mut benches[0], &spec.name, round, res);
+                    record(&mut benches[0], cfg.rounds, &spec.name, round, res);
                     stop_and_check(server, &spec.name, &mut benches[0].notes);
                     // Idle memory per TLS connection, on a fresh server.
                     match Server::start(&spec.spawn) {
@@ -228,15 +229,13 @@ pub fn run_scenario(
                         let _ = load::wrk(&server, script, pipeline, 1, round);
                     }
                     let res = load::wrk(&server, script, pipeline, wrk_secs, round);
-                    progress(&benches[0].name, round, cfg.rounds, &spec.name, &res);
-                    record(&mut benches[0], &spec.name, round, res);
+                    record(&mut benches[0], cfg.rounds, &spec.name, round, res);
                     stop_and_check(server, &spec.name, &mut benches[0].notes);
                 }
                 Kind::Resp { pipeline } => {
                     for (j, test) in ["set", "get"].iter().enumerate() {
                         let res = load::redis_bench(&server, test, pipeline, resp_n[j], round);
-                        progress(&benches[j].name, round, cfg.rounds, &spec.name, &res);
-                        record(&mut benches[j], &spec.name, round, res);
+                        record(&mut benches[j], cfg.rounds, &spec.name, round, res);
                     }
                     stop_and_check(server, &spec.name, &mut benches[0].notes);
                 }
