@@ -9,7 +9,8 @@
 //! * after binding, exactly one line `listening on ADDR` (the real bound address) on stdout, flushed;
 //! * serve until SIGINT or SIGTERM, then exit with status 0.
 //!
-//! This module holds what those binaries share: argument parsing, signal handling, the HTTP
+//! This module holds what those binaries share: argument parsing ([`args`]), signal handling
+//! and the tokio peers' accept loop, the load generators' payload and window marks, the HTTP
 //! `Date` cache and the few libc calls (in [`sys`]).
 
 #![warn(missing_docs)]
@@ -118,6 +119,30 @@ pub fn tokio_runtime(loops: usize) -> std::io::Result<tokio::runtime::Runtime> {
             .worker_threads(loops)
             .enable_all()
             .build()
+    }
+}
+
+/// The tokio peers' accept loop: binds `addr`, announces it (the contract line), and hands
+/// every accepted connection to `spawn` until SIGINT or SIGTERM. An accept error (EMFILE and
+/// friends) is logged as `program: accept: ...` and the connections already open keep being
+/// served.
+pub async fn tokio_serve(
+    program: &str,
+    addr: SocketAddr,
+    mut spawn: impl FnMut(tokio::net::TcpStream),
+) -> std::io::Result<()> {
+    // Signal handlers first, so a SIGTERM right after the announcement is not lost.
+    let mut shutdown = Shutdown::new()?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    announce(listener.local_addr()?);
+    loop {
+        tokio::select! {
+            res = listener.accept() => match res {
+                Ok((stream, _)) => spawn(stream),
+                Err(e) => eprintln!("{program}: accept: {e}"),
+            },
+            _ = shutdown.recv() => return Ok(()),
+        }
     }
 }
 

@@ -13,7 +13,7 @@
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use eventide_bench::{announce, tokio_runtime, ServerArgs, Shutdown};
+use eventide_bench::{tokio_runtime, tokio_serve, ServerArgs};
 use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE, SERVER};
 use hyper::server::conn::http1;
@@ -21,7 +21,6 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
-use tokio::net::TcpListener;
 
 #[derive(Serialize)]
 struct Message {
@@ -37,26 +36,16 @@ fn main() {
 }
 
 async fn serve(args: ServerArgs) -> std::io::Result<()> {
-    let mut shutdown = Shutdown::new()?;
-    let listener = TcpListener::bind(args.addr).await?;
-    announce(listener.local_addr()?);
     let mut builder = http1::Builder::new();
     builder.pipeline_flush(true).title_case_headers(true);
-    loop {
-        tokio::select! {
-            res = listener.accept() => match res {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    let conn = builder.serve_connection(TokioIo::new(stream), service_fn(handle));
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                }
-                Err(e) => eprintln!("hyper-http: accept: {e}"),
-            },
-            _ = shutdown.recv() => return Ok(()),
-        }
-    }
+    tokio_serve("hyper-http", args.addr, |stream| {
+        let _ = stream.set_nodelay(true);
+        let conn = builder.serve_connection(TokioIo::new(stream), service_fn(handle));
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    })
+    .await
 }
 
 async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {

@@ -5,9 +5,9 @@
 //! otherwise on a multi-thread runtime with N workers. Follows the demo contract (see the crate
 //! docs): `--addr`, `--loops`, one `listening on ADDR` line, exit 0 on SIGINT/SIGTERM.
 
-use eventide_bench::{announce, tokio_runtime, ServerArgs, Shutdown};
+use eventide_bench::{tokio_runtime, tokio_serve, ServerArgs};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 fn main() {
     let args = ServerArgs::from_env("tokio-echo", "tokio echo server (benchmark peer)");
@@ -18,21 +18,10 @@ fn main() {
 }
 
 async fn serve(args: ServerArgs) -> std::io::Result<()> {
-    let mut shutdown = Shutdown::new()?;
-    let listener = TcpListener::bind(args.addr).await?;
-    announce(listener.local_addr()?);
-    loop {
-        tokio::select! {
-            res = listener.accept() => match res {
-                Ok((stream, _)) => {
-                    tokio::spawn(echo(stream));
-                }
-                // EMFILE and friends: keep serving the connections we have.
-                Err(e) => eprintln!("tokio-echo: accept: {e}"),
-            },
-            _ = shutdown.recv() => return Ok(()),
-        }
-    }
+    tokio_serve("tokio-echo", args.addr, |stream| {
+        tokio::spawn(echo(stream));
+    })
+    .await
 }
 
 async fn echo(mut stream: TcpStream) {

@@ -8,10 +8,10 @@
 //! same headers as the other HTTP peers: `Server: eventide`, `Content-Type`, `Content-Length`,
 //! `Date` (cached, refreshed once per second). Follows the demo contract (see the crate docs).
 
-use eventide_bench::{announce, date, tokio_runtime, ServerArgs, Shutdown};
+use eventide_bench::{date, tokio_runtime, tokio_serve, ServerArgs};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// Initial read buffer; grows (up to [`MAX_REQUEST`]) only for a larger incomplete request.
 const READ_BUF: usize = 16 * 1024;
@@ -36,20 +36,10 @@ fn main() {
 }
 
 async fn serve(args: ServerArgs) -> std::io::Result<()> {
-    let mut shutdown = Shutdown::new()?;
-    let listener = TcpListener::bind(args.addr).await?;
-    announce(listener.local_addr()?);
-    loop {
-        tokio::select! {
-            res = listener.accept() => match res {
-                Ok((stream, _)) => {
-                    tokio::spawn(connection(stream));
-                }
-                Err(e) => eprintln!("tokio-http: accept: {e}"),
-            },
-            _ = shutdown.recv() => return Ok(()),
-        }
-    }
+    tokio_serve("tokio-http", args.addr, |stream| {
+        tokio::spawn(connection(stream));
+    })
+    .await
 }
 
 async fn connection(mut stream: TcpStream) {

@@ -10,9 +10,9 @@
 
 use std::path::PathBuf;
 
-use eventide_bench::{announce, tls, tokio_runtime, ServerArgs, Shutdown};
+use eventide_bench::{tls, tokio_runtime, tokio_serve, ServerArgs};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 const USAGE: &str =
@@ -63,21 +63,10 @@ fn parse() -> Result<(ServerArgs, PathBuf, PathBuf), String> {
 }
 
 async fn serve(args: ServerArgs, acceptor: TlsAcceptor) -> std::io::Result<()> {
-    let mut shutdown = Shutdown::new()?;
-    let listener = TcpListener::bind(args.addr).await?;
-    announce(listener.local_addr()?);
-    loop {
-        tokio::select! {
-            res = listener.accept() => match res {
-                Ok((stream, _)) => {
-                    tokio::spawn(echo(acceptor.clone(), stream));
-                }
-                // EMFILE and friends: keep serving the connections we have.
-                Err(e) => eprintln!("tokio-tls-echo: accept: {e}"),
-            },
-            _ = shutdown.recv() => return Ok(()),
-        }
-    }
+    tokio_serve("tokio-tls-echo", args.addr, |stream| {
+        tokio::spawn(echo(acceptor.clone(), stream));
+    })
+    .await
 }
 
 async fn echo(acceptor: TlsAcceptor, stream: TcpStream) {
