@@ -177,8 +177,7 @@ impl<H: Handler> EventLoop<H> {
         if self.conns[key].core.tls.is_some() {
             return self.read_ready_tls(key);
         }
-        let edge = self.lp.cfg.edge;
-        let budget = if edge { EDGE_READ_BUDGET } else { 1 };
+        let budget = self.read_budget();
         let generation = self.conns[key].core.id.generation;
         for round in 0..budget {
             let entry = &mut self.conns[key];
@@ -206,14 +205,8 @@ impl<H: Handler> EventLoop<H> {
                     if !self.alive(key, generation) {
                         return;
                     }
-                    // A short read drained the socket, unless the FIN is still to be read.
-                    if n < self.read_buf.len()
-                        && !(edge && self.conns[key].core.has(flag::PEER_FIN))
-                    {
+                    if !self.read_more(key, generation, n, round, budget) {
                         return;
-                    }
-                    if edge && round + 1 == budget {
-                        self.ready.push((key, generation));
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -223,6 +216,37 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
         }
+    }
+
+    /// Reads per readiness event: one when level-triggered (epoll reports again if more is
+    /// left), [`EDGE_READ_BUDGET`] when edge-triggered.
+    pub(super) fn read_budget(&self) -> usize {
+        if self.lp.cfg.edge {
+            EDGE_READ_BUDGET
+        } else {
+            1
+        }
+    }
+
+    /// After a read of `n` bytes in round `round` of `budget`: whether to read again. A short
+    /// read drained the socket, unless edge-triggered with the FIN still to be read; when an
+    /// edge-triggered budget is spent, the connection is queued to resume after the others.
+    pub(super) fn read_more(
+        &mut self,
+        key: usize,
+        generation: u32,
+        n: usize,
+        round: usize,
+        budget: usize,
+    ) -> bool {
+        let edge = self.lp.cfg.edge;
+        if n < self.read_buf.len() && !(edge && self.conns[key].core.has(flag::PEER_FIN)) {
+            return false;
+        }
+        if edge && round + 1 == budget {
+            self.ready.push((key, generation));
+        }
+        true
     }
 
     /// Shows the input to `on_data` until it stops consuming, then enforces the inbound limit

@@ -333,12 +333,7 @@ impl<H: Handler> EventLoop<H> {
     /// Reads an established TLS connection: ciphertext from the socket, plaintext to
     /// `on_data`; the peer's `close_notify` (or end of stream) is `on_read_closed`.
     pub(super) fn read_ready_tls(&mut self, key: usize) {
-        let edge = self.lp.cfg.edge;
-        let budget = if edge {
-            super::io_path::EDGE_READ_BUDGET
-        } else {
-            1
-        };
+        let budget = self.read_budget();
         let generation = self.conns[key].core.id.generation;
         for round in 0..budget {
             let entry = &mut self.conns[key];
@@ -389,11 +384,8 @@ impl<H: Handler> EventLoop<H> {
                     }
                 }
             }
-            if n < self.read_buf.len() && !(edge && self.conns[key].core.has(flag::PEER_FIN)) {
+            if !self.read_more(key, generation, n, round, budget) {
                 return;
-            }
-            if edge && round + 1 == budget {
-                self.ready.push((key, generation));
             }
         }
     }
