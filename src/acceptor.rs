@@ -11,24 +11,13 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering::{AcqRel, Relaxed};
 use std::sync::Arc;
 
+use crate::config::Balance;
 use crate::listener::Listener;
 use crate::mailbox::LoopShared;
-use crate::server::ServerShared;
+use crate::shared::ServerShared;
 use crate::stats::bump;
 use crate::sys::socket;
 use crate::tls::ServerConfig;
-
-/// How the acceptor spreads new connections over the loops.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Balance {
-    /// Each loop in turn.
-    #[default]
-    RoundRobin,
-    /// The loop with the fewest open connections (hand-offs in flight included).
-    LeastConnections,
-    /// A hash of the peer's IP address, so one client always lands on the same loop.
-    SourceHash,
-}
 
 /// A connection taken from the accept queue.
 pub(crate) struct Accepted {

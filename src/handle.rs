@@ -12,9 +12,9 @@ use std::sync::atomic::{
 };
 use std::sync::{Arc, Mutex};
 
-use crate::conn::Conn;
-use crate::event_loop::LoopCx;
-use crate::handler::ConnId;
+use crate::conn::{Conn, ConnId};
+use crate::connector::Connect;
+use crate::cx::LoopCx;
 use crate::mailbox::{ConnOp, LoopShared, Task};
 
 /// Runs closures on one event loop from any thread (`Send + Sync`, cheap to clone).
@@ -49,7 +49,7 @@ impl LoopHandle {
     /// Opens an outbound connection from this loop (see
     /// [`LoopCx::connect`](crate::LoopCx::connect)). Fails with `NotConnected` once the loop has
     /// exited; every other failure reaches the handler's `on_connect_error`.
-    pub fn connect(&self, connect: crate::Connect) -> io::Result<()> {
+    pub fn connect(&self, connect: Connect) -> io::Result<()> {
         if self.shared.has_exited() {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,

@@ -45,14 +45,17 @@ mod addr;
 mod buffer;
 mod builder;
 pub mod codec;
+mod config;
 mod conn;
 mod connector;
+mod cx;
 mod event_loop;
 mod handle;
 mod handler;
 mod listener;
 mod mailbox;
 mod server;
+mod shared;
 mod stats;
 pub mod sys;
 mod timer;
@@ -60,6 +63,7 @@ mod timer;
 pub mod tls;
 #[cfg(not(feature = "tls"))]
 mod tls;
+mod token;
 mod udp;
 mod worker;
 
@@ -70,14 +74,14 @@ pub mod http;
 #[cfg_attr(docsrs, doc(cfg(feature = "resp")))]
 pub mod resp;
 
-pub use acceptor::Balance;
 pub use addr::{Addr, ToAddrs};
-pub use builder::{Builder, InboundPolicy, Trigger};
-pub use conn::Conn;
+pub use builder::Builder;
+pub use config::{Balance, InboundPolicy, Trigger};
+pub use conn::{CloseReason, Conn, ConnId};
 pub use connector::{Connect, ConnectError};
-pub use event_loop::LoopCx;
+pub use cx::LoopCx;
 pub use handle::{ConnHandle, LoopHandle};
-pub use handler::{Action, CloseReason, ConnId, Handler, Timeout};
+pub use handler::{Action, Handler, Timeout};
 pub use server::{Server, StopHandle};
 pub use stats::{LoopStatsSnapshot, Stats};
 pub use sys::eventfd::{EventFd, EventFdFlags};

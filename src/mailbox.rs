@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use crate::conn::Conn;
 use crate::connector::Connect;
-use crate::event_loop::LoopCx;
+use crate::cx::LoopCx;
 use crate::stats::LoopStats;
 use crate::sys::eventfd::{EventFd, EventFdFlags};
 use crate::tls::ServerConfig;

@@ -3,67 +3,16 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::AcqRel};
+use std::sync::atomic::Ordering::Acquire;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::addr::Addr;
-use crate::builder::Builder;
-use crate::mailbox::{LoopShared, Task};
+use crate::connector::Connect;
+use crate::handle::LoopHandle;
+use crate::shared::ServerShared;
 use crate::stats::Stats;
-use crate::worker::WorkerPool;
-
-/// What every loop of a server shares: the loops' inboxes, the connection count, the stop flag.
-pub(crate) struct ServerShared {
-    pub loops: Vec<Arc<LoopShared>>,
-    pub pool: Option<Arc<WorkerPool>>,
-    connections: AtomicUsize,
-    max_connections: usize,
-    stopping: AtomicBool,
-}
-
-impl ServerShared {
-    pub(crate) fn new(
-        loops: Vec<Arc<LoopShared>>,
-        pool: Option<Arc<WorkerPool>>,
-        max_connections: usize,
-    ) -> ServerShared {
-        ServerShared {
-            loops,
-            pool,
-            connections: AtomicUsize::new(0),
-            max_connections,
-            stopping: AtomicBool::new(false),
-        }
-    }
-
-    /// Takes a place under the connection limit; `false` when the server is full.
-    pub(crate) fn reserve_connection(&self) -> bool {
-        if self.connections.fetch_add(1, AcqRel) >= self.max_connections {
-            self.connections.fetch_sub(1, AcqRel);
-            return false;
-        }
-        true
-    }
-
-    pub(crate) fn release_connection(&self) {
-        self.connections.fetch_sub(1, AcqRel);
-    }
-
-    /// Starts a graceful stop of every loop (once).
-    pub(crate) fn stop(&self, timeout: Duration) {
-        if !self.stopping.swap(true, AcqRel) {
-            let deadline = Instant::now() + timeout;
-            if let Some(pool) = &self.pool {
-                pool.discard_queued();
-            }
-            for l in &self.loops {
-                l.post(Task::Stop { deadline });
-            }
-        }
-    }
-}
 
 /// A running server. Dropping it stops it gracefully and waits for its threads.
 pub struct Server {
@@ -97,11 +46,6 @@ impl Server {
         self.threads.push(t);
     }
 
-    /// A builder with default settings.
-    pub fn builder() -> Builder {
-        Builder::default()
-    }
-
     /// The first bound TCP address (with the real port if port 0 was asked for).
     ///
     /// # Panics
@@ -131,8 +75,8 @@ impl Server {
     }
 
     /// A handle to loop `index` for running closures on it from other threads.
-    pub fn loop_handle(&self, index: usize) -> Option<crate::LoopHandle> {
-        self.shared.loops.get(index).map(|l| crate::LoopHandle {
+    pub fn loop_handle(&self, index: usize) -> Option<LoopHandle> {
+        self.shared.loops.get(index).map(|l| LoopHandle {
             shared: Arc::clone(l),
         })
     }
@@ -140,14 +84,14 @@ impl Server {
     /// Opens an outbound connection on the least loaded loop (the one with the fewest
     /// connections, including hand-offs and connects in flight). See
     /// [`LoopCx::connect`](crate::LoopCx::connect).
-    pub fn connect(&self, connect: crate::Connect) -> io::Result<()> {
+    pub fn connect(&self, connect: Connect) -> io::Result<()> {
         let target = self
             .shared
             .loops
             .iter()
-            .min_by_key(|l| l.stats.assigned.load(std::sync::atomic::Ordering::Acquire))
+            .min_by_key(|l| l.stats.assigned.load(Acquire))
             .expect("a server has at least one loop");
-        crate::LoopHandle {
+        LoopHandle {
             shared: Arc::clone(target),
         }
         .connect(connect)
@@ -247,9 +191,7 @@ impl StopHandle {
 
     /// Whether a stop has been requested.
     pub fn is_stopping(&self) -> bool {
-        self.shared
-            .stopping
-            .load(std::sync::atomic::Ordering::Acquire)
+        self.shared.is_stopping()
     }
 }
 

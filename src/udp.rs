@@ -13,8 +13,37 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use crate::event_loop::{LoopCore, LoopCx};
+use socket2::Socket;
+
+use crate::cx::{LoopCore, LoopCx};
 use crate::stats::bump;
+use crate::sys::udp::SendQueue;
+
+/// Replies queued per socket beyond which new ones are dropped (and counted).
+pub(crate) const UDP_QUEUE_LIMIT: usize = 65_536;
+
+/// A UDP socket owned by a loop.
+pub(crate) struct UdpSocketState {
+    pub sock: Socket,
+    pub local: SocketAddr,
+    pub out: SendQueue,
+    /// `EPOLLOUT` is registered (replies are waiting).
+    pub waiting_out: bool,
+}
+
+impl UdpSocketState {
+    pub(crate) fn new(sock: Socket, batch: usize) -> std::io::Result<UdpSocketState> {
+        let local = sock.local_addr()?.as_socket().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an IP socket")
+        })?;
+        Ok(UdpSocketState {
+            sock,
+            local,
+            out: SendQueue::new(batch),
+            waiting_out: false,
+        })
+    }
+}
 
 /// One received datagram.
 #[derive(Clone, Copy)]
@@ -65,7 +94,7 @@ impl fmt::Debug for Datagram<'_> {
 /// [`Handler::on_datagram`](crate::Handler::on_datagram).
 pub struct Udp<'a> {
     pub(crate) lp: &'a mut LoopCore,
-    pub(crate) socket: usize,
+    pub(crate) socket: &'a mut UdpSocketState,
 }
 
 impl Udp<'_> {
@@ -74,8 +103,8 @@ impl Udp<'_> {
     /// while), the datagram is dropped and counted in
     /// [`LoopStatsSnapshot::datagrams_dropped`](crate::LoopStatsSnapshot::datagrams_dropped).
     pub fn send_to(&mut self, data: &[u8], peer: SocketAddr) {
-        let s = &mut self.lp.udp[self.socket];
-        if s.out.len() >= crate::event_loop::UDP_QUEUE_LIMIT {
+        let s = &mut *self.socket;
+        if s.out.len() >= UDP_QUEUE_LIMIT {
             bump(&self.lp.shared.stats.datagrams_dropped, 1);
             return;
         }
@@ -84,7 +113,7 @@ impl Udp<'_> {
 
     /// The socket's local address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.lp.udp[self.socket].local
+        self.socket.local
     }
 
     /// The event loop this socket lives on.

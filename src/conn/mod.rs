@@ -11,17 +11,19 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use crate::buffer::OutBuffer;
-use crate::event_loop::{LoopCore, LoopCx, TimerKind};
+use crate::connector::take_as;
+use crate::cx::{LoopCore, LoopCx, TimerKind};
 use crate::handle::{ConnHandle, ConnShared};
-use crate::handler::{CloseReason, ConnId};
 use crate::sys::socket;
 use crate::timer::TimerId;
 use crate::tls::TlsSession;
 use crate::worker::{ConnJobs, Job, Ticket};
 
 mod output;
+mod reason;
 
 pub(crate) use output::Extra;
+pub use reason::{CloseReason, ConnId};
 
 pub(crate) mod flag {
     /// End of stream read: the peer shut down its write side.
@@ -252,7 +254,7 @@ impl<'a> Conn<'a> {
     /// During `on_open` of an outbound connection: takes the
     /// [`Connect::context`](crate::Connect::context) value, if it was a `T`.
     pub fn take_context<T: std::any::Any>(&mut self) -> Option<T> {
-        crate::connector::take_as(&mut self.lp.open_context)
+        take_as(&mut self.lp.open_context)
     }
 
     /// The local address of the connection (`getsockname`).

@@ -12,8 +12,8 @@ use std::os::fd::AsRawFd;
 
 use super::{flag, ConnCore};
 use crate::buffer::OutBuffer;
-use crate::event_loop::LoopCore;
-use crate::stats::{bump, raise};
+use crate::cx::LoopCore;
+use crate::stats::{bump, drop_by, raise};
 use crate::sys::socket;
 
 /// Writes gathered in the loop's staging buffer up to this size go out when the callback
@@ -162,7 +162,7 @@ impl ConnCore {
                 Err(e) => {
                     let written = before - out.len();
                     bump(&lp.shared.stats.bytes_out, written as u64);
-                    crate::stats::drop_by(&lp.shared.stats.pending_output, written as u64);
+                    drop_by(&lp.shared.stats.pending_output, written as u64);
                     self.fail(e);
                     return false;
                 }
@@ -170,7 +170,7 @@ impl ConnCore {
         }
         let written = before - out.len();
         bump(&lp.shared.stats.bytes_out, written as u64);
-        crate::stats::drop_by(&lp.shared.stats.pending_output, written as u64);
+        drop_by(&lp.shared.stats.pending_output, written as u64);
         if written > 0 {
             self.active_ms = lp.now_ms;
         }

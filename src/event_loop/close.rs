@@ -13,13 +13,15 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering::AcqRel;
 use std::time::Instant;
 
-use super::{token, EventLoop, TimerKind};
-use crate::conn::{flag, ConnCore};
-use crate::handler::{CloseReason, ConnId, Handler};
+use super::EventLoop;
+use crate::conn::{flag, CloseReason, ConnCore, ConnId};
+use crate::cx::TimerKind;
+use crate::handler::Handler;
 use crate::stats::{bump, drop_by};
 use crate::sys::epoll::{ERROR, HANG_UP, READABLE, READ_CLOSED};
 use crate::sys::socket;
 use crate::timer::TimerId;
+use crate::token;
 
 /// Reads of up to one read buffer each per lingering event before yielding.
 const LINGER_READS: usize = 4;
@@ -171,7 +173,7 @@ impl<H: Handler> EventLoop<H> {
     /// server's connection limit (which counts accepted connections only).
     pub(super) fn release_slot(&mut self, outbound: bool) {
         if !outbound {
-            self.lp.server.release_connection();
+            self.server.release_connection();
         }
         self.lp.shared.stats.assigned.fetch_sub(1, AcqRel);
     }
@@ -187,10 +189,10 @@ impl<H: Handler> EventLoop<H> {
         self.abandon_connects();
         self.abandon_handshakes();
         // UDP sockets: send what replies the kernel takes now, then close.
-        for i in 0..self.lp.udp.len() {
+        for i in 0..self.udp.len() {
             self.udp_flush(i);
         }
-        self.lp.udp.clear();
+        self.udp.clear();
         for listener in self.listeners.iter_mut() {
             if let Some(l) = listener.take() {
                 if l.armed {

@@ -6,13 +6,15 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering::AcqRel;
 
-use super::{token, EventLoop, LoopCore, LoopCx, TimerKind};
+use super::EventLoop;
 use crate::addr::Addr;
 use crate::connector::{busy_retry_delay, Connect, ConnectError, Pending};
+use crate::cx::{LoopCore, LoopCx, TimerKind};
 use crate::handler::Handler;
 use crate::stats::bump;
 use crate::sys::epoll::{ERROR, HANG_UP, READ_CLOSED, WRITABLE};
 use crate::sys::socket::{self, Progress};
+use crate::token;
 
 impl LoopCore {
     /// Starts connecting. Any failure — now or later — reaches `on_connect_error`.

@@ -7,14 +7,16 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 
-use super::{token, Entry, EventLoop, Src};
+use super::{Entry, EventLoop, Src};
 use crate::buffer::InBuffer;
-use crate::conn::{flag, Conn, ConnCore, Extra};
-use crate::handler::{Action, CloseReason, ConnId, Handler};
+use crate::config::InboundPolicy;
+use crate::conn::{flag, CloseReason, Conn, ConnCore, ConnId, Extra};
+use crate::handler::{Action, Handler};
 use crate::stats::bump;
 use crate::sys::epoll::{EDGE, ERROR, HANG_UP, READABLE, READ_CLOSED, WRITABLE};
 use crate::sys::socket;
 use crate::tls::TlsSession;
+use crate::token;
 
 /// Reads per readiness event in edge-triggered mode before yielding to other connections.
 pub(super) const EDGE_READ_BUDGET: usize = 8;
@@ -276,11 +278,11 @@ impl<H: Handler> EventLoop<H> {
         let entry = &mut self.conns[key];
         if entry.input.len() > cfg.inbound_limit && !entry.core.has(flag::PAUSE_LIMIT) {
             match cfg.inbound_policy {
-                crate::InboundPolicy::Close => {
+                InboundPolicy::Close => {
                     entry.input.clear();
                     entry.core.request_close(CloseReason::InboundLimit);
                 }
-                crate::InboundPolicy::Pause => entry.core.set(flag::PAUSE_LIMIT),
+                InboundPolicy::Pause => entry.core.set(flag::PAUSE_LIMIT),
             }
         }
         self.settle(key);

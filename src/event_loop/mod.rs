@@ -14,7 +14,6 @@
 //! * `udp.rs` — UDP sockets: batched receive, handler calls, batched replies.
 //! * `tls.rs` — TLS handshakes before `on_open`, and reading TLS connections.
 
-use std::any::Any;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
@@ -25,19 +24,18 @@ use slab::Slab;
 
 use crate::acceptor::{self, Accepted, Balancer, Drain};
 use crate::buffer::InBuffer;
-use crate::builder::Config;
+use crate::config::Config;
 use crate::conn::ConnCore;
-use crate::connector::{Connect, ConnectError, Pending};
+use crate::cx::{LoopCore, LoopCx, TimerKind};
 use crate::handler::Handler;
 use crate::listener::Listener;
 use crate::mailbox::{LoopShared, Task};
-use crate::server::ServerShared;
-use crate::stats::{bump, LoopStatsSnapshot};
+use crate::shared::ServerShared;
+use crate::stats::bump;
 use crate::sys::epoll::{Epoll, Events, READABLE};
 use crate::sys::udp::RecvBatch;
-use crate::timer::{TimerId, Timers};
-use crate::worker::WorkerPool;
-pub(crate) use udp::{UdpSocketState, UDP_QUEUE_LIMIT};
+use crate::token;
+use crate::udp::UdpSocketState;
 
 mod close;
 mod connect;
@@ -46,107 +44,6 @@ mod tasks;
 mod timeouts;
 mod tls;
 mod udp;
-
-/// Epoll tokens: the top three bits say what the descriptor is, then a 32-bit generation and a
-/// 29-bit slab key, so a stale event for a recycled slot is recognised and ignored.
-pub(crate) mod token {
-    pub const CONN: u64 = 0;
-    pub const LISTENER: u64 = 1;
-    pub const LINGER: u64 = 2;
-    pub const WAKER: u64 = 3;
-    pub const CONNECTING: u64 = 4;
-    pub const UDP: u64 = 5;
-    pub const HANDSHAKE: u64 = 6;
-    const TAG_SHIFT: u32 = 61;
-    pub const KEY_BITS: u32 = 29;
-    pub const KEY_MASK: u64 = (1 << KEY_BITS) - 1;
-
-    pub fn make(tag: u64, key: usize, generation: u32) -> u64 {
-        (tag << TAG_SHIFT) | (u64::from(generation) << KEY_BITS) | (key as u64 & KEY_MASK)
-    }
-
-    pub fn split(token: u64) -> (u64, usize, u32) {
-        (
-            token >> TAG_SHIFT,
-            (token & KEY_MASK) as usize,
-            (token >> KEY_BITS) as u32,
-        )
-    }
-}
-
-/// Timer kinds a loop schedules.
-#[derive(Clone, Debug)]
-pub(crate) enum TimerKind {
-    /// `Handler::on_timer` for a connection.
-    Conn {
-        key: u32,
-        generation: u32,
-        token: u64,
-    },
-    /// `Handler::on_tick`.
-    Loop { token: u64 },
-    /// A lingering close ran out of time.
-    Linger { key: u32, generation: u32 },
-    /// Re-arm a listener after an accept back-off.
-    AcceptRetry { listener: usize },
-    /// The graceful-stop deadline: close whatever is left.
-    StopDeadline,
-    /// Check a connection's idle and read timeouts.
-    ConnTimeout { key: u32, generation: u32 },
-    /// An outbound connect ran out of time.
-    ConnectTimeout { key: u32, generation: u32 },
-    /// Retry a Unix connect whose listener's backlog was full.
-    ConnectRetry { key: u32, generation: u32 },
-    /// A TLS handshake ran out of time.
-    HandshakeTimeout { key: u32, generation: u32 },
-}
-
-/// The non-generic state of a loop, which callbacks reach through [`Conn`](crate::Conn) and
-/// [`LoopCx`].
-pub(crate) struct LoopCore {
-    pub epoll: Epoll,
-    pub shared: Arc<LoopShared>,
-    pub server: Arc<ServerShared>,
-    pub cfg: Config,
-    /// Output written during the current callback, sent when it returns.
-    pub staging: Vec<u8>,
-    /// Plaintext written to a TLS connection during the current callback, encrypted when it
-    /// returns.
-    pub tls_plain: Vec<u8>,
-    pub timers: Timers<TimerKind>,
-    /// Time at the start of this turn of the loop.
-    pub now: Instant,
-    /// The same, in milliseconds since the timer epoch (for per-connection activity times).
-    pub now_ms: u64,
-    /// A callback asked to stop the server.
-    pub stop_requested: bool,
-    /// The server's worker pool, if it has one.
-    pub pool: Option<Arc<WorkerPool>>,
-    /// Outbound connects in progress.
-    pub connecting: Slab<Pending>,
-    /// Connects that failed at once, reported to the handler at the end of the turn.
-    pub connect_failures: Vec<ConnectError>,
-    /// The `Connect::context` of the outbound connection being opened (during `on_open`).
-    pub open_context: Option<Box<dyn Any + Send>>,
-    /// Generation for the next connection or connect (tells reused slots apart).
-    next_generation: u32,
-    /// This loop's UDP sockets.
-    pub udp: Vec<UdpSocketState>,
-}
-
-impl LoopCore {
-    pub(crate) fn next_generation(&mut self) -> u32 {
-        let g = self.next_generation;
-        self.next_generation = g.wrapping_add(1);
-        g
-    }
-
-    /// Reads the clock once for this turn of the loop.
-    pub(crate) fn tick(&mut self) {
-        self.now = Instant::now();
-        self.now_ms = self.timers.millis(self.now);
-    }
-}
 
 /// One connection in the loop's table: the loop's record, the inbound remainder and the
 /// handler's state, side by side so one callback can borrow all three.
@@ -171,6 +68,10 @@ pub(crate) struct LoopParts<H> {
 pub(crate) struct EventLoop<H: Handler> {
     handler: H,
     lp: LoopCore,
+    /// What every loop of the server shares (the other loops, the connection limit).
+    server: Arc<ServerShared>,
+    /// This loop's UDP sockets.
+    udp: Vec<UdpSocketState>,
     conns: Slab<Entry<H::State>>,
     lingering: Slab<close::Lingering>,
     handshakes: Slab<tls::Handshake>,
@@ -217,24 +118,9 @@ impl<H: Handler> EventLoop<H> {
         EventLoop {
             handler: parts.handler,
             balancer: Balancer::new(cfg.balance),
-            lp: LoopCore {
-                epoll: parts.epoll,
-                shared: parts.shared,
-                server: parts.server,
-                cfg,
-                staging: Vec::new(),
-                tls_plain: Vec::new(),
-                timers: Timers::new(),
-                now: Instant::now(),
-                now_ms: 0,
-                stop_requested: false,
-                pool,
-                connecting: Slab::new(),
-                connect_failures: Vec::new(),
-                open_context: None,
-                next_generation: 0,
-                udp,
-            },
+            lp: LoopCore::new(parts.epoll, parts.shared, cfg, pool),
+            server: parts.server,
+            udp,
             conns: Slab::new(),
             lingering: Slab::new(),
             handshakes: Slab::new(),
@@ -318,7 +204,7 @@ impl<H: Handler> EventLoop<H> {
         }
         if self.lp.stop_requested {
             self.lp.stop_requested = false;
-            self.lp.server.stop(self.lp.cfg.stop_timeout);
+            self.server.stop(self.lp.cfg.stop_timeout);
         }
         Ok(())
     }
@@ -341,7 +227,7 @@ impl<H: Handler> EventLoop<H> {
         let outcome = acceptor::drain(
             listener,
             self.lp.cfg.accept_batch,
-            &self.lp.server,
+            &self.server,
             &self.lp.shared,
             &mut accepted,
         );
@@ -356,7 +242,7 @@ impl<H: Handler> EventLoop<H> {
                 .insert(at, TimerKind::AcceptRetry { listener: i }, None);
         }
         let me = self.lp.shared.index;
-        let server = Arc::clone(&self.lp.server);
+        let server = Arc::clone(&self.server);
         let mut woken = 0u64; // bit set of loops to wake (loops beyond 64 are woken at once)
         for a in accepted.drain(..) {
             let target = if self.lp.cfg.reuse_port {
@@ -474,87 +360,6 @@ impl<H: Handler> EventLoop<H> {
         if panic::catch_unwind(AssertUnwindSafe(|| handler.on_shutdown())).is_err() {
             self.note_panic("on_shutdown");
         }
-    }
-}
-
-/// The event loop, as seen from [`Handler::on_boot`], [`Handler::on_tick`], a task posted to
-/// the loop, or [`Conn::loop_cx`](crate::Conn::loop_cx).
-pub struct LoopCx<'a> {
-    lp: &'a mut LoopCore,
-}
-
-impl<'a> LoopCx<'a> {
-    pub(crate) fn new(lp: &'a mut LoopCore) -> LoopCx<'a> {
-        LoopCx { lp }
-    }
-
-    /// Index of this loop (0-based).
-    pub fn index(&self) -> usize {
-        self.lp.shared.index
-    }
-
-    /// The time this turn of the loop started (cheaper than `Instant::now()`).
-    pub fn now(&self) -> Instant {
-        self.lp.now
-    }
-
-    /// Calls [`Handler::on_tick`] with `token` once, after `after`.
-    pub fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
-        self.lp
-            .timers
-            .insert(self.lp.now + after, TimerKind::Loop { token }, None)
-    }
-
-    /// Calls [`Handler::on_tick`] with `token` every `period`, until cancelled.
-    pub fn set_interval(&mut self, period: Duration, token: u64) -> TimerId {
-        self.lp.timers.insert(
-            self.lp.now + period,
-            TimerKind::Loop { token },
-            Some(period),
-        )
-    }
-
-    /// Cancels a timer. Returns whether it was still pending.
-    pub fn cancel_timer(&mut self, id: TimerId) -> bool {
-        self.lp.timers.cancel(id)
-    }
-
-    /// Number of timers pending on this loop.
-    pub fn pending_timers(&self) -> usize {
-        self.lp.timers.len()
-    }
-
-    /// This loop's counters.
-    pub fn stats(&self) -> LoopStatsSnapshot {
-        self.lp.shared.stats.snapshot()
-    }
-
-    /// Stops the whole server gracefully.
-    pub fn stop_server(&mut self) {
-        self.lp.stop_requested = true;
-    }
-
-    /// Opens an outbound connection from this loop. When it is established the handler's
-    /// `on_open` runs for it ([`Conn::is_outbound`](crate::Conn::is_outbound) is true and
-    /// [`Conn::take_context`](crate::Conn::take_context) returns the connect's context); if it
-    /// fails — refused, unreachable, timed out, or at once — `on_connect_error` runs instead.
-    pub fn connect(&mut self, connect: Connect) {
-        self.lp.connect(connect);
-    }
-
-    /// A handle to this loop for other threads.
-    pub fn handle(&self) -> crate::LoopHandle {
-        crate::LoopHandle {
-            shared: Arc::clone(&self.lp.shared),
-        }
-    }
-}
-
-impl std::fmt::Debug for LoopCx<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoopCx")
-            .field("index", &self.index())
-            .finish()
     }
 }
 

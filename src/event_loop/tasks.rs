@@ -4,9 +4,10 @@
 
 use std::panic::{self, AssertUnwindSafe};
 
-use super::{EventLoop, LoopCx};
-use crate::conn::{flag, Conn};
-use crate::handler::{CloseReason, Handler};
+use super::EventLoop;
+use crate::conn::{flag, CloseReason, Conn};
+use crate::cx::LoopCx;
+use crate::handler::Handler;
 use crate::mailbox::{ConnOp, JobResult, Task};
 use crate::stats::bump;
 

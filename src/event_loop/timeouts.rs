@@ -11,10 +11,11 @@
 
 use std::time::Duration;
 
-use super::{EventLoop, Src, TimerKind};
-use crate::builder::Config;
-use crate::conn::{flag, ConnCore};
-use crate::handler::{Action, CloseReason, Handler, Timeout};
+use super::{EventLoop, Src};
+use crate::config::Config;
+use crate::conn::{flag, CloseReason, ConnCore};
+use crate::cx::TimerKind;
+use crate::handler::{Action, Handler, Timeout};
 
 pub(super) fn millis(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX / 2)) as u64

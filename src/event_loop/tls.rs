@@ -13,16 +13,18 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering::AcqRel;
 
-use super::{token, EventLoop, LoopCx, Src, TimerKind};
+use super::{Entry, EventLoop, Src};
 use crate::addr::Addr;
-use crate::conn::{flag, Extra};
+use crate::conn::{flag, CloseReason, Extra};
 use crate::connector::ConnectError;
-use crate::handler::{CloseReason, Handler};
+use crate::cx::{LoopCx, TimerKind};
+use crate::handler::Handler;
 use crate::stats::bump;
 use crate::sys::epoll::{ERROR, HANG_UP, READABLE, READ_CLOSED, WRITABLE};
 use crate::sys::socket;
 use crate::timer::TimerId;
 use crate::tls::{ClientTls, ServerConfig, TlsSession};
+use crate::token;
 
 /// Reads per readiness event while handshaking.
 const HANDSHAKE_READS: usize = 4;
@@ -357,7 +359,7 @@ impl<H: Handler> EventLoop<H> {
             bump(&self.lp.shared.stats.bytes_in, n as u64);
             let entry = &mut self.conns[key];
             entry.core.active_ms = self.lp.now_ms;
-            let crate::event_loop::Entry { core, input, .. } = entry;
+            let Entry { core, input, .. } = entry;
             let Some(tls) = core.tls.as_mut() else { return };
             let fed = tls.feed(&self.read_buf[..n], &mut |p| input.append(p));
             match fed {

@@ -1,51 +1,22 @@
 //! UDP sockets on a loop: receive a batch, hand each datagram to the handler, send the
 //! replies of the batch together; `EPOLLOUT` only while replies wait for the kernel.
 
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
 
-use socket2::Socket;
-
-use super::{token, EventLoop};
+use super::EventLoop;
 use crate::handler::Handler;
 use crate::stats::bump;
 use crate::sys::epoll::{READABLE, WRITABLE};
-use crate::sys::udp::SendQueue;
+use crate::token;
 use crate::udp::{Datagram, Udp};
 
 /// Datagrams received per readiness event at most, however they are batched.
 const UDP_READ_BUDGET: usize = 32;
 
-/// Replies queued per socket beyond which new ones are dropped (and counted).
-pub(crate) const UDP_QUEUE_LIMIT: usize = 65_536;
-
-/// A UDP socket owned by a loop.
-pub(crate) struct UdpSocketState {
-    pub sock: Socket,
-    pub local: SocketAddr,
-    pub out: SendQueue,
-    /// `EPOLLOUT` is registered (replies are waiting).
-    pub waiting_out: bool,
-}
-
-impl UdpSocketState {
-    pub(crate) fn new(sock: Socket, batch: usize) -> std::io::Result<UdpSocketState> {
-        let local = sock.local_addr()?.as_socket().ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an IP socket")
-        })?;
-        Ok(UdpSocketState {
-            sock,
-            local,
-            out: SendQueue::new(batch),
-            waiting_out: false,
-        })
-    }
-}
-
 impl<H: Handler> EventLoop<H> {
     pub(super) fn arm_udp(&mut self) -> std::io::Result<()> {
-        for (i, s) in self.lp.udp.iter().enumerate() {
+        for (i, s) in self.udp.iter().enumerate() {
             self.lp
                 .epoll
                 .add(s.sock.as_raw_fd(), READABLE, token::make(token::UDP, i, 0))?;
@@ -54,7 +25,7 @@ impl<H: Handler> EventLoop<H> {
     }
 
     pub(super) fn udp_event(&mut self, i: usize, events: u32) {
-        if i >= self.lp.udp.len() {
+        if i >= self.udp.len() {
             return;
         }
         if events & READABLE != 0 {
@@ -70,7 +41,7 @@ impl<H: Handler> EventLoop<H> {
         let Some(batch) = self.udp_recv.as_mut() else {
             return;
         };
-        let fd = self.lp.udp[i].sock.as_raw_fd();
+        let fd = self.udp[i].sock.as_raw_fd();
         let per_call = batch.capacity();
         let mut budget = UDP_READ_BUDGET.max(per_call);
         while budget > 0 {
@@ -101,7 +72,7 @@ impl<H: Handler> EventLoop<H> {
                 let handler = &mut self.handler;
                 let mut udp = Udp {
                     lp: &mut self.lp,
-                    socket: i,
+                    socket: &mut self.udp[i],
                 };
                 let call = AssertUnwindSafe(|| handler.on_datagram(&mut udp, dgram));
                 if panic::catch_unwind(call).is_err() {
@@ -117,7 +88,7 @@ impl<H: Handler> EventLoop<H> {
 
     /// Sends the socket's queued replies; registers for writability while some remain.
     pub(super) fn udp_flush(&mut self, i: usize) {
-        let s = &mut self.lp.udp[i];
+        let s = &mut self.udp[i];
         if s.out.is_empty() && !s.waiting_out {
             return;
         }
@@ -142,7 +113,7 @@ impl<H: Handler> EventLoop<H> {
                 .modify(fd, interest, token::make(token::UDP, i, 0))
                 .is_ok()
             {
-                self.lp.udp[i].waiting_out = want_out;
+                self.udp[i].waiting_out = want_out;
             }
         }
     }

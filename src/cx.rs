@@ -1,0 +1,197 @@
+//! What callbacks reach of their loop: the loop's non-generic state ([`LoopCore`]: epoll, the
+//! staging buffers, timers, outbound connects in progress) and the public view of it
+//! ([`LoopCx`]), with the kinds of timer a loop schedules ([`TimerKind`]).
+//!
+//! It sits below the connection view and the event loop, which both hold a `&mut LoopCore`.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::config::Config;
+use crate::connector::{Connect, ConnectError, Pending};
+use crate::handle::LoopHandle;
+use crate::mailbox::LoopShared;
+use crate::stats::LoopStatsSnapshot;
+use crate::sys::epoll::Epoll;
+use crate::timer::{TimerId, Timers};
+use crate::worker::WorkerPool;
+
+/// Timer kinds a loop schedules.
+#[derive(Clone, Debug)]
+pub(crate) enum TimerKind {
+    /// `Handler::on_timer` for a connection.
+    Conn {
+        key: u32,
+        generation: u32,
+        token: u64,
+    },
+    /// `Handler::on_tick`.
+    Loop { token: u64 },
+    /// A lingering close ran out of time.
+    Linger { key: u32, generation: u32 },
+    /// Re-arm a listener after an accept back-off.
+    AcceptRetry { listener: usize },
+    /// The graceful-stop deadline: close whatever is left.
+    StopDeadline,
+    /// Check a connection's idle and read timeouts.
+    ConnTimeout { key: u32, generation: u32 },
+    /// An outbound connect ran out of time.
+    ConnectTimeout { key: u32, generation: u32 },
+    /// Retry a Unix connect whose listener's backlog was full.
+    ConnectRetry { key: u32, generation: u32 },
+    /// A TLS handshake ran out of time.
+    HandshakeTimeout { key: u32, generation: u32 },
+}
+
+/// The non-generic state of a loop, which callbacks reach through [`Conn`](crate::Conn) and
+/// [`LoopCx`].
+pub(crate) struct LoopCore {
+    pub epoll: Epoll,
+    pub shared: Arc<LoopShared>,
+    pub cfg: Config,
+    /// Output written during the current callback, sent when it returns.
+    pub staging: Vec<u8>,
+    /// Plaintext written to a TLS connection during the current callback, encrypted when it
+    /// returns.
+    pub tls_plain: Vec<u8>,
+    pub timers: Timers<TimerKind>,
+    /// Time at the start of this turn of the loop.
+    pub now: Instant,
+    /// The same, in milliseconds since the timer epoch (for per-connection activity times).
+    pub now_ms: u64,
+    /// A callback asked to stop the server.
+    pub stop_requested: bool,
+    /// The server's worker pool, if it has one.
+    pub pool: Option<Arc<WorkerPool>>,
+    /// Outbound connects in progress.
+    pub connecting: Slab<Pending>,
+    /// Connects that failed at once, reported to the handler at the end of the turn.
+    pub connect_failures: Vec<ConnectError>,
+    /// The `Connect::context` of the outbound connection being opened (during `on_open`).
+    pub open_context: Option<Box<dyn Any + Send>>,
+    /// Generation for the next connection or connect (tells reused slots apart).
+    next_generation: u32,
+}
+
+impl LoopCore {
+    pub(crate) fn new(
+        epoll: Epoll,
+        shared: Arc<LoopShared>,
+        cfg: Config,
+        pool: Option<Arc<WorkerPool>>,
+    ) -> LoopCore {
+        LoopCore {
+            epoll,
+            shared,
+            cfg,
+            staging: Vec::new(),
+            tls_plain: Vec::new(),
+            timers: Timers::new(),
+            now: Instant::now(),
+            now_ms: 0,
+            stop_requested: false,
+            pool,
+            connecting: Slab::new(),
+            connect_failures: Vec::new(),
+            open_context: None,
+            next_generation: 0,
+        }
+    }
+
+    pub(crate) fn next_generation(&mut self) -> u32 {
+        let g = self.next_generation;
+        self.next_generation = g.wrapping_add(1);
+        g
+    }
+
+    /// Reads the clock once for this turn of the loop.
+    pub(crate) fn tick(&mut self) {
+        self.now = Instant::now();
+        self.now_ms = self.timers.millis(self.now);
+    }
+}
+
+/// The event loop, as seen from [`Handler::on_boot`](crate::Handler::on_boot),
+/// [`Handler::on_tick`](crate::Handler::on_tick), a task posted to the loop, or
+/// [`Conn::loop_cx`](crate::Conn::loop_cx).
+pub struct LoopCx<'a> {
+    lp: &'a mut LoopCore,
+}
+
+impl<'a> LoopCx<'a> {
+    pub(crate) fn new(lp: &'a mut LoopCore) -> LoopCx<'a> {
+        LoopCx { lp }
+    }
+
+    /// Index of this loop (0-based).
+    pub fn index(&self) -> usize {
+        self.lp.shared.index
+    }
+
+    /// The time this turn of the loop started (cheaper than `Instant::now()`).
+    pub fn now(&self) -> Instant {
+        self.lp.now
+    }
+
+    /// Calls [`Handler::on_tick`](crate::Handler::on_tick) with `token` once, after `after`.
+    pub fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
+        self.lp
+            .timers
+            .insert(self.lp.now + after, TimerKind::Loop { token }, None)
+    }
+
+    /// Calls [`Handler::on_tick`](crate::Handler::on_tick) with `token` every `period`, until cancelled.
+    pub fn set_interval(&mut self, period: Duration, token: u64) -> TimerId {
+        self.lp.timers.insert(
+            self.lp.now + period,
+            TimerKind::Loop { token },
+            Some(period),
+        )
+    }
+
+    /// Cancels a timer. Returns whether it was still pending.
+    pub fn cancel_timer(&mut self, id: TimerId) -> bool {
+        self.lp.timers.cancel(id)
+    }
+
+    /// Number of timers pending on this loop.
+    pub fn pending_timers(&self) -> usize {
+        self.lp.timers.len()
+    }
+
+    /// This loop's counters.
+    pub fn stats(&self) -> LoopStatsSnapshot {
+        self.lp.shared.stats.snapshot()
+    }
+
+    /// Stops the whole server gracefully.
+    pub fn stop_server(&mut self) {
+        self.lp.stop_requested = true;
+    }
+
+    /// Opens an outbound connection from this loop. When it is established the handler's
+    /// `on_open` runs for it ([`Conn::is_outbound`](crate::Conn::is_outbound) is true and
+    /// [`Conn::take_context`](crate::Conn::take_context) returns the connect's context); if it
+    /// fails — refused, unreachable, timed out, or at once — `on_connect_error` runs instead.
+    pub fn connect(&mut self, connect: Connect) {
+        self.lp.connect(connect);
+    }
+
+    /// A handle to this loop for other threads.
+    pub fn handle(&self) -> LoopHandle {
+        LoopHandle {
+            shared: Arc::clone(&self.lp.shared),
+        }
+    }
+}
+
+impl std::fmt::Debug for LoopCx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopCx")
+            .field("index", &self.index())
+            .finish()
+    }
+}
