@@ -5,6 +5,7 @@
 //! It sits below the connection view and the event loop, which both hold a `&mut LoopCore`.
 
 use std::any::Any;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use crate::config::Config;
 use crate::connector::{Connect, ConnectError, Pending};
 use crate::handle::LoopHandle;
 use crate::mailbox::LoopShared;
-use crate::stats::LoopStatsSnapshot;
+use crate::stats::{bump, LoopStatsSnapshot};
 use crate::sys::epoll::Epoll;
 use crate::timer::{TimerId, Timers};
 use crate::worker::WorkerPool;
@@ -105,6 +106,26 @@ impl LoopCore {
         let g = self.next_generation;
         self.next_generation = g.wrapping_add(1);
         g
+    }
+
+    /// Runs one application callback — every handler callback, posted closure and
+    /// connection-handle closure goes through here. A panic is caught, counted in the loop's
+    /// `panics`, and logged naming `what`; the output the callback staged belongs to nobody
+    /// then and is dropped. Returns `None` if it panicked.
+    pub(crate) fn callback<R>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut LoopCore) -> R,
+    ) -> Option<R> {
+        match panic::catch_unwind(AssertUnwindSafe(|| f(self))) {
+            Ok(r) => Some(r),
+            Err(_) => {
+                bump(&self.shared.stats.panics, 1);
+                self.clear_staging();
+                log::error!("eventide: loop {}: {what} panicked", self.shared.index);
+                None
+            }
+        }
     }
 
     /// Reads the clock once for this turn of the loop.

@@ -9,7 +9,8 @@ use std::thread;
 use eventide::{Action, Conn, Datagram, Handler, Server, Udp};
 use util::{Rng, TIMEOUT};
 
-/// Echoes datagrams; a truncated one is answered with `TRUNCATED <real length>`.
+/// Echoes datagrams; a truncated one is answered with `TRUNCATED <real length>`; one that
+/// starts with `PANIC` makes it panic.
 struct UdpEcho;
 
 impl Handler for UdpEcho {
@@ -19,6 +20,9 @@ impl Handler for UdpEcho {
         Action::Continue
     }
     fn on_datagram(&mut self, udp: &mut Udp<'_>, d: Datagram<'_>) {
+        if d.data().starts_with(b"PANIC") {
+            panic!("test handler asked to panic");
+        }
         if d.is_truncated() {
             let msg = format!("TRUNCATED {} {}", d.len(), d.data().len());
             udp.send_to(msg.as_bytes(), d.peer());
@@ -148,4 +152,24 @@ fn tcp_and_udp_side_by_side() {
     echo_load(&server, 1, 100, 4);
     server.stop();
     server.join().unwrap();
+}
+
+/// A panic in `on_datagram` is caught and counted like any other callback's; the socket
+/// keeps serving.
+#[test]
+fn panic_in_on_datagram_is_counted_and_the_socket_keeps_serving() {
+    let server = Server::builder()
+        .bind_udp("127.0.0.1:0")
+        .loops(1)
+        .start(|_| UdpEcho)
+        .unwrap();
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.connect(server.udp_addrs()[0]).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.send(b"PANIC now").unwrap();
+    s.send(b"after").unwrap();
+    let mut buf = [0u8; 64];
+    let n = s.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"after");
+    assert_eq!(server.stats().total().panics, 1);
 }

@@ -9,7 +9,6 @@
 //! the linger timeout passes, and only then closes the descriptor.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering::AcqRel;
 use std::time::Instant;
 
@@ -156,9 +155,8 @@ impl<H: Handler> EventLoop<H> {
 
     fn notify_close(&mut self, id: ConnId, state: H::State, reason: &CloseReason) {
         let handler = &mut self.handler;
-        if panic::catch_unwind(AssertUnwindSafe(|| handler.on_close(id, state, reason))).is_err() {
-            self.note_panic("on_close");
-        }
+        self.lp
+            .callback("on_close", |_| handler.on_close(id, state, reason));
     }
 
     /// Bookkeeping for a descriptor that was closed.

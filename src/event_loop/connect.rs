@@ -3,7 +3,6 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering::AcqRel;
 
 use super::EventLoop;
@@ -185,11 +184,9 @@ impl<H: Handler> EventLoop<H> {
 
     fn report_connect_error(&mut self, error: ConnectError) {
         let handler = &mut self.handler;
-        let mut cx = LoopCx::new(&mut self.lp);
-        let call = AssertUnwindSafe(|| handler.on_connect_error(&mut cx, error));
-        if panic::catch_unwind(call).is_err() {
-            self.note_panic("on_connect_error");
-        }
+        self.lp.callback("on_connect_error", |lp| {
+            handler.on_connect_error(&mut LoopCx::new(lp), error)
+        });
     }
 
     /// Drops every connect in progress (server stop).

@@ -5,7 +5,6 @@ use std::any::Any;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::panic::{self, AssertUnwindSafe};
 
 use super::{Entry, EventLoop, Src};
 use crate::buffer::InBuffer;
@@ -89,11 +88,11 @@ impl<H: Handler> EventLoop<H> {
             }
         }
         let handler = &mut self.handler;
-        let mut conn = Conn::new(&mut core, &mut self.lp, &[]);
-        let opened = panic::catch_unwind(AssertUnwindSafe(|| handler.on_open(&mut conn)));
+        let opened = self.lp.callback("on_open", |lp| {
+            handler.on_open(&mut Conn::new(&mut core, lp, &[]))
+        });
         self.lp.open_context = None;
-        let Ok(state) = opened else {
-            self.note_panic("on_open");
+        let Some(state) = opened else {
             drop(core);
             self.count_closed(is_outbound);
             return;
@@ -330,14 +329,15 @@ impl<H: Handler> EventLoop<H> {
             Src::ReadBuf(n) => &self.read_buf[..n],
             Src::Buffered => input.data(),
         };
-        let mut conn = Conn::new(core, &mut self.lp, view);
-        conn.input_stable = matches!(src, Src::ReadBuf(_));
         let handler = &mut self.handler;
-        let result = panic::catch_unwind(AssertUnwindSafe(|| f(handler, &mut conn, state)));
-        let consumed = conn.consumed;
-        let borrowed = conn.borrowed.take();
+        let result = self.lp.callback("a connection callback", |lp| {
+            let mut conn = Conn::new(core, lp, view);
+            conn.input_stable = matches!(src, Src::ReadBuf(_));
+            let r = f(handler, &mut conn, state);
+            (r, conn.consumed, conn.borrowed)
+        });
         match result {
-            Ok(r) => {
+            Some((r, consumed, borrowed)) => {
                 if let Some((start, len)) = borrowed {
                     // The callback's only output was part of the read buffer: send it from
                     // there (staging is empty and nothing is queued, or it would have been
@@ -348,9 +348,8 @@ impl<H: Handler> EventLoop<H> {
                 }
                 Some((r, consumed))
             }
-            Err(_) => {
+            None => {
                 let id = self.conns[key].core.id;
-                self.note_panic("a connection callback");
                 log::error!("eventide: closing connection {id} after a panic");
                 self.close_now(key, CloseReason::Panicked);
                 None

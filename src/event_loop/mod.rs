@@ -16,7 +16,6 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -149,10 +148,8 @@ impl<H: Handler> EventLoop<H> {
         self.arm_udp()?;
         self.lp.tick();
         let handler = &mut self.handler;
-        let mut cx = LoopCx::new(&mut self.lp);
-        if panic::catch_unwind(AssertUnwindSafe(|| handler.on_boot(&mut cx))).is_err() {
-            self.note_panic("on_boot");
-        }
+        self.lp
+            .callback("on_boot", |lp| handler.on_boot(&mut LoopCx::new(lp)));
         while !(self.stopping
             && self.conns.is_empty()
             && self.lingering.is_empty()
@@ -291,12 +288,8 @@ impl<H: Handler> EventLoop<H> {
                 }
                 TimerKind::Loop { token } => {
                     let handler = &mut self.handler;
-                    let mut cx = LoopCx::new(&mut self.lp);
-                    if panic::catch_unwind(AssertUnwindSafe(|| handler.on_tick(&mut cx, token)))
-                        .is_err()
-                    {
-                        self.note_panic("on_tick");
-                    }
+                    self.lp
+                        .callback("on_tick", |lp| handler.on_tick(&mut LoopCx::new(lp), token));
                 }
                 TimerKind::Linger { key, generation } => {
                     self.linger_expired(key as usize, generation)
@@ -337,13 +330,6 @@ impl<H: Handler> EventLoop<H> {
         matches!(self.conns.get(key), Some(e) if e.core.id.generation == generation)
     }
 
-    fn note_panic(&mut self, what: &str) {
-        bump(&self.lp.shared.stats.panics, 1);
-        // Output a panicking callback staged belongs to nobody now.
-        self.lp.clear_staging();
-        log::error!("eventide: loop {}: {what} panicked", self.lp.shared.index);
-    }
-
     /// The loop is exiting: drop queued work and tell the handler.
     fn finish(&mut self) {
         self.lp.shared.mark_exited();
@@ -357,9 +343,7 @@ impl<H: Handler> EventLoop<H> {
         }
         self.lp.timers.clear();
         let handler = &mut self.handler;
-        if panic::catch_unwind(AssertUnwindSafe(|| handler.on_shutdown())).is_err() {
-            self.note_panic("on_shutdown");
-        }
+        self.lp.callback("on_shutdown", |_| handler.on_shutdown());
     }
 }
 

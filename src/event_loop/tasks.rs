@@ -2,8 +2,6 @@
 //! [`LoopHandle::execute`](crate::LoopHandle::execute), operations from
 //! [`ConnHandle`](crate::ConnHandle)s, and worker-pool results.
 
-use std::panic::{self, AssertUnwindSafe};
-
 use super::EventLoop;
 use crate::conn::{flag, CloseReason, Conn};
 use crate::cx::LoopCx;
@@ -28,10 +26,8 @@ impl<H: Handler> EventLoop<H> {
                     }
                 }
                 Task::Run(f) => {
-                    let mut cx = LoopCx::new(&mut self.lp);
-                    if panic::catch_unwind(AssertUnwindSafe(|| f(&mut cx))).is_err() {
-                        self.note_panic("a posted task");
-                    }
+                    self.lp
+                        .callback("a posted task", |lp| f(&mut LoopCx::new(lp)));
                 }
                 Task::Conn {
                     key,
@@ -65,13 +61,14 @@ impl<H: Handler> EventLoop<H> {
     /// Runs `f` on connection `key` outside any handler callback (a panic closes it).
     fn with_conn(&mut self, key: usize, f: impl FnOnce(&mut Conn<'_>)) -> bool {
         let entry = &mut self.conns[key];
-        let mut conn = Conn::new(&mut entry.core, &mut self.lp, entry.input.data());
-        if panic::catch_unwind(AssertUnwindSafe(|| f(&mut conn))).is_err() {
-            self.note_panic("a connection-handle closure");
+        let (core, input) = (&mut entry.core, entry.input.data());
+        let ran = self.lp.callback("a connection-handle closure", |lp| {
+            f(&mut Conn::new(core, lp, input))
+        });
+        if ran.is_none() {
             self.close_now(key, CloseReason::Panicked);
-            return false;
         }
-        true
+        ran.is_some()
     }
 
     fn conn_op(&mut self, key: usize, generation: u32, op: ConnOp) {

@@ -10,7 +10,6 @@ use std::any::Any;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering::AcqRel;
 
 use super::{Entry, EventLoop, Src};
@@ -315,11 +314,9 @@ impl<H: Handler> EventLoop<H> {
 
     fn report_tls_error(&mut self, peer: Option<SocketAddr>, e: &io::Error) {
         let handler = &mut self.handler;
-        let mut cx = LoopCx::new(&mut self.lp);
-        if panic::catch_unwind(AssertUnwindSafe(|| handler.on_tls_error(&mut cx, peer, e))).is_err()
-        {
-            self.note_panic("on_tls_error");
-        }
+        self.lp.callback("on_tls_error", |lp| {
+            handler.on_tls_error(&mut LoopCx::new(lp), peer, e)
+        });
     }
 
     /// Abandons every handshake (server stop).

@@ -2,7 +2,6 @@
 //! replies of the batch together; `EPOLLOUT` only while replies wait for the kernel.
 
 use std::os::fd::AsRawFd;
-use std::panic::{self, AssertUnwindSafe};
 
 use super::EventLoop;
 use crate::handler::Handler;
@@ -69,16 +68,10 @@ impl<H: Handler> EventLoop<H> {
                     len: r.len,
                     peer,
                 };
-                let handler = &mut self.handler;
-                let mut udp = Udp {
-                    lp: &mut self.lp,
-                    socket: &mut self.udp[i],
-                };
-                let call = AssertUnwindSafe(|| handler.on_datagram(&mut udp, dgram));
-                if panic::catch_unwind(call).is_err() {
-                    bump(&self.lp.shared.stats.panics, 1);
-                    log::error!("eventide: on_datagram panicked");
-                }
+                let (handler, socket) = (&mut self.handler, &mut self.udp[i]);
+                self.lp.callback("on_datagram", |lp| {
+                    handler.on_datagram(&mut Udp { lp, socket }, dgram)
+                });
             }
             if n < per_call {
                 return; // the queue is drained
