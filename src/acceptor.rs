@@ -8,10 +8,11 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::Ordering::{AcqRel, Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::config::Balance;
+use crate::cx::Seat;
 use crate::listener::Listener;
 use crate::mailbox::LoopShared;
 use crate::shared::ServerShared;
@@ -25,6 +26,8 @@ pub(crate) struct Accepted {
     pub peer: Option<SocketAddr>,
     /// The listener's TLS configuration: the connection starts with a handshake.
     pub tls: Option<ServerConfig>,
+    /// Its place under the connection limit (assigned to a loop by the caller).
+    pub seat: Seat,
 }
 
 /// How a drain of the accept queue ended.
@@ -51,15 +54,16 @@ pub(crate) fn drain(
     for _ in 0..budget {
         match socket::accept(fd) {
             Ok((fd, addr)) => {
-                if !server.reserve_connection() {
+                let Some(seat) = Seat::accepted(&server.limit) else {
                     bump(&shared.stats.refused, 1);
                     socket::abort(fd);
                     continue;
-                }
+                };
                 out.push(Accepted {
                     fd,
                     peer: addr.as_socket(),
                     tls: listener.tls.clone(),
+                    seat,
                 });
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drain::Empty,
@@ -164,11 +168,6 @@ fn hash_ip(ip: IpAddr) -> u64 {
     h
 }
 
-/// Counts a connection handed to loop `target` (for least-connections).
-pub(crate) fn note_assigned(target: &LoopShared) {
-    target.stats.assigned.fetch_add(1, AcqRel);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,8 +194,7 @@ mod tests {
         l[2].stats.assigned.store(3, Relaxed);
         let mut b = Balancer::new(Balance::LeastConnections);
         assert_eq!(b.pick(None, &l), 1);
-        note_assigned(&l[1]);
-        note_assigned(&l[1]);
+        l[1].stats.assigned.fetch_add(2, Relaxed);
         // 5, 3, 3: a tie between 1 and 2 goes to the next in turn after the last pick.
         assert_eq!(b.pick(None, &l), 2);
     }

@@ -12,12 +12,9 @@
 use std::any::Any;
 use std::fmt;
 use std::io;
-use std::time::{Duration, Instant};
-
-use socket2::Socket;
+use std::time::Duration;
 
 use crate::addr::Addr;
-use crate::timer::TimerId;
 use crate::tls::ClientTls;
 
 /// What to connect to, and how.
@@ -162,32 +159,4 @@ pub(crate) fn take_as<T: Any>(slot: &mut Option<Box<dyn Any + Send>>) -> Option<
             None
         }
     }
-}
-
-/// A connect in progress, owned by its loop until it completes or fails.
-pub(crate) struct Pending {
-    pub sock: Socket,
-    pub generation: u32,
-    pub addr: Addr,
-    pub deadline: Instant,
-    /// The timeout (or, for a busy Unix listener, the retry) timer.
-    pub timer: Option<TimerId>,
-    pub context: Option<Box<dyn Any + Send>>,
-    /// Registered with epoll (not waiting to retry a busy Unix listener).
-    pub registered: bool,
-    /// Retries made after `EAGAIN` (for the back-off).
-    pub retries: u32,
-    /// TLS to run once connected.
-    pub tls: Option<ClientTls>,
-}
-
-impl Pending {
-    pub(crate) fn into_error(self, error: io::Error) -> ConnectError {
-        ConnectError::new(self.addr, error, self.context)
-    }
-}
-
-/// Back-off before retrying a Unix connect whose listener's backlog was full.
-pub(crate) fn busy_retry_delay(retries: u32) -> Duration {
-    Duration::from_millis((1u64 << retries.min(6)).min(50))
 }

@@ -2,17 +2,19 @@
 //! staging buffers, timers, outbound connects in progress) and the public view of it
 //! ([`LoopCx`]), with the kinds of timer a loop schedules ([`TimerKind`]).
 //!
+//! It also holds a connection's [`Seat`]: its place in the loop's count and under the
+//! server's connection limit, given back when it is dropped.
+//!
 //! It sits below the connection view and the event loop, which both hold a `&mut LoopCore`.
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering::AcqRel};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use slab::Slab;
-
 use crate::config::Config;
-use crate::connector::{Connect, ConnectError, Pending};
+use crate::connector::Connect;
 use crate::handle::LoopHandle;
 use crate::mailbox::LoopShared;
 use crate::stats::{bump, LoopStatsSnapshot};
@@ -67,10 +69,8 @@ pub(crate) struct LoopCore {
     pub stop_requested: bool,
     /// The server's worker pool, if it has one.
     pub pool: Option<Arc<WorkerPool>>,
-    /// Outbound connects in progress.
-    pub connecting: Slab<Pending>,
-    /// Connects that failed at once, reported to the handler at the end of the turn.
-    pub connect_failures: Vec<ConnectError>,
+    /// Connects asked for during this turn's callbacks, started at the end of the turn.
+    pub connects: Vec<Connect>,
     /// The `Connect::context` of the outbound connection being opened (during `on_open`).
     pub open_context: Option<Box<dyn Any + Send>>,
     /// Generation for the next connection or connect (tells reused slots apart).
@@ -95,8 +95,7 @@ impl LoopCore {
             now_ms: 0,
             stop_requested: false,
             pool,
-            connecting: Slab::new(),
-            connect_failures: Vec::new(),
+            connects: Vec::new(),
             open_context: None,
             next_generation: 0,
         }
@@ -197,8 +196,9 @@ impl<'a> LoopCx<'a> {
     /// `on_open` runs for it ([`Conn::is_outbound`](crate::Conn::is_outbound) is true and
     /// [`Conn::take_context`](crate::Conn::take_context) returns the connect's context); if it
     /// fails — refused, unreachable, timed out, or at once — `on_connect_error` runs instead.
+    /// The connect starts when the current callback's turn of the loop ends.
     pub fn connect(&mut self, connect: Connect) {
-        self.lp.connect(connect);
+        self.lp.connects.push(connect);
     }
 
     /// A handle to this loop for other threads.
@@ -214,5 +214,108 @@ impl std::fmt::Debug for LoopCx<'_> {
         f.debug_struct("LoopCx")
             .field("index", &self.index())
             .finish()
+    }
+}
+
+/// The server-wide count of accepted connections, held under the connection limit.
+pub(crate) struct ConnLimit {
+    connections: AtomicUsize,
+    max: usize,
+}
+
+impl ConnLimit {
+    pub(crate) fn new(max: usize) -> ConnLimit {
+        ConnLimit {
+            connections: AtomicUsize::new(0),
+            max,
+        }
+    }
+}
+
+/// A connection's seat: its place in its loop's count of assigned connections (which
+/// least-connections balancing and `Server::connect` read) and, for an accepted connection,
+/// under the server's connection limit.
+///
+/// It is taken when a connection is accepted (under the limit) or a connect starts, and given
+/// back when it is dropped — whichever way the socket ends: refused, a failed handshake or
+/// connect, a close, the end of a lingering close, or a hand-off still queued when its loop
+/// exits. No path releases a seat by hand.
+pub(crate) struct Seat {
+    /// The loop it is counted on, once assigned.
+    assigned: Option<Arc<LoopShared>>,
+    /// The place under the connection limit (accepted connections only).
+    limit: Option<Arc<ConnLimit>>,
+}
+
+impl Seat {
+    /// A place under `limit` for a connection just accepted (not yet assigned to a loop), or
+    /// `None` when the server is full.
+    pub(crate) fn accepted(limit: &Arc<ConnLimit>) -> Option<Seat> {
+        if limit.connections.fetch_add(1, AcqRel) >= limit.max {
+            limit.connections.fetch_sub(1, AcqRel);
+            return None;
+        }
+        Some(Seat {
+            assigned: None,
+            limit: Some(Arc::clone(limit)),
+        })
+    }
+
+    /// A seat on `on` for an outbound connection (outside the connection limit).
+    pub(crate) fn outbound(on: &Arc<LoopShared>) -> Seat {
+        let mut seat = Seat {
+            assigned: None,
+            limit: None,
+        };
+        seat.assign(on);
+        seat
+    }
+
+    /// Counts the connection on loop `to`.
+    pub(crate) fn assign(&mut self, to: &Arc<LoopShared>) {
+        debug_assert!(self.assigned.is_none());
+        to.stats.assigned.fetch_add(1, AcqRel);
+        self.assigned = Some(Arc::clone(to));
+    }
+
+    /// Whether this side opened the connection.
+    pub(crate) fn is_outbound(&self) -> bool {
+        self.limit.is_none()
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        if let Some(l) = &self.assigned {
+            l.stats.assigned.fetch_sub(1, AcqRel);
+        }
+        if let Some(limit) = &self.limit {
+            limit.connections.fetch_sub(1, AcqRel);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use super::*;
+
+    /// A seat holds its place under the limit and on its loop until it is dropped.
+    #[test]
+    fn a_seat_is_given_back_when_dropped() {
+        let lp = Arc::new(LoopShared::new(0).unwrap());
+        let limit = Arc::new(ConnLimit::new(1));
+        let mut first = Seat::accepted(&limit).expect("under the limit");
+        assert!(Seat::accepted(&limit).is_none(), "the limit is one");
+        first.assign(&lp);
+        let outbound = Seat::outbound(&lp);
+        assert!(outbound.is_outbound() && !first.is_outbound());
+        assert_eq!(lp.stats.assigned.load(Relaxed), 2);
+        drop(first);
+        assert_eq!(lp.stats.assigned.load(Relaxed), 1);
+        assert!(Seat::accepted(&limit).is_some(), "the place was given back");
+        drop(outbound);
+        assert_eq!(lp.stats.assigned.load(Relaxed), 0);
     }
 }

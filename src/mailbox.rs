@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use crate::conn::Conn;
 use crate::connector::Connect;
-use crate::cx::LoopCx;
+use crate::cx::{LoopCx, Seat};
 use crate::stats::LoopStats;
 use crate::sys::eventfd::{EventFd, EventFdFlags};
 use crate::tls::ServerConfig;
@@ -62,6 +62,7 @@ pub(crate) enum Task {
         fd: OwnedFd,
         peer: Option<SocketAddr>,
         tls: Option<ServerConfig>,
+        seat: Seat,
     },
     /// A closure to run on the loop.
     Run(Box<dyn FnOnce(&mut LoopCx<'_>) + Send>),

@@ -1,10 +1,11 @@
 //! What every loop of a server shares ([`ServerShared`]): the loops' inboxes, the worker pool,
 //! the connection count under the server's limit, and the stop flag.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::AcqRel};
+use std::sync::atomic::{AtomicBool, Ordering::AcqRel};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cx::ConnLimit;
 use crate::mailbox::{LoopShared, Task};
 use crate::worker::WorkerPool;
 
@@ -12,8 +13,8 @@ use crate::worker::WorkerPool;
 pub(crate) struct ServerShared {
     pub loops: Vec<Arc<LoopShared>>,
     pub pool: Option<Arc<WorkerPool>>,
-    connections: AtomicUsize,
-    max_connections: usize,
+    /// Accepted connections, under the connection limit (see `Seat`).
+    pub limit: Arc<ConnLimit>,
     stopping: AtomicBool,
 }
 
@@ -26,23 +27,9 @@ impl ServerShared {
         ServerShared {
             loops,
             pool,
-            connections: AtomicUsize::new(0),
-            max_connections,
+            limit: Arc::new(ConnLimit::new(max_connections)),
             stopping: AtomicBool::new(false),
         }
-    }
-
-    /// Takes a place under the connection limit; `false` when the server is full.
-    pub(crate) fn reserve_connection(&self) -> bool {
-        if self.connections.fetch_add(1, AcqRel) >= self.max_connections {
-            self.connections.fetch_sub(1, AcqRel);
-            return false;
-        }
-        true
-    }
-
-    pub(crate) fn release_connection(&self) {
-        self.connections.fetch_sub(1, AcqRel);
     }
 
     /// Whether a stop has been requested.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::buffer::OutBuffer;
 use crate::connector::take_as;
-use crate::cx::{LoopCore, LoopCx, TimerKind};
+use crate::cx::{LoopCore, LoopCx, Seat, TimerKind};
 use crate::handle::{ConnHandle, ConnShared};
 use crate::sys::socket;
 use crate::timer::TimerId;
@@ -60,8 +60,6 @@ pub(crate) mod flag {
 
     /// Buffered input is offered to the handler (at the last interest update).
     pub const DELIVERING: u32 = 1 << 15;
-    /// Opened by this side (a `connect`), not accepted.
-    pub const OUTBOUND: u32 = 1 << 16;
 
     /// Any of these stops offering buffered input to the handler.
     pub const NO_DELIVER: u32 =
@@ -94,10 +92,12 @@ pub(crate) struct ConnCore {
     pub jobs: Option<Box<ConnJobs>>,
     /// The TLS session, on a TLS connection.
     pub tls: Option<Box<TlsSession>>,
+    /// Its place in the loop's count and, if accepted, under the connection limit.
+    pub seat: Seat,
 }
 
 impl ConnCore {
-    pub(crate) fn new(fd: OwnedFd, id: ConnId, peer: Option<SocketAddr>) -> ConnCore {
+    pub(crate) fn new(fd: OwnedFd, id: ConnId, peer: Option<SocketAddr>, seat: Seat) -> ConnCore {
         ConnCore {
             fd,
             id,
@@ -112,6 +112,7 @@ impl ConnCore {
             handle: None,
             jobs: None,
             tls: None,
+            seat,
         }
     }
 
@@ -248,7 +249,7 @@ impl<'a> Conn<'a> {
 
     /// Whether this side opened the connection ([`LoopCx::connect`]) rather than accepted it.
     pub fn is_outbound(&self) -> bool {
-        self.core.has(flag::OUTBOUND)
+        self.core.seat.is_outbound()
     }
 
     /// During `on_open` of an outbound connection: takes the

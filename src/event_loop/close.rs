@@ -9,12 +9,11 @@
 //! the linger timeout passes, and only then closes the descriptor.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::Ordering::AcqRel;
 use std::time::Instant;
 
 use super::EventLoop;
 use crate::conn::{flag, CloseReason, ConnCore, ConnId};
-use crate::cx::TimerKind;
+use crate::cx::{Seat, TimerKind};
 use crate::handler::Handler;
 use crate::stats::{bump, drop_by};
 use crate::sys::epoll::{ERROR, HANG_UP, READABLE, READ_CLOSED};
@@ -30,7 +29,7 @@ pub(crate) struct Lingering {
     fd: OwnedFd,
     generation: u32,
     timer: TimerId,
-    outbound: bool,
+    seat: Seat,
 }
 
 impl<H: Handler> EventLoop<H> {
@@ -40,10 +39,8 @@ impl<H: Handler> EventLoop<H> {
         self.detach(&mut entry.core);
         let pending = entry.core.pending() as u64;
         drop_by(&self.lp.shared.stats.pending_output, pending);
-        let outbound = entry.core.has(flag::OUTBOUND);
         self.notify_close(entry.core.id, entry.state, &reason);
-        drop(entry.core.fd);
-        self.count_closed(outbound);
+        self.count_closed(entry.core.fd, entry.core.seat);
     }
 
     /// Cuts a connection leaving the table loose from its timer and its handles.
@@ -63,18 +60,13 @@ impl<H: Handler> EventLoop<H> {
         self.detach(&mut entry.core);
         let reason = entry.core.take_reason().unwrap_or(CloseReason::Local);
         let core = entry.core;
-        let outbound = core.has(flag::OUTBOUND);
         self.notify_close(core.id, entry.state, &reason);
         let linger = self.lp.cfg.linger_timeout;
         if core.has(flag::READ_CLOSED) || linger.is_zero() {
-            drop(core.fd);
-            self.count_closed(outbound);
-            return;
+            return self.count_closed(core.fd, core.seat);
         }
         if !core.has(flag::WRITE_SHUT) && socket::shutdown_write(&core.fd).is_err() {
-            drop(core.fd);
-            self.count_closed(outbound);
-            return;
+            return self.count_closed(core.fd, core.seat);
         }
         let vacant = self.lingering.vacant_entry();
         let lkey = vacant.key();
@@ -87,9 +79,7 @@ impl<H: Handler> EventLoop<H> {
             self.lp.epoll.modify(fd, READABLE | READ_CLOSED, tok)
         };
         if registered.is_err() {
-            drop(core.fd);
-            self.count_closed(outbound);
-            return;
+            return self.count_closed(core.fd, core.seat);
         }
         let mut deadline = self.lp.now + linger;
         if let Some(stop) = self.stop_deadline {
@@ -104,7 +94,7 @@ impl<H: Handler> EventLoop<H> {
             fd: core.fd,
             generation,
             timer,
-            outbound,
+            seat: core.seat,
         });
     }
 
@@ -149,8 +139,7 @@ impl<H: Handler> EventLoop<H> {
     fn close_lingering(&mut self, key: usize) {
         let l = self.lingering.remove(key);
         self.lp.timers.cancel(l.timer);
-        drop(l.fd);
-        self.count_closed(l.outbound);
+        self.count_closed(l.fd, l.seat);
     }
 
     fn notify_close(&mut self, id: ConnId, state: H::State, reason: &CloseReason) {
@@ -159,21 +148,14 @@ impl<H: Handler> EventLoop<H> {
             .callback("on_close", |_| handler.on_close(id, state, reason));
     }
 
-    /// Bookkeeping for a descriptor that was closed.
-    pub(super) fn count_closed(&mut self, outbound: bool) {
+    /// A connection's descriptor closes: it and its seat are dropped, then counted (in that
+    /// order, so whoever sees the count fall can use the seat).
+    pub(super) fn count_closed(&mut self, fd: OwnedFd, seat: Seat) {
+        drop(fd);
+        drop(seat);
         let stats = &self.lp.shared.stats;
         drop_by(&stats.connections, 1);
         bump(&stats.closed, 1);
-        self.release_slot(outbound);
-    }
-
-    /// Returns a connection's place in least-connections and, for an accepted one, under the
-    /// server's connection limit (which counts accepted connections only).
-    pub(super) fn release_slot(&mut self, outbound: bool) {
-        if !outbound {
-            self.server.release_connection();
-        }
-        self.lp.shared.stats.assigned.fetch_sub(1, AcqRel);
     }
 
     /// Stop accepting, stop reading, and close every connection once its output is flushed

@@ -1,141 +1,22 @@
 //! The life of an event on a connection: readiness in, bytes read into the loop's buffer,
 //! handed to the handler, output flushed, epoll interest brought up to date.
 
-use std::any::Any;
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 use super::{Entry, EventLoop, Src};
-use crate::buffer::InBuffer;
 use crate::config::InboundPolicy;
-use crate::conn::{flag, CloseReason, Conn, ConnCore, ConnId, Extra};
+use crate::conn::{flag, CloseReason, Conn, Extra};
 use crate::handler::{Action, Handler};
 use crate::stats::bump;
 use crate::sys::epoll::{EDGE, ERROR, HANG_UP, READABLE, READ_CLOSED, WRITABLE};
 use crate::sys::socket;
-use crate::tls::TlsSession;
 use crate::token;
 
 /// Reads per readiness event in edge-triggered mode before yielding to other connections.
 pub(super) const EDGE_READ_BUDGET: usize = 8;
 
 impl<H: Handler> EventLoop<H> {
-    /// Serves an outbound connection that just completed its handshake. `registered`: the
-    /// socket is still in epoll under its connecting token.
-    pub(super) fn open_outbound(
-        &mut self,
-        fd: OwnedFd,
-        peer: Option<SocketAddr>,
-        context: Option<Box<dyn Any + Send>>,
-        registered: bool,
-    ) {
-        self.open_with(fd, peer, Some(context), registered, None);
-    }
-
-    /// Creates the connection's entry, calls `on_open` and registers the socket.
-    /// `outbound`: the connect's context, for a connection this side opened. `registered`: the
-    /// socket is already in epoll (under a connecting or handshake token). `tls`: the session
-    /// of a completed handshake, with plaintext that came with its last flight and ciphertext
-    /// the socket has not taken yet.
-    pub(super) fn open_with(
-        &mut self,
-        fd: OwnedFd,
-        peer: Option<SocketAddr>,
-        outbound: Option<Option<Box<dyn Any + Send>>>,
-        registered: bool,
-        tls: Option<(Box<TlsSession>, Vec<u8>, Vec<u8>)>,
-    ) {
-        let is_outbound = outbound.is_some();
-        let generation = self.lp.next_generation();
-        let vacant = self.conns.vacant_entry();
-        let key = vacant.key();
-        if key as u64 > token::KEY_MASK {
-            log::error!("eventide: connection table full; refusing a connection");
-            socket::abort(fd);
-            self.release_slot(is_outbound);
-            return;
-        }
-        let stats = &self.lp.shared.stats;
-        bump(&stats.connections, 1);
-        bump(
-            if is_outbound {
-                &stats.connected
-            } else {
-                &stats.accepted
-            },
-            1,
-        );
-        let id = ConnId {
-            loop_index: self.lp.shared.index as u16,
-            key: key as u32,
-            generation,
-        };
-        let mut core = ConnCore::new(fd, id, peer);
-        core.active_ms = self.lp.now_ms;
-        if let Some(context) = outbound {
-            core.set(flag::OUTBOUND);
-            self.lp.open_context = context;
-        }
-        let mut early_input = Vec::new();
-        let mut peer_closed = false;
-        if let Some((session, early, unsent)) = tls {
-            peer_closed = session.peer_closed();
-            core.tls = Some(session);
-            early_input = early;
-            if !unsent.is_empty() {
-                core.write_raw(&mut self.lp, Extra::Vec(unsent));
-            }
-        }
-        let handler = &mut self.handler;
-        let opened = self.lp.callback("on_open", |lp| {
-            handler.on_open(&mut Conn::new(&mut core, lp, &[]))
-        });
-        self.lp.open_context = None;
-        let Some(state) = opened else {
-            drop(core);
-            self.count_closed(is_outbound);
-            return;
-        };
-        let fd = core.fd.as_raw_fd();
-        let reading = core.reading_enabled();
-        let interest = if self.lp.cfg.edge {
-            READABLE | WRITABLE | READ_CLOSED | EDGE
-        } else if reading {
-            READABLE | READ_CLOSED
-        } else {
-            0
-        };
-        core.interest = interest;
-        if reading {
-            core.set(flag::READING);
-        }
-        if core.delivering() {
-            core.set(flag::DELIVERING);
-        }
-        let mut input = InBuffer::default();
-        if !early_input.is_empty() {
-            input.append(&early_input);
-        }
-        // Input, or a close_notify, that came with the last handshake flight: no readiness
-        // event will announce it, so the ready list delivers it.
-        if !early_input.is_empty() || peer_closed {
-            self.ready.push((key, generation));
-        }
-        vacant.insert(Entry { core, input, state });
-        let tok = token::make(token::CONN, key, generation);
-        let result = if registered {
-            self.lp.epoll.modify(fd, interest, tok)
-        } else {
-            self.lp.epoll.add(fd, interest, tok)
-        };
-        if let Err(e) = result {
-            self.close_now(key, CloseReason::Error(e));
-            return;
-        }
-        self.settle(key);
-    }
-
     /// Dispatches one epoll event for a connection.
     pub(super) fn conn_event(&mut self, key: usize, generation: u32, events: u32) {
         if !self.alive(key, generation) {

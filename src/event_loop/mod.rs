@@ -39,6 +39,7 @@ use crate::udp::UdpSocketState;
 mod close;
 mod connect;
 mod io_path;
+mod open;
 mod tasks;
 mod timeouts;
 mod tls;
@@ -74,6 +75,8 @@ pub(crate) struct EventLoop<H: Handler> {
     conns: Slab<Entry<H::State>>,
     lingering: Slab<close::Lingering>,
     handshakes: Slab<tls::Handshake>,
+    /// Outbound connects in progress.
+    connecting: Slab<connect::Pending>,
     listeners: Vec<Option<Listener>>,
     balancer: Balancer,
     read_buf: Vec<u8>,
@@ -123,6 +126,7 @@ impl<H: Handler> EventLoop<H> {
             conns: Slab::new(),
             lingering: Slab::new(),
             handshakes: Slab::new(),
+            connecting: Slab::new(),
             listeners: parts.listeners.into_iter().map(Some).collect(),
             read_buf: vec![0; cfg.read_buffer],
             events: Events::with_capacity(cfg.max_events),
@@ -150,10 +154,11 @@ impl<H: Handler> EventLoop<H> {
         let handler = &mut self.handler;
         self.lp
             .callback("on_boot", |lp| handler.on_boot(&mut LoopCx::new(lp)));
+        self.start_connects();
         while !(self.stopping
             && self.conns.is_empty()
             && self.lingering.is_empty()
-            && self.lp.connecting.is_empty()
+            && self.connecting.is_empty()
             && self.handshakes.is_empty())
         {
             self.turn()?;
@@ -196,9 +201,7 @@ impl<H: Handler> EventLoop<H> {
         }
         self.run_ready();
         self.run_timers();
-        if !self.lp.connect_failures.is_empty() {
-            self.report_connect_failures();
-        }
+        self.start_connects();
         if self.lp.stop_requested {
             self.lp.stop_requested = false;
             self.server.stop(self.lp.cfg.stop_timeout);
@@ -242,19 +245,26 @@ impl<H: Handler> EventLoop<H> {
         let server = Arc::clone(&self.server);
         let mut woken = 0u64; // bit set of loops to wake (loops beyond 64 are woken at once)
         for a in accepted.drain(..) {
+            let Accepted {
+                fd,
+                peer,
+                tls,
+                mut seat,
+            } = a;
             let target = if self.lp.cfg.reuse_port {
                 me
             } else {
-                self.balancer.pick(a.peer, &server.loops)
+                self.balancer.pick(peer, &server.loops)
             };
-            acceptor::note_assigned(&server.loops[target]);
+            seat.assign(&server.loops[target]);
             if target == me {
-                self.open(a.fd, a.peer, a.tls);
+                self.open_accepted(fd, peer, tls, seat);
             } else {
                 server.loops[target].push(Task::Register {
-                    fd: a.fd,
-                    peer: a.peer,
-                    tls: a.tls,
+                    fd,
+                    peer,
+                    tls,
+                    seat,
                 });
                 if target < 64 {
                     woken |= 1 << target;
@@ -336,9 +346,9 @@ impl<H: Handler> EventLoop<H> {
         let mut tasks = std::mem::take(&mut self.tasks);
         self.lp.shared.take_tasks(&mut tasks, false);
         for task in tasks {
+            // A hand-off that will not be served: reset it (its seat goes with it).
             if let Task::Register { fd, .. } = task {
                 crate::sys::socket::abort(fd);
-                self.release_slot(false);
             }
         }
         self.lp.timers.clear();

@@ -17,12 +17,16 @@ impl<H: Handler> EventLoop<H> {
         bump(&self.lp.shared.stats.tasks, tasks.len() as u64);
         for task in tasks.drain(..) {
             match task {
-                Task::Register { fd, peer, tls } => {
+                Task::Register {
+                    fd,
+                    peer,
+                    tls,
+                    seat,
+                } => {
                     if self.stopping {
-                        crate::sys::socket::abort(fd);
-                        self.release_slot(false);
+                        crate::sys::socket::abort(fd); // and the seat is given back
                     } else {
-                        self.open(fd, peer, tls);
+                        self.open_accepted(fd, peer, tls, seat);
                     }
                 }
                 Task::Run(f) => {
@@ -40,18 +44,7 @@ impl<H: Handler> EventLoop<H> {
                     seq,
                     result,
                 } => self.job_done(key as usize, generation, seq, result),
-                Task::Connect(c) => {
-                    if self.stopping {
-                        let e = std::io::Error::new(
-                            std::io::ErrorKind::Interrupted,
-                            "the server is stopping",
-                        );
-                        let error = crate::connector::ConnectError::new(c.addr, e, c.context);
-                        self.lp.connect_failures.push(error);
-                    } else {
-                        self.lp.connect(c);
-                    }
-                }
+                Task::Connect(c) => self.lp.connects.push(c),
                 Task::Stop { deadline } => self.begin_stop(deadline),
             }
         }

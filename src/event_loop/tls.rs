@@ -6,12 +6,11 @@
 //! completes it moves there — with any ciphertext still to send and any application data that
 //! arrived with the last handshake flight — and `on_open` runs.
 
-use std::any::Any;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::Ordering::AcqRel;
+use std::os::fd::AsRawFd;
 
+use super::open::{Opening, TlsOpening};
 use super::{Entry, EventLoop, Src};
 use crate::addr::Addr;
 use crate::conn::{flag, CloseReason, Extra};
@@ -30,12 +29,12 @@ const HANDSHAKE_READS: usize = 4;
 
 /// A connection whose TLS handshake is under way.
 pub(crate) struct Handshake {
-    fd: OwnedFd,
+    /// The socket, its seat, and (outbound) the connect's context: what opens once done.
+    opening: Opening,
+    /// For an outbound connection: the address it was dialled at, for a failure report.
+    dialled: Option<Addr>,
     generation: u32,
     session: Box<TlsSession>,
-    peer: Option<SocketAddr>,
-    /// For an outbound connection: where it was dialled and the connect's context.
-    outbound: Option<(Addr, Option<Box<dyn Any + Send>>)>,
     /// Ciphertext the socket has not taken yet.
     out: Vec<u8>,
     /// Application data that arrived with the final handshake flight.
@@ -52,54 +51,23 @@ enum Step {
 }
 
 impl<H: Handler> EventLoop<H> {
-    /// Serves an accepted connection: at once, or after a TLS handshake.
-    pub(super) fn open(
-        &mut self,
-        fd: OwnedFd,
-        peer: Option<SocketAddr>,
-        tls: Option<ServerConfig>,
-    ) {
-        match tls {
-            None => self.open_with(fd, peer, None, false, None),
-            Some(config) => match TlsSession::server(&config) {
-                Ok(session) => self.start_handshake(fd, peer, session, None, false),
-                Err(e) => {
-                    self.report_tls_error(peer, &e);
-                    drop(fd);
-                    self.release_slot(false);
-                }
-            },
+    /// Starts the TLS handshake of an accepted connection.
+    pub(super) fn start_server_handshake(&mut self, opening: Opening, config: &ServerConfig) {
+        match TlsSession::server(config) {
+            Ok(session) => self.start_handshake(opening, None, session),
+            Err(e) => self.report_tls_error(opening.peer, &e), // drops the socket and its seat
         }
     }
 
     /// Starts the TLS handshake of an outbound connection that just connected.
-    pub(super) fn start_client_handshake(
-        &mut self,
-        fd: OwnedFd,
-        addr: Addr,
-        peer: Option<SocketAddr>,
-        context: Option<Box<dyn Any + Send>>,
-        tls: &ClientTls,
-    ) {
+    pub(super) fn start_client_handshake(&mut self, opening: Opening, addr: Addr, tls: &ClientTls) {
         match TlsSession::client(tls) {
-            Ok(session) => self.start_handshake(fd, peer, session, Some((addr, context)), true),
-            Err(e) => {
-                self.lp.shared.stats.assigned.fetch_sub(1, AcqRel);
-                self.lp
-                    .connect_failures
-                    .push(ConnectError::new(addr, e, context));
-            }
+            Ok(session) => self.start_handshake(opening, Some(addr), session),
+            Err(e) => self.connect_failed(ConnectError::new(addr, e, opening.context)),
         }
     }
 
-    fn start_handshake(
-        &mut self,
-        fd: OwnedFd,
-        peer: Option<SocketAddr>,
-        session: TlsSession,
-        outbound: Option<(Addr, Option<Box<dyn Any + Send>>)>,
-        registered: bool,
-    ) {
+    fn start_handshake(&mut self, opening: Opening, dialled: Option<Addr>, session: TlsSession) {
         let generation = self.lp.next_generation();
         let key = self.handshakes.vacant_key();
         let limit = match self.lp.cfg.read_timeout {
@@ -112,18 +80,20 @@ impl<H: Handler> EventLoop<H> {
         };
         let timer = self.lp.timers.insert(self.lp.now + limit, kind, None);
         let tok = token::make(token::HANDSHAKE, key, generation);
-        let raw = fd.as_raw_fd();
-        let result = if registered {
+        let raw = opening.fd.as_raw_fd();
+        let result = if opening.registered {
             self.lp.epoll.modify(raw, READABLE | READ_CLOSED, tok)
         } else {
             self.lp.epoll.add(raw, READABLE | READ_CLOSED, tok)
         };
         let mut h = Handshake {
-            fd,
+            opening: Opening {
+                registered: true,
+                ..opening
+            },
+            dialled,
             generation,
             session: Box::new(session),
-            peer,
-            outbound,
             out: Vec::new(),
             early: Vec::new(),
             timer,
@@ -178,7 +148,7 @@ impl<H: Handler> EventLoop<H> {
 
     fn handshake_read(&mut self, key: usize) -> Step {
         let h = &mut self.handshakes[key];
-        let fd = h.fd.as_raw_fd();
+        let fd = h.opening.fd.as_raw_fd();
         for _ in 0..HANDSHAKE_READS {
             match socket::read(fd, &mut self.read_buf) {
                 Ok(0) => {
@@ -235,7 +205,7 @@ impl<H: Handler> EventLoop<H> {
         let h = &mut self.handshakes[key];
         let Handshake { session, out, .. } = h;
         session.take_ciphertext(&mut |c| out.extend_from_slice(c));
-        let fd = h.fd.as_raw_fd();
+        let fd = h.opening.fd.as_raw_fd();
         while !h.out.is_empty() {
             match socket::send(fd, &h.out) {
                 Ok(n) => {
@@ -276,39 +246,34 @@ impl<H: Handler> EventLoop<H> {
     fn handshake_done(&mut self, h: Handshake) {
         bump(&self.lp.shared.stats.tls_handshakes, 1);
         let Handshake {
-            fd,
+            opening,
             session,
-            peer,
-            outbound,
             out,
             early,
             ..
         } = h;
-        let tls = Some((session, early, out));
-        match outbound {
-            Some((_, context)) => self.open_with(fd, peer, Some(context), true, tls),
-            None => self.open_with(fd, peer, None, true, tls),
-        }
+        let tls = TlsOpening {
+            session,
+            early,
+            unsent: out,
+        };
+        self.open(Opening {
+            tls: Some(tls),
+            ..opening
+        });
     }
 
+    /// The handshake failed: the socket closes (and its seat is given back), and the handler
+    /// hears of it — `on_connect_error` for a connect, `on_tls_error` for an accepted one.
     fn handshake_failed(&mut self, h: Handshake, e: io::Error) {
         bump(&self.lp.shared.stats.tls_handshake_errors, 1);
         let Handshake {
-            fd, peer, outbound, ..
+            opening, dialled, ..
         } = h;
-        drop(fd);
-        match outbound {
-            Some((addr, context)) => {
-                self.lp.shared.stats.assigned.fetch_sub(1, AcqRel);
-                bump(&self.lp.shared.stats.connect_errors, 1);
-                self.lp
-                    .connect_failures
-                    .push(ConnectError::new(addr, e, context));
-            }
-            None => {
-                self.release_slot(false);
-                self.report_tls_error(peer, &e);
-            }
+        let Opening { peer, context, .. } = opening;
+        match dialled {
+            Some(addr) => self.connect_failed(ConnectError::new(addr, e, context)),
+            None => self.report_tls_error(peer, &e),
         }
     }
 
