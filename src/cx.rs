@@ -111,6 +111,7 @@ impl LoopCore {
     /// connection-handle closure goes through here. A panic is caught, counted in the loop's
     /// `panics`, and logged naming `what`; the output the callback staged belongs to nobody
     /// then and is dropped. Returns `None` if it panicked.
+    #[inline]
     pub(crate) fn callback<R>(
         &mut self,
         what: &str,

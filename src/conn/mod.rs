@@ -20,66 +20,23 @@ use crate::tls::TlsSession;
 use crate::worker::{ConnJobs, Job, Ticket};
 
 mod output;
+pub(crate) mod plan;
 mod reason;
+pub(crate) mod state;
 
 pub(crate) use output::Extra;
 pub use reason::{CloseReason, ConnId};
-
-pub(crate) mod flag {
-    /// End of stream read: the peer shut down its write side.
-    pub const READ_CLOSED: u32 = 1 << 0;
-    /// `shutdown(SHUT_WR)` done.
-    pub const WRITE_SHUT: u32 = 1 << 1;
-    /// Shut down the write side once pending output is flushed.
-    pub const SHUTDOWN_REQ: u32 = 1 << 2;
-    /// Close once pending output is flushed.
-    pub const CLOSE_REQ: u32 = 1 << 3;
-    /// Close now; pending output is lost (fatal I/O error).
-    pub const ABORT: u32 = 1 << 4;
-    /// Reading paused by the application.
-    pub const PAUSE_USER: u32 = 1 << 5;
-    /// Reading paused because output passed the high-water mark.
-    pub const PAUSE_HWM: u32 = 1 << 6;
-    /// Reading paused because unconsumed input passed the inbound limit.
-    pub const PAUSE_LIMIT: u32 = 1 << 7;
-    /// Reading paused because the connection has as many jobs in flight as allowed.
-    pub const PAUSE_JOBS: u32 = 1 << 14;
-    /// Output is above the high-water mark (cleared under the low-water mark).
-    pub const HWM_HIT: u32 = 1 << 8;
-    /// Call `on_high_water` when the current callback returns.
-    pub const NOTIFY_HWM: u32 = 1 << 9;
-    /// Output had to wait for the kernel: call `on_drained` once it is all written.
-    pub const NOTIFY_DRAINED: u32 = 1 << 10;
-    /// Reading was enabled at the last interest update (to detect resumptions).
-    pub const READING: u32 = 1 << 11;
-    /// Removed from epoll (a hang-up while reading was paused); re-added on resume.
-    pub const DEREGISTERED: u32 = 1 << 12;
-    /// Edge-triggered: the peer's FIN has been reported, so a short read does not mean the
-    /// socket is done (end of stream is still to be read, and no further edge will come).
-    pub const PEER_FIN: u32 = 1 << 13;
-
-    /// Buffered input is offered to the handler (at the last interest update).
-    pub const DELIVERING: u32 = 1 << 15;
-
-    /// Any of these stops offering buffered input to the handler.
-    pub const NO_DELIVER: u32 =
-        CLOSE_REQ | ABORT | PAUSE_USER | PAUSE_HWM | PAUSE_LIMIT | PAUSE_JOBS;
-    /// Any of these stops reading the socket.
-    pub const NO_READ: u32 = NO_DELIVER | READ_CLOSED;
-}
+use state::{ConnState, ReadSide};
 
 /// The loop's record of one connection (everything but the handler's state and the inbound
 /// remainder, which sit beside it so a callback can borrow all three at once).
 pub(crate) struct ConnCore {
     pub fd: OwnedFd,
     pub id: ConnId,
-    pub flags: u32,
-    /// Interest currently registered with epoll (level-triggered mode).
-    pub interest: u32,
+    /// Where it is in its life, and the rest of what cannot be derived.
+    pub state: ConnState,
     pub out: Option<Box<OutBuffer>>,
     pub peer: Option<SocketAddr>,
-    /// Why the connection is closing, once that is decided (boxed: rare, and large).
-    pub reason: Option<Box<CloseReason>>,
     /// Last time a byte moved either way (loop milliseconds), for the idle timeout.
     pub active_ms: u64,
     /// Since when unconsumed input has waited (loop milliseconds), for the read timeout.
@@ -101,11 +58,9 @@ impl ConnCore {
         ConnCore {
             fd,
             id,
-            flags: 0,
-            interest: 0,
+            state: ConnState::new(),
             out: None,
             peer,
-            reason: None,
             active_ms: 0,
             input_since_ms: None,
             timeout_timer: None,
@@ -117,63 +72,36 @@ impl ConnCore {
     }
 
     /// Jobs submitted to the worker pool whose output is not written yet.
+    #[inline]
     pub(crate) fn jobs_in_flight(&self) -> usize {
         self.jobs.as_ref().map_or(0, |j| j.in_flight)
     }
 
-    /// Takes the close reason decided earlier, if any.
-    pub(crate) fn take_reason(&mut self) -> Option<CloseReason> {
-        self.reason.take().map(|b| *b)
-    }
-
     #[inline]
-    pub(crate) fn has(&self, f: u32) -> bool {
-        self.flags & f != 0
-    }
-
-    #[inline]
-    pub(crate) fn set(&mut self, f: u32) {
-        self.flags |= f;
-    }
-
-    #[inline]
-    pub(crate) fn clear(&mut self, f: u32) {
-        self.flags &= !f;
-    }
-
-    pub(crate) fn reading_enabled(&self) -> bool {
-        self.flags & flag::NO_READ == 0
-    }
-
-    /// Whether unconsumed input may be offered to the handler (also after end of stream).
-    pub(crate) fn delivering(&self) -> bool {
-        self.flags & flag::NO_DELIVER == 0
-    }
-
     pub(crate) fn pending(&self) -> usize {
         self.out.as_ref().map_or(0, |o| o.len())
     }
 
-    /// Whether new output is still accepted (not after the write side was shut down or a fatal
-    /// error; until a requested shutdown happens, output is still taken and goes out first).
-    fn writable(&self) -> bool {
-        self.flags & (flag::WRITE_SHUT | flag::ABORT) == 0
+    /// The planner's view of this connection, with `input` bytes unconsumed.
+    #[inline]
+    pub(crate) fn facts(&self, input: usize, now_ms: u64) -> plan::Facts<'_> {
+        plan::Facts {
+            state: &self.state,
+            pending: self.pending(),
+            queued: self.out.is_some(),
+            jobs: self.jobs_in_flight(),
+            input,
+            input_since: self.input_since_ms,
+            active_ms: self.active_ms,
+            timer_at: self.timeout_timer.map(|(_, at)| at),
+            has_handle: self.handle.is_some(),
+            now_ms,
+        }
     }
 
     /// Marks the connection dead after an I/O error; it is closed when the callback returns.
     pub(crate) fn fail(&mut self, err: io::Error) {
-        if !self.has(flag::ABORT) {
-            self.set(flag::ABORT);
-            self.reason = Some(Box::new(CloseReason::from_io(err)));
-        }
-    }
-
-    /// Requests a close after flushing, keeping the first reason given.
-    pub(crate) fn request_close(&mut self, reason: CloseReason) {
-        if !self.has(flag::CLOSE_REQ | flag::ABORT) {
-            self.set(flag::CLOSE_REQ);
-            self.reason = Some(Box::new(reason));
-        }
+        self.state.fail(CloseReason::from_io(err));
     }
 }
 
@@ -290,7 +218,7 @@ impl<'a> Conn<'a> {
     /// what the kernel does not take is buffered and sent as the socket drains. Writes after
     /// the write side was shut down, or after a fatal error, are dropped.
     pub fn write(&mut self, data: &[u8]) {
-        if data.is_empty() || !self.core.writable() {
+        if data.is_empty() || !self.core.state.writable() {
             return;
         }
         // Echoing (part of) the input as the callback's first output: remember where it is
@@ -317,7 +245,7 @@ impl<'a> Conn<'a> {
     /// Like [`write`](Conn::write), taking ownership: a large buffer the kernel does not take
     /// at once is queued as it is, without a copy.
     pub fn write_vec(&mut self, data: Vec<u8>) {
-        if data.is_empty() || !self.core.writable() {
+        if data.is_empty() || !self.core.state.writable() {
             return;
         }
         self.unborrow();
@@ -348,36 +276,36 @@ impl<'a> Conn<'a> {
 
     /// Closes the connection once pending output is flushed ([`CloseReason::Local`]).
     pub fn close(&mut self) {
-        self.core.request_close(CloseReason::Local);
+        self.core.state.close(CloseReason::Local);
     }
 
     /// Closes the connection once pending output is flushed, reporting `reason`.
     pub fn close_with(&mut self, reason: CloseReason) {
-        self.core.request_close(reason);
+        self.core.state.close(reason);
     }
 
     /// Shuts down the write side once pending output is flushed (half-close): the peer reads
     /// end-of-stream after the last byte, and this side can still read.
     pub fn shutdown_write(&mut self) {
-        self.core.set(flag::SHUTDOWN_REQ);
+        self.core.state.shutdown_write();
     }
 
     /// Stops reading this connection until [`resume_read`](Conn::resume_read).
     pub fn pause_read(&mut self) {
-        self.core.set(flag::PAUSE_USER);
+        self.core.state.paused_by_app = true;
     }
 
     /// Resumes reading after [`pause_read`](Conn::pause_read). Input left unconsumed is
     /// offered again to `on_data`.
     pub fn resume_read(&mut self) {
-        self.core.clear(flag::PAUSE_USER);
+        self.core.state.paused_by_app = false;
     }
 
     /// Whether reading is paused (by the application, the high-water mark, the inbound limit
     /// or a full job queue).
     pub fn is_read_paused(&self) -> bool {
-        self.core
-            .has(flag::PAUSE_USER | flag::PAUSE_HWM | flag::PAUSE_LIMIT | flag::PAUSE_JOBS)
+        let (input, jobs) = (self.input().len(), self.core.jobs_in_flight());
+        !self.core.state.pauses(input, jobs, &self.lp.cfg).is_empty()
     }
 
     /// A handle for writing to (or closing) this connection from other threads or from other
@@ -440,9 +368,6 @@ impl<'a> Conn<'a> {
         let seq = jobs.next_seq;
         jobs.next_seq += 1;
         jobs.in_flight += 1;
-        if jobs.in_flight >= max {
-            self.core.set(flag::PAUSE_JOBS);
-        }
         let id = self.core.id;
         let ticket = Ticket::new(Arc::clone(&self.lp.shared), id.key, id.generation, seq);
         pool.submit(Job {
@@ -454,12 +379,12 @@ impl<'a> Conn<'a> {
 
     /// Whether the peer has shut down its write side.
     pub fn is_read_closed(&self) -> bool {
-        self.core.has(flag::READ_CLOSED)
+        self.core.state.read == ReadSide::Closed
     }
 
     /// Whether a close has been requested or the connection has failed.
     pub fn is_closing(&self) -> bool {
-        self.core.has(flag::CLOSE_REQ | flag::ABORT)
+        self.core.state.is_closing()
     }
 
     /// Calls [`Handler::on_timer`](crate::Handler::on_timer) for this connection with `token`

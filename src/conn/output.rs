@@ -10,7 +10,8 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
-use super::{flag, ConnCore};
+use super::state::HighWater;
+use super::ConnCore;
 use crate::buffer::OutBuffer;
 use crate::cx::LoopCore;
 use crate::stats::{bump, drop_by, raise};
@@ -134,12 +135,8 @@ impl ConnCore {
         let len = self.pending();
         bump(&lp.shared.stats.pending_output, added as u64);
         raise(&lp.shared.stats.peak_pending_output, len as u64);
-        self.set(flag::NOTIFY_DRAINED);
-        if len > lp.cfg.high_water && !self.has(flag::HWM_HIT) {
-            self.set(flag::HWM_HIT | flag::NOTIFY_HWM);
-            if lp.cfg.pause_on_high_water {
-                self.set(flag::PAUSE_HWM);
-            }
+        if len > lp.cfg.high_water && self.state.high_water == HighWater::Below {
+            self.state.high_water = HighWater::Crossed;
         }
     }
 

@@ -12,7 +12,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Instant;
 
 use super::EventLoop;
-use crate::conn::{flag, CloseReason, ConnCore, ConnId};
+use crate::conn::state::{ReadSide, Registration};
+use crate::conn::{CloseReason, ConnCore, ConnId};
 use crate::cx::{Seat, TimerKind};
 use crate::handler::Handler;
 use crate::stats::{bump, drop_by};
@@ -54,18 +55,19 @@ impl<H: Handler> EventLoop<H> {
     }
 
     /// Closes a connection whose output is flushed: at once if the peer already finished
-    /// sending, otherwise through a lingering close.
+    /// sending, otherwise through a lingering close. Without a reason given, both sides
+    /// finished: the write side was shut and the peer's end of stream read.
     pub(super) fn close_graceful(&mut self, key: usize) {
         let mut entry = self.conns.remove(key);
         self.detach(&mut entry.core);
-        let reason = entry.core.take_reason().unwrap_or(CloseReason::Local);
+        let reason = entry.core.state.take_reason(CloseReason::PeerClosed);
         let core = entry.core;
         self.notify_close(core.id, entry.state, &reason);
         let linger = self.lp.cfg.linger_timeout;
-        if core.has(flag::READ_CLOSED) || linger.is_zero() {
+        if core.state.read == ReadSide::Closed || linger.is_zero() {
             return self.count_closed(core.fd, core.seat);
         }
-        if !core.has(flag::WRITE_SHUT) && socket::shutdown_write(&core.fd).is_err() {
+        if !core.state.is_write_shut() && socket::shutdown_write(&core.fd).is_err() {
             return self.count_closed(core.fd, core.seat);
         }
         let vacant = self.lingering.vacant_entry();
@@ -73,7 +75,7 @@ impl<H: Handler> EventLoop<H> {
         let generation = core.id.generation;
         let tok = token::make(token::LINGER, lkey, generation);
         let fd = core.fd.as_raw_fd();
-        let registered = if core.has(flag::DEREGISTERED) {
+        let registered = if core.state.registration == Registration::Deregistered {
             self.lp.epoll.add(fd, READABLE | READ_CLOSED, tok)
         } else {
             self.lp.epoll.modify(fd, READABLE | READ_CLOSED, tok)
@@ -189,7 +191,8 @@ impl<H: Handler> EventLoop<H> {
             if self.alive(key, generation) {
                 self.conns[key]
                     .core
-                    .request_close(CloseReason::ServerShutdown);
+                    .state
+                    .close(CloseReason::ServerShutdown);
                 self.settle(key);
             }
         }
@@ -209,8 +212,8 @@ impl<H: Handler> EventLoop<H> {
         for key in keys {
             let reason = self.conns[key]
                 .core
-                .take_reason()
-                .unwrap_or(CloseReason::ServerShutdown);
+                .state
+                .take_reason(CloseReason::ServerShutdown);
             self.close_now(key, reason);
         }
         let keys: Vec<usize> = self.lingering.iter().map(|(k, _)| k).collect();

@@ -6,12 +6,12 @@ use std::os::fd::AsRawFd;
 
 use super::{Entry, EventLoop, Src};
 use crate::config::InboundPolicy;
-use crate::conn::{flag, CloseReason, Conn, Extra};
+use crate::conn::state::{Lifecycle, Pauses, ReadSide, Registration};
+use crate::conn::{CloseReason, Conn, Extra};
 use crate::handler::{Action, Handler};
 use crate::stats::bump;
-use crate::sys::epoll::{EDGE, ERROR, HANG_UP, READABLE, READ_CLOSED, WRITABLE};
+use crate::sys::epoll::{ERROR, HANG_UP, READABLE, READ_CLOSED, WRITABLE};
 use crate::sys::socket;
-use crate::token;
 
 /// Reads per readiness event in edge-triggered mode before yielding to other connections.
 pub(super) const EDGE_READ_BUDGET: usize = 8;
@@ -23,25 +23,27 @@ impl<H: Handler> EventLoop<H> {
             return; // the slot was freed (or reused) earlier in this batch
         }
         if events & (READABLE | READ_CLOSED | HANG_UP | ERROR) != 0 {
-            let core = &mut self.conns[key].core;
-            if events & (READ_CLOSED | HANG_UP) != 0 {
-                core.set(flag::PEER_FIN);
+            let state = &mut self.conns[key].core.state;
+            if events & (READ_CLOSED | HANG_UP) != 0 && state.read == ReadSide::Open {
+                state.read = ReadSide::FinSeen;
             }
-            if core.reading_enabled() {
+            if self.reading(key) {
                 self.read_ready(key);
             } else if events & ERROR != 0 {
-                let reason = match socket::take_error(&core.fd) {
+                let reason = match socket::take_error(&self.conns[key].core.fd) {
                     Ok(Some(e)) | Err(e) => CloseReason::from_io(e),
                     Ok(None) => CloseReason::Reset,
                 };
-                self.close_now(key, reason);
-                return;
-            } else if events & HANG_UP != 0 && core.out.is_none() && !self.lp.cfg.edge {
+                return self.close_now(key, reason);
+            } else if events & HANG_UP != 0
+                && self.conns[key].core.out.is_none()
+                && !self.lp.cfg.edge
+            {
                 // Level-triggered hang-up is reported on every wait and cannot be masked:
                 // while nothing can be done with it, take the socket out of epoll.
+                let core = &mut self.conns[key].core;
                 let _ = self.lp.epoll.delete(core.fd.as_raw_fd());
-                core.set(flag::DEREGISTERED);
-                core.interest = 0;
+                core.state.registration = Registration::Deregistered;
             }
             if !self.alive(key, generation) {
                 return;
@@ -54,48 +56,91 @@ impl<H: Handler> EventLoop<H> {
 
     /// Reads what the socket holds and hands it to the handler: once per event when
     /// level-triggered (epoll reports again if more is left), until a short read or the budget
-    /// when edge-triggered.
+    /// when edge-triggered. Plain and TLS connections share the loop; only what one read
+    /// brings differs ([`read_once`](Self::read_once)). The caller checked that the
+    /// connection is being read.
     pub(super) fn read_ready(&mut self, key: usize) {
-        if self.conns[key].core.tls.is_some() {
-            return self.read_ready_tls(key);
-        }
         let budget = self.read_budget();
         let generation = self.conns[key].core.id.generation;
         for round in 0..budget {
-            let entry = &mut self.conns[key];
-            if !entry.core.reading_enabled() {
-                return;
+            if round > 0 && !self.reading(key) {
+                return; // the handler paused or closed it
             }
-            let fd = entry.core.fd.as_raw_fd();
-            let result = if entry.input.is_empty() {
-                socket::read(fd, &mut self.read_buf).map(|n| (n, Src::ReadBuf(n)))
-            } else {
-                entry
-                    .input
-                    .read_from(fd, &mut self.read_buf)
-                    .map(|n| (n, Src::Buffered))
-            };
-            match result {
-                Ok((0, _)) => {
-                    self.read_closed(key);
-                    return;
-                }
-                Ok((n, src)) => {
-                    bump(&self.lp.shared.stats.bytes_in, n as u64);
-                    self.conns[key].core.active_ms = self.lp.now_ms;
-                    self.deliver(key, src);
+            match self.read_once(key) {
+                Read::End => return self.read_closed(key),
+                Read::Drained => return,
+                Read::Failed(reason) => return self.close_now(key, reason),
+                Read::Bytes {
+                    n,
+                    src,
+                    peer_closed,
+                } => {
+                    match src {
+                        Some(src) => self.deliver(key, src),
+                        // TLS records without plaintext: rustls may have answers to send.
+                        None => self.settle(key),
+                    }
                     if !self.alive(key, generation) {
                         return;
+                    }
+                    if peer_closed {
+                        return self.read_closed(key);
                     }
                     if !self.read_more(key, generation, n, round, budget) {
                         return;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    self.close_now(key, CloseReason::from_io(e));
-                    return;
+            }
+        }
+    }
+
+    /// One read of the socket. Plain: into the loop's read buffer (shown to `on_data` in
+    /// place) or, with a remainder buffered, into the remainder's spare room first. TLS:
+    /// ciphertext into the read buffer, fed to the session, plaintext appended to the input.
+    fn read_once(&mut self, key: usize) -> Read {
+        let entry = &mut self.conns[key];
+        let fd = entry.core.fd.as_raw_fd();
+        let plain_in_place = entry.core.tls.is_none() && entry.input.is_empty();
+        let result = if entry.core.tls.is_some() || plain_in_place {
+            socket::read(fd, &mut self.read_buf)
+        } else {
+            entry.input.read_from(fd, &mut self.read_buf)
+        };
+        let n = match result {
+            Ok(0) => return Read::End,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Read::Drained,
+            Err(e) => return Read::Failed(CloseReason::from_io(e)),
+        };
+        bump(&self.lp.shared.stats.bytes_in, n as u64);
+        let Entry { core, input, .. } = &mut self.conns[key];
+        core.active_ms = self.lp.now_ms;
+        let Some(tls) = core.tls.as_mut() else {
+            let src = if plain_in_place {
+                Src::ReadBuf(n)
+            } else {
+                Src::Buffered
+            };
+            return Read::Bytes {
+                n,
+                src: Some(src),
+                peer_closed: false,
+            };
+        };
+        match tls.feed(&self.read_buf[..n], &mut |p| input.append(p)) {
+            Ok(fed) => Read::Bytes {
+                n,
+                src: (!input.is_empty()).then_some(Src::Buffered),
+                peer_closed: fed.closed,
+            },
+            Err(e) => {
+                // Send the alert rustls queued, if the socket takes it, then close.
+                core.encrypt_staged(&mut self.lp);
+                if core.out.is_none() {
+                    core.send_staged(&mut self.lp, Extra::None);
                 }
+                self.lp.clear_staging();
+                Read::Failed(CloseReason::Tls(e.to_string()))
             }
         }
     }
@@ -122,7 +167,8 @@ impl<H: Handler> EventLoop<H> {
         budget: usize,
     ) -> bool {
         let edge = self.lp.cfg.edge;
-        if n < self.read_buf.len() && !(edge && self.conns[key].core.has(flag::PEER_FIN)) {
+        let fin_to_read = self.conns[key].core.state.read == ReadSide::FinSeen;
+        if n < self.read_buf.len() && !(edge && fin_to_read) {
             return false;
         }
         if edge && round + 1 == budget {
@@ -149,37 +195,39 @@ impl<H: Handler> EventLoop<H> {
                 Src::Buffered => entry.input.consume(consumed),
             }
             self.apply(key, action);
+            // The inbound limit is enforced once the handler stops consuming (below), so a
+            // handler working through a large input one message per call is not cut off.
             let entry = &self.conns[key];
-            if consumed == 0 || entry.input.is_empty() || !entry.core.delivering() {
+            if consumed == 0 || entry.input.is_empty() {
+                break;
+            }
+            let held = self.pauses(key).without(Pauses::INBOUND_LIMIT);
+            if !self.conns[key].core.state.delivering(!held.is_empty()) {
                 break;
             }
         }
-        let cfg = self.lp.cfg;
+        let cfg = &self.lp.cfg;
         let entry = &mut self.conns[key];
-        if entry.input.len() > cfg.inbound_limit && !entry.core.has(flag::PAUSE_LIMIT) {
-            match cfg.inbound_policy {
-                InboundPolicy::Close => {
-                    entry.input.clear();
-                    entry.core.request_close(CloseReason::InboundLimit);
-                }
-                InboundPolicy::Pause => entry.core.set(flag::PAUSE_LIMIT),
-            }
+        // Under the pause policy the planner holds input over the limit; this one closes.
+        if entry.input.len() > cfg.inbound_limit && cfg.inbound_policy == InboundPolicy::Close {
+            entry.input.clear();
+            entry.core.state.close(CloseReason::InboundLimit);
         }
         self.settle(key);
     }
 
     /// The peer shut down its write side.
-    fn read_closed(&mut self, key: usize) {
-        self.conns[key].core.set(flag::READ_CLOSED);
+    pub(super) fn read_closed(&mut self, key: usize) {
+        self.conns[key].core.state.read = ReadSide::Closed;
         self.call(key, |h, c, s| h.on_read_closed(c, s));
     }
 
     /// The socket has room: send queued output.
     pub(super) fn write_ready(&mut self, key: usize) {
         let entry = &mut self.conns[key];
+        // Emptied now means output had to wait for the kernel: the handler hears it drained.
         let emptied = entry.core.write_queued(&mut self.lp);
-        if emptied && entry.core.has(flag::NOTIFY_DRAINED) && !entry.core.has(flag::ABORT) {
-            entry.core.clear(flag::NOTIFY_DRAINED);
+        if emptied && entry.core.state.lifecycle() != Lifecycle::Aborted {
             self.call(key, |h, c, s| h.on_drained(c, s));
         } else {
             self.settle(key);
@@ -241,133 +289,14 @@ impl<H: Handler> EventLoop<H> {
     fn apply(&mut self, key: usize, action: Action) {
         match action {
             Action::Continue => {}
-            Action::Close => self.conns[key].core.request_close(CloseReason::Local),
+            Action::Close => self.conns[key].core.state.close(CloseReason::Local),
             Action::StopServer => self.lp.stop_requested = true,
         }
     }
 
-    /// After anything happened on a connection: flush what the callback staged, run deferred
-    /// notifications, finish a requested shutdown or close, and update epoll interest.
-    pub(super) fn settle(&mut self, key: usize) {
-        loop {
-            let core = &mut self.conns[key].core;
-            if core.tls.is_some() {
-                core.encrypt_staged(&mut self.lp);
-            }
-            if !self.lp.staging.is_empty() {
-                core.send_staged(&mut self.lp, Extra::None);
-            }
-            if core.has(flag::ABORT) {
-                let reason = core.take_reason().unwrap_or(CloseReason::Reset);
-                self.close_now(key, reason);
-                return;
-            }
-            if core.has(flag::NOTIFY_HWM) {
-                core.clear(flag::NOTIFY_HWM);
-                let generation = core.id.generation;
-                self.call_unsettled(key, |h, c, s| h.on_high_water(c, s));
-                if !self.alive(key, generation) {
-                    return;
-                }
-                continue;
-            }
-            break;
-        }
-        if self.settled_already(key) {
-            return;
-        }
-        let cfg = self.lp.cfg;
-        let core = &mut self.conns[key].core;
-        // Output of jobs still running is part of what must go out before a shutdown or close.
-        let flushed = core.out.is_none() && core.jobs_in_flight() == 0;
-        let ending = core.has(flag::CLOSE_REQ)
-            || (core.has(flag::SHUTDOWN_REQ) && !core.has(flag::WRITE_SHUT));
-        // TLS: close_notify goes after everything else, before the shutdown or close.
-        if flushed && ending && core.send_close_notify(&mut self.lp) && core.has(flag::ABORT) {
-            let reason = core.take_reason().unwrap_or(CloseReason::Reset);
-            return self.close_now(key, reason);
-        }
-        let entry = &mut self.conns[key];
-        let core = &mut entry.core;
-        if core.out.is_none() && core.jobs_in_flight() == 0 {
-            if core.has(flag::SHUTDOWN_REQ) && !core.has(flag::WRITE_SHUT) {
-                core.set(flag::WRITE_SHUT);
-                if let Err(e) = socket::shutdown_write(&core.fd) {
-                    self.close_now(key, CloseReason::from_io(e));
-                    return;
-                }
-            }
-            if core.has(flag::CLOSE_REQ) {
-                self.close_graceful(key);
-                return;
-            }
-            if core.has(flag::WRITE_SHUT) && core.has(flag::READ_CLOSED) {
-                core.request_close(CloseReason::PeerClosed);
-                self.close_graceful(key);
-                return;
-            }
-        }
-        if core.has(flag::HWM_HIT) && core.pending() <= cfg.low_water {
-            core.clear(flag::HWM_HIT | flag::PAUSE_HWM);
-        }
-        if core.has(flag::PAUSE_LIMIT) && entry.input.len() <= cfg.inbound_limit {
-            entry.core.clear(flag::PAUSE_LIMIT);
-        }
-        if entry.input.is_empty() {
-            entry.core.input_since_ms = None;
-        } else if entry.core.input_since_ms.is_none() {
-            entry.core.input_since_ms = Some(self.lp.now_ms);
-        }
-        if let Some(shared) = &entry.core.handle {
-            shared.publish_pending(entry.core.pending());
-        }
-        let generation = entry.core.id.generation;
-        self.sync_interest(key);
-        if self.alive(key, generation) {
-            self.arm_timeouts(key);
-        }
-    }
-
-    /// Whether the rest of [`settle`](Self::settle) would change nothing: the common state
-    /// after a callback on a busy level-triggered connection (nothing requested, paused or
-    /// queued, no input left over, no handles, epoll interest already `EPOLLIN | EPOLLRDHUP`,
-    /// and no timeout to re-arm: none configured, or the idle timer already due early
-    /// enough). A mask test and a few loads instead of the two dozen checks of the full path.
-    #[inline]
-    fn settled_already(&self, key: usize) -> bool {
-        /// Any of these needs the full path (closing, shutting down, paused, high-water mark,
-        /// end of stream, deregistered, a pending notification).
-        const SLOW: u32 = flag::NO_READ
-            | flag::SHUTDOWN_REQ
-            | flag::WRITE_SHUT
-            | flag::HWM_HIT
-            | flag::NOTIFY_HWM
-            | flag::DEREGISTERED;
-        const STEADY: u32 = flag::READING | flag::DELIVERING;
-        let cfg = &self.lp.cfg;
-        let entry = &self.conns[key];
-        let core = &entry.core;
-        let steady = core.flags & (SLOW | STEADY) == STEADY
-            && core.out.is_none()
-            && entry.input.is_empty()
-            && core.input_since_ms.is_none()
-            && core.handle.is_none()
-            && !cfg.edge
-            && core.interest == READABLE | READ_CLOSED;
-        // With no input waiting, a read timeout has nothing to time; the idle timeout is due
-        // at `active_ms + idle`, and `arm_timeouts` leaves a timer alone that fires earlier.
-        steady
-            && match cfg.idle_timeout {
-                None => true,
-                Some(idle) => core.timeout_timer.is_some_and(|(_, at)| {
-                    at <= core.active_ms.saturating_add(super::timeouts::millis(idle))
-                }),
-            }
-    }
-
     /// Like [`call`](Self::call) without the settling (for notifications run while settling).
     /// Returns `false` if the callback panicked (the connection is closed).
-    fn call_unsettled(
+    pub(super) fn call_unsettled(
         &mut self,
         key: usize,
         f: impl FnOnce(&mut H, &mut Conn<'_>, &mut H::State) -> Action,
@@ -380,58 +309,6 @@ impl<H: Handler> EventLoop<H> {
         true
     }
 
-    /// Brings epoll interest in line with what the connection is waiting for. Level-triggered:
-    /// `EPOLLIN` while reading, `EPOLLOUT` only while output is queued. Edge-triggered: the
-    /// registration never changes; a resumed connection is put on the ready list instead.
-    fn sync_interest(&mut self, key: usize) {
-        let edge = self.lp.cfg.edge;
-        let entry = &mut self.conns[key];
-        let core = &mut entry.core;
-        let generation = core.id.generation;
-        let reading = core.reading_enabled();
-        let delivering = core.delivering();
-        let resumed_reading = reading && !core.has(flag::READING);
-        let resumed_delivery = delivering && !core.has(flag::DELIVERING);
-        if reading {
-            core.set(flag::READING)
-        } else {
-            core.clear(flag::READING)
-        }
-        if delivering {
-            core.set(flag::DELIVERING)
-        } else {
-            core.clear(flag::DELIVERING)
-        }
-        // Resumed: offer what is buffered (level-triggered epoll reports new bytes by itself;
-        // edge-triggered must read, as the edge may have passed while paused).
-        if (resumed_reading && edge) || (resumed_delivery && !entry.input.is_empty()) {
-            self.ready.push((key, generation));
-        }
-        let desired = if edge {
-            READABLE | WRITABLE | READ_CLOSED | EDGE
-        } else {
-            (if reading { READABLE | READ_CLOSED } else { 0 })
-                | (if core.out.is_some() { WRITABLE } else { 0 })
-        };
-        let tok = token::make(token::CONN, key, generation);
-        let fd = core.fd.as_raw_fd();
-        let result = if core.has(flag::DEREGISTERED) {
-            if !reading && core.out.is_none() {
-                return;
-            }
-            core.clear(flag::DEREGISTERED);
-            self.lp.epoll.add(fd, desired, tok)
-        } else if desired != core.interest {
-            self.lp.epoll.modify(fd, desired, tok)
-        } else {
-            return;
-        };
-        match result {
-            Ok(()) => self.conns[key].core.interest = desired,
-            Err(e) => self.close_now(key, CloseReason::Error(e)),
-        }
-    }
-
     /// Connections whose reading resumed (or that used up their edge-triggered read budget):
     /// offer buffered input again, then read the socket when edge-triggered.
     pub(super) fn run_ready(&mut self) {
@@ -440,7 +317,7 @@ impl<H: Handler> EventLoop<H> {
         }
         let mut list = std::mem::take(&mut self.ready);
         for (key, generation) in list.drain(..) {
-            if !self.alive(key, generation) || !self.conns[key].core.delivering() {
+            if !self.alive(key, generation) || !self.delivering(key) {
                 continue;
             }
             if !self.conns[key].input.is_empty() {
@@ -451,12 +328,16 @@ impl<H: Handler> EventLoop<H> {
             }
             // A TLS peer's close_notify read with the last handshake flight, before the
             // connection opened: its peer-closed event comes after that flight's data.
-            let core = &self.conns[key].core;
-            if core.reading_enabled() && core.tls.as_ref().is_some_and(|t| t.peer_closed()) {
-                self.read_closed_tls(key);
+            let tls_closed = self.conns[key]
+                .core
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.peer_closed());
+            if self.reading(key) && tls_closed {
+                self.read_closed(key);
                 continue;
             }
-            if self.lp.cfg.edge && self.conns[key].core.reading_enabled() {
+            if self.lp.cfg.edge && self.reading(key) {
                 self.read_ready(key);
             }
         }
@@ -464,4 +345,55 @@ impl<H: Handler> EventLoop<H> {
             self.ready = list; // keep the allocation
         }
     }
+
+    /// Why connection `key` is not read now, if it is paused.
+    #[inline]
+    pub(super) fn pauses(&self, key: usize) -> Pauses {
+        let entry = &self.conns[key];
+        let jobs = entry.core.jobs_in_flight();
+        entry
+            .core
+            .state
+            .pauses(entry.input.len(), jobs, &self.lp.cfg)
+    }
+
+    /// Whether a pause holds on connection `key`.
+    #[inline]
+    fn paused(&self, key: usize) -> bool {
+        let entry = &self.conns[key];
+        let jobs = entry.core.jobs_in_flight();
+        entry
+            .core
+            .state
+            .paused(entry.input.len(), jobs, &self.lp.cfg)
+    }
+
+    /// Whether connection `key`'s input is offered to its handler.
+    #[inline]
+    pub(super) fn delivering(&self, key: usize) -> bool {
+        self.conns[key].core.state.delivering(self.paused(key))
+    }
+
+    /// Whether connection `key`'s socket is read.
+    #[inline]
+    pub(super) fn reading(&self, key: usize) -> bool {
+        self.conns[key].core.state.reading(self.paused(key))
+    }
+}
+
+/// What one read of a connection's socket brought.
+enum Read {
+    /// `n` bytes read; `src` is where the input to show `on_data` is (`None`: TLS records
+    /// without plaintext); `peer_closed`: the TLS peer's `close_notify` came with them.
+    Bytes {
+        n: usize,
+        src: Option<Src>,
+        peer_closed: bool,
+    },
+    /// End of stream.
+    End,
+    /// Nothing to read (`EAGAIN`).
+    Drained,
+    /// A read error, or a TLS failure (its alert sent if the socket took it).
+    Failed(CloseReason),
 }

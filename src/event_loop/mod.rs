@@ -5,14 +5,17 @@
 //! that wait, the tasks other threads posted (if the wake-up eventfd fired), connections
 //! whose reading resumed, and due timers.
 //!
-//! * `io.rs` — reading, delivering input to the handler, writing, epoll interest.
+//! * `open.rs` — the one way into the connection table ([`Opening`](open::Opening)).
+//! * `io_path.rs` — dispatching events, the read loop (plain and TLS), delivering input to
+//!   the handler, writing queued output, the ready list.
+//! * `settle.rs` — after every callback: send what it staged, apply the connection's plan.
 //! * `close.rs` — closing connections, the lingering close, and graceful stop.
 //! * `connect.rs` — outbound connects: start, completion, timeout, failure reports.
 //! * `tasks.rs` — work posted by other threads: hand-offs, closures, connection-handle
 //!   operations, worker-pool results.
 //! * `timeouts.rs` — idle and read timeouts, one lazily re-armed timer per connection.
 //! * `udp.rs` — UDP sockets: batched receive, handler calls, batched replies.
-//! * `tls.rs` — TLS handshakes before `on_open`, and reading TLS connections.
+//! * `tls.rs` — TLS handshakes before `on_open`.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -40,6 +43,7 @@ mod close;
 mod connect;
 mod io_path;
 mod open;
+mod settle;
 mod tasks;
 mod timeouts;
 mod tls;
@@ -201,7 +205,9 @@ impl<H: Handler> EventLoop<H> {
         }
         self.run_ready();
         self.run_timers();
-        self.start_connects();
+        if !self.lp.connects.is_empty() {
+            self.start_connects();
+        }
         if self.lp.stop_requested {
             self.lp.stop_requested = false;
             self.server.stop(self.lp.cfg.stop_timeout);

@@ -9,11 +9,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::{Entry, EventLoop};
 use crate::buffer::InBuffer;
-use crate::conn::{flag, CloseReason, Conn, ConnCore, ConnId, Extra};
+use crate::conn::state::{Interest, Registration};
+use crate::conn::{CloseReason, Conn, ConnCore, ConnId, Extra};
 use crate::cx::Seat;
 use crate::handler::Handler;
 use crate::stats::bump;
-use crate::sys::epoll::{EDGE, READABLE, READ_CLOSED, WRITABLE};
 use crate::sys::socket;
 use crate::tls::{ServerConfig, TlsSession};
 use crate::token;
@@ -127,30 +127,20 @@ impl<H: Handler> EventLoop<H> {
             return self.count_closed(core.fd, core.seat);
         };
         let fd = core.fd.as_raw_fd();
-        let reading = core.reading_enabled();
-        let interest = if self.lp.cfg.edge {
-            READABLE | WRITABLE | READ_CLOSED | EDGE
-        } else if reading {
-            READABLE | READ_CLOSED
-        } else {
-            0
-        };
-        core.interest = interest;
-        if reading {
-            core.set(flag::READING);
-        }
-        if core.delivering() {
-            core.set(flag::DELIVERING);
-        }
+        let jobs = core.jobs_in_flight();
+        let paused = core.state.paused(input.len(), jobs, &self.lp.cfg);
+        let interest = Interest::wanted(self.lp.cfg.edge, core.state.reading(paused), false);
+        core.state.registration = Registration::Registered(interest);
+        core.state.flowing = core.state.delivering(paused);
         if early {
             self.ready.push((key, generation));
         }
         vacant.insert(Entry { core, input, state });
         let tok = token::make(token::CONN, key, generation);
         let result = if registered {
-            self.lp.epoll.modify(fd, interest, tok)
+            self.lp.epoll.modify(fd, interest.bits(), tok)
         } else {
-            self.lp.epoll.add(fd, interest, tok)
+            self.lp.epoll.add(fd, interest.bits(), tok)
         };
         if let Err(e) = result {
             self.close_now(key, CloseReason::Error(e));

@@ -3,7 +3,7 @@
 //! [`ConnHandle`](crate::ConnHandle)s, and worker-pool results.
 
 use super::EventLoop;
-use crate::conn::{flag, CloseReason, Conn};
+use crate::conn::{CloseReason, Conn};
 use crate::cx::LoopCx;
 use crate::handler::Handler;
 use crate::mailbox::{ConnOp, JobResult, Task};
@@ -77,10 +77,10 @@ impl<H: Handler> EventLoop<H> {
                     shared.write_done(counted);
                 }
             }
-            ConnOp::ShutdownWrite => self.conns[key].core.set(flag::SHUTDOWN_REQ),
-            ConnOp::Close => self.conns[key].core.request_close(CloseReason::Local),
-            ConnOp::PauseRead => self.conns[key].core.set(flag::PAUSE_USER),
-            ConnOp::ResumeRead => self.conns[key].core.clear(flag::PAUSE_USER),
+            ConnOp::ShutdownWrite => self.conns[key].core.state.shutdown_write(),
+            ConnOp::Close => self.conns[key].core.state.close(CloseReason::Local),
+            ConnOp::PauseRead => self.conns[key].core.state.paused_by_app = true,
+            ConnOp::ResumeRead => self.conns[key].core.state.paused_by_app = false,
             ConnOp::Run(f) => {
                 if !self.with_conn(key, f) {
                     return;
@@ -99,7 +99,6 @@ impl<H: Handler> EventLoop<H> {
         if !self.alive(key, generation) {
             return;
         }
-        let max = self.lp.cfg.max_jobs_per_conn;
         let Some(jobs) = self.conns[key].core.jobs.as_mut() else {
             return;
         };
@@ -124,9 +123,6 @@ impl<H: Handler> EventLoop<H> {
             }
         }
         let core = &mut self.conns[key].core;
-        if core.jobs_in_flight() < max {
-            core.clear(flag::PAUSE_JOBS);
-        }
         if core
             .jobs
             .as_ref()
@@ -138,7 +134,7 @@ impl<H: Handler> EventLoop<H> {
             // The reply to that request will never come: the stream is out of step. Later
             // outputs are dropped and the close does not wait for jobs still running.
             core.jobs = None;
-            core.request_close(CloseReason::Panicked);
+            core.state.close(CloseReason::Panicked);
         }
         self.settle(key);
     }

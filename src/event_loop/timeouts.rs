@@ -9,95 +9,32 @@
 //! while closing, the idle period is at most the flush timeout, and when it passes without any
 //! progress the connection is closed and its output dropped.
 
-use std::time::Duration;
-
 use super::{EventLoop, Src};
-use crate::config::Config;
-use crate::conn::{flag, CloseReason, ConnCore};
-use crate::cx::TimerKind;
+use crate::conn::plan::{idle_period, read_due};
+use crate::conn::CloseReason;
 use crate::handler::{Action, Handler, Timeout};
 
-pub(super) fn millis(d: Duration) -> u64 {
-    d.as_millis().min(u128::from(u64::MAX / 2)) as u64
-}
-
-/// The idle period that applies to `core` now, if any.
-fn idle_period(core: &ConnCore, cfg: &Config) -> Option<u64> {
-    let idle = cfg.idle_timeout.map(millis);
-    if core.has(flag::CLOSE_REQ) && core.out.is_some() {
-        let stall = millis(cfg.flush_timeout).max(1);
-        return Some(idle.map_or(stall, |i| i.min(stall)));
-    }
-    idle
-}
-
-/// When the next timeout check is due, if one is.
-fn next_due(core: &ConnCore, cfg: &Config) -> Option<u64> {
-    let idle = idle_period(core, cfg).map(|p| core.active_ms.saturating_add(p));
-    let read = match (cfg.read_timeout, core.input_since_ms) {
-        (Some(t), Some(since)) => Some(since.saturating_add(millis(t))),
-        _ => None,
-    };
-    match (idle, read) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 impl<H: Handler> EventLoop<H> {
-    /// Makes sure a timer fires no later than the connection's earliest due time.
-    pub(super) fn arm_timeouts(&mut self, key: usize) {
-        // By reference: `Config` is large, and a copy of it here (once per event) was a
-        // `memcpy` call of its own.
-        let cfg = &self.lp.cfg;
-        let core = &mut self.conns[key].core;
-        if cfg.idle_timeout.is_none() && cfg.read_timeout.is_none() && !core.has(flag::CLOSE_REQ) {
-            return;
-        }
-        let Some(due) = next_due(core, cfg) else {
-            return;
-        };
-        if let Some((timer, at)) = core.timeout_timer {
-            if at <= due {
-                return; // it fires early enough and re-checks then
-            }
-            self.lp.timers.cancel(timer);
-        }
-        let kind = TimerKind::ConnTimeout {
-            key: key as u32,
-            generation: core.id.generation,
-        };
-        let timer = self
-            .lp
-            .timers
-            .insert(self.lp.timers.at_millis(due), kind, None);
-        core.timeout_timer = Some((timer, due));
-    }
-
     /// The timeout timer fired: act on whatever is due, re-arm for the rest.
     pub(super) fn check_timeouts(&mut self, key: usize) {
-        let cfg = self.lp.cfg;
+        let cfg = &self.lp.cfg;
         let now = self.lp.now_ms;
         let core = &mut self.conns[key].core;
         core.timeout_timer = None;
-        let idle_due = idle_period(core, &cfg).map(|p| core.active_ms.saturating_add(p));
-        let read_due = match (cfg.read_timeout, core.input_since_ms) {
-            (Some(t), Some(since)) => Some(since.saturating_add(millis(t))),
-            _ => None,
-        };
+        let queued = core.out.is_some();
+        let idle_due =
+            idle_period(&core.state, queued, cfg).map(|p| core.active_ms.saturating_add(p));
         let which = if idle_due.is_some_and(|d| d <= now) {
             Timeout::Idle
-        } else if read_due.is_some_and(|d| d <= now) {
+        } else if read_due(core.input_since_ms, cfg).is_some_and(|d| d <= now) {
             Timeout::Read
         } else {
-            self.arm_timeouts(key);
-            return;
+            return self.settle(key); // not due yet: the plan re-arms the timer
         };
-        if core.has(flag::CLOSE_REQ) {
+        if core.state.is_closing() {
             // Closing and the peer takes nothing: give up on the output.
-            let reason = core.take_reason().unwrap_or(CloseReason::IdleTimeout);
-            self.close_now(key, reason);
-            return;
+            let reason = core.state.take_reason(CloseReason::IdleTimeout);
+            return self.close_now(key, reason);
         }
         let Some((action, consumed)) =
             self.invoke(key, Src::Buffered, |h, c, s| h.on_timeout(c, s, which))
@@ -107,7 +44,7 @@ impl<H: Handler> EventLoop<H> {
         let entry = &mut self.conns[key];
         entry.input.consume(consumed);
         match action {
-            Action::Close => entry.core.request_close(match which {
+            Action::Close => entry.core.state.close(match which {
                 Timeout::Idle => CloseReason::IdleTimeout,
                 Timeout::Read => CloseReason::ReadTimeout,
             }),

@@ -11,9 +11,8 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
 use super::open::{Opening, TlsOpening};
-use super::{Entry, EventLoop, Src};
+use super::EventLoop;
 use crate::addr::Addr;
-use crate::conn::{flag, CloseReason, Extra};
 use crate::connector::ConnectError;
 use crate::cx::{LoopCx, TimerKind};
 use crate::handler::Handler;
@@ -292,70 +291,5 @@ impl<H: Handler> EventLoop<H> {
             let e = io::Error::new(io::ErrorKind::Interrupted, "the server is stopping");
             self.handshake_failed(h, e);
         }
-    }
-
-    /// Reads an established TLS connection: ciphertext from the socket, plaintext to
-    /// `on_data`; the peer's `close_notify` (or end of stream) is `on_read_closed`.
-    pub(super) fn read_ready_tls(&mut self, key: usize) {
-        let budget = self.read_budget();
-        let generation = self.conns[key].core.id.generation;
-        for round in 0..budget {
-            let entry = &mut self.conns[key];
-            if !entry.core.reading_enabled() {
-                return;
-            }
-            let fd = entry.core.fd.as_raw_fd();
-            let n = match socket::read(fd, &mut self.read_buf) {
-                Ok(0) => {
-                    // End of stream without close_notify: the peer is gone all the same.
-                    self.settle(key);
-                    if self.alive(key, generation) {
-                        self.read_closed_tls(key);
-                    }
-                    return;
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => return self.close_now(key, CloseReason::from_io(e)),
-            };
-            bump(&self.lp.shared.stats.bytes_in, n as u64);
-            let entry = &mut self.conns[key];
-            entry.core.active_ms = self.lp.now_ms;
-            let Entry { core, input, .. } = entry;
-            let Some(tls) = core.tls.as_mut() else { return };
-            let fed = tls.feed(&self.read_buf[..n], &mut |p| input.append(p));
-            match fed {
-                Err(e) => {
-                    // Send the alert rustls queued, then close.
-                    core.encrypt_staged(&mut self.lp);
-                    if core.out.is_none() {
-                        core.send_staged(&mut self.lp, Extra::None);
-                    }
-                    self.lp.clear_staging();
-                    return self.close_now(key, CloseReason::Tls(e.to_string()));
-                }
-                Ok(fed) => {
-                    if self.conns[key].input.is_empty() {
-                        self.settle(key);
-                    } else {
-                        self.deliver(key, Src::Buffered);
-                    }
-                    if !self.alive(key, generation) {
-                        return;
-                    }
-                    if fed.closed {
-                        return self.read_closed_tls(key);
-                    }
-                }
-            }
-            if !self.read_more(key, generation, n, round, budget) {
-                return;
-            }
-        }
-    }
-
-    pub(super) fn read_closed_tls(&mut self, key: usize) {
-        self.conns[key].core.set(flag::READ_CLOSED);
-        self.call(key, |h, c, s| h.on_read_closed(c, s));
     }
 }

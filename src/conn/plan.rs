@@ -1,0 +1,256 @@
+//! What a connection needs after anything happened to it — computed from its state, its
+//! buffers and the configuration, without doing any of it. The event loop's `settle` applies
+//! the [`Plan`]; when the plan is a no-op (the common case on a busy connection) settling costs
+//! this computation and nothing else.
+//!
+//! A plan is one [`Step`] — the connection's life moves on (it fails, reports the high-water
+//! mark, shuts its write side, closes) — or, when nothing ends, the [`Upkeep`] that brings the
+//! loop's bookkeeping up to date: the high-water hysteresis, the read-timeout clock, the count
+//! the handles see, epoll interest, the ready list and the timeout timer.
+
+use std::time::Duration;
+
+use super::state::{ConnState, HighWater, Interest, Lifecycle, Pauses, ReadSide, Registration};
+use crate::config::Config;
+
+/// Everything the planner looks at, read from a connection (or made up, in tests).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Facts<'a> {
+    pub state: &'a ConnState,
+    /// Bytes queued for the socket (the kernel refused them).
+    pub pending: usize,
+    /// Whether output is queued (there is an output buffer).
+    pub queued: bool,
+    /// Worker jobs in flight: their output must go out before a shutdown or close.
+    pub jobs: usize,
+    /// Unconsumed input.
+    pub input: usize,
+    /// Since when unconsumed input has waited (loop milliseconds).
+    pub input_since: Option<u64>,
+    /// Last time a byte moved (loop milliseconds).
+    pub active_ms: u64,
+    /// When the armed timeout timer fires, if one is armed.
+    pub timer_at: Option<u64>,
+    /// The connection has handles, which are told its pending output.
+    pub has_handle: bool,
+    /// The loop's clock (milliseconds).
+    pub now_ms: u64,
+}
+
+/// What a connection needs now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    pub step: Step,
+    /// Applied when the step is [`Step::Keep`].
+    pub upkeep: Upkeep,
+}
+
+/// Where the connection's life goes next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Nothing ends: keep serving (apply the upkeep).
+    Keep,
+    /// It failed: close at once, dropping pending output.
+    Abort,
+    /// Output just passed the high-water mark: call `on_high_water`, then plan again.
+    NotifyHighWater,
+    /// A half-close is due (output and jobs flushed): TLS `close_notify` (once), then
+    /// `shutdown(SHUT_WR)`; then plan again.
+    ShutDownWrite,
+    /// A close is due (output and jobs flushed), or both sides have finished: TLS
+    /// `close_notify` (once), then the graceful close.
+    Close,
+}
+
+/// The bookkeeping a connection that stays needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Upkeep {
+    /// Output fell to the low-water mark: the high-water state is back to below.
+    pub below_low_water: bool,
+    /// The read-timeout clock.
+    pub input_clock: Clock,
+    /// Tell the handles the pending output.
+    pub publish: bool,
+    /// Whether input flows to the handler now, if that changed.
+    pub flowing: Option<bool>,
+    /// Put it on the ready list: it resumed, with buffered input to offer again (or, edge-
+    /// triggered, a socket to read, since the edge may have passed while it was held).
+    pub requeue: bool,
+    /// Register (or re-register) with this interest.
+    pub register: Option<Interest>,
+    /// Arm the timeout timer for this due time (loop milliseconds).
+    pub arm_timer: Option<u64>,
+}
+
+/// What happens to the read-timeout clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Clock {
+    Keep,
+    /// Unconsumed input is waiting from now on.
+    Start,
+    /// No input waits any more.
+    Stop,
+}
+
+impl Upkeep {
+    /// Nothing to do.
+    pub(crate) const NONE: Upkeep = Upkeep {
+        below_low_water: false,
+        input_clock: Clock::Keep,
+        publish: false,
+        flowing: None,
+        requeue: false,
+        register: None,
+        arm_timer: None,
+    };
+
+    #[inline]
+    pub(crate) fn is_noop(&self) -> bool {
+        *self == Upkeep::NONE
+    }
+}
+
+impl Plan {
+    /// Nothing to do.
+    pub(crate) const NONE: Plan = Plan {
+        step: Step::Keep,
+        upkeep: Upkeep::NONE,
+    };
+}
+
+/// The plan for a connection, by the full rules.
+pub(crate) fn plan(f: &Facts<'_>, cfg: &Config) -> Plan {
+    let step = step(f);
+    let upkeep = if step == Step::Keep {
+        upkeep(f, cfg)
+    } else {
+        Upkeep::NONE
+    };
+    Plan { step, upkeep }
+}
+
+/// The planner's shortcut for its most common verdict, "nothing to do", in a few compares:
+/// open, under the high-water mark, not paused, input flowing, nothing queued, buffered or in
+/// a job, no handles, registered for reading (or edge-triggered), and no timeout timer to
+/// move. `settle` takes it as its fast path; debug builds check every `true` against
+/// [`plan`], so a rule added there that this does not know about fails the tests that reach
+/// it instead of becoming a silent bug.
+#[inline(always)]
+pub(crate) fn steady(f: &Facts<'_>, cfg: &Config) -> bool {
+    let s = f.state;
+    let wanted = Interest::wanted(cfg.edge, s.read != ReadSide::Closed, false);
+    s.lifecycle() == Lifecycle::Open
+        && s.high_water == HighWater::Below
+        && !s.paused_by_app
+        && s.flowing
+        && !f.queued
+        && f.jobs == 0
+        && f.input == 0
+        && f.input_since.is_none()
+        && !f.has_handle
+        && matches!(s.registration, Registration::Registered(i) if i == wanted)
+        && match cfg.idle_timeout {
+            // With no input waiting a read timeout has nothing to time.
+            None => true,
+            Some(idle) => f
+                .timer_at
+                .is_some_and(|at| at <= f.active_ms.saturating_add(millis(idle))),
+        }
+}
+
+/// The step, in order of precedence: a failure closes at once; a crossed high-water mark is
+/// reported before anything else; an ending waits until output and jobs are flushed.
+#[inline]
+fn step(f: &Facts<'_>) -> Step {
+    let s = f.state;
+    let flushed = !f.queued && f.jobs == 0;
+    match s.lifecycle() {
+        Lifecycle::Aborted => Step::Abort,
+        _ if s.high_water == HighWater::Crossed => Step::NotifyHighWater,
+        Lifecycle::ShuttingDown if flushed => Step::ShutDownWrite,
+        Lifecycle::Closing | Lifecycle::ClosingAfterShutdown if flushed => Step::Close,
+        Lifecycle::WriteShut if flushed && s.read == ReadSide::Closed => Step::Close,
+        _ => Step::Keep,
+    }
+}
+
+#[inline]
+fn upkeep(f: &Facts<'_>, cfg: &Config) -> Upkeep {
+    let s = f.state;
+    let below_low_water = s.high_water != HighWater::Below && f.pending <= cfg.low_water;
+    let mut pauses = s.pauses(f.input, f.jobs, cfg);
+    if below_low_water {
+        pauses = pauses.without(Pauses::HIGH_WATER);
+    }
+    let delivering = s.delivering(!pauses.is_empty());
+    let reading = delivering && s.read != ReadSide::Closed;
+    let (input_clock, since) = match (f.input, f.input_since) {
+        (0, Some(_)) => (Clock::Stop, None),
+        (0, None) => (Clock::Keep, None),
+        (_, None) => (Clock::Start, Some(f.now_ms)),
+        (_, since) => (Clock::Keep, since),
+    };
+    let want = Interest::wanted(cfg.edge, reading, f.queued);
+    let register = match s.registration {
+        Registration::Deregistered => (reading || f.queued).then_some(want),
+        Registration::Registered(now) => (now != want).then_some(want),
+    };
+    let resumed = delivering && !s.flowing;
+    let arm_timer = next_due(s, f.queued, f.active_ms, since, cfg)
+        .filter(|&due| f.timer_at.map_or(true, |at| at > due));
+    Upkeep {
+        below_low_water,
+        input_clock,
+        publish: f.has_handle,
+        flowing: (delivering != s.flowing).then_some(delivering),
+        requeue: resumed && ((cfg.edge && reading) || f.input > 0),
+        register,
+        arm_timer,
+    }
+}
+
+/// A duration in loop milliseconds (capped far from overflow).
+#[inline]
+pub(crate) fn millis(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX / 2)) as u64
+}
+
+/// The idle period that applies now, if any: while closing with output the peer does not
+/// take, at most the flush timeout.
+#[inline]
+pub(crate) fn idle_period(s: &ConnState, queued: bool, cfg: &Config) -> Option<u64> {
+    let idle = cfg.idle_timeout.map(millis);
+    if s.lifecycle() == Lifecycle::Closing && queued {
+        let stall = millis(cfg.flush_timeout).max(1);
+        return Some(idle.map_or(stall, |i| i.min(stall)));
+    }
+    idle
+}
+
+/// When the read timeout is due, if input is waiting and one is configured.
+#[inline]
+pub(crate) fn read_due(since: Option<u64>, cfg: &Config) -> Option<u64> {
+    match (cfg.read_timeout, since) {
+        (Some(t), Some(since)) => Some(since.saturating_add(millis(t))),
+        _ => None,
+    }
+}
+
+/// When the next timeout check is due, if one is.
+#[inline]
+fn next_due(
+    s: &ConnState,
+    queued: bool,
+    active_ms: u64,
+    since: Option<u64>,
+    cfg: &Config,
+) -> Option<u64> {
+    let idle = idle_period(s, queued, cfg).map(|p| active_ms.saturating_add(p));
+    match (idle, read_due(since, cfg)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests;
