@@ -64,17 +64,17 @@ pub trait Handler: Send + 'static {
     /// Per-connection state, created by [`on_open`](Handler::on_open).
     type State: 'static;
 
-    /// A connection is established (the seed's *state change* event). Returns its state.
+    /// A connection is established (its *state change* event). Returns its state.
     /// To refuse it, call [`Conn::close`].
     fn on_open(&mut self, conn: &mut Conn<'_>) -> Self::State;
 
-    /// Bytes arrived (the seed's *data readable* event). [`Conn::input`] holds everything not
+    /// Bytes arrived (the *data readable* event). [`Conn::input`] holds everything not
     /// yet consumed; [`Conn::consume`] what was handled. Unconsumed bytes are kept and shown
     /// again with the next bytes. While a call consumes something and input remains, the loop
     /// calls again, so a handler may handle one message per call.
     fn on_data(&mut self, conn: &mut Conn<'_>, state: &mut Self::State) -> Action;
 
-    /// All pending output has been written to the socket (the seed's *writable* event, as
+    /// All pending output has been written to the socket (the *writable* event, as
     /// seen by the application). Called only after output had to wait for the kernel.
     fn on_drained(&mut self, conn: &mut Conn<'_>, state: &mut Self::State) -> Action {
         let _ = (conn, state);
@@ -88,8 +88,9 @@ pub trait Handler: Send + 'static {
         Action::Continue
     }
 
-    /// The peer shut down its write side (end of stream). Output may still be written. The
-    /// default closes the connection after pending output is flushed.
+    /// The peer shut down its write side (end of stream). Output may still be written.
+    /// [`Action::Close`] (the default) closes the connection once pending output is flushed,
+    /// reported as [`CloseReason::PeerClosed`](crate::CloseReason::PeerClosed).
     fn on_read_closed(&mut self, conn: &mut Conn<'_>, state: &mut Self::State) -> Action {
         let _ = (conn, state);
         Action::Close

@@ -252,7 +252,10 @@ fn unix_echo_and_socket_file_removed_on_stop() {
     loop {
         if let Event::Closed { id, reason } = next(&rx) {
             assert_eq!(id.loop_index(), 0);
-            assert_eq!(reason, "local", "end of stream, then the default close");
+            assert_eq!(
+                reason, "peer_closed",
+                "end of stream, then the default close"
+            );
             break;
         }
     }

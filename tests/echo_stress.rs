@@ -81,7 +81,7 @@ fn stress(reuse_port: bool, trigger: Trigger, seed: u64) {
         .collect();
     let results: Vec<_> = clients.into_iter().map(|t| t.join()).collect();
     let reasons: Vec<String> = closed.try_iter().map(|c| c.reason).collect();
-    let odd: Vec<&String> = reasons.iter().filter(|r| *r != "local").collect();
+    let odd: Vec<&String> = reasons.iter().filter(|r| *r != "peer_closed").collect();
     assert!(odd.is_empty(), "unexpected close reasons: {odd:?}");
     let echoed: u64 = results.into_iter().map(|r| r.unwrap()).sum();
     assert_eq!(echoed, total);

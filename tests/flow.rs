@@ -40,7 +40,7 @@ fn half_close_delivers_everything_back() {
     assert!(!reset, "the server reset the connection");
     assert_eq!(got.len(), data.len());
     assert!(got == data);
-    assert_eq!(next_close(&closed).reason, "local");
+    assert_eq!(next_close(&closed).reason, "peer_closed");
 }
 
 /// A client that writes but never reads: output stops growing at the high-water mark (reading
@@ -227,7 +227,7 @@ fn peer_close_and_reset_reasons() {
     assert_eq!(roundtrip(&mut s, b"x"), b"x");
     drop(s);
     // End of stream first: the default on_read_closed closes the connection.
-    assert_eq!(next_close(&closed).reason, "local");
+    assert_eq!(next_close(&closed).reason, "peer_closed");
 
     let mut s = connect(addr);
     assert_eq!(roundtrip(&mut s, b"y"), b"y");
@@ -400,4 +400,43 @@ fn stalled_closing_connection_is_dropped_after_flush_timeout() {
     assert_eq!(next_close(&closed).reason, "server_shutdown");
     drop(s);
     server.join().unwrap();
+}
+
+/// After the write side is shut down, writes are refused and say so: `Conn::write` returns
+/// `false` and `io::Write` fails with `BrokenPipe`, instead of pretending to take the bytes.
+#[test]
+fn writes_after_shutdown_are_refused_and_say_so() {
+    struct HalfClose(mpsc::Sender<(bool, ErrorKind)>);
+    impl eventide::Handler for HalfClose {
+        type State = ();
+        fn on_open(&mut self, _: &mut eventide::Conn<'_>) {}
+        fn on_data(&mut self, conn: &mut eventide::Conn<'_>, _: &mut ()) -> eventide::Action {
+            let n = conn.input().len();
+            conn.consume(n);
+            if conn.write(b"bye") {
+                conn.shutdown_write();
+            } else {
+                let err = std::io::Write::write_all(conn, b"more").unwrap_err();
+                let _ = self.0.send((false, err.kind()));
+            }
+            eventide::Action::Continue
+        }
+    }
+    let (tx, rx) = mpsc::channel();
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .loops(1)
+        .start(move |_| HalfClose(tx.clone()))
+        .unwrap();
+    let mut s = connect(server.local_addr());
+    s.write_all(b"first").unwrap();
+    let (got, reset) = read_until_closed(&mut s);
+    assert_eq!((got.as_slice(), reset), (&b"bye"[..], false));
+    // The read side is still open: this arrives after the shutdown.
+    s.write_all(b"second").unwrap();
+    let (accepted, kind) = rx
+        .recv_timeout(TIMEOUT)
+        .expect("the second message's verdict");
+    assert!(!accepted);
+    assert_eq!(kind, ErrorKind::BrokenPipe);
 }

@@ -215,11 +215,17 @@ impl<'a> Conn<'a> {
     }
 
     /// Queues `data` for the peer. It is sent when the callback returns (or at once if large);
-    /// what the kernel does not take is buffered and sent as the socket drains. Writes after
-    /// the write side was shut down, or after a fatal error, are dropped.
-    pub fn write(&mut self, data: &[u8]) {
-        if data.is_empty() || !self.core.state.writable() {
-            return;
+    /// what the kernel does not take is buffered and sent as the socket drains.
+    ///
+    /// Returns whether the bytes were taken: `false` after the write side was shut down or
+    /// the connection failed, when they are dropped. (Most callers need not look: a failed
+    /// connection is closing, and its `on_close` says why.)
+    pub fn write(&mut self, data: &[u8]) -> bool {
+        if !self.core.state.writable() {
+            return false;
+        }
+        if data.is_empty() {
+            return true;
         }
         // Echoing (part of) the input as the callback's first output: remember where it is
         // instead of copying it; it is sent from the read buffer when the callback returns.
@@ -231,7 +237,7 @@ impl<'a> Conn<'a> {
         {
             if let Some(start) = self.offset_in_input(data) {
                 self.borrowed = Some((start, data.len()));
-                return;
+                return true;
             }
         }
         self.unborrow();
@@ -240,13 +246,17 @@ impl<'a> Conn<'a> {
         } else {
             self.core.write_raw(self.lp, Extra::Slice(data));
         }
+        true
     }
 
     /// Like [`write`](Conn::write), taking ownership: a large buffer the kernel does not take
     /// at once is queued as it is, without a copy.
-    pub fn write_vec(&mut self, data: Vec<u8>) {
-        if data.is_empty() || !self.core.state.writable() {
-            return;
+    pub fn write_vec(&mut self, data: Vec<u8>) -> bool {
+        if !self.core.state.writable() {
+            return false;
+        }
+        if data.is_empty() {
+            return true;
         }
         self.unborrow();
         if self.core.tls.is_some() {
@@ -254,13 +264,13 @@ impl<'a> Conn<'a> {
         } else {
             self.core.write_raw(self.lp, Extra::Vec(data));
         }
+        true
     }
 
-    /// Writes several buffers in order (one gathering syscall when they go out).
-    pub fn write_vectored(&mut self, bufs: &[&[u8]]) {
-        for b in bufs {
-            self.write(b);
-        }
+    /// Writes several buffers in order (one gathering syscall when they go out). Returns
+    /// whether they were taken, as [`write`](Conn::write).
+    pub fn write_vectored(&mut self, bufs: &[&[u8]]) -> bool {
+        bufs.iter().all(|b| self.write(b))
     }
 
     /// Bytes written but not yet accepted by the kernel (staged in this callback plus queued).
@@ -414,10 +424,18 @@ impl<'a> Conn<'a> {
     }
 }
 
+/// Writes go to the connection's output like [`Conn::write`]; once it no longer takes them
+/// (the write side was shut down, or the connection failed) they fail with `BrokenPipe`.
 impl io::Write for Conn<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Conn::write(self, buf);
-        Ok(buf.len())
+        if Conn::write(self, buf) {
+            Ok(buf.len())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the connection no longer takes output (write side shut down, or failed)",
+            ))
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -7,14 +7,16 @@ use std::io;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum CloseReason {
-    /// The peer closed the connection in an orderly way (end of stream, then close).
+    /// The peer ended the connection in an orderly way: its end of stream, answered with a
+    /// close (the default [`Handler::on_read_closed`](crate::Handler::on_read_closed) returns
+    /// [`Action::Close`](crate::Action::Close)), or after this side's half-close.
     PeerClosed,
     /// The peer reset the connection (`ECONNRESET` / `EPIPE`); unsent output was lost.
     Reset,
     /// An I/O error other than a reset.
     Error(io::Error),
-    /// The application closed it ([`Action::Close`](crate::Action::Close) or
-    /// [`Conn::close`](crate::Conn::close)).
+    /// The application closed it ([`Conn::close`](crate::Conn::close), a handle's close, or
+    /// [`Action::Close`](crate::Action::Close) from any callback but `on_read_closed`).
     Local,
     /// The handler left more unconsumed input than the inbound limit allows.
     InboundLimit,

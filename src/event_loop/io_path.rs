@@ -194,7 +194,7 @@ impl<H: Handler> EventLoop<H> {
                 }
                 Src::Buffered => entry.input.consume(consumed),
             }
-            self.apply(key, action);
+            self.apply(key, action, || CloseReason::Local);
             // The inbound limit is enforced once the handler stops consuming (below), so a
             // handler working through a large input one message per call is not cut off.
             let entry = &self.conns[key];
@@ -216,10 +216,14 @@ impl<H: Handler> EventLoop<H> {
         self.settle(key);
     }
 
-    /// The peer shut down its write side.
+    /// The peer shut down its write side: `on_read_closed`, whose [`Action::Close`] (the
+    /// default) closes the connection as [`CloseReason::PeerClosed`].
     pub(super) fn read_closed(&mut self, key: usize) {
         self.conns[key].core.state.read = ReadSide::Closed;
-        self.call(key, |h, c, s| h.on_read_closed(c, s));
+        let on_read_closed = |h: &mut H, c: &mut Conn<'_>, s: &mut H::State| h.on_read_closed(c, s);
+        if self.call_unsettled_as(key, || CloseReason::PeerClosed, on_read_closed) {
+            self.settle(key);
+        }
     }
 
     /// The socket has room: send queued output.
@@ -286,10 +290,12 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
-    fn apply(&mut self, key: usize, action: Action) {
+    /// Applies what a callback returned; [`Action::Close`] closes for `close_as` (the
+    /// application's own close, unless the callback answered the peer's end of stream).
+    fn apply(&mut self, key: usize, action: Action, close_as: fn() -> CloseReason) {
         match action {
             Action::Continue => {}
-            Action::Close => self.conns[key].core.state.close(CloseReason::Local),
+            Action::Close => self.conns[key].core.state.close(close_as()),
             Action::StopServer => self.lp.stop_requested = true,
         }
     }
@@ -301,11 +307,20 @@ impl<H: Handler> EventLoop<H> {
         key: usize,
         f: impl FnOnce(&mut H, &mut Conn<'_>, &mut H::State) -> Action,
     ) -> bool {
+        self.call_unsettled_as(key, || CloseReason::Local, f)
+    }
+
+    fn call_unsettled_as(
+        &mut self,
+        key: usize,
+        close_as: fn() -> CloseReason,
+        f: impl FnOnce(&mut H, &mut Conn<'_>, &mut H::State) -> Action,
+    ) -> bool {
         let Some((action, consumed)) = self.invoke(key, Src::Buffered, f) else {
             return false;
         };
         self.conns[key].input.consume(consumed);
-        self.apply(key, action);
+        self.apply(key, action, close_as);
         true
     }
 

@@ -70,7 +70,9 @@ impl<H: Handler> EventLoop<H> {
         }
         match op {
             ConnOp::Write { data, counted } => {
-                if !self.with_conn(key, |c| c.write_vec(data)) {
+                if !self.with_conn(key, |c| {
+                    c.write_vec(data);
+                }) {
                     return;
                 }
                 if let Some(shared) = &self.conns[key].core.handle {

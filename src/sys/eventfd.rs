@@ -1,4 +1,4 @@
-//! `eventfd(2)`: the seed's `wakeUpEventFd`, a kernel `u64` counter behind a descriptor.
+//! `eventfd(2)`: a loop's wake-up descriptor, a kernel `u64` counter behind a descriptor.
 //!
 //! Every event loop keeps one in its epoll set, registered for **readability**: the descriptor
 //! is readable while the counter is non-zero, so a write from another thread makes a blocked

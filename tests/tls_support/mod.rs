@@ -141,7 +141,9 @@ impl Handler for Probe {
             return Action::Continue;
         }
         match self.mode {
-            Mode::Echo | Mode::EchoThenTrailer => conn.write(data),
+            Mode::Echo | Mode::EchoThenTrailer => {
+                conn.write(data);
+            }
             Mode::SendThenShutdown(_) => {
                 let _ = self.tx.send(Event::Data(data.to_vec()));
             }
