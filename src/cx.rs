@@ -31,8 +31,10 @@ pub(crate) enum TimerKind {
         generation: u32,
         token: u64,
     },
-    /// `Handler::on_tick`.
-    Loop { token: u64 },
+    /// `Handler::on_tick`. `adapter`: a protocol adapter's own timer (its `Date` refresh),
+    /// apart from its service's token space; every timer set through [`LoopCx::set_timer`]
+    /// is not.
+    Loop { token: u64, adapter: bool },
     /// A lingering close ran out of time.
     Linger { key: u32, generation: u32 },
     /// Re-arm a listener after an accept back-off.
@@ -140,11 +142,48 @@ impl LoopCore {
 /// [`Conn::loop_cx`](crate::Conn::loop_cx).
 pub struct LoopCx<'a> {
     lp: &'a mut LoopCore,
+    /// In `on_tick`: the timer that fired is a protocol adapter's own.
+    #[cfg(any(feature = "http", feature = "resp"))]
+    adapter_timer: bool,
 }
 
 impl<'a> LoopCx<'a> {
     pub(crate) fn new(lp: &'a mut LoopCore) -> LoopCx<'a> {
-        LoopCx { lp }
+        LoopCx {
+            lp,
+            #[cfg(any(feature = "http", feature = "resp"))]
+            adapter_timer: false,
+        }
+    }
+
+    /// The view for `on_tick` of a loop timer; `adapter`: it is a protocol adapter's own.
+    pub(crate) fn for_tick(lp: &'a mut LoopCore, adapter: bool) -> LoopCx<'a> {
+        let _ = adapter;
+        LoopCx {
+            lp,
+            #[cfg(any(feature = "http", feature = "resp"))]
+            adapter_timer: adapter,
+        }
+    }
+
+    /// Sets a protocol adapter's own loop timer: it comes back through `on_tick` with
+    /// [`is_adapter_timer`](Self::is_adapter_timer) true, so the tokens of the service the
+    /// adapter runs (every timer set with [`set_timer`](Self::set_timer), from wherever) are
+    /// the service's alone.
+    #[cfg(feature = "http")]
+    pub(crate) fn set_adapter_timer(&mut self, after: Duration, token: u64) -> TimerId {
+        let kind = TimerKind::Loop {
+            token,
+            adapter: true,
+        };
+        self.lp.timers.insert(self.lp.now + after, kind, None)
+    }
+
+    /// In `on_tick`: whether the timer that fired was set with
+    /// [`set_adapter_timer`](Self::set_adapter_timer).
+    #[cfg(any(feature = "http", feature = "resp"))]
+    pub(crate) fn is_adapter_timer(&self) -> bool {
+        self.adapter_timer
     }
 
     /// Index of this loop (0-based).
@@ -159,18 +198,22 @@ impl<'a> LoopCx<'a> {
 
     /// Calls [`Handler::on_tick`](crate::Handler::on_tick) with `token` once, after `after`.
     pub fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
-        self.lp
-            .timers
-            .insert(self.lp.now + after, TimerKind::Loop { token }, None)
+        let kind = TimerKind::Loop {
+            token,
+            adapter: false,
+        };
+        self.lp.timers.insert(self.lp.now + after, kind, None)
     }
 
     /// Calls [`Handler::on_tick`](crate::Handler::on_tick) with `token` every `period`, until cancelled.
     pub fn set_interval(&mut self, period: Duration, token: u64) -> TimerId {
-        self.lp.timers.insert(
-            self.lp.now + period,
-            TimerKind::Loop { token },
-            Some(period),
-        )
+        let kind = TimerKind::Loop {
+            token,
+            adapter: false,
+        };
+        self.lp
+            .timers
+            .insert(self.lp.now + period, kind, Some(period))
     }
 
     /// Cancels a timer. Returns whether it was still pending.

@@ -41,6 +41,8 @@
 #![warn(rust_2018_idioms)]
 
 mod acceptor;
+#[cfg(any(feature = "http", feature = "resp"))]
+mod adapter;
 mod addr;
 mod buffer;
 mod builder;

@@ -490,3 +490,68 @@ fn a_service_closure_and_custom_limits_work() {
     assert_eq!(c.next().unwrap().status, 431);
     c.expect_closed();
 }
+
+/// A service whose loop timers report their tokens, and that hands its loop's handle out.
+struct Ticks {
+    ticks: std::sync::mpsc::Sender<u64>,
+    handle: std::sync::mpsc::Sender<eventide::LoopHandle>,
+}
+
+impl Service for Ticks {
+    fn call(&mut self, _: &Request<'_>, res: &mut Response<'_>) {
+        res.body(b"ok");
+    }
+
+    fn on_boot(&mut self, cx: &mut eventide::LoopCx<'_>) {
+        for token in [0, 1, u64::MAX] {
+            cx.set_timer(Duration::from_millis(1), token);
+        }
+        let _ = self.handle.send(cx.handle());
+    }
+
+    fn on_tick(&mut self, _: &mut eventide::LoopCx<'_>, token: u64) {
+        let _ = self.ticks.send(token);
+    }
+}
+
+/// The server's `Date` timer does not share the service's token space: every token comes
+/// back to the service, also from a timer set by a task posted to the loop, and the server
+/// still runs exactly one timer of its own.
+#[test]
+fn a_services_loop_timers_get_every_token() {
+    let (ticks, ticked) = std::sync::mpsc::channel();
+    let (handle, handles) = std::sync::mpsc::channel();
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .loops(1)
+        .start(move |_| {
+            HttpServer::new(Ticks {
+                ticks: ticks.clone(),
+                handle: handle.clone(),
+            })
+        })
+        .unwrap();
+    let lp = handles.recv_timeout(TIMEOUT).expect("on_boot ran");
+    lp.execute(|cx| {
+        cx.set_timer(Duration::from_millis(1), 42);
+    })
+    .unwrap();
+    let mut got: Vec<u64> = (0..4)
+        .map(|_| ticked.recv_timeout(TIMEOUT).expect("a service timer fired"))
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, [0, 1, 42, u64::MAX]);
+    let (tx, pending) = std::sync::mpsc::channel();
+    lp.execute(move |cx| {
+        let _ = tx.send(cx.pending_timers());
+    })
+    .unwrap();
+    assert_eq!(
+        pending.recv_timeout(TIMEOUT).unwrap(),
+        1,
+        "only the Date timer is left"
+    );
+    let mut c = ResponseReader::new(connect(server.local_addr()));
+    c.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_http_date(c.next().unwrap().header("Date").unwrap());
+}

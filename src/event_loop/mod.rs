@@ -302,10 +302,11 @@ impl<H: Handler> EventLoop<H> {
                         self.call(key, |h, c, s| h.on_timer(c, s, token));
                     }
                 }
-                TimerKind::Loop { token } => {
+                TimerKind::Loop { token, adapter } => {
                     let handler = &mut self.handler;
-                    self.lp
-                        .callback("on_tick", |lp| handler.on_tick(&mut LoopCx::new(lp), token));
+                    self.lp.callback("on_tick", |lp| {
+                        handler.on_tick(&mut LoopCx::for_tick(lp, adapter), token)
+                    });
                 }
                 TimerKind::Linger { key, generation } => {
                     self.linger_expired(key as usize, generation)

@@ -49,7 +49,7 @@
 //! ([`Builder::inbound_limit`](crate::Builder::inbound_limit), 1 MiB by default) above
 //! `max_head_size + 2 * max_body_size + 8 KiB`, the most one incomplete request may buffer.
 
-use crate::{Conn, LoopCx};
+use crate::LoopCx;
 
 mod body;
 mod date;
@@ -62,7 +62,7 @@ pub mod testing;
 
 pub use request::{Request, Version};
 pub use response::{Response, Status};
-pub use server::{HttpConnState, HttpServer, DATE_TIMER_TOKEN};
+pub use server::{HttpConnState, HttpServer};
 
 /// The application behind an [`HttpServer`]: one value per event loop, called for every
 /// request of that loop's connections, in order, on the loop's thread (so it must not block).
@@ -78,7 +78,8 @@ pub trait Service: Send + 'static {
         let _ = cx;
     }
 
-    /// A loop timer this service set fired (the token [`DATE_TIMER_TOKEN`] is reserved).
+    /// A loop timer this service set fired. The service's timers are its own: any token is
+    /// free (the server's `Date` timer does not share their space).
     fn on_tick(&mut self, cx: &mut LoopCx<'_>, token: u64) {
         let _ = (cx, token);
     }
@@ -122,21 +123,5 @@ impl Default for Limits {
     }
 }
 
-/// Where response bytes go: a connection's output, or a `Vec` in tests and fuzzing.
-pub(crate) trait Sink {
-    fn put(&mut self, bytes: &[u8]);
-}
-
-impl Sink for Conn<'_> {
-    #[inline]
-    fn put(&mut self, bytes: &[u8]) {
-        self.write(bytes);
-    }
-}
-
-impl Sink for Vec<u8> {
-    #[inline]
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
-}
+/// Where response bytes go: a connection, or a `Vec` (the protocol adapter's output).
+pub(crate) use crate::adapter::Output as Sink;

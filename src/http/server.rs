@@ -9,12 +9,13 @@ use super::date::DateCache;
 use super::fast::{Head, Slots, Text, HEADERS_CAP};
 use super::request::{framing, BodyKind, Framing, Request, Version};
 use super::response::{Batch, Heads, Response, Status, OK_LINE};
-use super::{Limits, Service, Sink};
+use super::{Limits, Service};
+use crate::adapter::{self, Output, Protocol, Served};
 use crate::{Action, Conn, Handler, LoopCx, Timeout};
 
-/// The loop-timer token [`HttpServer`] uses to refresh its `Date` header each second; a
-/// [`Service`] must not use it for its own timers.
-pub const DATE_TIMER_TOKEN: u64 = u64::MAX;
+/// The token of the server's own loop timer, the `Date` refresh at each second boundary (an
+/// adapter timer: the service's tokens are all its own).
+const DATE_TIMER: u64 = 0;
 
 /// An HTTP/1.1 server: the [`Handler`] that runs a [`Service`]. Make one per event loop in
 /// the factory given to [`Builder::start`](crate::Builder::start).
@@ -76,13 +77,42 @@ enum PendingBody {
     Chunked(Chunked),
 }
 
-/// What [`HttpServer::serve`] did with a batch of input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Served {
-    /// Bytes of input fully handled.
-    pub consumed: usize,
-    /// The connection must close once the output is flushed.
-    pub close: bool,
+/// Where a body stands in the input received so far.
+enum BodyScan {
+    /// It ends at this offset from the start of the request.
+    Done(usize),
+    /// More is needed.
+    More,
+    /// It is refused with this status.
+    Refuse(Status),
+}
+
+impl PendingBody {
+    fn new(kind: BodyKind) -> PendingBody {
+        match kind {
+            BodyKind::Length(n) => PendingBody::Length(n),
+            BodyKind::Chunked => PendingBody::Chunked(Chunked::new()),
+        }
+    }
+
+    /// Scans the body of the request in `rest` whose head is `head_len` bytes (a chunked
+    /// body resumes where the last scan stopped).
+    fn scan(&mut self, rest: &[u8], head_len: usize, limits: &Limits) -> BodyScan {
+        match self {
+            PendingBody::Length(n) if rest.len() - head_len >= *n => BodyScan::Done(head_len + *n),
+            PendingBody::Length(_) => BodyScan::More,
+            PendingBody::Chunked(c) => {
+                match c.scan(encoded(rest, head_len, limits), limits.max_body, None) {
+                    Ok(Scan::Done(n)) => BodyScan::Done(head_len + n),
+                    Ok(Scan::More) if c.scanned() > limits.max_encoded() => {
+                        BodyScan::Refuse(Status::CONTENT_TOO_LARGE)
+                    }
+                    Ok(Scan::More) => BodyScan::More,
+                    Err(status) => BodyScan::Refuse(status),
+                }
+            }
+        }
+    }
 }
 
 /// One step of parsing.
@@ -167,10 +197,6 @@ impl<S: Service> HttpServer<S> {
         &mut self.service
     }
 
-    pub(crate) fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// Freezes the `Date` header at `unix_secs` (reproducible output for tests and fuzzing).
     pub(crate) fn freeze_date(&mut self, unix_secs: u64) {
         self.date = DateCache::fixed(unix_secs);
@@ -210,7 +236,7 @@ impl<S: Service> HttpServer<S> {
         &mut self,
         st: &mut HttpConnState,
         input: &[u8],
-        out: &mut dyn Sink,
+        out: &mut dyn Output,
     ) -> Served {
         let mut buf = std::mem::take(&mut self.out_buf);
         let mut batch = Batch { buf: &mut buf, out };
@@ -234,27 +260,18 @@ impl<S: Service> HttpServer<S> {
                     out.settle();
                     pos += len;
                     if !keep_alive {
-                        return Served {
-                            consumed: input.len(),
-                            close: true,
-                        };
+                        return Served::close(input.len());
                     }
                 }
                 Step::Incomplete => break,
                 Step::Refuse(status) => {
                     *st = HttpConnState::default();
                     self.write_refusal(status, out);
-                    return Served {
-                        consumed: input.len(),
-                        close: true,
-                    };
+                    return Served::close(input.len());
                 }
             }
         }
-        Served {
-            consumed: pos,
-            close: false,
-        }
+        Served::serve(pos)
     }
 
     /// Parses (and answers) the request at the front of `rest`; `t` is valid UTF-8 read from the
@@ -263,23 +280,10 @@ impl<S: Service> HttpServer<S> {
         let limits = self.limits;
         if let Some(p) = st.pending.as_mut() {
             let head_len = p.head_len;
-            let body_end = match &mut p.body {
-                PendingBody::Length(n) => {
-                    if rest.len() - head_len < *n {
-                        return Step::Incomplete;
-                    }
-                    head_len + *n
-                }
-                PendingBody::Chunked(c) => {
-                    match c.scan(encoded(rest, head_len, &limits), limits.max_body, None) {
-                        Ok(Scan::Done(n)) => head_len + n,
-                        Ok(Scan::More) if c.scanned() > limits.max_encoded() => {
-                            return Step::Refuse(Status::CONTENT_TOO_LARGE)
-                        }
-                        Ok(Scan::More) => return Step::Incomplete,
-                        Err(status) => return Step::Refuse(status),
-                    }
-                }
+            let body_end = match p.body.scan(rest, head_len, &limits) {
+                BodyScan::Done(end) => end,
+                BodyScan::More => return Step::Incomplete,
+                BodyScan::Refuse(status) => return Step::Refuse(status),
             };
             // The body is complete: parse the head again (it is still in the input) and answer.
             let mut slots = Slots::new();
@@ -309,26 +313,14 @@ impl<S: Service> HttpServer<S> {
             Ok(f) => f,
             Err(status) => return Step::Refuse(status),
         };
-        let body_end = match f.body {
-            BodyKind::Length(n) if rest.len() - head_len >= n => head_len + n,
-            BodyKind::Length(n) => {
-                self.wait_for_body(st, f, rest, head_len, PendingBody::Length(n), out);
+        let mut body = PendingBody::new(f.body);
+        let body_end = match body.scan(rest, head_len, &limits) {
+            BodyScan::Done(end) => end,
+            BodyScan::More => {
+                self.wait_for_body(st, f, rest, head_len, body, out);
                 return Step::Incomplete;
             }
-            BodyKind::Chunked => {
-                let mut c = Chunked::new();
-                match c.scan(encoded(rest, head_len, &limits), limits.max_body, None) {
-                    Ok(Scan::Done(n)) => head_len + n,
-                    Ok(Scan::More) if c.scanned() > limits.max_encoded() => {
-                        return Step::Refuse(Status::CONTENT_TOO_LARGE)
-                    }
-                    Ok(Scan::More) => {
-                        self.wait_for_body(st, f, rest, head_len, PendingBody::Chunked(c), out);
-                        return Step::Incomplete;
-                    }
-                    Err(status) => return Step::Refuse(status),
-                }
-            }
+            BodyScan::Refuse(status) => return Step::Refuse(status),
         };
         self.body_ready(&req, f, rest, head_len, body_end, out)
     }
@@ -453,6 +445,49 @@ fn until_next_second() -> Duration {
     Duration::from_nanos(u64::from(1_000_000_000 - sub.min(999_999_999))) + Duration::from_millis(1)
 }
 
+impl<S: Service> Protocol for HttpServer<S> {
+    type State = HttpConnState;
+
+    fn serve(&mut self, st: &mut HttpConnState, input: &[u8], out: &mut dyn Output) -> Served {
+        HttpServer::serve(self, st, input, out)
+    }
+
+    fn timed_out(&mut self, out: &mut dyn Output) {
+        let mut buf = std::mem::take(&mut self.out_buf);
+        let mut batch = Batch { buf: &mut buf, out };
+        self.write_refusal(Status::REQUEST_TIMEOUT, &mut batch);
+        batch.flush();
+        self.out_buf = buf;
+    }
+
+    fn buffer_bound(&self) -> usize {
+        let l = self.limits;
+        l.max_head + l.max_encoded().max(l.max_body) + 1
+    }
+
+    fn boot(&mut self, cx: &mut LoopCx<'_>) {
+        self.refresh_date();
+        cx.set_adapter_timer(until_next_second(), DATE_TIMER);
+    }
+
+    fn tick(&mut self, cx: &mut LoopCx<'_>, _token: u64) {
+        self.refresh_date();
+        cx.set_adapter_timer(until_next_second(), DATE_TIMER);
+    }
+
+    fn service_boot(&mut self, cx: &mut LoopCx<'_>) {
+        self.service.on_boot(cx);
+    }
+
+    fn service_tick(&mut self, cx: &mut LoopCx<'_>, token: u64) {
+        self.service.on_tick(cx, token);
+    }
+
+    fn freeze_clock(&mut self) {
+        self.freeze_date(crate::http::testing::FROZEN_DATE);
+    }
+}
+
 impl<S: Service> Handler for HttpServer<S> {
     type State = HttpConnState;
 
@@ -461,13 +496,7 @@ impl<S: Service> Handler for HttpServer<S> {
     }
 
     fn on_data(&mut self, conn: &mut Conn<'_>, st: &mut HttpConnState) -> Action {
-        let input = conn.input();
-        let served = self.serve(st, input, conn);
-        conn.consume(served.consumed);
-        if served.close {
-            conn.close();
-        }
-        Action::Continue
+        adapter::on_data(self, conn, st)
     }
 
     fn on_timeout(
@@ -476,33 +505,15 @@ impl<S: Service> Handler for HttpServer<S> {
         st: &mut HttpConnState,
         which: Timeout,
     ) -> Action {
-        if which == Timeout::Read && !conn.input().is_empty() {
-            *st = HttpConnState::default();
-            let mut buf = std::mem::take(&mut self.out_buf);
-            let mut batch = Batch {
-                buf: &mut buf,
-                out: conn,
-            };
-            self.write_refusal(Status::REQUEST_TIMEOUT, &mut batch);
-            batch.flush();
-            self.out_buf = buf;
-        }
-        Action::Close
+        adapter::on_timeout(self, conn, st, which)
     }
 
     fn on_boot(&mut self, cx: &mut LoopCx<'_>) {
-        self.refresh_date();
-        cx.set_timer(until_next_second(), DATE_TIMER_TOKEN);
-        self.service.on_boot(cx);
+        adapter::on_boot(self, cx);
     }
 
     fn on_tick(&mut self, cx: &mut LoopCx<'_>, token: u64) {
-        if token == DATE_TIMER_TOKEN {
-            self.refresh_date();
-            cx.set_timer(until_next_second(), DATE_TIMER_TOKEN);
-        } else {
-            self.service.on_tick(cx, token);
-        }
+        adapter::on_tick(self, cx, token);
     }
 }
 

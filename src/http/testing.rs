@@ -4,91 +4,15 @@
 use std::mem::MaybeUninit;
 
 use super::fast::{fast_head, httparse_head, utf8_prefix, Head, Slots, FAST_HEADERS, HEADERS_CAP};
-use super::server::HttpConnState;
-use super::{HttpServer, Request, Response, Service};
+use super::{HttpServer, Request, Response};
 
 /// The `Date` a [`Harness`] freezes its server at: `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub const FROZEN_DATE: u64 = 784_111_777;
 
-/// A simulated connection: input is buffered while a request is incomplete, as the event
-/// loop does, and responses are collected.
-#[derive(Debug)]
-pub struct Harness<S: Service> {
-    server: HttpServer<S>,
-    state: HttpConnState,
-    input: Vec<u8>,
-    output: Vec<u8>,
-    closed: bool,
-    peak: usize,
-}
-
-impl<S: Service> Harness<S> {
-    /// Wraps `server`, freezing its `Date` header at [`FROZEN_DATE`].
-    pub fn new(mut server: HttpServer<S>) -> Harness<S> {
-        server.freeze_date(FROZEN_DATE);
-        Harness {
-            server,
-            state: HttpConnState::default(),
-            input: Vec::new(),
-            output: Vec::new(),
-            closed: false,
-            peak: 0,
-        }
-    }
-
-    /// Delivers `bytes` as one read. Ignored once the connection is closing.
-    pub fn feed(&mut self, bytes: &[u8]) {
-        if self.closed {
-            return;
-        }
-        self.input.extend_from_slice(bytes);
-        let served = self
-            .server
-            .serve(&mut self.state, &self.input, &mut self.output);
-        self.input.drain(..served.consumed);
-        self.peak = self.peak.max(self.input.len());
-        if served.close {
-            self.closed = true;
-            self.input = Vec::new();
-        }
-    }
-
-    /// Everything written so far.
-    pub fn output(&self) -> &[u8] {
-        &self.output
-    }
-
-    /// Takes what was written so far.
-    pub fn take_output(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.output)
-    }
-
-    /// Whether the server asked to close the connection.
-    pub fn is_closed(&self) -> bool {
-        self.closed
-    }
-
-    /// Bytes held unconsumed (an incomplete request).
-    pub fn buffered(&self) -> usize {
-        self.input.len()
-    }
-
-    /// The most bytes ever held unconsumed after a read.
-    pub fn peak_buffered(&self) -> usize {
-        self.peak
-    }
-
-    /// The most an incomplete request may hold under the server's limits.
-    pub fn buffer_bound(&self) -> usize {
-        let l = self.server.limits();
-        l.max_head + l.max_encoded().max(l.max_body) + 1
-    }
-
-    /// The server.
-    pub fn server_mut(&mut self) -> &mut HttpServer<S> {
-        &mut self.server
-    }
-}
+/// A simulated connection, the protocol adapter's harness over an [`HttpServer`]: input is
+/// buffered while a request is incomplete, as the event loop does, and responses are
+/// collected; the server's `Date` is frozen at [`FROZEN_DATE`].
+pub type Harness<S> = crate::adapter::Harness<HttpServer<S>>;
 
 /// The service the fuzz target and the property tests run: it answers with a digest of the
 /// request (method, target, version, headers, body), so two runs that parse the same requests

@@ -5,7 +5,8 @@ use std::fmt;
 use std::ops::Range;
 
 use super::{Command, Output, Parse, Parser, Writer};
-use crate::{Action, Conn, Handler, LoopCx};
+use crate::adapter::{self, Protocol, Served, Then};
+use crate::{Action, Conn, Handler, LoopCx, Timeout};
 
 /// The application behind a [`RespServer`]: one value per event loop, called for every
 /// command of that loop's connections, in order, on the loop's thread (it must not block).
@@ -89,13 +90,6 @@ pub struct RespConnState {
     need: usize,
 }
 
-/// What [`RespServer::serve`] did with a batch of input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Served {
-    pub consumed: usize,
-    pub action: Action,
-}
-
 impl<F> Service for F
 where
     F: FnMut(&Command<'_>, &mut Writer<'_>) -> Action + Send + 'static,
@@ -132,10 +126,6 @@ impl<S: Service> RespServer<S> {
         &mut self.service
     }
 
-    pub(crate) fn parser_limits(&self) -> &Parser {
-        &self.parser
-    }
-
     /// Answers every complete command at the front of `input`, in order. The replies are
     /// gathered and handed to `out` in one piece (a large bulk string separately, uncopied).
     pub(crate) fn serve(
@@ -164,12 +154,9 @@ impl<S: Service> RespServer<S> {
         buf: &mut Vec<u8>,
         out: &mut dyn Output,
     ) -> Served {
-        let mut action = Action::Continue;
+        let mut then = Then::Serve;
         if input.len() < st.need {
-            return Served {
-                consumed: 0,
-                action,
-            };
+            return Served::serve(0);
         }
         st.need = 0;
         let mut pos = 0;
@@ -188,13 +175,8 @@ impl<S: Service> RespServer<S> {
                     }
                     match action_now {
                         Action::Continue => {}
-                        Action::Close => {
-                            return Served {
-                                consumed: input.len(),
-                                action: Action::Close,
-                            }
-                        }
-                        Action::StopServer => action = Action::StopServer,
+                        Action::Close => return Served::close(input.len()),
+                        Action::StopServer => then = Then::StopServer,
                     }
                 }
                 Ok(Parse::Incomplete(need)) => {
@@ -203,17 +185,34 @@ impl<S: Service> RespServer<S> {
                 }
                 Err(e) => {
                     Writer::batched(buf, out).protocol_error(&e);
-                    return Served {
-                        consumed: input.len(),
-                        action: Action::Close,
-                    };
+                    return Served::close(input.len());
                 }
             }
         }
         Served {
             consumed: pos,
-            action,
+            then,
         }
+    }
+}
+
+impl<S: Service> Protocol for RespServer<S> {
+    type State = RespConnState;
+
+    fn serve(&mut self, st: &mut RespConnState, input: &[u8], out: &mut dyn Output) -> Served {
+        RespServer::serve(self, st, input, out)
+    }
+
+    fn buffer_bound(&self) -> usize {
+        self.parser.command_size_limit()
+    }
+
+    fn service_boot(&mut self, cx: &mut LoopCx<'_>) {
+        self.service.on_boot(cx);
+    }
+
+    fn service_tick(&mut self, cx: &mut LoopCx<'_>, token: u64) {
+        self.service.on_tick(cx, token);
     }
 }
 
@@ -225,18 +224,24 @@ impl<S: Service> Handler for RespServer<S> {
     }
 
     fn on_data(&mut self, conn: &mut Conn<'_>, st: &mut RespConnState) -> Action {
-        let input = conn.input();
-        let served = self.serve(st, input, conn);
-        conn.consume(served.consumed);
-        served.action
+        adapter::on_data(self, conn, st)
+    }
+
+    fn on_timeout(
+        &mut self,
+        conn: &mut Conn<'_>,
+        st: &mut RespConnState,
+        which: Timeout,
+    ) -> Action {
+        adapter::on_timeout(self, conn, st, which)
     }
 
     fn on_boot(&mut self, cx: &mut LoopCx<'_>) {
-        self.service.on_boot(cx);
+        adapter::on_boot(self, cx);
     }
 
     fn on_tick(&mut self, cx: &mut LoopCx<'_>, token: u64) {
-        self.service.on_tick(cx, token);
+        adapter::on_tick(self, cx, token);
     }
 }
 

@@ -1,68 +1,12 @@
 //! Test and fuzzing support, not part of the stable API: drives a [`RespServer`] over
 //! in-memory bytes as a connection's `on_data` would, without sockets.
 
-use super::server::RespConnState;
-use super::{Command, Parse, Parser, RespServer, Service, Writer};
+use super::{Command, Parse, Parser, RespServer, Writer};
 use crate::Action;
 
-/// A simulated connection: input is kept while a command is incomplete, replies collected.
-#[derive(Debug)]
-pub struct Harness<S: Service> {
-    server: RespServer<S>,
-    state: RespConnState,
-    input: Vec<u8>,
-    output: Vec<u8>,
-    closed: bool,
-}
-
-impl<S: Service> Harness<S> {
-    /// Wraps `server`.
-    pub fn new(server: RespServer<S>) -> Harness<S> {
-        Harness {
-            server,
-            state: RespConnState::default(),
-            input: Vec::new(),
-            output: Vec::new(),
-            closed: false,
-        }
-    }
-
-    /// Delivers `bytes` as one read. Ignored once the connection is closing.
-    pub fn feed(&mut self, bytes: &[u8]) {
-        if self.closed {
-            return;
-        }
-        self.input.extend_from_slice(bytes);
-        let served = self
-            .server
-            .serve(&mut self.state, &self.input, &mut self.output);
-        self.input.drain(..served.consumed);
-        if served.action == Action::Close {
-            self.closed = true;
-            self.input = Vec::new();
-        }
-    }
-
-    /// Everything written so far.
-    pub fn output(&self) -> &[u8] {
-        &self.output
-    }
-
-    /// Whether the server asked to close the connection.
-    pub fn is_closed(&self) -> bool {
-        self.closed
-    }
-
-    /// Bytes held unconsumed (an incomplete command).
-    pub fn buffered(&self) -> usize {
-        self.input.len()
-    }
-
-    /// The most an incomplete command may hold under the parser's limits.
-    pub fn buffer_bound(&self) -> usize {
-        self.server.parser_limits().command_size_limit()
-    }
-}
+/// A simulated connection, the protocol adapter's harness over a [`RespServer`]: input is
+/// kept while a command is incomplete, as the event loop does, and replies are collected.
+pub type Harness<S> = crate::adapter::Harness<RespServer<S>>;
 
 /// Replies to every command with an array of its arguments (and closes on `QUIT`), so two
 /// runs that parse the same commands write the same bytes.

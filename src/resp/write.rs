@@ -3,27 +3,10 @@
 use std::fmt;
 
 use super::Value;
-use crate::Conn;
 
-/// Where a [`Writer`] puts bytes: a connection's output ([`Conn`]) or a `Vec<u8>`.
-pub trait Output {
-    /// Appends `bytes`.
-    fn put(&mut self, bytes: &[u8]);
-}
-
-impl Output for Vec<u8> {
-    #[inline]
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
-}
-
-impl Output for Conn<'_> {
-    #[inline]
-    fn put(&mut self, bytes: &[u8]) {
-        self.write(bytes);
-    }
-}
+/// Where a [`Writer`] puts bytes: a connection's output ([`Conn`](crate::Conn)) or a
+/// `Vec<u8>` — the output of every protocol adapter.
+pub use crate::adapter::Output;
 
 /// Writes RESP2 replies. Each method writes one complete value, except
 /// [`array`](Writer::array), which writes the header of an array whose elements follow.

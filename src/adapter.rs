@@ -1,0 +1,261 @@
+//! The protocol adapter behind [`HttpServer`](crate::http::HttpServer) and
+//! [`RespServer`](crate::resp::RespServer): one way from a connection's input to a
+//! request/response protocol and back, and the in-memory [`Harness`] that tests and fuzzers
+//! drive the same path with.
+//!
+//! A [`Protocol`] answers every complete message at the front of the input, in order, and
+//! says how much it used and what the connection does next ([`Served`]). The adapter consumes
+//! that much and turns the verdict into the callback's [`Action`] — the one way a protocol
+//! closes its connection. An incomplete message stays in the connection's input, where the
+//! read timeout and the inbound limit apply. A protocol's own loop timers (HTTP's `Date`
+//! refresh) are set with [`LoopCx::set_adapter_timer`] and come back to it; every other loop
+//! timer goes to its service, whose tokens are all its own.
+//!
+//! # What the shape is for
+//!
+//! The protocol sees its connection as an [`Output`] and answers with a [`Served`], so the
+//! steps planned next fit without another path through the adapter:
+//!
+//! * **Answers given later** (an HTTP `Responder` finished on another thread): the answer
+//!   comes back as a message to the connection (`Handler::on_message`, forwarded to the
+//!   protocol as `serve` is); the order of a pipeline is the protocol's per-connection state
+//!   (answers queue behind the oldest one still owed); its bound on answers owed is a `Then`
+//!   that pauses reading, and the message that brings the last owed answer resumes it (the
+//!   loop offers the held input again).
+//! * **Streamed bodies**: a body written in pieces is resumed from `Handler::on_drained`,
+//!   forwarded the same way, writing to the same `Output`.
+//! * **File bodies**: an `Output` method that takes a file range (sent with `sendfile` by a
+//!   connection, read into the `Vec` by the harness).
+//! * **A switch of protocol** after `101 Switching Protocols`: the HTTP state holds the new
+//!   protocol's state from then on and `serve` hands it the input; the adapter forwards the
+//!   other connection callbacks (end of stream, timers, messages, close) to the protocol.
+//!
+//! Each is one more forwarded callback or one more `Then`, not another loop over the input.
+
+use crate::conn::Conn;
+use crate::cx::LoopCx;
+use crate::handler::{Action, Timeout};
+
+/// Where a protocol's answers go: a connection's output ([`Conn`]), or a `Vec<u8>` (tests,
+/// fuzzing, building a reply to send later).
+pub trait Output {
+    /// Appends `bytes`.
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Output for Conn<'_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.write(bytes);
+    }
+}
+
+impl Output for Vec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A request/response protocol on a connection: messages parsed from the front of the input,
+/// each answered in order, with per-loop state in the implementing value and per-connection
+/// state in [`State`](Protocol::State).
+pub trait Protocol {
+    /// Where parsing of an incomplete message stands: small and heap-free.
+    type State: Default;
+
+    /// Answers every complete message at the front of `input`, in order, writing to `out`.
+    fn serve(&mut self, st: &mut Self::State, input: &[u8], out: &mut dyn Output) -> Served;
+
+    /// The read timeout fired with an incomplete message in the input: the answer, if the
+    /// protocol has one (HTTP's 408). The connection then closes.
+    fn timed_out(&mut self, out: &mut dyn Output) {
+        let _ = out;
+    }
+
+    /// The most an incomplete message may hold under the protocol's limits.
+    fn buffer_bound(&self) -> usize;
+
+    /// The loop started: the protocol's own set-up (its timers), before its service's.
+    fn boot(&mut self, cx: &mut LoopCx<'_>) {
+        let _ = cx;
+    }
+
+    /// One of the protocol's own loop timers fired.
+    fn tick(&mut self, cx: &mut LoopCx<'_>, token: u64) {
+        let _ = (cx, token);
+    }
+
+    /// The loop started: the service's `on_boot`.
+    fn service_boot(&mut self, cx: &mut LoopCx<'_>);
+
+    /// A loop timer the service set fired.
+    fn service_tick(&mut self, cx: &mut LoopCx<'_>, token: u64);
+
+    /// Makes the output reproducible (tests and fuzzing: HTTP freezes its `Date`).
+    fn freeze_clock(&mut self) {}
+}
+
+/// What a protocol did with the input it was shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Served {
+    /// Bytes of input fully handled.
+    pub consumed: usize,
+    /// What the connection does next.
+    pub then: Then,
+}
+
+/// What a connection does after a batch of messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    /// Keep serving.
+    Serve,
+    /// Close once the answers are flushed (a refusal, `Connection: close`, `QUIT`); the rest
+    /// of the input is dropped.
+    Close,
+    /// Keep serving, and stop the whole server gracefully.
+    StopServer,
+}
+
+impl Served {
+    /// Keep serving, `consumed` bytes handled.
+    #[inline]
+    pub fn serve(consumed: usize) -> Served {
+        Served {
+            consumed,
+            then: Then::Serve,
+        }
+    }
+
+    /// Close after the answers; all of the input (`input_len` bytes) is used up.
+    #[inline]
+    pub fn close(input_len: usize) -> Served {
+        Served {
+            consumed: input_len,
+            then: Then::Close,
+        }
+    }
+}
+
+/// `Handler::on_data` for a protocol.
+#[inline]
+pub(crate) fn on_data<P: Protocol>(p: &mut P, conn: &mut Conn<'_>, st: &mut P::State) -> Action {
+    let input = conn.input();
+    let served = p.serve(st, input, conn);
+    conn.consume(served.consumed);
+    match served.then {
+        Then::Serve => Action::Continue,
+        Then::Close => Action::Close,
+        Then::StopServer => Action::StopServer,
+    }
+}
+
+/// `Handler::on_timeout` for a protocol: a read timeout with a message half in gets the
+/// protocol's answer; either timeout closes.
+pub(crate) fn on_timeout<P: Protocol>(
+    p: &mut P,
+    conn: &mut Conn<'_>,
+    st: &mut P::State,
+    which: Timeout,
+) -> Action {
+    if which == Timeout::Read && !conn.input().is_empty() {
+        *st = P::State::default();
+        p.timed_out(conn);
+    }
+    Action::Close
+}
+
+/// `Handler::on_boot` for a protocol: its own set-up, then its service's.
+pub(crate) fn on_boot<P: Protocol>(p: &mut P, cx: &mut LoopCx<'_>) {
+    p.boot(cx);
+    p.service_boot(cx);
+}
+
+/// `Handler::on_tick` for a protocol: its own timer, or its service's.
+pub(crate) fn on_tick<P: Protocol>(p: &mut P, cx: &mut LoopCx<'_>, token: u64) {
+    if cx.is_adapter_timer() {
+        p.tick(cx, token);
+    } else {
+        p.service_tick(cx, token);
+    }
+}
+
+/// A simulated connection for tests and fuzzing, not part of the stable API: input is kept
+/// while a message is incomplete and answers are collected, exactly as the adapter does on a
+/// real connection.
+#[derive(Debug)]
+pub struct Harness<P: Protocol> {
+    protocol: P,
+    state: P::State,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    closed: bool,
+    peak: usize,
+}
+
+impl<P: Protocol> Harness<P> {
+    /// Wraps `protocol`, with its clock frozen (reproducible output).
+    pub fn new(mut protocol: P) -> Harness<P> {
+        protocol.freeze_clock();
+        Harness {
+            protocol,
+            state: P::State::default(),
+            input: Vec::new(),
+            output: Vec::new(),
+            closed: false,
+            peak: 0,
+        }
+    }
+
+    /// Delivers `bytes` as one read. Ignored once the connection is closing.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if self.closed {
+            return;
+        }
+        self.input.extend_from_slice(bytes);
+        let served = self
+            .protocol
+            .serve(&mut self.state, &self.input, &mut self.output);
+        self.input.drain(..served.consumed);
+        self.peak = self.peak.max(self.input.len());
+        if served.then == Then::Close {
+            self.closed = true;
+            self.input = Vec::new();
+        }
+    }
+
+    /// Everything written so far.
+    pub fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    /// Takes what was written so far.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+
+    /// Whether the protocol asked to close the connection.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Bytes held unconsumed (an incomplete message).
+    pub fn buffered(&self) -> usize {
+        self.input.len()
+    }
+
+    /// The most bytes ever held unconsumed after a read.
+    pub fn peak_buffered(&self) -> usize {
+        self.peak
+    }
+
+    /// The most an incomplete message may hold under the protocol's limits.
+    pub fn buffer_bound(&self) -> usize {
+        self.protocol.buffer_bound()
+    }
+
+    /// The server being driven.
+    pub fn server_mut(&mut self) -> &mut P {
+        &mut self.protocol
+    }
+}
