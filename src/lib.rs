@@ -69,6 +69,9 @@ pub mod http;
 #[cfg(feature = "resp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "resp")))]
 pub mod resp;
+#[cfg(feature = "ws")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
+pub mod ws;
 
 pub use acceptor::Balance;
 pub use addr::{Addr, ToAddrs};
