@@ -592,6 +592,17 @@ impl<H: WsHandler> Handler for WsServer<H> {
         Action::Continue
     }
 
+    fn on_read_closed(&mut self, conn: &mut Conn<'_>, st: &mut WsConnState<H::State>) -> Action {
+        // End of stream without a close frame is an abnormal closure (1006): the peer
+        // vanished, maybe mid-frame. After the close handshake it is the expected end.
+        let finished = matches!(&st.phase, Phase::Open(open) if open.session.is_finished());
+        if !finished {
+            log::debug!("eventide::ws: peer closed without a close frame");
+            conn.close_with(CloseReason::PeerClosed);
+        }
+        Action::Close
+    }
+
     fn on_timer(
         &mut self,
         conn: &mut Conn<'_>,
