@@ -320,52 +320,6 @@ fn a_handle_sends_from_another_thread() {
     raw.expect_close(1001);
 }
 
-/// A client side that sends its messages on open and records what comes back.
-struct Dialer {
-    got: std::sync::mpsc::Sender<String>,
-}
-
-impl eventide::ws::WsHandler for Dialer {
-    type State = Vec<&'static str>;
-
-    fn on_upgrade(
-        &mut self,
-        _: &eventide::ws::Request<'_>,
-        _: &mut eventide::ws::Upgrade<'_>,
-    ) -> Result<Self::State, eventide::ws::Rejection> {
-        unreachable!("the dialer accepts nothing")
-    }
-
-    fn on_open(&mut self, ws: &mut eventide::ws::WsConn<'_, '_>, msgs: &mut Self::State) {
-        for m in msgs.iter() {
-            ws.text(m).unwrap();
-        }
-        ws.fragment(true, b"frag", false).unwrap();
-        ws.fragment(true, b"ments", true).unwrap();
-    }
-
-    fn on_message(
-        &mut self,
-        ws: &mut eventide::ws::WsConn<'_, '_>,
-        _: &mut Self::State,
-        msg: Message<'_>,
-    ) {
-        let text = std::str::from_utf8(msg.as_bytes()).unwrap().to_string();
-        if text == "fragments" {
-            ws.close(CloseCode::NORMAL, "done").unwrap();
-        }
-        let _ = self.got.send(text);
-    }
-
-    fn on_dial_error(&mut self, _: Self::State, error: std::io::Error) {
-        let _ = self.got.send(format!("error: {error}"));
-    }
-
-    fn on_close(&mut self, _: eventide::ConnId, _: Self::State, reason: &eventide::CloseReason) {
-        let _ = self.got.send(format!("closed: {}", reason.as_str()));
-    }
-}
-
 #[test]
 fn the_dialer_speaks_to_an_eventide_server() {
     let srv = EchoServer::start(|s| s);
