@@ -8,9 +8,9 @@ mod ws_support;
 
 use std::process::Command;
 
+use eventide::ws::Config;
 #[cfg(feature = "ws-deflate")]
 use eventide::ws::DeflateConfig;
-use eventide::ws::Config;
 use ws_support::*;
 
 /// The client script: prints one line per check, `ok NAME` or `FAIL NAME detail`.
@@ -98,13 +98,20 @@ fn python_websockets_client_with_permessage_deflate() {
         s.config(config().deflate(DeflateConfig::new()))
             .protocols(["chat.v1"])
     });
-    let Some(out) = run_client(srv.addr(), "deflate", "python_websockets_client_with_permessage_deflate")
-    else {
+    let Some(out) = run_client(
+        srv.addr(),
+        "deflate",
+        "python_websockets_client_with_permessage_deflate",
+    ) else {
         return;
     };
     assert_all_ok(&out, 17);
     // The 3 MiB of repeated text crossed the wire compressed, both ways.
     let stats = srv.server.stats().total();
-    assert!(stats.bytes_in < 1 << 20, "received {} bytes", stats.bytes_in);
+    assert!(
+        stats.bytes_in < 1 << 20,
+        "received {} bytes",
+        stats.bytes_in
+    );
     assert!(stats.bytes_out < 1 << 20, "sent {} bytes", stats.bytes_out);
 }

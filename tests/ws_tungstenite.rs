@@ -26,10 +26,16 @@ fn client(srv: &EchoServer, path: &str) -> WebSocket<TcpStream> {
 
 #[test]
 fn tungstenite_client_round_trips_messages_of_every_length_class() {
-    let srv = EchoServer::with_config(Config::new().max_message_size(4 << 20).max_frame_size(4 << 20));
+    let srv = EchoServer::with_config(
+        Config::new()
+            .max_message_size(4 << 20)
+            .max_frame_size(4 << 20),
+    );
     let mut ws = client(&srv, "/echo");
     for len in [0usize, 1, 125, 126, 127, 65535, 65536, 3 << 20] {
-        let text: String = (0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let text: String = (0..len)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
         ws.send(TMsg::text(text.clone())).unwrap();
         assert_eq!(ws.read().unwrap(), TMsg::text(text), "text of {len}");
         let bin: Vec<u8> = (0..len).map(|i| (i % 256) as u8).collect();
@@ -44,8 +50,12 @@ fn tungstenite_client_round_trips_messages_of_every_length_class() {
 fn tungstenite_ping_gets_its_pong() {
     let srv = EchoServer::start(|s| s);
     let mut ws = client(&srv, "/");
-    ws.send(TMsg::Ping(b"are you there".to_vec().into())).unwrap();
-    assert_eq!(ws.read().unwrap(), TMsg::Pong(b"are you there".to_vec().into()));
+    ws.send(TMsg::Ping(b"are you there".to_vec().into()))
+        .unwrap();
+    assert_eq!(
+        ws.read().unwrap(),
+        TMsg::Pong(b"are you there".to_vec().into())
+    );
 }
 
 #[test]
@@ -90,7 +100,9 @@ fn server_close_with_code_and_reason_reaches_tungstenite() {
     loop {
         match ws.read() {
             Err(tungstenite::Error::ConnectionClosed) => break,
-            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                break
+            }
             Ok(_) => continue,
             Err(e) => panic!("{e}"),
         }
@@ -155,7 +167,11 @@ fn eventide_dialer_against_a_tungstenite_server() {
         .unwrap();
     let request = ClientRequest::new(&addr.to_string(), "/");
     client
-        .connect(WsServer::<Dialer>::dial(addr, request, vec!["hello", "world"]))
+        .connect(WsServer::<Dialer>::dial(
+            addr,
+            request,
+            vec!["hello", "world"],
+        ))
         .unwrap();
     let next = || got.recv_timeout(TIMEOUT).unwrap();
     assert_eq!(next(), "hello");
@@ -165,6 +181,9 @@ fn eventide_dialer_against_a_tungstenite_server() {
     server.join().unwrap();
     let seen: Vec<String> = seen.try_iter().collect();
     assert_eq!(seen[..3], ["hello", "world", "fragments"]);
-    assert!(seen[3].contains("Normal") && seen[3].contains("done"), "{seen:?}");
+    assert!(
+        seen[3].contains("Normal") && seen[3].contains("done"),
+        "{seen:?}"
+    );
     client.stop();
 }
