@@ -632,4 +632,133 @@ mod tests {
         base64(&[0xFF; 16], &mut key);
         assert!(is_valid_key(&key));
     }
+
+    fn request<'r>(headers: &'r [httparse::Header<'r>]) -> Request<'r> {
+        Request {
+            method: "GET",
+            target: "/chat",
+            version: Version::Http11,
+            headers,
+            body: &[],
+            keep_alive: true,
+        }
+    }
+
+    fn h<'a>(name: &'a str, value: &'a str) -> httparse::Header<'a> {
+        httparse::Header {
+            name,
+            value: value.as_bytes(),
+        }
+    }
+
+    #[test]
+    fn server_accepts_and_picks_a_subprotocol() {
+        let headers = [
+            h("Host", "example.com"),
+            h("Upgrade", "WebSocket"),
+            h("Connection", "keep-alive, Upgrade"),
+            h("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            h("Sec-WebSocket-Version", "13"),
+            h("Sec-WebSocket-Protocol", "a, b"),
+            h("Sec-WebSocket-Protocol", "c"),
+            h("Origin", "https://example.com"),
+        ];
+        let req = request(&headers);
+        assert!(is_upgrade_request(&req));
+        let mut up = accept(&req, &Config::new()).unwrap();
+        assert_eq!(up.offered_protocols(), ["a", "b", "c"]);
+        assert_eq!(up.select_first_of(&["z", "c", "a"]), Some("c"));
+        assert!(!up.select_protocol("z"));
+        assert!(up.select_protocol("b"));
+        assert_eq!(up.origin(), Some("https://example.com"));
+        let mut out = Vec::new();
+        up.write_response(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: b\r\n\r\n"
+        );
+        // A repeated key or version is refused.
+        let mut twice = headers.to_vec();
+        twice.push(h("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="));
+        assert_eq!(
+            accept(&request(&twice), &Config::new())
+                .unwrap_err()
+                .status(),
+            Status::BAD_REQUEST
+        );
+        let mut v8 = headers[..4].to_vec();
+        v8.push(h("Sec-WebSocket-Version", "8"));
+        let rej = accept(&request(&v8), &Config::new()).unwrap_err();
+        assert_eq!(rej.status().code(), 426);
+        let mut out = Vec::new();
+        rej.write_response(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Sec-WebSocket-Version: 13\r\n"), "{text}");
+    }
+
+    fn answer(accept: &str, extra: &str) -> String {
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extra}\r\n"
+        )
+    }
+
+    #[test]
+    fn client_validates_the_answer() {
+        let mut request = Vec::new();
+        let hs = ClientRequest::new("h:1", "")
+            .protocol("p1")
+            .write(&mut request);
+        let request = String::from_utf8(request).unwrap();
+        assert!(
+            request.starts_with("GET / HTTP/1.1\r\nHost: h:1\r\n"),
+            "{request}"
+        );
+        let key = request
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap();
+        assert!(is_valid_key(key.as_bytes()));
+        let good = String::from_utf8(accept_key(key.as_bytes()).to_vec()).unwrap();
+        let ok = answer(&good, "Sec-WebSocket-Protocol: p1\r\n");
+        let mut with_frame = ok.clone().into_bytes();
+        with_frame.extend_from_slice(&[0x81, 0x00]);
+        let done = hs.validate(&with_frame).unwrap().unwrap();
+        assert_eq!(
+            (done.head_len, done.accepted.protocol()),
+            (ok.len(), Some("p1"))
+        );
+        assert!(matches!(
+            hs.validate(&ok.as_bytes()[..ok.len() - 1]),
+            Ok(None)
+        ));
+        let bad = |text: String| match hs.validate(text.as_bytes()) {
+            Err(e) => e,
+            Ok(r) => panic!("accepted {text:?}: {r:?}"),
+        };
+        assert!(matches!(
+            bad(answer("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "")),
+            HandshakeError::Invalid(_)
+        ));
+        assert!(matches!(
+            bad(answer(&good, "Sec-WebSocket-Protocol: p2\r\n")),
+            HandshakeError::Invalid(_)
+        ));
+        assert!(matches!(
+            bad(answer(&good, "Sec-WebSocket-Extensions: x-foo\r\n")),
+            HandshakeError::Invalid(_)
+        ));
+        assert_eq!(
+            bad("HTTP/1.1 403 Forbidden\r\n\r\n".into()),
+            HandshakeError::Status(403)
+        );
+        assert_eq!(bad("SSH-2.0\r\n\r\n".into()), HandshakeError::Malformed);
+        let no_upgrade = answer(&good, "").replace("Upgrade: websocket\r\n", "");
+        assert!(matches!(bad(no_upgrade), HandshakeError::Invalid(_)));
+    }
 }
