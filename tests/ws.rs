@@ -9,7 +9,7 @@ mod ws_support;
 use std::io::Write;
 use std::time::Duration;
 
-use eventide::ws::{ClientRequest, CloseCode, Config, Message, WsServer};
+use eventide::ws::{ClientRequest, CloseCode, Config, WsServer};
 use ws_support::*;
 
 #[test]

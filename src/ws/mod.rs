@@ -4,7 +4,7 @@
 //! message, typed per-connection state.
 //!
 //! ```no_run
-//! use eventide::ws::{Message, Request, Upgrade, WsConn, WsHandler, WsServer};
+//! use eventide::ws::{Message, Rejection, Request, Upgrade, WsConn, WsHandler, WsServer};
 //! use eventide::Server;
 //!
 //! /// Echoes every message as it came.
@@ -13,8 +13,12 @@
 //! impl WsHandler for Echo {
 //!     type State = ();
 //!
-//!     fn on_upgrade(&mut self, _req: &Request<'_>, _upgrade: &mut Upgrade) -> Option<()> {
-//!         Some(()) // accept every (valid) upgrade request, on any path
+//!     fn on_upgrade(
+//!         &mut self,
+//!         _req: &Request<'_>,
+//!         _upgrade: &mut Upgrade<'_>,
+//!     ) -> Result<(), Rejection> {
+//!         Ok(()) // accept every (valid) upgrade request, on any path
 //!     }
 //!
 //!     fn on_message(&mut self, ws: &mut WsConn<'_, '_>, _state: &mut (), msg: Message<'_>) {
@@ -33,7 +37,7 @@
 //!
 //! * [`Session`] is the protocol state of one connection and does no I/O: shown the bytes
 //!   that arrived, it reports [`Event`]s and writes the frames it owes (pongs, close replies)
-//!   to an [`Output`] — a [`Conn`](crate::Conn), or a `Vec<u8>` in tests. It is what the
+//!   to an [`Output`] — a [`Conn`], or a `Vec<u8>` in tests. It is what the
 //!   [`WsServer`] adapter runs, and what an `HttpServer` route that upgrades its connection
 //!   can run as well.
 //! * [`accept`] (server) and [`ClientRequest`] / [`ClientHandshake`] (client) are the opening
