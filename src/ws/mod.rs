@@ -79,11 +79,13 @@
 
 use crate::Conn;
 
+mod client;
 mod close;
 #[cfg(feature = "ws-deflate")]
 mod deflate;
 mod frame;
 mod handle;
+mod handler;
 mod handshake;
 mod recv;
 mod server;
@@ -91,16 +93,15 @@ mod session;
 mod utf8;
 
 pub use crate::http::Request;
+pub use client::{ClientHandshake, ClientRequest, HandshakeError, Handshaken};
 pub use close::{CloseCode, CloseFrame};
 #[cfg(feature = "ws-deflate")]
 pub use deflate::{DeflateConfig, DeflateParams};
 pub use frame::MAX_CONTROL_PAYLOAD;
 pub use handle::WsHandle;
-pub use handshake::{
-    accept, accept_key, is_upgrade_request, Accepted, ClientHandshake, ClientRequest,
-    HandshakeError, Handshaken, Rejection, Upgrade,
-};
-pub use server::{WsConn, WsConnState, WsHandler, WsServer, CLOSE_TIMEOUT_TOKEN, IDLE_PING_TOKEN};
+pub use handler::{WsConn, WsHandler, CLOSE_TIMEOUT_TOKEN, IDLE_PING_TOKEN};
+pub use handshake::{accept, accept_key, is_upgrade_request, Accepted, Rejection, Upgrade};
+pub use server::{WsConnState, WsServer};
 pub use session::{
     Event, Flow, Fragment, Liveness, Message, ProtocolError, Scratch, Sender, Session,
 };

@@ -338,19 +338,9 @@ impl Rx {
         }
         if last && self.buf.is_empty() {
             // One frame holds the whole message: handed over from the input itself, or
-            // unmasked into the loop's scratch buffer; one validation pass gives the `&str`.
+            // unmasked into the loop's scratch buffer.
             let data = unmasked(chunk, mask, offset, &mut scratch.unmasked);
-            let msg = if text {
-                match std::str::from_utf8(data) {
-                    Ok(t) => Message::Text(t),
-                    Err(_) => return self.fail(CloseCode::INVALID_DATA, NOT_UTF8, on_event),
-                }
-            } else {
-                Message::Binary(data)
-            };
-            let step = on_event(Event::Message(msg)).into();
-            self.reset_message();
-            return step;
+            return self.deliver_whole(data, on_event);
         }
         // Assembled in the message's own buffer, checked as it grows.
         let start = self.buf.len();
@@ -365,6 +355,34 @@ impl Rx {
         }
         let step = on_event(Event::Message(message(text, &buf))).into();
         buf.clear();
+        self.reset_message();
+        step
+    }
+
+    /// Delivers a complete message held in one buffer (a frame that was the whole message, or
+    /// an inflated message; in streaming delivery, one piece): one validation pass gives the
+    /// `&str`.
+    fn deliver_whole(&mut self, data: &[u8], on_event: &mut dyn FnMut(Event<'_>) -> Flow) -> Step {
+        let text = self.has(flag::TEXT);
+        let msg = if text {
+            match std::str::from_utf8(data) {
+                Ok(t) => Message::Text(t),
+                Err(_) => return self.fail(CloseCode::INVALID_DATA, NOT_UTF8, on_event),
+            }
+        } else {
+            Message::Binary(data)
+        };
+        let event = if self.has(flag::STREAMING) {
+            Event::Fragment(Fragment {
+                text,
+                data,
+                first: !self.has(flag::PIECE_SENT),
+                last: true,
+            })
+        } else {
+            Event::Message(msg)
+        };
+        let step = on_event(event).into();
         self.reset_message();
         step
     }
@@ -430,27 +448,7 @@ impl Rx {
                 "compressed message is not valid DEFLATE data",
                 on_event,
             ),
-            Ok(()) => {
-                let text = self.has(flag::TEXT);
-                match self.validate(text, &inflated, true, on_event) {
-                    Err(step) => step,
-                    Ok(()) => {
-                        let event = if self.has(flag::STREAMING) {
-                            Event::Fragment(Fragment {
-                                text,
-                                data: &inflated,
-                                first: true,
-                                last: true,
-                            })
-                        } else {
-                            Event::Message(message(text, &inflated))
-                        };
-                        let step = on_event(event).into();
-                        self.reset_message();
-                        step
-                    }
-                }
-            }
+            Ok(()) => self.deliver_whole(&inflated, on_event),
         };
         if inflated.capacity() <= KEEP_CAPACITY {
             scratch.inflated = inflated;
