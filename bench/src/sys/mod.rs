@@ -1,6 +1,9 @@
-//! The few libc calls the suite needs. Every `unsafe` block of the crate lives here.
+//! The few libc calls the suite needs, and the io_uring peer's ring ([`uring`]). Every
+//! `unsafe` block of the crate lives under this module.
 
 use std::io;
+
+pub mod uring;
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of `utime`/`stime` in
 /// `/proc/PID/stat`. Falls back to 100, the value on every Linux architecture.
