@@ -17,6 +17,17 @@ pub fn clock_ticks() -> u64 {
     }
 }
 
+/// The page size (`sysconf(_SC_PAGESIZE)`), 4096 if unknown.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf takes an integer name and has no memory-safety preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if v > 0 {
+        v as u64
+    } else {
+        4096
+    }
+}
+
 /// Raises the soft `RLIMIT_NOFILE` to at least `want` (capped at the hard limit) and returns the
 /// new soft limit. Children started afterwards inherit it.
 pub fn raise_nofile_limit(want: libc::rlim_t) -> io::Result<libc::rlim_t> {

@@ -26,6 +26,10 @@ pub struct Bench {
     pub syscalls: BTreeMap<String, SyscallStats>,
     /// Idle memory per server, bytes per connection, one value per round.
     pub idle: BTreeMap<String, Vec<f64>>,
+    /// Further figures per server (one value per round) under the scenario's own columns.
+    pub values: BTreeMap<String, BTreeMap<&'static str, Vec<f64>>>,
+    /// Those columns, in display order.
+    pub columns: Vec<Column>,
     /// Failed runs, skipped servers and other remarks.
     pub notes: Vec<String>,
 }
@@ -55,8 +59,38 @@ pub struct Summary {
     pub events_per_wait: Option<f64>,
     /// Resident bytes per idle connection.
     pub bytes_per_conn: Option<f64>,
+    /// Medians of the scenario's own columns.
+    pub extra: BTreeMap<&'static str, f64>,
     /// Timed runs that succeeded.
     pub runs: usize,
+}
+
+/// A column of a scenario's own (beyond the timed-run figures of [`METRICS`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Column {
+    /// Header.
+    pub name: &'static str,
+    /// Whether a larger value is better (for the best-peer choice and the reading of ratios).
+    pub higher_better: bool,
+}
+
+/// How a verdict or a table reads one figure of a [`Summary`].
+#[derive(Clone, Copy)]
+pub enum Get {
+    /// A figure of the timed runs (a [`METRICS`] getter).
+    Std(fn(&Summary) -> Option<f64>),
+    /// A column of the scenario's own.
+    Extra(&'static str),
+}
+
+impl Summary {
+    /// The figure `g` reads.
+    pub fn get(&self, g: Get) -> Option<f64> {
+        match g {
+            Get::Std(f) => f(self),
+            Get::Extra(name) => self.extra.get(name).copied(),
+        }
+    }
 }
 
 /// Median of the finite values (None when there are none).
@@ -92,8 +126,56 @@ impl Bench {
             sys_per_req: sys.map(|s| s.per_request()),
             events_per_wait: sys.and_then(|s| s.events_per_wait),
             bytes_per_conn: self.idle.get(server).and_then(|v| median(v.clone())),
-            runs: s.len() + self.idle.get(server).map_or(0, Vec::len),
+            extra: self
+                .values
+                .get(server)
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((*k, median(v.clone())?)))
+                .collect(),
+            runs: s.len()
+                + self.idle.get(server).map_or(0, Vec::len)
+                + self
+                    .values
+                    .get(server)
+                    .and_then(|m| m.values().map(Vec::len).max())
+                    .unwrap_or(0),
         }
+    }
+
+    /// Records one value of column `col` for `server`.
+    pub fn record_value(&mut self, server: &str, col: Column, v: f64) {
+        if !self.columns.iter().any(|c| c.name == col.name) {
+            self.columns.push(col);
+        }
+        self.values
+            .entry(server.to_string())
+            .or_default()
+            .entry(col.name)
+            .or_default()
+            .push(v);
+    }
+
+    /// The peers: every server but eventide's.
+    pub fn peers(&self) -> impl Iterator<Item = &String> {
+        self.servers
+            .iter()
+            .filter(move |s| Some(*s) != self.eventide.as_ref())
+    }
+
+    /// The best of `peers` (all peers when empty) on figure `g`, with its value.
+    pub fn best_peer(&self, peers: &[&str], g: Get, higher_better: bool) -> Option<(String, f64)> {
+        self.peers()
+            .filter(|p| peers.is_empty() || peers.contains(&p.as_str()))
+            .filter_map(|p| Some((p.clone(), self.summary(p).get(g)?)))
+            .reduce(|a, b| {
+                let b_better = if higher_better { b.1 > a.1 } else { b.1 < a.1 };
+                if b_better {
+                    b
+                } else {
+                    a
+                }
+            })
     }
 
     /// Runs whose busy fraction was under [`BUSY_FLAG`], as `(server, round, busy)`.
@@ -116,52 +198,65 @@ pub struct Metric {
     pub name: &'static str,
     /// Getter.
     pub get: fn(&Summary) -> Option<f64>,
+    /// Whether a larger value is better.
+    pub higher_better: bool,
 }
 
 /// The columns, in order of importance (CPU per request first, as the guide asks).
 pub const METRICS: &[Metric] = &[
     Metric {
         name: "CPU µs/req",
+        higher_better: false,
         get: |s| s.cpu_us,
     },
     Metric {
         name: "busy",
+        higher_better: true,
         get: |s| s.busy,
     },
     Metric {
         name: "kernel",
+        higher_better: false,
         get: |s| s.kernel,
     },
     Metric {
         name: "req/s",
+        higher_better: true,
         get: |s| s.rps,
     },
     Metric {
         name: "syscalls/req",
+        higher_better: false,
         get: |s| s.sys_per_req,
     },
     Metric {
         name: "events/wait",
+        higher_better: true,
         get: |s| s.events_per_wait,
     },
     Metric {
         name: "p50 µs",
+        higher_better: false,
         get: |s| s.p50,
     },
     Metric {
         name: "p99 µs",
+        higher_better: false,
         get: |s| s.p99,
     },
     Metric {
         name: "p99.9 µs",
+        higher_better: false,
         get: |s| s.p999,
     },
     Metric {
         name: "max µs",
+        higher_better: false,
         get: |s| s.max,
     },
     Metric {
         name: "B/conn idle",
+        higher_better: false,
         get: |s| s.bytes_per_conn,
     },
 ];
@@ -196,37 +291,70 @@ fn fmt_opt(v: Option<f64>) -> String {
     v.map(fmt_num).unwrap_or_else(|| "-".into())
 }
 
-/// Rows of one bench: header, one row per server, one ratio row per peer.
+/// A column of a table: a timed-run figure or one of the scenario's own.
+struct Col {
+    name: &'static str,
+    get: Get,
+    higher_better: bool,
+}
+
+/// Rows of one bench: header, one row per server, one ratio row per peer, and when there are
+/// several peers one against the best of them (chosen on the first column: CPU per request
+/// where measured, otherwise the scenario's main figure).
 fn rows(b: &Bench) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let sums: Vec<(String, Summary)> = b
         .servers
         .iter()
         .map(|s| (s.clone(), b.summary(s)))
         .collect();
-    let cols: Vec<&Metric> = METRICS
+    let mut cols: Vec<Col> = METRICS
         .iter()
-        .filter(|m| sums.iter().any(|(_, s)| (m.get)(s).is_some()))
+        .map(|m| Col {
+            name: m.name,
+            get: Get::Std(m.get),
+            higher_better: m.higher_better,
+        })
         .collect();
+    cols.extend(b.columns.iter().map(|c| Col {
+        name: c.name,
+        get: Get::Extra(c.name),
+        higher_better: c.higher_better,
+    }));
+    cols.retain(|c| sums.iter().any(|(_, s)| s.get(c.get).is_some()));
     let mut header = vec!["server"];
-    header.extend(cols.iter().map(|m| m.name));
+    header.extend(cols.iter().map(|c| c.name));
     header.push("runs");
     let mut out = Vec::new();
     for (name, s) in &sums {
         let mut r = vec![name.clone()];
-        r.extend(cols.iter().map(|m| fmt_opt((m.get)(s))));
+        r.extend(cols.iter().map(|c| fmt_opt(s.get(c.get))));
         r.push(s.runs.to_string());
         out.push(r);
     }
-    if let Some(ev) = &b.eventide {
-        let evs = b.summary(ev);
-        for (name, s) in sums.iter().filter(|(n, _)| n != ev) {
-            let mut r = vec![format!("ratio {ev}/{name}")];
-            r.extend(cols.iter().map(|m| match ((m.get)(&evs), (m.get)(s)) {
-                (Some(a), Some(b)) if b != 0.0 => format!("{}×", fmt_ratio(a / b)),
-                _ => "-".into(),
-            }));
-            r.push(String::new());
-            out.push(r);
+    let Some(ev) = &b.eventide else {
+        return (header, out);
+    };
+    let evs = b.summary(ev);
+    let ratio_row = |label: String, peer: &Summary| {
+        let mut r = vec![label];
+        r.extend(cols.iter().map(|c| match (evs.get(c.get), peer.get(c.get)) {
+            (Some(a), Some(p)) if p != 0.0 => format!("{}×", fmt_ratio(a / p)),
+            _ => "-".into(),
+        }));
+        r.push(String::new());
+        r
+    };
+    for (name, s) in sums.iter().filter(|(n, _)| n != ev) {
+        out.push(ratio_row(format!("ratio {ev}/{name}"), s));
+    }
+    let peers = sums.iter().filter(|(n, _)| n != ev).count();
+    if let (true, Some(first)) = (peers >= 2, cols.first()) {
+        if let Some((best, _)) = b.best_peer(&[], first.get, first.higher_better) {
+            let s = b.summary(&best);
+            out.push(ratio_row(
+                format!("ratio {ev}/best peer ({best}, by {})", first.name),
+                &s,
+            ));
         }
     }
     (header, out)
@@ -351,102 +479,124 @@ fn find<'a>(benches: &'a [Bench], name: &str) -> Option<&'a Bench> {
     benches.iter().find(|b| b.name == name)
 }
 
+/// eventide against the best of `peers` (all of them when empty) on figure `g` (lower is
+/// better), target `≤ limit×`.
 fn ratio_verdict(
     benches: &[Bench],
     bench: &str,
-    peer: &str,
+    peers: &[&str],
     metric: &str,
-    get: fn(&Summary) -> Option<f64>,
+    g: Get,
     limit: f64,
 ) -> Verdict {
-    let value = find(benches, bench).and_then(|b| {
+    let found = find(benches, bench).and_then(|b| {
         let ev = b.eventide.as_ref()?;
-        if !b.servers.iter().any(|s| s == peer) {
-            return None;
-        }
-        let (a, p) = (get(&b.summary(ev))?, get(&b.summary(peer))?);
-        (p > 0.0).then(|| a / p)
+        let a = b.summary(ev).get(g)?;
+        let (best, p) = b.best_peer(peers, g, false)?;
+        (p > 0.0).then(|| (a / p, best))
     });
+    let against = match (peers, &found) {
+        (_, Some((_, best))) if peers.len() != 1 => format!("best of {} ({best})", peer_set(peers)),
+        ([one], _) => one.to_string(),
+        _ => format!("best of {}", peer_set(peers)),
+    };
+    let value = found.map(|(v, _)| v);
     Verdict {
-        what: format!("{bench}: {metric}, eventide / {peer}"),
+        what: format!("{bench}: {metric}, eventide / {against}"),
         target: format!("≤ {limit}×"),
         value,
-        outcome: match value {
-            Some(v) if v <= limit => Outcome::Pass,
-            Some(_) => Outcome::Miss,
-            None => Outcome::Skip,
-        },
+        outcome: outcome(value, |v| v <= limit),
     }
 }
 
-/// The targets of the benchmark issue.
+fn peer_set(peers: &[&str]) -> String {
+    if peers.is_empty() {
+        "the peers".into()
+    } else {
+        peers.join(", ")
+    }
+}
+
+fn outcome(value: Option<f64>, pass: impl Fn(f64) -> bool) -> Outcome {
+    match value {
+        Some(v) if pass(v) => Outcome::Pass,
+        Some(_) => Outcome::Miss,
+        None => Outcome::Skip,
+    }
+}
+
+/// eventide's own figure `g` in `bench` against an absolute bound.
+fn absolute_verdict(
+    benches: &[Bench],
+    bench: &str,
+    what: &str,
+    g: Get,
+    at_most: bool,
+    limit: f64,
+    unit: &str,
+) -> Verdict {
+    let value = find(benches, bench).and_then(|b| b.summary(b.eventide.as_ref()?).get(g));
+    Verdict {
+        what: format!("{bench}: eventide {what}"),
+        target: format!("{} {limit}{unit}", if at_most { "≤" } else { "≥" }),
+        value,
+        outcome: outcome(value, |v| if at_most { v <= limit } else { v >= limit }),
+    }
+}
+
+/// The tokio echo peers: the idiomatic one and the memory-careful one.
+pub const TOKIO_ECHO: &[&str] = &["tokio-echo", "tokio-echo-lean"];
+/// The tokio-rustls echo peers.
+pub const TOKIO_TLS: &[&str] = &["tokio-tls-echo", "tokio-tls-echo-lean"];
+
+/// The targets of the benchmark issues, each against the best of the peers it names.
 pub fn verdicts(benches: &[Bench]) -> Vec<Verdict> {
-    let cpu: fn(&Summary) -> Option<f64> = |s| s.cpu_us;
-    let sys: fn(&Summary) -> Option<f64> = |s| s.sys_per_req;
-    let p99: fn(&Summary) -> Option<f64> = |s| s.p99;
+    let cpu = Get::Std(|s| s.cpu_us);
+    let sys = Get::Std(|s| s.sys_per_req);
+    let p99 = Get::Std(|s| s.p99);
+    let idle = Get::Std(|s| s.bytes_per_conn);
     let mut v = Vec::new();
     for b in ["echo-d1", "echo-d16"] {
-        v.push(ratio_verdict(
-            benches,
-            b,
-            "tokio-echo",
-            "CPU/msg",
-            cpu,
-            0.85,
-        ));
+        v.push(ratio_verdict(benches, b, TOKIO_ECHO, "CPU/msg", cpu, 0.85));
     }
     for b in ["echo-d1", "echo-d16"] {
-        v.push(ratio_verdict(
-            benches,
-            b,
-            "tokio-echo",
-            "syscalls/msg",
-            sys,
-            0.8,
-        ));
+        v.push(ratio_verdict(benches, b, TOKIO_ECHO, "syscalls/msg", sys, 0.8));
     }
-    v.push(ratio_verdict(
-        benches,
-        "echo-d1",
-        "tokio-echo",
-        "p99 latency",
-        p99,
-        1.1,
-    ));
+    v.push(ratio_verdict(benches, "echo-d1", TOKIO_ECHO, "p99 latency", p99, 1.1));
     for b in ["http-plain", "http-pipe16"] {
-        v.push(ratio_verdict(
-            benches,
-            b,
-            "hyper-http",
-            "CPU/req",
-            cpu,
-            0.77,
-        ));
-        v.push(ratio_verdict(benches, b, "tokio-http", "CPU/req", cpu, 0.9));
+        v.push(ratio_verdict(benches, b, &["hyper-http"], "CPU/req", cpu, 0.77));
+        v.push(ratio_verdict(benches, b, &["tokio-http"], "CPU/req", cpu, 0.9));
     }
     for b in ["resp-p1 SET", "resp-p1 GET", "resp-p16 SET", "resp-p16 GET"] {
-        v.push(ratio_verdict(
-            benches,
-            b,
-            "redis-server",
-            "CPU/req",
-            cpu,
-            1.0,
-        ));
+        v.push(ratio_verdict(benches, b, &["redis-server"], "CPU/req", cpu, 1.0));
     }
-    let idle =
-        find(benches, "idle-mem").and_then(|b| b.summary(b.eventide.as_ref()?).bytes_per_conn);
-    v.push(Verdict {
-        what: "idle-mem: eventide resident bytes per idle connection".into(),
-        target: "≤ 256 B".into(),
-        value: idle,
-        outcome: match idle {
-            Some(x) if x <= 256.0 => Outcome::Pass,
-            Some(_) => Outcome::Miss,
-            None => Outcome::Skip,
-        },
-    });
+    v.push(absolute_verdict(benches, "idle-mem", "resident bytes per idle connection", idle, true, 256.0, " B"));
+    v.push(ratio_verdict(benches, "tls-echo", TOKIO_TLS, "CPU/msg", cpu, 0.85));
+    v.push(ratio_verdict(benches, "tls-echo-d16", TOKIO_TLS, "CPU/msg", cpu, 0.75));
+    v.push(ratio_verdict(benches, "tls-echo-16k", TOKIO_TLS, "CPU/msg", cpu, 0.75));
+    v.push(absolute_verdict(benches, "tls-echo", "resident bytes per idle TLS connection", idle, true, 7849.0, " B"));
+    v.push(absolute_verdict(benches, "conns", "resident bytes per idle connection", Get::Extra(crate::conns::RSS), true, 200.0, " B"));
+    v.push(absolute_verdict(benches, "conns", "active-set p99 with the idle ones / without", Get::Extra(crate::conns::P99_RATIO), true, 1.3, "×"));
+    v.push(absolute_verdict(benches, "conns", "accepts per second of one loop's CPU", Get::Extra(crate::conns::ACCEPTS_PER_CPU_S), false, 100_000.0, ""));
+    v.push(absolute_verdict(benches, "conns", "graceful stop with every connection open", Get::Extra(crate::conns::STOP_MS), true, 1000.0, " ms"));
+    for b in ["ws-d1", "ws-d16"] {
+        v.push(ratio_verdict(benches, b, &["tokio-ws-echo"], "CPU/msg", cpu, 0.7));
+    }
+    for b in ["broadcast", "broadcast-lines"] {
+        v.push(ratio_verdict(benches, b, &["tokio-chat"], "CPU/delivered msg", cpu, 0.7));
+    }
+    v.retain(|x| x.outcome != Outcome::Skip || find(benches, x.what.split(':').next().unwrap_or("")).is_some());
     v
+}
+
+/// The instruction-count target: user-space instructions per TLS message ≤ 0.7× tokio-rustls.
+pub fn callgrind_verdicts(benches: &[Bench]) -> Vec<Verdict> {
+    let instr = Get::Extra(crate::callgrind::INSTR);
+    ["tls-echo", "tls-echo-d16", "tls-echo-16k"]
+        .iter()
+        .filter(|b| find(benches, b).is_some())
+        .map(|b| ratio_verdict(benches, b, TOKIO_TLS, "user-space instructions/msg", instr, 0.7))
+        .collect()
 }
 
 /// Verdicts as text lines.
@@ -468,6 +618,18 @@ pub fn text_verdicts(v: &[Verdict]) -> String {
 // ---------------------------------------------------------------------------------------------
 // BENCHMARKS.md
 
+/// One pass of a run: a mode in a build profile, and what it measured.
+pub struct Pass {
+    /// Heading, e.g. "Suite — release profile".
+    pub title: String,
+    /// What the pass compares, one paragraph.
+    pub about: String,
+    /// Its benches.
+    pub benches: Vec<Bench>,
+    /// Its verdicts (full runs only).
+    pub verdicts: Option<Vec<Verdict>>,
+}
+
 /// Context for the markdown report.
 pub struct Context {
     /// The command that produced the report.
@@ -484,21 +646,16 @@ pub struct Context {
     pub secs: f64,
     /// Chart path relative to the markdown file, if written.
     pub chart: Option<String>,
-    /// Global remarks (skipped scenarios, missing tools).
+    /// Global remarks (skipped scenarios, missing tools, a busy machine).
     pub notes: Vec<String>,
-    /// Whether verdicts were computed.
-    pub verdicts: Option<Vec<Verdict>>,
-    /// `bench/ANALYSIS.md`: what the misses mean, written by hand (full runs only).
-    pub analysis: Option<String>,
 }
 
-/// Renders BENCHMARKS.md.
-pub fn markdown(benches: &[Bench], cx: &Context) -> String {
+/// The results section of BENCHMARKS.md: the run's facts, then per pass its targets and tables.
+pub fn markdown(passes: &[Pass], cx: &Context) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "# eventide benchmarks\n");
     let _ = writeln!(
         o,
-        "Generated by the `eventide-bench` runner; do not edit by hand. Re-run with:\n\n```\n{}\n```\n",
+        "Generated by `{}` — do not edit by hand between the markers; re-run the command.\n",
         cx.command
     );
     let _ = writeln!(o, "- Date: {}", cx.date);
@@ -506,73 +663,75 @@ pub fn markdown(benches: &[Bench], cx: &Context) -> String {
     let _ = writeln!(o, "- Commit: {}", cx.commit);
     let _ = writeln!(
         o,
-        "- Method: server pinned to CPU 0 (`taskset -c 0`, `--loops 1`), load tool pinned to CPU 1; \
-servers interleaved, the first one rotating each round; {} rounds of {} s; medians. \
-Server CPU time is utime + stime from `/proc/PID/stat` around the measured window; \
-`kernel` is the share of it spent in the kernel (stime / (utime + stime)). \
-Syscalls are counted in a separate, shorter pass under `perf stat -e raw_syscalls:sys_enter`, \
-events per `epoll_wait` from `perf record` of the epoll exit tracepoints (tracing slows the \
-server, so this pass never overlaps the timed runs). Runs where the server's core was busy less \
-than {:.0} % of the window are flagged: there the load tool, not the server, set the pace, and \
-throughput and latency ratios say little (CPU per request still holds).",
+        "- {} interleaved rounds of {} s per scenario (the first server rotating each round), medians; \
+server on CPU 0, load on CPU 1; runs with the server's core busy < {:.0} % flagged.",
         cx.rounds,
         cx.secs,
         BUSY_FLAG * 100.0
     );
     let _ = writeln!(
         o,
-        "- Ratios are eventide / peer: below 1 is better for CPU, syscalls, latency and memory; above 1 \
-is better for req/s and events/wait.\n"
+        "- Ratios are eventide / peer: below 1 is better for CPU, syscalls, latency, memory and \
+times; above 1 for rates and events/wait. \"best peer\" is the peer best on the table's first column.\n"
     );
     if let Some(c) = &cx.chart {
         let _ = writeln!(o, "![server CPU time per request]({c})\n");
     }
-    if let Some(v) = &cx.verdicts {
-        let _ = writeln!(
-            o,
-            "## Targets\n\n| result | what | target | measured |\n|---|---|---|---:|"
-        );
-        for x in v {
-            let _ = writeln!(
-                o,
-                "| {} | {} | {} | {} |",
-                x.outcome.label(),
-                x.what,
-                x.target,
-                fmt_opt(x.value)
-            );
-        }
-        let _ = writeln!(o);
-    }
-    if let Some(a) = &cx.analysis {
-        let _ = writeln!(o, "{}\n", a.trim_end());
-    }
-    let _ = writeln!(o, "## Results\n");
-    for b in benches {
-        let _ = writeln!(o, "### {}\n\n{}\n", b.name, b.load);
-        o.push_str(&md_table(b));
-        let flagged = b.flagged();
-        if !flagged.is_empty() || !b.notes.is_empty() {
+    for p in passes {
+        let _ = writeln!(o, "### {}\n\n{}\n", p.title, p.about);
+        if let Some(v) = &p.verdicts {
+            let _ = writeln!(o, "| result | what | target | measured |\n|---|---|---|---:|");
+            for x in v {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} |",
+                    x.outcome.label(),
+                    x.what,
+                    x.target,
+                    fmt_opt(x.value)
+                );
+            }
             let _ = writeln!(o);
         }
-        if !flagged.is_empty() {
-            let _ = writeln!(
-                o,
-                "- Flagged runs (server busy < {BUSY_FLAG}): {}",
-                flagged_list(&flagged)
-            );
+        for b in &p.benches {
+            let _ = writeln!(o, "#### {}\n\n{}\n", b.name, b.load);
+            o.push_str(&md_table(b));
+            let flagged = b.flagged();
+            if !flagged.is_empty() || !b.notes.is_empty() {
+                let _ = writeln!(o);
+            }
+            if !flagged.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "- Flagged runs (server busy < {BUSY_FLAG}): {}",
+                    flagged_list(&flagged)
+                );
+            }
+            for n in &b.notes {
+                let _ = writeln!(o, "- {n}");
+            }
+            let _ = writeln!(o);
         }
-        for n in &b.notes {
-            let _ = writeln!(o, "- {n}");
-        }
-        let _ = writeln!(o);
     }
     if !cx.notes.is_empty() {
-        let _ = writeln!(o, "## Notes\n");
+        let _ = writeln!(o, "### Notes\n");
         for n in &cx.notes {
             let _ = writeln!(o, "- {n}");
         }
         let _ = writeln!(o);
     }
     o
+}
+
+/// Where the generated results go in BENCHMARKS.md.
+pub const BEGIN: &str = "<!-- bench-runner results: begin -->";
+/// The end of that region.
+pub const END: &str = "<!-- bench-runner results: end -->";
+
+/// `doc` with the text between [`BEGIN`] and [`END`] replaced by `results`; None without the
+/// markers.
+pub fn splice(doc: &str, results: &str) -> Option<String> {
+    let a = doc.find(BEGIN)? + BEGIN.len();
+    let b = a + doc[a..].find(END)?;
+    Some(format!("{}\n\n{}\n{}", &doc[..a], results.trim_end(), &doc[b..]))
 }
