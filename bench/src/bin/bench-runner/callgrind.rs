@@ -72,7 +72,7 @@ pub fn run(cfg: &Config, env: &Env, sc: &Scenario) -> Option<Bench> {
         match (&counts[0], &counts[1]) {
             (Ok((i1, m1)), Ok((i2, m2))) if m2 > m1 => {
                 let v = (*i2 as f64 - *i1 as f64) / (*m2 - *m1) as f64;
-                println!("  [{} callgrind] {:<13} {v:.0} instructions/msg", sc.name, spec.name);
+                println!("  [{} callgrind] {:<19} {v:.0} instructions/msg", sc.name, spec.name);
                 b.record_value(
                     &spec.name,
                     Column {

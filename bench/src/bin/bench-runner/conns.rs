@@ -94,7 +94,7 @@ pub fn round(
     match with_idle(cfg, env, server, n, round) {
         Ok((figures, active_idle)) => {
             println!(
-                "  [conns {}/{}] {name:<13} opened {n} in {:.2} s ({:.0}/s, {:.0}/CPU s), {:.0} B/conn RSS, {:.0} B/conn kernel, stop {:.0} ms",
+                "  [conns {}/{}] {name:<19} opened {n} in {:.2} s ({:.0}/s, {:.0}/CPU s), {:.0} B/conn RSS, {:.0} B/conn kernel, stop {:.0} ms",
                 round + 1,
                 cfg.rounds,
                 figures.open_s,

@@ -48,7 +48,7 @@ pub fn record(b: &mut Bench, rounds: usize, server: &str, round: usize, res: io:
     match res {
         Ok(s) => {
             println!(
-                "  [{bench} {}/{rounds}] {server:<13} {:>10.0} req/s  CPU {:>7} µs/req  busy {:.2}{}  p99 {} µs",
+                "  [{bench} {}/{rounds}] {server:<19} {:>10.0} req/s  CPU {:>7} µs/req  busy {:.2}{}  p99 {} µs",
                 round + 1,
                 s.rps,
                 report::fmt_num(s.cpu_us_per_req()),
@@ -60,7 +60,7 @@ pub fn record(b: &mut Bench, rounds: usize, server: &str, round: usize, res: io:
         }
         Err(e) => {
             println!(
-                "  [{bench} {}/{rounds}] {server:<13} FAILED: {e}",
+                "  [{bench} {}/{rounds}] {server:<19} FAILED: {e}",
                 round + 1
             );
             b.notes.push(format!("{server} round {}: {e}", round + 1));
@@ -296,7 +296,7 @@ fn record_idle(
     match res {
         Ok(v) => {
             println!(
-                "  [{scenario} {}/{rounds}] {server:<13} {v:>8.0} B/conn",
+                "  [{scenario} {}/{rounds}] {server:<19} {v:>8.0} B/conn",
                 round + 1
             );
             b.idle.entry(server.to_string()).or_default().push(v);
@@ -412,7 +412,7 @@ pub fn syscall_pass(
             match res {
                 Ok(st) => {
                     println!(
-                        "  [{} syscalls] {:<13} {:.2} syscalls/req, {} epoll waits, {} events/wait",
+                        "  [{} syscalls] {:<19} {:.2} syscalls/req, {} epoll waits, {} events/wait",
                         benches[j].name,
                         spec.name,
                         st.per_request(),
