@@ -259,6 +259,15 @@ impl Server {
         Ok(t)
     }
 
+    /// Its pid and its child processes' (nginx's worker), comma-separated, for `perf -p`.
+    pub fn pids(&self) -> String {
+        std::iter::once(self.pid)
+            .chain(children(self.pid))
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Resident set size in bytes (VmRSS).
     pub fn rss_bytes(&self) -> io::Result<u64> {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;

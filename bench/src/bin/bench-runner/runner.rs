@@ -332,7 +332,8 @@ pub fn syscall_pass(
                 continue;
             }
         };
-        let pid = server.pid;
+        let pids = server.pids();
+        let pid = pids.as_str();
         let runs: Vec<(usize, io::Result<perf::SyscallStats>)> = match sc.kind {
             Kind::Echo { depth } => vec![(
                 0,
