@@ -47,7 +47,11 @@ Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
             return Err(invalid("handshake: response head over 16 KiB".into()));
         }
         match sock.read(&mut buf)? {
-            0 => return Err(invalid("handshake: connection closed before the response".into())),
+            0 => {
+                return Err(invalid(
+                    "handshake: connection closed before the response".into(),
+                ))
+            }
             n => head.extend_from_slice(&buf[..n]),
         }
     };
@@ -218,20 +222,28 @@ impl<S: Read + Write> WsStream<S> {
             }
             let (fin, opcode) = (h[0] & 0x80 != 0, h[0] & 0x0F);
             if h[0] & 0x70 != 0 {
-                return Err(invalid(format!("the server set reserved bits ({:#04x})", h[0])));
+                return Err(invalid(format!(
+                    "the server set reserved bits ({:#04x})",
+                    h[0]
+                )));
             }
             if h[1] & 0x80 != 0 {
                 return Err(invalid("the server sent a masked frame".into()));
             }
             let (len, hlen) = match h[1] & 0x7F {
                 126 if h.len() >= 4 => (u64::from(u16::from_be_bytes([h[2], h[3]])), 4),
-                127 if h.len() >= 10 => (u64::from_be_bytes(h[2..10].try_into().expect("8 bytes")), 10),
+                127 if h.len() >= 10 => (
+                    u64::from_be_bytes(h[2..10].try_into().expect("8 bytes")),
+                    10,
+                ),
                 126 | 127 => return Ok(n),
                 l => (u64::from(l), 2),
             };
             if opcode >= CLOSE {
                 if !fin || len > 125 {
-                    return Err(invalid("the server sent a fragmented or long control frame".into()));
+                    return Err(invalid(
+                        "the server sent a fragmented or long control frame".into(),
+                    ));
                 }
                 if h.len() < hlen + len as usize {
                     return Ok(n);
@@ -248,7 +260,8 @@ impl<S: Read + Write> WsStream<S> {
                     }
                     PONG => {}
                     CLOSE => {
-                        let code = (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+                        let code = (payload.len() >= 2)
+                            .then(|| u16::from_be_bytes([payload[0], payload[1]]));
                         return Err(io::Error::new(
                             ErrorKind::ConnectionAborted,
                             format!("the server closed the WebSocket (code {code:?})"),
@@ -265,7 +278,9 @@ impl<S: Read + Write> WsStream<S> {
                     return Err(invalid("the server began a message inside another".into()))
                 }
                 (CONTINUATION, false) => {
-                    return Err(invalid("the server sent a continuation outside a message".into()))
+                    return Err(invalid(
+                        "the server sent a continuation outside a message".into(),
+                    ))
                 }
                 _ => return Err(invalid(format!("the server sent opcode {opcode:#x}"))),
             }

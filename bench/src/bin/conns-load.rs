@@ -19,7 +19,8 @@ use eventide_bench::args::Flags;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-const USAGE: &str = "usage: conns-load --addr HOST:PORT --conns N [--sources K] [--window W] [--marks]";
+const USAGE: &str =
+    "usage: conns-load --addr HOST:PORT --conns N [--sources K] [--window W] [--marks]";
 
 /// The message each connection sends once and expects back.
 const HELLO: usize = 16;
@@ -151,7 +152,13 @@ fn run(o: &Opts) -> io::Result<()> {
             next += 1;
         }
         poll.poll(&mut events, Some(Duration::from_secs(1)))
-            .or_else(|e| if e.kind() == ErrorKind::Interrupted { Ok(()) } else { Err(e) })?;
+            .or_else(|e| {
+                if e.kind() == ErrorKind::Interrupted {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
         if events.is_empty() && progress.elapsed() > Duration::from_secs(30) {
             return Err(io::Error::other(format!(
                 "no progress for 30 s with {} open and {} in progress",
@@ -166,7 +173,10 @@ fn run(o: &Opts) -> io::Result<()> {
             };
             let i = *i;
             let fail = |what: &str, e: io::Error| {
-                io::Error::new(e.kind(), format!("conn #{i} ({} open): {what}: {e}", held.len()))
+                io::Error::new(
+                    e.kind(),
+                    format!("conn #{i} ({} open): {what}: {e}", held.len()),
+                )
             };
             if let Some(e) = c.stream.take_error().map_err(|e| fail("connect", e))? {
                 return Err(fail("connect", e));

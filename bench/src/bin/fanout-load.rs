@@ -119,7 +119,8 @@ fn main() {
 }
 
 fn connect(o: &Opts, id: usize) -> io::Result<Stream> {
-    let context = |e: io::Error| io::Error::new(e.kind(), format!("connect #{id} to {}: {e}", o.addr));
+    let context =
+        |e: io::Error| io::Error::new(e.kind(), format!("connect #{id} to {}: {e}", o.addr));
     if o.lines {
         let s = StdTcpStream::connect(o.addr).map_err(context)?;
         s.set_nodelay(true)?;
@@ -267,7 +268,10 @@ fn run(o: &Opts) -> io::Result<()> {
             receive(o, i, &mut subs[i], &mut buf, &mut win, &mut tally)?;
         }
     }
-    let secs = window_end.duration_since(window_start).as_secs_f64().max(1e-9);
+    let secs = window_end
+        .duration_since(window_start)
+        .as_secs_f64()
+        .max(1e-9);
     let us = |q: f64| tally.hist.value_at_quantile(q) as f64 / 1000.0;
     let rate = tally.window_delivered as f64 / secs;
     if o.json {
@@ -305,7 +309,12 @@ fn start_window(o: &Opts, tally: &mut Tally, start: &mut Instant, end: &mut Inst
 }
 
 /// Publishes the next message (its marker over the filler).
-fn publish(o: &Opts, publisher: &mut Stream, win: &mut Window, msg: &mut Vec<u8>) -> io::Result<()> {
+fn publish(
+    o: &Opts,
+    publisher: &mut Stream,
+    win: &mut Window,
+    msg: &mut Vec<u8>,
+) -> io::Result<()> {
     let seq = win.published;
     let marker = format!("~M{seq:010}~");
     msg.truncate(o.size);
@@ -322,7 +331,9 @@ fn publish(o: &Opts, publisher: &mut Stream, win: &mut Window, msg: &mut Vec<u8>
     while off < msg.len() {
         match publisher.write(&msg[off..]) {
             Ok(n) => off += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_micros(50)),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_micros(50))
+            }
             Err(e) => return Err(io::Error::new(e.kind(), format!("publisher: write: {e}"))),
         }
     }
@@ -394,7 +405,13 @@ fn parse_seq(m: &[u8]) -> Option<u64> {
 }
 
 /// Counts message `seq` as delivered to `sub` (and the ones it skipped as dropped).
-fn deliver(o: &Opts, seq: u64, sub: &mut Sub, win: &mut Window, tally: &mut Tally) -> Result<(), String> {
+fn deliver(
+    o: &Opts,
+    seq: u64,
+    sub: &mut Sub,
+    win: &mut Window,
+    tally: &mut Tally,
+) -> Result<(), String> {
     if seq < sub.next || seq >= win.published {
         return Err(format!(
             "message {seq} out of order (expected {}, {} published)",
@@ -418,8 +435,7 @@ fn deliver(o: &Opts, seq: u64, sub: &mut Sub, win: &mut Window, tally: &mut Tall
         let ns = now.duration_since(win.sent_at[slot]).as_nanos().max(1) as u64;
         let _ = tally.hist.record(ns.min(tally.hist.high()));
     }
-    while win.oldest < win.published
-        && win.reached[(win.oldest % slots) as usize] >= o.subscribers
+    while win.oldest < win.published && win.reached[(win.oldest % slots) as usize] >= o.subscribers
     {
         win.oldest += 1;
     }

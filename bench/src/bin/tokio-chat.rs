@@ -70,7 +70,9 @@ fn parse() -> Result<Opts, String> {
         }
     }
     let Some(args) = ServerArgs::parse(rest)? else {
-        println!("tokio-chat: tokio broadcast chat, WebSocket and TCP lines (benchmark peer)\n\n{USAGE}");
+        println!(
+            "tokio-chat: tokio broadcast chat, WebSocket and TCP lines (benchmark peer)\n\n{USAGE}"
+        );
         std::process::exit(0);
     };
     Ok(Opts { args, lines, idle })

@@ -70,7 +70,9 @@ async fn echo(mut stream: TcpStream) {
                 let mut off = 0;
                 while off < data.len() {
                     match Pin::new(&mut stream).poll_write(cx, &data[off..]) {
-                        Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                        Poll::Ready(Ok(0)) => {
+                            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()))
+                        }
                         Poll::Ready(Ok(n)) => off += n,
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                         Poll::Pending => break,

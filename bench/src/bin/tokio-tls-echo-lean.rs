@@ -90,7 +90,9 @@ async fn echo(acceptor: TlsAcceptor, stream: TcpStream) {
     };
     let mut refused: Vec<u8> = Vec::new();
     loop {
-        match poll_fn(|cx| BUF.with_borrow_mut(|buf| step(&mut stream, cx, buf, &mut refused))).await {
+        match poll_fn(|cx| BUF.with_borrow_mut(|buf| step(&mut stream, cx, buf, &mut refused)))
+            .await
+        {
             Ok(Step::End) => {
                 let _ = stream.shutdown().await; // close_notify
                 return;

@@ -126,7 +126,10 @@ impl Echo {
             });
             self.ring.recv_multi(fd, RECV | key as u64)?;
         } else {
-            eprintln!("uring-echo: accept: {}", io::Error::from_raw_os_error(-c.result));
+            eprintln!(
+                "uring-echo: accept: {}",
+                io::Error::from_raw_os_error(-c.result)
+            );
         }
         if !c.more {
             self.ring.accept_multi(listener, ACCEPT)?;

@@ -138,16 +138,16 @@ impl Uring {
 
     /// Multishot accept on `listener`: one completion per new connection (its fd).
     pub fn accept_multi(&mut self, listener: RawFd, tag: u64) -> io::Result<()> {
-        self.push(opcode::AcceptMulti::new(Fd(listener)).build().user_data(tag))
+        self.push(
+            opcode::AcceptMulti::new(Fd(listener))
+                .build()
+                .user_data(tag),
+        )
     }
 
     /// Multishot receive on `fd` into the provided buffers: one completion per arrival.
     pub fn recv_multi(&mut self, fd: RawFd, tag: u64) -> io::Result<()> {
-        self.push(
-            opcode::RecvMulti::new(Fd(fd), GROUP)
-                .build()
-                .user_data(tag),
-        )
+        self.push(opcode::RecvMulti::new(Fd(fd), GROUP).build().user_data(tag))
     }
 
     /// Sends bytes `off..off + len` of provided buffer `bid` on `fd` (`MSG_WAITALL`: the kernel

@@ -44,7 +44,13 @@ pub fn load_desc(cfg: &Config, lines: bool) -> String {
     )
 }
 
-fn command(env: &Env, server: &Server, lines: bool, secs: f64, warmup: f64) -> std::process::Command {
+fn command(
+    env: &Env,
+    server: &Server,
+    lines: bool,
+    secs: f64,
+    warmup: f64,
+) -> std::process::Command {
     let mut c = procs::load_command(&env.bin("fanout-load").to_string_lossy());
     c.arg("--addr")
         .arg(server.addr.to_string())
@@ -59,12 +65,23 @@ fn command(env: &Env, server: &Server, lines: bool, secs: f64, warmup: f64) -> s
 }
 
 /// A timed run: CPU sampled at fanout-load's marks; requests are deliveries.
-pub fn timed(env: &Env, server: &Server, lines: bool, secs: f64, warmup: f64, round: usize) -> io::Result<Sample> {
+pub fn timed(
+    env: &Env,
+    server: &Server,
+    lines: bool,
+    secs: f64,
+    warmup: f64,
+    round: usize,
+) -> io::Result<Sample> {
     let cmd = command(env, server, lines, secs, warmup);
     load::marked_run(cmd, "fanout-load", server, secs + warmup + 60.0, round)
 }
 
 /// An untimed run (syscall pass): every delivery.
 pub fn total(env: &Env, server: &Server, lines: bool, secs: f64) -> io::Result<u64> {
-    load::total_msgs(command(env, server, lines, secs, 0.0), "fanout-load", secs + 60.0)
+    load::total_msgs(
+        command(env, server, lines, secs, 0.0),
+        "fanout-load",
+        secs + 60.0,
+    )
 }

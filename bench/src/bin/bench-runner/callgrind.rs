@@ -61,18 +61,27 @@ pub fn run(cfg: &Config, env: &Env, sc: &Scenario) -> Option<Bench> {
         notes: sc.notes.clone(),
         ..Default::default()
     };
-    println!("\n== callgrind {} (servers: {})", sc.name, b.servers.join(", "));
+    println!(
+        "\n== callgrind {} (servers: {})",
+        sc.name,
+        b.servers.join(", ")
+    );
     for spec in &sc.servers {
         let mut counts = Vec::new();
         for (i, &reqs) in n.iter().enumerate() {
-            let out = env.tmp.join(format!("callgrind-{}-{i}.out", std::process::id()));
+            let out = env
+                .tmp
+                .join(format!("callgrind-{}-{i}.out", std::process::id()));
             counts.push(counted(env, &spec.spawn, &out, p, reqs, &extra));
             let _ = std::fs::remove_file(&out);
         }
         match (&counts[0], &counts[1]) {
             (Ok((i1, m1)), Ok((i2, m2))) if m2 > m1 => {
                 let v = (*i2 as f64 - *i1 as f64) / (*m2 - *m1) as f64;
-                println!("  [{} callgrind] {:<19} {v:.0} instructions/msg", sc.name, spec.name);
+                println!(
+                    "  [{} callgrind] {:<19} {v:.0} instructions/msg",
+                    sc.name, spec.name
+                );
                 b.record_value(
                     &spec.name,
                     Column {
@@ -86,7 +95,10 @@ pub fn run(cfg: &Config, env: &Env, sc: &Scenario) -> Option<Bench> {
                 println!("  [{} callgrind] {} FAILED: {e}", sc.name, spec.name);
                 b.notes.push(format!("{} under callgrind: {e}", spec.name));
             }
-            _ => b.notes.push(format!("{}: the longer run did no more messages", spec.name)),
+            _ => b.notes.push(format!(
+                "{}: the longer run did no more messages",
+                spec.name
+            )),
         }
     }
     Some(b)
@@ -116,7 +128,10 @@ fn counted(
         .map_err(|e| io::Error::other(format!("no callgrind output {}: {e}", out.display())))?;
     let total = text
         .lines()
-        .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
+        .find_map(|l| {
+            l.strip_prefix("totals:")
+                .or_else(|| l.strip_prefix("summary:"))
+        })
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .ok_or_else(|| io::Error::other("callgrind output without totals"))?;
     Ok((total, msgs))

@@ -82,8 +82,12 @@ impl Profile {
     /// How the report describes it.
     pub fn describe(self) -> &'static str {
         match self {
-            Profile::Release => "release profile (opt-level 3, thin local LTO, 16 codegen units, debug = 1)",
-            Profile::ReleaseLto => "release-lto profile (release + lto = \"fat\", codegen-units = 1)",
+            Profile::Release => {
+                "release profile (opt-level 3, thin local LTO, 16 codegen units, debug = 1)"
+            }
+            Profile::ReleaseLto => {
+                "release-lto profile (release + lto = \"fat\", codegen-units = 1)"
+            }
         }
     }
 }

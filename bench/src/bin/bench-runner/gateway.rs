@@ -131,7 +131,14 @@ pub fn start_nginx(dir: &Path, upstream: SocketAddr, launch: &Launch) -> io::Res
     let conf = dir.join("nginx.conf");
     std::fs::write(&conf, config(dir, port, upstream))?;
     let child = Command::new("taskset")
-        .args(["-c", launch.cpu.unwrap_or(SERVER_CPU), "nginx", "-e", "stderr", "-p"])
+        .args([
+            "-c",
+            launch.cpu.unwrap_or(SERVER_CPU),
+            "nginx",
+            "-e",
+            "stderr",
+            "-p",
+        ])
         .arg(dir)
         .arg("-c")
         .arg(&conf)

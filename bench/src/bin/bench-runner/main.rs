@@ -29,11 +29,11 @@ mod gateway;
 mod host;
 mod load;
 mod perf;
+mod plan;
 mod procs;
 mod report;
 mod runner;
 mod scenarios;
-mod plan;
 mod setup;
 mod tls_echo;
 
@@ -108,7 +108,9 @@ fn pass_title(cfg: &Config) -> (String, String) {
 
 fn run(cfg: &Config) -> io::Result<()> {
     match sys::raise_nofile_limit(20_000) {
-        Ok(n) if n < 19_600 => println!("note: open-file limit is {n}; idle-mem and conns may fail"),
+        Ok(n) if n < 19_600 => {
+            println!("note: open-file limit is {n}; idle-mem and conns may fail")
+        }
         Ok(_) => {}
         Err(e) => println!("note: could not raise the open-file limit: {e}"),
     }
@@ -185,7 +187,15 @@ fn run(cfg: &Config) -> io::Result<()> {
     let Some((root, tmp)) = tmp else {
         return Ok(());
     };
-    write_reports(cfg, &root, &tmp, &results, chart_benches, notes, busy_before)
+    write_reports(
+        cfg,
+        &root,
+        &tmp,
+        &results,
+        chart_benches,
+        notes,
+        busy_before,
+    )
 }
 
 fn write_reports(
@@ -200,12 +210,16 @@ fn write_reports(
     // Outputs: defaults in the workspace; in --quick mode a temp dir unless paths were given.
     let (md, svg) = if cfg.quick {
         (
-            cfg.out_md.clone().unwrap_or_else(|| tmp.join("BENCHMARKS.md")),
+            cfg.out_md
+                .clone()
+                .unwrap_or_else(|| tmp.join("BENCHMARKS.md")),
             cfg.out_svg.clone().unwrap_or_else(|| tmp.join("bench.svg")),
         )
     } else {
         (
-            cfg.out_md.clone().unwrap_or_else(|| root.join("BENCHMARKS.md")),
+            cfg.out_md
+                .clone()
+                .unwrap_or_else(|| root.join("BENCHMARKS.md")),
             cfg.out_svg
                 .clone()
                 .unwrap_or_else(|| root.join("docs").join("bench.svg")),
@@ -276,7 +290,11 @@ fn write_reports(
                 alt.display()
             )));
         }
-        _ => format!("# eventide benchmark results\n\n{}\n{text}{}\n", report::BEGIN, report::END),
+        _ => format!(
+            "# eventide benchmark results\n\n{}\n{text}{}\n",
+            report::BEGIN,
+            report::END
+        ),
     };
     std::fs::write(&md, out)?;
     println!("report: {}", md.display());

@@ -43,7 +43,11 @@ fn syscall_pass(cfg: &Config, env: &Env, sc: &Scenario) -> f64 {
     if env.perf_waits.is_none() || matches!(sc.kind, Kind::Idle | Kind::Conns) {
         return 0.0;
     }
-    let runs = if matches!(sc.kind, Kind::Resp { .. }) { 2.0 } else { 1.0 };
+    let runs = if matches!(sc.kind, Kind::Resp { .. }) {
+        2.0
+    } else {
+        1.0
+    };
     sc.servers.len() as f64 * (runs * (cfg.secs / 2.0).max(1.0) + 3.0)
 }
 

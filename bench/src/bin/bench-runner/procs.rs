@@ -243,7 +243,11 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("spawn redis-server: {e}")))?;
-        Server::adopt(child, SocketAddr::from(([127, 0, 0, 1], port)), "redis-server")
+        Server::adopt(
+            child,
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            "redis-server",
+        )
     }
 
     /// Server CPU time so far (utime and stime of all its threads, and of its child processes

@@ -337,10 +337,13 @@ fn rows(b: &Bench) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let evs = b.summary(ev);
     let ratio_row = |label: String, peer: &Summary| {
         let mut r = vec![label];
-        r.extend(cols.iter().map(|c| match (evs.get(c.get), peer.get(c.get)) {
-            (Some(a), Some(p)) if p != 0.0 => format!("{}×", fmt_ratio(a / p)),
-            _ => "-".into(),
-        }));
+        r.extend(
+            cols.iter()
+                .map(|c| match (evs.get(c.get), peer.get(c.get)) {
+                    (Some(a), Some(p)) if p != 0.0 => format!("{}×", fmt_ratio(a / p)),
+                    _ => "-".into(),
+                }),
+        );
         r.push(String::new());
         r
     };
@@ -560,32 +563,148 @@ pub fn verdicts(benches: &[Bench]) -> Vec<Verdict> {
         v.push(ratio_verdict(benches, b, TOKIO_ECHO, "CPU/msg", cpu, 0.85));
     }
     for b in ["echo-d1", "echo-d16"] {
-        v.push(ratio_verdict(benches, b, TOKIO_ECHO, "syscalls/msg", sys, 0.8));
+        v.push(ratio_verdict(
+            benches,
+            b,
+            TOKIO_ECHO,
+            "syscalls/msg",
+            sys,
+            0.8,
+        ));
     }
-    v.push(ratio_verdict(benches, "echo-d1", TOKIO_ECHO, "p99 latency", p99, 1.1));
+    v.push(ratio_verdict(
+        benches,
+        "echo-d1",
+        TOKIO_ECHO,
+        "p99 latency",
+        p99,
+        1.1,
+    ));
     for b in ["http-plain", "http-pipe16"] {
-        v.push(ratio_verdict(benches, b, &["hyper-http"], "CPU/req", cpu, 0.77));
-        v.push(ratio_verdict(benches, b, &["tokio-http"], "CPU/req", cpu, 0.9));
+        v.push(ratio_verdict(
+            benches,
+            b,
+            &["hyper-http"],
+            "CPU/req",
+            cpu,
+            0.77,
+        ));
+        v.push(ratio_verdict(
+            benches,
+            b,
+            &["tokio-http"],
+            "CPU/req",
+            cpu,
+            0.9,
+        ));
     }
     for b in ["resp-p1 SET", "resp-p1 GET", "resp-p16 SET", "resp-p16 GET"] {
-        v.push(ratio_verdict(benches, b, &["redis-server"], "CPU/req", cpu, 1.0));
+        v.push(ratio_verdict(
+            benches,
+            b,
+            &["redis-server"],
+            "CPU/req",
+            cpu,
+            1.0,
+        ));
     }
-    v.push(absolute_verdict(benches, "idle-mem", "resident bytes per idle connection", idle, true, 256.0, " B"));
-    v.push(ratio_verdict(benches, "tls-echo", TOKIO_TLS, "CPU/msg", cpu, 0.85));
-    v.push(ratio_verdict(benches, "tls-echo-d16", TOKIO_TLS, "CPU/msg", cpu, 0.75));
-    v.push(ratio_verdict(benches, "tls-echo-16k", TOKIO_TLS, "CPU/msg", cpu, 0.75));
-    v.push(absolute_verdict(benches, "tls-echo", "resident bytes per idle TLS connection", idle, true, 7849.0, " B"));
-    v.push(absolute_verdict(benches, "conns", "resident bytes per idle connection", Get::Extra(crate::conns::RSS), true, 200.0, " B"));
-    v.push(absolute_verdict(benches, "conns", "active-set p99 with the idle ones / without", Get::Extra(crate::conns::P99_RATIO), true, 1.3, "×"));
-    v.push(absolute_verdict(benches, "conns", "accepts per second of one loop's CPU", Get::Extra(crate::conns::ACCEPTS_PER_CPU_S), false, 100_000.0, ""));
-    v.push(absolute_verdict(benches, "conns", "graceful stop with every connection open", Get::Extra(crate::conns::STOP_MS), true, 1000.0, " ms"));
+    v.push(absolute_verdict(
+        benches,
+        "idle-mem",
+        "resident bytes per idle connection",
+        idle,
+        true,
+        256.0,
+        " B",
+    ));
+    v.push(ratio_verdict(
+        benches, "tls-echo", TOKIO_TLS, "CPU/msg", cpu, 0.85,
+    ));
+    v.push(ratio_verdict(
+        benches,
+        "tls-echo-d16",
+        TOKIO_TLS,
+        "CPU/msg",
+        cpu,
+        0.75,
+    ));
+    v.push(ratio_verdict(
+        benches,
+        "tls-echo-16k",
+        TOKIO_TLS,
+        "CPU/msg",
+        cpu,
+        0.75,
+    ));
+    v.push(absolute_verdict(
+        benches,
+        "tls-echo",
+        "resident bytes per idle TLS connection",
+        idle,
+        true,
+        7849.0,
+        " B",
+    ));
+    v.push(absolute_verdict(
+        benches,
+        "conns",
+        "resident bytes per idle connection",
+        Get::Extra(crate::conns::RSS),
+        true,
+        200.0,
+        " B",
+    ));
+    v.push(absolute_verdict(
+        benches,
+        "conns",
+        "active-set p99 with the idle ones / without",
+        Get::Extra(crate::conns::P99_RATIO),
+        true,
+        1.3,
+        "×",
+    ));
+    v.push(absolute_verdict(
+        benches,
+        "conns",
+        "accepts per second of one loop's CPU",
+        Get::Extra(crate::conns::ACCEPTS_PER_CPU_S),
+        false,
+        100_000.0,
+        "",
+    ));
+    v.push(absolute_verdict(
+        benches,
+        "conns",
+        "graceful stop with every connection open",
+        Get::Extra(crate::conns::STOP_MS),
+        true,
+        1000.0,
+        " ms",
+    ));
     for b in ["ws-d1", "ws-d16"] {
-        v.push(ratio_verdict(benches, b, &["tokio-ws-echo"], "CPU/msg", cpu, 0.7));
+        v.push(ratio_verdict(
+            benches,
+            b,
+            &["tokio-ws-echo"],
+            "CPU/msg",
+            cpu,
+            0.7,
+        ));
     }
     for b in ["broadcast", "broadcast-lines"] {
-        v.push(ratio_verdict(benches, b, &["tokio-chat"], "CPU/delivered msg", cpu, 0.7));
+        v.push(ratio_verdict(
+            benches,
+            b,
+            &["tokio-chat"],
+            "CPU/delivered msg",
+            cpu,
+            0.7,
+        ));
     }
-    v.retain(|x| x.outcome != Outcome::Skip || find(benches, x.what.split(':').next().unwrap_or("")).is_some());
+    v.retain(|x| {
+        x.outcome != Outcome::Skip
+            || find(benches, x.what.split(':').next().unwrap_or("")).is_some()
+    });
     v
 }
 
@@ -595,7 +714,16 @@ pub fn callgrind_verdicts(benches: &[Bench]) -> Vec<Verdict> {
     ["tls-echo", "tls-echo-d16", "tls-echo-16k"]
         .iter()
         .filter(|b| find(benches, b).is_some())
-        .map(|b| ratio_verdict(benches, b, TOKIO_TLS, "user-space instructions/msg", instr, 0.7))
+        .map(|b| {
+            ratio_verdict(
+                benches,
+                b,
+                TOKIO_TLS,
+                "user-space instructions/msg",
+                instr,
+                0.7,
+            )
+        })
         .collect()
 }
 
@@ -680,7 +808,10 @@ times; above 1 for rates and events/wait. \"best peer\" is the peer best on the 
     for p in passes {
         let _ = writeln!(o, "### {}\n\n{}\n", p.title, p.about);
         if let Some(v) = &p.verdicts {
-            let _ = writeln!(o, "| result | what | target | measured |\n|---|---|---|---:|");
+            let _ = writeln!(
+                o,
+                "| result | what | target | measured |\n|---|---|---|---:|"
+            );
             for x in v {
                 let _ = writeln!(
                     o,
@@ -733,5 +864,10 @@ pub const END: &str = "<!-- bench-runner results: end -->";
 pub fn splice(doc: &str, results: &str) -> Option<String> {
     let a = doc.find(BEGIN)? + BEGIN.len();
     let b = a + doc[a..].find(END)?;
-    Some(format!("{}\n\n{}\n{}", &doc[..a], results.trim_end(), &doc[b..]))
+    Some(format!(
+        "{}\n\n{}\n{}",
+        &doc[..a],
+        results.trim_end(),
+        &doc[b..]
+    ))
 }

@@ -194,7 +194,9 @@ fn scenario(cfg: &Config, env: &Env, name: &'static str) -> Result<Option<Scenar
             env.udp.as_ref().map_err(|e| e.clone())?;
             return Ok(Some(udp_scenario(env)));
         }
-        "tls-echo" | "tls-echo-d16" | "tls-echo-16k" => return tls_echo::scenario(cfg, env, name).map(Some),
+        "tls-echo" | "tls-echo-d16" | "tls-echo-16k" => {
+            return tls_echo::scenario(cfg, env, name).map(Some)
+        }
         "echo-d1" | "echo-d16" => Plan {
             kind: Kind::Echo {
                 depth: if name == "echo-d1" { 1 } else { 16 },
@@ -295,9 +297,16 @@ fn assemble(cfg: &Config, env: &Env, name: &'static str, plan: Plan) -> Option<S
         Err(why) if cfg.peers_anyway || cfg.quick => {
             println!(
                 "scenario {name}: eventide skipped — {why}; running the peers{}",
-                if cfg.quick { " (--quick keeps them from rotting)" } else { " (--peers-anyway)" }
+                if cfg.quick {
+                    " (--quick keeps them from rotting)"
+                } else {
+                    " (--peers-anyway)"
+                }
             );
-            notes.push(format!("eventide `examples/{}.rs` skipped: {why}", plan.example));
+            notes.push(format!(
+                "eventide `examples/{}.rs` skipped: {why}",
+                plan.example
+            ));
         }
         Err(why) => {
             println!(
@@ -339,7 +348,11 @@ fn triggers(env: &Env, mut sc: Scenario) -> Result<Scenario, (&'static str, Stri
         .map_err(|why| (name, why))?;
     let mut servers = Vec::new();
     for (mode, args) in [("level", &modes.level), ("edge", &modes.edge)] {
-        let default = if modes.default == Some(mode) { " (default)" } else { "" };
+        let default = if modes.default == Some(mode) {
+            " (default)"
+        } else {
+            ""
+        };
         servers.push(ServerSpec {
             name: format!("{} {mode}{default}", spec.name),
             spawn: spec.spawn.with_args(args),

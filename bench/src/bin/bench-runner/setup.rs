@@ -89,7 +89,14 @@ pub fn setup(cfg: &Config) -> io::Result<Env> {
     if cfg.build {
         println!("building eventide-bench (profile {profile})…");
         let st = cargo()
-            .args(["build", "--profile", profile, "-p", "eventide-bench", "--bins"])
+            .args([
+                "build",
+                "--profile",
+                profile,
+                "-p",
+                "eventide-bench",
+                "--bins",
+            ])
             .current_dir(&root)
             .status()?;
         if !st.success() {

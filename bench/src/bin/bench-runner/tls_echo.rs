@@ -74,9 +74,21 @@ pub fn load_desc(cfg: &Config, depth: usize, size: usize, idle_conns: Option<usi
 /// run.
 pub fn scenario(cfg: &Config, env: &Env, name: &'static str) -> Result<Scenario, String> {
     let kind = match name {
-        "tls-echo" => Kind::TlsEcho { depth: 1, size: 512, idle: true },
-        "tls-echo-d16" => Kind::TlsEcho { depth: 16, size: 512, idle: false },
-        _ => Kind::TlsEcho { depth: 1, size: 16 * 1024, idle: false },
+        "tls-echo" => Kind::TlsEcho {
+            depth: 1,
+            size: 512,
+            idle: true,
+        },
+        "tls-echo-d16" => Kind::TlsEcho {
+            depth: 16,
+            size: 512,
+            idle: false,
+        },
+        _ => Kind::TlsEcho {
+            depth: 1,
+            size: 16 * 1024,
+            idle: false,
+        },
     };
     let dir = env.tmp.join("tls");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -86,9 +98,7 @@ pub fn scenario(cfg: &Config, env: &Env, name: &'static str) -> Result<Scenario,
     }
     let args = server_args(env);
     let mut servers = Vec::new();
-    let mut notes = vec![
-        format!("{name}: CPU µs/req excludes the handshakes"),
-    ];
+    let mut notes = vec![format!("{name}: CPU µs/req excludes the handshakes")];
     if matches!(kind, Kind::TlsEcho { idle: true, .. }) {
         notes.push(format!("{name}: B/conn idle is per idle TLS connection (after its handshake and one round trip)"));
     }
@@ -155,7 +165,10 @@ fn build_tls_echo(env: &Env) -> Result<(), String> {
     let examples = env.release.join("examples");
     let tls = examples.join("echo-tls");
     {
-        println!("building eventide example `echo` ({}, features tls)…", env.profile);
+        println!(
+            "building eventide example `echo` ({}, features tls)…",
+            env.profile
+        );
         build_echo(env, &["--features", "tls"])?;
         std::fs::copy(examples.join("echo"), &tls)
             .map_err(|e| format!("copying the TLS echo example: {e}"))?;
@@ -167,7 +180,15 @@ fn build_tls_echo(env: &Env) -> Result<(), String> {
 
 fn build_echo(env: &Env, extra: &[&str]) -> Result<(), String> {
     let out = cargo()
-        .args(["build", "--profile", env.profile, "-p", "eventide", "--example", "echo"])
+        .args([
+            "build",
+            "--profile",
+            env.profile,
+            "-p",
+            "eventide",
+            "--example",
+            "echo",
+        ])
         .args(extra)
         .current_dir(&env.root)
         .output()
@@ -213,13 +234,7 @@ pub fn timed(
 
 /// An untimed run (syscall pass): every message echoed.
 pub fn total(env: &Env, server: &Server, p: EchoParams, secs: f64) -> io::Result<u64> {
-    load::echo_total_with(
-        &env.bin("echo-load"),
-        server,
-        p,
-        secs,
-        &load_args(env),
-    )
+    load::echo_total_with(&env.bin("echo-load"), server, p, secs, &load_args(env))
 }
 
 /// Resident bytes per idle TLS connection; stops `server`.
