@@ -36,6 +36,7 @@ mod runner;
 mod scenarios;
 mod setup;
 mod tls_echo;
+mod verdicts;
 
 use std::io;
 use std::path::Path;
@@ -156,12 +157,12 @@ fn run(cfg: &Config) -> io::Result<()> {
         print!("{}", report::text_table(&benches));
         let verdicts = match pass.mode {
             _ if pass.quick => None,
-            Mode::Suite => Some(report::verdicts(&benches)),
-            Mode::Callgrind => Some(report::callgrind_verdicts(&benches)),
+            Mode::Suite => Some(verdicts::verdicts(&benches)),
+            Mode::Callgrind => Some(verdicts::callgrind_verdicts(&benches)),
             Mode::Triggers => None,
         };
         if let Some(v) = &verdicts {
-            print!("{}", report::text_verdicts(v));
+            print!("{}", verdicts::text_verdicts(v));
         }
         for n in &env.notes {
             if !notes.contains(n) {
