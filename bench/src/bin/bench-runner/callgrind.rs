@@ -67,6 +67,14 @@ pub fn run(cfg: &Config, env: &Env, sc: &Scenario) -> Option<Bench> {
         b.servers.join(", ")
     );
     for spec in &sc.servers {
+        if spec.name == "uring-echo" {
+            // Under valgrind a thread waiting in io_uring_enter never sees the SIGTERM that
+            // would end the run (measured: the server has to be killed, with no profile).
+            b.notes.push(
+                "uring-echo is left out: under valgrind it does not stop on SIGTERM while it waits in io_uring_enter, so callgrind writes no profile".into(),
+            );
+            continue;
+        }
         let mut counts = Vec::new();
         for (i, &reqs) in n.iter().enumerate() {
             let out = env
