@@ -121,7 +121,17 @@ fn run(cfg: &Config) -> io::Result<()> {
     let mut chart_benches = None;
     let mut tmp = None;
     let mut planned = 0.0;
+    let mut suite_plan = None;
     for pass in passes(cfg) {
+        if cfg.plan && pass.profile == Profile::ReleaseLto {
+            if let Some(s) = suite_plan {
+                // The same scenarios and servers as the release suite pass (its binaries may not
+                // be built yet, and --plan builds nothing it does not have to).
+                println!("\nplan: the suite again, profile release-lto: ~{:.0} s as above", s);
+                planned += s;
+                continue;
+            }
+        }
         let env = setup(&pass)?;
         if pass.mode == Mode::Callgrind && !env.valgrind {
             let n = "valgrind not installed: the instruction counts were skipped".to_string();
@@ -131,7 +141,11 @@ fn run(cfg: &Config) -> io::Result<()> {
         }
         let list = scenarios(&pass, &env);
         if cfg.plan {
-            planned += plan::print(&pass, &env, &list);
+            let s = plan::print(&pass, &env, &list);
+            if pass.mode == Mode::Suite {
+                suite_plan.get_or_insert(s);
+            }
+            planned += s;
             continue;
         }
         if list.is_empty() {
