@@ -127,7 +127,10 @@ fn run(cfg: &Config) -> io::Result<()> {
             if let Some(s) = suite_plan {
                 // The same scenarios and servers as the release suite pass (its binaries may not
                 // be built yet, and --plan builds nothing it does not have to).
-                println!("\nplan: the suite again, profile release-lto: ~{:.0} s as above", s);
+                println!(
+                    "\nplan: the suite again, profile release-lto: ~{:.0} s as above",
+                    s
+                );
                 planned += s;
                 continue;
             }
