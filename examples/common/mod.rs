@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::process::exit;
 
-use eventide::Server;
+use eventide::{Server, ToAddrs};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -18,32 +18,29 @@ pub struct Args {
     pub loops: usize,
     values: HashMap<String, String>,
     flags: Vec<String>,
+    usage: String,
 }
 
 impl Args {
     /// Parses `std::env::args()`. `options` take a value (`--name VALUE` or `--name=VALUE`),
     /// `switches` do not. Exits with status 2 and a usage line on a bad command line.
     pub fn parse(default_addr: &str, options: &[&str], switches: &[&str]) -> Args {
+        let mut usage = String::from("usage: [--addr HOST:PORT] [--loops N]");
+        for o in options {
+            usage.push_str(&format!(" [--{o} VALUE]"));
+        }
+        for s in switches {
+            usage.push_str(&format!(" [--{s}]"));
+        }
         let mut args = Args {
             addr: default_addr.to_string(),
             loops: std::thread::available_parallelism().map_or(1, |n| n.get()),
             values: HashMap::new(),
             flags: Vec::new(),
+            usage,
         };
-        let usage = || {
-            let mut u = String::from("usage: [--addr HOST:PORT] [--loops N]");
-            for o in options {
-                u.push_str(&format!(" [--{o} VALUE]"));
-            }
-            for s in switches {
-                u.push_str(&format!(" [--{s}]"));
-            }
-            u
-        };
-        let fail = |msg: String| -> ! {
-            eprintln!("{msg}\n{}", usage());
-            exit(2)
-        };
+        let usage = args.usage.clone();
+        let fail = |msg: String| -> ! { exit_usage(&msg, &usage) };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
             let Some(name) = arg.strip_prefix("--") else {
@@ -54,7 +51,7 @@ impl Args {
                 None => (name.to_string(), None),
             };
             if name == "help" {
-                println!("{}", usage());
+                println!("{usage}");
                 exit(0);
             }
             if switches.contains(&name.as_str()) {
@@ -79,6 +76,9 @@ impl Args {
                 }
             }
         }
+        if let Err(e) = args.addr.as_str().to_addrs() {
+            fail(format!("--addr: {e}"));
+        }
         args
     }
 
@@ -92,16 +92,32 @@ impl Args {
         self.values.get(name).map(String::as_str)
     }
 
+    /// The value of an option the demo cannot run without; exits 2 with the usage line when
+    /// it is missing.
+    pub fn required(&self, name: &str) -> &str {
+        self.value(name)
+            .unwrap_or_else(|| self.fail(&format!("--{name} is required")))
+    }
+
+    /// Prints `msg` and the usage line, and exits 2 (a bad command line).
+    pub fn fail(&self, msg: &str) -> ! {
+        exit_usage(msg, &self.usage)
+    }
+
     /// The value of an option parsed as `T`, or `default`. Exits on a malformed value.
     pub fn parsed<T: std::str::FromStr>(&self, name: &str, default: T) -> T {
         match self.value(name) {
             None => default,
-            Some(v) => v.parse().unwrap_or_else(|_| {
-                eprintln!("--{name}: malformed value {v:?}");
-                exit(2)
-            }),
+            Some(v) => v
+                .parse()
+                .unwrap_or_else(|_| self.fail(&format!("--{name}: malformed value {v:?}"))),
         }
     }
+}
+
+fn exit_usage(msg: &str, usage: &str) -> ! {
+    eprintln!("{msg}\n{usage}");
+    exit(2)
 }
 
 /// Installs the signal handlers. Call before printing the `listening on` line, so a tool that
