@@ -10,6 +10,7 @@
 //! serialised per request with serde_json (`application/json`); anything else → 404. Every
 //! response carries `Server: eventide`, `Date`, `Content-Type` and `Content-Length`, the same
 //! header set as the benchmark peers (bench/src/bin/hyper-http.rs, tokio-http.rs).
+//! `GET /metrics` → the server's counters in the Prometheus text format.
 //!
 //! Options: `--read-timeout SECS` (default 10; cuts a client whose request never completes),
 //! `--idle-timeout SECS` (default 60; 0 disables either), `--reuseport`, `--edge`,
@@ -21,6 +22,8 @@
 //! ```
 
 mod common;
+#[path = "http/metrics.rs"]
+mod routes;
 #[path = "http/tfb.rs"]
 mod tfb;
 #[path = "common/tls.rs"]
@@ -31,7 +34,7 @@ use std::time::Duration;
 use common::Args;
 use eventide::http::HttpServer;
 use eventide::{Server, Trigger};
-use tfb::Tfb;
+use routes::{Routes, StatsSlot};
 
 fn main() {
     let args = Args::parse(
@@ -57,10 +60,12 @@ fn main() {
     if idle_timeout > 0 {
         builder = builder.idle_timeout(Duration::from_secs(idle_timeout));
     }
+    let stats = StatsSlot::default();
     let server = common::or_exit(
-        builder.start(|_| HttpServer::new(Tfb)),
+        builder.start(|_| HttpServer::new(Routes::new(stats.clone()))),
         "starting the HTTP server",
     );
+    let _ = stats.set(server.stats_handle());
     let addr = server.local_addr().to_string();
     common::serve(server, signals, &addr);
 }

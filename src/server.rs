@@ -168,14 +168,12 @@ impl Server {
 
     /// Counters of every loop.
     pub fn stats(&self) -> Stats {
-        Stats {
-            loops: self
-                .shared
-                .loops
-                .iter()
-                .map(|l| l.stats.snapshot())
-                .collect(),
-        }
+        crate::stats::collect(&self.shared)
+    }
+
+    /// What the loops share (for the operations modules: metrics, signals, handover).
+    pub(crate) fn shared(&self) -> &Arc<ServerShared> {
+        &self.shared
     }
 
     /// Waits until the server has stopped and every loop thread has exited, then runs the

@@ -153,6 +153,7 @@ impl<H: Handler> EventLoop<H> {
     }
 
     fn notify_close(&mut self, id: ConnId, state: H::State, reason: &CloseReason) {
+        self.lp.shared.stats.count_close(reason);
         let handler = &mut self.handler;
         if panic::catch_unwind(AssertUnwindSafe(|| handler.on_close(id, state, reason))).is_err() {
             self.note_panic("on_close");
