@@ -82,6 +82,8 @@ pub(crate) enum Task {
     Connect(Connect),
     /// Stop gracefully: flush and close every connection by `deadline`, then exit.
     Stop { deadline: Instant },
+    /// Close the listeners (their sockets live on in a successor process) and go on serving.
+    StopAccepting,
 }
 
 impl fmt::Debug for Task {
@@ -102,6 +104,7 @@ impl fmt::Debug for Task {
             }
             Task::Connect(c) => write!(f, "Connect({})", c.addr()),
             Task::Stop { deadline } => write!(f, "Stop({deadline:?})"),
+            Task::StopAccepting => f.write_str("StopAccepting"),
         }
     }
 }

@@ -56,6 +56,7 @@ impl<H: Handler> EventLoop<H> {
                     }
                 }
                 Task::Stop { deadline } => self.begin_stop(deadline),
+                Task::StopAccepting => self.close_listeners(),
             }
         }
         self.tasks = tasks;
