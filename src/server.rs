@@ -77,9 +77,20 @@ impl ServerShared {
     }
 
     /// Every loop closes its listeners and goes on serving its connections (a handover).
-    pub(crate) fn stop_accepting(&self) {
+    /// Returns once every loop has (or `timeout` passed): from then on no connection is
+    /// accepted, so the count of open ones only goes down.
+    pub(crate) fn stop_accepting(&self, timeout: Duration) {
+        let (done, acks) = std::sync::mpsc::channel();
         for l in &self.loops {
-            l.post(Task::StopAccepting);
+            l.post(Task::StopAccepting(done.clone()));
+        }
+        drop(done); // a loop that has exited drops its task, and its sender with it
+        let deadline = Instant::now() + timeout;
+        for _ in &self.loops {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if acks.recv_timeout(left).is_err() {
+                break;
+            }
         }
     }
 

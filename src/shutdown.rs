@@ -21,6 +21,9 @@ use crate::sys::signal::{self, SignalGuard};
 
 /// How often a draining server looks whether its last connection has closed.
 const DRAIN_CHECK: Duration = Duration::from_millis(20);
+/// The longest the loops may take to close their listeners after a handover (a loop stuck
+/// in a callback for longer is a bug elsewhere; the drain then starts anyway).
+const STOP_ACCEPTING_WAIT: Duration = Duration::from_secs(10);
 
 /// Handlers for SIGINT and SIGTERM, installed while this value lives (the previous handlers
 /// come back when it drops). A signal that arrives before the server runs is kept, not lost.
@@ -157,7 +160,9 @@ fn supervise(
         if ready & 4 != 0 {
             if let Some(h) = handover.as_mut() {
                 if h.serve_successor(&listen_sockets) {
-                    shared.stop_accepting();
+                    // Synchronous: a loop still accepting when the drain looks at the count
+                    // would have its newest connection cut by the stop that follows.
+                    shared.stop_accepting(STOP_ACCEPTING_WAIT);
                     drain_until = Some(Instant::now() + h.drain());
                     log::info!("eventide: listeners handed over; draining");
                 }

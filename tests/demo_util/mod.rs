@@ -63,11 +63,21 @@ impl Drop for TempDir {
     }
 }
 
-/// A running demo whose `listening on ADDR` line has been read.
+/// A running demo whose `listening on ADDR` line has been read. Killed if dropped while it
+/// runs (a failed test leaves no server behind).
 pub struct Demo {
-    pub child: Child,
+    child: Option<Child>,
     pub addr: String,
-    out: BufReader<ChildStdout>,
+    out: Option<BufReader<ChildStdout>>,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Demo {
@@ -79,21 +89,32 @@ impl Demo {
             .stdin(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-        let pid = child.id().to_string();
-        // A demo that hangs must fail the test, not hang CI.
+        // Read the first line on a thread, so a demo that never prints fails the test.
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            std::thread::sleep(TIMEOUT * 2);
-            let _ = Command::new("kill").args(["-9", &pid]).status();
+            let mut out = out;
+            let mut line = String::new();
+            let read = out.read_line(&mut line);
+            let _ = tx.send((read, line, out));
         });
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let addr = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("{cmd:?}: first line was {line:?}"))
-            .trim_end()
-            .to_string();
-        Demo { child, addr, out }
+        let Ok((read, line, out)) = rx.recv_timeout(TIMEOUT) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} printed no line in time");
+        };
+        read.unwrap();
+        let Some(addr) = line.strip_prefix("listening on ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?}: first line was {line:?}");
+        };
+        let addr = addr.trim_end().to_string();
+        Demo {
+            child: Some(child),
+            addr,
+            out: Some(out),
+        }
     }
 
     /// Starts example `name` with `args`; `None` when its binary is not built (outside CI).
@@ -108,7 +129,7 @@ impl Demo {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.as_ref().expect("running").id()
     }
 
     /// Sends `signal` (`-TERM`, `-INT`) to the demo.
@@ -119,24 +140,27 @@ impl Demo {
     }
 
     /// Waits for the demo to exit (bounded) and checks it printed nothing after its line.
-    pub fn wait(self) -> ExitStatus {
-        let (tx, rx) = mpsc::channel();
-        let mut out = self.out;
-        let mut child = self.child;
-        std::thread::spawn(move || {
-            let status = child.wait();
-            let mut rest = String::new();
-            let _ = out.read_to_string(&mut rest);
-            let _ = tx.send((status, rest));
-        });
-        let (status, rest) = rx
-            .recv_timeout(TIMEOUT)
-            .expect("the demo did not exit in time");
+    pub fn wait(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > TIMEOUT {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the demo did not exit in time");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let mut rest = String::new();
+        let _ = self.out.take().expect("running").read_to_string(&mut rest);
         assert!(
             rest.is_empty(),
             "more output after the listening line: {rest:?}"
         );
-        status.unwrap()
+        status
     }
 
     /// Sends `signal`, then checks the demo exits 0 with nothing more on stdout.
