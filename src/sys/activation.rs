@@ -51,6 +51,7 @@ pub(crate) fn parse(
     }
     let names = match names {
         None => vec![None; count],
+        Some("") if count == 0 => Vec::new(),
         Some(list) => {
             let names: Vec<Option<String>> = list
                 .split(':')
@@ -128,6 +129,13 @@ mod tests {
             .unwrap();
         assert_eq!(p.names, vec![Some("http".to_string()), None]);
         assert_eq!(parse(7, Some("7"), None, None).unwrap().unwrap().count, 0);
+        assert_eq!(
+            parse(7, Some("7"), Some("0"), Some(""))
+                .unwrap()
+                .unwrap()
+                .names,
+            vec![]
+        );
         for (pid, fds, names) in [
             ("x", "1", None),
             ("7", "-1", None),

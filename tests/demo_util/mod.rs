@@ -83,12 +83,18 @@ impl Drop for Demo {
 impl Demo {
     /// Starts `cmd` (a demo, or a launcher that execs one) and reads its first line.
     pub fn spawn(mut cmd: Command) -> Demo {
-        let mut child = cmd
+        let child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .stdin(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+        Demo::adopt(child)
+    }
+
+    /// Reads the first line of a started process whose stdout is piped (a demo, or a
+    /// launcher that execs one).
+    pub fn adopt(mut child: Child) -> Demo {
         // Read the first line on a thread, so a demo that never prints fails the test.
         let out = BufReader::new(child.stdout.take().unwrap());
         let (tx, rx) = mpsc::channel();
@@ -101,13 +107,13 @@ impl Demo {
         let Ok((read, line, out)) = rx.recv_timeout(TIMEOUT) else {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{cmd:?} printed no line in time");
+            panic!("the demo printed no line in time");
         };
         read.unwrap();
         let Some(addr) = line.strip_prefix("listening on ") else {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{cmd:?}: first line was {line:?}");
+            panic!("the demo's first line was {line:?}");
         };
         let addr = addr.trim_end().to_string();
         Demo {
