@@ -30,7 +30,7 @@
 //!
 //! let server = Server::builder().bind("127.0.0.1:0").loops(2).start(|_| Echo)?;
 //! println!("listening on {}", server.local_addr());
-//! server.join()?; // until a StopHandle stops it
+//! server.run_until_signal()?; // Ctrl-C or SIGTERM: graceful stop, returns after the drain
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
