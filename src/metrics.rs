@@ -286,11 +286,15 @@ mod tests {
     use std::collections::HashSet;
 
     fn two_loops() -> Stats {
-        let mut a = LoopStatsSnapshot::default();
-        a.bytes_in = 10;
-        a.connections = 2;
-        let mut b = LoopStatsSnapshot::default();
-        b.bytes_in = 5;
+        let a = LoopStatsSnapshot {
+            bytes_in: 10,
+            connections: 2,
+            ..LoopStatsSnapshot::default()
+        };
+        let b = LoopStatsSnapshot {
+            bytes_in: 5,
+            ..LoopStatsSnapshot::default()
+        };
         Stats {
             loops: vec![a, b],
             worker_queue: 3,
