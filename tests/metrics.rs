@@ -262,7 +262,10 @@ fn metrics_parse_and_follow_the_load() {
     // A close is counted by reason when on_close runs, and as closed once its lingering
     // close ends: the reasons can only be ahead, by the closes still lingering.
     let closed = after.get("eventide_connections_closed_total{}");
-    assert!(by_reason >= closed, "{by_reason} closes by reason, {closed} closed");
+    assert!(
+        by_reason >= closed,
+        "{by_reason} closes by reason, {closed} closed"
+    );
     assert!(by_reason >= (CONNS + 1) as f64);
     demo.stop("-TERM");
 }
