@@ -10,7 +10,7 @@ use crate::acceptor::Balance;
 use crate::addr::{Addr, ToAddrs};
 use crate::event_loop::{EventLoop, LoopParts};
 use crate::handler::Handler;
-use crate::listener::{self, TcpOptions};
+use crate::listener::{self, ListenFd, StdListener, TcpOptions};
 use crate::mailbox::LoopShared;
 use crate::server::{Server, ServerShared};
 use crate::sys::epoll::Epoll;
@@ -138,6 +138,7 @@ pub struct Builder {
     workers: usize,
     cfg: Config,
     on_shutdown: Option<Box<dyn FnOnce() + Send>>,
+    inherited: Vec<(ListenFd, Option<ServerConfig>)>,
 }
 
 impl Default for Builder {
@@ -155,6 +156,7 @@ impl Default for Builder {
             workers: 0,
             cfg: Config::default(),
             on_shutdown: None,
+            inherited: Vec::new(),
         }
     }
 }
@@ -185,6 +187,34 @@ impl Builder {
     #[cfg(feature = "tls")]
     pub fn bind_tls<A: ToAddrs>(self, addr: A, config: ServerConfig) -> Builder {
         self.bind_with(addr, Some(config))
+    }
+
+    /// Serves a listening socket this process was given instead of binding one: from systemd
+    /// socket activation ([`ListenFd::from_systemd`]), from a predecessor
+    /// ([`Handover::take_listeners`](crate::Handover::take_listeners)), or any listening TCP
+    /// or Unix stream socket as an `OwnedFd`. It is checked by [`start`](Builder::start),
+    /// which fails on a descriptor that is not one. In reuse-port mode inherited listeners
+    /// are spread over the loops (one per loop when a predecessor passed one per loop),
+    /// otherwise loop 0 accepts on them; [`Server::local_addrs`] lists their addresses after
+    /// the bound ones. Options that apply to a listener (`TCP_NODELAY`, buffer sizes) are set
+    /// on it; the backlog and `SO_REUSEPORT` stay as its creator set them.
+    pub fn bind_fd(mut self, fd: impl Into<ListenFd>) -> Builder {
+        self.inherited.push((fd.into(), None));
+        self
+    }
+
+    /// [`bind_fd`](Builder::bind_fd) for a `std::net::TcpListener` or
+    /// `std::os::unix::net::UnixListener` the application made.
+    pub fn from_std(self, listener: impl StdListener) -> Builder {
+        self.bind_fd(listener)
+    }
+
+    /// [`bind_fd`](Builder::bind_fd) with TLS, as [`bind_tls`](Builder::bind_tls) (feature
+    /// `tls`).
+    #[cfg(feature = "tls")]
+    pub fn bind_fd_tls(mut self, fd: impl Into<ListenFd>, config: ServerConfig) -> Builder {
+        self.inherited.push((fd.into(), Some(config)));
+        self
     }
 
     /// How long a TLS handshake may take before the connection is closed (default 10 s;
@@ -413,7 +443,7 @@ impl Builder {
                 format!("resolving the listen address: {e}"),
             ));
         }
-        if self.addrs.is_empty() && self.udp_addrs.is_empty() {
+        if self.addrs.is_empty() && self.udp_addrs.is_empty() && self.inherited.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "no address to listen on",
@@ -439,7 +469,8 @@ impl Builder {
             send_buffer: self.send_buffer,
             recv_buffer: self.recv_buffer,
         };
-        let (per_loop, local_addrs) = listener::bind_all(&self.addrs, self.loops, opts)?;
+        let bound = listener::bind_all(&self.addrs, self.inherited, self.loops, opts)?;
+        let (per_loop, local_addrs) = (bound.per_loop, bound.addrs);
         let (mut udp_per_loop, udp_addrs) = listener::bind_udp_all(
             &self.udp_addrs,
             self.loops,
@@ -473,6 +504,7 @@ impl Builder {
             self.on_shutdown,
             cfg.stop_timeout,
         );
+        server.set_listen_sockets(bound.sockets);
         for (i, p) in parts.into_iter().enumerate() {
             let spawned = std::thread::Builder::new()
                 .name(format!("eventide-loop-{i}"))

@@ -103,7 +103,23 @@ impl fmt::Display for CloseReason {
 
 /// Identifies a connection within its event loop: a slab slot plus a generation, so an id
 /// that outlives its connection never matches the connection that reuses the slot.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+///
+/// The generation is a per-loop counter, one value per connection, so the loop index and the
+/// generation alone name the connection: they are its identity (equality, hashing) and its
+/// stable numeric form, [`as_u64`](ConnId::as_u64), for logs, metrics labels or a map key
+/// kept outside the process. [`Display`](fmt::Display) writes the same two numbers as
+/// `LOOP:GENERATION`. Ids repeat only after 2³² connections on one loop.
+///
+/// ```
+/// # use eventide::ConnId;
+/// fn remember(id: ConnId) -> u64 {
+///     let n = id.as_u64();
+///     assert_eq!(ConnId::from_u64(n), Some(id));
+///     assert_eq!(id.to_string(), format!("{}:{}", n >> 32, n & 0xffff_ffff));
+///     n
+/// }
+/// ```
+#[derive(Clone, Copy, Debug)]
 pub struct ConnId {
     pub(crate) loop_index: u16,
     pub(crate) key: u32,
@@ -111,15 +127,48 @@ pub struct ConnId {
 }
 
 impl ConnId {
+    /// The slot of an id rebuilt by [`from_u64`](ConnId::from_u64), which only its loop knows.
+    const UNKNOWN_KEY: u32 = u32::MAX;
+
     /// Index of the event loop that owns the connection.
     pub fn loop_index(&self) -> usize {
         self.loop_index as usize
+    }
+
+    /// The id as one number: the loop index in bits 32..48, the generation in bits 0..32.
+    pub fn as_u64(&self) -> u64 {
+        (u64::from(self.loop_index) << 32) | u64::from(self.generation)
+    }
+
+    /// The id [`as_u64`](ConnId::as_u64) gave `n`; `None` if `n` has bits above 48 set, so
+    /// it cannot be one.
+    pub fn from_u64(n: u64) -> Option<ConnId> {
+        let loop_index = u16::try_from(n >> 32).ok()?;
+        Some(ConnId {
+            loop_index,
+            key: Self::UNKNOWN_KEY,
+            generation: n as u32,
+        })
+    }
+}
+
+impl PartialEq for ConnId {
+    fn eq(&self, other: &ConnId) -> bool {
+        self.as_u64() == other.as_u64()
+    }
+}
+
+impl Eq for ConnId {}
+
+impl std::hash::Hash for ConnId {
+    fn hash<S: std::hash::Hasher>(&self, state: &mut S) {
+        self.as_u64().hash(state);
     }
 }
 
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}.{}", self.loop_index, self.key, self.generation)
+        write!(f, "{}:{}", self.loop_index, self.generation)
     }
 }
 

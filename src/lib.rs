@@ -30,7 +30,7 @@
 //!
 //! let server = Server::builder().bind("127.0.0.1:0").loops(2).start(|_| Echo)?;
 //! println!("listening on {}", server.local_addr());
-//! server.join()?; // until a StopHandle stops it
+//! server.run_until_signal()?; // Ctrl-C or SIGTERM: graceful stop, returns after the drain
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
@@ -50,9 +50,12 @@ mod connector;
 mod event_loop;
 mod handle;
 mod handler;
+mod handover;
 mod listener;
 mod mailbox;
+mod metrics;
 mod server;
+mod shutdown;
 mod stats;
 pub mod sys;
 mod timer;
@@ -81,8 +84,12 @@ pub use connector::{Connect, ConnectError};
 pub use event_loop::LoopCx;
 pub use handle::{ConnHandle, LoopHandle};
 pub use handler::{Action, CloseReason, ConnId, Handler, Timeout};
+pub use handover::Handover;
+pub use listener::{ListenFd, StdListener};
+pub use metrics::{StatsHandle, PROMETHEUS_CONTENT_TYPE};
 pub use server::{Server, StopHandle};
-pub use stats::{LoopStatsSnapshot, Stats};
+pub use shutdown::ShutdownSignals;
+pub use stats::{CloseCounts, LoopStatsSnapshot, Stats};
 pub use sys::eventfd::{EventFd, EventFdFlags};
 pub use timer::TimerId;
 pub use udp::{Datagram, Udp};

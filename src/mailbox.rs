@@ -82,6 +82,9 @@ pub(crate) enum Task {
     Connect(Connect),
     /// Stop gracefully: flush and close every connection by `deadline`, then exit.
     Stop { deadline: Instant },
+    /// Close the listeners (their sockets live on in a successor process), say so on the
+    /// channel, and go on serving.
+    StopAccepting(std::sync::mpsc::Sender<()>),
 }
 
 impl fmt::Debug for Task {
@@ -102,6 +105,7 @@ impl fmt::Debug for Task {
             }
             Task::Connect(c) => write!(f, "Connect({})", c.addr()),
             Task::Stop { deadline } => write!(f, "Stop({deadline:?})"),
+            Task::StopAccepting(_) => f.write_str("StopAccepting"),
         }
     }
 }

@@ -4,12 +4,13 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::AcqRel};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::addr::Addr;
 use crate::builder::Builder;
+use crate::listener::ListenSocket;
 use crate::mailbox::{LoopShared, Task};
 use crate::stats::Stats;
 use crate::worker::WorkerPool;
@@ -54,14 +55,48 @@ impl ServerShared {
     /// Starts a graceful stop of every loop (once).
     pub(crate) fn stop(&self, timeout: Duration) {
         if !self.stopping.swap(true, AcqRel) {
-            let deadline = Instant::now() + timeout;
-            if let Some(pool) = &self.pool {
-                pool.discard_queued();
-            }
-            for l in &self.loops {
-                l.post(Task::Stop { deadline });
+            self.post_stop(Instant::now() + timeout);
+        }
+    }
+
+    /// Stops every loop at once, also cutting short a graceful stop in progress (a loop that
+    /// is stopping already brings its deadline forward).
+    pub(crate) fn stop_now(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.post_stop(Instant::now());
+    }
+
+    fn post_stop(&self, deadline: Instant) {
+        if let Some(pool) = &self.pool {
+            pool.discard_queued();
+        }
+        for l in &self.loops {
+            l.post(Task::Stop { deadline });
+        }
+    }
+
+    /// Every loop closes its listeners and goes on serving its connections (a handover).
+    /// Returns once every loop has (or `timeout` passed): from then on no connection is
+    /// accepted, so the count of open ones only goes down.
+    pub(crate) fn stop_accepting(&self, timeout: Duration) {
+        let (done, acks) = std::sync::mpsc::channel();
+        for l in &self.loops {
+            l.post(Task::StopAccepting(done.clone()));
+        }
+        drop(done); // a loop that has exited drops its task, and its sender with it
+        let deadline = Instant::now() + timeout;
+        for _ in &self.loops {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if acks.recv_timeout(left).is_err() {
+                break;
             }
         }
+    }
+
+    /// Accepted connections open now, including hand-offs to a loop still in flight.
+    pub(crate) fn open_connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -73,6 +108,8 @@ pub struct Server {
     udp_addrs: Vec<SocketAddr>,
     on_shutdown: Option<Box<dyn FnOnce() + Send>>,
     stop_timeout: Duration,
+    /// Every listening socket, for a handover (gone once its loop has closed it).
+    listen_sockets: Vec<Weak<ListenSocket>>,
 }
 
 impl Server {
@@ -90,7 +127,17 @@ impl Server {
             udp_addrs,
             on_shutdown,
             stop_timeout,
+            listen_sockets: Vec::new(),
         }
+    }
+
+    pub(crate) fn set_listen_sockets(&mut self, sockets: Vec<Weak<ListenSocket>>) {
+        self.listen_sockets = sockets;
+    }
+
+    /// Every listening socket, for a handover.
+    pub(crate) fn listen_sockets(&self) -> &[Weak<ListenSocket>] {
+        &self.listen_sockets
     }
 
     pub(crate) fn add_thread(&mut self, t: JoinHandle<io::Result<()>>) {
@@ -168,14 +215,12 @@ impl Server {
 
     /// Counters of every loop.
     pub fn stats(&self) -> Stats {
-        Stats {
-            loops: self
-                .shared
-                .loops
-                .iter()
-                .map(|l| l.stats.snapshot())
-                .collect(),
-        }
+        crate::stats::collect(&self.shared)
+    }
+
+    /// What the loops share (for the operations modules: metrics, signals, handover).
+    pub(crate) fn shared(&self) -> &Arc<ServerShared> {
+        &self.shared
     }
 
     /// Waits until the server has stopped and every loop thread has exited, then runs the
@@ -243,6 +288,12 @@ impl StopHandle {
     /// Starts a graceful stop that closes whatever is left after `timeout`.
     pub fn stop_with_timeout(&self, timeout: Duration) {
         self.shared.stop(timeout);
+    }
+
+    /// Stops at once: listeners close and every connection is closed without waiting for
+    /// its pending output. Also cuts short a graceful stop in progress.
+    pub fn stop_now(&self) {
+        self.shared.stop_now();
     }
 
     /// Whether a stop has been requested.

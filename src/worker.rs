@@ -139,6 +139,11 @@ impl WorkerPool {
         self.shared.ready.notify_one();
     }
 
+    /// Jobs waiting for a worker (a scrape of the queue depth; takes the queue's lock).
+    pub(crate) fn queued(&self) -> usize {
+        self.lock_queue().jobs.len()
+    }
+
     /// Stops taking jobs and drops the ones not started (server stop).
     pub(crate) fn discard_queued(&self) {
         let dropped = {

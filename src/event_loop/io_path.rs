@@ -93,6 +93,7 @@ impl<H: Handler> EventLoop<H> {
         let Ok(state) = opened else {
             self.note_panic("on_open");
             drop(core);
+            self.lp.shared.stats.count_close(&CloseReason::Panicked);
             self.count_closed(is_outbound);
             return;
         };

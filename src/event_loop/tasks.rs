@@ -56,6 +56,10 @@ impl<H: Handler> EventLoop<H> {
                     }
                 }
                 Task::Stop { deadline } => self.begin_stop(deadline),
+                Task::StopAccepting(done) => {
+                    self.close_listeners();
+                    let _ = done.send(());
+                }
             }
         }
         self.tasks = tasks;

@@ -9,9 +9,13 @@
 
 use std::io;
 
+pub(crate) mod activation;
 pub(crate) mod epoll;
 pub mod eventfd;
+pub(crate) mod fdpass;
+pub(crate) mod poll;
 pub mod rlimit;
+pub(crate) mod signal;
 pub(crate) mod socket;
 pub(crate) mod udp;
 
