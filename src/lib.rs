@@ -81,5 +81,7 @@ pub use handler::{Action, CloseReason, ConnId, Handler, Timeout};
 pub use server::{Server, StopHandle};
 pub use stats::{LoopStatsSnapshot, Stats};
 pub use sys::eventfd::{EventFd, EventFdFlags};
+#[cfg(feature = "faults")]
+pub use sys::faults::{FaultConfig, FaultCounts, FaultKind};
 pub use timer::TimerId;
 pub use udp::{Datagram, Udp};

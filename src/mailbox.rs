@@ -19,6 +19,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
+#[cfg(feature = "faults")]
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -139,6 +141,15 @@ impl LoopShared {
     /// Marks the calling thread as this loop's thread.
     pub(crate) fn enter(&self) {
         CURRENT_LOOP.with(|c| c.set(self as *const LoopShared));
+    }
+
+    /// Turns fault injection on for the calling thread, this loop's (feature `faults`).
+    #[cfg(feature = "faults")]
+    pub(crate) fn inject_faults(&self, cfg: Option<crate::sys::faults::FaultConfig>) {
+        use crate::sys::faults::{install, Role};
+        if let Some(cfg) = cfg {
+            install(cfg, Role::Loop(self.index), Arc::clone(&self.stats.faults));
+        }
     }
 
     fn is_current_thread(&self) -> bool {

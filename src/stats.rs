@@ -6,6 +6,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+#[cfg(feature = "faults")]
+use crate::sys::faults::{FaultCounters, FaultCounts};
+
 /// Live counters of one event loop.
 #[derive(Debug, Default)]
 pub(crate) struct LoopStats {
@@ -36,6 +39,9 @@ pub(crate) struct LoopStats {
     /// Connections assigned to this loop and not yet closed, counted by the acceptor when it
     /// hands one over (so least-connections sees hand-offs still in flight).
     pub assigned: AtomicU64,
+    /// Faults injected by this loop's thread (and the worker threads counted with it).
+    #[cfg(feature = "faults")]
+    pub faults: std::sync::Arc<FaultCounters>,
 }
 
 /// Adds to a counter only this thread writes.
@@ -85,6 +91,8 @@ impl LoopStats {
             datagrams_dropped: self.datagrams_dropped.load(Relaxed),
             tls_handshakes: self.tls_handshakes.load(Relaxed),
             tls_handshake_errors: self.tls_handshake_errors.load(Relaxed),
+            #[cfg(feature = "faults")]
+            faults: self.faults.snapshot(),
         }
     }
 }
@@ -141,6 +149,10 @@ pub struct LoopStatsSnapshot {
     pub tls_handshakes: u64,
     /// TLS handshakes that failed (including outbound ones).
     pub tls_handshake_errors: u64,
+    /// Faults injected, per kind (feature `faults`; worker thread *i* counts on loop *i* mod
+    /// the number of loops).
+    #[cfg(feature = "faults")]
+    pub faults: FaultCounts,
 }
 
 impl LoopStatsSnapshot {
@@ -169,6 +181,8 @@ impl LoopStatsSnapshot {
         self.datagrams_dropped += o.datagrams_dropped;
         self.tls_handshakes += o.tls_handshakes;
         self.tls_handshake_errors += o.tls_handshake_errors;
+        #[cfg(feature = "faults")]
+        self.faults.add(&o.faults);
     }
 }
 
@@ -187,5 +201,11 @@ impl Stats {
             t.add(l);
         }
         t
+    }
+
+    /// Faults injected into the whole server, per kind (feature `faults`).
+    #[cfg(feature = "faults")]
+    pub fn faults(&self) -> FaultCounts {
+        self.total().faults
     }
 }

@@ -88,8 +88,11 @@ pub(crate) struct WorkerPool {
 }
 
 impl WorkerPool {
-    /// Starts `n` workers.
-    pub(crate) fn start(n: usize) -> std::io::Result<WorkerPool> {
+    /// Starts `n` workers; each runs `on_start(its index)` first.
+    pub(crate) fn start(
+        n: usize,
+        on_start: impl Fn(usize) + Clone + Send + 'static,
+    ) -> std::io::Result<WorkerPool> {
         let shared = Arc::new(PoolShared {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
@@ -103,9 +106,13 @@ impl WorkerPool {
         };
         for i in 0..n {
             let shared = Arc::clone(&pool.shared);
+            let on_start = on_start.clone();
             let t = std::thread::Builder::new()
                 .name(format!("eventide-worker-{i}"))
-                .spawn(move || work(&shared));
+                .spawn(move || {
+                    on_start(i);
+                    work(&shared)
+                });
             match t {
                 Ok(t) => pool.lock_threads().push(t),
                 Err(e) => {
@@ -157,6 +164,31 @@ impl WorkerPool {
         for t in threads {
             let _ = t.join();
         }
+    }
+}
+
+/// What a worker thread runs first: with faults configured (feature `faults`), worker `i`'s
+/// fault injector, counting on loop `i` mod the number of loops.
+pub(crate) fn thread_start(
+    faults: &crate::builder::Config,
+    loops: &[Arc<LoopShared>],
+) -> impl Fn(usize) + Clone + Send + 'static {
+    #[cfg(feature = "faults")]
+    {
+        use crate::sys::faults::{install, Role};
+        let cfg = faults.faults;
+        let counters: Vec<_> = loops.iter().map(|l| Arc::clone(&l.stats.faults)).collect();
+        move |i: usize| {
+            if let Some(cfg) = cfg {
+                let counters = Arc::clone(&counters[i % counters.len()]);
+                install(cfg, Role::Worker(i), counters);
+            }
+        }
+    }
+    #[cfg(not(feature = "faults"))]
+    {
+        let _ = (faults, loops);
+        |_: usize| {}
     }
 }
 
