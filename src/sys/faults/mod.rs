@@ -377,6 +377,28 @@ pub(crate) fn wait(epfd: RawFd, timeout_ms: i32, wait: impl FnOnce(i32) -> i32) 
     let extra = THREAD.try_with(|t| {
         let t = &mut *t.borrow_mut();
         let mut extra = Extra::new();
+        let verdict = match t.injector.as_mut() {
+            Some(injector) => injector.pick(kinds(&[Eintr, SpuriousReady])),
+            None => None,
+        };
+        match verdict {
+            // A failed or early wait leaves the owed events owed, as the kernel keeps a
+            // pending edge across an interrupted wait.
+            Some(Eintr) => return Err(-1),
+            Some(_) if t.injector.as_mut().is_some_and(|i| i.next() & 1 == 0) => return Err(0),
+            Some(_) => {
+                let mine: Vec<&Registration> = t
+                    .registered
+                    .values()
+                    .filter(|r| r.epfd == epfd && r.events & (IN | OUT) != 0)
+                    .collect();
+                if let (false, Some(injector)) = (mine.is_empty(), t.injector.as_mut()) {
+                    let r = mine[injector.below(mine.len() as u64) as usize];
+                    extra.push((r.token, r.events & (IN | OUT)));
+                }
+            }
+            None => {}
+        }
         for (fd, flags) in t.owed.drain(..) {
             match t.registered.get(&fd) {
                 Some(r) if r.epfd == epfd && r.events & EDGE != 0 && r.events & flags != 0 => {
@@ -384,25 +406,6 @@ pub(crate) fn wait(epfd: RawFd, timeout_ms: i32, wait: impl FnOnce(i32) -> i32) 
                 }
                 _ => {}
             }
-        }
-        let Some(injector) = t.injector.as_mut() else {
-            return Ok(extra);
-        };
-        match injector.pick(kinds(&[Eintr, SpuriousReady])) {
-            Some(Eintr) => return Err(-1),
-            Some(_) if injector.next() & 1 == 0 => return Err(0), // early, with no events
-            Some(_) => {
-                let mine: Vec<&Registration> = t
-                    .registered
-                    .values()
-                    .filter(|r| r.epfd == epfd && r.events & (IN | OUT) != 0)
-                    .collect();
-                if !mine.is_empty() {
-                    let r = mine[injector.below(mine.len() as u64) as usize];
-                    extra.push((r.token, r.events & (IN | OUT)));
-                }
-            }
-            None => {}
         }
         Ok(extra)
     });
