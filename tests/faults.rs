@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use eventide::FaultConfig;
+use eventide::{FaultConfig, FaultKind};
 use eventide::{Server, Trigger};
 use faults_support::{lockstep, mixes, pipelined, recorded, seeds, verdict, Case, Echo, Outcome};
 use util::Rng;
@@ -158,5 +158,92 @@ fn echo_edge_reuseport_lockstep() {
     };
     for cfg in seeds().into_iter().flat_map(mixes) {
         echo_case(c, cfg);
+    }
+}
+
+/// One server under one fault mix: what a case body gets and hands back.
+fn serve<H: eventide::Handler>(
+    builder: eventide::Builder,
+    cfg: FaultConfig,
+    make: impl FnMut(usize) -> H,
+) -> (Server, faults_support::Log) {
+    let (factory, log) = recorded(make);
+    let server = builder
+        .loops(2)
+        .accept_backoff(Duration::from_millis(2))
+        .faults(cfg)
+        .start(factory)
+        .unwrap();
+    (server, log)
+}
+
+/// Drains, checks that no callback panicked, stops and joins: the loops must exit cleanly.
+fn stop(server: Server, what: &str) -> eventide::FaultCounts {
+    faults_support::wait_until("the server's connections close", || {
+        server.stats().total().connections == 0
+    });
+    let stats = server.stats();
+    assert_eq!(stats.total().panics, 0, "{what}: a callback panicked");
+    server.stop();
+    server.join().expect("the loops exit cleanly");
+    stats.faults()
+}
+
+#[test]
+fn half_close_with_16_mib() {
+    for cfg in seeds().into_iter().flat_map(mixes) {
+        let what = format!("half-close 16 MiB {cfg}");
+        let case = Case::new(&what);
+        let (faults, bytes) = case.run(move || {
+            let (server, log) = serve(Server::builder().bind("127.0.0.1:0"), cfg, |_| Echo);
+            let addr = server.local_addr();
+            let clients: Vec<_> = (0..2)
+                .map(|i| {
+                    let data = Arc::new(Rng::new(cfg.seed() * 10 + i).bytes(16 << 20));
+                    thread::spawn(move || pipelined(addr, Arc::clone(&data), data))
+                })
+                .collect();
+            let outcomes: Vec<Outcome> = clients.into_iter().map(|t| t.join().unwrap()).collect();
+            still_serves(addr);
+            let faults = stop(server, &what);
+            (faults, verdict(&what, &outcomes, &log, faults))
+        });
+        case.finish(faults, bytes);
+    }
+}
+
+#[path = "../examples/proxy/relay.rs"]
+mod relay;
+
+#[test]
+fn proxy_relay() {
+    for cfg in seeds().into_iter().flat_map(mixes) {
+        let what = format!("proxy relay {cfg}");
+        let case = Case::new(&what);
+        let (faults, bytes) = case.run(move || {
+            let backend_cfg = cfg.with_seed(cfg.seed() + 1000);
+            let (backend, backend_log) =
+                serve(Server::builder().bind("127.0.0.1:0"), backend_cfg, |_| Echo);
+            let to = eventide::Addr::Tcp(backend.local_addr());
+            let (proxy, proxy_log) = serve(Server::builder().bind("127.0.0.1:0"), cfg, move |_| {
+                relay::Relay::new(to.clone())
+            });
+            let addr = proxy.local_addr();
+            let clients: Vec<_> = payloads(cfg.seed(), 10)
+                .into_iter()
+                .map(|data| thread::spawn(move || pipelined(addr, Arc::clone(&data), data)))
+                .collect();
+            let outcomes: Vec<Outcome> = clients.into_iter().map(|t| t.join().unwrap()).collect();
+            still_serves(addr);
+            let pf = stop(proxy, &what);
+            let bf = stop(backend, &what);
+            let bytes = faults_support::verdict_relayed(
+                &what,
+                &outcomes,
+                &[(&proxy_log, pf), (&backend_log, bf)],
+            );
+            (pf + bf, bytes)
+        });
+        case.finish(faults, bytes);
     }
 }

@@ -196,6 +196,22 @@ impl<H: Handler> Handler for Recorded<H> {
         });
         self.inner.on_close(id, s.1, reason)
     }
+    #[cfg(feature = "tls")]
+    fn on_tls_error(&mut self, cx: &mut LoopCx<'_>, peer: Option<SocketAddr>, error: &io::Error) {
+        // A handshake an injected fault broke: recorded like a close, by what the error was.
+        let reset = matches!(
+            error.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::NotConnected
+        );
+        self.log.ended.lock().unwrap().push(Ended {
+            peer,
+            reason: if reset { "reset" } else { "error" },
+            errno: error.raw_os_error(),
+        });
+        self.inner.on_tls_error(cx, peer, error)
+    }
     fn on_boot(&mut self, cx: &mut LoopCx<'_>) {
         self.inner.on_boot(cx)
     }
@@ -350,12 +366,25 @@ pub fn pipelined(addr: SocketAddr, data: Arc<Vec<u8>>, expect: Arc<Vec<u8>>) -> 
 
 /// Sends `data` `chunk` bytes at a time, reading each chunk's echo before the next.
 pub fn lockstep(addr: SocketAddr, data: &[u8], chunk: usize) -> Outcome {
-    let mut s = connect(addr);
+    let s = connect(addr);
     let local = s.local_addr().unwrap();
+    lockstep_on(s, local, data, chunk, |s| {
+        let _ = s.shutdown(Shutdown::Write);
+    })
+}
+
+/// [`lockstep`] over any stream (`finish` ends the client's sending, say with a half-close).
+pub fn lockstep_on<S: Read + Write>(
+    mut s: S,
+    local: SocketAddr,
+    data: &[u8],
+    chunk: usize,
+    finish: impl FnOnce(&mut S),
+) -> Outcome {
     let mut got = 0;
     let what = format!("client {local}");
     for piece in data.chunks(chunk.max(1)) {
-        if let Err(e) = s.write_all(piece) {
+        if let Err(e) = s.write_all(piece).and_then(|()| s.flush()) {
             assert!(is_end(&e), "{what}: write stalled: {e}");
             return Outcome {
                 local,
@@ -376,7 +405,7 @@ pub fn lockstep(addr: SocketAddr, data: &[u8], chunk: usize) -> Outcome {
             };
         }
     }
-    let _ = s.shutdown(Shutdown::Write);
+    finish(&mut s);
     let (_, _) = read_expecting(&mut s, &[], &what);
     Outcome {
         local,
@@ -435,6 +464,32 @@ pub fn verdict(what: &str, outcomes: &[Outcome], log: &Log, faults: FaultCounts)
         );
     }
     bytes
+}
+
+/// The verdict for a relay: its own closes and the backend's are normal or injected fatal
+/// faults, and clients that got less than they were owed number no more than the fatal
+/// faults (and failed connects) on both sides.
+pub fn verdict_relayed(what: &str, outcomes: &[Outcome], logs: &[(&Log, FaultCounts)]) -> u64 {
+    let mut explained = 0;
+    for (log, faults) in logs {
+        for e in log.ended() {
+            assert!(
+                NORMAL.contains(&e.reason) || is_fatal_fault(&e),
+                "{what}: a connection ended with {e:?}, which no injected fault explains"
+            );
+        }
+        explained += faults.connection_fatal();
+        explained += log.connect_errors();
+    }
+    let short: Vec<_> = outcomes.iter().filter(|o| o.got < o.expected).collect();
+    assert!(
+        short.len() as u64 <= explained,
+        "{what}: {} clients got less than they were owed ({:?}), but only {explained} fatal \
+         faults and failed connects explain them",
+        short.len(),
+        short.first()
+    );
+    outcomes.iter().map(|o| o.got as u64).sum()
 }
 
 /// Waits (bounded) until `cond` holds, polling.

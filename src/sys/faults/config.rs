@@ -128,6 +128,12 @@ impl FaultConfig {
         self
     }
 
+    /// The same faults from another seed (say, for a second server in the same test).
+    pub fn with_seed(mut self, seed: u64) -> FaultConfig {
+        self.seed = seed;
+        self
+    }
+
     /// The seed every thread's random stream is derived from.
     pub fn seed(&self) -> u64 {
         self.seed
@@ -260,6 +266,16 @@ impl FaultCounts {
         for (a, b) in self.counts.iter_mut().zip(other.counts) {
             *a += b;
         }
+    }
+}
+
+impl std::ops::Add for FaultCounts {
+    type Output = FaultCounts;
+
+    /// The counts of two servers (or runs) together.
+    fn add(mut self, other: FaultCounts) -> FaultCounts {
+        FaultCounts::add(&mut self, &other);
+        self
     }
 }
 
