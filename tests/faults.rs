@@ -6,6 +6,8 @@
 //! each kind it survived (`cargo test --features faults --test faults -- --nocapture`).
 
 mod faults_support;
+#[path = "faults_support/protocols.rs"]
+mod protocols;
 #[allow(dead_code)]
 mod util;
 
@@ -243,6 +245,211 @@ fn proxy_relay() {
                 &[(&proxy_log, pf), (&backend_log, bf)],
             );
             (pf + bf, bytes)
+        });
+        case.finish(faults, bytes);
+    }
+}
+
+/// Datagrams are echoed exactly (never cut, never duplicated) in batches; the only losses are
+/// replies an injected `ENOBUFS` made the server drop, and the server counts those.
+#[test]
+fn udp_batches() {
+    use std::collections::HashSet;
+    for cfg in seeds().into_iter().flat_map(mixes) {
+        for batch in [32, 1] {
+            let what = format!("udp batch {batch} {cfg}");
+            let case = Case::new(&what);
+            let what2 = what.clone();
+            let (faults, bytes) = case.run(move || {
+                let builder = Server::builder().bind_udp("127.0.0.1:0").udp_batch(batch);
+                let (server, _log) = serve(builder, cfg, |_| Echo);
+                let to = server.udp_addrs()[0];
+                let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                client
+                    .set_read_timeout(Some(Duration::from_millis(50)))
+                    .unwrap();
+                let mut rng = Rng::new(cfg.seed());
+                let (mut sent, mut bytes) = (0u64, 0u64);
+                let mut seen = HashSet::new();
+                let mut buf = [0u8; 2048];
+                for _burst in 0..30 {
+                    let mut waiting = HashSet::new();
+                    for _ in 0..64 {
+                        let len = rng.range(8, 1400) as usize;
+                        let mut d = rng.bytes(len);
+                        d[..8].copy_from_slice(&sent.to_le_bytes());
+                        client.send_to(&d, to).unwrap();
+                        waiting.insert(d);
+                        sent += 1;
+                    }
+                    let start = std::time::Instant::now();
+                    loop {
+                        match client.recv_from(&mut buf) {
+                            Ok((n, _)) => {
+                                let d = buf[..n].to_vec();
+                                assert!(waiting.remove(&d), "{what2}: a reply nobody sent");
+                                assert!(seen.insert(d), "{what2}: a reply came twice");
+                                bytes += n as u64;
+                            }
+                            Err(_) => {
+                                let dropped = server.stats().total().datagrams_dropped;
+                                if seen.len() as u64 + dropped == sent {
+                                    break;
+                                }
+                                assert!(
+                                    start.elapsed() < faults_support::STALL,
+                                    "{what2}: {} replies missing, {dropped} dropped",
+                                    sent - seen.len() as u64
+                                );
+                            }
+                        }
+                    }
+                }
+                let stats = server.stats().total();
+                assert!(
+                    stats.datagrams_dropped <= stats.faults.get(FaultKind::NoMem),
+                    "{what2}: more replies dropped than faults injected"
+                );
+                (stop(server, &what2), bytes)
+            });
+            case.finish(faults, bytes);
+        }
+    }
+}
+
+/// Lines go through the worker pool and come back in the order they were sent.
+#[test]
+fn worker_pool_keeps_order() {
+    struct Lines;
+    impl eventide::Handler for Lines {
+        type State = ();
+        fn on_open(&mut self, _: &mut eventide::Conn<'_>) {}
+        fn on_data(&mut self, conn: &mut eventide::Conn<'_>, _: &mut ()) -> eventide::Action {
+            // At the jobs limit the rest stays unconsumed; it is offered again on resumption.
+            while conn.can_submit() {
+                let Some(end) = conn.input().iter().position(|&b| b == b'\n') else {
+                    break;
+                };
+                let line = conn.input()[..=end].to_vec();
+                conn.consume(end + 1);
+                let spin = line.len() % 7 == 0; // some jobs take longer than the next ones
+                let job = move || {
+                    if spin {
+                        thread::sleep(Duration::from_micros(200));
+                    }
+                    line.to_ascii_uppercase()
+                };
+                if conn.submit(job).is_err() {
+                    return eventide::Action::Close;
+                }
+            }
+            eventide::Action::Continue
+        }
+    }
+    for cfg in seeds().into_iter().flat_map(mixes) {
+        let what = format!("worker pool {cfg}");
+        let case = Case::new(&what);
+        let (faults, bytes) = case.run(move || {
+            let builder = Server::builder()
+                .bind("127.0.0.1:0")
+                .workers(3)
+                .max_jobs_per_conn(4);
+            let (server, log) = serve(builder, cfg, |_| Lines);
+            let addr = server.local_addr();
+            let clients: Vec<_> = (0..6)
+                .map(|c| {
+                    let mut rng = Rng::new(cfg.seed() * 100 + c);
+                    let mut data = Vec::new();
+                    for i in 0..2000 {
+                        let len = rng.range(0, 60) as usize;
+                        data.extend_from_slice(format!("{c}:{i}:").as_bytes());
+                        data.extend((0..len).map(|_| b'a' + rng.range(0, 25) as u8));
+                        data.push(b'\n');
+                    }
+                    let expect = Arc::new(data.to_ascii_uppercase());
+                    let data = Arc::new(data);
+                    thread::spawn(move || pipelined(addr, data, expect))
+                })
+                .collect();
+            let outcomes: Vec<Outcome> = clients.into_iter().map(|t| t.join().unwrap()).collect();
+            let faults = stop(server, &what);
+            (faults, verdict(&what, &outcomes, &log, faults))
+        });
+        case.finish(faults, bytes);
+    }
+}
+
+/// Other threads write a connection's stream through its `ConnHandle` (bounded: they wait
+/// for `notify_writable` on `WouldBlock`), then close it; the client gets the stream exactly.
+#[test]
+fn conn_handle_writes_from_other_threads() {
+    use std::sync::mpsc;
+    struct Give(mpsc::Sender<eventide::ConnHandle>);
+    impl eventide::Handler for Give {
+        type State = ();
+        fn on_open(&mut self, conn: &mut eventide::Conn<'_>) {
+            let _ = self.0.send(conn.handle());
+        }
+        fn on_data(&mut self, conn: &mut eventide::Conn<'_>, _: &mut ()) -> eventide::Action {
+            let n = conn.input().len();
+            conn.consume(n);
+            eventide::Action::Continue
+        }
+        fn on_read_closed(&mut self, _: &mut eventide::Conn<'_>, _: &mut ()) -> eventide::Action {
+            eventide::Action::Continue // the writer closes
+        }
+    }
+    for cfg in seeds().into_iter().flat_map(mixes) {
+        let what = format!("conn handle writes {cfg}");
+        let case = Case::new(&what);
+        let (faults, bytes) = case.run(move || {
+            let (tx, rx) = mpsc::channel();
+            let builder = Server::builder()
+                .bind("127.0.0.1:0")
+                .handle_write_limit(256 * 1024);
+            let (server, log) = serve(builder, cfg, move |_| Give(tx.clone()));
+            let addr = server.local_addr();
+            let mut clients = Vec::new();
+            for c in 0..4u64 {
+                let data = Arc::new(Rng::new(cfg.seed() * 7 + c).bytes(3 << 20));
+                let mut s = faults_support::connect(addr);
+                let handle = rx.recv_timeout(faults_support::STALL).expect("on_open ran");
+                let stream = Arc::clone(&data);
+                let writer = thread::spawn(move || {
+                    for piece in stream.chunks(40_000) {
+                        loop {
+                            match handle.write(piece) {
+                                Ok(()) => break,
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                    let (wtx, wrx) = mpsc::channel();
+                                    handle.notify_writable(move || {
+                                        let _ = wtx.send(());
+                                    });
+                                    wrx.recv_timeout(faults_support::STALL)
+                                        .expect("notify_writable fired");
+                                }
+                                Err(_) => return, // closed by a fault
+                            }
+                        }
+                    }
+                    let _ = handle.close();
+                });
+                let local = s.local_addr().unwrap();
+                clients.push(thread::spawn(move || {
+                    let (got, ended_by) =
+                        faults_support::read_expecting(&mut s, &data, &format!("client {c}"));
+                    writer.join().unwrap();
+                    Outcome {
+                        local,
+                        expected: data.len(),
+                        got,
+                        ended_by,
+                    }
+                }));
+            }
+            let outcomes: Vec<Outcome> = clients.into_iter().map(|t| t.join().unwrap()).collect();
+            let faults = stop(server, &what);
+            (faults, verdict(&what, &outcomes, &log, faults))
         });
         case.finish(faults, bytes);
     }
