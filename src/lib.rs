@@ -42,6 +42,7 @@
 
 mod acceptor;
 mod addr;
+mod budget;
 mod buffer;
 mod builder;
 pub mod codec;
@@ -50,7 +51,10 @@ mod connector;
 mod event_loop;
 mod handle;
 mod handler;
+mod inbox;
 mod listener;
+#[cfg(all(loom, test))]
+mod loom_models;
 mod mailbox;
 mod server;
 mod stats;

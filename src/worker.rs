@@ -217,12 +217,38 @@ fn work(shared: &PoolShared) {
     }
 }
 
-/// A connection's jobs in flight and the outputs that finished ahead of their turn.
-#[derive(Default)]
-pub(crate) struct ConnJobs {
+/// A connection's jobs in flight and the outputs that finished ahead of their turn. Workers
+/// finish in any order; results come out in submission order.
+pub(crate) struct ConnJobs<R = JobResult> {
     pub next_seq: u64,
     pub next_write: u64,
     pub in_flight: usize,
     /// Results that arrived before an earlier job's, by sequence number.
-    pub early: std::collections::BTreeMap<u64, JobResult>,
+    pub early: std::collections::BTreeMap<u64, R>,
+}
+
+impl<R> Default for ConnJobs<R> {
+    fn default() -> Self {
+        ConnJobs {
+            next_seq: 0,
+            next_write: 0,
+            in_flight: 0,
+            early: Default::default(),
+        }
+    }
+}
+
+impl<R> ConnJobs<R> {
+    /// Job `seq` finished with `result`.
+    pub(crate) fn finished(&mut self, seq: u64, result: R) {
+        self.early.insert(seq, result);
+    }
+
+    /// The next result in submission order, once it is there.
+    pub(crate) fn next_in_order(&mut self) -> Option<R> {
+        let result = self.early.remove(&self.next_write)?;
+        self.next_write += 1;
+        self.in_flight -= 1;
+        Some(result)
+    }
 }
