@@ -76,14 +76,16 @@ impl Epoll {
         let capacity = events.buf.len().min(i32::MAX as usize) as i32;
         let epfd = self.fd.as_raw_fd();
         let buf = events.buf.as_mut_ptr();
-        // SAFETY: `buf` is an initialised buffer of `capacity` epoll_event values, and the
-        // kernel writes at most `capacity` entries into it.
-        let wait = |timeout_ms| unsafe { libc::epoll_wait(epfd, buf, capacity, timeout_ms) };
+        // SAFETY (both calls): `buf` is an initialised buffer of `capacity` epoll_event
+        // values, and the kernel writes at most `capacity` entries into it.
         #[cfg(feature = "faults")]
-        let (res, extra) = super::faults::wait(epfd, timeout_ms, wait);
+        let (res, extra) = super::faults::wait(epfd, timeout_ms, |timeout_ms| unsafe {
+            libc::epoll_wait(epfd, buf, capacity, timeout_ms)
+        });
         #[cfg(not(feature = "faults"))]
-        let res = wait(timeout_ms);
-        match cvt(res) {
+        let res = unsafe { libc::epoll_wait(epfd, buf, capacity, timeout_ms) };
+        let res = cvt(res);
+        match res {
             Ok(n) => {
                 #[cfg(feature = "faults")]
                 let n = super::faults::merge(&mut events.buf, n as usize, extra);

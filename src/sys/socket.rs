@@ -147,7 +147,8 @@ fn raw(ret: libc::c_long) -> isize {
 /// profile of a pipelined HTTP run showed as a few percent of the receive cost.
 pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     let n = cvt_retry(|| {
-        let len = inject!(super::faults::recv(fd, buf.len()), buf.len());
+        // (`fd` named first: the closure then captures as it did before the hook existed.)
+        let (fd, len) = (fd, inject!(super::faults::recv(fd, buf.len()), buf.len()));
         // SAFETY: `buf` is valid for writes of `len <= buf.len()` bytes during the call; no
         // address is asked for (null pointers are allowed by recvfrom).
         unsafe {
@@ -220,7 +221,7 @@ pub(crate) fn read_append(
 /// `send(2)` with `MSG_NOSIGNAL`.
 pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     let n = cvt_retry(|| {
-        let len = inject!(super::faults::send(fd, buf.len()), buf.len());
+        let (fd, len) = (fd, inject!(super::faults::send(fd, buf.len()), buf.len()));
         // SAFETY: `buf` is valid for reads of `len <= buf.len()` bytes during the call.
         unsafe {
             raw(libc::syscall(
