@@ -8,7 +8,6 @@
 mod faults_support;
 #[path = "faults_support/protocols.rs"]
 mod protocols;
-#[allow(dead_code)]
 mod util;
 
 use std::sync::Arc;

@@ -88,7 +88,7 @@ impl Epoll {
         match res {
             Ok(n) => {
                 #[cfg(feature = "faults")]
-                let n = super::faults::merge(&mut events.buf, n as usize, extra);
+                let n = super::faults::merge(&mut events.buf, n as usize, extra) as i32;
                 events.len = n as usize;
                 Ok(events.len)
             }

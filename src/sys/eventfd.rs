@@ -100,7 +100,7 @@ impl EventFd {
     pub fn write(&self, value: u64) -> io::Result<()> {
         let bytes = value.to_ne_bytes();
         cvt_retry(|| {
-            inject!(super::faults::eventfd_write(), ());
+            inject!(super::faults::eventfd_write());
             // SAFETY: `bytes` is a valid 8-byte buffer that outlives the call.
             unsafe { libc::write(self.fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) }
         })?;
@@ -121,7 +121,7 @@ impl EventFd {
     /// bytes fails with `InvalidInput` (`EINVAL`), as the kernel defines.
     pub(crate) fn read_into(&self, buf: &mut [u8]) -> io::Result<usize> {
         let n = cvt_retry(|| {
-            inject!(super::faults::eventfd_read(), ());
+            inject!(super::faults::eventfd_read());
             // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
             unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) }
         })?;

@@ -17,6 +17,7 @@ use std::io;
 /// `errno` from the enclosing closure, exactly as the kernel fails a call (so `cvt_retry`
 /// retries an injected `EINTR` like a real one). Without the feature it is `$plain`, and the
 /// hook is not even compiled.
+/// `inject!($hook)` is the same for a call whose arguments the injector never changes.
 #[cfg(feature = "faults")]
 macro_rules! inject {
     ($hook:expr, $plain:expr) => {
@@ -25,12 +26,18 @@ macro_rules! inject {
             Err(errno) => return $crate::sys::faults::fail(errno),
         }
     };
+    ($hook:expr) => {
+        if let Err(errno) = $hook {
+            return $crate::sys::faults::fail(errno);
+        }
+    };
 }
 #[cfg(not(feature = "faults"))]
 macro_rules! inject {
     ($hook:expr, $plain:expr) => {
         $plain
     };
+    ($hook:expr) => {};
 }
 
 pub(crate) mod epoll;

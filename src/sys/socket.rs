@@ -113,7 +113,7 @@ pub(crate) fn accept(listener: RawFd) -> io::Result<(OwnedFd, SockAddr)> {
     let (fd, addr) = unsafe {
         SockAddr::try_init(|storage, len| {
             cvt_retry(|| {
-                inject!(super::faults::accept(), ());
+                inject!(super::faults::accept());
                 libc::accept4(
                     listener,
                     storage.cast(),

@@ -106,7 +106,7 @@ impl RecvBatch {
         let n = if self.msgs.len() == 1 {
             let hdr = &mut self.msgs[0].msg_hdr;
             let n = cvt_retry(|| {
-                inject!(super::faults::udp_recv(1), 1);
+                inject!(super::faults::udp_recv(1));
                 // SAFETY: `hdr` describes one writable buffer of `max` bytes and one address
                 // slot, both owned by `self` and valid for the call.
                 unsafe { libc::recvmsg(fd, &mut *hdr, libc::MSG_TRUNC) }
@@ -290,7 +290,7 @@ impl SendQueue {
             let (addr, alen) = std_to_sockaddr(&to);
             let buf = &self.data[off..off + len];
             cvt_retry(|| {
-                inject!(super::faults::udp_send(1), 1);
+                inject!(super::faults::udp_send(1));
                 // SAFETY: `buf` and `addr` are valid for reads for the duration of the call.
                 unsafe {
                     libc::sendto(
@@ -329,13 +329,13 @@ impl SendQueue {
         // SAFETY: `msgs` holds `n` headers pointing into `addrs`, `iovs` and `data`, none of
         // which is touched (or moved) until the call returns.
         let sent = cvt_retry(|| {
-            let n = inject!(super::faults::udp_send(n), n);
-            // SAFETY: see above; `n` is at most the number of headers.
+            let count = inject!(super::faults::udp_send(n), n);
+            // SAFETY: see above; `count <= n`, the number of headers.
             unsafe {
                 libc::sendmmsg(
                     fd,
                     self.msgs.as_mut_ptr(),
-                    n as libc::c_uint,
+                    count as libc::c_uint,
                     libc::MSG_NOSIGNAL,
                 )
             }

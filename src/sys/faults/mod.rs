@@ -4,7 +4,7 @@
 //!
 //! Every wrapper in `sys` that the reactor calls asks the calling thread's injector first. An
 //! injector exists only on the threads a server started with faults configured (its loops and
-//! workers, see [`install`]), so other threads of the process — a test's clients — are never
+//! workers), so other threads of the process — a test's clients — are never
 //! affected. Each thread draws from its own random stream, derived from the seed and the
 //! thread's role (loop *i*, worker *i*): the *n*-th call of loop 2 gets the same verdict in
 //! every run with the same seed (which call is the *n*-th still depends on timing).
