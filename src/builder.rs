@@ -69,6 +69,9 @@ pub(crate) struct Config {
     pub udp_recv_buffer: usize,
     pub handshake_timeout: Duration,
     pub max_jobs_per_conn: usize,
+    /// Faults to inject (feature `faults`), once resolved by `start`.
+    #[cfg(feature = "faults")]
+    pub faults: Option<crate::sys::faults::FaultConfig>,
 }
 
 impl Default for Config {
@@ -99,6 +102,8 @@ impl Default for Config {
             udp_recv_buffer: 1 << 20,
             handshake_timeout: Duration::from_secs(10),
             max_jobs_per_conn: 16,
+            #[cfg(feature = "faults")]
+            faults: None,
         }
     }
 }
@@ -425,6 +430,16 @@ impl Builder {
         self
     }
 
+    /// Injects faults into this server's system calls (feature `faults`; see
+    /// [`sys::faults`](crate::sys::faults)). Without this call a server reads
+    /// `EVENTIDE_FAULTS`; with it the variable is ignored, so one process can run many servers
+    /// with different seeds.
+    #[cfg(feature = "faults")]
+    pub fn faults(mut self, config: crate::sys::faults::FaultConfig) -> Builder {
+        self.cfg.faults = Some(config);
+        self
+    }
+
     /// Runs `hook` once the server has stopped and every loop has exited.
     pub fn on_shutdown(mut self, hook: impl FnOnce() + Send + 'static) -> Builder {
         self.on_shutdown = Some(Box::new(hook));
@@ -459,7 +474,12 @@ impl Builder {
                 ),
             ));
         }
-        let cfg = self.cfg;
+        #[allow(unused_mut)]
+        let mut cfg = self.cfg;
+        #[cfg(feature = "faults")]
+        {
+            cfg.faults = crate::sys::faults::effective(cfg.faults)?;
+        }
         let opts = TcpOptions {
             listen: ListenOptions {
                 backlog: self.backlog,
@@ -482,7 +502,10 @@ impl Builder {
             .collect::<io::Result<Vec<_>>>()?;
         let pool = match self.workers {
             0 => None,
-            n => Some(Arc::new(WorkerPool::start(n)?)),
+            n => Some(Arc::new(WorkerPool::start(
+                n,
+                crate::worker::thread_start(&cfg, &loops),
+            )?)),
         };
         let shared = Arc::new(ServerShared::new(loops, pool, self.max_connections));
         let mut parts = Vec::with_capacity(self.loops);

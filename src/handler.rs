@@ -39,7 +39,8 @@ pub enum Timeout {
 pub enum CloseReason {
     /// The peer closed the connection in an orderly way (end of stream, then close).
     PeerClosed,
-    /// The peer reset the connection (`ECONNRESET` / `EPIPE`); unsent output was lost.
+    /// The peer reset the connection (`ECONNRESET`, `EPIPE`, or `ENOTCONN` from a shutdown);
+    /// unsent output was lost.
     Reset,
     /// An I/O error other than a reset.
     Error(io::Error),
@@ -79,14 +80,37 @@ impl CloseReason {
         }
     }
 
-    /// Classifies an I/O error from a read or write on the connection.
+    /// Classifies an I/O error from a read, write or shutdown on the connection. `ENOTCONN`
+    /// is a reset too: on a connection that was established, `shutdown(2)` answers it once the
+    /// peer's reset has arrived (between the last event and the shutdown).
     pub(crate) fn from_io(err: io::Error) -> CloseReason {
         match err.kind() {
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionAborted => CloseReason::Reset,
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::NotConnected => CloseReason::Reset,
             _ => CloseReason::Error(err),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shutdown_after_the_peer_reset_is_a_reset() {
+        for errno in [
+            libc::ECONNRESET,
+            libc::EPIPE,
+            libc::ECONNABORTED,
+            libc::ENOTCONN,
+        ] {
+            let reason = CloseReason::from_io(io::Error::from_raw_os_error(errno));
+            assert_eq!(reason.as_str(), "reset", "errno {errno}");
+        }
+        let reason = CloseReason::from_io(io::Error::from_raw_os_error(libc::ENOBUFS));
+        assert_eq!(reason.as_str(), "error");
     }
 }
 

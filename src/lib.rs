@@ -42,6 +42,7 @@
 
 mod acceptor;
 mod addr;
+mod budget;
 mod buffer;
 mod builder;
 pub mod codec;
@@ -51,7 +52,10 @@ mod event_loop;
 mod handle;
 mod handler;
 mod handover;
+mod inbox;
 mod listener;
+#[cfg(all(loom, test))]
+mod loom_models;
 mod mailbox;
 mod metrics;
 mod server;
@@ -91,5 +95,7 @@ pub use server::{Server, StopHandle};
 pub use shutdown::ShutdownSignals;
 pub use stats::{CloseCounts, LoopStatsSnapshot, Stats};
 pub use sys::eventfd::{EventFd, EventFdFlags};
+#[cfg(feature = "faults")]
+pub use sys::faults::{FaultConfig, FaultCounts, FaultKind};
 pub use timer::TimerId;
 pub use udp::{Datagram, Udp};

@@ -245,6 +245,15 @@ impl Server {
         if let Some(pool) = &self.shared.pool {
             pool.shutdown();
         }
+        #[cfg(feature = "faults")]
+        if self
+            .shared
+            .loops
+            .iter()
+            .any(|l| l.stats.faults.is_enabled())
+        {
+            eprintln!("eventide: faults injected: {}", self.stats().faults());
+        }
         if let Some(hook) = self.on_shutdown.take() {
             hook();
         }

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::handler::CloseReason;
 use crate::server::ServerShared;
+#[cfg(feature = "faults")]
+use crate::sys::faults::{FaultCounters, FaultCounts};
 
 /// Live counters of one event loop.
 #[derive(Debug, Default)]
@@ -41,6 +43,9 @@ pub(crate) struct LoopStats {
     pub assigned: AtomicU64,
     /// Connections closed, by [`CloseReason`] (in [`CloseCounts::LABELS`] order).
     pub closed_by_reason: [AtomicU64; CloseCounts::LABELS.len()],
+    /// Faults injected by this loop's thread (and the worker threads counted with it).
+    #[cfg(feature = "faults")]
+    pub faults: std::sync::Arc<FaultCounters>,
 }
 
 /// Adds to a counter only this thread writes.
@@ -98,6 +103,8 @@ impl LoopStats {
             closed_by_reason: CloseCounts(
                 self.closed_by_reason.each_ref().map(|c| c.load(Relaxed)),
             ),
+            #[cfg(feature = "faults")]
+            faults: self.faults.snapshot(),
         }
     }
 }
@@ -221,6 +228,10 @@ pub struct LoopStatsSnapshot {
     /// Connections closed, by reason (they add up to `closed`, less lingering closes still
     /// in progress).
     pub closed_by_reason: CloseCounts,
+    /// Faults injected, per kind (feature `faults`; worker thread *i* counts on loop *i* mod
+    /// the number of loops).
+    #[cfg(feature = "faults")]
+    pub faults: FaultCounts,
 }
 
 impl LoopStatsSnapshot {
@@ -250,6 +261,8 @@ impl LoopStatsSnapshot {
         self.tls_handshakes += o.tls_handshakes;
         self.tls_handshake_errors += o.tls_handshake_errors;
         self.closed_by_reason.add(&o.closed_by_reason);
+        #[cfg(feature = "faults")]
+        self.faults.add(&o.faults);
     }
 }
 
@@ -278,6 +291,12 @@ impl Stats {
             t.add(l);
         }
         t
+    }
+
+    /// Faults injected into the whole server, per kind (feature `faults`).
+    #[cfg(feature = "faults")]
+    pub fn faults(&self) -> FaultCounts {
+        self.total().faults
     }
 }
 

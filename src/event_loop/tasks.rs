@@ -116,14 +116,12 @@ impl<H: Handler> EventLoop<H> {
         let Some(jobs) = self.conns[key].core.jobs.as_mut() else {
             return;
         };
-        jobs.early.insert(seq, result);
+        jobs.finished(seq, result);
         let mut panicked = false;
         while let Some(jobs) = self.conns[key].core.jobs.as_mut() {
-            let Some(result) = jobs.early.remove(&jobs.next_write) else {
+            let Some(result) = jobs.next_in_order() else {
                 break;
             };
-            jobs.next_write += 1;
-            jobs.in_flight -= 1;
             match result {
                 JobResult::Output(bytes) => {
                     let core = &mut self.conns[key].core;
