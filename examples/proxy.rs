@@ -15,21 +15,14 @@ mod common;
 mod relay;
 
 use common::Args;
-use eventide::{Addr, Server};
+use eventide::{Addr, Server, ToAddrs};
 use relay::Relay;
 
 fn main() {
     let args = Args::parse("127.0.0.1:7100", &["backend"], &[]);
-    let backend: Addr = match args.value("backend").map(str::parse) {
-        Some(Ok(a)) => a,
-        Some(Err(e)) => common::or_exit(Err(e), "--backend"),
-        None => common::or_exit(
-            Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "--backend HOST:PORT is required",
-            )),
-            "starting the proxy",
-        ),
+    let backend: Addr = match args.required("backend").to_addrs() {
+        Ok(addrs) => addrs[0].clone(),
+        Err(e) => args.fail(&format!("--backend: {e}")),
     };
     let signals = common::termination_signals();
     let server = common::or_exit(

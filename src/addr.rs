@@ -62,7 +62,7 @@ impl FromStr for Addr {
             if path.is_empty() {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    "empty unix socket path",
+                    format!("bad address {s:?}: empty unix socket path"),
                 ));
             }
             return Ok(Addr::Unix(PathBuf::from(path)));
@@ -106,8 +106,24 @@ impl ToAddrs for str {
         if self.starts_with("unix:") {
             return Ok(vec![self.parse()?]);
         }
-        Ok(self.to_socket_addrs()?.map(Addr::Tcp).collect())
+        let addrs = self
+            .to_socket_addrs()
+            .map_err(|e| naming(self, e))?
+            .map(Addr::Tcp)
+            .collect::<Vec<_>>();
+        if addrs.is_empty() {
+            return Err(naming(
+                self,
+                io::Error::new(io::ErrorKind::NotFound, "the name has no address"),
+            ));
+        }
+        Ok(addrs)
     }
+}
+
+/// An error that says which address it is about (the resolver's own messages do not).
+fn naming(addr: &str, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("bad address {addr:?}: {e}"))
 }
 
 impl ToAddrs for String {
@@ -124,7 +140,10 @@ impl ToAddrs for SocketAddr {
 
 impl ToAddrs for (&str, u16) {
     fn to_addrs(&self) -> io::Result<Vec<Addr>> {
-        Ok(self.to_socket_addrs()?.map(Addr::Tcp).collect())
+        let addrs = self
+            .to_socket_addrs()
+            .map_err(|e| naming(&format!("{}:{}", self.0, self.1), e))?;
+        Ok(addrs.map(Addr::Tcp).collect())
     }
 }
 
@@ -152,7 +171,16 @@ mod tests {
         let t: Addr = "[::1]:9".parse().unwrap();
         assert_eq!(t.to_string(), "[::1]:9");
         assert!("unix:".parse::<Addr>().is_err());
-        assert!("nonsense".parse::<Addr>().is_err());
+        let e = "nonsense".parse::<Addr>().unwrap_err();
+        assert!(e.to_string().contains("\"nonsense\""), "{e}");
+    }
+
+    #[test]
+    fn errors_repeat_the_bad_input() {
+        for bad in ["nonsense", "127.0.0.1", "127.0.0.1:99999", "unix:"] {
+            let e = bad.to_addrs().unwrap_err();
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::addr::{Addr, ToAddrs};
 use crate::config::{Balance, Config, InboundPolicy, Trigger};
 use crate::event_loop::{EventLoop, LoopParts};
 use crate::handler::Handler;
-use crate::listener::{self, TcpOptions};
+use crate::listener::{self, ListenFd, StdListener, TcpOptions};
 use crate::mailbox::LoopShared;
 use crate::server::Server;
 use crate::shared::ServerShared;
@@ -55,6 +55,7 @@ pub struct Builder {
     workers: usize,
     cfg: Config,
     on_shutdown: Option<Box<dyn FnOnce() + Send>>,
+    inherited: Vec<(ListenFd, Option<ServerConfig>)>,
 }
 
 impl Default for Builder {
@@ -72,6 +73,7 @@ impl Default for Builder {
             workers: 0,
             cfg: Config::default(),
             on_shutdown: None,
+            inherited: Vec::new(),
         }
     }
 }
@@ -109,6 +111,34 @@ impl Builder {
     #[cfg(feature = "tls")]
     pub fn bind_tls<A: ToAddrs>(self, addr: A, config: ServerConfig) -> Builder {
         self.bind_with(addr, Some(config))
+    }
+
+    /// Serves a listening socket this process was given instead of binding one: from systemd
+    /// socket activation ([`ListenFd::from_systemd`]), from a predecessor
+    /// ([`Handover::take_listeners`](crate::Handover::take_listeners)), or any listening TCP
+    /// or Unix stream socket as an `OwnedFd`. It is checked by [`start`](Builder::start),
+    /// which fails on a descriptor that is not one. In reuse-port mode inherited listeners
+    /// are spread over the loops (one per loop when a predecessor passed one per loop),
+    /// otherwise loop 0 accepts on them; [`Server::local_addrs`] lists their addresses after
+    /// the bound ones. Options that apply to a listener (`TCP_NODELAY`, buffer sizes) are set
+    /// on it; the backlog and `SO_REUSEPORT` stay as its creator set them.
+    pub fn bind_fd(mut self, fd: impl Into<ListenFd>) -> Builder {
+        self.inherited.push((fd.into(), None));
+        self
+    }
+
+    /// [`bind_fd`](Builder::bind_fd) for a `std::net::TcpListener` or
+    /// `std::os::unix::net::UnixListener` the application made.
+    pub fn from_std(self, listener: impl StdListener) -> Builder {
+        self.bind_fd(listener)
+    }
+
+    /// [`bind_fd`](Builder::bind_fd) with TLS, as [`bind_tls`](Builder::bind_tls) (feature
+    /// `tls`).
+    #[cfg(feature = "tls")]
+    pub fn bind_fd_tls(mut self, fd: impl Into<ListenFd>, config: ServerConfig) -> Builder {
+        self.inherited.push((fd.into(), Some(config)));
+        self
     }
 
     /// How long a TLS handshake may take before the connection is closed (default 10 s;
@@ -319,6 +349,16 @@ impl Builder {
         self
     }
 
+    /// Injects faults into this server's system calls (feature `faults`; see
+    /// [`sys::faults`](crate::sys::faults)). Without this call a server reads
+    /// `EVENTIDE_FAULTS`; with it the variable is ignored, so one process can run many servers
+    /// with different seeds.
+    #[cfg(feature = "faults")]
+    pub fn faults(mut self, config: crate::sys::faults::FaultConfig) -> Builder {
+        self.cfg.faults = Some(config);
+        self
+    }
+
     /// Runs `hook` once the server has stopped and every loop has exited.
     pub fn on_shutdown(mut self, hook: impl FnOnce() + Send + 'static) -> Builder {
         self.on_shutdown = Some(Box::new(hook));
@@ -337,7 +377,7 @@ impl Builder {
                 format!("resolving the listen address: {e}"),
             ));
         }
-        if self.addrs.is_empty() && self.udp_addrs.is_empty() {
+        if self.addrs.is_empty() && self.udp_addrs.is_empty() && self.inherited.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "no address to listen on",
@@ -353,7 +393,12 @@ impl Builder {
                 ),
             ));
         }
-        let cfg = self.cfg;
+        #[allow(unused_mut)]
+        let mut cfg = self.cfg;
+        #[cfg(feature = "faults")]
+        {
+            cfg.faults = crate::sys::faults::effective(cfg.faults)?;
+        }
         let opts = TcpOptions {
             listen: ListenOptions {
                 backlog: self.backlog,
@@ -363,7 +408,8 @@ impl Builder {
             send_buffer: self.send_buffer,
             recv_buffer: self.recv_buffer,
         };
-        let (per_loop, local_addrs) = listener::bind_all(&self.addrs, self.loops, opts)?;
+        let bound = listener::bind_all(&self.addrs, self.inherited, self.loops, opts)?;
+        let (per_loop, local_addrs) = (bound.per_loop, bound.addrs);
         let (mut udp_per_loop, udp_addrs) = listener::bind_udp_all(
             &self.udp_addrs,
             self.loops,
@@ -375,7 +421,10 @@ impl Builder {
             .collect::<io::Result<Vec<_>>>()?;
         let pool = match self.workers {
             0 => None,
-            n => Some(Arc::new(WorkerPool::start(n)?)),
+            n => Some(Arc::new(WorkerPool::start(
+                n,
+                crate::worker::thread_start(&cfg, &loops),
+            )?)),
         };
         let shared = Arc::new(ServerShared::new(loops, pool, self.max_connections));
         let mut parts = Vec::with_capacity(self.loops);
@@ -397,6 +446,7 @@ impl Builder {
             self.on_shutdown,
             cfg.stop_timeout,
         );
+        server.set_listen_sockets(bound.sockets);
         for (i, p) in parts.into_iter().enumerate() {
             let spawned = std::thread::Builder::new()
                 .name(format!("eventide-loop-{i}"))

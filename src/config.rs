@@ -67,6 +67,9 @@ pub(crate) struct Config {
     pub udp_recv_buffer: usize,
     pub handshake_timeout: Duration,
     pub max_jobs_per_conn: usize,
+    /// Faults to inject (feature `faults`), once resolved by `start`.
+    #[cfg(feature = "faults")]
+    pub faults: Option<crate::sys::faults::FaultConfig>,
 }
 
 impl Default for Config {
@@ -97,6 +100,8 @@ impl Default for Config {
             udp_recv_buffer: 1 << 20,
             handshake_timeout: Duration::from_secs(10),
             max_jobs_per_conn: 16,
+            #[cfg(feature = "faults")]
+            faults: None,
         }
     }
 }

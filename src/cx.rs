@@ -9,7 +9,7 @@
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering::AcqRel};
+use std::sync::atomic::{AtomicUsize, Ordering::AcqRel, Ordering::Acquire};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -273,6 +273,11 @@ impl ConnLimit {
             connections: AtomicUsize::new(0),
             max,
         }
+    }
+
+    /// Accepted connections holding a seat now.
+    pub(crate) fn open(&self) -> usize {
+        self.connections.load(Acquire)
     }
 }
 

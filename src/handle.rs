@@ -6,12 +6,10 @@
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{
-    AtomicBool, AtomicUsize, Ordering::AcqRel, Ordering::Acquire, Ordering::Release,
-    Ordering::SeqCst,
-};
+use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Release, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
+use crate::budget::WriteBudget;
 use crate::conn::{Conn, ConnId};
 use crate::connector::Connect;
 use crate::cx::LoopCx;
@@ -90,10 +88,7 @@ pub(crate) struct ConnShared {
     id: ConnId,
     /// Bytes written through handles and not yet run by the loop, plus the connection's
     /// pending output as last published by the loop.
-    queued: AtomicUsize,
-    /// The loop's last published pending output (written by the loop only).
-    published: AtomicUsize,
-    limit: usize,
+    budget: WriteBudget,
     closed: AtomicBool,
     waiters: Mutex<Vec<Waiter>>,
     has_waiters: AtomicBool,
@@ -109,9 +104,7 @@ impl ConnShared {
         ConnShared {
             loop_shared,
             id,
-            queued: AtomicUsize::new(pending),
-            published: AtomicUsize::new(pending),
-            limit,
+            budget: WriteBudget::new(limit, pending),
             closed: AtomicBool::new(false),
             waiters: Mutex::new(Vec::new()),
             has_waiters: AtomicBool::new(false),
@@ -123,17 +116,12 @@ impl ConnShared {
     /// [`publish_pending`](Self::publish_pending) corrects the total by what the kernel took,
     /// in one step, so the count never dips below (nor overshoots) the bytes really held.
     pub(crate) fn write_done(&self, counted: usize) {
-        self.published.fetch_add(counted, AcqRel);
+        self.budget.handed_over(counted);
     }
 
     /// Loop side: the connection's pending output is now `pending` bytes.
     pub(crate) fn publish_pending(&self, pending: usize) {
-        let old = self.published.swap(pending, AcqRel);
-        if pending > old {
-            self.queued.fetch_add(pending - old, SeqCst);
-        } else if pending < old {
-            self.queued.fetch_sub(old - pending, SeqCst);
-        }
+        self.budget.publish(pending);
         self.maybe_notify();
     }
 
@@ -144,12 +132,12 @@ impl ConnShared {
     }
 
     fn low_mark(&self) -> usize {
-        self.limit / 2
+        self.budget.limit() / 2
     }
 
     fn maybe_notify(&self) {
         // SeqCst with `notify_writable`: either it sees the drained queue, or this sees its waiter.
-        if self.has_waiters.load(SeqCst) && self.queued.load(SeqCst) <= self.low_mark() {
+        if self.has_waiters.load(SeqCst) && self.budget.queued() <= self.low_mark() {
             self.run_waiters();
         }
     }
@@ -193,12 +181,12 @@ impl ConnHandle {
 
     /// Bytes queued through handles plus the connection's pending output.
     pub fn queued(&self) -> usize {
-        self.shared.queued.load(Acquire)
+        self.shared.budget.queued()
     }
 
     /// The most bytes [`queued`](ConnHandle::queued) may reach.
     pub fn limit(&self) -> usize {
-        self.shared.limit
+        self.shared.budget.limit()
     }
 
     fn check_open(&self) -> io::Result<()> {
@@ -231,28 +219,18 @@ impl ConnHandle {
     pub fn write_vec(&self, data: Vec<u8>) -> io::Result<()> {
         self.check_open()?;
         let n = data.len();
-        if n > self.shared.limit {
+        let limit = self.shared.budget.limit();
+        if n > limit {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!(
-                    "{n} bytes exceed the handle write limit of {}",
-                    self.shared.limit
-                ),
+                format!("{n} bytes exceed the handle write limit of {limit}"),
             ));
         }
-        let queued = &self.shared.queued;
-        let mut current = queued.load(Acquire);
-        loop {
-            if current + n > self.shared.limit {
-                return Err(io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    "the connection's queued output is at its limit",
-                ));
-            }
-            match queued.compare_exchange_weak(current, current + n, AcqRel, Acquire) {
-                Ok(_) => break,
-                Err(now) => current = now,
-            }
+        if self.shared.budget.reserve(n).is_err() {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the connection's queued output is at its limit",
+            ));
         }
         self.post(ConnOp::Write { data, counted: n });
         Ok(())
@@ -271,7 +249,7 @@ impl ConnHandle {
             self.shared.has_waiters.store(true, Release);
         }
         // The loop may have drained the queue before the waiter was registered.
-        if self.is_closed() || self.shared.queued.load(SeqCst) <= self.shared.low_mark() {
+        if self.is_closed() || self.shared.budget.queued() <= self.shared.low_mark() {
             self.shared.run_waiters();
         }
     }

@@ -30,7 +30,7 @@
 //!
 //! let server = Server::builder().bind("127.0.0.1:0").loops(2).start(|_| Echo)?;
 //! println!("listening on {}", server.local_addr());
-//! server.join()?; // until a StopHandle stops it
+//! server.run_until_signal()?; // Ctrl-C or SIGTERM: graceful stop, returns after the drain
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
@@ -44,6 +44,7 @@ mod acceptor;
 #[cfg(any(feature = "http", feature = "resp"))]
 mod adapter;
 mod addr;
+mod budget;
 mod buffer;
 mod builder;
 pub mod codec;
@@ -54,10 +55,16 @@ mod cx;
 mod event_loop;
 mod handle;
 mod handler;
+mod handover;
+mod inbox;
 mod listener;
+#[cfg(all(loom, test))]
+mod loom_models;
 mod mailbox;
+mod metrics;
 mod server;
 mod shared;
+mod shutdown;
 mod stats;
 pub mod sys;
 mod timer;
@@ -75,6 +82,9 @@ pub mod http;
 #[cfg(feature = "resp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "resp")))]
 pub mod resp;
+#[cfg(feature = "ws")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
+pub mod ws;
 
 pub use addr::{Addr, ToAddrs};
 pub use builder::Builder;
@@ -84,8 +94,14 @@ pub use connector::{Connect, ConnectError};
 pub use cx::LoopCx;
 pub use handle::{ConnHandle, LoopHandle};
 pub use handler::{Action, Handler, Timeout};
+pub use handover::Handover;
+pub use listener::{ListenFd, StdListener};
+pub use metrics::{StatsHandle, PROMETHEUS_CONTENT_TYPE};
 pub use server::{Server, StopHandle};
-pub use stats::{LoopStatsSnapshot, Stats};
+pub use shutdown::ShutdownSignals;
+pub use stats::{CloseCounts, LoopStatsSnapshot, Stats};
 pub use sys::eventfd::{EventFd, EventFdFlags};
+#[cfg(feature = "faults")]
+pub use sys::faults::{FaultConfig, FaultCounts, FaultKind};
 pub use timer::TimerId;
 pub use udp::{Datagram, Udp};

@@ -19,12 +19,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::Mutex;
+#[cfg(feature = "faults")]
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::conn::Conn;
 use crate::connector::Connect;
 use crate::cx::{LoopCx, Seat};
+use crate::inbox::{Doorbell, Inbox};
 use crate::stats::LoopStats;
 use crate::sys::eventfd::{EventFd, EventFdFlags};
 use crate::tls::ServerConfig;
@@ -83,6 +85,9 @@ pub(crate) enum Task {
     Connect(Connect),
     /// Stop gracefully: flush and close every connection by `deadline`, then exit.
     Stop { deadline: Instant },
+    /// Close the listeners (their sockets live on in a successor process), say so on the
+    /// channel, and go on serving.
+    StopAccepting(std::sync::mpsc::Sender<()>),
 }
 
 impl fmt::Debug for Task {
@@ -103,6 +108,7 @@ impl fmt::Debug for Task {
             }
             Task::Connect(c) => write!(f, "Connect({})", c.addr()),
             Task::Stop { deadline } => write!(f, "Stop({deadline:?})"),
+            Task::StopAccepting(_) => f.write_str("StopAccepting"),
         }
     }
 }
@@ -116,9 +122,8 @@ thread_local! {
 pub(crate) struct LoopShared {
     pub index: usize,
     pub stats: LoopStats,
-    tasks: Mutex<Vec<Task>>,
-    eventfd: EventFd,
-    wake_pending: AtomicBool,
+    /// The task queue, woken through the loop's eventfd.
+    inbox: Inbox<Task, EventFd>,
     /// Tasks were posted from the loop's own thread (no eventfd write was made for them).
     local_pending: AtomicBool,
     exited: AtomicBool,
@@ -129,9 +134,10 @@ impl LoopShared {
         Ok(LoopShared {
             index,
             stats: LoopStats::default(),
-            tasks: Mutex::new(Vec::new()),
-            eventfd: EventFd::new(0, EventFdFlags::NONBLOCK | EventFdFlags::CLOEXEC)?,
-            wake_pending: AtomicBool::new(false),
+            inbox: Inbox::new(EventFd::new(
+                0,
+                EventFdFlags::NONBLOCK | EventFdFlags::CLOEXEC,
+            )?),
             local_pending: AtomicBool::new(false),
             exited: AtomicBool::new(false),
         })
@@ -140,6 +146,15 @@ impl LoopShared {
     /// Marks the calling thread as this loop's thread.
     pub(crate) fn enter(&self) {
         CURRENT_LOOP.with(|c| c.set(self as *const LoopShared));
+    }
+
+    /// Turns fault injection on for the calling thread, this loop's (feature `faults`).
+    #[cfg(feature = "faults")]
+    pub(crate) fn inject_faults(&self, cfg: Option<crate::sys::faults::FaultConfig>) {
+        use crate::sys::faults::{install, Role};
+        if let Some(cfg) = cfg {
+            install(cfg, Role::Loop(self.index), Arc::clone(&self.stats.faults));
+        }
     }
 
     fn is_current_thread(&self) -> bool {
@@ -159,21 +174,18 @@ impl LoopShared {
 
     /// Queues a task without waking the loop (the caller wakes it once after a batch).
     pub(crate) fn push(&self, task: Task) {
-        // A poisoned queue only means a poster panicked mid-push; the Vec is still valid.
-        self.tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(task);
+        self.inbox.push(task);
     }
 
     /// Interrupts the loop's `epoll_wait`, unless a wake is already pending.
     pub(crate) fn wake(&self) {
-        if !self.wake_pending.swap(true, SeqCst) {
-            self.stats.eventfd_writes.fetch_add(1, Relaxed);
-            if let Err(e) = self.eventfd.write(1) {
-                // Only possible if the counter were near u64::MAX, which the loop's reads prevent.
-                log::error!("eventide: waking loop {} failed: {e}", self.index);
+        match self.inbox.wake() {
+            Ok(false) => {}
+            Ok(true) => {
+                self.stats.eventfd_writes.fetch_add(1, Relaxed);
             }
+            // Only possible if the counter were near u64::MAX, which the loop's reads prevent.
+            Err(e) => log::error!("eventide: waking loop {} failed: {e}", self.index),
         }
     }
 
@@ -185,17 +197,10 @@ impl LoopShared {
     /// Moves every queued task into `into`. With `woken`, first resets the eventfd counter and
     /// the pending flag (the eventfd was reported readable).
     pub(crate) fn take_tasks(&self, into: &mut Vec<Task>, woken: bool) {
-        if woken {
-            match self.eventfd.read() {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => log::error!("eventide: reading loop {} eventfd failed: {e}", self.index),
-            }
-            self.wake_pending.store(false, SeqCst);
-        }
         self.local_pending.store(false, Relaxed);
-        let mut queue = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::swap(&mut *queue, into);
+        if let Err(e) = self.inbox.take(into, woken) {
+            log::error!("eventide: reading loop {} eventfd failed: {e}", self.index);
+        }
     }
 
     /// Marks the loop as gone: later posts fail instead of queueing forever.
@@ -209,6 +214,16 @@ impl LoopShared {
 
     /// Descriptor of the wake-up eventfd, registered for readability in the loop's epoll.
     pub(crate) fn eventfd_raw(&self) -> RawFd {
-        self.eventfd.as_raw_fd()
+        self.inbox.bell().as_raw_fd()
+    }
+}
+
+impl Doorbell for EventFd {
+    fn ring(&self) -> io::Result<()> {
+        self.write(1)
+    }
+
+    fn silence(&self) -> io::Result<()> {
+        self.read().map(drop)
     }
 }

@@ -4,13 +4,14 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Acquire;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::addr::Addr;
 use crate::connector::Connect;
 use crate::handle::LoopHandle;
+use crate::listener::ListenSocket;
 use crate::shared::ServerShared;
 use crate::stats::Stats;
 
@@ -22,6 +23,8 @@ pub struct Server {
     udp_addrs: Vec<SocketAddr>,
     on_shutdown: Option<Box<dyn FnOnce() + Send>>,
     stop_timeout: Duration,
+    /// Every listening socket, for a handover (gone once its loop has closed it).
+    listen_sockets: Vec<Weak<ListenSocket>>,
 }
 
 impl Server {
@@ -39,7 +42,17 @@ impl Server {
             udp_addrs,
             on_shutdown,
             stop_timeout,
+            listen_sockets: Vec::new(),
         }
+    }
+
+    pub(crate) fn set_listen_sockets(&mut self, sockets: Vec<Weak<ListenSocket>>) {
+        self.listen_sockets = sockets;
+    }
+
+    /// Every listening socket, for a handover.
+    pub(crate) fn listen_sockets(&self) -> &[Weak<ListenSocket>] {
+        &self.listen_sockets
     }
 
     pub(crate) fn add_thread(&mut self, t: JoinHandle<io::Result<()>>) {
@@ -112,14 +125,12 @@ impl Server {
 
     /// Counters of every loop.
     pub fn stats(&self) -> Stats {
-        Stats {
-            loops: self
-                .shared
-                .loops
-                .iter()
-                .map(|l| l.stats.snapshot())
-                .collect(),
-        }
+        self.shared.stats()
+    }
+
+    /// What the loops share (for the operations modules: metrics, signals, handover).
+    pub(crate) fn shared(&self) -> &Arc<ServerShared> {
+        &self.shared
     }
 
     /// Waits until the server has stopped and every loop thread has exited, then runs the
@@ -143,6 +154,15 @@ impl Server {
         }
         if let Some(pool) = &self.shared.pool {
             pool.shutdown();
+        }
+        #[cfg(feature = "faults")]
+        if self
+            .shared
+            .loops
+            .iter()
+            .any(|l| l.stats.faults.is_enabled())
+        {
+            eprintln!("eventide: faults injected: {}", self.stats().faults());
         }
         if let Some(hook) = self.on_shutdown.take() {
             hook();
@@ -187,6 +207,12 @@ impl StopHandle {
     /// Starts a graceful stop that closes whatever is left after `timeout`.
     pub fn stop_with_timeout(&self, timeout: Duration) {
         self.shared.stop(timeout);
+    }
+
+    /// Stops at once: listeners close and every connection is closed without waiting for
+    /// its pending output. Also cuts short a graceful stop in progress.
+    pub fn stop_now(&self) {
+        self.shared.stop_now();
     }
 
     /// Whether a stop has been requested.

@@ -6,6 +6,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::conn::reason::CloseReason;
+#[cfg(feature = "faults")]
+use crate::sys::faults::{FaultCounters, FaultCounts};
+
 /// Live counters of one event loop.
 #[derive(Debug, Default)]
 pub(crate) struct LoopStats {
@@ -36,6 +40,11 @@ pub(crate) struct LoopStats {
     /// Connections assigned to this loop and not yet closed, counted by the acceptor when it
     /// hands one over (so least-connections sees hand-offs still in flight).
     pub assigned: AtomicU64,
+    /// Connections closed, by [`CloseReason`] (in [`CloseCounts::LABELS`] order).
+    pub closed_by_reason: [AtomicU64; CloseCounts::LABELS.len()],
+    /// Faults injected by this loop's thread (and the worker threads counted with it).
+    #[cfg(feature = "faults")]
+    pub faults: std::sync::Arc<FaultCounters>,
 }
 
 /// Adds to a counter only this thread writes.
@@ -59,6 +68,11 @@ pub(crate) fn raise(counter: &AtomicU64, value: u64) {
 }
 
 impl LoopStats {
+    /// Counts a connection leaving the table for `reason` (on the loop's thread).
+    pub(crate) fn count_close(&self, reason: &CloseReason) {
+        bump(&self.closed_by_reason[CloseCounts::slot(reason)], 1);
+    }
+
     pub(crate) fn snapshot(&self) -> LoopStatsSnapshot {
         LoopStatsSnapshot {
             connections: self.connections.load(Relaxed),
@@ -85,6 +99,75 @@ impl LoopStats {
             datagrams_dropped: self.datagrams_dropped.load(Relaxed),
             tls_handshakes: self.tls_handshakes.load(Relaxed),
             tls_handshake_errors: self.tls_handshake_errors.load(Relaxed),
+            closed_by_reason: CloseCounts(
+                self.closed_by_reason.each_ref().map(|c| c.load(Relaxed)),
+            ),
+            #[cfg(feature = "faults")]
+            faults: self.faults.snapshot(),
+        }
+    }
+}
+
+/// Connections closed, per [`CloseReason`] kind.
+///
+/// ```
+/// # use eventide::{CloseReason, Stats};
+/// # fn show(stats: &Stats) {
+/// let total = stats.total();
+/// println!("{} idle timeouts", total.closed_by_reason.get(&CloseReason::IdleTimeout));
+/// for (reason, n) in total.closed_by_reason.iter() {
+///     println!("{reason}: {n}");
+/// }
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CloseCounts([u64; CloseCounts::LABELS.len()]);
+
+impl CloseCounts {
+    /// The reasons counted, as [`CloseReason::as_str`] names them.
+    pub const LABELS: [&'static str; 11] = [
+        "peer_closed",
+        "reset",
+        "error",
+        "local",
+        "inbound_limit",
+        "panicked",
+        "server_shutdown",
+        "idle_timeout",
+        "read_timeout",
+        "protocol",
+        "tls",
+    ];
+
+    fn slot(reason: &CloseReason) -> usize {
+        match reason {
+            CloseReason::PeerClosed => 0,
+            CloseReason::Reset => 1,
+            CloseReason::Error(_) => 2,
+            CloseReason::Local => 3,
+            CloseReason::InboundLimit => 4,
+            CloseReason::Panicked => 5,
+            CloseReason::ServerShutdown => 6,
+            CloseReason::IdleTimeout => 7,
+            CloseReason::ReadTimeout => 8,
+            CloseReason::Protocol(_) => 9,
+            CloseReason::Tls(_) => 10,
+        }
+    }
+
+    /// Connections closed for this kind of reason (the detail a reason carries is ignored).
+    pub fn get(&self, reason: &CloseReason) -> u64 {
+        self.0[Self::slot(reason)]
+    }
+
+    /// Every reason with its count, in [`LABELS`](CloseCounts::LABELS) order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Self::LABELS.iter().copied().zip(self.0.iter().copied())
+    }
+
+    fn add(&mut self, other: &CloseCounts) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
         }
     }
 }
@@ -141,6 +224,13 @@ pub struct LoopStatsSnapshot {
     pub tls_handshakes: u64,
     /// TLS handshakes that failed (including outbound ones).
     pub tls_handshake_errors: u64,
+    /// Connections closed, by reason (they add up to `closed`, less lingering closes still
+    /// in progress).
+    pub closed_by_reason: CloseCounts,
+    /// Faults injected, per kind (feature `faults`; worker thread *i* counts on loop *i* mod
+    /// the number of loops).
+    #[cfg(feature = "faults")]
+    pub faults: FaultCounts,
 }
 
 impl LoopStatsSnapshot {
@@ -169,6 +259,9 @@ impl LoopStatsSnapshot {
         self.datagrams_dropped += o.datagrams_dropped;
         self.tls_handshakes += o.tls_handshakes;
         self.tls_handshake_errors += o.tls_handshake_errors;
+        self.closed_by_reason.add(&o.closed_by_reason);
+        #[cfg(feature = "faults")]
+        self.faults.add(&o.faults);
     }
 }
 
@@ -177,6 +270,8 @@ impl LoopStatsSnapshot {
 pub struct Stats {
     /// One snapshot per loop, by loop index.
     pub loops: Vec<LoopStatsSnapshot>,
+    /// Worker-pool jobs queued and not yet started (0 without a pool).
+    pub worker_queue: u64,
 }
 
 impl Stats {
@@ -187,5 +282,36 @@ impl Stats {
             t.add(l);
         }
         t
+    }
+
+    /// Faults injected into the whole server, per kind (feature `faults`).
+    #[cfg(feature = "faults")]
+    pub fn faults(&self) -> FaultCounts {
+        self.total().faults
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_labels_are_the_reasons_names() {
+        let reasons = [
+            CloseReason::PeerClosed,
+            CloseReason::Reset,
+            CloseReason::Error(std::io::Error::other("x")),
+            CloseReason::Local,
+            CloseReason::InboundLimit,
+            CloseReason::Panicked,
+            CloseReason::ServerShutdown,
+            CloseReason::IdleTimeout,
+            CloseReason::ReadTimeout,
+            CloseReason::Protocol("x".into()),
+            CloseReason::Tls("x".into()),
+        ];
+        for r in &reasons {
+            assert_eq!(CloseCounts::LABELS[CloseCounts::slot(r)], r.as_str());
+        }
     }
 }

@@ -88,8 +88,11 @@ pub(crate) struct WorkerPool {
 }
 
 impl WorkerPool {
-    /// Starts `n` workers.
-    pub(crate) fn start(n: usize) -> std::io::Result<WorkerPool> {
+    /// Starts `n` workers; each runs `on_start(its index)` first.
+    pub(crate) fn start(
+        n: usize,
+        on_start: impl Fn(usize) + Clone + Send + 'static,
+    ) -> std::io::Result<WorkerPool> {
         let shared = Arc::new(PoolShared {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
@@ -103,9 +106,13 @@ impl WorkerPool {
         };
         for i in 0..n {
             let shared = Arc::clone(&pool.shared);
+            let on_start = on_start.clone();
             let t = std::thread::Builder::new()
                 .name(format!("eventide-worker-{i}"))
-                .spawn(move || work(&shared));
+                .spawn(move || {
+                    on_start(i);
+                    work(&shared)
+                });
             match t {
                 Ok(t) => pool.lock_threads().push(t),
                 Err(e) => {
@@ -139,6 +146,11 @@ impl WorkerPool {
         self.shared.ready.notify_one();
     }
 
+    /// Jobs waiting for a worker (a scrape of the queue depth; takes the queue's lock).
+    pub(crate) fn queued(&self) -> usize {
+        self.lock_queue().jobs.len()
+    }
+
     /// Stops taking jobs and drops the ones not started (server stop).
     pub(crate) fn discard_queued(&self) {
         let dropped = {
@@ -157,6 +169,31 @@ impl WorkerPool {
         for t in threads {
             let _ = t.join();
         }
+    }
+}
+
+/// What a worker thread runs first: with faults configured (feature `faults`), worker `i`'s
+/// fault injector, counting on loop `i` mod the number of loops.
+pub(crate) fn thread_start(
+    faults: &crate::config::Config,
+    loops: &[Arc<LoopShared>],
+) -> impl Fn(usize) + Clone + Send + 'static {
+    #[cfg(feature = "faults")]
+    {
+        use crate::sys::faults::{install, Role};
+        let cfg = faults.faults;
+        let counters: Vec<_> = loops.iter().map(|l| Arc::clone(&l.stats.faults)).collect();
+        move |i: usize| {
+            if let Some(cfg) = cfg {
+                let counters = Arc::clone(&counters[i % counters.len()]);
+                install(cfg, Role::Worker(i), counters);
+            }
+        }
+    }
+    #[cfg(not(feature = "faults"))]
+    {
+        let _ = (faults, loops);
+        |_: usize| {}
     }
 }
 
@@ -185,12 +222,38 @@ fn work(shared: &PoolShared) {
     }
 }
 
-/// A connection's jobs in flight and the outputs that finished ahead of their turn.
-#[derive(Default)]
-pub(crate) struct ConnJobs {
+/// A connection's jobs in flight and the outputs that finished ahead of their turn. Workers
+/// finish in any order; results come out in submission order.
+pub(crate) struct ConnJobs<R = JobResult> {
     pub next_seq: u64,
     pub next_write: u64,
     pub in_flight: usize,
     /// Results that arrived before an earlier job's, by sequence number.
-    pub early: std::collections::BTreeMap<u64, JobResult>,
+    pub early: std::collections::BTreeMap<u64, R>,
+}
+
+impl<R> Default for ConnJobs<R> {
+    fn default() -> Self {
+        ConnJobs {
+            next_seq: 0,
+            next_write: 0,
+            in_flight: 0,
+            early: Default::default(),
+        }
+    }
+}
+
+impl<R> ConnJobs<R> {
+    /// Job `seq` finished with `result`.
+    pub(crate) fn finished(&mut self, seq: u64, result: R) {
+        self.early.insert(seq, result);
+    }
+
+    /// The next result in submission order, once it is there.
+    pub(crate) fn next_in_order(&mut self) -> Option<R> {
+        let result = self.early.remove(&self.next_write)?;
+        self.next_write += 1;
+        self.in_flight -= 1;
+        Some(result)
+    }
 }

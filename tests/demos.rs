@@ -198,3 +198,40 @@ fn proxy_demo_keeps_the_contract() {
     proxy.stop("-TERM");
     echo.stop("-TERM");
 }
+
+/// Runs a demo that must refuse its command line: exit status 2, the usage line, and the
+/// message naming what was wrong (`needle`), all on stderr; nothing on stdout.
+fn refuses(name: &str, args: &[&str], needle: &str) {
+    let Some(bin) = example(name) else {
+        println!("skipping the {name} demo: its binary is not built in this configuration");
+        return;
+    };
+    let out = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{name} {args:?}: {stderr}");
+    assert!(stderr.contains(needle), "{name} {args:?}: {stderr}");
+    assert!(stderr.contains("usage: "), "{name} {args:?}: {stderr}");
+    assert!(out.stdout.is_empty(), "{name} {args:?} printed on stdout");
+}
+
+#[test]
+fn bad_command_lines_get_the_usage_and_exit_2() {
+    refuses("proxy", &["--addr", "127.0.0.1:0"], "--backend is required");
+    refuses(
+        "proxy",
+        &["--addr", "127.0.0.1:0", "--backend", "nowhere"],
+        "\"nowhere\"",
+    );
+    refuses("http", &["--addr", "nonsense"], "\"nonsense\"");
+    refuses(
+        "echo",
+        &["--addr", "127.0.0.1:99999"],
+        "\"127.0.0.1:99999\"",
+    );
+    refuses("redis", &["--loops", "zero"], "\"zero\"");
+    refuses("blocking", &["--bogus"], "--bogus");
+}

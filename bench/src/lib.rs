@@ -17,8 +17,10 @@
 
 pub mod args;
 pub mod date;
+pub mod stream;
 pub mod sys;
 pub mod tls;
+pub mod ws;
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -103,63 +103,28 @@ pub fn connect_blocking(
     Ok((conn, sock))
 }
 
-/// A load generator's connection on a non-blocking mio socket: plaintext, or TLS whose
-/// handshake is already complete. `Read` and `Write` move plaintext.
-///
-/// With TLS, a read returns less than the buffer only once the socket has nothing more (or
-/// ended), as a plain read does — so "a short read drained the socket" still holds for
-/// edge-triggered readiness. A write takes the whole buffer once earlier ciphertext has gone
-/// out, and fails with `WouldBlock` while some is still waiting: call
-/// [`flush_pending`](Stream::flush_pending) on writability.
-pub enum Stream {
-    /// A plain TCP stream.
-    Plain(TcpStream),
-    /// A TLS session over a TCP stream.
-    Tls(Box<TlsStream>),
-}
-
-/// The TLS side of a [`Stream`].
+/// A load generator's TLS connection on a non-blocking mio socket, its handshake complete.
+/// `Read` and `Write` move plaintext; see [`Stream`](crate::stream::Stream) for the contract.
 pub struct TlsStream {
     conn: ClientConnection,
-    sock: TcpStream,
+    pub(crate) sock: TcpStream,
     eof: bool,
 }
 
-impl Stream {
+impl TlsStream {
     /// A TLS stream over `sock` (non-blocking) with the established session `conn`.
-    pub fn tls(mut conn: ClientConnection, sock: TcpStream) -> Stream {
+    pub fn new(mut conn: ClientConnection, sock: TcpStream) -> TlsStream {
         // Ciphertext leaves right after each write; the socket, not rustls, bounds it.
         conn.set_buffer_limit(None);
-        Stream::Tls(Box::new(TlsStream {
+        TlsStream {
             conn,
             sock,
             eof: false,
-        }))
-    }
-
-    /// The socket, for registering with mio.
-    pub fn socket(&mut self) -> &mut TcpStream {
-        match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(t) => &mut t.sock,
         }
     }
 
-    /// Sends TLS records the socket refused earlier (nothing for plaintext). `Ok` also when
-    /// the socket is full again.
-    pub fn flush_pending(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(_) => Ok(()),
-            Stream::Tls(t) => match t.flush_tls() {
-                Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(()),
-                other => other,
-            },
-        }
-    }
-}
-
-impl TlsStream {
-    fn flush_tls(&mut self) -> io::Result<()> {
+    /// Sends TLS records the socket refused earlier.
+    pub(crate) fn flush_tls(&mut self) -> io::Result<()> {
         while self.conn.wants_write() {
             if self.conn.write_tls(&mut self.sock)? == 0 {
                 return Err(io::Error::new(ErrorKind::WriteZero, "write returned 0"));
@@ -169,12 +134,9 @@ impl TlsStream {
     }
 }
 
-impl Read for Stream {
+impl Read for TlsStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let t = match self {
-            Stream::Plain(s) => return s.read(buf),
-            Stream::Tls(t) => t,
-        };
+        let t = self;
         let mut n = 0;
         loop {
             match t.conn.reader().read(&mut buf[n..]) {
@@ -207,12 +169,9 @@ impl Read for Stream {
     }
 }
 
-impl Write for Stream {
+impl Write for TlsStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let t = match self {
-            Stream::Plain(s) => return s.write(buf),
-            Stream::Tls(t) => t,
-        };
+        let t = self;
         t.flush_tls()?;
         t.conn.writer().write_all(buf)?;
         match t.flush_tls() {
@@ -223,9 +182,6 @@ impl Write for Stream {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.flush(),
-            Stream::Tls(t) => t.flush_tls(),
-        }
+        self.flush_tls()
     }
 }

@@ -1,6 +1,7 @@
 //! The command-line contract every demo server keeps: `--addr HOST:PORT` (port 0 allowed),
 //! `--loops N`, exactly one `listening on ADDR` line on stdout, serve until SIGINT or SIGTERM,
-//! then stop gracefully and exit 0.
+//! then stop gracefully and exit 0 (a second signal stops at once). Logs go to stderr through
+//! `env_logger`: `RUST_LOG=info`, `RUST_LOG=eventide=debug`; warnings and errors by default.
 
 #![allow(dead_code)] // each demo uses a different part of this module
 
@@ -8,9 +9,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::process::exit;
 
-use eventide::Server;
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
+use eventide::{Handover, Server, ShutdownSignals, ToAddrs};
 
 /// Parsed command line: `--addr`, `--loops`, and the demo's own options.
 pub struct Args {
@@ -18,32 +17,30 @@ pub struct Args {
     pub loops: usize,
     values: HashMap<String, String>,
     flags: Vec<String>,
+    usage: String,
 }
 
 impl Args {
     /// Parses `std::env::args()`. `options` take a value (`--name VALUE` or `--name=VALUE`),
     /// `switches` do not. Exits with status 2 and a usage line on a bad command line.
     pub fn parse(default_addr: &str, options: &[&str], switches: &[&str]) -> Args {
+        init_logging(); // every demo starts here
+        let mut usage = String::from("usage: [--addr HOST:PORT] [--loops N]");
+        for o in options {
+            usage.push_str(&format!(" [--{o} VALUE]"));
+        }
+        for s in switches {
+            usage.push_str(&format!(" [--{s}]"));
+        }
         let mut args = Args {
             addr: default_addr.to_string(),
             loops: std::thread::available_parallelism().map_or(1, |n| n.get()),
             values: HashMap::new(),
             flags: Vec::new(),
+            usage,
         };
-        let usage = || {
-            let mut u = String::from("usage: [--addr HOST:PORT] [--loops N]");
-            for o in options {
-                u.push_str(&format!(" [--{o} VALUE]"));
-            }
-            for s in switches {
-                u.push_str(&format!(" [--{s}]"));
-            }
-            u
-        };
-        let fail = |msg: String| -> ! {
-            eprintln!("{msg}\n{}", usage());
-            exit(2)
-        };
+        let usage = args.usage.clone();
+        let fail = |msg: String| -> ! { exit_usage(&msg, &usage) };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
             let Some(name) = arg.strip_prefix("--") else {
@@ -54,7 +51,7 @@ impl Args {
                 None => (name.to_string(), None),
             };
             if name == "help" {
-                println!("{}", usage());
+                println!("{usage}");
                 exit(0);
             }
             if switches.contains(&name.as_str()) {
@@ -79,6 +76,9 @@ impl Args {
                 }
             }
         }
+        if let Err(e) = args.addr.as_str().to_addrs() {
+            fail(format!("--addr: {e}"));
+        }
         args
     }
 
@@ -92,41 +92,73 @@ impl Args {
         self.values.get(name).map(String::as_str)
     }
 
+    /// The value of an option the demo cannot run without; exits 2 with the usage line when
+    /// it is missing.
+    pub fn required(&self, name: &str) -> &str {
+        self.value(name)
+            .unwrap_or_else(|| self.fail(&format!("--{name} is required")))
+    }
+
+    /// Prints `msg` and the usage line, and exits 2 (a bad command line).
+    pub fn fail(&self, msg: &str) -> ! {
+        exit_usage(msg, &self.usage)
+    }
+
     /// The value of an option parsed as `T`, or `default`. Exits on a malformed value.
     pub fn parsed<T: std::str::FromStr>(&self, name: &str, default: T) -> T {
         match self.value(name) {
             None => default,
-            Some(v) => v.parse().unwrap_or_else(|_| {
-                eprintln!("--{name}: malformed value {v:?}");
-                exit(2)
-            }),
+            Some(v) => v
+                .parse()
+                .unwrap_or_else(|_| self.fail(&format!("--{name}: malformed value {v:?}"))),
         }
     }
 }
 
-/// Installs the signal handlers. Call before printing the `listening on` line, so a tool that
-/// sends SIGTERM as soon as it reads the line never hits the default (fatal) action.
-pub fn termination_signals() -> Signals {
-    Signals::new([SIGINT, SIGTERM]).unwrap_or_else(|e| {
-        eprintln!("installing signal handlers failed: {e}");
-        exit(1)
-    })
+fn exit_usage(msg: &str, usage: &str) -> ! {
+    eprintln!("{msg}\n{usage}");
+    exit(2)
 }
 
-/// Prints the `listening on` line, waits for SIGINT or SIGTERM, stops the server gracefully
-/// and exits 0 (1 if a loop failed).
-pub fn serve(server: Server, mut signals: Signals, shown_addr: &str) -> ! {
+/// Sends the `log` records of the library and the demo to stderr, filtered by `RUST_LOG`
+/// (default: warnings and errors).
+fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+}
+
+/// Installs the SIGINT/SIGTERM handlers. Call before printing the `listening on` line, so a
+/// tool that sends SIGTERM as soon as it reads the line never hits the default (fatal) action.
+pub fn termination_signals() -> ShutdownSignals {
+    or_exit(ShutdownSignals::install(), "installing the signal handlers")
+}
+
+/// Prints the `listening on` line, serves until SIGINT or SIGTERM, and exits 0 (1 if a loop
+/// failed).
+pub fn serve(server: Server, signals: ShutdownSignals, shown: &str) -> ! {
+    announce(shown);
+    exit_with(server.run_until(signals))
+}
+
+/// [`serve`], and hands the listeners to a successor that asks through `handover`: then this
+/// process drains its connections and exits 0.
+pub fn serve_with_handover(
+    server: Server,
+    signals: ShutdownSignals,
+    handover: Handover,
+    shown: &str,
+) -> ! {
+    announce(shown);
+    exit_with(server.run_with_handover(signals, handover))
+}
+
+fn announce(shown: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "listening on {shown_addr}");
+    let _ = writeln!(out, "listening on {shown}");
     let _ = out.flush();
-    drop(out);
-    let stop = server.stop_handle();
-    std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            stop.stop();
-        }
-    });
-    match server.join() {
+}
+
+fn exit_with(result: std::io::Result<()>) -> ! {
+    match result {
         Ok(()) => exit(0),
         Err(e) => {
             eprintln!("server failed: {e}");

@@ -1,9 +1,10 @@
-//! The demos' TLS options: `--tls-cert PEM --tls-key PEM` serve TLS on the listen address
-//! (feature `tls`; without it, the options are refused with a clear message).
+//! The demos' listeners: the listen address, or the sockets systemd passed (socket
+//! activation), or a predecessor's (handover); with `--tls-cert PEM --tls-key PEM`, TLS on
+//! them (feature `tls`; without it, the options are refused with a clear message).
 
 use std::process::exit;
 
-use eventide::Builder;
+use eventide::{Builder, ListenFd};
 
 use crate::common::Args;
 
@@ -48,8 +49,13 @@ fn load(_: &str, _: &str, _: &[&[u8]]) -> Option<Config> {
     exit(2)
 }
 
-/// Listens on `addr`, with TLS when `config` is given.
+/// Listens on the sockets systemd passed if it passed any (socket activation: `--addr` is
+/// ignored then), else on `addr`; with TLS when `config` is given.
 pub fn bind(builder: Builder, addr: &str, config: Option<Config>) -> Builder {
+    let passed = crate::common::or_exit(ListenFd::from_systemd(), "socket activation");
+    if !passed.is_empty() {
+        return adopt(builder, passed, config);
+    }
     match config {
         None => builder.bind(addr),
         #[cfg(feature = "tls")]
@@ -57,4 +63,18 @@ pub fn bind(builder: Builder, addr: &str, config: Option<Config>) -> Builder {
         #[cfg(not(feature = "tls"))]
         Some(config) => match config {},
     }
+}
+
+/// Serves listening sockets this process was given, with TLS when `config` is given.
+pub fn adopt(mut builder: Builder, fds: Vec<ListenFd>, config: Option<Config>) -> Builder {
+    for fd in fds {
+        builder = match &config {
+            None => builder.bind_fd(fd),
+            #[cfg(feature = "tls")]
+            Some(config) => builder.bind_fd_tls(fd, config.clone()),
+            #[cfg(not(feature = "tls"))]
+            Some(config) => match *config {},
+        };
+    }
+    builder
 }

@@ -191,7 +191,9 @@ impl FrameError {
     /// fn on_data(codec: &LengthCodec, conn: &mut Conn<'_>) -> Action {
     ///     loop {
     ///         match codec.next_frame(conn) {
-    ///             Ok(Some(frame)) => conn.write(frame),
+    ///             Ok(Some(frame)) => {
+    ///                 conn.write(frame);
+    ///             }
     ///             Ok(None) => break,
     ///             Err(e) => {
     ///                 e.close_connection(conn);

@@ -21,7 +21,7 @@ use crate::worker::{ConnJobs, Job, Ticket};
 
 mod output;
 pub(crate) mod plan;
-mod reason;
+pub(crate) mod reason;
 pub(crate) mod state;
 
 pub(crate) use output::Extra;

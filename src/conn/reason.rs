@@ -11,7 +11,8 @@ pub enum CloseReason {
     /// close (the default [`Handler::on_read_closed`](crate::Handler::on_read_closed) returns
     /// [`Action::Close`](crate::Action::Close)), or after this side's half-close.
     PeerClosed,
-    /// The peer reset the connection (`ECONNRESET` / `EPIPE`); unsent output was lost.
+    /// The peer reset the connection (`ECONNRESET`, `EPIPE`, or `ENOTCONN` from a shutdown);
+    /// unsent output was lost.
     Reset,
     /// An I/O error other than a reset.
     Error(io::Error),
@@ -52,12 +53,15 @@ impl CloseReason {
         }
     }
 
-    /// Classifies an I/O error from a read or write on the connection.
+    /// Classifies an I/O error from a read, write or shutdown on the connection. `ENOTCONN`
+    /// is a reset too: on a connection that was established, `shutdown(2)` answers it once the
+    /// peer's reset has arrived (between the last event and the shutdown).
     pub(crate) fn from_io(err: io::Error) -> CloseReason {
         match err.kind() {
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionAborted => CloseReason::Reset,
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::NotConnected => CloseReason::Reset,
             _ => CloseReason::Error(err),
         }
     }
@@ -76,7 +80,23 @@ impl fmt::Display for CloseReason {
 
 /// Identifies a connection within its event loop: a slab slot plus a generation, so an id
 /// that outlives its connection never matches the connection that reuses the slot.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+///
+/// The generation is a per-loop counter, one value per connection, so the loop index and the
+/// generation alone name the connection: they are its identity (equality, hashing) and its
+/// stable numeric form, [`as_u64`](ConnId::as_u64), for logs, metrics labels or a map key
+/// kept outside the process. [`Display`](fmt::Display) writes the same two numbers as
+/// `LOOP:GENERATION`. Ids repeat only after 2³² connections on one loop.
+///
+/// ```
+/// # use eventide::ConnId;
+/// fn remember(id: ConnId) -> u64 {
+///     let n = id.as_u64();
+///     assert_eq!(ConnId::from_u64(n), Some(id));
+///     assert_eq!(id.to_string(), format!("{}:{}", n >> 32, n & 0xffff_ffff));
+///     n
+/// }
+/// ```
+#[derive(Clone, Copy, Debug)]
 pub struct ConnId {
     pub(crate) loop_index: u16,
     pub(crate) key: u32,
@@ -84,14 +104,67 @@ pub struct ConnId {
 }
 
 impl ConnId {
+    /// The slot of an id rebuilt by [`from_u64`](ConnId::from_u64), which only its loop knows.
+    const UNKNOWN_KEY: u32 = u32::MAX;
+
     /// Index of the event loop that owns the connection.
     pub fn loop_index(&self) -> usize {
         self.loop_index as usize
+    }
+
+    /// The id as one number: the loop index in bits 32..48, the generation in bits 0..32.
+    pub fn as_u64(&self) -> u64 {
+        (u64::from(self.loop_index) << 32) | u64::from(self.generation)
+    }
+
+    /// The id [`as_u64`](ConnId::as_u64) gave `n`; `None` if `n` has bits above 48 set, so
+    /// it cannot be one.
+    pub fn from_u64(n: u64) -> Option<ConnId> {
+        let loop_index = u16::try_from(n >> 32).ok()?;
+        Some(ConnId {
+            loop_index,
+            key: Self::UNKNOWN_KEY,
+            generation: n as u32,
+        })
+    }
+}
+
+impl PartialEq for ConnId {
+    fn eq(&self, other: &ConnId) -> bool {
+        self.as_u64() == other.as_u64()
+    }
+}
+
+impl Eq for ConnId {}
+
+impl std::hash::Hash for ConnId {
+    fn hash<S: std::hash::Hasher>(&self, state: &mut S) {
+        self.as_u64().hash(state);
     }
 }
 
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}.{}", self.loop_index, self.key, self.generation)
+        write!(f, "{}:{}", self.loop_index, self.generation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shutdown_after_the_peer_reset_is_a_reset() {
+        for errno in [
+            libc::ECONNRESET,
+            libc::EPIPE,
+            libc::ECONNABORTED,
+            libc::ENOTCONN,
+        ] {
+            let reason = CloseReason::from_io(io::Error::from_raw_os_error(errno));
+            assert_eq!(reason.as_str(), "reset", "errno {errno}");
+        }
+        let reason = CloseReason::from_io(io::Error::from_raw_os_error(libc::ENOBUFS));
+        assert_eq!(reason.as_str(), "error");
     }
 }

@@ -145,6 +145,7 @@ impl<H: Handler> EventLoop<H> {
     }
 
     fn notify_close(&mut self, id: ConnId, state: H::State, reason: &CloseReason) {
+        self.lp.shared.stats.count_close(reason);
         let handler = &mut self.handler;
         self.lp
             .callback("on_close", |_| handler.on_close(id, state, reason));
@@ -164,6 +165,13 @@ impl<H: Handler> EventLoop<H> {
     /// (or at `deadline`).
     pub(super) fn begin_stop(&mut self, deadline: Instant) {
         if self.stopping {
+            // A later stop with an earlier deadline (`StopHandle::stop_now`) brings it forward.
+            if self.stop_deadline.is_some_and(|d| deadline < d) {
+                self.stop_deadline = Some(deadline);
+                self.lp
+                    .timers
+                    .insert(deadline, TimerKind::StopDeadline, None);
+            }
             return;
         }
         self.stopping = true;
@@ -175,13 +183,7 @@ impl<H: Handler> EventLoop<H> {
             self.udp_flush(i);
         }
         self.udp.clear();
-        for listener in self.listeners.iter_mut() {
-            if let Some(l) = listener.take() {
-                if l.armed {
-                    let _ = self.lp.epoll.delete(l.sock.as_raw_fd());
-                }
-            }
-        }
+        self.close_listeners();
         let keys: Vec<(usize, u32)> = self
             .conns
             .iter()
@@ -204,6 +206,19 @@ impl<H: Handler> EventLoop<H> {
         self.lp
             .timers
             .insert(deadline, TimerKind::StopDeadline, None);
+    }
+
+    /// Stops accepting: the listeners leave epoll and are dropped. Deleted from epoll before
+    /// the descriptor closes: a socket handed to another process stays open there, and epoll
+    /// forgets a registration only when the last descriptor of the socket closes.
+    pub(super) fn close_listeners(&mut self) {
+        for listener in self.listeners.iter_mut() {
+            if let Some(l) = listener.take() {
+                if l.armed {
+                    let _ = self.lp.epoll.delete(l.sock.as_raw_fd());
+                }
+            }
+        }
     }
 
     /// The stop deadline passed: close whatever is left, output or not.

@@ -154,6 +154,10 @@ impl<H: Handler> EventLoop<H> {
             self.arm_listener(i)?;
         }
         self.arm_udp()?;
+        // After the set-up registrations: a loop that cannot register its own descriptors is
+        // not the subject of fault injection (it fails before serving anything).
+        #[cfg(feature = "faults")]
+        self.lp.shared.inject_faults(self.lp.cfg.faults);
         self.lp.tick();
         let handler = &mut self.handler;
         self.lp

@@ -46,6 +46,10 @@ impl<H: Handler> EventLoop<H> {
                 } => self.job_done(key as usize, generation, seq, result),
                 Task::Connect(c) => self.lp.connects.push(c),
                 Task::Stop { deadline } => self.begin_stop(deadline),
+                Task::StopAccepting(done) => {
+                    self.close_listeners();
+                    let _ = done.send(());
+                }
             }
         }
         self.tasks = tasks;
@@ -104,14 +108,12 @@ impl<H: Handler> EventLoop<H> {
         let Some(jobs) = self.conns[key].core.jobs.as_mut() else {
             return;
         };
-        jobs.early.insert(seq, result);
+        jobs.finished(seq, result);
         let mut panicked = false;
         while let Some(jobs) = self.conns[key].core.jobs.as_mut() {
-            let Some(result) = jobs.early.remove(&jobs.next_write) else {
+            let Some(result) = jobs.next_in_order() else {
                 break;
             };
-            jobs.next_write += 1;
-            jobs.in_flight -= 1;
             match result {
                 JobResult::Output(bytes) => {
                     let core = &mut self.conns[key].core;

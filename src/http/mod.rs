@@ -64,6 +64,12 @@ pub use request::{Request, Version};
 pub use response::{Response, Status};
 pub use server::{HttpConnState, HttpServer};
 
+// The WebSocket upgrade reads its request head with this module's parser and header helpers.
+#[cfg(feature = "ws")]
+pub(crate) use fast::{utf8_prefix, Slots};
+#[cfg(feature = "ws")]
+pub(crate) use request::{tokens, trim};
+
 /// The application behind an [`HttpServer`]: one value per event loop, called for every
 /// request of that loop's connections, in order, on the loop's thread (so it must not block).
 ///

@@ -57,9 +57,13 @@ impl Epoll {
             events: interest,
             u64: token,
         };
+        #[cfg(feature = "faults")]
+        super::faults::epoll_ctl(op).map_err(io::Error::from_raw_os_error)?;
         // SAFETY: `event` is a valid, initialised epoll_event that outlives the call (the kernel
         // copies it); for EPOLL_CTL_DEL the kernel ignores it.
         cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut event) })?;
+        #[cfg(feature = "faults")]
+        super::faults::registered(self.fd.as_raw_fd(), op, fd, interest, token);
         Ok(())
     }
 
@@ -70,18 +74,21 @@ impl Epoll {
         let timeout_ms = timeout_millis(timeout);
         events.len = 0;
         let capacity = events.buf.len().min(i32::MAX as usize) as i32;
-        // SAFETY: `events.buf` is an initialised buffer of `capacity` epoll_event values, and the
-        // kernel writes at most `capacity` entries into it.
-        let res = cvt(unsafe {
-            libc::epoll_wait(
-                self.fd.as_raw_fd(),
-                events.buf.as_mut_ptr(),
-                capacity,
-                timeout_ms,
-            )
+        let epfd = self.fd.as_raw_fd();
+        let buf = events.buf.as_mut_ptr();
+        // SAFETY (both calls): `buf` is an initialised buffer of `capacity` epoll_event
+        // values, and the kernel writes at most `capacity` entries into it.
+        #[cfg(feature = "faults")]
+        let (res, extra) = super::faults::wait(epfd, timeout_ms, |timeout_ms| unsafe {
+            libc::epoll_wait(epfd, buf, capacity, timeout_ms)
         });
+        #[cfg(not(feature = "faults"))]
+        let res = unsafe { libc::epoll_wait(epfd, buf, capacity, timeout_ms) };
+        let res = cvt(res);
         match res {
             Ok(n) => {
+                #[cfg(feature = "faults")]
+                let n = super::faults::merge(&mut events.buf, n as usize, extra) as i32;
                 events.len = n as usize;
                 Ok(events.len)
             }

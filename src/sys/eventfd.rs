@@ -99,9 +99,10 @@ impl EventFd {
     /// eventfd whose counter would exceed `u64::MAX - 1`.
     pub fn write(&self, value: u64) -> io::Result<()> {
         let bytes = value.to_ne_bytes();
-        // SAFETY: `bytes` is a valid 8-byte buffer that outlives the call.
-        cvt_retry(|| unsafe {
-            libc::write(self.fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len())
+        cvt_retry(|| {
+            inject!(super::faults::eventfd_write());
+            // SAFETY: `bytes` is a valid 8-byte buffer that outlives the call.
+            unsafe { libc::write(self.fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) }
         })?;
         Ok(())
     }
@@ -119,9 +120,10 @@ impl EventFd {
     /// The raw `read(2)` behind [`EventFd::read`], taking any buffer: one shorter than eight
     /// bytes fails with `InvalidInput` (`EINVAL`), as the kernel defines.
     pub(crate) fn read_into(&self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
-        let n = cvt_retry(|| unsafe {
-            libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
+        let n = cvt_retry(|| {
+            inject!(super::faults::eventfd_read());
+            // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
+            unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) }
         })?;
         Ok(n as usize)
     }

@@ -83,7 +83,14 @@ pub(crate) fn start_connect(sock: &Socket, addr: &Addr) -> io::Result<Progress> 
         Addr::Unix(p) => SockAddr::unix(p)?,
     };
     loop {
-        return match sock.connect(&target) {
+        #[cfg(feature = "faults")]
+        let result = match super::faults::connect() {
+            Ok(()) => sock.connect(&target),
+            Err(errno) => Err(io::Error::from_raw_os_error(errno)),
+        };
+        #[cfg(not(feature = "faults"))]
+        let result = sock.connect(&target);
+        return match result {
             Ok(()) => Ok(Progress::Connected),
             Err(e) => match e.raw_os_error() {
                 Some(libc::EINPROGRESS) => Ok(Progress::Pending),
@@ -106,6 +113,7 @@ pub(crate) fn accept(listener: RawFd) -> io::Result<(OwnedFd, SockAddr)> {
     let (fd, addr) = unsafe {
         SockAddr::try_init(|storage, len| {
             cvt_retry(|| {
+                inject!(super::faults::accept());
                 libc::accept4(
                     listener,
                     storage.cast(),
@@ -138,18 +146,22 @@ fn raw(ret: libc::c_long) -> isize {
 /// goes through the VFS layer (file position lock, access checks, fsnotify), which the kernel
 /// profile of a pipelined HTTP run showed as a few percent of the receive cost.
 pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid for writes of `buf.len()` bytes during the call; no address is
-    // asked for (null pointers are allowed by recvfrom).
-    let n = cvt_retry(|| unsafe {
-        raw(libc::syscall(
-            libc::SYS_recvfrom,
-            fd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            0,
-            std::ptr::null_mut::<libc::sockaddr>(),
-            std::ptr::null_mut::<libc::socklen_t>(),
-        ))
+    let n = cvt_retry(|| {
+        // (`fd` named first: the closure then captures as it did before the hook existed.)
+        let (fd, len) = (fd, inject!(super::faults::recv(fd, buf.len()), buf.len()));
+        // SAFETY: `buf` is valid for writes of `len <= buf.len()` bytes during the call; no
+        // address is asked for (null pointers are allowed by recvfrom).
+        unsafe {
+            raw(libc::syscall(
+                libc::SYS_recvfrom,
+                fd,
+                buf.as_mut_ptr(),
+                len,
+                0,
+                std::ptr::null_mut::<libc::sockaddr>(),
+                std::ptr::null_mut::<libc::socklen_t>(),
+            ))
+        }
     })?;
     Ok(n as usize)
 }
@@ -180,15 +192,25 @@ pub(crate) fn read_append(
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov.as_mut_ptr();
     msg.msg_iovlen = iov.len() as _;
-    // SAFETY: `msg` points at two iovecs of writable memory of the stated lengths (the
-    // vector's spare capacity and `extra`), which stay valid and unaliased for the call.
-    let n = cvt_retry(|| unsafe {
-        raw(libc::syscall(
-            libc::SYS_recvmsg,
-            fd,
-            &mut msg as *mut libc::msghdr,
-            0,
-        ))
+    let n = cvt_retry(|| {
+        #[cfg(feature = "faults")]
+        {
+            // A read cut short fills the spare capacity first, like the kernel.
+            let cap = inject!(super::faults::recv(fd, spare_len + extra.len()), ());
+            iov[0].iov_len = spare_len.min(cap);
+            iov[1].iov_len = (cap - iov[0].iov_len).min(extra.len());
+            msg.msg_iov = iov.as_mut_ptr();
+        }
+        // SAFETY: `msg` points at two iovecs of writable memory of the stated lengths (the
+        // vector's spare capacity and `extra`), which stay valid and unaliased for the call.
+        unsafe {
+            raw(libc::syscall(
+                libc::SYS_recvmsg,
+                fd,
+                &mut msg as *mut libc::msghdr,
+                0,
+            ))
+        }
     })? as usize;
     let into_vec = n.min(spare_len);
     // SAFETY: the kernel initialised the first `into_vec` bytes of the spare capacity.
@@ -198,17 +220,20 @@ pub(crate) fn read_append(
 
 /// `send(2)` with `MSG_NOSIGNAL`.
 pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid for reads of `buf.len()` bytes during the call.
-    let n = cvt_retry(|| unsafe {
-        raw(libc::syscall(
-            libc::SYS_sendto,
-            fd,
-            buf.as_ptr(),
-            buf.len(),
-            libc::MSG_NOSIGNAL,
-            std::ptr::null::<libc::sockaddr>(),
-            0 as libc::socklen_t,
-        ))
+    let n = cvt_retry(|| {
+        let (fd, len) = (fd, inject!(super::faults::send(fd, buf.len()), buf.len()));
+        // SAFETY: `buf` is valid for reads of `len <= buf.len()` bytes during the call.
+        unsafe {
+            raw(libc::syscall(
+                libc::SYS_sendto,
+                fd,
+                buf.as_ptr(),
+                len,
+                libc::MSG_NOSIGNAL,
+                std::ptr::null::<libc::sockaddr>(),
+                0 as libc::socklen_t,
+            ))
+        }
     })?;
     Ok(n as usize)
 }
@@ -225,14 +250,27 @@ pub(crate) fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize
     // IoSlice is guaranteed ABI-compatible with iovec on Unix.
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = count as _;
-    // SAFETY: `msg` points at `count` valid iovecs borrowed from `bufs` for the whole call.
-    let n = cvt_retry(|| unsafe {
-        raw(libc::syscall(
-            libc::SYS_sendmsg,
-            fd,
-            &msg as *const libc::msghdr,
-            libc::MSG_NOSIGNAL,
-        ))
+    #[cfg(feature = "faults")]
+    let mut cut = Vec::new();
+    let n = cvt_retry(|| {
+        #[cfg(feature = "faults")]
+        {
+            let total = bufs[..count].iter().map(|b| b.len()).sum();
+            let cap = inject!(super::faults::send(fd, total), ());
+            cut = super::faults::cut(&bufs[..count], cap);
+            msg.msg_iov = cut.as_mut_ptr();
+            msg.msg_iovlen = cut.len() as _;
+        }
+        // SAFETY: `msg` points at `count` valid iovecs borrowed from `bufs` for the whole call
+        // (or, cut short by the fault injector, at iovecs into the same buffers).
+        unsafe {
+            raw(libc::syscall(
+                libc::SYS_sendmsg,
+                fd,
+                &msg as *const libc::msghdr,
+                libc::MSG_NOSIGNAL,
+            ))
+        }
     })?;
     Ok(n as usize)
 }
@@ -242,6 +280,8 @@ pub(crate) const IOV_MAX: usize = 1024;
 
 /// `shutdown(2)` of the write side: the peer reads end-of-stream after the bytes already sent.
 pub(crate) fn shutdown_write(fd: &impl AsFd) -> io::Result<()> {
+    #[cfg(feature = "faults")]
+    super::faults::shutdown().map_err(io::Error::from_raw_os_error)?;
     SockRef::from(fd).shutdown(Shutdown::Write)
 }
 

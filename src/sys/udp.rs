@@ -105,23 +105,30 @@ impl RecvBatch {
         self.prepare();
         let n = if self.msgs.len() == 1 {
             let hdr = &mut self.msgs[0].msg_hdr;
-            // SAFETY: `hdr` describes one writable buffer of `max` bytes and one address slot,
-            // both owned by `self` and valid for the call.
-            let n = cvt_retry(|| unsafe { libc::recvmsg(fd, hdr, libc::MSG_TRUNC) })?;
+            let n = cvt_retry(|| {
+                inject!(super::faults::udp_recv(1));
+                // SAFETY: `hdr` describes one writable buffer of `max` bytes and one address
+                // slot, both owned by `self` and valid for the call.
+                unsafe { libc::recvmsg(fd, &mut *hdr, libc::MSG_TRUNC) }
+            })?;
             self.msgs[0].msg_len = n as libc::c_uint;
             1
         } else {
             let vlen = self.msgs.len() as libc::c_uint;
             // SAFETY: `msgs` holds `vlen` headers prepared above, each pointing at buffers and
             // address slots owned by `self`; a null timeout means no timeout.
-            cvt_retry(|| unsafe {
-                libc::recvmmsg(
-                    fd,
-                    self.msgs.as_mut_ptr(),
-                    vlen,
-                    libc::MSG_TRUNC,
-                    std::ptr::null_mut(),
-                )
+            cvt_retry(|| {
+                let vlen = inject!(super::faults::udp_recv(vlen as usize), vlen as usize);
+                // SAFETY: as above; `vlen` is at most the number of headers.
+                unsafe {
+                    libc::recvmmsg(
+                        fd,
+                        self.msgs.as_mut_ptr(),
+                        vlen as libc::c_uint,
+                        libc::MSG_TRUNC,
+                        std::ptr::null_mut(),
+                    )
+                }
             })? as usize
         };
         self.count = n;
@@ -282,16 +289,19 @@ impl SendQueue {
             let (off, len, to) = self.items[0];
             let (addr, alen) = std_to_sockaddr(&to);
             let buf = &self.data[off..off + len];
-            // SAFETY: `buf` and `addr` are valid for reads for the duration of the call.
-            cvt_retry(|| unsafe {
-                libc::sendto(
-                    fd,
-                    buf.as_ptr().cast(),
-                    len,
-                    libc::MSG_NOSIGNAL,
-                    (&addr as *const libc::sockaddr_storage).cast(),
-                    alen,
-                )
+            cvt_retry(|| {
+                inject!(super::faults::udp_send(1));
+                // SAFETY: `buf` and `addr` are valid for reads for the duration of the call.
+                unsafe {
+                    libc::sendto(
+                        fd,
+                        buf.as_ptr().cast(),
+                        len,
+                        libc::MSG_NOSIGNAL,
+                        (&addr as *const libc::sockaddr_storage).cast(),
+                        alen,
+                    )
+                }
             })?;
             return Ok(1);
         }
@@ -318,13 +328,17 @@ impl SendQueue {
         }
         // SAFETY: `msgs` holds `n` headers pointing into `addrs`, `iovs` and `data`, none of
         // which is touched (or moved) until the call returns.
-        let sent = cvt_retry(|| unsafe {
-            libc::sendmmsg(
-                fd,
-                self.msgs.as_mut_ptr(),
-                n as libc::c_uint,
-                libc::MSG_NOSIGNAL,
-            )
+        let sent = cvt_retry(|| {
+            let count = inject!(super::faults::udp_send(n), n);
+            // SAFETY: see above; `count <= n`, the number of headers.
+            unsafe {
+                libc::sendmmsg(
+                    fd,
+                    self.msgs.as_mut_ptr(),
+                    count as libc::c_uint,
+                    libc::MSG_NOSIGNAL,
+                )
+            }
         })?;
         Ok(sent as usize)
     }

@@ -23,6 +23,11 @@
 //! AES-128-GCM only, verifying the server's certificate for `localhost` against `PEM`; see
 //! `eventide_bench::tls`). Each handshake completes when the connection opens, before the first
 //! message and so before the measured window.
+//!
+//! **WebSocket** (`--ws [--ws-path PATH]`, either mode): every connection is upgraded to
+//! WebSocket (`GET PATH`, default `/`) when it opens; each message is one masked binary frame,
+//! and every message echoed must have the size sent (see `eventide_bench::ws`), besides the
+//! byte-for-byte check.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdTcpStream};
@@ -32,14 +37,16 @@ use std::time::{Duration, Instant};
 
 use eventide_bench::args::Flags;
 use eventide_bench::filler;
-use eventide_bench::tls::{self, rustls, Stream};
+use eventide_bench::stream::Stream;
+use eventide_bench::tls::{self, rustls};
+use eventide_bench::ws::{self, Framing, WsStream};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 const USAGE: &str = "usage: echo-load --addr HOST:PORT [--conns N] [--size BYTES] [--depth D] \
-[--duration SECS | --requests N] [--warmup SECS] [--json] [--marks] [--tls --ca PEM]\n       \
-echo-load --addr HOST:PORT --idle N [--tls --ca PEM]";
+[--duration SECS | --requests N] [--warmup SECS] [--json] [--marks] [--tls --ca PEM | --ws [--ws-path P]]\n       \
+echo-load --addr HOST:PORT --idle N [--tls --ca PEM | --ws [--ws-path P]]";
 
 /// Bytes at the start of each message that identify it: connection id (u32 LE) + sequence (u64 LE).
 const HEADER: usize = 12;
@@ -59,6 +66,8 @@ struct Opts {
     requests: Option<u64>,
     /// `--tls`: the client configuration, trusting `--ca`.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// `--ws`: the path of the WebSocket upgrade.
+    ws: Option<String>,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -74,7 +83,9 @@ fn parse_opts() -> Result<Opts, String> {
         idle: None,
         requests: None,
         tls: None,
+        ws: None,
     };
+    let mut ws_path = None::<String>;
     let (mut tls, mut ca) = (false, None::<PathBuf>);
     let mut have_addr = false;
     let mut flags = Flags::from_env();
@@ -92,6 +103,8 @@ fn parse_opts() -> Result<Opts, String> {
             "--idle" => o.idle = Some(flags.parse()?),
             "--requests" => o.requests = Some(flags.parse()?),
             "--tls" => tls = true,
+            "--ws" => o.ws = Some("/".into()),
+            "--ws-path" => ws_path = Some(flags.value()?),
             "--ca" => ca = Some(flags.value()?.into()),
             "--json" => o.json = true,
             "--marks" => o.marks = true,
@@ -114,6 +127,14 @@ fn parse_opts() -> Result<Opts, String> {
         (false, Some(_)) => return Err("--ca goes with --tls".into()),
         (false, None) => {}
     }
+    match (&o.ws, ws_path) {
+        (Some(_), Some(p)) => o.ws = Some(p),
+        (None, Some(_)) => return Err("--ws-path goes with --ws".into()),
+        _ => {}
+    }
+    if o.ws.is_some() && o.tls.is_some() {
+        return Err("--ws and --tls cannot be combined".into());
+    }
     if o.requests == Some(0) {
         return Err("--requests must be >= 1".into());
     }
@@ -135,7 +156,7 @@ fn main() {
         }
     };
     let res = match opts.idle {
-        Some(n) => idle(opts.addr, n, opts.tls.as_ref()),
+        Some(n) => idle(&opts, n),
         None => load(&opts),
     };
     if let Err(e) = res {
@@ -203,17 +224,32 @@ fn load(o: &Opts) -> io::Result<()> {
     for i in 0..o.conns {
         let context =
             |e: io::Error| io::Error::new(e.kind(), format!("connect #{i} to {}: {e}", o.addr));
-        let mut stream = match &o.tls {
-            None => {
+        let mut stream = match (&o.tls, &o.ws) {
+            (Some(cfg), _) => {
+                let (session, s) = tls::connect_blocking(o.addr, cfg).map_err(context)?;
+                s.set_nonblocking(true)?;
+                Stream::tls(session, TcpStream::from_std(s))
+            }
+            (None, Some(path)) => {
+                let (s, rest) = ws::connect_blocking(o.addr, path).map_err(context)?;
+                s.set_nonblocking(true)?;
+                let framing = Framing {
+                    opcode: ws::BINARY,
+                    frame_size: Some(o.size),
+                    expect: Some(o.size),
+                };
+                Stream::Ws(Box::new(WsStream::new(
+                    TcpStream::from_std(s),
+                    rest,
+                    framing,
+                    i as u64 + 1,
+                )))
+            }
+            (None, None) => {
                 let s = StdTcpStream::connect(o.addr).map_err(context)?;
                 s.set_nodelay(true)?;
                 s.set_nonblocking(true)?;
                 Stream::Plain(TcpStream::from_std(s))
-            }
-            Some(cfg) => {
-                let (session, s) = tls::connect_blocking(o.addr, cfg).map_err(context)?;
-                s.set_nonblocking(true)?;
-                Stream::tls(session, TcpStream::from_std(s))
             }
         };
         poll.registry().register(
@@ -419,7 +455,15 @@ fn mark(o: &Opts, what: &str) {
 // ---------------------------------------------------------------------------------------------
 // Idle mode
 
-fn idle(addr: SocketAddr, n: usize, tls: Option<&Arc<rustls::ClientConfig>>) -> io::Result<()> {
+/// A held connection of idle mode: the socket, and its session for TLS or WebSocket.
+enum Held {
+    Plain(StdTcpStream),
+    Tls(Box<(rustls::ClientConnection, StdTcpStream)>),
+    Ws(Box<WsStream<StdTcpStream>>),
+}
+
+fn idle(o: &Opts, n: usize) -> io::Result<()> {
+    let addr = o.addr;
     // Install the handlers first so a signal during setup still ends us cleanly.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
@@ -433,25 +477,41 @@ fn idle(addr: SocketAddr, n: usize, tls: Option<&Arc<rustls::ClientConfig>>) -> 
                 format!("connect #{i} (after {} open): {e}", held.len()),
             )
         };
-        let (mut session, mut s) = match tls {
-            None => (None, StdTcpStream::connect(addr).map_err(context)?),
-            Some(cfg) => {
+        let mut conn = match (&o.tls, &o.ws) {
+            (Some(cfg), _) => {
                 let (session, s) = tls::connect_blocking(addr, cfg).map_err(context)?;
-                (Some(session), s)
+                Held::Tls(Box::new((session, s)))
             }
+            (None, Some(path)) => {
+                let (s, rest) = ws::connect_blocking(addr, path).map_err(context)?;
+                let framing = Framing {
+                    opcode: ws::BINARY,
+                    frame_size: None,
+                    expect: Some(16),
+                };
+                Held::Ws(Box::new(WsStream::new(s, rest, framing, i as u64 + 1)))
+            }
+            (None, None) => Held::Plain(StdTcpStream::connect(addr).map_err(context)?),
         };
-        s.set_nodelay(true)?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let sock = match &mut conn {
+            Held::Plain(s) => &*s,
+            Held::Tls(t) => &t.1,
+            Held::Ws(w) => &*w.socket(),
+        };
+        sock.set_nodelay(true)?;
+        sock.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut msg = [0u8; 16];
         msg[..8].copy_from_slice(&(i as u64).to_le_bytes());
         msg[8..].copy_from_slice(b"idle-rt!");
         let mut back = [0u8; 16];
-        let round_trip = match session.as_mut() {
-            None => s.write_all(&msg).and_then(|()| s.read_exact(&mut back)),
-            Some(session) => {
-                let mut t = rustls::Stream::new(session, &mut s);
+        let round_trip = match &mut conn {
+            Held::Plain(s) => s.write_all(&msg).and_then(|()| s.read_exact(&mut back)),
+            Held::Tls(t) => {
+                let (session, s) = &mut **t;
+                let mut t = rustls::Stream::new(session, s);
                 t.write_all(&msg).and_then(|()| t.read_exact(&mut back))
             }
+            Held::Ws(w) => w.write_all(&msg).and_then(|()| w.read_exact(&mut back)),
         };
         round_trip.map_err(|e| io::Error::new(e.kind(), format!("conn {i}: round trip: {e}")))?;
         if back != msg {
@@ -459,7 +519,7 @@ fn idle(addr: SocketAddr, n: usize, tls: Option<&Arc<rustls::ClientConfig>>) -> 
                 "conn {i}: verification failed: echo differs"
             )));
         }
-        held.push((s, session));
+        held.push(conn);
     }
     println!("ready");
     io::stdout().flush()?;

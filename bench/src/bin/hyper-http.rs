@@ -5,8 +5,10 @@
 //! `{"message":"Hello, World!"}` (`application/json`, serialised per request with serde_json),
 //! 404 otherwise, TechEmpower style. Headers: `Server: eventide` (so every HTTP peer sends the
 //! same bytes), `Content-Type`, `Content-Length` (from the body) and `Date` (hyper's own cache,
-//! refreshed once per second); `title_case_headers` so the names match byte for byte, and
-//! `pipeline_flush` so pipelined responses go out in one write. One connection task per socket
+//! refreshed once per second), and `pipeline_flush` so pipelined responses go out in one write.
+//! Header names go out as hyper writes them (lower case): the same length as the other peers'
+//! `Server:`/`Content-Type:`, so the bytes on the wire are as many, and no per-response
+//! title-casing (`title_case_headers`) that an expert would not turn on. One connection task per socket
 //! via hyper-util's `TokioIo`; `current_thread` runtime for `--loops 1`.
 //! Follows the demo contract (see the crate docs).
 
@@ -37,7 +39,7 @@ fn main() {
 
 async fn serve(args: ServerArgs) -> std::io::Result<()> {
     let mut builder = http1::Builder::new();
-    builder.pipeline_flush(true).title_case_headers(true);
+    builder.pipeline_flush(true);
     tokio_serve("hyper-http", args.addr, |stream| {
         let _ = stream.set_nodelay(true);
         let conn = builder.serve_connection(TokioIo::new(stream), service_fn(handle));

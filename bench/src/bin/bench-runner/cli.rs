@@ -6,14 +6,25 @@ use eventide_bench::args::Flags;
 
 pub const USAGE: &str = "\
 usage: bench-runner [options]
+  --rebaseline       the whole re-baseline in one run: the suite (peers, eventide defaults),
+                     level vs edge, the suite again with --lto, and the instruction counts
+  --triggers         instead of the peers: eventide level- vs edge-triggered, interleaved
+  --callgrind        instead of timed runs: user-space instructions per message under
+                     valgrind (echo and TLS echo scenarios), eventide vs its peers
+  --lto              build and run every server with lto = \"fat\", codegen-units = 1
+                     (cargo profile release-lto) instead of the release profile
+  --plan             print what would run and an estimate of how long, then exit
   --rounds N         interleaved rounds per scenario (default 5)
   --secs S           seconds per timed run (default 3)
   --quick            1 round of ~1 s, no verdicts, reports written to a temp dir (CI)
-  --only LIST        comma-separated scenarios: echo-d1,echo-d16,http-plain,http-pipe16,
-                     resp-p1,resp-p16,idle-mem,udp-echo,tls-echo (repeatable)
-  --out-md PATH      markdown report (default <workspace>/BENCHMARKS.md)
+  --only LIST        comma-separated scenarios (repeatable): echo-d1,echo-d16,http-plain,
+                     http-pipe16,resp-p1,resp-p16,idle-mem,udp-echo,tls-echo,tls-echo-d16,
+                     tls-echo-16k,conns,ws-d1,ws-d16,broadcast,broadcast-lines,gateway
+  --out-md PATH      markdown report (default: the results section of <workspace>/BENCHMARKS.md)
   --out-svg PATH     chart (default <workspace>/docs/bench.svg)
   --idle-conns N     connections for idle-mem (default 9000; 2000 with --quick)
+  --scale-conns N    idle connections held in the conns scenario (default 19000; 2000 with
+                     --quick), beside its active set of 500
   --no-build         use the binaries already built
   --no-syscalls      skip the perf syscall pass
   --peers-anyway     run a scenario's peers even when its eventide example is missing
@@ -29,7 +40,57 @@ pub const SCENARIOS: &[&str] = &[
     "idle-mem",
     "udp-echo",
     "tls-echo",
+    "tls-echo-d16",
+    "tls-echo-16k",
+    "conns",
+    "ws-d1",
+    "ws-d16",
+    "broadcast",
+    "broadcast-lines",
+    "gateway",
 ];
+
+/// What a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Timed runs, eventide with its defaults beside the peers.
+    Suite,
+    /// Timed runs, eventide level-triggered beside eventide edge-triggered (no peers).
+    Triggers,
+    /// Instruction counts under callgrind (no timed runs).
+    Callgrind,
+}
+
+/// The cargo profile every server and load tool is built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `release` (the workspace's `[profile.release]`).
+    Release,
+    /// `release-lto`: release with `lto = "fat"`, `codegen-units = 1`.
+    ReleaseLto,
+}
+
+impl Profile {
+    /// The name cargo knows it by (`--profile NAME`), also its directory under `target/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Release => "release",
+            Profile::ReleaseLto => "release-lto",
+        }
+    }
+
+    /// How the report describes it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Profile::Release => {
+                "release profile (opt-level 3, thin local LTO, 16 codegen units, debug = 1)"
+            }
+            Profile::ReleaseLto => {
+                "release-lto profile (release + lto = \"fat\", codegen-units = 1)"
+            }
+        }
+    }
+}
 
 pub const EVENTIDE: &str = "eventide";
 
@@ -42,6 +103,11 @@ pub struct Config {
     pub out_md: Option<PathBuf>,
     pub out_svg: Option<PathBuf>,
     pub idle_conns: Option<usize>,
+    pub scale_conns: Option<usize>,
+    pub mode: Mode,
+    pub profile: Profile,
+    pub rebaseline: bool,
+    pub plan: bool,
     pub build: bool,
     pub syscalls: bool,
     pub peers_anyway: bool,
@@ -59,6 +125,11 @@ pub fn parse_config() -> Result<Config, String> {
         out_md: None,
         out_svg: None,
         idle_conns: None,
+        scale_conns: None,
+        mode: Mode::Suite,
+        profile: Profile::Release,
+        rebaseline: false,
+        plan: false,
         build: true,
         syscalls: true,
         peers_anyway: false,
@@ -114,6 +185,21 @@ pub fn parse_config() -> Result<Config, String> {
                         .ok_or("bad --idle-conns")?,
                 )
             }
+            "--scale-conns" => {
+                c.scale_conns = Some(
+                    flags
+                        .value()?
+                        .parse()
+                        .ok()
+                        .filter(|&n: &usize| n >= 1)
+                        .ok_or("bad --scale-conns")?,
+                )
+            }
+            "--triggers" => c.mode = Mode::Triggers,
+            "--callgrind" => c.mode = Mode::Callgrind,
+            "--lto" => c.profile = Profile::ReleaseLto,
+            "--rebaseline" => c.rebaseline = true,
+            "--plan" => c.plan = true,
             "--no-build" => c.build = false,
             "--no-syscalls" => c.syscalls = false,
             "--peers-anyway" => c.peers_anyway = true,
@@ -124,6 +210,9 @@ pub fn parse_config() -> Result<Config, String> {
             }
             _ => return Err(format!("unknown argument {:?}", flags.arg())),
         }
+    }
+    if c.rebaseline && (c.mode != Mode::Suite || c.profile != Profile::Release) {
+        return Err("--rebaseline runs every mode and profile itself: drop --triggers, --callgrind and --lto".into());
     }
     if c.quick {
         c.rounds = rounds.unwrap_or(1);

@@ -156,7 +156,7 @@ pub fn echo_timed_with(
 /// Runs a load tool that prints `MARK start` / `MARK end` around its measured window and then
 /// a JSON report (echo-load, udp-load with `--marks --json`), sampling the server's CPU time at
 /// the marks.
-fn marked_run(
+pub fn marked_run(
     mut cmd: Command,
     what: &str,
     server: &Server,
@@ -220,6 +220,20 @@ fn marked_run(
     })
 }
 
+/// A fixed amount of echo work (`--requests n`, for instruction counts): returns the messages
+/// completed.
+pub fn echo_requests(
+    bin: &Path,
+    server: &Server,
+    p: EchoParams,
+    n: u64,
+    extra: &[String],
+) -> io::Result<u64> {
+    let mut cmd = echo_command(bin, server, p, 1.0, 0.0, extra);
+    cmd.args(["--requests", &n.to_string()]);
+    total_msgs(cmd, "echo-load", 600.0)
+}
+
 /// An untimed echo run (syscall pass): returns every message completed, warm-up included.
 pub fn echo_total(bin: &Path, server: &Server, p: EchoParams, secs: f64) -> io::Result<u64> {
     echo_total_with(bin, server, p, secs, &[])
@@ -238,7 +252,7 @@ pub fn echo_total_with(
 }
 
 /// Runs a load tool to completion and returns the `total_msgs` of its JSON report.
-fn total_msgs(cmd: Command, what: &str, secs: f64) -> io::Result<u64> {
+pub fn total_msgs(cmd: Command, what: &str, secs: f64) -> io::Result<u64> {
     let (out, _) = run_captured(cmd, Duration::from_secs_f64(secs + 60.0), what)?;
     let json = out.lines().find(|l| l.starts_with('{')).unwrap_or("");
     let v: serde_json::Value = serde_json::from_str(json)

@@ -43,23 +43,24 @@ pub fn epoll_wait_tracepoints() -> Vec<String> {
         .collect()
 }
 
-/// Traces `pid` with `perf stat` (syscall counts) and `perf record` (epoll wait results) while
+/// Traces the processes `pids` (comma-separated: a server and its child processes) with `perf stat` (syscall counts) and `perf record` (epoll wait results) while
 /// `load` runs; `load` returns the requests it completed.
 pub fn traced<F: FnOnce() -> io::Result<u64>>(
-    pid: u32,
+    pids: &str,
     waits: &[String],
     tmp: &Path,
     load: F,
 ) -> io::Result<SyscallStats> {
-    let stat_out = tmp.join(format!("perf-stat-{pid}.txt"));
-    let rec_out = tmp.join(format!("perf-record-{pid}.data"));
+    let tag = pids.split(',').next().unwrap_or("0");
+    let stat_out = tmp.join(format!("perf-stat-{tag}.txt"));
+    let rec_out = tmp.join(format!("perf-record-{tag}.data"));
     let mut stat = procs::load_command("perf");
     stat.args(["stat", "-x", ",", "-o"]).arg(&stat_out);
     stat.args(["-e", "raw_syscalls:sys_enter"]);
     for w in waits {
         stat.args(["-e", &format!("syscalls:sys_enter_{w}")]);
     }
-    stat.args(["-p", &pid.to_string()]);
+    stat.args(["-p", pids]);
     let mut stat = stat.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
     let stat_err = procs::spawn_collect(stat.stderr.take().expect("piped"));
     let mut rec = if waits.is_empty() {
@@ -70,7 +71,7 @@ pub fn traced<F: FnOnce() -> io::Result<u64>>(
         for w in waits {
             c.args(["-e", &format!("syscalls:sys_exit_{w}")]);
         }
-        c.args(["-p", &pid.to_string()]);
+        c.args(["-p", pids]);
         c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()
     };
     // Let both attach before the load starts.

@@ -23,8 +23,38 @@ pub enum Spawn {
     Contract(std::path::PathBuf),
     /// The same, with extra arguments (e.g. eventide's echo with `--udp --udp-batch 32`).
     ContractWith(std::path::PathBuf, Vec<String>),
+    /// A chat server under the contract that also serves plain TCP lines on `--lines ADDR`
+    /// (a free port picked at start); the load goes to that address.
+    Lines(std::path::PathBuf, Vec<String>),
     /// `redis-server` on a free port with persistence off.
     RedisServer,
+    /// nginx as a reverse proxy to `upstream` (see `gateway`), configured in `dir`.
+    Nginx {
+        dir: std::path::PathBuf,
+        upstream: SocketAddr,
+    },
+}
+
+impl Spawn {
+    /// The same server with `more` arguments (a contract binary only; others are unchanged).
+    pub fn with_args(&self, more: &[String]) -> Spawn {
+        let join = |a: &[String]| [a, more].concat();
+        match self {
+            Spawn::Contract(b) => Spawn::ContractWith(b.clone(), more.to_vec()),
+            Spawn::ContractWith(b, a) => Spawn::ContractWith(b.clone(), join(a)),
+            Spawn::Lines(b, a) => Spawn::Lines(b.clone(), join(a)),
+            other => other.clone(),
+        }
+    }
+}
+
+/// How a server process is launched: the CPU it is pinned to, and optionally under callgrind.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// The CPU (default [`SERVER_CPU`]).
+    pub cpu: Option<&'static str>,
+    /// Run under `valgrind --tool=callgrind`, writing the profile here.
+    pub callgrind: Option<std::path::PathBuf>,
 }
 
 /// A server process under test.
@@ -32,8 +62,10 @@ pub struct Server {
     child: Child,
     /// Its pid (taskset execs, so this is the server itself).
     pub pid: u32,
-    /// The address it listens on.
+    /// The address the load goes to (the `listening on` one, or the `--lines` one).
     pub addr: SocketAddr,
+    /// How long to wait for it to exit after SIGTERM before killing it.
+    grace: Duration,
     stdout: Option<JoinHandle<String>>,
     stderr: Option<JoinHandle<String>>,
 }
@@ -54,7 +86,7 @@ impl Stopped {
         match self.status {
             Some(s) if s.success() => None,
             Some(s) => Some(format!("exited with {s} on SIGTERM{}", tail(&self.stderr))),
-            None => Some("did not exit within 10 s of SIGTERM (killed)".to_string()),
+            None => Some("did not exit in time after SIGTERM (killed)".to_string()),
         }
     }
 }
@@ -71,16 +103,78 @@ pub fn tail(s: &str) -> String {
 impl Server {
     /// Starts a server pinned to [`SERVER_CPU`] and waits until it accepts connections.
     pub fn start(spawn: &Spawn) -> io::Result<Server> {
+        Server::start_with(spawn, &Launch::default())
+    }
+
+    /// Starts a server as `launch` says and waits until it accepts connections.
+    pub fn start_with(spawn: &Spawn, launch: &Launch) -> io::Result<Server> {
         match spawn {
-            Spawn::Contract(bin) => Server::start_contract(bin, &[]),
-            Spawn::ContractWith(bin, args) => Server::start_contract(bin, args),
+            Spawn::Contract(bin) => Server::start_contract(bin, &[], launch),
+            Spawn::ContractWith(bin, args) => Server::start_contract(bin, args, launch),
+            Spawn::Lines(bin, args) => {
+                let lines = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+                let args = [args.clone(), vec!["--lines".into(), lines.to_string()]].concat();
+                let mut server = Server::start_contract(bin, &args, launch)?;
+                server.addr = lines;
+                server.wait_connectable()?;
+                Ok(server)
+            }
             Spawn::RedisServer => Server::start_redis(),
+            Spawn::Nginx { dir, upstream } => crate::gateway::start_nginx(dir, *upstream, launch),
         }
     }
 
-    fn start_contract(bin: &Path, extra: &[String]) -> io::Result<Server> {
-        let mut child = Command::new("taskset")
-            .args(["-c", SERVER_CPU])
+    /// A process started by the caller (already pinned), once `addr` accepts connections.
+    pub fn adopt(mut child: Child, addr: SocketAddr, what: &str) -> io::Result<Server> {
+        let pid = child.id();
+        let stdout = child.stdout.take().map(spawn_collect);
+        let stderr = child.stderr.take().map(spawn_collect);
+        let mut server = Server {
+            child,
+            pid,
+            addr,
+            grace: Duration::from_secs(10),
+            stdout,
+            stderr,
+        };
+        if let Err(e) = server.wait_connectable() {
+            let st = server.stop();
+            return Err(io::Error::other(format!(
+                "{what}: {e}{}{}",
+                tail(&st.stdout),
+                tail(&st.stderr)
+            )));
+        }
+        Ok(server)
+    }
+
+    /// Waits up to 20 s until `addr` accepts a connection.
+    fn wait_connectable(&mut self) -> io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if TcpStream::connect(self.addr).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline || !self.alive() {
+                return Err(io::Error::other(format!(
+                    "not accepting connections on {}",
+                    self.addr
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn start_contract(bin: &Path, extra: &[String], launch: &Launch) -> io::Result<Server> {
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", launch.cpu.unwrap_or(SERVER_CPU)]);
+        let mut grace = Duration::from_secs(10);
+        if let Some(out) = &launch.callgrind {
+            cmd.args(["valgrind", "--tool=callgrind", "--dump-instr=no", "-q"])
+                .arg(format!("--callgrind-out-file={}", out.display()));
+            grace = Duration::from_secs(120); // writing the profile takes a while
+        }
+        let mut child = cmd
             .arg(bin)
             .args(["--addr", "127.0.0.1:0", "--loops", "1"])
             .args(extra)
@@ -96,10 +190,12 @@ impl Server {
             child,
             pid,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            grace,
             stdout: Some(stdout),
             stderr,
         };
-        match lines.recv_timeout(Duration::from_secs(20)) {
+        let wait = Duration::from_secs(if launch.callgrind.is_some() { 120 } else { 20 });
+        match lines.recv_timeout(wait) {
             Ok(line) => match line.strip_prefix("listening on ").map(|a| a.trim().parse()) {
                 Some(Ok(addr)) => {
                     server.addr = addr;
@@ -117,7 +213,7 @@ impl Server {
             Err(_) => {
                 let st = server.stop();
                 Err(io::Error::other(format!(
-                    "{}: no `listening on` line within 20 s{}",
+                    "{}: no `listening on` line in time{}",
                     bin.display(),
                     tail(&st.stderr)
                 )))
@@ -127,7 +223,7 @@ impl Server {
 
     fn start_redis() -> io::Result<Server> {
         let port = free_port()?;
-        let mut child = Command::new("taskset")
+        let child = Command::new("taskset")
             .args(["-c", SERVER_CPU, "redis-server", "--port"])
             .arg(port.to_string())
             .args([
@@ -147,37 +243,33 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("spawn redis-server: {e}")))?;
-        let pid = child.id();
-        let stdout = child.stdout.take().map(spawn_collect);
-        let stderr = child.stderr.take().map(spawn_collect);
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut server = Server {
+        Server::adopt(
             child,
-            pid,
-            addr,
-            stdout,
-            stderr,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if TcpStream::connect(addr).is_ok() {
-                return Ok(server);
-            }
-            if Instant::now() > deadline || matches!(server.child.try_wait(), Ok(Some(_))) {
-                let st = server.stop();
-                return Err(io::Error::other(format!(
-                    "redis-server did not start on port {port}{}{}",
-                    tail(&st.stdout),
-                    tail(&st.stderr)
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            "redis-server",
+        )
     }
 
-    /// Server CPU time so far (utime and stime of all its threads).
+    /// Server CPU time so far (utime and stime of all its threads, and of its child processes
+    /// such as nginx's worker).
     pub fn cpu_time(&self) -> io::Result<CpuTime> {
-        cpu_time(self.pid)
+        let mut t = cpu_time(self.pid)?;
+        for child in children(self.pid) {
+            if let Ok(c) = cpu_time(child) {
+                t.user_s += c.user_s;
+                t.system_s += c.system_s;
+            }
+        }
+        Ok(t)
+    }
+
+    /// Its pid and its child processes' (nginx's worker), comma-separated, for `perf -p`.
+    pub fn pids(&self) -> String {
+        std::iter::once(self.pid)
+            .chain(children(self.pid))
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Resident set size in bytes (VmRSS).
@@ -195,13 +287,23 @@ impl Server {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// SIGTERM, then wait up to 10 s (SIGKILL after that).
-    pub fn stop(mut self) -> Stopped {
+    /// SIGTERM, then wait (10 s, 120 s under callgrind; SIGKILL after that).
+    pub fn stop(self) -> Stopped {
+        self.stop_timed().0
+    }
+
+    /// [`stop`](Server::stop), also returning how long the process took to exit after SIGTERM
+    /// (None if it had already exited or had to be killed).
+    pub fn stop_timed(mut self) -> (Stopped, Option<Duration>) {
+        let mut took = None;
         let mut status = match self.child.try_wait() {
             Ok(Some(st)) => Some(st),
             _ => {
+                let t0 = Instant::now();
                 let _ = sys::terminate(self.pid);
-                wait_timeout(&mut self.child, Duration::from_secs(10))
+                let st = wait_timeout(&mut self.child, self.grace);
+                took = st.map(|_| t0.elapsed());
+                st
             }
         };
         if status.is_none() {
@@ -219,11 +321,14 @@ impl Server {
             .take()
             .and_then(|h| h.join().ok())
             .unwrap_or_default();
-        Stopped {
-            status,
-            stdout,
-            stderr,
-        }
+        (
+            Stopped {
+                status,
+                stdout,
+                stderr,
+            },
+            took,
+        )
     }
 }
 
@@ -295,16 +400,33 @@ pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Waits for `child` up to `timeout`; None if it is still running.
+/// Waits for `child` up to `timeout`; None if it is still running. Polls every millisecond,
+/// so a stop time read from it is good to about 1 ms.
 pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         match child.try_wait() {
             Ok(Some(st)) => return Some(st),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
             _ => return None,
         }
     }
+}
+
+/// The child processes of `pid` (`/proc/PID/task/*/children`).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
 }
 
 /// Reads a pipe to the end on a thread.

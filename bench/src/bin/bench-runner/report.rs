@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use crate::load::Sample;
 use crate::perf::SyscallStats;
+use crate::verdicts::Verdict;
 
 /// Busy fraction under which a run is flagged: the server was not the bottleneck.
 pub const BUSY_FLAG: f64 = 0.95;
@@ -26,6 +27,10 @@ pub struct Bench {
     pub syscalls: BTreeMap<String, SyscallStats>,
     /// Idle memory per server, bytes per connection, one value per round.
     pub idle: BTreeMap<String, Vec<f64>>,
+    /// Further figures per server (one value per round) under the scenario's own columns.
+    pub values: BTreeMap<String, BTreeMap<&'static str, Vec<f64>>>,
+    /// Those columns, in display order.
+    pub columns: Vec<Column>,
     /// Failed runs, skipped servers and other remarks.
     pub notes: Vec<String>,
 }
@@ -55,8 +60,38 @@ pub struct Summary {
     pub events_per_wait: Option<f64>,
     /// Resident bytes per idle connection.
     pub bytes_per_conn: Option<f64>,
+    /// Medians of the scenario's own columns.
+    pub extra: BTreeMap<&'static str, f64>,
     /// Timed runs that succeeded.
     pub runs: usize,
+}
+
+/// A column of a scenario's own (beyond the timed-run figures of [`METRICS`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Column {
+    /// Header.
+    pub name: &'static str,
+    /// Whether a larger value is better (for the best-peer choice and the reading of ratios).
+    pub higher_better: bool,
+}
+
+/// How a verdict or a table reads one figure of a [`Summary`].
+#[derive(Clone, Copy)]
+pub enum Get {
+    /// A figure of the timed runs (a [`METRICS`] getter).
+    Std(fn(&Summary) -> Option<f64>),
+    /// A column of the scenario's own.
+    Extra(&'static str),
+}
+
+impl Summary {
+    /// The figure `g` reads.
+    pub fn get(&self, g: Get) -> Option<f64> {
+        match g {
+            Get::Std(f) => f(self),
+            Get::Extra(name) => self.extra.get(name).copied(),
+        }
+    }
 }
 
 /// Median of the finite values (None when there are none).
@@ -92,8 +127,56 @@ impl Bench {
             sys_per_req: sys.map(|s| s.per_request()),
             events_per_wait: sys.and_then(|s| s.events_per_wait),
             bytes_per_conn: self.idle.get(server).and_then(|v| median(v.clone())),
-            runs: s.len() + self.idle.get(server).map_or(0, Vec::len),
+            extra: self
+                .values
+                .get(server)
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((*k, median(v.clone())?)))
+                .collect(),
+            runs: s.len()
+                + self.idle.get(server).map_or(0, Vec::len)
+                + self
+                    .values
+                    .get(server)
+                    .and_then(|m| m.values().map(Vec::len).max())
+                    .unwrap_or(0),
         }
+    }
+
+    /// Records one value of column `col` for `server`.
+    pub fn record_value(&mut self, server: &str, col: Column, v: f64) {
+        if !self.columns.iter().any(|c| c.name == col.name) {
+            self.columns.push(col);
+        }
+        self.values
+            .entry(server.to_string())
+            .or_default()
+            .entry(col.name)
+            .or_default()
+            .push(v);
+    }
+
+    /// The peers: every server but eventide's.
+    pub fn peers(&self) -> impl Iterator<Item = &String> {
+        self.servers
+            .iter()
+            .filter(move |s| Some(*s) != self.eventide.as_ref())
+    }
+
+    /// The best of `peers` (all peers when empty) on figure `g`, with its value.
+    pub fn best_peer(&self, peers: &[&str], g: Get, higher_better: bool) -> Option<(String, f64)> {
+        self.peers()
+            .filter(|p| peers.is_empty() || peers.contains(&p.as_str()))
+            .filter_map(|p| Some((p.clone(), self.summary(p).get(g)?)))
+            .reduce(|a, b| {
+                let b_better = if higher_better { b.1 > a.1 } else { b.1 < a.1 };
+                if b_better {
+                    b
+                } else {
+                    a
+                }
+            })
     }
 
     /// Runs whose busy fraction was under [`BUSY_FLAG`], as `(server, round, busy)`.
@@ -116,52 +199,65 @@ pub struct Metric {
     pub name: &'static str,
     /// Getter.
     pub get: fn(&Summary) -> Option<f64>,
+    /// Whether a larger value is better.
+    pub higher_better: bool,
 }
 
 /// The columns, in order of importance (CPU per request first, as the guide asks).
 pub const METRICS: &[Metric] = &[
     Metric {
         name: "CPU µs/req",
+        higher_better: false,
         get: |s| s.cpu_us,
     },
     Metric {
         name: "busy",
+        higher_better: true,
         get: |s| s.busy,
     },
     Metric {
         name: "kernel",
+        higher_better: false,
         get: |s| s.kernel,
     },
     Metric {
         name: "req/s",
+        higher_better: true,
         get: |s| s.rps,
     },
     Metric {
         name: "syscalls/req",
+        higher_better: false,
         get: |s| s.sys_per_req,
     },
     Metric {
         name: "events/wait",
+        higher_better: true,
         get: |s| s.events_per_wait,
     },
     Metric {
         name: "p50 µs",
+        higher_better: false,
         get: |s| s.p50,
     },
     Metric {
         name: "p99 µs",
+        higher_better: false,
         get: |s| s.p99,
     },
     Metric {
         name: "p99.9 µs",
+        higher_better: false,
         get: |s| s.p999,
     },
     Metric {
         name: "max µs",
+        higher_better: false,
         get: |s| s.max,
     },
     Metric {
         name: "B/conn idle",
+        higher_better: false,
         get: |s| s.bytes_per_conn,
     },
 ];
@@ -192,41 +288,77 @@ pub fn fmt_ratio(v: f64) -> String {
     }
 }
 
-fn fmt_opt(v: Option<f64>) -> String {
+pub fn fmt_opt(v: Option<f64>) -> String {
     v.map(fmt_num).unwrap_or_else(|| "-".into())
 }
 
-/// Rows of one bench: header, one row per server, one ratio row per peer.
+/// A column of a table: a timed-run figure or one of the scenario's own.
+struct Col {
+    name: &'static str,
+    get: Get,
+    higher_better: bool,
+}
+
+/// Rows of one bench: header, one row per server, one ratio row per peer, and when there are
+/// several peers one against the best of them (chosen on the first column: CPU per request
+/// where measured, otherwise the scenario's main figure).
 fn rows(b: &Bench) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let sums: Vec<(String, Summary)> = b
         .servers
         .iter()
         .map(|s| (s.clone(), b.summary(s)))
         .collect();
-    let cols: Vec<&Metric> = METRICS
+    let mut cols: Vec<Col> = METRICS
         .iter()
-        .filter(|m| sums.iter().any(|(_, s)| (m.get)(s).is_some()))
+        .map(|m| Col {
+            name: m.name,
+            get: Get::Std(m.get),
+            higher_better: m.higher_better,
+        })
         .collect();
+    cols.extend(b.columns.iter().map(|c| Col {
+        name: c.name,
+        get: Get::Extra(c.name),
+        higher_better: c.higher_better,
+    }));
+    cols.retain(|c| sums.iter().any(|(_, s)| s.get(c.get).is_some()));
     let mut header = vec!["server"];
-    header.extend(cols.iter().map(|m| m.name));
+    header.extend(cols.iter().map(|c| c.name));
     header.push("runs");
     let mut out = Vec::new();
     for (name, s) in &sums {
         let mut r = vec![name.clone()];
-        r.extend(cols.iter().map(|m| fmt_opt((m.get)(s))));
+        r.extend(cols.iter().map(|c| fmt_opt(s.get(c.get))));
         r.push(s.runs.to_string());
         out.push(r);
     }
-    if let Some(ev) = &b.eventide {
-        let evs = b.summary(ev);
-        for (name, s) in sums.iter().filter(|(n, _)| n != ev) {
-            let mut r = vec![format!("ratio {ev}/{name}")];
-            r.extend(cols.iter().map(|m| match ((m.get)(&evs), (m.get)(s)) {
-                (Some(a), Some(b)) if b != 0.0 => format!("{}×", fmt_ratio(a / b)),
-                _ => "-".into(),
-            }));
-            r.push(String::new());
-            out.push(r);
+    let Some(ev) = &b.eventide else {
+        return (header, out);
+    };
+    let evs = b.summary(ev);
+    let ratio_row = |label: String, peer: &Summary| {
+        let mut r = vec![label];
+        r.extend(
+            cols.iter()
+                .map(|c| match (evs.get(c.get), peer.get(c.get)) {
+                    (Some(a), Some(p)) if p != 0.0 => format!("{}×", fmt_ratio(a / p)),
+                    _ => "-".into(),
+                }),
+        );
+        r.push(String::new());
+        r
+    };
+    for (name, s) in sums.iter().filter(|(n, _)| n != ev) {
+        out.push(ratio_row(format!("ratio {ev}/{name}"), s));
+    }
+    let peers = sums.iter().filter(|(n, _)| n != ev).count();
+    if let (true, Some(first)) = (peers >= 2, cols.first()) {
+        if let Some((best, _)) = b.best_peer(&[], first.get, first.higher_better) {
+            let s = b.summary(&best);
+            out.push(ratio_row(
+                format!("ratio {ev}/best peer ({best}, by {})", first.name),
+                &s,
+            ));
         }
     }
     (header, out)
@@ -310,163 +442,19 @@ fn md_table(b: &Bench) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Verdicts
-
-/// Outcome of one target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Target met.
-    Pass,
-    /// Target missed.
-    Miss,
-    /// Not measurable in this run.
-    Skip,
-}
-
-impl Outcome {
-    /// Upper-case label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Outcome::Pass => "PASS",
-            Outcome::Miss => "MISS",
-            Outcome::Skip => "SKIP",
-        }
-    }
-}
-
-/// One target and its outcome.
-#[derive(Debug, Clone)]
-pub struct Verdict {
-    /// What is compared.
-    pub what: String,
-    /// The target, human readable.
-    pub target: String,
-    /// The measured value (ratio or absolute).
-    pub value: Option<f64>,
-    /// PASS / MISS / SKIP.
-    pub outcome: Outcome,
-}
-
-fn find<'a>(benches: &'a [Bench], name: &str) -> Option<&'a Bench> {
-    benches.iter().find(|b| b.name == name)
-}
-
-fn ratio_verdict(
-    benches: &[Bench],
-    bench: &str,
-    peer: &str,
-    metric: &str,
-    get: fn(&Summary) -> Option<f64>,
-    limit: f64,
-) -> Verdict {
-    let value = find(benches, bench).and_then(|b| {
-        let ev = b.eventide.as_ref()?;
-        if !b.servers.iter().any(|s| s == peer) {
-            return None;
-        }
-        let (a, p) = (get(&b.summary(ev))?, get(&b.summary(peer))?);
-        (p > 0.0).then(|| a / p)
-    });
-    Verdict {
-        what: format!("{bench}: {metric}, eventide / {peer}"),
-        target: format!("≤ {limit}×"),
-        value,
-        outcome: match value {
-            Some(v) if v <= limit => Outcome::Pass,
-            Some(_) => Outcome::Miss,
-            None => Outcome::Skip,
-        },
-    }
-}
-
-/// The targets of the benchmark issue.
-pub fn verdicts(benches: &[Bench]) -> Vec<Verdict> {
-    let cpu: fn(&Summary) -> Option<f64> = |s| s.cpu_us;
-    let sys: fn(&Summary) -> Option<f64> = |s| s.sys_per_req;
-    let p99: fn(&Summary) -> Option<f64> = |s| s.p99;
-    let mut v = Vec::new();
-    for b in ["echo-d1", "echo-d16"] {
-        v.push(ratio_verdict(
-            benches,
-            b,
-            "tokio-echo",
-            "CPU/msg",
-            cpu,
-            0.85,
-        ));
-    }
-    for b in ["echo-d1", "echo-d16"] {
-        v.push(ratio_verdict(
-            benches,
-            b,
-            "tokio-echo",
-            "syscalls/msg",
-            sys,
-            0.8,
-        ));
-    }
-    v.push(ratio_verdict(
-        benches,
-        "echo-d1",
-        "tokio-echo",
-        "p99 latency",
-        p99,
-        1.1,
-    ));
-    for b in ["http-plain", "http-pipe16"] {
-        v.push(ratio_verdict(
-            benches,
-            b,
-            "hyper-http",
-            "CPU/req",
-            cpu,
-            0.77,
-        ));
-        v.push(ratio_verdict(benches, b, "tokio-http", "CPU/req", cpu, 0.9));
-    }
-    for b in ["resp-p1 SET", "resp-p1 GET", "resp-p16 SET", "resp-p16 GET"] {
-        v.push(ratio_verdict(
-            benches,
-            b,
-            "redis-server",
-            "CPU/req",
-            cpu,
-            1.0,
-        ));
-    }
-    let idle =
-        find(benches, "idle-mem").and_then(|b| b.summary(b.eventide.as_ref()?).bytes_per_conn);
-    v.push(Verdict {
-        what: "idle-mem: eventide resident bytes per idle connection".into(),
-        target: "≤ 256 B".into(),
-        value: idle,
-        outcome: match idle {
-            Some(x) if x <= 256.0 => Outcome::Pass,
-            Some(_) => Outcome::Miss,
-            None => Outcome::Skip,
-        },
-    });
-    v
-}
-
-/// Verdicts as text lines.
-pub fn text_verdicts(v: &[Verdict]) -> String {
-    let mut out = String::from("\nTargets:\n");
-    for x in v {
-        let _ = writeln!(
-            out,
-            "  {}  {}  target {}  measured {}",
-            x.outcome.label(),
-            x.what,
-            x.target,
-            fmt_opt(x.value)
-        );
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------------------------
 // BENCHMARKS.md
+
+/// One pass of a run: a mode in a build profile, and what it measured.
+pub struct Pass {
+    /// Heading, e.g. "Suite — release profile".
+    pub title: String,
+    /// What the pass compares, one paragraph.
+    pub about: String,
+    /// Its benches.
+    pub benches: Vec<Bench>,
+    /// Its verdicts (full runs only).
+    pub verdicts: Option<Vec<Verdict>>,
+}
 
 /// Context for the markdown report.
 pub struct Context {
@@ -484,21 +472,16 @@ pub struct Context {
     pub secs: f64,
     /// Chart path relative to the markdown file, if written.
     pub chart: Option<String>,
-    /// Global remarks (skipped scenarios, missing tools).
+    /// Global remarks (skipped scenarios, missing tools, a busy machine).
     pub notes: Vec<String>,
-    /// Whether verdicts were computed.
-    pub verdicts: Option<Vec<Verdict>>,
-    /// `bench/ANALYSIS.md`: what the misses mean, written by hand (full runs only).
-    pub analysis: Option<String>,
 }
 
-/// Renders BENCHMARKS.md.
-pub fn markdown(benches: &[Bench], cx: &Context) -> String {
+/// The results section of BENCHMARKS.md: the run's facts, then per pass its targets and tables.
+pub fn markdown(passes: &[Pass], cx: &Context) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "# eventide benchmarks\n");
     let _ = writeln!(
         o,
-        "Generated by the `eventide-bench` runner; do not edit by hand. Re-run with:\n\n```\n{}\n```\n",
+        "Generated by `{}` — do not edit by hand between the markers; re-run the command.\n",
         cx.command
     );
     let _ = writeln!(o, "- Date: {}", cx.date);
@@ -506,73 +489,83 @@ pub fn markdown(benches: &[Bench], cx: &Context) -> String {
     let _ = writeln!(o, "- Commit: {}", cx.commit);
     let _ = writeln!(
         o,
-        "- Method: server pinned to CPU 0 (`taskset -c 0`, `--loops 1`), load tool pinned to CPU 1; \
-servers interleaved, the first one rotating each round; {} rounds of {} s; medians. \
-Server CPU time is utime + stime from `/proc/PID/stat` around the measured window; \
-`kernel` is the share of it spent in the kernel (stime / (utime + stime)). \
-Syscalls are counted in a separate, shorter pass under `perf stat -e raw_syscalls:sys_enter`, \
-events per `epoll_wait` from `perf record` of the epoll exit tracepoints (tracing slows the \
-server, so this pass never overlaps the timed runs). Runs where the server's core was busy less \
-than {:.0} % of the window are flagged: there the load tool, not the server, set the pace, and \
-throughput and latency ratios say little (CPU per request still holds).",
+        "- {} interleaved rounds of {} s per scenario (the first server rotating each round), medians; \
+server on CPU 0, load on CPU 1; runs with the server's core busy < {:.0} % flagged.",
         cx.rounds,
         cx.secs,
         BUSY_FLAG * 100.0
     );
     let _ = writeln!(
         o,
-        "- Ratios are eventide / peer: below 1 is better for CPU, syscalls, latency and memory; above 1 \
-is better for req/s and events/wait.\n"
+        "- Ratios are eventide / peer: below 1 is better for CPU, syscalls, latency, memory and \
+times; above 1 for rates and events/wait. \"best peer\" is the peer best on the table's first column.\n"
     );
     if let Some(c) = &cx.chart {
         let _ = writeln!(o, "![server CPU time per request]({c})\n");
     }
-    if let Some(v) = &cx.verdicts {
-        let _ = writeln!(
-            o,
-            "## Targets\n\n| result | what | target | measured |\n|---|---|---|---:|"
-        );
-        for x in v {
+    for p in passes {
+        let _ = writeln!(o, "### {}\n\n{}\n", p.title, p.about);
+        if let Some(v) = &p.verdicts {
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} |",
-                x.outcome.label(),
-                x.what,
-                x.target,
-                fmt_opt(x.value)
+                "| result | what | target | measured |\n|---|---|---|---:|"
             );
-        }
-        let _ = writeln!(o);
-    }
-    if let Some(a) = &cx.analysis {
-        let _ = writeln!(o, "{}\n", a.trim_end());
-    }
-    let _ = writeln!(o, "## Results\n");
-    for b in benches {
-        let _ = writeln!(o, "### {}\n\n{}\n", b.name, b.load);
-        o.push_str(&md_table(b));
-        let flagged = b.flagged();
-        if !flagged.is_empty() || !b.notes.is_empty() {
+            for x in v {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} |",
+                    x.outcome.label(),
+                    x.what,
+                    x.target,
+                    fmt_opt(x.value)
+                );
+            }
             let _ = writeln!(o);
         }
-        if !flagged.is_empty() {
-            let _ = writeln!(
-                o,
-                "- Flagged runs (server busy < {BUSY_FLAG}): {}",
-                flagged_list(&flagged)
-            );
+        for b in &p.benches {
+            let _ = writeln!(o, "#### {}\n\n{}\n", b.name, b.load);
+            o.push_str(&md_table(b));
+            let flagged = b.flagged();
+            if !flagged.is_empty() || !b.notes.is_empty() {
+                let _ = writeln!(o);
+            }
+            if !flagged.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "- Flagged runs (server busy < {BUSY_FLAG}): {}",
+                    flagged_list(&flagged)
+                );
+            }
+            for n in &b.notes {
+                let _ = writeln!(o, "- {n}");
+            }
+            let _ = writeln!(o);
         }
-        for n in &b.notes {
-            let _ = writeln!(o, "- {n}");
-        }
-        let _ = writeln!(o);
     }
     if !cx.notes.is_empty() {
-        let _ = writeln!(o, "## Notes\n");
+        let _ = writeln!(o, "### Notes\n");
         for n in &cx.notes {
             let _ = writeln!(o, "- {n}");
         }
         let _ = writeln!(o);
     }
     o
+}
+
+/// Where the generated results go in BENCHMARKS.md.
+pub const BEGIN: &str = "<!-- bench-runner results: begin -->";
+/// The end of that region.
+pub const END: &str = "<!-- bench-runner results: end -->";
+
+/// `doc` with the text between [`BEGIN`] and [`END`] replaced by `results`; None without the
+/// markers.
+pub fn splice(doc: &str, results: &str) -> Option<String> {
+    let a = doc.find(BEGIN)? + BEGIN.len();
+    let b = a + doc[a..].find(END)?;
+    Some(format!(
+        "{}\n\n{}\n{}",
+        &doc[..a],
+        results.trim_end(),
+        &doc[b..]
+    ))
 }

@@ -11,7 +11,7 @@ use crate::procs::Server;
 use crate::report::{self, Bench};
 use crate::scenarios::{Kind, Scenario, UDP_SIZE, UDP_SOCKETS};
 use crate::setup::Env;
-use crate::tls_echo;
+use crate::{broadcast, conns, tls_echo};
 
 pub fn echo_warmup(cfg: &Config) -> f64 {
     if cfg.quick {
@@ -19,6 +19,11 @@ pub fn echo_warmup(cfg: &Config) -> f64 {
     } else {
         1.0
     }
+}
+
+/// echo-load's arguments for the WebSocket scenarios.
+pub fn ws_args() -> Vec<String> {
+    vec!["--ws".into()]
 }
 
 pub fn echo_params(depth: usize) -> EchoParams {
@@ -43,7 +48,7 @@ pub fn record(b: &mut Bench, rounds: usize, server: &str, round: usize, res: io:
     match res {
         Ok(s) => {
             println!(
-                "  [{bench} {}/{rounds}] {server:<13} {:>10.0} req/s  CPU {:>7} µs/req  busy {:.2}{}  p99 {} µs",
+                "  [{bench} {}/{rounds}] {server:<19} {:>10.0} req/s  CPU {:>7} µs/req  busy {:.2}{}  p99 {} µs",
                 round + 1,
                 s.rps,
                 report::fmt_num(s.cpu_us_per_req()),
@@ -55,7 +60,7 @@ pub fn record(b: &mut Bench, rounds: usize, server: &str, round: usize, res: io:
         }
         Err(e) => {
             println!(
-                "  [{bench} {}/{rounds}] {server:<13} FAILED: {e}",
+                "  [{bench} {}/{rounds}] {server:<19} FAILED: {e}",
                 round + 1
             );
             b.notes.push(format!("{server} round {}: {e}", round + 1));
@@ -125,7 +130,7 @@ pub fn run_scenario(
         .iter()
         .map(|n| Bench {
             name: n.clone(),
-            load: sc.load_desc(cfg, idle_conns, n.split(' ').nth(1)),
+            load: sc.load_desc(cfg, idle_conns, n),
             servers: sc.servers.iter().map(|s| s.name.clone()).collect(),
             eventide: sc.eventide.clone(),
             notes: sc.notes.clone(),
@@ -195,10 +200,33 @@ pub fn run_scenario(
                     record(&mut benches[0], cfg.rounds, &spec.name, round, res);
                     stop_and_check(server, &spec.name, &mut benches[0].notes);
                 }
-                Kind::TlsEcho { depth } => {
-                    let res = tls_echo::timed(env, &server, depth, cfg.secs, warmup, round);
+                Kind::Ws { depth } => {
+                    let res = load::echo_timed_with(
+                        &env.bin("echo-load"),
+                        &server,
+                        echo_params(depth),
+                        cfg.secs,
+                        warmup,
+                        round,
+                        &ws_args(),
+                    );
                     record(&mut benches[0], cfg.rounds, &spec.name, round, res);
                     stop_and_check(server, &spec.name, &mut benches[0].notes);
+                }
+                Kind::Broadcast { lines } => {
+                    let res = broadcast::timed(env, &server, lines, cfg.secs, warmup, round);
+                    record(&mut benches[0], cfg.rounds, &spec.name, round, res);
+                    stop_and_check(server, &spec.name, &mut benches[0].notes);
+                }
+                Kind::Conns => conns::round(cfg, env, spec, server, round, &mut benches),
+                Kind::TlsEcho { depth, size, idle } => {
+                    let p = tls_echo::params(depth, size);
+                    let res = tls_echo::timed(env, &server, p, cfg.secs, warmup, round);
+                    record(&mut benches[0], cfg.rounds, &spec.name, round, res);
+                    stop_and_check(server, &spec.name, &mut benches[0].notes);
+                    if !idle {
+                        continue;
+                    }
                     // Idle memory per TLS connection, on a fresh server.
                     match Server::start(&spec.spawn) {
                         Ok(server) => {
@@ -222,7 +250,11 @@ pub fn run_scenario(
                         )),
                     }
                 }
-                Kind::Http { pipeline } => {
+                Kind::Http { .. } | Kind::Gateway => {
+                    let pipeline = match sc.kind {
+                        Kind::Http { pipeline } => pipeline,
+                        _ => 1,
+                    };
                     let script = if pipeline > 1 { &scripts.1 } else { &scripts.0 };
                     if !cfg.quick {
                         // Untimed warm-up: connections, allocator, caches.
@@ -264,7 +296,7 @@ fn record_idle(
     match res {
         Ok(v) => {
             println!(
-                "  [{scenario} {}/{rounds}] {server:<13} {v:>8.0} B/conn",
+                "  [{scenario} {}/{rounds}] {server:<19} {v:>8.0} B/conn",
                 round + 1
             );
             b.idle.entry(server.to_string()).or_default().push(v);
@@ -285,7 +317,7 @@ pub fn syscall_pass(
     scripts: &(PathBuf, PathBuf),
 ) {
     let Some(waits) = &env.perf_waits else { return };
-    if matches!(sc.kind, Kind::Idle) {
+    if matches!(sc.kind, Kind::Idle | Kind::Conns) {
         return;
     }
     let secs = (cfg.secs / 2.0).max(1.0);
@@ -300,7 +332,8 @@ pub fn syscall_pass(
                 continue;
             }
         };
-        let pid = server.pid;
+        let pids = server.pids();
+        let pid = pids.as_str();
         let runs: Vec<(usize, io::Result<perf::SyscallStats>)> = match sc.kind {
             Kind::Echo { depth } => vec![(
                 0,
@@ -314,13 +347,35 @@ pub fn syscall_pass(
                     load::udp_total(&env.bin("udp-load"), &server, udp_params(depth), secs)
                 }),
             )],
-            Kind::TlsEcho { depth } => vec![(
+            Kind::TlsEcho { depth, size, .. } => vec![(
                 0,
                 perf::traced(pid, waits, &env.tmp, || {
-                    tls_echo::total(env, &server, depth, secs)
+                    tls_echo::total(env, &server, tls_echo::params(depth, size), secs)
                 }),
             )],
-            Kind::Http { pipeline } => {
+            Kind::Ws { depth } => vec![(
+                0,
+                perf::traced(pid, waits, &env.tmp, || {
+                    load::echo_total_with(
+                        &env.bin("echo-load"),
+                        &server,
+                        echo_params(depth),
+                        secs,
+                        &ws_args(),
+                    )
+                }),
+            )],
+            Kind::Broadcast { lines } => vec![(
+                0,
+                perf::traced(pid, waits, &env.tmp, || {
+                    broadcast::total(env, &server, lines, secs)
+                }),
+            )],
+            Kind::Http { .. } | Kind::Gateway => {
+                let pipeline = match sc.kind {
+                    Kind::Http { pipeline } => pipeline,
+                    _ => 1,
+                };
                 let script = if pipeline > 1 { &scripts.1 } else { &scripts.0 };
                 vec![(
                     0,
@@ -352,13 +407,13 @@ pub fn syscall_pass(
                     )
                 })
                 .collect(),
-            Kind::Idle => vec![],
+            Kind::Idle | Kind::Conns => vec![],
         };
         for (j, res) in runs {
             match res {
                 Ok(st) => {
                     println!(
-                        "  [{} syscalls] {:<13} {:.2} syscalls/req, {} epoll waits, {} events/wait",
+                        "  [{} syscalls] {:<19} {:.2} syscalls/req, {} epoll waits, {} events/wait",
                         benches[j].name,
                         spec.name,
                         st.per_request(),

@@ -7,15 +7,33 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::cli::Config;
+use crate::scenarios::TriggerArgs;
 use crate::{perf, procs};
+
+/// eventide's demos the suite runs, with the feature each needs beyond its required ones.
+const EXAMPLES: &[(&str, Option<&str>)] = &[
+    ("echo", None),
+    ("http", Some("http")),
+    ("redis", Some("resp")),
+    ("ws_echo", Some("ws")),
+    ("chat", Some("ws")),
+    ("gateway", Some("http")),
+];
 
 pub struct Env {
     pub root: PathBuf,
+    /// The directory of the build profile's binaries (`target/release`, `target/release-lto`).
     pub release: PathBuf,
+    /// The cargo profile everything was built with.
+    pub profile: &'static str,
     pub tmp: PathBuf,
     /// eventide example name → binary, or why it is unavailable.
     pub examples: BTreeMap<&'static str, Result<PathBuf, String>>,
+    /// How each built example selects level- or edge-triggered readiness.
+    pub triggers: BTreeMap<&'static str, Result<TriggerArgs, String>>,
     pub wrk: bool,
+    pub nginx: bool,
+    pub valgrind: bool,
     pub redis_benchmark: bool,
     pub redis_server: bool,
     pub perf_waits: Option<Vec<String>>,
@@ -65,28 +83,30 @@ pub fn setup(cfg: &Config) -> io::Result<Env> {
         .as_str()
         .map(PathBuf::from)
         .ok_or_else(|| io::Error::other("cargo metadata: no target_directory"))?;
-    let release = target.join("release");
+    let profile = cfg.profile.name();
+    let release = target.join(profile);
 
     if cfg.build {
-        println!("building eventide-bench (release)…");
+        println!("building eventide-bench (profile {profile})…");
         let st = cargo()
-            .args(["build", "--release", "-p", "eventide-bench", "--bins"])
+            .args([
+                "build",
+                "--profile",
+                profile,
+                "-p",
+                "eventide-bench",
+                "--bins",
+            ])
             .current_dir(&root)
             .status()?;
         if !st.success() {
             return Err(io::Error::other("cargo build -p eventide-bench failed"));
         }
     }
-    for b in [
-        "tokio-echo",
-        "mio-echo",
-        "hyper-http",
-        "tokio-http",
-        "echo-load",
-    ] {
+    for b in ["echo-load", "conns-load", "fanout-load"] {
         if !release.join(b).is_file() {
             return Err(io::Error::other(format!(
-                "{} missing: build with `cargo build --release -p eventide-bench`",
+                "{} missing: build with `cargo build --profile {profile} -p eventide-bench`",
                 release.join(b).display()
             )));
         }
@@ -97,14 +117,14 @@ pub fn setup(cfg: &Config) -> io::Result<Env> {
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["name"] == "eventide"));
     let mut examples = BTreeMap::new();
-    for (name, feature) in [
-        ("echo", None),
-        ("http", Some("http")),
-        ("redis", Some("resp")),
-    ] {
+    let mut triggers = BTreeMap::new();
+    for &(name, feature) in EXAMPLES {
         let res = example(cfg, &root, &release, pkg, name, feature);
-        if let Err(why) = &res {
-            println!("eventide example `{name}`: skipped — {why}");
+        match &res {
+            Err(why) => println!("eventide example `{name}`: skipped — {why}"),
+            Ok(bin) => {
+                triggers.insert(name, usage(bin).and_then(|u| TriggerArgs::from_usage(&u)));
+            }
         }
         examples.insert(name, res);
     }
@@ -119,12 +139,15 @@ pub fn setup(cfg: &Config) -> io::Result<Env> {
     std::fs::create_dir_all(&tmp)?;
     let mut notes = Vec::new();
     let wrk = procs::on_path("wrk");
+    let nginx = procs::on_path("nginx");
+    let valgrind = procs::on_path("valgrind");
     let redis_benchmark = procs::on_path("redis-benchmark");
     let redis_server = procs::on_path("redis-server");
     for (ok, tool) in [
         (wrk, "wrk"),
         (redis_benchmark, "redis-benchmark"),
         (redis_server, "redis-server"),
+        (nginx, "nginx"),
     ] {
         if !ok {
             let n = format!("{tool} not found on PATH: its scenarios or peer are skipped");
@@ -156,9 +179,13 @@ pub fn setup(cfg: &Config) -> io::Result<Env> {
     Ok(Env {
         root,
         release,
+        profile,
         tmp,
         examples,
+        triggers,
         wrk,
+        nginx,
+        valgrind,
         redis_benchmark,
         redis_server,
         perf_waits,
@@ -185,12 +212,7 @@ fn udp_support(
         Some(Err(why)) => return Err(format!("eventide `echo` example unavailable: {why}")),
         None => return Err("eventide `echo` example unavailable".into()),
     };
-    let out = Command::new(echo)
-        .arg("--help")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("running `{} --help`: {e}", echo.display()))?;
-    let usage = String::from_utf8_lossy(&out.stdout);
+    let usage = usage(echo)?;
     for flag in ["[--udp]", "[--udp-batch"] {
         if !usage.contains(flag) {
             return Err(format!(
@@ -199,6 +221,16 @@ fn udp_support(
         }
     }
     Ok(load)
+}
+
+/// A demo's usage line, as `--help` prints it.
+pub fn usage(bin: &Path) -> Result<String, String> {
+    let out = Command::new(bin)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running `{} --help`: {e}", bin.display()))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 pub fn example(
@@ -234,7 +266,8 @@ pub fn example(
     }
     if cfg.build {
         println!(
-            "building eventide example `{name}` (release{})…",
+            "building eventide example `{name}` ({}{})…",
+            cfg.profile.name(),
             if features.is_empty() {
                 String::new()
             } else {
@@ -242,7 +275,8 @@ pub fn example(
             }
         );
         let mut c = cargo();
-        c.args(["build", "--release", "-p", "eventide", "--example", name]);
+        c.args(["build", "--profile", cfg.profile.name()]);
+        c.args(["-p", "eventide", "--example", name]);
         if !features.is_empty() {
             c.args(["--features", &features.join(",")]);
         }

@@ -1,6 +1,9 @@
-//! The few libc calls the suite needs. Every `unsafe` block of the crate lives here.
+//! The few libc calls the suite needs, and the io_uring peer's ring ([`uring`]). Every
+//! `unsafe` block of the crate lives under this module.
 
 use std::io;
+
+pub mod uring;
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of `utime`/`stime` in
 /// `/proc/PID/stat`. Falls back to 100, the value on every Linux architecture.
@@ -11,6 +14,17 @@ pub fn clock_ticks() -> u64 {
         v as u64
     } else {
         100
+    }
+}
+
+/// The page size (`sysconf(_SC_PAGESIZE)`), 4096 if unknown.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf takes an integer name and has no memory-safety preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if v > 0 {
+        v as u64
+    } else {
+        4096
     }
 }
 
