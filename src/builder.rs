@@ -421,10 +421,7 @@ impl Builder {
             .collect::<io::Result<Vec<_>>>()?;
         let pool = match self.workers {
             0 => None,
-            n => Some(Arc::new(WorkerPool::start(
-                n,
-                crate::worker::thread_start(&cfg, &loops),
-            )?)),
+            n => Some(Arc::new(WorkerPool::start(n, worker_start(&cfg, &loops))?)),
         };
         let shared = Arc::new(ServerShared::new(loops, pool, self.max_connections));
         let mut parts = Vec::with_capacity(self.loops);
@@ -476,5 +473,30 @@ impl fmt::Debug for Builder {
             .field("workers", &self.workers)
             .field("config", &self.cfg)
             .finish()
+    }
+}
+
+/// What a worker thread runs first: with faults configured (feature `faults`), worker `i`'s
+/// fault injector, counting on loop `i` mod the number of loops.
+fn worker_start(
+    faults: &Config,
+    loops: &[Arc<LoopShared>],
+) -> impl Fn(usize) + Clone + Send + 'static {
+    #[cfg(feature = "faults")]
+    {
+        use crate::sys::faults::{install, Role};
+        let cfg = faults.faults;
+        let counters: Vec<_> = loops.iter().map(|l| Arc::clone(&l.stats.faults)).collect();
+        move |i: usize| {
+            if let Some(cfg) = cfg {
+                let counters = Arc::clone(&counters[i % counters.len()]);
+                install(cfg, Role::Worker(i), counters);
+            }
+        }
+    }
+    #[cfg(not(feature = "faults"))]
+    {
+        let _ = (faults, loops);
+        |_: usize| {}
     }
 }

@@ -18,8 +18,8 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
-#[cfg(feature = "faults")]
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,6 +30,7 @@ use crate::inbox::{Doorbell, Inbox};
 use crate::stats::LoopStats;
 use crate::sys::eventfd::{EventFd, EventFdFlags};
 use crate::tls::ServerConfig;
+use crate::worker::Job;
 
 /// An operation on one connection, posted through a [`ConnHandle`](crate::ConnHandle).
 pub(crate) enum ConnOp {
@@ -55,6 +56,64 @@ pub(crate) enum JobResult {
     Cancelled,
     /// The job panicked.
     Panicked,
+}
+
+/// Where a worker-pool job's result goes: the loop of the connection that submitted it. If
+/// the job is dropped unrun, `Drop` reports it cancelled.
+pub(crate) struct Ticket {
+    loop_shared: Arc<LoopShared>,
+    key: u32,
+    generation: u32,
+    seq: u64,
+    sent: bool,
+}
+
+impl Ticket {
+    pub(crate) fn new(loop_shared: Arc<LoopShared>, key: u32, generation: u32, seq: u64) -> Ticket {
+        Ticket {
+            loop_shared,
+            key,
+            generation,
+            seq,
+            sent: false,
+        }
+    }
+
+    /// The pool's job: runs `run` and posts its output back, or that it panicked.
+    pub(crate) fn job(self, run: Box<dyn FnOnce() -> Vec<u8> + Send>) -> Job {
+        Box::new(move || {
+            let result = match panic::catch_unwind(AssertUnwindSafe(run)) {
+                Ok(output) => JobResult::Output(output),
+                Err(_) => {
+                    log::error!("eventide: a worker-pool job panicked");
+                    JobResult::Panicked
+                }
+            };
+            self.send(result);
+        })
+    }
+
+    fn send(mut self, result: JobResult) {
+        self.sent = true;
+        self.post(result);
+    }
+
+    fn post(&self, result: JobResult) {
+        self.loop_shared.post(Task::JobDone {
+            key: self.key,
+            generation: self.generation,
+            seq: self.seq,
+            result,
+        });
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.post(JobResult::Cancelled);
+        }
+    }
 }
 
 /// Work posted to a loop.

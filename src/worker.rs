@@ -17,59 +17,9 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use crate::mailbox::{JobResult, LoopShared, Task};
-
-type JobFn = Box<dyn FnOnce() -> Vec<u8> + Send>;
-
-/// Where a job's result goes. If the job is dropped unrun, `Drop` reports it as cancelled.
-pub(crate) struct Ticket {
-    pub loop_shared: Arc<LoopShared>,
-    pub key: u32,
-    pub generation: u32,
-    pub seq: u64,
-    sent: bool,
-}
-
-impl Ticket {
-    pub(crate) fn new(loop_shared: Arc<LoopShared>, key: u32, generation: u32, seq: u64) -> Ticket {
-        Ticket {
-            loop_shared,
-            key,
-            generation,
-            seq,
-            sent: false,
-        }
-    }
-
-    fn send(mut self, result: JobResult) {
-        self.sent = true;
-        self.loop_shared.post(Task::JobDone {
-            key: self.key,
-            generation: self.generation,
-            seq: self.seq,
-            result,
-        });
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if !self.sent {
-            self.loop_shared.post(Task::JobDone {
-                key: self.key,
-                generation: self.generation,
-                seq: self.seq,
-                result: JobResult::Cancelled,
-            });
-        }
-    }
-}
-
-/// One unit of blocking work and where its output goes.
-pub(crate) struct Job {
-    pub run: JobFn,
-    pub ticket: Ticket,
-}
+/// One unit of blocking work, with its way back to the loop inside (see
+/// [`Ticket::job`](crate::mailbox::Ticket::job)): dropped unrun, it reports itself cancelled.
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
 
 struct Queue {
     jobs: VecDeque<Job>,
@@ -172,31 +122,6 @@ impl WorkerPool {
     }
 }
 
-/// What a worker thread runs first: with faults configured (feature `faults`), worker `i`'s
-/// fault injector, counting on loop `i` mod the number of loops.
-pub(crate) fn thread_start(
-    faults: &crate::config::Config,
-    loops: &[Arc<LoopShared>],
-) -> impl Fn(usize) + Clone + Send + 'static {
-    #[cfg(feature = "faults")]
-    {
-        use crate::sys::faults::{install, Role};
-        let cfg = faults.faults;
-        let counters: Vec<_> = loops.iter().map(|l| Arc::clone(&l.stats.faults)).collect();
-        move |i: usize| {
-            if let Some(cfg) = cfg {
-                let counters = Arc::clone(&counters[i % counters.len()]);
-                install(cfg, Role::Worker(i), counters);
-            }
-        }
-    }
-    #[cfg(not(feature = "faults"))]
-    {
-        let _ = (faults, loops);
-        |_: usize| {}
-    }
-}
-
 fn work(shared: &PoolShared) {
     loop {
         let job = {
@@ -211,20 +136,17 @@ fn work(shared: &PoolShared) {
                 q = shared.ready.wait(q).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let Job { run, ticket } = job;
-        match panic::catch_unwind(AssertUnwindSafe(run)) {
-            Ok(output) => ticket.send(JobResult::Output(output)),
-            Err(_) => {
-                log::error!("eventide: a worker-pool job panicked");
-                ticket.send(JobResult::Panicked);
-            }
+        // A job reports its own panic (see `Ticket::job`); this keeps the worker alive
+        // whatever it does.
+        if panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
+            log::error!("eventide: a worker-pool job panicked");
         }
     }
 }
 
 /// A connection's jobs in flight and the outputs that finished ahead of their turn. Workers
 /// finish in any order; results come out in submission order.
-pub(crate) struct ConnJobs<R = JobResult> {
+pub(crate) struct ConnJobs<R> {
     pub next_seq: u64,
     pub next_write: u64,
     pub in_flight: usize,

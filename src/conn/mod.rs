@@ -14,10 +14,11 @@ use crate::buffer::OutBuffer;
 use crate::connector::take_as;
 use crate::cx::{LoopCore, LoopCx, Seat, TimerKind};
 use crate::handle::{ConnHandle, ConnShared};
+use crate::mailbox::{JobResult, Ticket};
 use crate::sys::socket;
 use crate::timer::TimerId;
 use crate::tls::TlsSession;
-use crate::worker::{ConnJobs, Job, Ticket};
+use crate::worker::ConnJobs;
 
 mod output;
 pub(crate) mod plan;
@@ -46,7 +47,7 @@ pub(crate) struct ConnCore {
     /// Shared with this connection's handles, once one was made.
     pub handle: Option<Arc<ConnShared>>,
     /// Worker-pool jobs in flight, while there are any.
-    pub jobs: Option<Box<ConnJobs>>,
+    pub jobs: Option<Box<ConnJobs<JobResult>>>,
     /// The TLS session, on a TLS connection.
     pub tls: Option<Box<TlsSession>>,
     /// Its place in the loop's count and, if accepted, under the connection limit.
@@ -380,10 +381,7 @@ impl<'a> Conn<'a> {
         jobs.in_flight += 1;
         let id = self.core.id;
         let ticket = Ticket::new(Arc::clone(&self.lp.shared), id.key, id.generation, seq);
-        pool.submit(Job {
-            run: Box::new(job),
-            ticket,
-        });
+        pool.submit(ticket.job(Box::new(job)));
         Ok(())
     }
 
