@@ -7,17 +7,23 @@
 //! redis-benchmark -p 6380 -q -t set,get -c 50 -P 16
 //! ```
 //!
-//! Commands: PING, ECHO, GET, SET (EX / PX / NX / XX / GET / KEEPTTL), DEL, EXISTS, INCR,
-//! DECR, INCRBY, DECRBY, MGET, MSET, EXPIRE, PEXPIRE, TTL, PTTL, PERSIST, DBSIZE, FLUSHALL,
-//! SELECT 0, QUIT, and the COMMAND / CONFIG GET replies the tools ask for at start. Anything
-//! else is answered `-ERR unknown command ...` and the connection stays open; a malformed
-//! frame is answered `-ERR Protocol error: ...` and the connection closes.
+//! Commands: PING, ECHO, GET, SET (EX / PX / EXAT / PXAT / NX / XX / GET / KEEPTTL),
+//! SETEX, PSETEX, GETEX (EX / PX / EXAT / PXAT / PERSIST), DEL, EXISTS, INCR, DECR, INCRBY,
+//! DECRBY, MGET, MSET, EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT (NX / XX / GT / LT), TTL, PTTL,
+//! PERSIST, DBSIZE, FLUSHALL, SELECT 0, QUIT, and the COMMAND / CONFIG GET replies the tools
+//! ask for at start. Expire times are checked as redis-server checks them (a time that
+//! overflows is `ERR invalid expire time in '...' command`), and inline commands are split
+//! with redis' quoting (`SET a "hello world"`). Anything else is answered
+//! `-ERR unknown command ...` and the connection stays open; a malformed frame is answered
+//! `-ERR Protocol error: ...` and the connection closes.
 //!
 //! Options: `--shards N` (default 64) shards of the shared keyspace; `--read-timeout SECS`
 //! (default 0: none) cuts a client whose command never completes; `--edge` for edge-triggered
 //! readiness.
 
 mod common;
+#[path = "redis/expiry.rs"]
+mod expiry;
 #[path = "redis/kv.rs"]
 mod kv;
 #[path = "redis/store.rs"]

@@ -4,6 +4,8 @@
 
 #![cfg(feature = "resp")]
 
+#[path = "../examples/redis/expiry.rs"]
+mod expiry;
 #[path = "../examples/redis/kv.rs"]
 mod kv;
 mod proto_util;
@@ -410,4 +412,142 @@ fn redis_benchmark_completes() {
         );
     }
     assert!(!errs.contains("WARNING"), "{errs}");
+}
+
+/// A redis-server of the test's own on a Unix socket in a temporary directory, stopped and
+/// removed when dropped: the reference the demo's answers are compared with.
+struct RealRedis {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    socket: std::path::PathBuf,
+}
+
+impl RealRedis {
+    fn start(test: &str) -> Option<RealRedis> {
+        let bin = tool("redis-server", test)?;
+        let dir = std::env::temp_dir().join(format!("eventide-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("redis.sock");
+        let child = Command::new(bin)
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let redis = RealRedis { child, dir, socket };
+        eventually("redis-server listens", || {
+            std::os::unix::net::UnixStream::connect(&redis.socket).is_ok()
+        });
+        Some(redis)
+    }
+
+    /// What redis-server answers to `bytes`, read until it closes.
+    fn answer(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut s = std::os::unix::net::UnixStream::connect(&self.socket).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got)
+            .expect("redis-server closes after QUIT");
+        got
+    }
+}
+
+impl Drop for RealRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Inline lines with redis' quoting, and expire times that overflow, answered byte for byte
+/// as redis-server answers them (each line on a connection of its own, then QUIT; the same
+/// lines in the same order on both, so their keyspaces agree).
+#[test]
+fn quoting_and_expire_times_are_answered_as_redis_server_does() {
+    let Some(redis) = RealRedis::start("quoting_and_expire_times") else {
+        return;
+    };
+    let (server, _) = start();
+    let lines: &[&[u8]] = &[
+        b"SET a \"hello world\"",
+        b"GET a",
+        b"SET b 'single quoted'",
+        b"GET b",
+        b"ECHO \"\\n\\r\\t\\b\\a\\\"\\\\\\q\\x41\\x7a\\xff\\x4\"",
+        b"ECHO 'it\\'s \\n'",
+        b"ECHO ab\"c d\"",
+        b"ECHO \"\" ''",
+        b"ECHO a\x0bb",
+        b"ECHO a\rb",
+        b"SET c \"unbalanced",
+        b"SET c 'unbalanced",
+        b"ECHO \"closed\"early",
+        b"SET k v PX 9223372036854775807",
+        b"SET k v EX 9223372036854775",
+        b"SET k v EX 9223372036854776",
+        b"SET k v EX 0",
+        b"SET k v PX -1",
+        b"SET k v EXAT 0",
+        b"SET k v PXAT 9223372036854775807",
+        b"EXISTS k",
+        b"SET k v",
+        b"SETEX k 0 v",
+        b"SETEX k 9223372036854775807 v",
+        b"PSETEX k 0 v",
+        b"PSETEX k 9223372036854775807 v",
+        b"SETEX k x v",
+        b"GETEX missing EX 0",
+        b"GETEX k EX 0",
+        b"GETEX k PX 9223372036854775807",
+        b"GETEX k EXAT 9223372036854775807",
+        b"GETEX k EX x",
+        b"GETEX k EX 1 PX 1",
+        b"GETEX k PERSIST",
+        b"EXPIRE k 9223372036854775807",
+        b"EXPIRE k -9223372036854775808",
+        b"PEXPIRE k 9223372036854775807",
+        b"EXPIREAT k 9223372036854775807",
+        b"PEXPIREAT k 9223372036854775807",
+        b"EXPIRE k 100 NX",
+        b"EXPIRE k 100 XX GT",
+        b"EXPIRE k 100 NX XX",
+        b"EXPIRE k 100 GT LT",
+        b"EXPIRE k 100 FOO",
+        b"EXPIRE k",
+        b"PEXPIRE k",
+        b"SET gone v",
+        b"PEXPIREAT gone 1",
+        b"EXISTS gone",
+        b"SET gone v PXAT 1",
+        b"EXISTS gone",
+    ];
+    for line in lines {
+        let mut bytes = line.to_vec();
+        bytes.extend_from_slice(b"\r\nQUIT\r\n");
+        let want = redis.answer(&bytes);
+        let mut s = connect(server.local_addr());
+        s.write_all(&bytes).unwrap();
+        let got = read_to_close(&mut s);
+        assert!(
+            got == want,
+            "{:?}: redis-server answered {:?}, the demo {:?}",
+            String::from_utf8_lossy(line),
+            String::from_utf8_lossy(&want),
+            String::from_utf8_lossy(&got)
+        );
+    }
+    // The longest deadline there is keeps a positive TTL (it used to wrap negative).
+    let mut c = client(server.local_addr());
+    assert_eq!(q::<String>(&mut c, &["SET", "far", "v"]), "OK");
+    let far = i64::MAX.to_string();
+    assert_eq!(q::<i64>(&mut c, &["PEXPIREAT", "far", &far]), 1);
+    let ttl = q::<i64>(&mut c, &["TTL", "far"]);
+    assert!(ttl > 290_000_000 * 365 * 86_400, "TTL {ttl}");
+    assert!(q::<i64>(&mut c, &["PTTL", "far"]) > 0);
 }

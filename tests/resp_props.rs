@@ -2,9 +2,10 @@
 //! in-memory reads exactly as a connection's `on_data` sees them), and the replay of the fuzz
 //! corpus.
 //!
-//! * Any valid stream of commands — arrays of bulk strings and inline lines — cut into reads
-//!   at arbitrary byte boundaries parses to exactly the commands it was built from, with the
-//!   same replies as when delivered whole.
+//! * Any valid stream of commands — arrays of bulk strings and inline lines (quoted with
+//!   escapes where their arguments need it) — cut into reads at arbitrary byte boundaries
+//!   parses to exactly the commands it was built from, with the same replies as when
+//!   delivered whole.
 //! * Any value tree written by the `Writer` parses back to itself, and every strict prefix of
 //!   it is incomplete (never an error, never a different value).
 //! * Arbitrary bytes never panic, never leave more buffered than the command-size limit, and
@@ -40,29 +41,41 @@ struct Cmd {
 
 impl Cmd {
     fn encode(&self, out: &mut Vec<u8>) {
-        // Inline only where it can express the arguments: no blanks, no line ends, non-empty,
-        // and not starting with '*'.
-        let inline_ok = self.inline
-            && self.args[0][0] != b'*'
-            && self.args.iter().all(|a| {
-                !a.is_empty() && !a.iter().any(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-            });
-        if inline_ok {
-            for (i, a) in self.args.iter().enumerate() {
-                if i > 0 {
-                    out.push(b' ');
-                }
-                out.extend_from_slice(a);
-            }
-            out.extend_from_slice(b"\r\n");
-        } else {
+        if !self.inline {
             out.extend_from_slice(format!("*{}\r\n", self.args.len()).as_bytes());
             for a in &self.args {
                 out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
                 out.extend_from_slice(a);
                 out.extend_from_slice(b"\r\n");
             }
+            return;
         }
+        // Inline: as they are where that says the same (no blanks, quotes or NUL, not empty,
+        // not starting with '*'), else every argument in double quotes with escapes.
+        let plain = self.args[0][0] != b'*'
+            && self
+                .args
+                .iter()
+                .all(|a| !a.is_empty() && !a.iter().any(|b| b" \t\r\n\x0b\x0c\0\"'".contains(b)));
+        for (i, a) in self.args.iter().enumerate() {
+            if i > 0 {
+                out.push(b' ');
+            }
+            if plain {
+                out.extend_from_slice(a);
+                continue;
+            }
+            out.push(b'"');
+            for &b in a {
+                match b {
+                    b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
+                    b' '..=b'~' => out.push(b),
+                    _ => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+                }
+            }
+            out.push(b'"');
+        }
+        out.extend_from_slice(b"\r\n");
     }
 }
 

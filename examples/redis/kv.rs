@@ -6,11 +6,12 @@
 
 use std::io::Write;
 use std::sync::{Arc, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eventide::resp::{Command, Service, Writer};
 use eventide::{Action, LoopCx};
 
+use crate::expiry::{self, Base, Unit};
 use crate::store::{Entry, KeyRef, Now, Shard, Store};
 
 /// Loop-timer token of the expiry sweep.
@@ -109,6 +110,33 @@ impl Service for Kv {
                 arity!(n >= 3, "set");
                 self.set(cmd, reply, &mut now);
             }
+            b"SETEX" | b"PSETEX" => {
+                let (unit, name) = match upper[0] {
+                    b'P' => (Unit::Millis, "psetex"),
+                    _ => (Unit::Seconds, "setex"),
+                };
+                if n != 4 {
+                    arity_error(reply, name);
+                    return Action::Continue;
+                }
+                let Some(time) = int(arg(2)) else {
+                    reply.error(NOT_INTEGER);
+                    return Action::Continue;
+                };
+                let at = expiry::string_deadline(time, unit, Base::Now, &mut now)
+                    .and_then(|at| expiry::instant(at, &mut now));
+                let Some(at) = at else {
+                    expiry::invalid(reply, name);
+                    return Action::Continue;
+                };
+                let key = store.key(arg(1));
+                store.shard(key).insert(key, arg(3), Some(at));
+                reply.ok();
+            }
+            b"GETEX" => {
+                arity!(n >= 2, "getex");
+                self.getex(cmd, reply, &mut now);
+            }
             b"DEL" | b"UNLINK" => {
                 arity!(n >= 2, "del");
                 let mut count = 0;
@@ -182,9 +210,18 @@ impl Service for Kv {
                 drop(guards);
                 reply.ok();
             }
-            b"EXPIRE" | b"PEXPIRE" => {
-                arity!((3..=4).contains(&n), "expire");
-                self.expire(cmd, upper[0] == b'P', reply, &mut now);
+            b"EXPIRE" | b"PEXPIRE" | b"EXPIREAT" | b"PEXPIREAT" => {
+                let (unit, base, name) = match &*upper {
+                    b"EXPIRE" => (Unit::Seconds, Base::Now, "expire"),
+                    b"PEXPIRE" => (Unit::Millis, Base::Now, "pexpire"),
+                    b"EXPIREAT" => (Unit::Seconds, Base::Epoch, "expireat"),
+                    _ => (Unit::Millis, Base::Epoch, "pexpireat"),
+                };
+                if n < 3 {
+                    arity_error(reply, name);
+                    return Action::Continue;
+                }
+                self.expire(cmd, (unit, base, name), reply, &mut now);
             }
             b"TTL" | b"PTTL" => {
                 arity!(n == 2, "ttl");
@@ -275,11 +312,11 @@ impl Service for Kv {
 }
 
 impl Kv {
-    /// `SET key value [NX | XX] [GET] [EX s | PX ms | KEEPTTL]`
+    /// `SET key value [NX | XX] [GET] [EX s | PX ms | EXAT t | PXAT t | KEEPTTL]`
     fn set(&self, cmd: &Command<'_>, reply: &mut Writer<'_>, now: &mut Now) {
         let (key, value) = (cmd.arg(1).unwrap_or(b""), cmd.arg(2).unwrap_or(b""));
         let (mut nx, mut xx, mut get, mut keep_ttl) = (false, false, false, false);
-        let mut ttl: Option<Duration> = None;
+        let mut ttl: Option<Instant> = None;
         let mut i = 3;
         while i < cmd.len() {
             let opt = cmd.arg(i).unwrap_or(b"").to_ascii_uppercase();
@@ -288,23 +325,20 @@ impl Kv {
                 b"XX" if !nx => xx = true,
                 b"GET" => get = true,
                 b"KEEPTTL" if ttl.is_none() => keep_ttl = true,
-                b"EX" | b"PX" if ttl.is_none() && !keep_ttl && i + 1 < cmd.len() => {
+                b"EX" | b"PX" | b"EXAT" | b"PXAT"
+                    if ttl.is_none() && !keep_ttl && i + 1 < cmd.len() =>
+                {
                     i += 1;
-                    let Some(v) = cmd.arg(i).and_then(int) else {
+                    let Some(time) = cmd.arg(i).and_then(int) else {
                         reply.error(NOT_INTEGER);
                         return;
                     };
-                    let ms = if opt[0] == b'E' {
-                        v.checked_mul(1000)
-                    } else {
-                        Some(v)
-                    };
-                    match ms {
-                        Some(ms) if ms > 0 => ttl = Some(Duration::from_millis(ms as u64)),
-                        _ => {
-                            reply.error("ERR invalid expire time in 'set' command");
-                            return;
-                        }
+                    let (unit, base) = time_option(&opt);
+                    let at = expiry::string_deadline(time, unit, base, now)
+                        .and_then(|at| expiry::instant(at, now));
+                    match at {
+                        Some(at) => ttl = Some(at),
+                        None => return expiry::invalid(reply, "set"),
                     }
                 }
                 _ => {
@@ -318,8 +352,7 @@ impl Kv {
         let mut shard = self.store.shard(key);
         if !(nx || xx || get || keep_ttl) {
             // The plain SET: whatever was there (live or expired) is replaced; one lookup.
-            let expires = ttl.map(|d| now.get() + d);
-            shard.insert(key, value, expires);
+            shard.insert(key, value, ttl);
             reply.ok();
             return;
         }
@@ -336,7 +369,7 @@ impl Kv {
             return;
         }
         let expires = match ttl {
-            Some(d) => Some(now.get() + d),
+            Some(at) => Some(at),
             None if keep_ttl => old_deadline,
             None => None,
         };
@@ -370,44 +403,126 @@ impl Kv {
         reply.integer(next);
     }
 
-    /// `EXPIRE key seconds [NX | XX | GT | LT]` (and `PEXPIRE` in milliseconds).
-    fn expire(&self, cmd: &Command<'_>, millis: bool, reply: &mut Writer<'_>, now: &mut Now) {
-        let key = cmd.arg(1).unwrap_or(b"");
-        let Some(v) = cmd.arg(2).and_then(int) else {
+    /// `GETEX key [EX s | PX ms | EXAT t | PXAT t | PERSIST]`: the value, and its deadline
+    /// set or removed.
+    fn getex(&self, cmd: &Command<'_>, reply: &mut Writer<'_>, now: &mut Now) {
+        let mut option: Option<(Vec<u8>, Option<&[u8]>)> = None;
+        let mut i = 2;
+        while i < cmd.len() {
+            let opt = cmd.arg(i).unwrap_or(b"").to_ascii_uppercase();
+            match opt.as_slice() {
+                b"PERSIST" if option.is_none() => option = Some((opt, None)),
+                b"EX" | b"PX" | b"EXAT" | b"PXAT" if option.is_none() && i + 1 < cmd.len() => {
+                    i += 1;
+                    option = Some((opt, cmd.arg(i)));
+                }
+                _ => return reply.error(SYNTAX),
+            }
+            i += 1;
+        }
+        let key = self.store.key(cmd.arg(1).unwrap_or(b""));
+        let mut shard = self.store.shard(key);
+        if shard.live(key, now).is_none() {
+            return reply.nil();
+        }
+        // As redis-server: the time is checked once the key is known to exist.
+        let deadline = match &option {
+            None => None,
+            Some((_, None)) => Some(None),
+            Some((opt, Some(time))) => {
+                let Some(time) = int(time) else {
+                    return reply.error(NOT_INTEGER);
+                };
+                let (unit, base) = time_option(opt);
+                let at = expiry::string_deadline(time, unit, base, now)
+                    .and_then(|at| expiry::instant(at, now));
+                match at {
+                    Some(at) => Some(Some(at)),
+                    None => return expiry::invalid(reply, "getex"),
+                }
+            }
+        };
+        if let Some(e) = shard.live(key, now) {
+            reply.bulk(&e.value);
+        }
+        match deadline {
+            Some(Some(at)) if at <= now.get() => {
+                shard.remove(key);
+            }
+            Some(at) => shard.set_deadline(key, at),
+            None => {}
+        }
+    }
+
+    /// `EXPIRE key seconds [NX] [XX] [GT] [LT]`, and `PEXPIRE` (milliseconds), `EXPIREAT` and
+    /// `PEXPIREAT` (Unix times).
+    fn expire(
+        &self,
+        cmd: &Command<'_>,
+        (unit, base, name): (Unit, Base, &str),
+        reply: &mut Writer<'_>,
+        now: &mut Now,
+    ) {
+        let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+        for opt in cmd.args().skip(3) {
+            match opt.to_ascii_uppercase().as_slice() {
+                b"NX" => nx = true,
+                b"XX" => xx = true,
+                b"GT" => gt = true,
+                b"LT" => lt = true,
+                _ => return reply.error_parts(&[b"ERR Unsupported option ", opt]),
+            }
+        }
+        if nx && (xx || gt || lt) {
+            return reply
+                .error("ERR NX and XX, GT or LT options at the same time are not compatible");
+        }
+        if gt && lt {
+            return reply.error("ERR GT and LT options at the same time are not compatible");
+        }
+        let Some(time) = cmd.arg(2).and_then(int) else {
             return reply.error(NOT_INTEGER);
         };
-        let Some(ms) = (if millis { Some(v) } else { v.checked_mul(1000) }) else {
-            return reply.error("ERR invalid expire time in 'expire' command");
+        let Some(at) = expiry::key_deadline(time, unit, base, now) else {
+            return expiry::invalid(reply, name);
         };
-        let cond = cmd.arg(3).map(|c| c.to_ascii_uppercase());
-        let key = self.store.key(key);
+        let Some(new_at) = expiry::instant(at, now) else {
+            return expiry::invalid(reply, name);
+        };
+        let key = self.store.key(cmd.arg(1).unwrap_or(b""));
         let mut shard = self.store.shard(key);
         let Some(entry) = shard.live(key, now) else {
             return reply.integer(0);
         };
+        // No deadline counts as an infinite one.
         let current = entry.expires;
-        let new_at = (ms > 0).then(|| now.get() + Duration::from_millis(ms as u64));
-        let allowed = match cond.as_deref() {
-            None => true,
-            Some(b"NX") => current.is_none(),
-            Some(b"XX") => current.is_some(),
-            // No deadline counts as an infinite one.
-            Some(b"GT") => matches!((current, new_at), (Some(c), Some(n)) if n > c),
-            Some(b"LT") => match (current, new_at) {
-                (None, _) | (_, None) => true,
-                (Some(c), Some(n)) => n < c,
-            },
-            Some(_) => return reply.error("ERR Unsupported option"),
-        };
-        if !allowed {
+        let refused = (nx && current.is_some())
+            || (xx && current.is_none())
+            || (gt && !current.is_some_and(|c| new_at > c))
+            || (lt && current.is_some_and(|c| new_at >= c));
+        if refused {
             return reply.integer(0);
         }
-        match new_at {
-            Some(at) => shard.set_deadline(key, Some(at)),
-            None => {
-                shard.remove(key); // a deadline in the past deletes at once
-            }
+        if new_at <= now.get() {
+            shard.remove(key); // a deadline that has passed deletes at once
+        } else {
+            shard.set_deadline(key, Some(new_at));
         }
         reply.integer(1);
     }
+}
+
+/// The unit and base of a `EX`, `PX`, `EXAT` or `PXAT` option (upper case).
+fn time_option(opt: &[u8]) -> (Unit, Base) {
+    let unit = if opt[0] == b'P' {
+        Unit::Millis
+    } else {
+        Unit::Seconds
+    };
+    let base = if opt.ends_with(b"AT") {
+        Base::Epoch
+    } else {
+        Base::Now
+    };
+    (unit, base)
 }

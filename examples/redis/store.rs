@@ -43,12 +43,24 @@ impl Entry {
     }
 }
 
-/// The clock, read at most once per command and only if a deadline is involved.
-pub(crate) struct Now(pub(crate) Option<Instant>);
+/// The clocks, read at most once per command and only if a deadline is involved: the
+/// monotonic one the store's deadlines are on, and the wall clock in Unix milliseconds that
+/// commands name absolute times on (and that bounds a deadline, as in redis-server).
+pub(crate) struct Now(pub(crate) Option<(Instant, i64)>);
 
 impl Now {
+    fn read(&mut self) -> (Instant, i64) {
+        *self
+            .0
+            .get_or_insert_with(|| (Instant::now(), crate::expiry::unix_ms()))
+    }
+
     pub(crate) fn get(&mut self) -> Instant {
-        *self.0.get_or_insert_with(Instant::now)
+        self.read().0
+    }
+
+    pub(crate) fn unix_ms(&mut self) -> i64 {
+        self.read().1
     }
 }
 

@@ -1,9 +1,10 @@
 //! RESP2, the Redis protocol (feature `resp`): a parser, a reply writer, and a server adapter
 //! on the public [`Handler`](crate::Handler) API.
 //!
-//! * [`Parser`] reads commands — arrays of bulk strings, or inline lines such as `PING\r\n` —
-//!   and general [`Value`]s (simple strings, errors, integers, bulk strings, nil, arrays).
-//!   It borrows from the input instead of copying, and is incremental: on a partial frame it
+//! * [`Parser`] reads commands — arrays of bulk strings, or inline lines such as `PING\r\n`,
+//!   split and unquoted as `redis-server` does — and general [`Value`]s (simple strings,
+//!   errors, integers, bulk strings, nil, arrays). It borrows from the input instead of
+//!   copying (but for quoted inline arguments), and is incremental: on a partial frame it
 //!   returns [`Parse::Incomplete`] with a lower bound of the bytes needed and consumes
 //!   nothing. Limits on elements per array, bulk size, inline size, command size and nesting
 //!   turn hostile input into an [`Error`], never into unbounded memory.
@@ -40,6 +41,6 @@ mod server;
 pub mod testing;
 mod write;
 
-pub use parse::{Command, Error, Parse, Parser, Value};
+pub use parse::{Args, Command, Error, Parse, Parser, Value};
 pub use server::{RespConnState, RespServer, Service};
 pub use write::{Output, Writer};

@@ -10,10 +10,10 @@ const LEN_LINE_MAX: usize = 24;
 /// Limits and entry points of the parser.
 ///
 /// ```
-/// use eventide::resp::{Parse, Parser};
+/// use eventide::resp::{Args, Parse, Parser};
 ///
 /// let parser = Parser::new();
-/// let mut args = Vec::new();
+/// let mut args = Args::new();
 /// let input = b"*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n*1\r\n$4\r\nPI";
 /// let Parse::Done(cmd, used) = parser.parse_command(input, &mut args)? else { unreachable!() };
 /// assert!(cmd.is(b"get"));
@@ -130,6 +130,23 @@ impl fmt::Debug for Command<'_> {
     }
 }
 
+/// Where the arguments of a parsed [`Command`] are: their positions, and the bytes of the
+/// inline arguments that quoting changed. Kept by the caller and reused from command to
+/// command, so parsing allocates nothing once it has grown.
+#[derive(Clone, Debug, Default)]
+pub struct Args {
+    ranges: Vec<Range<usize>>,
+    /// The arguments of a quoted inline command, unescaped (its ranges point here).
+    unquoted: Vec<u8>,
+}
+
+impl Args {
+    /// Empty storage.
+    pub fn new() -> Args {
+        Args::default()
+    }
+}
+
 /// A RESP2 value, borrowed from the input.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value<'a> {
@@ -206,24 +223,36 @@ impl Parser {
     }
 
     /// Parses one command from the front of `input`: an array of bulk strings, or an inline
-    /// line (split at spaces and tabs; no quoting). The argument positions go into `args`,
-    /// which is cleared first and can be reused from command to command, so parsing
-    /// allocates nothing once it has grown.
+    /// line, split into arguments as `redis-server` splits it (blanks between arguments;
+    /// `"double quotes"` with the escapes `\n \r \t \b \a \xHH` and `\"`; `'single
+    /// quotes'` with `\'`; a closing quote must end its argument; unbalanced quotes are an
+    /// error). The arguments' positions go into `args`, cleared first.
     pub fn parse_command<'a>(
         &self,
         input: &'a [u8],
-        args: &'a mut Vec<Range<usize>>,
+        args: &'a mut Args,
     ) -> Result<Parse<Command<'a>>, Error> {
-        args.clear();
+        let Args { ranges, unquoted } = args;
+        ranges.clear();
         let parsed = if input.first() == Some(&b'*') {
-            self.multibulk(input, args)?
+            self.multibulk(input, ranges)?.map(|used| (used, false))
         } else {
-            self.inline(input, args)?.ok_or(input.len() + 1)
+            self.inline(input, ranges, unquoted)?.ok_or(input.len() + 1)
         };
         Ok(match parsed {
-            Ok(used) => Parse::Done(Command { input, args }, used),
+            Ok((used, quoted)) => {
+                let ranges: &'a [Range<usize>] = ranges;
+                let from: &'a [u8] = if quoted { unquoted } else { input };
+                Parse::Done(
+                    Command {
+                        input: from,
+                        args: ranges,
+                    },
+                    used,
+                )
+            }
             Err(need) => {
-                args.clear();
+                ranges.clear();
                 Parse::Incomplete(self.need(input, need)?)
             }
         })
@@ -292,8 +321,14 @@ impl Parser {
         Ok(Ok(pos))
     }
 
-    /// An inline command: one line, split at spaces and tabs.
-    fn inline(&self, input: &[u8], args: &mut Vec<Range<usize>>) -> Result<Option<usize>, Error> {
+    /// An inline command: one line, split into arguments (see [`split_inline`]). `Some((used,
+    /// quoted))`: the line took `used` bytes, and its arguments are in `unquoted` if `quoted`.
+    fn inline(
+        &self,
+        input: &[u8],
+        ranges: &mut Vec<Range<usize>>,
+        unquoted: &mut Vec<u8>,
+    ) -> Result<Option<(usize, bool)>, Error> {
         let window = &input[..input.len().min(self.max_inline + 1)];
         let Some(nl) = window.iter().position(|&b| b == b'\n') else {
             if input.len() > self.max_inline {
@@ -306,20 +341,8 @@ impl Parser {
         } else {
             nl
         };
-        let mut i = 0;
-        while i < end {
-            while i < end && (input[i] == b' ' || input[i] == b'\t') {
-                i += 1;
-            }
-            let start = i;
-            while i < end && input[i] != b' ' && input[i] != b'\t' {
-                i += 1;
-            }
-            if i > start {
-                args.push(start..i);
-            }
-        }
-        Ok(Some(nl + 1))
+        let quoted = split_inline(&input[..end], ranges, unquoted)?;
+        Ok(Some((nl + 1, quoted)))
     }
 
     /// Parses one value of any RESP2 type from the front of `input`.
@@ -512,6 +535,119 @@ fn parse_int(digits: &[u8], what: &'static str) -> Result<i64, Error> {
     Ok(n)
 }
 
+/// Splits an inline command line into arguments exactly as `redis-server` does
+/// (`sdssplitargs`): the line ends at a NUL byte (it is a C string there); blanks (`isspace`)
+/// separate arguments; an unquoted argument ends at a space, tab, CR or LF; quotes may start
+/// anywhere in an argument and must be followed by a blank or the end of the line when they
+/// close. Arguments without quotes are positions in `line` (returns `false`); a line with
+/// quotes is unescaped into `unquoted` and the positions are there (returns `true`).
+fn split_inline(
+    line: &[u8],
+    ranges: &mut Vec<Range<usize>>,
+    unquoted: &mut Vec<u8>,
+) -> Result<bool, Error> {
+    let line = line.split(|&b| b == 0).next().unwrap_or_default();
+    let is_blank = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    let ends_plain = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    if !line.iter().any(|&b| b == b'"' || b == b'\'') {
+        let mut i = 0;
+        loop {
+            while i < line.len() && is_blank(line[i]) {
+                i += 1;
+            }
+            if i == line.len() {
+                return Ok(false);
+            }
+            let start = i;
+            while i < line.len() && !ends_plain(line[i]) {
+                i += 1;
+            }
+            ranges.push(start..i);
+        }
+    }
+    unquoted.clear();
+    let unbalanced = || Error::new("unbalanced quotes in request");
+    // A closing quote must be followed by a blank or the end of the line.
+    let closes = |i: usize| line.get(i + 1).map_or(true, |&b| is_blank(b));
+    let mut i = 0;
+    loop {
+        while i < line.len() && is_blank(line[i]) {
+            i += 1;
+        }
+        if i == line.len() {
+            return Ok(true);
+        }
+        let start = unquoted.len();
+        let (mut double, mut single) = (false, false);
+        loop {
+            let Some(&b) = line.get(i) else {
+                if double || single {
+                    return Err(unbalanced());
+                }
+                break;
+            };
+            if double {
+                let hex = |j: usize| line.get(j).and_then(|&h| (h as char).to_digit(16));
+                match b {
+                    b'\\' if line.get(i + 1) == Some(&b'x') => match (hex(i + 2), hex(i + 3)) {
+                        (Some(hi), Some(lo)) => {
+                            unquoted.push((hi * 16 + lo) as u8);
+                            i += 3;
+                        }
+                        // Without two hex digits it is an escaped `x`.
+                        _ => {
+                            unquoted.push(b'x');
+                            i += 1;
+                        }
+                    },
+                    b'\\' if i + 1 < line.len() => {
+                        i += 1;
+                        unquoted.push(match line[i] {
+                            b'n' => b'\n',
+                            b'r' => b'\r',
+                            b't' => b'\t',
+                            b'b' => 0x08,
+                            b'a' => 0x07,
+                            other => other,
+                        });
+                    }
+                    b'"' if closes(i) => {
+                        i += 1;
+                        break;
+                    }
+                    b'"' => return Err(unbalanced()),
+                    _ => unquoted.push(b),
+                }
+            } else if single {
+                match b {
+                    b'\\' if line.get(i + 1) == Some(&b'\'') => {
+                        i += 1;
+                        unquoted.push(b'\'');
+                    }
+                    b'\'' if closes(i) => {
+                        i += 1;
+                        break;
+                    }
+                    b'\'' => return Err(unbalanced()),
+                    _ => unquoted.push(b),
+                }
+            } else {
+                match b {
+                    _ if ends_plain(b) => {
+                        i += 1;
+                        break;
+                    }
+                    b'"' => double = true,
+                    b'\'' => single = true,
+                    _ => unquoted.push(b),
+                }
+            }
+            i += 1;
+        }
+        ranges.push(start..unquoted.len());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,7 +655,7 @@ mod tests {
     type Parsed = Option<(Vec<Vec<u8>>, usize)>;
 
     fn cmd(input: &[u8]) -> Result<Parsed, Error> {
-        let mut args = Vec::new();
+        let mut args = Args::new();
         Ok(match Parser::new().parse_command(input, &mut args)? {
             Parse::Done(c, n) => Some((c.args().map(<[u8]>::to_vec).collect(), n)),
             Parse::Incomplete(need) => {
@@ -527,6 +663,64 @@ mod tests {
                 None
             }
         })
+    }
+
+    /// Inline lines split and unquoted as redis-server's `sdssplitargs` does (the expected
+    /// arguments were checked against redis-server 7.0; `tests/resp.rs` compares live).
+    #[test]
+    fn inline_quoting_follows_redis() {
+        let args = |line: &[u8]| -> Result<Vec<Vec<u8>>, Error> {
+            let mut input = line.to_vec();
+            input.extend_from_slice(b"\r\n");
+            Ok(cmd(&input)?.expect("a whole line").0)
+        };
+        let ok = |line: &[u8], want: &[&[u8]]| {
+            let got = args(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            let want: Vec<Vec<u8>> = want.iter().map(|a| a.to_vec()).collect();
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(line));
+        };
+        ok(b"SET a \"hello world\"", &[b"SET", b"a", b"hello world"]);
+        ok(b"SET a 'hello world'", &[b"SET", b"a", b"hello world"]);
+        ok(
+            b"ECHO \"\\n\\r\\t\\b\\a\\\"\\\\\\q\"",
+            &[b"ECHO", b"\n\r\t\x08\x07\"\\q"],
+        );
+        ok(
+            b"ECHO \"\\x41\\x7a\\xff\\x00!\"",
+            &[b"ECHO", b"Az\xff\x00!"],
+        );
+        // `\x` without two hex digits is an escaped `x`.
+        ok(b"ECHO \"\\x4\" \"\\xg1\"", &[b"ECHO", b"x4", b"xg1"]);
+        // In single quotes only `\'` is an escape.
+        ok(b"ECHO 'it\\'s \\n'", &[b"ECHO", b"it's \\n"]);
+        // Quotes may open inside an argument; an empty pair is an empty argument.
+        ok(b"ECHO ab\"c d\"", &[b"ECHO", b"abc d"]);
+        ok(b"ECHO \"\" ''", &[b"ECHO", b"", b""]);
+        ok(b"ECHO \"a'b\" 'a\"b'", &[b"ECHO", b"a'b", b"a\"b"]);
+        // Vertical tab and form feed are blanks before an argument, not inside one.
+        ok(b"\x0bECHO\x0c a\x0bb", &[b"ECHO\x0c", b"a\x0bb"]);
+        ok(b"ECHO a\rb", &[b"ECHO", b"a", b"b"]);
+        // A NUL byte ends the line, as the C string it is in redis-server.
+        ok(b"ECHO a\0 b", &[b"ECHO", b"a"]);
+        ok(b"   ", &[]);
+        for bad in [
+            &b"SET a \"open"[..],
+            b"SET a 'open",
+            b"ECHO \"a\"b",
+            b"ECHO 'a'b",
+            b"ECHO \"trailing\\",
+            b"ECHO \"a\0\"",
+        ] {
+            let e = args(bad).expect_err(&String::from_utf8_lossy(bad));
+            assert_eq!(e.to_string(), "unbalanced quotes in request");
+        }
+        // Unquoted arguments are borrowed from the input; quoted ones need the storage.
+        let mut store = Args::new();
+        let input = b"GET key\r\n";
+        let Parse::Done(c, _) = Parser::new().parse_command(input, &mut store).unwrap() else {
+            panic!("whole");
+        };
+        assert_eq!(c.arg(1).unwrap().as_ptr(), input[4..].as_ptr());
     }
 
     #[test]

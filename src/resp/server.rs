@@ -2,9 +2,8 @@
 //! them to a [`Service`], which writes the replies.
 
 use std::fmt;
-use std::ops::Range;
 
-use super::{Command, Output, Parse, Parser, Writer};
+use super::{Args, Command, Output, Parse, Parser, Writer};
 use crate::adapter::{self, Protocol, Served, Then};
 use crate::{Action, Conn, Handler, LoopCx, Timeout};
 
@@ -75,7 +74,7 @@ pub struct RespServer<S> {
     service: S,
     parser: Parser,
     /// Argument positions of the command being parsed, reused.
-    args: Vec<Range<usize>>,
+    args: Args,
     /// Replies of the current batch of commands, handed to the connection in one write.
     out_buf: Vec<u8>,
 }
@@ -105,7 +104,7 @@ impl<S: Service> RespServer<S> {
         RespServer {
             service,
             parser: Parser::new(),
-            args: Vec::new(),
+            args: Args::new(),
             out_buf: Vec::new(),
         }
     }
