@@ -83,7 +83,7 @@ impl InBuffer {
     }
 
     /// Bytes of heap this buffer holds.
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.buf.capacity()
     }
@@ -181,7 +181,7 @@ impl OutBuffer {
     }
 
     /// The queued bytes in order (for tests and for moving them elsewhere).
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub(crate) fn to_vec(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(self.len);
         for (i, chunk) in self.chunks.iter().enumerate() {

@@ -102,12 +102,6 @@ impl<K: Clone> Timers<K> {
         }
     }
 
-    /// Whether the timer is still pending.
-    #[allow(dead_code)]
-    pub(crate) fn is_pending(&self, id: TimerId) -> bool {
-        matches!(self.slots.get(id.slot as usize), Some(s) if s.seq == id.seq.get())
-    }
-
     fn is_live(&self, seq: u64, slot: u32) -> bool {
         matches!(self.slots.get(slot as usize), Some(s) if s.seq == seq)
     }

@@ -10,7 +10,7 @@ use std::sync::mpsc;
 
 use eventide::codec::{Codec, Endian, LengthCodec, LineCodec, PrefixWidth};
 use eventide::{Action, CloseReason, Conn, ConnId, Handler, Server};
-use util::{connect, read_until_closed, Rng, TIMEOUT};
+use util::{connect, read_until_closed, Checks, Failures, Rng};
 
 /// How a connection ended: its stable reason name and its description.
 #[derive(Debug)]
@@ -24,6 +24,7 @@ struct Closed {
 struct FrameEcho<C> {
     codec: C,
     closed: mpsc::Sender<Closed>,
+    checks: Checks,
 }
 
 impl<C: Codec + Send + 'static> Handler for FrameEcho<C> {
@@ -33,9 +34,14 @@ impl<C: Codec + Send + 'static> Handler for FrameEcho<C> {
 
     fn on_data(&mut self, conn: &mut Conn<'_>, _: &mut ()) -> Action {
         while let Some(frame) = self.codec.next_frame_or_close(conn) {
-            self.codec
-                .write_frame(conn, frame)
-                .expect("a decoded frame re-encodes");
+            let written = self.codec.write_frame(conn, frame);
+            if self
+                .checks
+                .ok(written, "a decoded frame re-encodes")
+                .is_none()
+            {
+                return Action::Close;
+            }
         }
         Action::Continue
     }
@@ -49,8 +55,11 @@ impl<C: Codec + Send + 'static> Handler for FrameEcho<C> {
     }
 }
 
-fn start<C: Codec + Clone + Send + 'static>(codec: &C) -> (Server, mpsc::Receiver<Closed>) {
+fn start<C: Codec + Clone + Send + 'static>(
+    codec: &C,
+) -> (Server, mpsc::Receiver<Closed>, Failures) {
     let (tx, rx) = mpsc::channel();
+    let (checks, failures) = util::checks();
     let codec = codec.clone();
     let server = Server::builder()
         .bind("127.0.0.1:0")
@@ -58,9 +67,10 @@ fn start<C: Codec + Clone + Send + 'static>(codec: &C) -> (Server, mpsc::Receive
         .start(move |_| FrameEcho {
             codec: codec.clone(),
             closed: tx.clone(),
+            checks: checks.clone(),
         })
         .expect("server starts");
-    (server, rx)
+    (server, rx, failures)
 }
 
 fn client(addr: SocketAddr) -> TcpStream {
@@ -146,7 +156,7 @@ fn assert_orderly(c: &Closed) {
 /// The whole scenario for one codec. `oversize` is a stream whose last frame is invalid and
 /// detectable before it ends (no newline yet, or only a length prefix).
 fn scenario<C: Codec + Clone + Send + 'static>(codec: C, lines: bool, oversize: Vec<u8>) {
-    let (server, closed) = start(&codec);
+    let (server, closed, failures) = start(&codec);
     let addr = server.local_addr();
     let sent = payloads(codec.max_frame(), lines, 42);
 
@@ -158,9 +168,7 @@ fn scenario<C: Codec + Clone + Send + 'static>(codec: C, lines: bool, oversize: 
     assert_eq!(read_frames(&mut steady, &codec, 1), vec![b"hello".to_vec()]);
 
     echo_bytewise(addr, &codec, &sent);
-    let done = closed
-        .recv_timeout(TIMEOUT)
-        .expect("the echo client's close");
+    let done = failures.recv(&closed, "the echo client's close");
     assert_orderly(&done);
 
     // A valid frame, then the oversize one, one byte at a time: the reply to the first still
@@ -178,9 +186,7 @@ fn scenario<C: Codec + Clone + Send + 'static>(codec: C, lines: bool, oversize: 
         got, expect,
         "the reply before the bad frame, then the close"
     );
-    let why = closed
-        .recv_timeout(TIMEOUT)
-        .expect("the oversize connection's close");
+    let why = failures.recv(&closed, "the oversize connection's close");
     assert_eq!(why.name, "protocol", "{why:?}");
     assert!(
         why.text.contains(&codec.max_frame().to_string()),
@@ -191,16 +197,12 @@ fn scenario<C: Codec + Clone + Send + 'static>(codec: C, lines: bool, oversize: 
     steady.write_all(&hello).unwrap();
     assert_eq!(read_frames(&mut steady, &codec, 1), vec![b"hello".to_vec()]);
     echo_bytewise(addr, &codec, &sent[..10]);
-    let done = closed
-        .recv_timeout(TIMEOUT)
-        .expect("the second echo client's close");
+    let done = failures.recv(&closed, "the second echo client's close");
     assert_orderly(&done);
     assert_ne!(done.id, why.id);
 
     drop(steady);
-    let last = closed
-        .recv_timeout(TIMEOUT)
-        .expect("the steady connection's close");
+    let last = failures.recv(&closed, "the steady connection's close");
     assert_orderly(&last);
     server.stop();
     server.join().unwrap();

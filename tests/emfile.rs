@@ -8,7 +8,7 @@ mod util;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use eventide::Server;
 use util::{roundtrip, Echo};
@@ -39,13 +39,25 @@ fn emfile_child_server() {
         match line.unwrap().as_str() {
             "stats" => {
                 let t = server.stats().total();
-                println!("stats {} {} {}", t.accepted, t.accept_errors, t.connections);
+                println!(
+                    "stats {} {} {} {} {}",
+                    t.accepted, t.accept_errors, t.connections, t.timers_fired, t.epoll_waits
+                );
             }
             _ => break,
         }
     }
     server.stop();
     server.join().unwrap();
+}
+
+/// What the child server counts.
+#[derive(Clone, Copy, Debug)]
+struct ChildStats {
+    accepted: u64,
+    accept_errors: u64,
+    timers_fired: u64,
+    epoll_waits: u64,
 }
 
 struct Child {
@@ -67,12 +79,17 @@ impl Child {
         panic!("child exited before printing {prefix:?}");
     }
 
-    /// `(accepted, accept_errors, connections)`.
-    fn stats(&mut self) -> (u64, u64, u64) {
+    /// The child server's counters.
+    fn stats(&mut self) -> ChildStats {
         writeln!(self.stdin, "stats").unwrap();
         let s = self.line_with("stats ");
         let v: Vec<u64> = s.split(' ').map(|x| x.parse().unwrap()).collect();
-        (v[0], v[1], v[2])
+        ChildStats {
+            accepted: v[0],
+            accept_errors: v[1],
+            timers_fired: v[3],
+            epoll_waits: v[4],
+        }
     }
 }
 
@@ -105,24 +122,34 @@ fn emfile_backs_off_and_recovers() {
     // More clients than the child has descriptors: the kernel completes every handshake, the
     // server accepts until EMFILE and leaves the rest in the accept queue.
     let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| util::connect(addr)).collect();
-    util::wait_until("accept fails with EMFILE", || child.stats().1 >= 1);
-    let (accepted, _, _) = child.stats();
+    util::wait_until("accept fails with EMFILE", || {
+        child.stats().accept_errors >= 1
+    });
+    let accepted = child.stats().accepted;
     assert!(
         accepted < CLIENTS as u64,
         "the limit should have stopped accepting"
     );
     assert!(accepted > 0);
 
-    // While descriptors stay exhausted, accept errors grow at most once per back-off period.
-    let (_, errors_before, _) = child.stats();
-    let window = Instant::now();
-    std::thread::sleep(BACKOFF * 10);
-    let (_, errors_after, _) = child.stats();
-    let periods = window.elapsed().as_millis() / BACKOFF.as_millis();
-    let grew = errors_after - errors_before;
+    // While descriptors stay exhausted the listener is out of epoll between attempts: each
+    // accept that fails again waits for a back-off timer, and the loop wakes for those timers
+    // only (a listener left in epoll would wake it at once, again and again).
+    let before = child.stats();
+    util::wait_until("five more accepts fail", || {
+        child.stats().accept_errors >= before.accept_errors + 5
+    });
+    let after = child.stats();
+    let errors = after.accept_errors - before.accept_errors;
+    let timers = after.timers_fired - before.timers_fired;
+    let waits = after.epoll_waits - before.epoll_waits;
     assert!(
-        grew as u128 <= periods + 2,
-        "{grew} accept errors in {periods} back-off periods"
+        errors <= timers + 1,
+        "{errors} failed accepts after {timers} back-off timers"
+    );
+    assert!(
+        waits <= 2 * timers + 4,
+        "{waits} epoll waits for {timers} back-off timers: the loop spins"
     );
 
     // Connections already accepted are still served.
@@ -144,8 +171,7 @@ fn emfile_backs_off_and_recovers() {
         assert_eq!(roundtrip(&mut s, msg.as_bytes()), msg.as_bytes());
         clients.push(s);
     }
-    let (accepted_now, _, _) = child.stats();
-    assert_eq!(accepted_now, CLIENTS as u64);
+    assert_eq!(child.stats().accepted, CLIENTS as u64);
 
     writeln!(child.stdin, "quit").unwrap();
     drop(clients);

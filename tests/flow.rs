@@ -126,39 +126,56 @@ fn inbound_limit_closes_hoarding_connection() {
 #[test]
 fn inbound_limit_pauses_hoarding_connection() {
     const LIMIT: usize = 64 * 1024;
+    const READ: usize = 16 * 1024;
     let (factory, _closed) = Echo::factory();
     let server = Server::builder()
         .bind("127.0.0.1:0")
         .loops(1)
         .inbound_limit(LIMIT, InboundPolicy::Pause)
-        .read_buffer_size(16 * 1024)
+        .read_buffer_size(READ)
         .start(factory)
         .unwrap();
     let addr = server.local_addr();
+    let hoarded = || server.stats().total().bytes_in as usize;
     let mut hoarder = connect(addr);
-    hoarder
-        .set_write_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
     hoarder.write_all(b"HOARD").unwrap();
-    // Write until the kernel buffers are full: the server has stopped reading.
+    hoarder.set_nonblocking(true).unwrap();
+    // Offer input until the server has read past the limit (it pauses there); whatever the
+    // kernel buffers then hold stays unread.
     let chunk = vec![b'x'; 64 * 1024];
     let mut written = 5usize;
-    loop {
+    util::wait_until("the server reads past the limit", || {
         match hoarder.write(&chunk) {
             Ok(n) => written += n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
             Err(e) => panic!("write failed: {e}"),
         }
-        assert!(written < 256 << 20, "the server never stopped reading");
+        hoarded() > LIMIT
+    });
+    while let Ok(n) = hoarder.write(&chunk) {
+        written += n;
     }
-    let read = server.stats().total().bytes_in as usize;
+    // Round trips on another connection of the same loop: each is a turn of the loop, in
+    // which a hoarder still registered for reading would have been read again.
+    let read = hoarded();
+    let mut good = connect(addr);
+    for i in 0..4 {
+        let msg = format!("still served {i}");
+        assert_eq!(roundtrip(&mut good, msg.as_bytes()), msg.as_bytes());
+    }
+    let good_bytes = (0..4)
+        .map(|i| format!("still served {i}").len())
+        .sum::<usize>();
+    assert_eq!(
+        hoarded() - good_bytes,
+        read,
+        "the paused connection was read again"
+    );
     assert!(
-        read <= LIMIT + 16 * 1024,
+        read <= LIMIT + READ,
         "read {read} bytes past a {LIMIT}-byte limit"
     );
-    assert!(read < written);
-    let mut good = connect(addr);
-    assert_eq!(roundtrip(&mut good, b"still served"), b"still served");
+    assert!(read < written, "the hoarder's last bytes stay unread");
 }
 
 /// The connection limit: the extra connection is closed at once and counted.
@@ -251,6 +268,12 @@ fn graceful_stop_flushes_pending_output() {
         .high_water(256 * 1024, 64 * 1024)
         .socket_send_buffer(16 * 1024)
         .stop_timeout(TIMEOUT)
+        // The clients read only once the stop has begun, each on a thread of its own that a
+        // busy machine may start late: a linger or flush timeout shorter than the test's
+        // bound would cut a connection whose client has not read yet (a close with unread
+        // input resets it, and the reset drops the echo its kernel still held).
+        .linger_timeout(TIMEOUT)
+        .flush_timeout(TIMEOUT)
         .start(factory)
         .unwrap();
     let addr = server.local_addr();

@@ -2,20 +2,20 @@
 
 mod util;
 
-use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use eventide::{Action, CloseReason, Conn, ConnId, Handler, LoopCx, Server, Timeout, TimerId};
-use util::{connect, read_until_closed, roundtrip, Echo, Rng, TIMEOUT};
+use util::{connect, read_until_closed, roundtrip, Checks, Echo, Rng, TIMEOUT};
 
 /// Sets a million loop timers at boot, cancels half, and reports the order the rest fired in.
 struct MillionTimers {
     expected: Vec<u64>,
     fired: Vec<u64>,
     report: mpsc::Sender<(Vec<u64>, Vec<u64>)>,
+    checks: Checks,
 }
 
 impl Handler for MillionTimers {
@@ -32,12 +32,17 @@ impl Handler for MillionTimers {
             let after_us = rng.range(0, 300_000);
             let id = cx.set_timer(Duration::from_micros(after_us), token);
             if rng.next_u64() % 2 == 0 {
-                assert!(cx.cancel_timer(id));
+                self.checks
+                    .that(cx.cancel_timer(id), "a timer just set can be cancelled");
             } else {
                 keep.push((after_us, token));
             }
         }
-        assert_eq!(cx.pending_timers(), keep.len());
+        self.checks.eq(
+            cx.pending_timers(),
+            keep.len(),
+            "timers pending after the cancels",
+        );
         // All were set with the same `now`: deadline order is microseconds, then set order.
         keep.sort();
         self.expected = keep.into_iter().map(|(_, t)| t).collect();
@@ -57,6 +62,7 @@ impl Handler for MillionTimers {
 #[test]
 fn a_million_timers_fire_in_order_and_cancelled_ones_never() {
     let (tx, rx) = mpsc::channel();
+    let (checks, failures) = util::checks();
     let server = Server::builder()
         .bind("127.0.0.1:0")
         .loops(1)
@@ -64,9 +70,10 @@ fn a_million_timers_fire_in_order_and_cancelled_ones_never() {
             expected: Vec::new(),
             fired: Vec::new(),
             report: tx.clone(),
+            checks: checks.clone(),
         })
         .unwrap();
-    let (fired, expected) = rx.recv_timeout(TIMEOUT).expect("not every timer fired");
+    let (fired, expected) = failures.recv(&rx, "every timer to fire");
     assert_eq!(fired.len(), expected.len());
     assert!(fired == expected, "timers fired out of deadline order");
     // Nothing else fires: the cancelled half never does, and no timer is left pending.
@@ -86,6 +93,7 @@ struct Periodic {
     id: Option<TimerId>,
     ticks: u64,
     report: mpsc::Sender<u64>,
+    checks: Checks,
 }
 
 const TICK: u64 = 1;
@@ -105,11 +113,15 @@ impl Handler for Periodic {
             TICK => {
                 self.ticks += 1;
                 if self.ticks == 5 {
-                    assert!(cx.cancel_timer(self.id.take().unwrap()));
+                    let pending = self.id.take().is_some_and(|id| cx.cancel_timer(id));
+                    self.checks
+                        .that(pending, "the interval is pending until cancelled");
                     cx.set_timer(Duration::from_millis(20), MARKER);
                 }
             }
-            _ => self.report.send(self.ticks).unwrap(),
+            _ => {
+                let _ = self.report.send(self.ticks);
+            }
         }
     }
 }
@@ -117,6 +129,7 @@ impl Handler for Periodic {
 #[test]
 fn periodic_timer_fires_until_cancelled() {
     let (tx, rx) = mpsc::channel();
+    let (checks, failures) = util::checks();
     let _server = Server::builder()
         .bind("127.0.0.1:0")
         .loops(1)
@@ -124,20 +137,24 @@ fn periodic_timer_fires_until_cancelled() {
             id: None,
             ticks: 0,
             report: tx.clone(),
+            checks: checks.clone(),
         })
         .unwrap();
-    assert_eq!(rx.recv_timeout(TIMEOUT).unwrap(), 5);
+    assert_eq!(failures.recv(&rx, "the marker timer"), 5);
 }
 
 /// Connection timers: `on_timer` runs for the connection with its token; a cancelled one
 /// never runs; one set on a connection that closed is ignored.
-struct ConnTimers;
+struct ConnTimers(Checks);
 
 impl Handler for ConnTimers {
     type State = Option<TimerId>;
     fn on_open(&mut self, conn: &mut Conn<'_>) -> Option<TimerId> {
         let cancelled = conn.set_timer(Duration::from_millis(1), 99);
-        assert!(conn.cancel_timer(cancelled));
+        self.0.that(
+            conn.cancel_timer(cancelled),
+            "a timer just set can be cancelled",
+        );
         Some(conn.set_timer(Duration::from_millis(5), 7))
     }
     fn on_data(&mut self, conn: &mut Conn<'_>, _: &mut Option<TimerId>) -> Action {
@@ -146,7 +163,11 @@ impl Handler for ConnTimers {
         Action::Continue
     }
     fn on_timer(&mut self, conn: &mut Conn<'_>, state: &mut Option<TimerId>, token: u64) -> Action {
-        assert_eq!(token, 7, "a cancelled timer fired");
+        self.0.eq(
+            token,
+            7,
+            "the token of the timer that fired (99 was cancelled)",
+        );
         *state = None;
         conn.write(b"timer 7\n");
         Action::Close
@@ -155,10 +176,11 @@ impl Handler for ConnTimers {
 
 #[test]
 fn connection_timer_runs_with_its_token() {
+    let (checks, _failures) = util::checks();
     let server = Server::builder()
         .bind("127.0.0.1:0")
         .loops(1)
-        .start(|_| ConnTimers)
+        .start(move |_| ConnTimers(checks.clone()))
         .unwrap();
     let mut s = connect(server.local_addr());
     let (got, _) = read_until_closed(&mut s);
@@ -166,56 +188,88 @@ fn connection_timer_runs_with_its_token() {
     assert_eq!(server.stats().total().panics, 0);
 }
 
-/// Idle timeout: 50 connections go silent, 50 keep talking at 1/20 of the timeout: only the
-/// silent ones close, each with the idle reason.
+/// Every other connection this loop opens (the 2nd, 4th, ...) moves a byte every quarter
+/// of the idle timeout, from a connection timer; the others are silent. Reports each close
+/// with whether the connection was a talker.
+struct Talkers {
+    opened: usize,
+    closed: mpsc::Sender<(bool, String)>,
+}
+
+const IDLE: Duration = Duration::from_millis(500);
+
+impl Handler for Talkers {
+    type State = bool;
+    fn on_open(&mut self, conn: &mut Conn<'_>) -> bool {
+        let talker = self.opened % 2 == 1;
+        self.opened += 1;
+        if talker {
+            conn.set_timer(IDLE / 4, 0);
+        }
+        talker
+    }
+    fn on_data(&mut self, conn: &mut Conn<'_>, _: &mut bool) -> Action {
+        let n = conn.input().len();
+        conn.consume(n);
+        Action::Continue
+    }
+    fn on_timer(&mut self, conn: &mut Conn<'_>, _: &mut bool, _: u64) -> Action {
+        conn.write(b".");
+        conn.set_timer(IDLE / 4, 0);
+        Action::Continue
+    }
+    fn on_close(&mut self, _: ConnId, talker: bool, reason: &CloseReason) {
+        let _ = self.closed.send((talker, reason.as_str().to_string()));
+    }
+}
+
+/// Idle timeout: 50 connections stay silent, 50 move a byte every quarter of the timeout:
+/// only the silent ones close, each with the idle reason. The talkers' bytes come from the
+/// loop's own timers, so how the test's threads are scheduled cannot make one look idle: a
+/// loop that was held up runs its due timers in deadline order, the talker's write before the
+/// idle check that would have found it quiet.
 #[test]
 fn idle_timeout_closes_only_silent_connections() {
-    const IDLE: Duration = Duration::from_millis(1000);
-    let (factory, closed) = Echo::factory();
+    let (tx, closed) = mpsc::channel();
     let server = Server::builder()
         .bind("127.0.0.1:0")
-        .loops(2)
+        .loops(1)
         .idle_timeout(IDLE)
-        .start(factory)
+        .start(move |_| Talkers {
+            opened: 0,
+            closed: tx.clone(),
+        })
         .unwrap();
     let addr = server.local_addr();
-    let silent: Vec<_> = (0..50).map(|_| connect(addr)).collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    let talkers: Vec<_> = (0..50)
-        .map(|i| {
-            let mut s = connect(addr);
-            let stop = Arc::clone(&stop);
-            thread::spawn(move || {
-                let msg = format!("talk {i}");
-                while !stop.load(Ordering::Acquire) {
-                    assert_eq!(roundtrip(&mut s, msg.as_bytes()), msg.as_bytes());
-                    thread::sleep(IDLE / 20); // the client's talking pace, not synchronisation
-                }
-                s
-            })
-        })
-        .collect();
+    // One loop accepts in connect order: the odd-numbered clients are the talkers.
+    let mut clients: Vec<TcpStream> = (0..100).map(|_| connect(addr)).collect();
     for _ in 0..50 {
-        let c = closed.recv_timeout(TIMEOUT).unwrap();
-        assert_eq!(c.reason, "idle_timeout");
+        let (talker, reason) = closed.recv_timeout(TIMEOUT).expect("a silent one closes");
+        assert!(!talker, "a talking connection was closed ({reason})");
+        assert_eq!(reason, "idle_timeout");
     }
-    stop.store(true, Ordering::Release);
-    let mut talkers: Vec<_> = talkers.into_iter().map(|t| t.join().unwrap()).collect();
-    for s in &mut talkers {
-        assert_eq!(roundtrip(s, b"still here"), b"still here");
+    for (i, s) in clients.iter_mut().enumerate() {
+        let (got, reset) = if i % 2 == 0 {
+            read_until_closed(s)
+        } else {
+            let mut one = [0u8; 1];
+            s.read_exact(&mut one).unwrap();
+            (one.to_vec(), false)
+        };
+        assert!(!reset);
+        let want: &[u8] = if i % 2 == 0 { b"" } else { b"." };
+        assert_eq!(got, want, "client {i}");
     }
-    for mut s in silent {
-        let (got, _) = read_until_closed(&mut s);
-        assert!(got.is_empty());
-    }
+    // The silent ones linger until their clients close; the talkers stay.
+    let talkers: Vec<TcpStream> = clients.into_iter().skip(1).step_by(2).collect();
+    util::wait_until("only the talkers are open", || {
+        server.stats().total().connections == 50
+    });
     assert!(
         closed.try_recv().is_err(),
         "a talking connection was closed"
     );
-    // The silent ones linger until their clients (dropped above) close.
-    util::wait_until("only the talkers are open", || {
-        server.stats().total().connections == 50
-    });
+    drop(talkers);
 }
 
 /// Read timeout: an incomplete message left unconsumed too long closes the connection with
@@ -244,6 +298,7 @@ fn read_timeout_cuts_an_incomplete_message() {
 /// A handler can keep a timed-out connection by answering `Continue`.
 struct Patient {
     report: mpsc::Sender<(ConnId, Timeout)>,
+    checks: Checks,
 }
 
 impl Handler for Patient {
@@ -265,19 +320,24 @@ impl Handler for Patient {
         }
     }
     fn on_close(&mut self, _: ConnId, times: u32, reason: &CloseReason) {
-        assert_eq!(times, 3);
-        assert_eq!(reason.as_str(), "idle_timeout");
+        self.checks.eq(times, 3, "timeouts before the close");
+        self.checks
+            .eq(reason.as_str(), "idle_timeout", "the close reason");
     }
 }
 
 #[test]
 fn on_timeout_can_keep_the_connection() {
     let (tx, rx) = mpsc::channel();
+    let (checks, failures) = util::checks();
     let server = Server::builder()
         .bind("127.0.0.1:0")
         .loops(1)
         .idle_timeout(Duration::from_millis(50))
-        .start(move |_| Patient { report: tx.clone() })
+        .start(move |_| Patient {
+            report: tx.clone(),
+            checks: checks.clone(),
+        })
         .unwrap();
     let mut s = connect(server.local_addr());
     let (got, _) = read_until_closed(&mut s);
@@ -286,4 +346,9 @@ fn on_timeout_can_keep_the_connection() {
     assert_eq!(reports.len(), 3);
     assert!(reports.iter().all(|(_, w)| *w == Timeout::Idle));
     assert_eq!(server.stats().total().panics, 0);
+    // on_close has run once the connection is no longer counted.
+    util::wait_until("the connection is closed", || {
+        server.stats().total().connections == 0
+    });
+    failures.assert_none();
 }

@@ -9,7 +9,7 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
 
 use eventide::{Action, CloseReason, Conn, ConnId, Handler, Server};
-use util::{connect, roundtrip, TIMEOUT};
+use util::{connect, roundtrip, Checks, Failures, TIMEOUT};
 
 /// A gate jobs wait at until the test opens it; counts the jobs waiting.
 #[derive(Default)]
@@ -43,6 +43,7 @@ struct Jobs {
     max_in_flight: Arc<AtomicUsize>,
     paused_seen: Arc<AtomicBool>,
     closed: mpsc::Sender<(ConnId, String)>,
+    checks: Checks,
 }
 
 impl Handler for Jobs {
@@ -55,7 +56,13 @@ impl Handler for Jobs {
         let Some(end) = input.iter().position(|&b| b == b'\n') else {
             return Action::Continue;
         };
-        let line = std::str::from_utf8(&input[..end]).unwrap().to_string();
+        let Some(line) = self
+            .checks
+            .ok(std::str::from_utf8(&input[..end]), "a UTF-8 line")
+        else {
+            return Action::Close;
+        };
+        let line = line.to_string();
         if line.starts_with("ECHO ") {
             conn.write(&input[..=end]);
         } else if line.starts_with("JOB ") || line == "PANIC" {
@@ -64,14 +71,14 @@ impl Handler for Jobs {
                 return Action::Continue;
             }
             let latch = Arc::clone(&self.latch);
-            conn.submit(move || {
+            let submitted = conn.submit(move || {
                 latch.wait();
                 if line == "PANIC" {
                     panic!("job asked to panic");
                 }
                 format!("DONE {}\n", &line[4..]).into_bytes()
-            })
-            .unwrap();
+            });
+            self.checks.ok(submitted, "submit after can_submit");
             self.max_in_flight
                 .fetch_max(conn.jobs_in_flight(), Ordering::SeqCst);
             self.paused_seen
@@ -92,6 +99,8 @@ struct Fixture {
     max_in_flight: Arc<AtomicUsize>,
     paused_seen: Arc<AtomicBool>,
     closed: mpsc::Receiver<(ConnId, String)>,
+    /// Checked when the fixture is dropped, at the end of each test.
+    _failures: Failures,
 }
 
 fn start(workers: usize, per_conn: usize) -> Fixture {
@@ -99,6 +108,7 @@ fn start(workers: usize, per_conn: usize) -> Fixture {
     let max_in_flight = Arc::new(AtomicUsize::new(0));
     let paused_seen = Arc::new(AtomicBool::new(false));
     let (tx, closed) = mpsc::channel();
+    let (checks, failures) = util::checks();
     let (l, m, p) = (latch.clone(), max_in_flight.clone(), paused_seen.clone());
     let server = Server::builder()
         .bind("127.0.0.1:0")
@@ -110,6 +120,7 @@ fn start(workers: usize, per_conn: usize) -> Fixture {
             max_in_flight: m.clone(),
             paused_seen: p.clone(),
             closed: tx.clone(),
+            checks: checks.clone(),
         })
         .unwrap();
     Fixture {
@@ -118,6 +129,7 @@ fn start(workers: usize, per_conn: usize) -> Fixture {
         max_in_flight,
         paused_seen,
         closed,
+        _failures: failures,
     }
 }
 
@@ -224,27 +236,34 @@ fn a_panicking_job_closes_its_connection() {
 /// Without a pool, `submit` is an error, not a panic.
 #[test]
 fn submit_without_a_pool_is_an_error() {
-    struct NoPool(mpsc::Sender<std::io::ErrorKind>);
+    struct NoPool(mpsc::Sender<std::io::ErrorKind>, Checks);
     impl Handler for NoPool {
         type State = ();
         fn on_open(&mut self, conn: &mut Conn<'_>) {
-            assert!(!conn.can_submit());
-            let err = conn.submit(Vec::new).unwrap_err();
-            self.0.send(err.kind()).unwrap();
+            self.1.that(!conn.can_submit(), "can_submit without a pool");
+            match conn.submit(Vec::new) {
+                Ok(()) => {
+                    self.1.that(false, "submit without a pool succeeded");
+                }
+                Err(e) => {
+                    let _ = self.0.send(e.kind());
+                }
+            }
         }
         fn on_data(&mut self, _: &mut Conn<'_>, _: &mut ()) -> Action {
             Action::Continue
         }
     }
     let (tx, rx) = mpsc::channel();
+    let (checks, failures) = util::checks();
     let server = Server::builder()
         .bind("127.0.0.1:0")
         .loops(1)
-        .start(move |_| NoPool(tx.clone()))
+        .start(move |_| NoPool(tx.clone(), checks.clone()))
         .unwrap();
     let _c = connect(server.local_addr());
     assert_eq!(
-        rx.recv_timeout(TIMEOUT).unwrap(),
+        failures.recv(&rx, "submit's error"),
         std::io::ErrorKind::Unsupported
     );
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
-use super::{cvt, cvt_retry};
+use super::cvt_retry;
 use crate::addr::Addr;
 
 /// Options for a listening TCP socket.
@@ -313,11 +313,11 @@ pub(crate) fn abort(fd: OwnedFd) {
 }
 
 /// Number of bytes waiting in the socket's receive queue (`FIONREAD`).
-#[allow(dead_code)]
+#[cfg(test)]
 pub(crate) fn readable_bytes(fd: RawFd) -> io::Result<usize> {
     let mut n: libc::c_int = 0;
     // SAFETY: FIONREAD writes one c_int through the pointer, which is valid for that write.
-    cvt(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) })?;
+    super::cvt(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) })?;
     Ok(n.max(0) as usize)
 }
 
@@ -369,8 +369,14 @@ mod tests {
         let mut vec = Vec::with_capacity(4);
         vec.extend_from_slice(b"ab");
         let mut extra = [0u8; 64];
-        // Wait until all 11 bytes are queued, so one recvmsg sees them.
+        // Wait until all 11 bytes are queued, so one recvmsg sees them (bounded: loopback
+        // delivers them at once, but the machine may be busy).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while readable_bytes(fd.as_raw_fd()).unwrap() < 11 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "11 bytes written on loopback never arrived"
+            );
             std::thread::yield_now();
         }
         let (a, b) = read_append(fd.as_raw_fd(), &mut vec, &mut extra).unwrap();

@@ -51,6 +51,9 @@ pub enum Event {
         reason: &'static str,
         text: String,
     },
+    /// A check in a callback failed (an `assert!` there would be caught by the loop):
+    /// [`wait_for`] fails the test with it at once.
+    CheckFailed(String),
 }
 
 /// What inbound connections do.
@@ -118,7 +121,12 @@ impl Handler for Probe {
             ..State::default()
         };
         if conn.is_outbound() {
-            let data: Vec<u8> = conn.take_context().expect("a payload as the context");
+            let Some(data) = conn.take_context::<Vec<u8>>() else {
+                let why = "an outbound connection without a payload as its context".to_string();
+                let _ = self.tx.send(Event::CheckFailed(why));
+                conn.close();
+                return state;
+            };
             conn.write(&data);
             state.dial = Some((data, Vec::new()));
         } else if let Mode::SendThenShutdown(n) = self.mode {
@@ -205,6 +213,7 @@ pub fn wait_for<T>(
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
+            Ok(Event::CheckFailed(why)) => panic!("a check in a handler callback failed: {why}"),
             Ok(e) => {
                 if let Some(t) = pick(e) {
                     return t;

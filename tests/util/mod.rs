@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: clients with bounded timeouts, deterministic
-//! payloads, an echo handler that reports how connections end, and condition waits.
+//! payloads, an echo handler that reports how connections end, condition waits, and the
+//! checks handlers make in their callbacks, reported to the test thread.
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
@@ -117,6 +118,87 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     while !cond() {
         assert!(start.elapsed() < TIMEOUT, "timed out waiting until {what}");
         thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Checks a test's handler makes inside its callbacks. An `assert!` there would be caught by
+/// the loop's panic isolation — the connection closes and the test times out somewhere else
+/// with an unrelated message — so a check records its failure instead, and the test thread
+/// fails with that message at its next wait ([`Failures::recv`]) or at the end of the test
+/// (when the [`Failures`] is dropped).
+#[derive(Clone)]
+pub struct Checks(mpsc::Sender<String>);
+
+/// The test thread's side of [`Checks`].
+pub struct Failures(mpsc::Receiver<String>);
+
+/// A pair of [`Checks`] (cloned into the handlers) and the [`Failures`] the test watches.
+pub fn checks() -> (Checks, Failures) {
+    let (tx, rx) = mpsc::channel();
+    (Checks(tx), Failures(rx))
+}
+
+impl Checks {
+    /// Records a failure unless `ok`; returns `ok`.
+    pub fn that(&self, ok: bool, what: impl std::fmt::Display) -> bool {
+        if !ok {
+            let _ = self.0.send(what.to_string());
+        }
+        ok
+    }
+
+    /// Records a failure unless `got == want`; returns whether they are equal.
+    pub fn eq<V: PartialEq + std::fmt::Debug>(&self, got: V, want: V, what: &str) -> bool {
+        let same = got == want;
+        if !same {
+            let _ = self.0.send(format!("{what}: got {got:?}, want {want:?}"));
+        }
+        same
+    }
+
+    /// `r`'s value, or `None` and a recorded failure.
+    pub fn ok<V, E: std::fmt::Debug>(&self, r: Result<V, E>, what: &str) -> Option<V> {
+        r.map_err(|e| {
+            let _ = self.0.send(format!("{what}: {e:?}"));
+        })
+        .ok()
+    }
+}
+
+impl Failures {
+    /// Fails the test with the first check that failed so far, if one did.
+    pub fn assert_none(&self) {
+        if let Ok(failure) = self.0.try_recv() {
+            panic!("a check in a handler callback failed: {failure}");
+        }
+    }
+
+    /// The next value from `rx`, waiting at most [`TIMEOUT`]; fails at once, with its
+    /// message, if a check fails in the meantime.
+    pub fn recv<T>(&self, rx: &mpsc::Receiver<T>, what: &str) -> T {
+        let start = Instant::now();
+        loop {
+            self.assert_none();
+            match rx.recv_timeout(Duration::from_millis(10)) {
+                Ok(v) => return v,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    assert!(start.elapsed() < TIMEOUT, "timed out waiting for {what}")
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.assert_none();
+                    panic!("waiting for {what}: every sender is gone")
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Failures {
+    /// The checks made until the end of the test count too.
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            self.assert_none();
+        }
     }
 }
 
