@@ -24,6 +24,9 @@ use crate::config::{Config, InboundPolicy};
 use crate::sys::epoll::{EDGE, READABLE, READ_CLOSED, WRITABLE};
 
 /// Where a connection is in its life.
+///
+/// The order makes the questions asked per write and per event one compare each: the states
+/// that take writes come first, then the closing ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Lifecycle {
     /// Reading and writing.
@@ -31,8 +34,6 @@ pub(crate) enum Lifecycle {
     /// A half-close was asked for: the write side shuts once pending output (and the output
     /// of jobs still running) is flushed. Writes are still taken and go out first.
     ShuttingDown,
-    /// The write side is shut (`shutdown(SHUT_WR)` done); reading goes on, writes are refused.
-    WriteShut,
     /// Closing once pending output is flushed; reading has stopped, writes are still taken.
     Closing,
     /// Closing after the write side was shut (its output went out before the shutdown).
@@ -40,6 +41,8 @@ pub(crate) enum Lifecycle {
     /// A fatal error: the connection closes when the current callback returns, and its
     /// pending output is lost.
     Aborted,
+    /// The write side is shut (`shutdown(SHUT_WR)` done); reading goes on, writes are refused.
+    WriteShut,
 }
 
 /// What the read side has seen.
@@ -253,19 +256,14 @@ impl ConnState {
     /// Whether writes are still taken.
     #[inline]
     pub(crate) fn writable(&self) -> bool {
-        matches!(
-            self.lifecycle,
-            Lifecycle::Open | Lifecycle::ShuttingDown | Lifecycle::Closing
-        )
+        self.lifecycle as u8 <= Lifecycle::Closing as u8
     }
 
     /// Whether a close was asked for or the connection failed.
     #[inline]
     pub(crate) fn is_closing(&self) -> bool {
-        matches!(
-            self.lifecycle,
-            Lifecycle::Closing | Lifecycle::ClosingAfterShutdown | Lifecycle::Aborted
-        )
+        let l = self.lifecycle as u8;
+        l >= Lifecycle::Closing as u8 && l <= Lifecycle::Aborted as u8
     }
 
     /// Whether the write side is shut (so a close need not shut it again).

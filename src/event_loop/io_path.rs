@@ -383,16 +383,27 @@ impl<H: Handler> EventLoop<H> {
             .paused(entry.input.len(), jobs, &self.lp.cfg)
     }
 
-    /// Whether connection `key`'s input is offered to its handler.
+    /// Whether connection `key`'s input is offered to its handler, between callbacks. Every
+    /// change to what decides it (a callback, a task, a timer, a job's result) is followed by
+    /// a settle, which records the verdict in `flowing`; so it is read from there, and debug
+    /// builds check it against the rules. (Inside a callback's sequence, before its settle,
+    /// the rules are asked directly.)
     #[inline]
     pub(super) fn delivering(&self, key: usize) -> bool {
-        self.conns[key].core.state.delivering(self.paused(key))
+        let state = &self.conns[key].core.state;
+        debug_assert_eq!(
+            state.flowing,
+            state.delivering(self.paused(key)),
+            "a change to connection {key} was not settled"
+        );
+        state.flowing
     }
 
-    /// Whether connection `key`'s socket is read.
+    /// Whether connection `key`'s socket is read, between callbacks (see
+    /// [`delivering`](Self::delivering)).
     #[inline]
     pub(super) fn reading(&self, key: usize) -> bool {
-        self.conns[key].core.state.reading(self.paused(key))
+        self.delivering(key) && self.conns[key].core.state.read != ReadSide::Closed
     }
 }
 

@@ -234,23 +234,23 @@ impl Parser {
     ) -> Result<Parse<Command<'a>>, Error> {
         let Args { ranges, unquoted } = args;
         ranges.clear();
-        let parsed = if input.first() == Some(&b'*') {
-            self.multibulk(input, ranges)?.map(|used| (used, false))
+        let (parsed, from) = if input.first() == Some(&b'*') {
+            (self.multibulk(input, ranges)?, input)
         } else {
-            self.inline(input, ranges, unquoted)?.ok_or(input.len() + 1)
+            match self.inline(input, ranges, unquoted)? {
+                Some((used, false)) => (Ok(used), input),
+                Some((used, true)) => (Ok(used), &unquoted[..]),
+                None => (Err(input.len() + 1), input),
+            }
         };
         Ok(match parsed {
-            Ok((used, quoted)) => {
-                let ranges: &'a [Range<usize>] = ranges;
-                let from: &'a [u8] = if quoted { unquoted } else { input };
-                Parse::Done(
-                    Command {
-                        input: from,
-                        args: ranges,
-                    },
-                    used,
-                )
-            }
+            Ok(used) => Parse::Done(
+                Command {
+                    input: from,
+                    args: ranges,
+                },
+                used,
+            ),
             Err(need) => {
                 ranges.clear();
                 Parse::Incomplete(self.need(input, need)?)
