@@ -349,6 +349,7 @@ fn head() -> impl Strategy<Value = (Vec<u8>, bool, usize)> {
     let version = prop_oneof![
         32 => fixed(&["HTTP/1.1", "HTTP/1.0"], true),
         1 => fixed(&["HTTP/1.2", "HTTP/2.0", "http/1.1", "HTTP/1.", "HTTP/1.1 ", "HTTP/1.10"], false),
+        1 => fixed(&["HTTP/1.9", "HTTP/3", "HTTP/0.9", "HTTP/2", "HTTP/1", "HTTP/9.9", ""], false),
     ];
     let eol = prop_oneof![40 => fixed(&["\r\n"], true), 1 => fixed(&["\n", "\r", "\r\r\n"], false)];
     let end =
@@ -436,10 +437,13 @@ fn the_head_diff_fuzz_corpus_replays_cleanly() {
 /// Every byte value, in every place of a head the fast path reads: the parsers agree.
 #[test]
 fn head_parsers_agree_on_every_byte_in_every_place() {
-    let templates: [&[u8]; 6] = [
+    let templates: [&[u8]; 9] = [
         b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET /@ HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET / HTTP/1.@\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/@.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/@\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.2@\nHost: a\r\n\r\n",
         b"GET / HTTP/1.1\r\nH@st: a\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a@b\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a@\r\n\r\n",
