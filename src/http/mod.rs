@@ -59,6 +59,7 @@ mod response;
 mod server;
 #[doc(hidden)]
 pub mod testing;
+mod uri;
 
 pub use request::{Request, Version};
 pub use response::{Response, Status};

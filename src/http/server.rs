@@ -590,7 +590,7 @@ mod tests {
         let mut out = Vec::new();
         server.serve(
             &mut st,
-            b"GET /a HTTP/1.1\r\n\r\nGET /a HTTP/1.1\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /a HTTP/1.1\r\nHost: h\r\n\r\n",
             &mut out,
         );
         assert_eq!(String::from_utf8(out).unwrap(), a(d2) + &a(d2));
