@@ -167,13 +167,13 @@ impl Status {
         self.0 < 200 || self.0 == 204 || self.0 == 304
     }
 
-    /// Writes the status line.
-    fn write_line(self, out: &mut Vec<u8>) {
+    /// Calls `f` with the status line.
+    fn with_line<R>(self, f: impl FnOnce(&[u8]) -> R) -> R {
         match self.line() {
-            Some(line) => out.extend_from_slice(line),
+            Some(line) => f(line),
             None => {
                 let c = self.0;
-                out.extend_from_slice(&[
+                f(&[
                     b'H',
                     b'T',
                     b'T',
@@ -189,7 +189,7 @@ impl Status {
                     b' ',
                     b'\r',
                     b'\n',
-                ]);
+                ])
             }
         }
     }
@@ -219,8 +219,8 @@ enum Phase {
 
 /// The response to one request, written straight into the connection's output.
 ///
-/// Calls go in order: optionally [`status`](Response::status) (default `200 OK`), then any
-/// [`header`](Response::header)s, then one [`body`](Response::body) or
+/// Set the [`status`](Response::status) (default `200 OK`) and any
+/// [`header`](Response::header)s, in any order, then one [`body`](Response::body) or
 /// [`body_with`](Response::body_with), which completes the response. The writer adds the
 /// status line, `Server`, `Date`, `Content-Length` and, when the connection is to close,
 /// `Connection: close` — a service must not set those itself. A response the service leaves
@@ -249,6 +249,8 @@ pub struct Response<'r> {
     heads: &'r mut Heads,
     status: Status,
     phase: Phase,
+    /// Where this response's status line starts in `buf` (once the head is started).
+    head_start: usize,
     head_only: bool,
     keep_alive: bool,
     /// HTTP/1.0 keep-alive must be confirmed with `Connection: keep-alive`.
@@ -271,20 +273,39 @@ impl<'r> Response<'r> {
             heads,
             status: Status::OK,
             phase: Phase::Fresh,
+            head_start: 0,
             head_only,
             keep_alive,
             announce_keep_alive,
         }
     }
 
-    /// Sets the status (default `200 OK`). Ignored once a header or the body was written.
+    /// Sets the status (default `200 OK`), before or after headers: the status line is
+    /// rewritten in place if headers were written already. Once the body is written the
+    /// response is complete, and a status set then is ignored (and logged): check
+    /// [`is_sent`](Response::is_sent) when in doubt.
     pub fn status(&mut self, status: Status) -> &mut Self {
-        if self.phase == Phase::Fresh {
-            self.status = status;
-        } else {
-            log::warn!("eventide::http: status set after the head was started; ignored");
+        match self.phase {
+            Phase::Fresh => self.status = status,
+            Phase::Head if status != self.status => {
+                let at = self.head_start;
+                let old = self.status.with_line(<[u8]>::len);
+                status.with_line(|line| {
+                    self.buf.splice(at..at + old, line.iter().copied());
+                });
+                self.status = status;
+            }
+            Phase::Head => {}
+            Phase::Sent => {
+                log::warn!("eventide::http: status {status} set after the body; ignored");
+            }
         }
         self
+    }
+
+    /// The status set so far.
+    pub fn status_code(&self) -> Status {
+        self.status
     }
 
     /// Adds a header. A name that is not an HTTP token, or a value with CR, LF or NUL in it,
@@ -317,6 +338,7 @@ impl<'r> Response<'r> {
         let fresh_ok = self.phase == Phase::Fresh && self.status == Status::OK;
         if fresh_ok && !self.heads.ct_head.is_empty() && self.heads.ct_value == value {
             // The same head as the last `200 OK` so far: one copy.
+            self.head_start = self.buf.len();
             self.buf.extend_from_slice(&self.heads.ct_head);
             self.phase = Phase::Head;
             return self;
@@ -428,11 +450,13 @@ impl<'r> Response<'r> {
     fn start(&mut self) {
         if self.phase == Phase::Fresh {
             self.buf.reserve(128);
+            self.head_start = self.buf.len();
             let common = &self.heads.common;
             if self.status == Status::OK {
                 self.buf.extend_from_slice(common);
             } else {
-                self.status.write_line(self.buf);
+                self.status
+                    .with_line(|line| self.buf.extend_from_slice(line));
                 self.buf.extend_from_slice(&common[OK_LINE.len()..]);
             }
             self.phase = Phase::Head;
@@ -486,6 +510,58 @@ fn value_ok(value: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes of a batch of responses, each written by one closure.
+    fn respond(writers: &mut [&mut dyn FnMut(&mut Response<'_>)]) -> String {
+        let mut heads = Heads::default();
+        heads
+            .common
+            .extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: t\r\n");
+        let (mut out, mut buf, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+        let mut batch = Batch {
+            buf: &mut buf,
+            out: &mut out,
+        };
+        for write in writers {
+            let mut res = Response::new(&mut batch, &mut scratch, &mut heads, false, true, false);
+            write(&mut res);
+            res.finish();
+        }
+        batch.flush();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_status_set_after_headers_rewrites_the_status_line() {
+        let got = respond(&mut [
+            &mut |r| {
+                r.content_type("text/plain").body(b"a");
+            },
+            &mut |r| {
+                r.content_type("text/plain").header("X-A", "1");
+                r.status(Status::NOT_FOUND).header("X-B", "2").body(b"b");
+            },
+            &mut |r| {
+                r.header("X-A", "1").status(Status::new(299).unwrap());
+                r.status(Status::NO_CONTENT);
+            },
+            &mut |r| {
+                r.status(Status::new(599).unwrap()).header("X-A", "1");
+                r.status(Status::OK).body(b"d");
+                r.status(Status::INTERNAL_SERVER_ERROR); // after the body: ignored
+                assert_eq!(r.status_code(), Status::OK);
+                assert!(r.is_sent());
+            },
+        ]);
+        let want = [
+            "HTTP/1.1 200 OK\r\nServer: t\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n\r\na",
+            "HTTP/1.1 404 Not Found\r\nServer: t\r\nContent-Type: text/plain\r\nX-A: 1\r\nX-B: 2\r\nContent-Length: 1\r\n\r\nb",
+            "HTTP/1.1 204 No Content\r\nServer: t\r\nX-A: 1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nServer: t\r\nX-A: 1\r\nContent-Length: 1\r\n\r\nd",
+        ]
+        .concat();
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn token_table_matches_the_rfc() {
