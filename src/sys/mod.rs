@@ -12,6 +12,7 @@ use std::io;
 pub(crate) mod epoll;
 pub mod eventfd;
 pub mod rlimit;
+pub(crate) mod sendfile;
 pub(crate) mod socket;
 pub(crate) mod udp;
 
