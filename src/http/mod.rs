@@ -54,6 +54,7 @@ use crate::{Conn, LoopCx};
 mod body;
 mod date;
 mod fast;
+pub mod files;
 mod request;
 mod response;
 mod server;

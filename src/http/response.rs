@@ -6,7 +6,10 @@
 
 use std::fmt;
 
+use std::os::unix::fs::FileExt;
+
 use super::fast::is_tchar;
+use super::files::FileBody;
 use super::Sink;
 
 /// The status line of a `200 OK`, which the server's common head block starts with.
@@ -19,6 +22,15 @@ const DIRECT_BODY: usize = 8 * 1024;
 /// The batch is handed to the connection once it holds this much (memory stays bounded and
 /// the connection's staging limit is not passed in one piece).
 const BATCH_FLUSH: usize = 32 * 1024;
+
+/// The largest file body [`Response::file`] copies into the connection's output. File bodies
+/// are read into the output until the output path sends them from the file itself
+/// (`sendfile` on plain TCP, reads as the socket drains under TLS); until then a larger one
+/// is refused with 500 rather than held in memory whole.
+pub(crate) const FILE_COPY_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// The piece size of a file body read into the output.
+const FILE_PIECE: usize = 64 * 1024;
 
 /// Per-loop pieces of response heads: the common block, and the heads of the last `200 OK`
 /// up to its `Content-Type` and the last `Content-Length` line, so a service that answers
@@ -137,9 +149,11 @@ statuses! {
     REQUEST_TIMEOUT = 408 "Request Timeout";
     CONFLICT = 409 "Conflict";
     LENGTH_REQUIRED = 411 "Length Required";
+    PRECONDITION_FAILED = 412 "Precondition Failed";
     CONTENT_TOO_LARGE = 413 "Content Too Large";
     URI_TOO_LONG = 414 "URI Too Long";
     UNSUPPORTED_MEDIA_TYPE = 415 "Unsupported Media Type";
+    RANGE_NOT_SATISFIABLE = 416 "Range Not Satisfiable";
     EXPECTATION_FAILED = 417 "Expectation Failed";
     TOO_MANY_REQUESTS = 429 "Too Many Requests";
     REQUEST_HEADER_FIELDS_TOO_LARGE = 431 "Request Header Fields Too Large";
@@ -402,13 +416,8 @@ impl<'r> Response<'r> {
             }
             buf.extend_from_slice(&heads.len_line);
         }
-        if !self.keep_alive {
-            buf.extend_from_slice(b"Connection: close\r\n\r\n");
-        } else if self.announce_keep_alive {
-            buf.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
-        } else {
-            buf.extend_from_slice(b"\r\n");
-        }
+        self.end_head();
+        let buf = &mut *self.buf;
         if direct {
             // The head goes first, then the body without a second copy.
             self.out.put(buf);
@@ -418,6 +427,102 @@ impl<'r> Response<'r> {
             buf.extend_from_slice(body);
         }
         self.phase = Phase::Sent;
+    }
+
+    /// Writes `Content-Length` (the length of `body`'s range) and the end of the head, then
+    /// the file's bytes, completing the response. A `HEAD` request (or a status without a
+    /// body) gets the head only, and the file is not read. Ignored if the response is
+    /// already complete.
+    ///
+    /// A file that turns out shorter than the range when it is read (it was truncated
+    /// meanwhile), or fails to read, ends the connection after what could be sent: the
+    /// client sees a body shorter than its `Content-Length`, never bytes of another response.
+    ///
+    /// ```no_run
+    /// use eventide::http::files::FileBody;
+    /// use eventide::http::{Request, Response, Status};
+    ///
+    /// fn report(_req: &Request<'_>, res: &mut Response<'_>) {
+    ///     match std::fs::File::open("/srv/report.pdf").and_then(FileBody::whole) {
+    ///         Ok(body) => res.content_type("application/pdf").file(body),
+    ///         Err(_) => res.status(Status::NOT_FOUND).body(b""),
+    ///     }
+    /// }
+    /// # let _ = report;
+    /// ```
+    pub fn file(&mut self, body: FileBody) {
+        if self.phase == Phase::Sent {
+            log::warn!("eventide::http: a second body for one response; ignored");
+            return;
+        }
+        let send = !self.head_only && !self.status.bodyless();
+        if send && body.len() > FILE_COPY_LIMIT {
+            log::error!(
+                "eventide::http: a file body of {} bytes is over the {FILE_COPY_LIMIT}-byte \
+                 limit of this build; answered 500",
+                body.len()
+            );
+            self.status(Status::INTERNAL_SERVER_ERROR);
+            self.body(b"");
+            return;
+        }
+        self.start();
+        if !self.status.bodyless() {
+            let mut n = itoa::Buffer::new();
+            self.buf.extend_from_slice(b"Content-Length: ");
+            self.buf.extend_from_slice(n.format(body.len()).as_bytes());
+            self.buf.extend_from_slice(b"\r\n");
+        }
+        self.end_head();
+        self.phase = Phase::Sent;
+        if send && !body.is_empty() {
+            self.out.put(self.buf);
+            self.buf.clear();
+            self.copy_file(&body);
+        }
+    }
+
+    /// Reads the range of `body` into the output, piece by piece.
+    fn copy_file(&mut self, body: &FileBody) {
+        let mut piece = std::mem::take(self.scratch);
+        piece.clear();
+        piece.resize(FILE_PIECE, 0);
+        let (mut at, mut left) = (body.offset(), body.len());
+        while left > 0 {
+            let want = piece.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            match body.file().read_at(&mut piece[..want], at) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.out.put(&piece[..n]);
+                    at += n as u64;
+                    left -= n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::warn!("eventide::http: reading a file body: {e}");
+                    break;
+                }
+            }
+        }
+        if left > 0 {
+            log::warn!("eventide::http: a file body ended {left} bytes short; closing");
+            self.keep_alive = false;
+        }
+        piece.clear();
+        *self.scratch = piece;
+    }
+
+    /// Ends the head: the `Connection` field the connection's fate calls for, then the blank
+    /// line.
+    fn end_head(&mut self) {
+        let end: &[u8] = if !self.keep_alive {
+            b"Connection: close\r\n\r\n"
+        } else if self.announce_keep_alive {
+            b"Connection: keep-alive\r\n\r\n"
+        } else {
+            b"\r\n"
+        };
+        self.buf.extend_from_slice(end);
     }
 
     /// Builds the body in a buffer the loop reuses (cleared first), then writes it as

@@ -9,6 +9,8 @@
 
 use std::io;
 
+#[cfg(feature = "http")]
+pub(crate) mod beneath;
 pub(crate) mod epoll;
 pub mod eventfd;
 pub mod rlimit;

@@ -17,6 +17,11 @@
 //!
 //! The file's own offset is never used or moved (the offset is passed explicitly), so one open
 //! file can feed several responses at once.
+//!
+//! The connection's output path is the caller: it sends a response head, then a
+//! [`FileBody`](crate::http::files::FileBody) with this while the socket takes it. Until that
+//! path lands, only the tests call it.
+#![cfg_attr(not(test), allow(dead_code))]
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
