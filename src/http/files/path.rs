@@ -190,6 +190,38 @@ mod tests {
         assert_eq!(ok("/%25%32%65%25%32%65/x"), ("%2e%2e/x".into(), false));
     }
 
+    proptest::proptest! {
+        /// Whatever the request path, an accepted one is relative and made of plain names:
+        /// no `.` or `..`, no separator, NUL or control byte inside a name.
+        #[test]
+        fn accepted_paths_stay_beneath_the_root(
+            raw in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "/", ".", "..", "%2e", "%2E", "%2f", "%5c", "%00", "%25", "\\", "a", "b.txt",
+                    "%c0%ae", "%e2%80%ae", "%", "2e", "~", "%41", "\u{e9}", "%0a", ":",
+                ]),
+                0..12,
+            ),
+            hidden: bool,
+        ) {
+            let path = format!("/{}", raw.concat());
+            if let Ok(safe) = resolve(&path, hidden) {
+                let rel = safe.rel.to_str().unwrap();
+                proptest::prop_assert!(!rel.starts_with('/'), "{path} -> {rel}");
+                for name in rel.split('/') {
+                    proptest::prop_assert!(name != ".." && !name.is_empty(), "{path} -> {rel}");
+                    proptest::prop_assert!(name != "." || rel == ".", "{path} -> {rel}");
+                    proptest::prop_assert!(
+                        !name.bytes().any(|b| b == b'\\' || b < 0x20 || b == 0x7f),
+                        "{path} -> {rel:?}"
+                    );
+                    proptest::prop_assert!(hidden || !name.starts_with('.') || rel == ".");
+                }
+                proptest::prop_assert_eq!(safe.segments.join("/"), if rel == "." { "" } else { rel });
+            }
+        }
+    }
+
     #[test]
     fn segments_encode_back_for_links() {
         let mut s = String::new();
