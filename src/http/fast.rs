@@ -207,14 +207,13 @@ pub(crate) fn other_version<'h, 'b>(
         [] => return Ok(None),
         // Another major version: refused at the end of its line, whatever follows.
         [b'\r' | b'\n', ..] if major != b'1' => return Err(HeadError::Version),
+        // "HTTP/1" without a minor version (1.0 and 1.1 are httparse's).
+        _ if !matches!(minor, Some(b'2'..=b'9')) => return refused,
         [b'\r'] => return Ok(None),
         [b'\r', b'\n', ..] => 2,
         [b'\n', ..] => 1,
         _ => return refused,
     };
-    if !matches!(minor, Some(b'2'..=b'9')) {
-        return refused; // "HTTP/1" (1.0 and 1.1 are httparse's)
-    }
     let line_len = at + v + (version.len() - end.len()) + eol;
     slots.clear();
     slots.resize(max_headers, httparse::EMPTY_HEADER);

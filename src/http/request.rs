@@ -80,15 +80,20 @@ impl<'r> Request<'r> {
     /// `http://host/a/b?x=1`, `/` for `http://host`, `*` for `OPTIONS *`, empty for
     /// `CONNECT`'s `host:port`. It is percent-encoded as sent.
     pub fn path(&self) -> &'r str {
-        let pq = if self.target.as_bytes().first() == Some(&b'/') {
-            self.target // the usual origin form, without a look at the rest
-        } else {
-            uri::path_and_query(self.target)
-        };
-        let path = match pq.bytes().position(|b| b == b'?') {
-            Some(i) => &pq[..i],
-            None => pq,
-        };
+        if self.target.as_bytes().first() != Some(&b'/') {
+            return self.other_form_path();
+        }
+        match self.query_start() {
+            Some(i) => &self.target[..i],
+            None => self.target,
+        }
+    }
+
+    /// [`path`](Request::path) of an absolute-, asterisk- or authority-form target.
+    #[cold]
+    fn other_form_path(&self) -> &'r str {
+        let pq = uri::path_and_query(self.target);
+        let path = pq.split('?').next().unwrap_or("");
         if path.is_empty() && self.target.contains("://") {
             "/"
         } else {
@@ -205,7 +210,7 @@ pub(crate) fn framing(req: &Head<'_, '_>, limits: &Limits) -> Result<Framing, St
         if !matches!(name.len(), 4 | 6 | 10 | 14 | 17) {
             continue;
         }
-        if name.eq_ignore_ascii_case("host") {
+        if is_host(name) {
             // RFC 9112 section 3.2: one Host, well formed.
             hosts += 1;
             if hosts > 1 || !uri::valid_host(h.value) {
@@ -273,6 +278,19 @@ pub(crate) fn framing(req: &Head<'_, '_>, limits: &Limits) -> Result<Framing, St
         expect_continue,
         head_only: req.method == "HEAD",
     })
+}
+
+/// Whether a field name (a token) is `Host`, in any case: one word compare, as every request
+/// has one. Setting bit 5 lowercases a letter and maps no other token byte onto `h`, `o`,
+/// `s` or `t`.
+#[inline]
+fn is_host(name: &str) -> bool {
+    match name.as_bytes() {
+        &[a, b, c, d] => {
+            u32::from_le_bytes([a, b, c, d]) | 0x2020_2020 == u32::from_le_bytes(*b"host")
+        }
+        _ => false,
+    }
 }
 
 /// `Content-Length`: one or more decimal digits, nothing else (no sign, no list).
@@ -389,6 +407,21 @@ mod tests {
                 .body,
             BodyKind::Length(5)
         );
+    }
+
+    #[test]
+    fn the_host_name_test_is_exact() {
+        for b in 0..=255u8 {
+            for at in 0..4 {
+                let mut name = *b"Host";
+                name[at] = b;
+                let Ok(name) = std::str::from_utf8(&name) else {
+                    continue;
+                };
+                assert_eq!(is_host(name), name.eq_ignore_ascii_case("host"), "{name:?}");
+            }
+        }
+        assert!(!is_host("hos") && !is_host("hostx") && is_host("HoSt"));
     }
 
     #[test]

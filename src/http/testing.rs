@@ -231,13 +231,24 @@ fn other_version_reference(buf: &[u8], max_headers: usize, reference: Parsed) ->
         l.extend_from_slice(b"HTTP/1.1\r\n\r\n");
         matches!(httparse_alone(&l, 1), Parsed::Complete { .. })
     };
-    let line_end = buf
+    // The request line starts after the empty lines httparse skips.
+    let mut start = 0;
+    while let Some(n) = [&b"\r\n"[..], b"\n"]
+        .into_iter()
+        .find(|eol| buf[start..].starts_with(eol))
+    {
+        start += n.len();
+    }
+    let line_end = buf[start..]
         .iter()
         .position(|&b| b == b'\n')
-        .map_or(buf.len(), |i| i + 1);
+        .map_or(buf.len(), |i| start + i + 1);
     let Some(v) = (1..line_end).find(|&p| buf[p - 1] == b' ' && valid_line(&buf[..p])) else {
         // HTTP/0.9: the line up to its first CR or LF, given a version, is valid.
-        let ends = buf.iter().position(|&b| b == b'\r' || b == b'\n');
+        let ends = buf[start..]
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .map(|e| start + e);
         return match ends {
             Some(e)
                 if !buf[..e].ends_with(b" ") && valid_line(&[&buf[..e], &b" "[..]].concat()) =>
