@@ -295,8 +295,9 @@ fn other_version_reference(buf: &[u8], max_headers: usize, reference: Parsed) ->
 /// the fast path reading the valid UTF-8 of `buf[..text_len]`, the fast path's result (when it
 /// takes `buf`) must be `httparse`'s alone, errors and "incomplete" included, and so must that
 /// of the parser the server runs (fast path, else `httparse`), except on the versions
-/// `httparse` does not know, where it must be [`other_version_reference`]'s. `Ok(true)` if
-/// the fast path took `buf`; `Err` describes a disagreement.
+/// `httparse` does not know, where it must be what `httparse` says of the line with
+/// `HTTP/1.1` in place. `Ok(true)` if the fast path took `buf`; `Err` describes a
+/// disagreement.
 pub fn check_head(buf: &[u8], text_len: usize, max_headers: usize) -> Result<bool, String> {
     let max_headers = max_headers.clamp(1, HEADERS_CAP);
     let text = utf8_prefix(&buf[..text_len.min(buf.len())]).0;
