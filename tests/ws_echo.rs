@@ -17,7 +17,7 @@ use tungstenite::protocol::frame::Frame;
 use tungstenite::{Message as TMsg, WebSocket};
 
 use util::Rng;
-use ws_support::demo::{run_to_exit, Demo};
+use ws_support::demo::{run_to_exit, Demo, STALE_HINT};
 use ws_support::{python_with_websockets, Raw, TIMEOUT};
 
 const MIB: usize = 1 << 20;
@@ -198,6 +198,12 @@ fn python_round_trips(compression: &str, extensions: &str, test: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     let lines: Vec<&str> = stdout.lines().collect();
+    if lines
+        .first()
+        .is_some_and(|l| l.starts_with("FAIL extensions"))
+    {
+        panic!("{}\n({STALE_HINT})", lines[0]);
+    }
     for line in &lines {
         assert!(line.starts_with("ok "), "{line}\n(all: {stdout})");
     }

@@ -9,8 +9,10 @@ use std::sync::mpsc;
 
 use super::TIMEOUT;
 
-/// Where cargo put the example `name` of this build (next to the test's `deps` directory).
-/// The example is built with the test's features, so a missing binary is a failure.
+/// Where cargo put the example `name` (next to the test's `deps` directory). `cargo test`
+/// builds it with the test's features, so a missing binary is a failure; but cargo re-links
+/// this path only when it rebuilds, so after a `cargo build --example` with other features
+/// the binary there is that build's (see [`STALE_HINT`]).
 pub fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
     let path = exe
@@ -22,6 +24,10 @@ pub fn example_binary(name: &str) -> PathBuf {
     assert!(path.exists(), "{} is not built", path.display());
     path
 }
+
+/// What to say when a demo behaves as if built with other features than the test's.
+pub const STALE_HINT: &str = "is target/*/examples/NAME from this build? cargo re-links it \
+only when it rebuilds: `cargo build --example NAME` with the test's features";
 
 /// Runs example `name` with `args` to its end (a refused command line); bounded.
 pub fn run_to_exit(name: &str, args: &[&str]) -> Output {
