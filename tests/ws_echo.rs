@@ -17,7 +17,7 @@ use tungstenite::protocol::frame::Frame;
 use tungstenite::{Message as TMsg, WebSocket};
 
 use util::Rng;
-use ws_support::demo::{run_to_exit, Demo, STALE_HINT};
+use ws_support::demo::{run_to_exit, Demo, BUILD_HINT};
 use ws_support::{python_with_websockets, Raw, TIMEOUT};
 
 const MIB: usize = 1 << 20;
@@ -202,7 +202,7 @@ fn python_round_trips(compression: &str, extensions: &str, test: &str) {
         .first()
         .is_some_and(|l| l.starts_with("FAIL extensions"))
     {
-        panic!("{}\n({STALE_HINT})", lines[0]);
+        panic!("{}\n({BUILD_HINT})", lines[0]);
     }
     for line in &lines {
         assert!(line.starts_with("ok "), "{line}\n(all: {stdout})");

@@ -9,10 +9,10 @@ use std::sync::mpsc;
 
 use super::TIMEOUT;
 
-/// Where cargo put the example `name` (next to the test's `deps` directory). `cargo test`
-/// builds it with the test's features, so a missing binary is a failure; but cargo re-links
-/// this path only when it rebuilds, so after a `cargo build --example` with other features
-/// the binary there is that build's (see [`STALE_HINT`]).
+/// Where cargo put the example `name` (next to the test's `deps` directory). A plain
+/// `cargo test` builds the examples with the test's features, so a missing binary is a
+/// failure; `cargo test --test NAME` does not, and then the binary there is whatever the last
+/// build of the example left (see [`BUILD_HINT`]).
 pub fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
     let path = exe
@@ -21,13 +21,17 @@ pub fn example_binary(name: &str) -> PathBuf {
         .expect("target/PROFILE/deps")
         .join("examples")
         .join(name);
-    assert!(path.exists(), "{} is not built", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built ({BUILD_HINT})",
+        path.display()
+    );
     path
 }
 
-/// What to say when a demo behaves as if built with other features than the test's.
-pub const STALE_HINT: &str = "is target/*/examples/NAME from this build? cargo re-links it \
-only when it rebuilds: `cargo build --example NAME` with the test's features";
+/// What to say when a demo is missing, or behaves as if built with other features.
+pub const BUILD_HINT: &str = "`cargo test --test NAME` does not build the examples: \
+run `cargo build --examples` with the test's features first";
 
 /// Runs example `name` with `args` to its end (a refused command line); bounded.
 pub fn run_to_exit(name: &str, args: &[&str]) -> Output {
