@@ -57,7 +57,7 @@ fn session_config(max_message: usize) -> Config {
 fn main() {
     let args = Args::parse("127.0.0.1:9001", &["max-message", "idle-ping"], &["edge"]);
     let max_message = args.parsed("max-message", NonZeroUsize::new(16 << 20).unwrap());
-    let idle_ping = Duration::from_secs(args.parsed("idle-ping", 30));
+    let idle_ping = Duration::from_secs(args.parsed::<u32>("idle-ping", 30).into());
     let signals = common::termination_signals();
     let mut builder = Server::builder()
         .bind(args.addr.as_str())

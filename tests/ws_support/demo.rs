@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 
 use super::TIMEOUT;
@@ -33,15 +33,20 @@ pub fn example_binary(name: &str) -> PathBuf {
 pub const BUILD_HINT: &str = "`cargo test --test NAME` does not build the examples: \
 run `cargo build --examples` with the test's features first";
 
-/// Runs example `name` with `args` to its end (a refused command line); bounded.
-pub fn run_to_exit(name: &str, args: &[&str]) -> Output {
-    let child = Command::new(example_binary(name))
+/// Spawns example `name` with `args`, stdout piped, no stdin.
+fn spawn(name: &str, args: &[&str], stderr: Stdio) -> Child {
+    Command::new(example_binary(name))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
-        .expect("spawn the demo");
+        .unwrap_or_else(|e| panic!("spawn the {name} demo: {e}"))
+}
+
+/// Runs example `name` with `args` to its end (a refused command line); bounded.
+pub fn run_to_exit(name: &str, args: &[&str]) -> Output {
+    let child = spawn(name, args, Stdio::piped());
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -69,13 +74,7 @@ pub struct Demo {
 impl Demo {
     /// Starts example `name` with `args` and reads its `listening on ADDR` line.
     pub fn start(name: &str, args: &[&str]) -> Demo {
-        let mut child = Command::new(example_binary(name))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn the demo");
+        let mut child = spawn(name, args, Stdio::inherit());
         let pid = child.id();
         let stdout = child.stdout.take().expect("piped stdout");
         let (line_tx, line) = mpsc::channel();
