@@ -3,6 +3,8 @@
 //! line on stdout, serving, and a graceful stop with exit status 0 on SIGTERM and SIGINT.
 
 mod util;
+#[cfg(feature = "ws")]
+mod ws_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -150,6 +152,20 @@ fn redis_demo_keeps_the_contract() {
     s.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"+PONG\r\n");
     drop(s);
+    demo.stop("-INT");
+}
+
+#[cfg(feature = "ws")]
+#[test]
+fn ws_echo_demo_keeps_the_contract() {
+    let Some(demo) = start("ws_echo", &["--addr", "127.0.0.1:0", "--loops", "2"]) else {
+        return;
+    };
+    let mut ws = ws_support::Raw::open(demo.tcp());
+    ws.frame(0x81, "contract ✓".as_bytes());
+    let (b0, payload) = ws.read_frame().expect("the echo");
+    assert_eq!((b0, payload.as_slice()), (0x81, "contract ✓".as_bytes()));
+    drop(ws);
     demo.stop("-INT");
 }
 
