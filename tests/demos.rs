@@ -250,4 +250,6 @@ fn bad_command_lines_get_the_usage_and_exit_2() {
     );
     refuses("redis", &["--loops", "zero"], "\"zero\"");
     refuses("blocking", &["--bogus"], "--bogus");
+    #[cfg(feature = "ws")]
+    refuses("ws_echo", &["--max-message", "0"], "--max-message");
 }

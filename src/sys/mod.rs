@@ -51,8 +51,8 @@ pub mod faults;
 pub(crate) mod fdpass;
 pub(crate) mod poll;
 pub mod rlimit;
-pub(crate) mod signal;
 pub(crate) mod sendfile;
+pub(crate) mod signal;
 pub(crate) mod socket;
 pub(crate) mod udp;
 
