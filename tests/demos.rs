@@ -4,6 +4,8 @@
 
 mod demo_util;
 mod util;
+#[cfg(feature = "ws")]
+mod ws_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -144,6 +146,20 @@ fn redis_demo_keeps_the_contract() {
     demo.stop("-INT");
 }
 
+#[cfg(feature = "ws")]
+#[test]
+fn ws_echo_demo_keeps_the_contract() {
+    let Some(demo) = start("ws_echo", &["--addr", "127.0.0.1:0", "--loops", "2"]) else {
+        return;
+    };
+    let mut ws = ws_support::Raw::open(demo.tcp());
+    ws.frame(0x81, "contract ✓".as_bytes());
+    let (b0, payload) = ws.read_frame().expect("the echo");
+    assert_eq!((b0, payload.as_slice()), (0x81, "contract ✓".as_bytes()));
+    drop(ws);
+    demo.stop("-INT");
+}
+
 #[test]
 fn blocking_demo_keeps_the_contract() {
     let args = ["--addr", "127.0.0.1:0", "--loops", "1", "--workers", "2"];
@@ -224,4 +240,6 @@ fn bad_command_lines_get_the_usage_and_exit_2() {
     );
     refuses("redis", &["--loops", "zero"], "\"zero\"");
     refuses("blocking", &["--bogus"], "--bogus");
+    #[cfg(feature = "ws")]
+    refuses("ws_echo", &["--max-message", "0"], "--max-message");
 }

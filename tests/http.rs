@@ -157,7 +157,7 @@ fn a_hundred_pipelined_requests_in_one_write_are_answered_in_order() {
             1 => write!(batch, "GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n").unwrap(),
             _ => write!(
                 batch,
-                "POST /echo HTTP/1.1\r\nContent-Length: {}\r\n\r\nbody-{i}",
+                "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\nbody-{i}",
                 format!("body-{i}").len()
             )
             .unwrap(),
@@ -175,7 +175,7 @@ fn a_hundred_pipelined_requests_in_one_write_are_answered_in_order() {
         assert_eq!(String::from_utf8(r.body).unwrap(), want, "response {i}");
     }
     // Still open: one more.
-    c.send(b"GET /path/last HTTP/1.1\r\n\r\n");
+    c.send(b"GET /path/last HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(c.next().unwrap().body, b"/path/last");
 }
 
@@ -215,7 +215,7 @@ fn a_chunked_upload_in_pieces_with_extensions_and_trailers_is_decoded() {
         b"\n \r\nA\r\n0123456789\r\n",
         b"0\r\n",
         b"X-Checksum: 42\r\n",
-        b"\r\nGET /path/after HTTP/1.1\r\n\r\n",
+        b"\r\nGET /path/after HTTP/1.1\r\nHost: t\r\n\r\n",
     ];
     for p in pieces {
         c.send(p);
@@ -243,7 +243,7 @@ fn expect_100_continue_is_answered_before_the_body() {
 fn head_gets_headers_without_a_body() {
     let server = start();
     let mut c = ResponseReader::new(connect(server.local_addr()));
-    c.send(b"HEAD /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /path/x HTTP/1.1\r\n\r\n");
+    c.send(b"HEAD /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabcGET /path/x HTTP/1.1\r\nHost: t\r\n\r\n");
     let r = c.next_head();
     assert_eq!(r.status, 200);
     assert_eq!(r.header("Content-Length"), Some("3"));
@@ -255,7 +255,7 @@ fn head_gets_headers_without_a_body() {
 fn refused(server: &Server, request: &[u8], status: u16) {
     let addr = server.local_addr();
     let mut bystander = ResponseReader::new(connect(addr));
-    bystander.send(b"GET /path/before HTTP/1.1\r\n\r\n");
+    bystander.send(b"GET /path/before HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(bystander.next().unwrap().body, b"/path/before");
 
     let mut c = ResponseReader::new(connect(addr));
@@ -274,7 +274,7 @@ fn refused(server: &Server, request: &[u8], status: u16) {
     assert_eq!(r.header("Server"), Some("eventide"));
     c.expect_closed();
 
-    bystander.send(b"GET /path/after HTTP/1.1\r\n\r\n");
+    bystander.send(b"GET /path/after HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(bystander.next().unwrap().body, b"/path/after");
     let r = agent().get(&url(addr, "/plaintext")).call().unwrap();
     assert_eq!(r.into_string().unwrap(), "Hello, World!");
@@ -283,8 +283,12 @@ fn refused(server: &Server, request: &[u8], status: u16) {
 #[test]
 fn malformed_requests_get_400_then_close() {
     let server = start();
-    refused(&server, b"GET / HTTP/1.1\r\nNo colon here\r\n\r\n", 400);
-    refused(&server, b"GET /a b HTTP/1.1\r\n\r\n", 400);
+    refused(
+        &server,
+        b"GET / HTTP/1.1\r\nHost: t\r\nNo colon here\r\n\r\n",
+        400,
+    );
+    refused(&server, b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n", 400);
     refused(
         &server,
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
@@ -292,32 +296,32 @@ fn malformed_requests_get_400_then_close() {
     ); // a TLS hello
     refused(
         &server,
-        b"POST / HTTP/1.1\r\nContent-Length: 12x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 12x\r\n\r\n",
         400,
     );
     refused(
         &server,
-        b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
         400,
     );
     refused(
         &server,
-        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
         400,
     );
     refused(
         &server,
-        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         400,
     );
     refused(
         &server,
-        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX",
         400,
     );
     // A good request before the bad one is still answered, in order.
     let mut c = ResponseReader::new(connect(server.local_addr()));
-    c.send(b"GET /path/ok HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nBad\r\n\r\nGET /path/never HTTP/1.1\r\n\r\n");
+    c.send(b"GET /path/ok HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\nBad\r\n\r\nGET /path/never HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(c.next().unwrap().body, b"/path/ok");
     assert_eq!(c.next().unwrap().status, 400);
     c.expect_closed();
@@ -329,18 +333,18 @@ fn oversized_heads_get_431_and_long_lines_414() {
     let big_value = "v".repeat(10_000);
     refused(
         &server,
-        format!("GET / HTTP/1.1\r\nX-Big: {big_value}\r\n\r\n").as_bytes(),
+        format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {big_value}\r\n\r\n").as_bytes(),
         431,
     );
     let many: String = (0..100).map(|i| format!("X-H{i}: {i}\r\n")).collect();
     refused(
         &server,
-        format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes(),
+        format!("GET / HTTP/1.1\r\nHost: t\r\n{many}\r\n").as_bytes(),
         431,
     );
     refused(
         &server,
-        format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(10_000)).as_bytes(),
+        format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(10_000)).as_bytes(),
         414,
     );
 }
@@ -350,10 +354,11 @@ fn oversized_bodies_get_413() {
     let server = start();
     refused(
         &server,
-        b"POST /echo HTTP/1.1\r\nContent-Length: 10000000\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n",
         413,
     );
-    let mut chunked = b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut chunked =
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..20 {
         chunked.extend_from_slice(b"1000\r\n");
         chunked.extend_from_slice(&[b'x'; 0x1000]);
@@ -362,7 +367,7 @@ fn oversized_bodies_get_413() {
     refused(&server, &chunked, 413);
     refused(
         &server,
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nfffffffff\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nfffffffff\r\n",
         413,
     );
 }
@@ -372,12 +377,12 @@ fn unsupported_transfer_codings_get_501() {
     let server = start();
     refused(
         &server,
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
         501,
     );
     refused(
         &server,
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
         501,
     );
 }
@@ -405,7 +410,7 @@ fn http10_closes_by_default_and_keeps_alive_when_asked() {
 fn connection_close_ends_the_connection_after_its_response() {
     let server = start();
     let mut c = ResponseReader::new(connect(server.local_addr()));
-    c.send(b"GET /path/1 HTTP/1.1\r\n\r\nGET /path/2 HTTP/1.1\r\nConnection: close\r\n\r\nGET /path/3 HTTP/1.1\r\n\r\n");
+    c.send(b"GET /path/1 HTTP/1.1\r\nHost: t\r\n\r\nGET /path/2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET /path/3 HTTP/1.1\r\nHost: t\r\n\r\n");
     let r = c.next().unwrap();
     assert_eq!(r.body, b"/path/1");
     assert_eq!(r.header("Connection"), None);
@@ -421,7 +426,7 @@ fn a_client_that_never_finishes_its_head_is_cut_by_the_read_timeout() {
     let addr = server.local_addr();
     // Opened first and idle throughout (nothing unconsumed): the read timeout must not cut it.
     let mut idle = ResponseReader::new(connect(addr));
-    idle.send(b"GET /path/1 HTTP/1.1\r\n\r\n");
+    idle.send(b"GET /path/1 HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(idle.next().unwrap().body, b"/path/1");
 
     let mut slow = ResponseReader::new(connect(addr));
@@ -432,12 +437,12 @@ fn a_client_that_never_finishes_its_head_is_cut_by_the_read_timeout() {
     slow.expect_closed();
 
     // The idle connection was open longer than the read timeout, yet it still serves.
-    idle.send(b"GET /path/2 HTTP/1.1\r\n\r\n");
+    idle.send(b"GET /path/2 HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(idle.next().unwrap().body, b"/path/2");
 
     // A body that stops arriving is cut too.
     let mut stalled = ResponseReader::new(connect(addr));
-    stalled.send(b"POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+    stalled.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
     assert_eq!(stalled.next().unwrap().status, 408);
     stalled.expect_closed();
 }
@@ -482,11 +487,11 @@ fn a_service_closure_and_custom_limits_work() {
         })
         .unwrap();
     let mut c = ResponseReader::new(connect(server.local_addr()));
-    c.send(b"DELETE /x?y=1 HTTP/1.1\r\n\r\n");
+    c.send(b"DELETE /x?y=1 HTTP/1.1\r\nHost: t\r\n\r\n");
     let r = c.next().unwrap();
     assert_eq!(r.body, b"DELETE y=1");
     assert_eq!(r.header("Server"), None);
-    c.send(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n");
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n");
     assert_eq!(c.next().unwrap().status, 431);
     c.expect_closed();
 }

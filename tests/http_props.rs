@@ -1,10 +1,11 @@
 //! Property tests of the HTTP request path (no sockets: the codec is driven over in-memory
 //! reads exactly as a connection's `on_data` drives it), and the replay of the fuzz corpus.
 //!
-//! * Any valid stream of requests — bodies by length or chunked, with extensions and
-//!   trailers, HTTP/1.0 and 1.1 — cut into reads at arbitrary byte boundaries parses to
-//!   exactly the requests it was built from, and to the same responses as when delivered
-//!   whole.
+//! * Any valid stream of requests — bodies by length or chunked, with extensions (tokens,
+//!   quoted strings, white space where the grammar allows it) and trailers, HTTP/1.0, 1.1 and
+//!   1.2-1.9 (read as 1.1), origin- and absolute-form targets — cut into reads at arbitrary
+//!   byte boundaries parses to exactly the requests it was built from (paths included), and
+//!   to the same responses as when delivered whole.
 //! * Arbitrary bytes (and valid streams with bytes flipped) never panic, never leave more
 //!   buffered than the limits allow, and give the same answers however they are cut.
 //! * The head parser's fast path agrees with `httparse` on every head it takes, and the
@@ -25,8 +26,11 @@ use proptest::prelude::*;
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Req {
     method: String,
+    /// An origin-form target; sent as is, or in absolute form if `absolute`.
     target: String,
-    http10: bool,
+    absolute: bool,
+    /// The minor version: 0, 1, or 2..=9 (read as 1.1).
+    minor: u8,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
     /// `None`: Content-Length (omitted if empty, for GET); `Some(sizes)`: chunked, in chunks
@@ -36,10 +40,23 @@ struct Req {
 }
 
 impl Req {
+    fn http10(&self) -> bool {
+        self.minor == 0
+    }
+
+    fn sent_target(&self) -> String {
+        if self.absolute {
+            format!("http://example.com:8080{}", self.target)
+        } else {
+            self.target.clone()
+        }
+    }
+
     fn encode(&self, out: &mut Vec<u8>) {
-        let version = if self.http10 { "HTTP/1.0" } else { "HTTP/1.1" };
-        out.extend_from_slice(format!("{} {} {version}\r\n", self.method, self.target).as_bytes());
-        if self.http10 {
+        let (method, target, minor) = (&self.method, self.sent_target(), self.minor);
+        out.extend_from_slice(format!("{method} {target} HTTP/1.{minor}\r\n").as_bytes());
+        out.extend_from_slice(b"Host: example.com\r\n");
+        if self.http10() {
             out.extend_from_slice(b"Connection: keep-alive\r\n");
         }
         for (n, v) in &self.headers {
@@ -63,7 +80,7 @@ impl Req {
                     if s == 0 {
                         continue;
                     }
-                    let ext = if i % 2 == 1 { ";ext=1" } else { "" };
+                    let ext = ["", ";ext=1", " ;a", ";b=\"q \\\" x\"", "\t; c = d ;e"][i % 5];
                     out.extend_from_slice(format!("{s:x}{ext}\r\n").as_bytes());
                     out.extend_from_slice(&rest[..s]);
                     out.extend_from_slice(b"\r\n");
@@ -76,7 +93,7 @@ impl Req {
                 }
                 out.extend_from_slice(b"0\r\n");
                 if self.trailers {
-                    out.extend_from_slice(b"X-Trailer: yes\r\n");
+                    out.extend_from_slice(b"X-Trailer: yes\r\nX-Empty:\r\nX-Ws: \t a b \r\n");
                 }
                 out.extend_from_slice(b"\r\n");
             }
@@ -85,8 +102,8 @@ impl Req {
 
     /// The headers the server sees: ours plus the framing ones.
     fn seen(&self) -> Seen {
-        let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
-        if self.http10 {
+        let mut headers: Vec<(String, Vec<u8>)> = vec![("Host".into(), b"example.com".to_vec())];
+        if self.http10() {
             headers.push(("Connection".into(), b"keep-alive".to_vec()));
         }
         headers.extend(
@@ -104,8 +121,9 @@ impl Req {
         }
         Seen {
             method: self.method.clone(),
-            target: self.target.clone(),
-            http10: self.http10,
+            target: self.sent_target(),
+            path: self.target.split('?').next().unwrap_or("").to_string(),
+            http10: self.http10(),
             headers,
             body: self.body.clone(),
         }
@@ -116,6 +134,7 @@ impl Req {
 struct Seen {
     method: String,
     target: String,
+    path: String,
     http10: bool,
     headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
@@ -129,6 +148,7 @@ impl Service for Recorder {
         self.0.lock().unwrap().push(Seen {
             method: req.method().to_string(),
             target: req.target().to_string(),
+            path: req.path().to_string(),
             http10: req.version() == Version::Http10,
             headers: req
                 .headers()
@@ -147,20 +167,25 @@ fn request() -> impl Strategy<Value = Req> {
     let headers = prop::collection::vec(header, 0..6);
     let body = prop::collection::vec(any::<u8>(), 0..300);
     let chunks = prop::option::of(prop::collection::vec(1usize..64, 0..6));
+    let minor = prop_oneof![4 => Just(1u8), 2 => Just(0u8), 1 => 2u8..=9];
     (
-        method,
-        target,
-        any::<bool>(),
+        (method, target, any::<bool>(), minor),
         headers,
         body,
         chunks,
         any::<bool>(),
     )
         .prop_map(
-            |(method, target, http10, headers, body, chunks, trailers)| Req {
+            |((method, target, absolute, minor), headers, body, chunks, trailers)| Req {
                 method: method.to_string(),
                 target,
-                http10: http10 && chunks.is_none(), // chunked is HTTP/1.1 only
+                absolute,
+                // chunked is HTTP/1.1 only
+                minor: if chunks.is_some() {
+                    minor.max(1)
+                } else {
+                    minor
+                },
                 headers,
                 body,
                 chunks,
@@ -349,6 +374,7 @@ fn head() -> impl Strategy<Value = (Vec<u8>, bool, usize)> {
     let version = prop_oneof![
         32 => fixed(&["HTTP/1.1", "HTTP/1.0"], true),
         1 => fixed(&["HTTP/1.2", "HTTP/2.0", "http/1.1", "HTTP/1.", "HTTP/1.1 ", "HTTP/1.10"], false),
+        1 => fixed(&["HTTP/1.9", "HTTP/3", "HTTP/0.9", "HTTP/2", "HTTP/1", "HTTP/9.9", ""], false),
     ];
     let eol = prop_oneof![40 => fixed(&["\r\n"], true), 1 => fixed(&["\n", "\r", "\r\r\n"], false)];
     let end =
@@ -436,10 +462,13 @@ fn the_head_diff_fuzz_corpus_replays_cleanly() {
 /// Every byte value, in every place of a head the fast path reads: the parsers agree.
 #[test]
 fn head_parsers_agree_on_every_byte_in_every_place() {
-    let templates: [&[u8]; 6] = [
+    let templates: [&[u8]; 9] = [
         b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET /@ HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET / HTTP/1.@\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/@.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/@\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.2@\nHost: a\r\n\r\n",
         b"GET / HTTP/1.1\r\nH@st: a\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a@b\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a@\r\n\r\n",

@@ -1,5 +1,6 @@
-//! The `Date` header value (an RFC 9110 IMF-fixdate), formatted once a second per loop rather
-//! than once per response.
+//! HTTP dates (RFC 9110 section 5.6.7): the `Date` header value, formatted once a second per
+//! loop rather than once per response, and the parser for dates received (`If-Modified-Since`
+//! and the like).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -75,6 +76,113 @@ pub(crate) fn format_imf_fixdate(unix_secs: u64) -> [u8; DATE_LEN] {
     b
 }
 
+/// Parses an HTTP-date (RFC 9110 section 5.6.7) into seconds since the Unix epoch: the
+/// IMF-fixdate, and the two obsolete forms recipients must still accept, RFC 850
+/// (`Sunday, 06-Nov-94 08:49:37 GMT`, its two-digit year read as the most recent year with
+/// those digits not more than 50 years after `now`) and asctime (`Sun Nov  6 08:49:37 1994`).
+/// `None` for anything else, dates before 1970 included.
+pub(crate) fn parse_http_date(value: &[u8], now: u64) -> Option<u64> {
+    let s = std::str::from_utf8(value).ok().filter(|s| s.is_ascii())?;
+    let (wkday, rest) = s.split_once([',', ' '])?;
+    if wkday.is_empty() || !wkday.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return None;
+    }
+    let (day, month, year, time) = if s.as_bytes()[wkday.len()] == b' ' {
+        // asctime: "Nov  6 08:49:37 1994" (a one-digit day padded with a space).
+        let b = rest.as_bytes();
+        if b.len() != 20 || b[3] != b' ' || b[6] != b' ' || b[15] != b' ' {
+            return None;
+        }
+        let day = if b[4] == b' ' {
+            &rest[5..6]
+        } else {
+            &rest[4..6]
+        };
+        (day, &rest[..3], year4(&rest[16..])?, &rest[7..15])
+    } else if wkday.len() == 3 {
+        // IMF-fixdate: ", 06 Nov 1994 08:49:37 GMT".
+        let b = rest.as_bytes();
+        if b.len() != 25 || b[0] != b' ' || b[3] != b' ' || b[7] != b' ' || b[12] != b' ' {
+            return None;
+        }
+        (
+            &rest[1..3],
+            &rest[4..7],
+            year4(&rest[8..12])?,
+            gmt_time(&rest[13..])?,
+        )
+    } else {
+        // RFC 850: ", 06-Nov-94 08:49:37 GMT".
+        let b = rest.as_bytes();
+        if b.len() != 23 || b[0] != b' ' || b[3] != b'-' || b[7] != b'-' || b[10] != b' ' {
+            return None;
+        }
+        let yy = u64::from(two(&rest[8..10])?);
+        let (now_year, _, _) = civil_from_days(now / 86_400);
+        let mut year = now_year - now_year % 100 + yy;
+        if year > now_year + 50 {
+            year -= 100;
+        }
+        (&rest[1..3], &rest[4..7], year, gmt_time(&rest[11..])?)
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| *m == month)? as u32 + 1;
+    let day = match day.as_bytes() {
+        [d @ b'0'..=b'9'] => u32::from(d - b'0'),
+        _ => two(day)?,
+    };
+    let t = time.as_bytes();
+    if t.len() != 8 || t[2] != b':' || t[5] != b':' {
+        return None;
+    }
+    let (h, m, sec) = (two(&time[..2])?, two(&time[3..5])?, two(&time[6..])?);
+    let days_in_month = match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if year < 1970 || day == 0 || day > days_in_month || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(days * 86_400 + u64::from(h) * 3600 + u64::from(m) * 60 + u64::from(sec))
+}
+
+/// `HH:MM:SS GMT` without the zone.
+fn gmt_time(s: &str) -> Option<&str> {
+    s.strip_suffix(" GMT")
+}
+
+fn year4(s: &str) -> Option<u64> {
+    if s.len() == 4 && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse().ok()
+    } else {
+        None
+    }
+}
+
+fn two(s: &str) -> Option<u32> {
+    match s.as_bytes() {
+        [a @ b'0'..=b'9', b @ b'0'..=b'9'] => Some(u32::from(a - b'0') * 10 + u32::from(b - b'0')),
+        _ => None,
+    }
+}
+
+/// (year >= 1970, month 1..=12, day 1..=31) to days since 1970-01-01: the inverse of
+/// [`civil_from_days`].
+fn days_from_civil(year: u64, month: u32, day: u32) -> u64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y % 400;
+    let m = u64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + u64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 fn put2(dst: &mut [u8], v: u32) {
     dst[0] = b'0' + (v / 10 % 10) as u8;
     dst[1] = b'0' + (v % 10) as u8;
@@ -117,6 +225,71 @@ mod tests {
         assert_eq!(
             &format_imf_fixdate(4_107_542_400),
             b"Mon, 01 Mar 2100 00:00:00 GMT"
+        );
+    }
+
+    #[test]
+    fn parses_the_three_http_date_forms() {
+        let now = 1_767_225_599; // 2025-12-31
+        let want = Some(784_111_777);
+        assert_eq!(parse_http_date(b"Sun, 06 Nov 1994 08:49:37 GMT", now), want);
+        assert_eq!(
+            parse_http_date(b"Sunday, 06-Nov-94 08:49:37 GMT", now),
+            want
+        );
+        assert_eq!(parse_http_date(b"Sun Nov  6 08:49:37 1994", now), want);
+        assert_eq!(
+            parse_http_date(b"Thu Nov 16 08:49:37 1994", now),
+            Some(784_111_777 + 864_000)
+        );
+        // Two-digit years: at most 50 years ahead of now.
+        assert_eq!(
+            parse_http_date(b"Friday, 01-Jan-50 00:00:00 GMT", now),
+            Some(2_524_608_000)
+        );
+        assert_eq!(
+            parse_http_date(b"Sunday, 01-Jan-89 00:00:00 GMT", now),
+            Some(599_616_000)
+        );
+        for t in [
+            0,
+            951_782_400,
+            1_767_225_599,
+            4_107_542_400,
+            253_402_300_799,
+        ] {
+            assert_eq!(parse_http_date(&format_imf_fixdate(t), now), Some(t), "{t}");
+        }
+        for bad in [
+            &b""[..],
+            b"Sun, 06 Nov 1994 08:49:37 UTC",
+            b"Sun, 6 Nov 1994 08:49:37 GMT",
+            b"Sun, 06 Nov 94 08:49:37 GMT",
+            b"Sun, 06 Foo 1994 08:49:37 GMT",
+            b"Sun, 30 Feb 1994 08:49:37 GMT",
+            b"Sun, 29 Feb 1900 08:49:37 GMT",
+            b"Sun, 06 Nov 1994 24:00:00 GMT",
+            b"Sun, 06 Nov 1994 08:60:00 GMT",
+            b"Sun, 06 Nov 1969 08:49:37 GMT",
+            b"Sun, 06 Nov 1994 08:49:37 GMT ",
+            b" Sun, 06 Nov 1994 08:49:37 GMT",
+            b"Sun, 06 Nov 1994 8:49:37 GMT",
+            b"Sun Nov 6 08:49:37 1994",
+            b"1994-11-06T08:49:37Z",
+            b"784111777",
+            b"S\xffn, 06 Nov 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(
+                parse_http_date(bad, now),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(parse_http_date(b"Sun, 29 Feb 2004 00:00:00 GMT", now).is_some());
+        assert_eq!(
+            parse_http_date("Sun, 0\u{e9} Nov 1994 08:49:37 GM".as_bytes(), now),
+            None
         );
     }
 

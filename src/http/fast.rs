@@ -16,10 +16,19 @@
 //! above, an incomplete head, more headers than the limit or than [`FAST_HEADERS`] — makes it
 //! give up, and the whole head is parsed again by `httparse`, which accepts or refuses it as it
 //! always did.
+//!
+//! `httparse` knows only `HTTP/1.0` and `HTTP/1.1`. When it refuses a request line for its
+//! version, [`other_version`] reads the line again: `HTTP/1.2` to `HTTP/1.9` are served as
+//! HTTP/1.1 (RFC 9110 section 2.5: a higher minor version is processed as the highest one
+//! supported), and a well-formed line with another major version (`HTTP/2.0`, `HTTP/3`,
+//! `HTTP/0.9`) or none at all (an HTTP/0.9 `GET /path`) is [`HeadError::Version`], answered
+//! with 505. Everything else stays `httparse`'s verdict.
 
 use std::mem::MaybeUninit;
 
 use httparse::Header;
+
+use super::response::Status;
 
 /// Most header fields the fast path takes (its array is initialised per request, so it is
 /// kept small); a head with more goes to `httparse`.
@@ -38,6 +47,37 @@ pub(crate) struct Head<'h, 'b> {
     pub headers: &'h [Header<'b>],
     /// Bytes of the head, final CRLF included.
     pub len: usize,
+}
+
+/// Why a request head is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HeadError {
+    /// Outside the HTTP/1.1 grammar (`httparse`'s error): 400.
+    Syntax(httparse::Error),
+    /// More header fields than the limit: 431.
+    TooManyHeaders,
+    /// A well-formed request line of an HTTP version other than 1.x: 505.
+    Version,
+}
+
+impl From<httparse::Error> for HeadError {
+    fn from(e: httparse::Error) -> HeadError {
+        match e {
+            httparse::Error::TooManyHeaders => HeadError::TooManyHeaders,
+            e => HeadError::Syntax(e),
+        }
+    }
+}
+
+impl HeadError {
+    /// The status a request with this head is refused with.
+    pub(crate) fn status(self) -> Status {
+        match self {
+            HeadError::Syntax(_) => Status::BAD_REQUEST,
+            HeadError::TooManyHeaders => Status::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            HeadError::Version => Status::HTTP_VERSION_NOT_SUPPORTED,
+        }
+    }
 }
 
 /// Parses the head at the start of `buf`: `Ok(None)` while it is incomplete, the `httparse`
@@ -67,6 +107,8 @@ pub(crate) const HEADERS_CAP: usize = 256;
 pub(crate) struct Slots<'b> {
     fast: [Header<'b>; FAST_HEADERS],
     slow: [MaybeUninit<Header<'b>>; HEADERS_CAP],
+    /// Slots for a head [`other_version`] reads (rare: allocated only then).
+    other: Vec<Header<'b>>,
 }
 
 impl<'b> Slots<'b> {
@@ -75,19 +117,121 @@ impl<'b> Slots<'b> {
         Slots {
             fast: [httparse::EMPTY_HEADER; FAST_HEADERS],
             slow: [const { MaybeUninit::uninit() }; HEADERS_CAP],
+            other: Vec::new(),
         }
     }
 
-    /// [`parse_head`] with `max_headers` (1..=[`HEADERS_CAP`]) header slots.
+    /// The head at the start of `buf` with `max_headers` (1..=[`HEADERS_CAP`]) header
+    /// slots: [`parse_head`], then [`other_version`] for a line `httparse` refused for its
+    /// version.
     #[inline(always)]
     pub(crate) fn parse<'h>(
         &'h mut self,
         buf: &'b [u8],
         text: &'b str,
         max_headers: usize,
-    ) -> Result<Option<Head<'h, 'b>>, httparse::Error> {
-        parse_head(buf, text, &mut self.fast, &mut self.slow[..max_headers])
+    ) -> Result<Option<Head<'h, 'b>>, HeadError> {
+        let Slots { fast, slow, other } = self;
+        match parse_head(buf, text, fast, &mut slow[..max_headers]) {
+            Ok(head) => Ok(head),
+            Err(e @ (httparse::Error::Version | httparse::Error::Token)) => {
+                other_version(buf, other, max_headers, e)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
+}
+
+/// A head `httparse` refused with `err` (a version or token error): read its request line
+/// again for a version `httparse` does not know (see the module documentation). `Ok` for
+/// `HTTP/1.2`..`HTTP/1.9` (the head parsed as HTTP/1.1, its headers by `httparse` into
+/// `slots`), [`HeadError::Version`] for another version, `Ok(None)` while the version is
+/// still arriving, and `err` itself for any other line.
+pub(crate) fn other_version<'h, 'b>(
+    buf: &'b [u8],
+    slots: &'h mut Vec<Header<'b>>,
+    max_headers: usize,
+    err: httparse::Error,
+) -> Result<Option<Head<'h, 'b>>, HeadError> {
+    let refused = Err(HeadError::Syntax(err));
+    // Leading empty lines, as `httparse` skips them.
+    let mut at = 0;
+    while let Some(n) = [&b"\r\n"[..], b"\n"]
+        .into_iter()
+        .find(|eol| buf[at..].starts_with(eol))
+    {
+        at += n.len();
+    }
+    let line = &buf[at..];
+    let m = line
+        .iter()
+        .position(|&b| !is_tchar(b))
+        .unwrap_or(line.len());
+    if m == 0 || line.get(m) != Some(&b' ') {
+        return refused;
+    }
+    let t = m + 1;
+    let t_end = t + line[t..]
+        .iter()
+        .position(|&b| !is_target_byte(b))
+        .unwrap_or(line.len() - t);
+    let (Ok(method), Ok(target)) = (
+        std::str::from_utf8(&line[..m]),
+        std::str::from_utf8(&line[t..t_end]),
+    ) else {
+        return refused;
+    };
+    match line.get(t_end) {
+        // HTTP/0.9: no version at all.
+        Some(b'\r' | b'\n') if t_end > t => return Err(HeadError::Version),
+        Some(b' ') if t_end > t => {}
+        _ => return refused,
+    }
+    // "HTTP/" DIGIT [ "." DIGIT ], then the end of the line.
+    let v = t_end + 1;
+    let version = &line[v..];
+    let Some(digits) = version.strip_prefix(b"HTTP/") else {
+        return if b"HTTP/".starts_with(version) {
+            Ok(None)
+        } else {
+            refused
+        };
+    };
+    let (major, minor, end) = match *digits {
+        [] | [b'0'..=b'9'] | [b'0'..=b'9', b'.'] => return Ok(None),
+        [major @ b'0'..=b'9', b'.', minor @ b'0'..=b'9', ref end @ ..] => (major, Some(minor), end),
+        [major @ b'0'..=b'9', ref end @ ..] if !end.starts_with(b".") => (major, None, end),
+        _ => return refused,
+    };
+    let eol = match end {
+        [] => return Ok(None),
+        // Another major version: refused at the end of its line, whatever follows.
+        [b'\r' | b'\n', ..] if major != b'1' => return Err(HeadError::Version),
+        // "HTTP/1" without a minor version (1.0 and 1.1 are httparse's).
+        _ if !matches!(minor, Some(b'2'..=b'9')) => return refused,
+        [b'\r'] => return Ok(None),
+        [b'\r', b'\n', ..] => 2,
+        [b'\n', ..] => 1,
+        _ => return refused,
+    };
+    let line_len = at + v + (version.len() - end.len()) + eol;
+    slots.clear();
+    slots.resize(max_headers, httparse::EMPTY_HEADER);
+    match httparse::parse_headers(&buf[line_len..], slots)? {
+        httparse::Status::Complete((n, headers)) => Ok(Some(Head {
+            method,
+            target,
+            version: 1,
+            headers,
+            len: line_len + n,
+        })),
+        httparse::Status::Partial => Ok(None),
+    }
+}
+
+/// A byte `httparse` takes in a request target.
+fn is_target_byte(b: u8) -> bool {
+    matches!(b, 0x21..=0x7e | 0x80..=0xff)
 }
 
 /// `httparse` alone, on `slow.len()` header slots.
@@ -398,6 +542,95 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert!(fast(&many).is_none());
+    }
+
+    /// What the server's parser makes of a head: the version read, or the error.
+    fn version_of(head: &[u8]) -> Result<Option<(u8, usize, usize)>, HeadError> {
+        let mut slots = Slots::new();
+        let text = utf8_prefix(head).0;
+        let h = slots.parse(head, text, 8)?;
+        Ok(h.map(|h| (h.version, h.headers.len(), h.len)))
+    }
+
+    #[test]
+    fn higher_minor_versions_are_read_as_http11() {
+        for v in 2..=9 {
+            let head = format!("GET /x?y HTTP/1.{v}\r\nHost: a\r\nX: 1\r\n\r\nbody");
+            let b = head.as_bytes();
+            assert_eq!(version_of(b), Ok(Some((1, 2, b.len() - 4))), "{head:?}");
+            // Still arriving: incomplete at every cut.
+            for end in 0..b.len() - 4 {
+                assert_eq!(version_of(&b[..end]), Ok(None), "{:?}", &head[..end]);
+            }
+        }
+        let mut slots = Slots::new();
+        let head = b"\r\nPOST /a HTTP/1.5\nHost: a\n\n";
+        let h = slots.parse(head, "", 8).unwrap().unwrap();
+        assert_eq!((h.method, h.target, h.version), ("POST", "/a", 1));
+        assert_eq!((h.headers[0].name, h.headers[0].value), ("Host", &b"a"[..]));
+        // More headers than the slots.
+        let many = b"GET / HTTP/1.2\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+        let mut slots = Slots::new();
+        assert_eq!(
+            slots.parse(many, "", 2).map(|h| h.is_some()),
+            Err(HeadError::TooManyHeaders)
+        );
+    }
+
+    #[test]
+    fn other_versions_are_refused_as_unsupported() {
+        for head in [
+            &b"GET / HTTP/2.0\r\n\r\n"[..],
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET / HTTP/2\r\n",
+            b"GET / HTTP/3\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/0.9\r\n",
+            b"GET / HTTP/9.9\n",
+            b"GET /index.html\r\n",
+            b"GET /\n",
+            b"GET / HTTP/2.0\rjunk",
+        ] {
+            assert_eq!(
+                version_of(head),
+                Err(HeadError::Version),
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
+        }
+        assert_eq!(
+            HeadError::Version.status(),
+            Status::HTTP_VERSION_NOT_SUPPORTED
+        );
+        for partial in [&b"GET / HTTP/2"[..], b"GET / HTTP/2.", b"GET / HTTP/3.0"] {
+            assert_eq!(version_of(partial), Ok(None));
+        }
+    }
+
+    #[test]
+    fn malformed_versions_stay_malformed() {
+        for head in [
+            &b"GET / HTTP/1\r\n\r\n"[..],
+            b"GET / HTTP/1.10\r\n\r\n",
+            b"GET / HTTP/12.0\r\n\r\n",
+            b"GET / HTTP/1.2 \r\n\r\n",
+            b"GET / HTTP/1.2\rX\r\n",
+            b"GET / http/1.1\r\n\r\n",
+            b"GET / HTTP/1.x\r\n\r\n",
+            b"GET / HTTPS/1.1\r\n\r\n",
+            b"GET /  HTTP/1.1\r\n\r\n",
+            b"GET / x HTTP/1.1\r\n\r\n",
+            b"GET\r\n",
+            b"G@T /\r\n",
+            b"GET /\xff\xfe HTTP/2.0\r\n\r\n",
+            b"GET / HTTP/1.2\r\nBad header\r\n\r\n",
+        ] {
+            let got = version_of(head);
+            assert!(
+                matches!(got, Err(HeadError::Syntax(_))),
+                "{:?}: {got:?}",
+                String::from_utf8_lossy(head)
+            );
+        }
     }
 
     #[test]

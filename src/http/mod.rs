@@ -41,6 +41,16 @@
 //!   long), body larger than [`HttpServer::max_body_size`] → 413, a transfer coding other than
 //!   `chunked` → 501, an `Expect` other than `100-continue` → 417, a version other than 1.x →
 //!   505.
+//! * **RFC 9112 request rules** (each tested in `tests/http_conformance.rs`): an HTTP/1.1
+//!   request must carry exactly one `Host`, and any `Host` must be `host[:port]` by RFC 3986,
+//!   else 400; absolute-form targets (`GET http://host/path`) are served, with
+//!   [`Request::path`] the path and [`Request::host`] the target's authority; `*` is only for
+//!   `OPTIONS` and `host:port` only for `CONNECT` (400 otherwise); `HTTP/1.2` and later 1.x
+//!   minor versions are served as HTTP/1.1; chunk-size lines and trailers follow the grammar
+//!   exactly. `HEAD` is answered like `GET` without the body, with the `Content-Length` the
+//!   body would have had, whatever the service writes.
+//! * **Files.** [`files::Files`] serves a directory; [`Response::file`] sends a
+//!   [`files::FileBody`] (an open file, an offset and a length).
 //! * **Slow clients.** An incomplete request stays unconsumed in the connection's input, so
 //!   the server's read timeout ([`Builder::read_timeout`](crate::Builder::read_timeout)) covers
 //!   it; when it fires, the client gets `408 Request Timeout` and the connection closes.
@@ -54,11 +64,13 @@ use crate::LoopCx;
 mod body;
 mod date;
 mod fast;
+pub mod files;
 mod request;
 mod response;
 mod server;
 #[doc(hidden)]
 pub mod testing;
+mod uri;
 
 pub use request::{Request, Version};
 pub use response::{Response, Status};

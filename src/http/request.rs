@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::fast::Head;
 use super::response::Status;
-use super::Limits;
+use super::{uri, Limits};
 
 /// The HTTP version of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -69,22 +69,52 @@ impl<'r> Request<'r> {
         self.method
     }
 
-    /// The request target as sent: usually a path with an optional query (`/a/b?x=1`).
+    /// The request target as sent: usually a path with an optional query (`/a/b?x=1`); an
+    /// absolute URI (`http://host/a/b?x=1`, as sent to proxies, which servers must accept
+    /// too); `*` for `OPTIONS *`; `host:port` for `CONNECT`.
     pub fn target(&self) -> &'r str {
         self.target
     }
 
-    /// The target up to the first `?`.
+    /// The path of the target, without the query: `/a/b` for `/a/b?x=1` and for
+    /// `http://host/a/b?x=1`, `/` for `http://host`, `*` for `OPTIONS *`, empty for
+    /// `CONNECT`'s `host:port`. It is percent-encoded as sent.
     pub fn path(&self) -> &'r str {
+        if self.target.as_bytes().first() != Some(&b'/') {
+            return self.other_form_path();
+        }
         match self.query_start() {
             Some(i) => &self.target[..i],
             None => self.target,
         }
     }
 
+    /// [`path`](Request::path) of an absolute-, asterisk- or authority-form target.
+    #[cold]
+    fn other_form_path(&self) -> &'r str {
+        let pq = uri::path_and_query(self.target);
+        let path = pq.split('?').next().unwrap_or("");
+        if path.is_empty() && self.target.contains("://") {
+            "/"
+        } else {
+            path
+        }
+    }
+
     /// The part of the target after the first `?`, if any.
     pub fn query(&self) -> Option<&'r str> {
         self.query_start().map(|i| &self.target[i + 1..])
+    }
+
+    /// The host the request is for, as sent (`example.com`, `example.com:8080`, `[::1]:80`):
+    /// the authority of an absolute-form or `CONNECT` target, otherwise the `Host` field
+    /// (RFC 9112 section 3.2.2; the codec has checked its syntax). `None` only for an
+    /// HTTP/1.0 request without `Host`; an HTTP/1.1 one is refused before it gets here.
+    pub fn host(&self) -> Option<&'r str> {
+        uri::target_authority(self.target).or_else(|| {
+            self.header("host")
+                .and_then(|h| std::str::from_utf8(h).ok())
+        })
     }
 
     /// Where the first `?` is (a plain byte loop: targets are short, and `str::find` goes
@@ -165,6 +195,8 @@ pub(crate) fn framing(req: &Head<'_, '_>, limits: &Limits) -> Result<Framing, St
         1 => Version::Http11,
         _ => return Err(Status::HTTP_VERSION_NOT_SUPPORTED),
     };
+    uri::form(req.method, req.target)?;
+    let mut hosts = 0;
     let mut close = false;
     let mut keep_alive_token = false;
     let mut length: Option<usize> = None;
@@ -173,12 +205,18 @@ pub(crate) fn framing(req: &Head<'_, '_>, limits: &Limits) -> Result<Framing, St
     let mut expect_continue = false;
     for h in req.headers.iter() {
         let name = h.name;
-        // Only four names matter here; their lengths (14, 17, 10, 6) tell them apart, so most
-        // headers are skipped without a comparison.
-        if !matches!(name.len(), 6 | 10 | 14 | 17) {
+        // Only five names matter here; their lengths (4, 14, 17, 10, 6) tell them apart, so
+        // most headers are skipped without a comparison.
+        if !matches!(name.len(), 4 | 6 | 10 | 14 | 17) {
             continue;
         }
-        if name.eq_ignore_ascii_case("content-length") {
+        if is_host(name) {
+            // RFC 9112 section 3.2: one Host, well formed.
+            hosts += 1;
+            if hosts > 1 || !uri::valid_host(h.value) {
+                return Err(Status::BAD_REQUEST);
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
             let n = parse_content_length(h.value, limits)?;
             if length.is_some_and(|prev| prev != n) {
                 return Err(Status::BAD_REQUEST); // conflicting lengths
@@ -213,6 +251,9 @@ pub(crate) fn framing(req: &Head<'_, '_>, limits: &Limits) -> Result<Framing, St
             }
         }
     }
+    if hosts == 0 && version == Version::Http11 {
+        return Err(Status::BAD_REQUEST); // RFC 9112 section 3.2: Host is required in 1.1
+    }
     if te_seen && !chunked {
         return Err(Status::BAD_REQUEST); // an empty Transfer-Encoding
     }
@@ -237,6 +278,19 @@ pub(crate) fn framing(req: &Head<'_, '_>, limits: &Limits) -> Result<Framing, St
         expect_continue,
         head_only: req.method == "HEAD",
     })
+}
+
+/// Whether a field name (a token) is `Host`, in any case: one word compare, as every request
+/// has one. Setting bit 5 lowercases a letter and maps no other token byte onto `h`, `o`,
+/// `s` or `t`.
+#[inline]
+fn is_host(name: &str) -> bool {
+    match name.as_bytes() {
+        &[a, b, c, d] => {
+            u32::from_le_bytes([a, b, c, d]) | 0x2020_2020 == u32::from_le_bytes(*b"host")
+        }
+        _ => false,
+    }
 }
 
 /// `Content-Length`: one or more decimal digits, nothing else (no sign, no list).
@@ -289,9 +343,13 @@ mod tests {
 
     #[test]
     fn keep_alive_rules() {
-        assert!(frame("GET / HTTP/1.1\r\n\r\n").unwrap().keep_alive);
         assert!(
-            !frame("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+            frame("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            !frame("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
                 .unwrap()
                 .keep_alive
         );
@@ -302,7 +360,7 @@ mod tests {
                 .keep_alive
         );
         assert!(
-            !frame("GET / HTTP/1.1\r\nConnection: upgrade, close\r\n\r\n")
+            !frame("GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade, close\r\n\r\n")
                 .unwrap()
                 .keep_alive
         );
@@ -310,45 +368,136 @@ mod tests {
 
     #[test]
     fn body_framing() {
-        let f = frame("POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n").unwrap();
+        let f = frame("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n").unwrap();
         assert_eq!(f.body, BodyKind::Length(12));
-        let f = frame("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap();
+        let f = frame("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap();
         assert_eq!(f.body, BodyKind::Chunked);
         let bad = |h: &str| frame(h).unwrap_err();
         assert_eq!(
-            bad("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            bad("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
             Status::BAD_REQUEST
         );
         assert_eq!(
-            bad("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            bad("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n"),
             Status::BAD_REQUEST
         );
         assert_eq!(
-            bad("POST / HTTP/1.1\r\nContent-Length: 1,1\r\n\r\n"),
+            bad("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1,1\r\n\r\n"),
             Status::BAD_REQUEST
         );
         assert_eq!(
-            bad("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            bad("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
             Status::NOT_IMPLEMENTED
         );
         assert_eq!(
-            bad("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
+            bad("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
             Status::BAD_REQUEST
         );
         assert_eq!(
-            bad("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
+            bad("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
             Status::BAD_REQUEST
         );
         assert_eq!(
-            bad("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
+            bad("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
             Status::CONTENT_TOO_LARGE
         );
         assert_eq!(
-            frame("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n")
+            frame("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n")
                 .unwrap()
                 .body,
             BodyKind::Length(5)
         );
+    }
+
+    #[test]
+    fn the_host_name_test_is_exact() {
+        for b in 0..=255u8 {
+            for at in 0..4 {
+                let mut name = *b"Host";
+                name[at] = b;
+                let Ok(name) = std::str::from_utf8(&name) else {
+                    continue;
+                };
+                assert_eq!(is_host(name), name.eq_ignore_ascii_case("host"), "{name:?}");
+            }
+        }
+        assert!(!is_host("hos") && !is_host("hostx") && is_host("HoSt"));
+    }
+
+    #[test]
+    fn host_rules() {
+        let bad = |h: &str| frame(h).unwrap_err();
+        assert_eq!(bad("GET / HTTP/1.1\r\n\r\n"), Status::BAD_REQUEST);
+        assert_eq!(
+            bad("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        assert_eq!(
+            bad("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        assert_eq!(
+            bad("GET / HTTP/1.1\r\nhOsT: a/b\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        assert_eq!(
+            bad("GET / HTTP/1.0\r\nHost: a@b\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        assert_eq!(
+            bad("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        // HTTP/1.0 needs none; an empty one is valid (RFC 9110 section 7.2).
+        assert!(frame("GET / HTTP/1.0\r\n\r\n").is_ok());
+        assert!(frame("GET / HTTP/1.1\r\nHost:\r\n\r\n").is_ok());
+        assert!(frame("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n").is_ok());
+        // Absolute form: Host still required in 1.1, and still checked.
+        assert!(frame("GET http://a/b HTTP/1.1\r\nHost: x\r\n\r\n").is_ok());
+        assert_eq!(bad("GET http://a/b HTTP/1.1\r\n\r\n"), Status::BAD_REQUEST);
+        assert_eq!(
+            bad("GET * HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        assert!(frame("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").is_ok());
+    }
+
+    fn req<'a>(target: &'a str, headers: &'a [httparse::Header<'a>]) -> Request<'a> {
+        Request {
+            method: "GET",
+            target,
+            version: Version::Http11,
+            headers,
+            body: b"",
+            keep_alive: true,
+        }
+    }
+
+    #[test]
+    fn path_query_and_host_of_each_form() {
+        let host = [httparse::Header {
+            name: "Host",
+            value: b"h:1",
+        }];
+        let r = req("/a/b?x=1", &host);
+        assert_eq!(
+            (r.path(), r.query(), r.host()),
+            ("/a/b", Some("x=1"), Some("h:1"))
+        );
+        let r = req("http://other:2/plaintext?q", &host);
+        assert_eq!(
+            (r.path(), r.query(), r.host()),
+            ("/plaintext", Some("q"), Some("other:2"))
+        );
+        let r = req("https://other", &host);
+        assert_eq!((r.path(), r.query(), r.host()), ("/", None, Some("other")));
+        let r = req("http://other?q", &[]);
+        assert_eq!((r.path(), r.query()), ("/", Some("q")));
+        let r = req("*", &host);
+        assert_eq!((r.path(), r.query(), r.host()), ("*", None, Some("h:1")));
+        let r = req("h:443", &[]);
+        assert_eq!((r.path(), r.host()), ("", Some("h:443")));
+        assert_eq!(req("/", &[]).host(), None);
     }
 
     #[test]

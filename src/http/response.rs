@@ -6,7 +6,10 @@
 
 use std::fmt;
 
+use std::os::unix::fs::FileExt;
+
 use super::fast::is_tchar;
+use super::files::FileBody;
 use super::Sink;
 
 /// The status line of a `200 OK`, which the server's common head block starts with.
@@ -19,6 +22,15 @@ const DIRECT_BODY: usize = 8 * 1024;
 /// The batch is handed to the connection once it holds this much (memory stays bounded and
 /// the connection's staging limit is not passed in one piece).
 const BATCH_FLUSH: usize = 32 * 1024;
+
+/// The largest file body [`Response::file`] copies into the connection's output. File bodies
+/// are read into the output until the output path sends them from the file itself
+/// (`sendfile` on plain TCP, reads as the socket drains under TLS); until then a larger one
+/// is refused with 500 rather than held in memory whole.
+pub(crate) const FILE_COPY_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// The piece size of a file body read into the output.
+const FILE_PIECE: usize = 64 * 1024;
 
 /// Per-loop pieces of response heads: the common block, and the heads of the last `200 OK`
 /// up to its `Content-Type` and the last `Content-Length` line, so a service that answers
@@ -137,9 +149,11 @@ statuses! {
     REQUEST_TIMEOUT = 408 "Request Timeout";
     CONFLICT = 409 "Conflict";
     LENGTH_REQUIRED = 411 "Length Required";
+    PRECONDITION_FAILED = 412 "Precondition Failed";
     CONTENT_TOO_LARGE = 413 "Content Too Large";
     URI_TOO_LONG = 414 "URI Too Long";
     UNSUPPORTED_MEDIA_TYPE = 415 "Unsupported Media Type";
+    RANGE_NOT_SATISFIABLE = 416 "Range Not Satisfiable";
     EXPECTATION_FAILED = 417 "Expectation Failed";
     TOO_MANY_REQUESTS = 429 "Too Many Requests";
     REQUEST_HEADER_FIELDS_TOO_LARGE = 431 "Request Header Fields Too Large";
@@ -167,13 +181,13 @@ impl Status {
         self.0 < 200 || self.0 == 204 || self.0 == 304
     }
 
-    /// Writes the status line.
-    fn write_line(self, out: &mut Vec<u8>) {
+    /// Calls `f` with the status line.
+    fn with_line<R>(self, f: impl FnOnce(&[u8]) -> R) -> R {
         match self.line() {
-            Some(line) => out.extend_from_slice(line),
+            Some(line) => f(line),
             None => {
                 let c = self.0;
-                out.extend_from_slice(&[
+                f(&[
                     b'H',
                     b'T',
                     b'T',
@@ -189,7 +203,7 @@ impl Status {
                     b' ',
                     b'\r',
                     b'\n',
-                ]);
+                ])
             }
         }
     }
@@ -219,8 +233,8 @@ enum Phase {
 
 /// The response to one request, written straight into the connection's output.
 ///
-/// Calls go in order: optionally [`status`](Response::status) (default `200 OK`), then any
-/// [`header`](Response::header)s, then one [`body`](Response::body) or
+/// Set the [`status`](Response::status) (default `200 OK`) and any
+/// [`header`](Response::header)s, in any order, then one [`body`](Response::body) or
 /// [`body_with`](Response::body_with), which completes the response. The writer adds the
 /// status line, `Server`, `Date`, `Content-Length` and, when the connection is to close,
 /// `Connection: close` — a service must not set those itself. A response the service leaves
@@ -249,6 +263,8 @@ pub struct Response<'r> {
     heads: &'r mut Heads,
     status: Status,
     phase: Phase,
+    /// Where this response's status line starts in `buf` (once the head is started).
+    head_start: usize,
     head_only: bool,
     keep_alive: bool,
     /// HTTP/1.0 keep-alive must be confirmed with `Connection: keep-alive`.
@@ -271,20 +287,39 @@ impl<'r> Response<'r> {
             heads,
             status: Status::OK,
             phase: Phase::Fresh,
+            head_start: 0,
             head_only,
             keep_alive,
             announce_keep_alive,
         }
     }
 
-    /// Sets the status (default `200 OK`). Ignored once a header or the body was written.
+    /// Sets the status (default `200 OK`), before or after headers: the status line is
+    /// rewritten in place if headers were written already. Once the body is written the
+    /// response is complete, and a status set then is ignored (and logged): check
+    /// [`is_sent`](Response::is_sent) when in doubt.
     pub fn status(&mut self, status: Status) -> &mut Self {
-        if self.phase == Phase::Fresh {
-            self.status = status;
-        } else {
-            log::warn!("eventide::http: status set after the head was started; ignored");
+        match self.phase {
+            Phase::Fresh => self.status = status,
+            Phase::Head if status != self.status => {
+                let at = self.head_start;
+                let old = self.status.with_line(<[u8]>::len);
+                status.with_line(|line| {
+                    self.buf.splice(at..at + old, line.iter().copied());
+                });
+                self.status = status;
+            }
+            Phase::Head => {}
+            Phase::Sent => {
+                log::warn!("eventide::http: status {status} set after the body; ignored");
+            }
         }
         self
+    }
+
+    /// The status set so far.
+    pub fn status_code(&self) -> Status {
+        self.status
     }
 
     /// Adds a header. A name that is not an HTTP token, or a value with CR, LF or NUL in it,
@@ -317,6 +352,7 @@ impl<'r> Response<'r> {
         let fresh_ok = self.phase == Phase::Fresh && self.status == Status::OK;
         if fresh_ok && !self.heads.ct_head.is_empty() && self.heads.ct_value == value {
             // The same head as the last `200 OK` so far: one copy.
+            self.head_start = self.buf.len();
             self.buf.extend_from_slice(&self.heads.ct_head);
             self.phase = Phase::Head;
             return self;
@@ -380,13 +416,8 @@ impl<'r> Response<'r> {
             }
             buf.extend_from_slice(&heads.len_line);
         }
-        if !self.keep_alive {
-            buf.extend_from_slice(b"Connection: close\r\n\r\n");
-        } else if self.announce_keep_alive {
-            buf.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
-        } else {
-            buf.extend_from_slice(b"\r\n");
-        }
+        self.end_head();
+        let buf = &mut *self.buf;
         if direct {
             // The head goes first, then the body without a second copy.
             self.out.put(buf);
@@ -396,6 +427,105 @@ impl<'r> Response<'r> {
             buf.extend_from_slice(body);
         }
         self.phase = Phase::Sent;
+    }
+
+    /// Writes `Content-Length` (the length of `body`'s range) and the end of the head, then
+    /// the file's bytes, completing the response. A `HEAD` request (or a status without a
+    /// body) gets the head only, and the file is not read. Ignored if the response is
+    /// already complete.
+    ///
+    /// A file that turns out shorter than the range when it is read (it was truncated
+    /// meanwhile), or fails to read, ends the connection after what could be sent: the
+    /// client sees a body shorter than its `Content-Length`, never bytes of another response.
+    ///
+    /// ```no_run
+    /// use eventide::http::files::FileBody;
+    /// use eventide::http::{Request, Response, Status};
+    ///
+    /// fn report(_req: &Request<'_>, res: &mut Response<'_>) {
+    ///     match std::fs::File::open("/srv/report.pdf").and_then(FileBody::whole) {
+    ///         Ok(body) => res.content_type("application/pdf").file(body),
+    ///         Err(_) => res.status(Status::NOT_FOUND).body(b""),
+    ///     }
+    /// }
+    /// # let _ = report;
+    /// ```
+    pub fn file(&mut self, body: FileBody) {
+        if self.phase == Phase::Sent {
+            log::warn!("eventide::http: a second body for one response; ignored");
+            return;
+        }
+        let send = !self.head_only && !self.status.bodyless();
+        if send && body.len() > FILE_COPY_LIMIT {
+            log::error!(
+                "eventide::http: a file body of {} bytes is over the {FILE_COPY_LIMIT}-byte \
+                 limit of this build; answered 500",
+                body.len()
+            );
+            self.status(Status::INTERNAL_SERVER_ERROR);
+            self.body(b"");
+            return;
+        }
+        self.start();
+        if !self.status.bodyless() {
+            let mut n = itoa::Buffer::new();
+            self.buf.extend_from_slice(b"Content-Length: ");
+            self.buf.extend_from_slice(n.format(body.len()).as_bytes());
+            self.buf.extend_from_slice(b"\r\n");
+        }
+        self.end_head();
+        self.phase = Phase::Sent;
+        if send && !body.is_empty() {
+            self.out.put(self.buf);
+            self.buf.clear();
+            self.copy_file(&body);
+        }
+    }
+
+    /// Reads the range of `body` into the output, piece by piece.
+    fn copy_file(&mut self, body: &FileBody) {
+        let mut piece = std::mem::take(self.scratch);
+        piece.clear();
+        piece.resize(FILE_PIECE, 0);
+        let (mut at, mut left) = (body.offset(), body.len());
+        while left > 0 {
+            let want = piece.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            match body.file().read_at(&mut piece[..want], at) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.out.put(&piece[..n]);
+                    at += n as u64;
+                    left -= n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::warn!("eventide::http: reading a file body: {e}");
+                    break;
+                }
+            }
+        }
+        if left > 0 {
+            log::warn!("eventide::http: a file body ended {left} bytes short; closing");
+            self.keep_alive = false;
+        }
+        piece.clear();
+        *self.scratch = piece;
+    }
+
+    /// Ends the head: the `Connection` field the connection's fate calls for, then the blank
+    /// line.
+    /// (Each branch copies a constant, which the compiler turns into a few stores: a slice
+    /// chosen first would cost a `memcpy` call per response.)
+    #[inline(always)]
+    fn end_head(&mut self) {
+        if !self.keep_alive {
+            self.buf.extend_from_slice(b"Connection: close\r\n\r\n");
+        } else if self.announce_keep_alive {
+            self.buf
+                .extend_from_slice(b"Connection: keep-alive\r\n\r\n");
+        } else {
+            self.buf.extend_from_slice(b"\r\n");
+        }
     }
 
     /// Builds the body in a buffer the loop reuses (cleared first), then writes it as
@@ -428,11 +558,13 @@ impl<'r> Response<'r> {
     fn start(&mut self) {
         if self.phase == Phase::Fresh {
             self.buf.reserve(128);
+            self.head_start = self.buf.len();
             let common = &self.heads.common;
             if self.status == Status::OK {
                 self.buf.extend_from_slice(common);
             } else {
-                self.status.write_line(self.buf);
+                self.status
+                    .with_line(|line| self.buf.extend_from_slice(line));
                 self.buf.extend_from_slice(&common[OK_LINE.len()..]);
             }
             self.phase = Phase::Head;
@@ -486,6 +618,58 @@ fn value_ok(value: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes of a batch of responses, each written by one closure.
+    fn respond(writers: &mut [&mut dyn FnMut(&mut Response<'_>)]) -> String {
+        let mut heads = Heads::default();
+        heads
+            .common
+            .extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: t\r\n");
+        let (mut out, mut buf, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+        let mut batch = Batch {
+            buf: &mut buf,
+            out: &mut out,
+        };
+        for write in writers {
+            let mut res = Response::new(&mut batch, &mut scratch, &mut heads, false, true, false);
+            write(&mut res);
+            res.finish();
+        }
+        batch.flush();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_status_set_after_headers_rewrites_the_status_line() {
+        let got = respond(&mut [
+            &mut |r| {
+                r.content_type("text/plain").body(b"a");
+            },
+            &mut |r| {
+                r.content_type("text/plain").header("X-A", "1");
+                r.status(Status::NOT_FOUND).header("X-B", "2").body(b"b");
+            },
+            &mut |r| {
+                r.header("X-A", "1").status(Status::new(299).unwrap());
+                r.status(Status::NO_CONTENT);
+            },
+            &mut |r| {
+                r.status(Status::new(599).unwrap()).header("X-A", "1");
+                r.status(Status::OK).body(b"d");
+                r.status(Status::INTERNAL_SERVER_ERROR); // after the body: ignored
+                assert_eq!(r.status_code(), Status::OK);
+                assert!(r.is_sent());
+            },
+        ]);
+        let want = [
+            "HTTP/1.1 200 OK\r\nServer: t\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n\r\na",
+            "HTTP/1.1 404 Not Found\r\nServer: t\r\nContent-Type: text/plain\r\nX-A: 1\r\nX-B: 2\r\nContent-Length: 1\r\n\r\nb",
+            "HTTP/1.1 204 No Content\r\nServer: t\r\nX-A: 1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nServer: t\r\nX-A: 1\r\nContent-Length: 1\r\n\r\nd",
+        ]
+        .concat();
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn token_table_matches_the_rfc() {

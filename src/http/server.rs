@@ -303,10 +303,7 @@ impl<S: Service> HttpServer<S> {
         let req = match slots.parse(head_part, t, limits.max_headers) {
             Ok(Some(req)) => req,
             Ok(None) => return self.wait_for_head(rest),
-            Err(httparse::Error::TooManyHeaders) => {
-                return Step::Refuse(Status::REQUEST_HEADER_FIELDS_TOO_LARGE)
-            }
-            Err(_) => return Step::Refuse(Status::BAD_REQUEST),
+            Err(e) => return Step::Refuse(e.status()),
         };
         let head_len = req.len;
         let f = match framing(&req, &limits) {
@@ -604,7 +601,7 @@ mod tests {
         let mut out = Vec::new();
         server.serve(
             &mut st,
-            b"GET /a HTTP/1.1\r\n\r\nGET /a HTTP/1.1\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /a HTTP/1.1\r\nHost: h\r\n\r\n",
             &mut out,
         );
         assert_eq!(String::from_utf8(out).unwrap(), a(d2) + &a(d2));

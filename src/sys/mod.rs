@@ -41,6 +41,8 @@ macro_rules! inject {
 }
 
 pub(crate) mod activation;
+#[cfg(feature = "http")]
+pub(crate) mod beneath;
 pub(crate) mod epoll;
 pub mod eventfd;
 #[cfg(feature = "faults")]
@@ -49,6 +51,7 @@ pub mod faults;
 pub(crate) mod fdpass;
 pub(crate) mod poll;
 pub mod rlimit;
+pub(crate) mod sendfile;
 pub(crate) mod signal;
 pub(crate) mod socket;
 pub(crate) mod udp;

@@ -148,7 +148,7 @@ impl<H: WsHandler> WsServer<H> {
         let head = match slots.parse(head_part, text, MAX_HEADERS) {
             Ok(Some(head)) => head,
             Ok(None) if input.len() < self.max_head => return, // wait for the rest
-            Ok(None) | Err(httparse::Error::TooManyHeaders) => {
+            Ok(None) => {
                 return self.refuse(
                     conn,
                     st,
@@ -158,12 +158,14 @@ impl<H: WsHandler> WsServer<H> {
                     ),
                 );
             }
-            Err(_) => {
-                return self.refuse(
-                    conn,
-                    st,
-                    Rejection::new(Status::BAD_REQUEST, "malformed request"),
-                )
+            Err(e) => {
+                let status = e.status();
+                let reason = if status == Status::BAD_REQUEST {
+                    "malformed request"
+                } else {
+                    status.reason()
+                };
+                return self.refuse(conn, st, Rejection::new(status, reason));
             }
         };
         let version = match head.version {

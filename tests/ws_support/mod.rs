@@ -1,5 +1,6 @@
-//! Helpers for the WebSocket tests: an echo server that reports how connections end, and a
-//! raw-socket client that writes frames byte by byte as the RFC draws them.
+//! Helpers for the WebSocket tests: an echo server that reports how connections end, a
+//! raw-socket client that writes frames byte by byte as the RFC draws them, and a demo binary
+//! run as a child process (`demo`).
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
@@ -14,6 +15,8 @@ use eventide::ws::{
     WsHandler, WsServer,
 };
 use eventide::{CloseReason, ConnId, Server};
+
+pub mod demo;
 
 /// Generous bound for any single wait, so a bug fails a test instead of hanging CI.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
