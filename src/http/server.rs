@@ -88,6 +88,7 @@ enum BodyScan {
 }
 
 impl PendingBody {
+    #[inline]
     fn new(kind: BodyKind) -> PendingBody {
         match kind {
             BodyKind::Length(n) => PendingBody::Length(n),
@@ -97,6 +98,7 @@ impl PendingBody {
 
     /// Scans the body of the request in `rest` whose head is `head_len` bytes (a chunked
     /// body resumes where the last scan stopped).
+    #[inline]
     fn scan(&mut self, rest: &[u8], head_len: usize, limits: &Limits) -> BodyScan {
         match self {
             PendingBody::Length(n) if rest.len() - head_len >= *n => BodyScan::Done(head_len + *n),
