@@ -1,5 +1,5 @@
-//! TLS in the loop: handshakes (driven by readiness, before `on_open`), and reading on an
-//! established TLS connection (ciphertext in, plaintext to the handler).
+//! TLS handshakes in the loop, driven by readiness, before `on_open`. (An established TLS
+//! connection is read by the same read loop as a plain one, `io_path.rs`.)
 //!
 //! A connection in its handshake lives in a table of its own: it has no handler state yet
 //! (`on_open` creates that), so it cannot sit in the connection table. When the handshake

@@ -37,7 +37,7 @@
 //!
 //! * [`Session`] is the protocol state of one connection and does no I/O: shown the bytes
 //!   that arrived, it reports [`Event`]s and writes the frames it owes (pongs, close replies)
-//!   to an [`Output`] — a [`Conn`], or a `Vec<u8>` in tests. It is what the
+//!   to an [`Output`] — a [`Conn`](crate::Conn), or a `Vec<u8>` in tests. It is what the
 //!   [`WsServer`] adapter runs, and what an `HttpServer` route that upgrades its connection
 //!   can run as well.
 //! * [`accept`] (server) and [`ClientRequest`] / [`ClientHandshake`] (client) are the opening
@@ -76,8 +76,6 @@
 //! a read, is unmasked straight into a buffer of its own as its bytes arrive, and that buffer
 //! is freed once the message is delivered. Unmasked frames (what a client receives) are
 //! handed over from the input itself.
-
-use crate::Conn;
 
 mod client;
 mod close;
@@ -190,25 +188,9 @@ impl Config {
     }
 }
 
-/// Where a [`Session`] writes frames: a connection's output, or a `Vec<u8>`.
-pub trait Output {
-    /// Appends `bytes` to the output.
-    fn put(&mut self, bytes: &[u8]);
-}
-
-impl Output for Conn<'_> {
-    #[inline]
-    fn put(&mut self, bytes: &[u8]) {
-        self.write(bytes);
-    }
-}
-
-impl Output for Vec<u8> {
-    #[inline]
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
-}
+/// Where a [`Session`] writes frames: a connection's output, or a `Vec<u8>` — the output every
+/// protocol adapter writes to, so a session can run inside an HTTP connection after an upgrade.
+pub use crate::adapter::Output;
 
 #[cfg(test)]
 mod tests;
