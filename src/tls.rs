@@ -19,7 +19,7 @@ pub(crate) use stub::*;
 
 #[cfg(feature = "tls")]
 mod imp {
-    use std::io::{self, Read, Write};
+    use std::io::{self, BufRead, Write};
     use std::path::Path;
     use std::sync::Arc;
 
@@ -204,7 +204,6 @@ mod imp {
             mut raw: &[u8],
             plain: &mut dyn FnMut(&[u8]),
         ) -> io::Result<Fed> {
-            let mut chunk = [0u8; 16 * 1024];
             loop {
                 let mut progressed = true;
                 if !raw.is_empty() {
@@ -218,10 +217,16 @@ mod imp {
                     }
                 }
                 let state = self.conn.process_new_packets().map_err(tls_error)?;
+                // Each decrypted record is handed over where rustls keeps it, not copied out.
+                let mut reader = self.conn.reader();
                 loop {
-                    match self.conn.reader().read(&mut chunk) {
-                        Ok(0) => break,
-                        Ok(n) => plain(&chunk[..n]),
+                    match reader.fill_buf() {
+                        Ok([]) => break,
+                        Ok(chunk) => {
+                            let n = chunk.len();
+                            plain(chunk);
+                            reader.consume(n);
+                        }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) => return Err(e),
                     }
