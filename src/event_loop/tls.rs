@@ -194,7 +194,8 @@ impl<H: Handler> EventLoop<H> {
                         out,
                         ..
                     } = h;
-                    match session.feed(&self.read_buf[..n], &mut |p| early.extend_from_slice(p)) {
+                    match session.feed(&mut self.read_buf[..n], &mut |p| early.extend_from_slice(p))
+                    {
                         Err(e) => {
                             // Send the alert rustls queued, if the socket takes it.
                             session.take_ciphertext(&mut |c| out.extend_from_slice(c));
@@ -359,7 +360,7 @@ impl<H: Handler> EventLoop<H> {
             entry.core.active_ms = self.lp.now_ms;
             let crate::event_loop::Entry { core, input, .. } = entry;
             let Some(tls) = core.tls.as_mut() else { return };
-            let fed = tls.feed(&self.read_buf[..n], &mut |p| input.append(p));
+            let fed = tls.feed(&mut self.read_buf[..n], &mut |p| input.append(p));
             match fed {
                 Err(e) => {
                     // Send the alert rustls queued, then close.

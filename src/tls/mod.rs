@@ -15,6 +15,8 @@
 #[cfg(feature = "tls")]
 mod config;
 #[cfg(feature = "tls")]
+mod records;
+#[cfg(feature = "tls")]
 mod session;
 #[cfg(not(feature = "tls"))]
 mod stub;

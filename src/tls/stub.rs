@@ -32,7 +32,7 @@ impl TlsSession {
     pub(crate) fn peer_closed(&self) -> bool {
         match *self {}
     }
-    pub(crate) fn feed(&mut self, _: &[u8], _: &mut dyn FnMut(&[u8])) -> io::Result<Fed> {
+    pub(crate) fn feed(&mut self, _: &mut [u8], _: &mut dyn FnMut(&[u8])) -> io::Result<Fed> {
         match *self {}
     }
     pub(crate) fn encrypt(&mut self, _: &[u8]) {
