@@ -324,3 +324,35 @@ fn completing_reads_a_split_header_from_the_next_bytes() {
 fn completing_takes_nothing_after_whole_records() {
     assert_eq!(completing(&record(20), &[0; 50]), 0);
 }
+
+#[test]
+fn early_data_is_refused_when_a_configuration_enables_it() {
+    let (server, client) = configs(None);
+    let mut server = Arc::unwrap_or_clone(server);
+    server.max_early_data_size = 1024;
+    let server = Arc::new(server);
+    let mut client = Arc::unwrap_or_clone(client);
+    client.enable_early_data = true;
+    let client = Arc::new(client);
+    let connect = || {
+        let name = ServerName::try_from("localhost").unwrap();
+        let peer: Connection = ClientConnection::new(Arc::clone(&client), name)
+            .unwrap()
+            .into();
+        (TlsSession::server(&server).unwrap(), peer)
+    };
+    // A first handshake gives the client a ticket that allows early data.
+    let (mut session, mut peer) = connect();
+    handshake(&mut session, &mut peer, usize::MAX);
+    // The second sends data with its ClientHello.
+    let (mut session, mut peer) = connect();
+    let Connection::Client(c) = &mut peer else {
+        unreachable!()
+    };
+    c.early_data()
+        .expect("a ticket allowing early data")
+        .write_all(b"0-RTT")
+        .unwrap();
+    let e = feed_in(&mut session, wire(&mut peer), usize::MAX).unwrap_err();
+    assert!(e.to_string().contains("0-RTT"), "{e}");
+}
