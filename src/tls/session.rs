@@ -23,6 +23,12 @@ use super::{tls_error, ClientTls};
 
 /// A TLS record header: content type, version, payload length.
 const HEADER: usize = 5;
+/// The most ciphertext kept for rustls between reads: a handshake message of the largest size
+/// rustls accepts (64 KiB) in full-size records, and the start of the next record. A peer that
+/// sends a message in tiny records (each a 5-byte header more) fails here rather than making
+/// the connection hold several times the message; rustls' buffered connection has the same
+/// 64 KiB bound.
+const MAX_KEPT: usize = 64 * 1024 + 2 * (HEADER + 16 * 1024 + 2048);
 
 /// One connection's TLS state.
 pub(crate) struct TlsSession {
@@ -110,7 +116,7 @@ impl TlsSession {
         }
         if !raw.is_empty() && !self.peer_closed {
             let used = self.checked_run(raw, plain)?;
-            self.incoming.extend_from_slice(&raw[used..]);
+            self.keep(&raw[used..])?;
         }
         if self.peer_closed {
             // After close_notify nothing more is read; the rest is ignored.
@@ -131,15 +137,30 @@ impl TlsSession {
     ) -> io::Result<&'r mut [u8]> {
         let take = completing(&self.incoming, raw);
         let (head, rest) = raw.split_at_mut(take);
-        self.incoming.extend_from_slice(head);
+        self.keep(head)?;
         self.run_incoming(plain)?;
         if self.incoming.is_empty() || rest.is_empty() {
             return Ok(rest);
         }
         // A handshake message is still being joined over several records.
-        self.incoming.extend_from_slice(rest);
+        self.keep(rest)?;
         self.run_incoming(plain)?;
         Ok(&mut [])
+    }
+
+    /// Appends `bytes` to what is kept for rustls, within [`MAX_KEPT`].
+    fn keep(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.incoming.len() + bytes.len() > MAX_KEPT {
+            self.failed = true;
+            self.incoming = Vec::new();
+            self.sni_probe = None;
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the peer's TLS records for one message exceed {MAX_KEPT} bytes"),
+            ));
+        }
+        self.incoming.extend_from_slice(bytes);
+        Ok(())
     }
 
     /// Runs rustls over `incoming`, keeping what it is not done with.
@@ -180,25 +201,30 @@ impl TlsSession {
     }
 
     /// Until the `ClientHello` is complete, shows the bytes to the probe that reads its
-    /// server name. A probe that fails is dropped: the session reports the real error.
+    /// server name. A probe that fails, or cannot take more (a `ClientHello` past 64 KiB), is
+    /// dropped: the session itself reports what is wrong.
     fn probe_server_name(&mut self, raw: &[u8]) {
         let Some(probe) = self.sni_probe.as_mut() else {
             return;
         };
-        let mut rest = raw;
+        let (mut rest, mut full) = (raw, false);
         while !rest.is_empty() {
             match probe.read_tls(&mut rest) {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break,
                 Ok(_) => {}
+                Err(_) => {
+                    full = true;
+                    break;
+                }
             }
         }
         match probe.accept() {
-            Ok(None) => {}
             Ok(Some(accepted)) => {
                 self.server_name = accepted.client_hello().server_name().map(Box::from);
                 self.sni_probe = None;
             }
-            Err(_) => self.sni_probe = None,
+            Ok(None) if !full => {}
+            Ok(None) | Err(_) => self.sni_probe = None,
         }
     }
 

@@ -356,3 +356,32 @@ fn early_data_is_refused_when_a_configuration_enables_it() {
     let e = feed_in(&mut session, wire(&mut peer), usize::MAX).unwrap_err();
     assert!(e.to_string().contains("0-RTT"), "{e}");
 }
+
+#[test]
+fn a_handshake_message_in_tiny_records_is_refused_past_a_bound() {
+    let (mut session, _peer) = server_pair(None, "localhost");
+    // A ClientHello announcing 65,000 bytes, sent one byte per record: six bytes on the wire
+    // for each byte of the message.
+    let announced = [1, 0, 0xfd, 0xe8];
+    let mut wire = Vec::new();
+    for i in 0..65_000 + 4 {
+        let byte = announced.get(i).copied().unwrap_or(0);
+        wire.extend_from_slice(&[22, 3, 1, 0, 1, byte]);
+    }
+    let mut fed = 0;
+    let e = loop {
+        let piece = &mut wire[fed..fed + 16 * 1024];
+        fed += piece.len();
+        if let Err(e) = session.feed(piece, &mut |_| {}) {
+            break e;
+        }
+    };
+    assert_eq!(e.kind(), ErrorKind::InvalidData);
+    assert!(e.to_string().contains("exceed"), "{e}");
+    assert!(fed <= MAX_KEPT + 16 * 1024, "refused after {fed} bytes");
+    assert_eq!(
+        session.incoming.capacity(),
+        0,
+        "nothing is held after the refusal"
+    );
+}
