@@ -385,3 +385,45 @@ fn a_handshake_message_in_tiny_records_is_refused_past_a_bound() {
         "nothing is held after the refusal"
     );
 }
+
+#[test]
+fn a_key_update_from_the_peer_is_answered_and_traffic_goes_on() {
+    let (mut session, mut peer) = server_pair(None, "localhost");
+    handshake(&mut session, &mut peer, usize::MAX);
+    for round in 0..3 {
+        // A TLS 1.3 KeyUpdate that asks for ours in return, then data under the new keys.
+        peer.refresh_traffic_keys().unwrap();
+        let sent = format!("round {round}").into_bytes();
+        peer.writer().write_all(&sent).unwrap();
+        let (got, _) = feed_in(&mut session, wire(&mut peer), 3).unwrap();
+        assert_eq!(got, sent);
+        // Our KeyUpdate goes first, then the reply under our new keys.
+        session.encrypt(&got);
+        let mut records = Vec::new();
+        session.take_ciphertext(&mut |c| records.extend_from_slice(c));
+        assert_eq!(
+            record_lengths(&records).len(),
+            2,
+            "a KeyUpdate, then the reply"
+        );
+        let mut rest = &records[..];
+        while !rest.is_empty() {
+            peer.read_tls(&mut rest).unwrap();
+            peer.process_new_packets().unwrap();
+        }
+        let mut echoed = vec![0; sent.len()];
+        peer.reader().read_exact(&mut echoed).unwrap();
+        assert_eq!(echoed, sent);
+    }
+}
+
+/// The payload lengths of the records in `wire`.
+fn record_lengths(mut wire: &[u8]) -> Vec<usize> {
+    let mut lengths = Vec::new();
+    while wire.len() >= HEADER {
+        let len = usize::from(u16::from_be_bytes([wire[3], wire[4]]));
+        lengths.push(len);
+        wire = &wire[(HEADER + len).min(wire.len())..];
+    }
+    lengths
+}
