@@ -282,7 +282,8 @@ impl<'a> Conn<'a> {
             0
         };
         let borrowed = self.borrowed.map_or(0, |(_, len)| len);
-        self.core.pending() + staged + borrowed + self.lp.tls_plain.len()
+        let encrypted = self.core.tls.as_ref().map_or(0, |t| t.ciphertext_len());
+        self.core.pending() + staged + borrowed + self.lp.tls_plain.len() + encrypted
     }
 
     /// Closes the connection once pending output is flushed ([`CloseReason::Local`]).
