@@ -85,46 +85,49 @@ impl ConnCore {
     ///
     /// Small writes during a callback are gathered and encrypted when it returns (or once a
     /// full record's worth is waiting), so many of them make a few full TLS records, not one
-    /// record each. A write of a record or more is encrypted from the caller's bytes, after
-    /// what was gathered. The records wait in the session, and go to the socket from there
-    /// when the callback returns, or at once once [`STAGING_LIMIT`] of them are waiting.
+    /// record each. A write of a record or more is encrypted from the caller's bytes
+    /// ([`encrypt_now`](Self::encrypt_now)). The records wait in the session, and go to the
+    /// socket from there when the callback returns, or at once once [`STAGING_LIMIT`] of
+    /// them are waiting.
     pub(super) fn write_tls(&mut self, lp: &mut LoopCore, plain: &[u8]) {
+        if plain.len() >= TLS_RECORD {
+            return self.encrypt_now(lp, plain);
+        }
         let Some(tls) = self.tls.as_mut() else {
             return;
         };
-        let gathered = lp.tls_plain.len();
-        if plain.len() < TLS_RECORD {
-            // Fill the record being gathered; what does not fit starts the next one.
-            let fits = plain.len().min(TLS_RECORD - gathered);
-            lp.tls_plain.extend_from_slice(&plain[..fits]);
-            if lp.tls_plain.len() == TLS_RECORD {
-                tls.encrypt(&lp.tls_plain);
-                lp.tls_plain.clear();
-                lp.tls_plain.extend_from_slice(&plain[fits..]);
+        // Fill the record being gathered; what does not fit starts the next one.
+        let fits = plain.len().min(TLS_RECORD - lp.tls_plain.len());
+        lp.tls_plain.extend_from_slice(&plain[..fits]);
+        if lp.tls_plain.len() == TLS_RECORD {
+            tls.encrypt(&lp.tls_plain);
+            lp.tls_plain.clear();
+            lp.tls_plain.extend_from_slice(&plain[fits..]);
+            if tls.ciphertext_len() >= STAGING_LIMIT {
+                self.send_ciphertext(lp);
             }
-        } else {
-            if gathered > 0 {
-                tls.encrypt(&lp.tls_plain);
-                lp.tls_plain.clear();
-            }
-            // In slices of the staging limit, sent as they are made: the records of a large
-            // write are never all held at once.
-            for slice in plain.chunks(STAGING_LIMIT) {
-                if let Some(tls) = self.tls.as_mut() {
-                    tls.encrypt(slice);
-                }
-                if self
-                    .tls
-                    .as_ref()
-                    .is_some_and(|t| t.ciphertext_len() >= STAGING_LIMIT)
-                {
-                    self.send_ciphertext(lp);
-                }
-            }
-            return;
         }
-        if tls.ciphertext_len() >= STAGING_LIMIT {
-            self.send_ciphertext(lp);
+    }
+
+    /// Encrypts `plain` from the caller's bytes, after what was gathered.
+    pub(crate) fn encrypt_now(&mut self, lp: &mut LoopCore, plain: &[u8]) {
+        let Some(tls) = self.tls.as_mut() else {
+            return;
+        };
+        if !lp.tls_plain.is_empty() {
+            tls.encrypt(&lp.tls_plain);
+            lp.tls_plain.clear();
+        }
+        // In slices of the staging limit, sent as they are made: the records of a large
+        // write are never all held at once.
+        for slice in plain.chunks(STAGING_LIMIT) {
+            let Some(tls) = self.tls.as_mut() else {
+                return;
+            };
+            tls.encrypt(slice);
+            if tls.ciphertext_len() >= STAGING_LIMIT {
+                self.send_ciphertext(lp);
+            }
         }
     }
 

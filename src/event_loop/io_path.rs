@@ -286,10 +286,15 @@ impl<H: Handler> EventLoop<H> {
                 if let (Some((at, len)), Src::ReadBuf { start, .. }) = (borrowed, src) {
                     // The callback's only output was part of the read buffer: send it from
                     // there (staging is empty and nothing is queued, or it would have been
-                    // copied to staging), as settling would have sent staging.
+                    // copied to staging), as settling would have sent staging; on a TLS
+                    // connection, encrypt it from there, for settling to send.
                     let core = &mut self.conns[key].core;
                     let bytes = &self.read_buf[start + at..start + at + len];
-                    core.send_staged(&mut self.lp, Extra::Slice(bytes));
+                    if core.tls.is_some() {
+                        core.encrypt_now(&mut self.lp, bytes);
+                    } else {
+                        core.send_staged(&mut self.lp, Extra::Slice(bytes));
+                    }
                 }
                 Some((r, consumed))
             }

@@ -80,9 +80,9 @@ pub(super) struct Events<'a> {
     pub peer_closed: &'a mut bool,
 }
 
-/// Runs rustls over `buf` until it needs more bytes: plaintext goes to `plain`, handshake
-/// records to `out`; then does `write`, which needs the handshake complete. Returns how many
-/// bytes of `buf` rustls is done with: the rest (an incomplete record, or records of a
+/// Runs rustls over `buf` until it needs more bytes: plaintext is placed or spilled (see
+/// [`Events`]), handshake records go to `out`; then does `write`, which needs the handshake
+/// complete. Returns how many bytes of `buf` rustls is done with: the rest (an incomplete record, or records of a
 /// handshake message still being joined) must be passed again, unchanged, with what follows.
 ///
 /// On an error, the alert rustls queued is encoded into `out` before the error is returned.
@@ -150,7 +150,10 @@ fn process_until_blocked<C: Records>(
         }
         *used += discard;
         if let Some(len) = located {
-            place(conn, buf, used, len, ev);
+            // Placed, rustls' copy is dropped: done once every byte is used, as above.
+            drained = place(conn, buf, used, len, ev)
+                && *used == buf.len()
+                && matches!(write, Write::Nothing);
         }
         if blocked || (drained && !conn.wants_write()) {
             break;
@@ -166,18 +169,19 @@ fn process_until_blocked<C: Records>(
 
 /// The application-data record just processed ends at `buf[*used]`, holding `len` bytes of
 /// plaintext: leaves them there, or moves them to follow those placed before (a move within
-/// `buf`, over records already processed), and drops rustls' copy of them. If they are not where a TLS 1.3
-/// record leaves them, the plaintext placed so far and from here on is spilled instead:
-/// rustls' copy is still queued, and the next pass hands it over.
+/// `buf`, over records already processed), and drops rustls' copy of them; returns whether
+/// it did. If they are not where a TLS 1.3 record leaves them, the plaintext placed so far
+/// and from here on is spilled instead: rustls' copy is still queued, and the next pass
+/// hands it over.
 fn place<C: Records>(
     conn: &mut C,
     buf: &mut [u8],
     used: &mut usize,
     len: usize,
     ev: &mut Events<'_>,
-) {
+) -> bool {
     let Some(placed) = ev.placed.clone() else {
-        return;
+        return false;
     };
     let end = *used;
     if let Some(start) = tls13_plaintext(buf, end, len) {
@@ -193,12 +197,13 @@ fn place<C: Records>(
                     buf.copy_within(start..start + len, placed.end);
                     placed.start..placed.end + len
                 });
-                return;
+                return true;
             }
         }
     }
     (ev.spill)(&buf[placed]);
     ev.placed = None;
+    false
 }
 
 /// Where an unpadded TLS 1.3 application-data record ending at `end` and decrypted in place

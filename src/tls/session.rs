@@ -1,15 +1,16 @@
 //! One connection's TLS session, on rustls' unbuffered API.
 //!
 //! rustls decrypts each record in place, in the buffer it is given: bytes read from the socket
-//! are processed where the loop read them. Only the start of a record that has not fully
-//! arrived is copied out and kept; the next read completes it, and processing goes on in that
-//! read's buffer. Records for the socket — handshake messages, alerts, encrypted application
-//! data — are written into a reused buffer (`Outgoing`), so encrypting costs no allocation and
-//! no zeroing of ours.
+//! are processed where the loop read them, and the plaintext of TLS 1.3 records that arrived
+//! whole is shown to the handler from there too (see `records::place`). Only the start of a
+//! record that has not fully arrived is copied out and kept; the next read completes it, and
+//! processing goes on in that read's buffer. Records for the socket — handshake messages,
+//! alerts, encrypted application data — are written into a reused buffer (`Outgoing`) and
+//! sent from it, so encrypting costs no allocation and no zeroing of ours.
 //!
-//! rustls 0.23 itself still copies each decrypted record into a `Vec`, and each outgoing record
-//! into one before encrypting it (`take_received_plaintext`, `encrypt_outgoing`): one
-//! allocation per record each way that no use of its API avoids.
+//! rustls 0.23 itself still copies each decrypted record into a `Vec` (dropped unread here),
+//! and each outgoing record into one before encrypting it (`take_received_plaintext`,
+//! `encrypt_outgoing`): one allocation per record each way that no use of its API avoids.
 
 use std::io;
 use std::mem;
