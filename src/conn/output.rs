@@ -102,14 +102,16 @@ impl ConnCore {
         if lp.tls_plain.len() == TLS_RECORD {
             tls.encrypt(&lp.tls_plain);
             lp.tls_plain.clear();
-            lp.tls_plain.extend_from_slice(&plain[fits..]);
             if tls.ciphertext_len() >= STAGING_LIMIT {
+                // Sending clears the staging buffers: gather the rest after it.
                 self.send_ciphertext(lp);
             }
+            lp.tls_plain.extend_from_slice(&plain[fits..]);
         }
     }
 
-    /// Encrypts `plain` from the caller's bytes, after what was gathered.
+    /// Encrypts `plain` from the caller's bytes, after what was gathered (so nothing is
+    /// gathered when a send clears the staging buffers).
     pub(crate) fn encrypt_now(&mut self, lp: &mut LoopCore, plain: &[u8]) {
         let Some(tls) = self.tls.as_mut() else {
             return;
