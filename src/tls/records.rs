@@ -151,7 +151,7 @@ fn process_until_blocked<C: Records>(
         *used += discard;
         if let Some(len) = located {
             // Placed, rustls' copy is dropped: done once every byte is used, as above.
-            drained = place(conn, buf, used, len, ev)
+            drained = place(conn, buf, used, len, ev)?
                 && *used == buf.len()
                 && matches!(write, Write::Nothing);
         }
@@ -168,42 +168,46 @@ fn process_until_blocked<C: Records>(
 }
 
 /// The application-data record just processed ends at `buf[*used]`, holding `len` bytes of
-/// plaintext: leaves them there, or moves them to follow those placed before (a move within
-/// `buf`, over records already processed), and drops rustls' copy of them; returns whether
-/// it did. If they are not where a TLS 1.3 record leaves them, the plaintext placed so far
-/// and from here on is spilled instead: rustls' copy is still queued, and the next pass
-/// hands it over.
+/// plaintext, and rustls' copy of them is queued. Takes the copy; if the same bytes are where
+/// a TLS 1.3 record decrypted in place leaves them, leaves them there (or moves them to follow
+/// those placed before, within `buf`, over records already processed) and returns `true`.
+/// Otherwise spills the plaintext placed so far, then the copy, and from here on everything.
 fn place<C: Records>(
     conn: &mut C,
     buf: &mut [u8],
     used: &mut usize,
     len: usize,
     ev: &mut Events<'_>,
-) -> bool {
-    let Some(placed) = ev.placed.clone() else {
-        return false;
+) -> Result<bool, rustls::Error> {
+    let Some(placed) = ev.placed.take() else {
+        return Ok(false);
     };
     let end = *used;
-    if let Some(start) = tls13_plaintext(buf, end, len) {
-        // rustls hands its queued copy over first, before processing any record.
-        let status = conn.records(&mut buf[end..]);
-        if let (0, Ok(ConnectionState::ReadTraffic(mut records))) = (status.discard, status.state) {
-            if let Some(Ok(copy)) = records.next_record() {
-                debug_assert_eq!(copy.payload.len(), len);
-                drop(records);
-                ev.placed = Some(if placed.is_empty() {
-                    start..start + len
-                } else {
-                    buf.copy_within(start..start + len, placed.end);
-                    placed.start..placed.end + len
-                });
-                return true;
-            }
-        }
-    }
-    (ev.spill)(&buf[placed]);
-    ev.placed = None;
-    false
+    let (done, rest) = buf.split_at_mut(end);
+    // rustls hands its queued copy over first, before it processes any record.
+    let status = conn.records(rest);
+    let (0, Ok(ConnectionState::ReadTraffic(mut records))) = (status.discard, status.state) else {
+        (ev.spill)(&done[placed]);
+        return Ok(false);
+    };
+    let Some(copy) = records.next_record().transpose()? else {
+        (ev.spill)(&done[placed]);
+        return Ok(false);
+    };
+    // Checked against the copy, byte for byte: where rustls decrypts is its own affair.
+    let start = tls13_plaintext(done, end, len).filter(|&s| done[s..s + len] == *copy.payload);
+    let Some(start) = start else {
+        (ev.spill)(&done[placed]);
+        (ev.spill)(copy.payload);
+        return Ok(false);
+    };
+    ev.placed = Some(if placed.is_empty() {
+        start..start + len
+    } else {
+        done.copy_within(start..start + len, placed.end);
+        placed.start..placed.end + len
+    });
+    Ok(true)
 }
 
 /// Where an unpadded TLS 1.3 application-data record ending at `end` and decrypted in place
