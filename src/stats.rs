@@ -125,7 +125,7 @@ pub struct CloseCounts([u64; CloseCounts::LABELS.len()]);
 
 impl CloseCounts {
     /// The reasons counted, as [`CloseReason::as_str`] names them.
-    pub const LABELS: [&'static str; 11] = [
+    pub const LABELS: [&'static str; 12] = [
         "peer_closed",
         "reset",
         "error",
@@ -137,6 +137,7 @@ impl CloseCounts {
         "read_timeout",
         "protocol",
         "tls",
+        "slow_consumer",
     ];
 
     fn slot(reason: &CloseReason) -> usize {
@@ -152,6 +153,7 @@ impl CloseCounts {
             CloseReason::ReadTimeout => 8,
             CloseReason::Protocol(_) => 9,
             CloseReason::Tls(_) => 10,
+            CloseReason::SlowConsumer => 11,
         }
     }
 
