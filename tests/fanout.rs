@@ -194,6 +194,15 @@ fn a_member_that_stops_reading_misses_messages_while_the_others_get_all() {
     assert_eq!(stats.members, MEMBERS, "a slow member stays under Drop");
     assert_eq!(stats.closed, 0);
     assert!(stats.dropped > 0, "the stalled member missed messages");
+    // The server's counters say the same (one group here), in /metrics too.
+    let total = r.server.stats().total();
+    assert_eq!(
+        (total.group_delivered, total.group_dropped),
+        (stats.delivered, stats.dropped)
+    );
+    let metrics = r.server.stats().prometheus();
+    let line = format!("eventide_group_dropped_total {}", stats.dropped);
+    assert!(metrics.contains(&line), "{line} in:\n{metrics}");
     // Its output never passed the group's limit: the server holds no more for it than that.
     let peak = r.server.stats().total().peak_pending_output;
     assert!(

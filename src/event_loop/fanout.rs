@@ -88,6 +88,9 @@ impl<H: Handler> EventLoop<H> {
             bump(&counters.delivered, tally.delivered);
             bump(&counters.dropped, tally.dropped);
             bump(&counters.closed, tally.closed);
+            let stats = &self.lp.shared.stats;
+            bump(&stats.group_delivered, tally.delivered);
+            bump(&stats.group_dropped, tally.dropped);
         }
         members.clear();
         self.lp.fanout.scratch = members;
