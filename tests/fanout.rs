@@ -465,3 +465,31 @@ fn members_closing_mid_broadcast_and_a_stopping_server_break_nothing() {
     r.room.post(message(0)).unwrap();
     r.failures.assert_none();
 }
+
+/// The README's fan-out snippet is `Group`'s documentation example (a compiled doc test),
+/// without its hidden lines.
+#[test]
+fn the_readme_snippet_is_the_group_doc_example() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let source = std::fs::read_to_string(format!("{root}/src/group.rs")).unwrap();
+    let start = source
+        .find("/// ```no_run\n/// use eventide::{Action, Conn, Group")
+        .expect("Group's doc example");
+    let example: String = source[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| *l != "/// ```")
+        .map(|l| {
+            l.strip_prefix("/// ")
+                .unwrap_or(l.trim_start_matches("///"))
+        })
+        .filter(|l| !l.starts_with("# "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let block = format!("```rust,no_run\n{example}```\n");
+    assert!(
+        readme.contains(&block),
+        "README.md's fan-out snippet differs from Group's doc example:\n{block}"
+    );
+}
