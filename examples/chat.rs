@@ -7,17 +7,18 @@
 //! python3 -m websockets ws://127.0.0.1:9002/     # or: nc 127.0.0.1 9003
 //! ```
 //!
-//! A client's first message (or line) is its nickname: 1 to 24 letters, digits, `-`, `_` or
-//! `.`, not taken by another client; the server answers `* welcome NICK, N online` or, for a
-//! nickname it refuses, `* ...: choose another` and waits for the next. Then every message is
-//! broadcast; the others see `* NICK joined` and `* NICK left` notices. Lines end with `\n`
-//! (a `\r` before it is dropped), are at most 4 KiB and must be UTF-8, like WebSocket text.
+//! A client is in the room as soon as it connects (WebSocket: once upgraded), as `guestN`,
+//! and is told `* welcome guestN, M online`; `/nick NAME` renames it (1 to 24 letters, digits,
+//! `-`, `_` or `.`, not in use: `* you are NAME`, and the others see `* guestN is now NAME`).
+//! Every other text is broadcast; the others also see `* NAME joined` and `* NAME left`.
+//! Lines end with `\n` (a `\r` before it is dropped), are at most 4 KiB and must be UTF-8,
+//! like WebSocket text.
 //!
 //! Options: `--lines HOST:PORT` also serves TCP line clients there (its address, as bound,
 //! is printed on stderr as `lines on ADDR`; stdout keeps its one `listening on` line for
-//! `--addr`); `--idle SECS` (default 300; 0 disables): a client that sends nothing for that
-//! long is told `* idle timeout` (a close frame with that reason, code 1000, over WebSocket)
-//! and disconnected.
+//! `--addr`); `--idle-timeout SECS` (default 300; 0 disables): a client that sends nothing
+//! for that long is told `* idle timeout` (a close frame with that reason, code 1000, over
+//! WebSocket) and disconnected.
 //!
 //! The room is two [`Group`]s, one per framing: a message is framed once per protocol and
 //! that one buffer is written to every member of the group (one allocation per broadcast,
@@ -29,6 +30,7 @@ mod common;
 use std::collections::HashSet;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,20 +55,14 @@ struct Room {
     idle: Option<Duration>,
 }
 
-/// Where a client is in its session.
+/// A client in the room.
 struct Member {
-    nick: Option<String>,
+    nick: String,
     last_heard: Instant,
 }
 
-impl Member {
-    fn new() -> Member {
-        Member {
-            nick: None,
-            last_heard: Instant::now(),
-        }
-    }
-}
+/// Numbers the guests (process-wide: guest names are unique on every loop).
+static NEXT_GUEST: AtomicU64 = AtomicU64::new(1);
 
 /// What the idle check found.
 enum Idle {
@@ -103,58 +99,72 @@ impl Room {
         }
     }
 
-    /// What a member said; returns the answer for it alone, if any. `mine` is the group of
-    /// its protocol.
-    fn heard(
-        &self,
-        conn: &mut Conn<'_>,
-        mine: &Group,
-        member: &mut Member,
-        text: &str,
-    ) -> Option<String> {
-        member.last_heard = Instant::now();
-        let me = conn.id();
-        let Some(nick) = &member.nick else {
-            return Some(self.name(conn, mine, member, text.trim()));
+    /// A new client: in the room at once, as a guest, in `mine` (the group of its protocol).
+    /// Returns it and its welcome.
+    fn enter(&self, conn: &mut Conn<'_>, mine: &Group) -> (Member, String) {
+        let nick = loop {
+            let guest = format!("guest{}", NEXT_GUEST.fetch_add(1, Relaxed));
+            if self.nicks.lock().unwrap().insert(guest.clone()) {
+                break guest; // not taken by a `/nick` already
+            }
         };
-        match self.say(&mut conn.loop_cx(), &[nick, ": ", text], me) {
+        if let Err(e) = mine.join(conn) {
+            log::warn!("chat: {} could not join the room: {e}", conn.id());
+        }
+        let me = conn.id();
+        if let Err(e) = self.say(&mut conn.loop_cx(), &["* ", &nick, " joined"], me) {
+            log::warn!("chat: the join of {nick} was not announced: {e}");
+        }
+        let online = self.ws.len() + self.lines.len();
+        let welcome = format!("* welcome {nick}, {online} online (/nick NAME to rename)");
+        let member = Member {
+            nick,
+            last_heard: Instant::now(),
+        };
+        (member, welcome)
+    }
+
+    /// What a member said; returns the answer for it alone, if any.
+    fn heard(&self, conn: &mut Conn<'_>, member: &mut Member, text: &str) -> Option<String> {
+        member.last_heard = Instant::now();
+        if let Some(nick) = text.strip_prefix("/nick ") {
+            return Some(self.rename(conn, member, nick.trim()));
+        }
+        let me = conn.id();
+        match self.say(&mut conn.loop_cx(), &[&member.nick, ": ", text], me) {
             Ok(()) => None,
             Err(e) => Some(format!("* not sent ({e}), try again")),
         }
     }
 
-    /// A client's first words: its nickname, if it can have it.
-    fn name(&self, conn: &mut Conn<'_>, mine: &Group, member: &mut Member, nick: &str) -> String {
+    /// `/nick NAME`: the new name if it is one and free.
+    fn rename(&self, conn: &mut Conn<'_>, member: &mut Member, nick: &str) -> String {
         let valid = (1..=24).contains(&nick.chars().count())
             && nick
                 .chars()
                 .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !valid {
-            return format!(
-                "* {nick:?} is not a nickname (1 to 24 letters, digits, -, _ or .): choose another"
-            );
+            return format!("* {nick:?} is not a nickname (1 to 24 letters, digits, -, _ or .)");
         }
-        if !self.nicks.lock().unwrap().insert(nick.to_string()) {
-            return format!("* {nick} is taken: choose another");
+        {
+            let mut nicks = self.nicks.lock().unwrap();
+            if !nicks.insert(nick.to_string()) {
+                return format!("* {nick} is taken");
+            }
+            nicks.remove(&member.nick);
         }
-        if let Err(e) = mine.join(conn) {
-            log::warn!("chat: {} could not join the room: {e}", conn.id());
-        }
-        member.nick = Some(nick.to_string());
+        let old = std::mem::replace(&mut member.nick, nick.to_string());
         let me = conn.id();
-        if let Err(e) = self.say(&mut conn.loop_cx(), &["* ", nick, " joined"], me) {
-            log::warn!("chat: the join of {nick} was not announced: {e}");
+        if let Err(e) = self.say(&mut conn.loop_cx(), &["* ", &old, " is now ", nick], me) {
+            log::warn!("chat: the rename of {old} to {nick} was not announced: {e}");
         }
-        let online = self.ws.len() + self.lines.len();
-        format!("* welcome {nick}, {online} online")
+        format!("* you are {nick}")
     }
 
     /// A member's connection closed: its nickname is free again, and the others are told.
     fn left(&self, member: Member) {
-        if let Some(nick) = member.nick {
-            self.nicks.lock().unwrap().remove(&nick);
-            self.announce(&["* ", &nick, " left"]);
-        }
+        self.nicks.lock().unwrap().remove(&member.nick);
+        self.announce(&["* ", &member.nick, " left"]);
     }
 
     /// Whether `member` has been quiet for the idle timeout, or when to look again.
@@ -173,35 +183,51 @@ impl Room {
 struct WsChat(Room);
 
 impl WsHandler for WsChat {
-    type State = Member;
+    /// `None` until the upgrade is done and the client is in the room.
+    type State = Option<Member>;
 
-    fn on_upgrade(&mut self, _: &Request<'_>, _: &mut Upgrade<'_>) -> Result<Member, Rejection> {
-        Ok(Member::new())
+    fn on_upgrade(
+        &mut self,
+        _: &Request<'_>,
+        _: &mut Upgrade<'_>,
+    ) -> Result<Self::State, Rejection> {
+        Ok(None)
     }
 
-    fn on_open(&mut self, ws: &mut WsConn<'_, '_>, _: &mut Member) {
-        let _ = ws.text("* welcome: send your nickname");
-        if let Some(idle) = self.0.idle {
+    fn on_open(&mut self, ws: &mut WsConn<'_, '_>, member: &mut Option<Member>) {
+        let room = &self.0;
+        let (entered, welcome) = room.enter(ws.conn(), &room.ws);
+        *member = Some(entered);
+        let _ = ws.text(&welcome);
+        if let Some(idle) = room.idle {
             ws.set_timer(idle, IDLE_TIMER);
         }
     }
 
-    fn on_message(&mut self, ws: &mut WsConn<'_, '_>, member: &mut Member, msg: Message<'_>) {
+    fn on_message(
+        &mut self,
+        ws: &mut WsConn<'_, '_>,
+        member: &mut Option<Member>,
+        msg: Message<'_>,
+    ) {
+        let Some(member) = member else { return };
         let Message::Text(text) = msg else {
             let _ = ws.text("* binary messages are not chat: send text");
             return;
         };
-        let room = &self.0;
-        if let Some(answer) = room.heard(ws.conn(), &room.ws, member, text) {
+        if let Some(answer) = self.0.heard(ws.conn(), member, text) {
             let _ = ws.text(&answer);
         }
     }
 
-    fn on_ping(&mut self, _: &mut WsConn<'_, '_>, member: &mut Member, _: &[u8]) {
-        member.last_heard = Instant::now();
+    fn on_ping(&mut self, _: &mut WsConn<'_, '_>, member: &mut Option<Member>, _: &[u8]) {
+        if let Some(member) = member {
+            member.last_heard = Instant::now();
+        }
     }
 
-    fn on_timer(&mut self, ws: &mut WsConn<'_, '_>, member: &mut Member, token: u64) {
+    fn on_timer(&mut self, ws: &mut WsConn<'_, '_>, member: &mut Option<Member>, token: u64) {
+        let Some(member) = member else { return };
         match (token, self.0.idle(member)) {
             (IDLE_TIMER, Some(Idle::Wait(after))) => {
                 ws.set_timer(after, IDLE_TIMER);
@@ -213,8 +239,10 @@ impl WsHandler for WsChat {
         }
     }
 
-    fn on_close(&mut self, _: ConnId, member: Member, _: &CloseReason) {
-        self.0.left(member);
+    fn on_close(&mut self, _: ConnId, member: Option<Member>, _: &CloseReason) {
+        if let Some(member) = member {
+            self.0.left(member);
+        }
     }
 }
 
@@ -228,11 +256,14 @@ struct LinesChat {
 
 impl LinesChat {
     fn on_open(&mut self, conn: &mut Conn<'_>) -> Member {
-        conn.write(b"* welcome: send your nickname\n");
-        if let Some(idle) = self.room.idle {
+        let room = &self.room;
+        let (member, welcome) = room.enter(conn, &room.lines);
+        conn.write(welcome.as_bytes());
+        conn.write(b"\n");
+        if let Some(idle) = room.idle {
             conn.set_timer(idle, IDLE_TIMER);
         }
-        Member::new()
+        member
     }
 
     fn on_data(&mut self, conn: &mut Conn<'_>, member: &mut Member) -> Action {
@@ -252,8 +283,7 @@ impl LinesChat {
                 Ok(text) => {
                     self.line.clear();
                     self.line.push_str(text);
-                    let room = &self.room;
-                    room.heard(conn, &room.lines, member, &self.line)
+                    self.room.heard(conn, member, &self.line)
                 }
                 Err(_) => Some("* not UTF-8, not sent".into()),
             };
@@ -282,7 +312,7 @@ impl LinesChat {
 
 /// A connection of either listener.
 enum Client {
-    Ws(WsConnState<Member>),
+    Ws(WsConnState<Option<Member>>),
     Lines(Member),
 }
 
@@ -356,8 +386,8 @@ impl Handler for Chat {
 }
 
 fn main() {
-    let args = Args::parse("127.0.0.1:9002", &["lines", "idle"], &[]);
-    let idle = Duration::from_secs(args.parsed::<u32>("idle", 300).into());
+    let args = Args::parse("127.0.0.1:9002", &["lines", "idle-timeout"], &[]);
+    let idle = Duration::from_secs(args.parsed::<u32>("idle-timeout", 300).into());
     let lines = args.value("lines").map(|addr| {
         if addr.to_socket_addrs().is_err() {
             args.fail(&format!("--lines needs HOST:PORT, not {addr:?}"));

@@ -1,7 +1,7 @@
 //! The chat demo driven by 50 scripted clients, WebSocket (tungstenite) and TCP lines mixed:
-//! each picks a nickname, every message any of them sends reaches every other client intact
-//! and in its order, joins and leaves are announced, nicknames are unique, and a client that
-//! says nothing is cut by the idle timeout.
+//! each enters as a guest and picks a nickname, every message any of them sends reaches every
+//! other client intact and in its order, joins, renames and leaves are announced, nicknames
+//! are unique, and a client that says nothing is cut by the idle timeout.
 
 mod util;
 mod ws_support;
@@ -101,11 +101,23 @@ impl Client {
         }
     }
 
-    /// Picks `nick` and returns the server's answer.
-    fn name(&mut self, nick: &str) -> String {
-        assert_eq!(self.text(), "* welcome: send your nickname");
-        self.send(nick);
-        self.text()
+    /// Reads the welcome (returning its guest name and the count online it gives), then
+    /// asks for `nick` and returns the server's answer.
+    fn enter(&mut self, nick: &str) -> (String, usize, String) {
+        let welcome = self.text();
+        let rest = welcome
+            .strip_prefix("* welcome ")
+            .unwrap_or_else(|| panic!("a welcome first, got {welcome:?}"));
+        let (guest, rest) = rest.split_once(", ").expect("the guest name");
+        let online = rest
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .expect("the count online");
+        let guest = guest.to_string();
+        self.send(&format!("/nick {nick}"));
+        (guest, online, self.text())
     }
 
     fn quit(self) {
@@ -153,17 +165,23 @@ fn fifty_clients_ws_and_lines_every_message_reaches_every_other_client() {
         } else {
             Client::lines(lines_addr)
         };
-        let answer = c.name(&format!("c{i}"));
-        assert_eq!(answer, format!("* welcome c{i}, {} online", i + 1));
+        let (guest, online, answer) = c.enter(&format!("c{i}"));
+        assert!(guest.starts_with("guest"), "{guest}");
+        assert_eq!(online, i + 1, "c{i} is told the count online");
+        assert_eq!(answer, format!("* you are c{i}"));
         clients.push(c);
     }
 
-    // Nicknames are unique and checked; a refused client is not in the room.
+    // Nicknames are unique and checked.
     let mut odd = Client::lines(lines_addr);
-    assert_eq!(odd.name("c3"), "* c3 is taken: choose another");
-    odd.send("no spaces please");
-    assert!(odd.text().contains("is not a nickname"));
-    drop(odd);
+    let (_, _, answer) = odd.enter("c3");
+    assert_eq!(answer, "* c3 is taken");
+    odd.send("/nick no spaces");
+    assert!(
+        odd.text().contains("is not a nickname"),
+        "a nickname has no spaces"
+    );
+    drop(odd); // its join and leave reach the others as notices
 
     let go = Arc::new(Barrier::new(CLIENTS));
     let (done_tx, done) = mpsc::channel();
@@ -195,10 +213,15 @@ fn fifty_clients_ws_and_lines_every_message_reaches_every_other_client() {
                     *j += 1;
                     count += 1;
                 }
-                // The joins after its own were announced to it.
+                // The joins after its own were announced to it, and the renames.
                 for later in i + 1..CLIENTS {
-                    let want = format!("* c{later} joined");
-                    assert!(notices.contains(&want), "c{i} missed {want:?}");
+                    let renamed = format!(" is now c{later}");
+                    let guest = notices
+                        .iter()
+                        .find_map(|n| n.strip_suffix(&renamed)?.strip_prefix("* "))
+                        .unwrap_or_else(|| panic!("c{i} missed c{later}'s rename: {notices:?}"));
+                    let joined = format!("* {guest} joined");
+                    assert!(notices.contains(&joined), "c{i} missed {joined:?}");
                 }
                 let _ = done_tx.send(());
                 c
@@ -233,11 +256,11 @@ fn fifty_clients_ws_and_lines_every_message_reaches_every_other_client() {
 
 #[test]
 fn a_quiet_client_is_cut_by_the_idle_timeout() {
-    let (demo, ws_addr, lines_addr) = start(&["--idle", "1"]);
+    let (demo, ws_addr, lines_addr) = start(&["--idle-timeout", "1"]);
     let mut line = Client::lines(lines_addr);
-    assert_eq!(line.name("quiet"), "* welcome quiet, 1 online");
+    assert_eq!(line.enter("quiet").2, "* you are quiet");
     let mut ws = Client::ws(ws_addr, "/");
-    assert!(ws.name("silent").starts_with("* welcome silent, "));
+    assert_eq!(ws.enter("silent").2, "* you are silent");
     // Each hears at most the other come and go, then its own timeout, then the end.
     let mut heard = Vec::new();
     let end = loop {
@@ -248,10 +271,15 @@ fn a_quiet_client_is_cut_by_the_idle_timeout() {
     };
     assert_eq!(end, Got::Closed(None));
     assert_eq!(heard.pop().as_deref(), Some("* idle timeout"), "{heard:?}");
-    assert!(heard.iter().all(|t| t.contains(" silent ")), "{heard:?}");
+    assert!(
+        heard
+            .iter()
+            .all(|t| t.contains(" guest") || t.contains(" silent")),
+        "{heard:?}"
+    );
     let close = loop {
         match ws.next() {
-            Got::Text(t) => assert!(t.contains(" quiet "), "{t:?}"),
+            Got::Text(t) => assert_eq!(t, "* quiet left"),
             closed => break closed,
         }
     };
