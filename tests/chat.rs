@@ -3,6 +3,8 @@
 //! other client intact and in its order, joins, renames and leaves are announced, nicknames
 //! are unique, and a client that says nothing is cut by the idle timeout.
 
+#![cfg(feature = "ws")]
+
 mod util;
 mod ws_support;
 
