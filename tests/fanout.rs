@@ -3,8 +3,9 @@
 //! the others receive every message in order; no connection holds more pending output than
 //! the group's limit; `LoopCx::write_to` reaches another connection of the loop without a
 //! mailbox task; members closing and the server stopping in the middle of broadcasts lose
-//! nothing for the others and break nothing. (Order and allocations at scale:
-//! `fanout_order.rs`.)
+//! nothing for the others and break nothing; with injected short writes, `EAGAIN` and
+//! spurious wake-ups (feature `faults`) nothing is lost or reordered. (Order and allocations
+//! at scale: `fanout_order.rs`.)
 
 mod util;
 
@@ -492,4 +493,75 @@ fn the_readme_snippet_is_the_group_doc_example() {
         readme.contains(&block),
         "README.md's fan-out snippet differs from Group's doc example:\n{block}"
     );
+}
+
+/// Short writes (a shared payload cut anywhere, its rest queued as the shared buffer or a
+/// copy), `EAGAIN` on ready sockets, `EINTR` and spurious wake-ups: every member still gets
+/// every message, whole and in order, and nothing is dropped.
+#[cfg(feature = "faults")]
+#[test]
+fn broadcasts_survive_short_writes_and_spurious_wakeups() {
+    use eventide::{FaultConfig, FaultKind};
+    const MEMBERS: usize = 8;
+    const COUNT: u64 = 300;
+    let kinds = [
+        FaultKind::ShortWrite,
+        FaultKind::ShortRead,
+        FaultKind::Eintr,
+        FaultKind::Eagain,
+        FaultKind::SpuriousReady,
+    ];
+    for seed in 1..=3 {
+        let cfg = FaultConfig::new(seed, 0.2).unwrap().with_kinds(&kinds);
+        let (checks, failures) = checks();
+        let (tx, closed) = mpsc::channel();
+        let room = Group::new(SlowConsumer::Drop);
+        let factory_room = room.clone();
+        let server = Server::builder()
+            .bind("127.0.0.1:0")
+            .loops(2)
+            .faults(cfg)
+            .start(move |_| Member {
+                room: factory_room.clone(),
+                closed: tx.clone(),
+                checks: checks.clone(),
+            })
+            .unwrap();
+        let r = Room {
+            server,
+            room,
+            closed,
+            failures,
+        };
+        let addr = r.server.local_addr();
+        let mut progress = Vec::new();
+        let mut readers = Vec::new();
+        for _ in 0..MEMBERS {
+            let (mut s, _) = join(addr, false);
+            let p = Arc::new(AtomicU64::new(0));
+            progress.push(Arc::clone(&p));
+            readers.push(thread::spawn(move || {
+                let seqs = read_messages(&mut s, Some(COUNT), &p);
+                (s, seqs)
+            }));
+        }
+        util::wait_until("every member joined", || r.room.len() == MEMBERS);
+        publish(&r.room, COUNT, &progress);
+        let (_streams, seqs): (Vec<TcpStream>, Vec<Vec<u64>>) =
+            readers.into_iter().map(|t| t.join().unwrap()).unzip();
+        assert_all_in_order(&seqs, COUNT);
+        util::wait_until("every message counted", || {
+            r.room.stats().delivered == COUNT * MEMBERS as u64
+        });
+        let stats = r.room.stats();
+        assert_eq!((stats.dropped, stats.closed), (0, 0), "seed {seed}");
+        let faults = r.server.stats().faults();
+        assert!(
+            faults.get(FaultKind::ShortWrite) > 0,
+            "seed {seed}: short writes were injected: {faults:?}"
+        );
+        r.failures.assert_none();
+        r.server.stop();
+        r.server.join().unwrap();
+    }
 }
