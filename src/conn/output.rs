@@ -90,13 +90,21 @@ impl ConnCore {
     /// Writes payloads shared with other connections (a group's broadcast, at most
     /// [`MAX_IOV`] of them): when nothing is queued, straight from the shared buffers with one
     /// gathering `sendmsg`; what the kernel refuses, or everything while output is queued,
-    /// goes into the queue as references to them. TLS plaintext is gathered for encryption
-    /// like any write. Called between callbacks, when nothing is staged.
+    /// goes into the queue as references to them. TLS plaintext is encrypted into records
+    /// and sent like a callback's writes, at once. Called between callbacks, when nothing is
+    /// staged, and leaves nothing staged.
     pub(crate) fn send_shared(&mut self, lp: &mut LoopCore, parts: &[&Arc<[u8]>]) {
         debug_assert!(lp.staging.is_empty() && parts.len() <= MAX_IOV);
         if self.tls.is_some() {
+            // Encrypted for this connection alone: gathered into records and sent (or queued)
+            // before returning, so no plaintext or ciphertext is left in the loop's buffers
+            // for the next recipient.
             for p in parts {
                 self.write_tls(lp, p);
+            }
+            self.encrypt_staged(lp);
+            if self.out.is_none() {
+                self.send_staged(lp, Extra::None);
             }
             return;
         }
