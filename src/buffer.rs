@@ -5,21 +5,27 @@
 //!   from there; only what the handler leaves behind is copied here, and the allocation is
 //!   released as soon as the remainder is consumed.
 //! * [`OutBuffer`] keeps outbound bytes the kernel would not take yet, as a queue of chunks
-//!   (large writes are kept as the caller's own `Vec` without a copy) flushed with one
-//!   gathering `sendmsg`. It is boxed in the connection and dropped once empty.
+//!   (large writes are kept as the caller's own `Vec` without a copy, a broadcast's payload
+//!   as the `Arc` every recipient shares) flushed with one gathering `sendmsg`. It is boxed in
+//!   the connection and dropped once empty.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
+use std::sync::Arc;
 
 use crate::sys::socket;
 
 /// Appended slices are packed into chunks of at least this many bytes.
 const CHUNK: usize = 16 * 1024;
 /// At most this many chunks go into one `sendmsg`.
-const MAX_IOV: usize = 64;
+pub(crate) const MAX_IOV: usize = 64;
 /// Reading into an inbound remainder reserves at least this much spare room first.
 const MIN_SPARE: usize = 4 * 1024;
+/// A shared payload at least this long is queued as the shared `Arc`; a shorter one is copied
+/// into the packed chunks: a few bytes cost less to copy than a chunk of their own, which would
+/// also take one of the 64 slots of a `sendmsg`.
+pub(crate) const SHARE_MIN: usize = 512;
 
 /// The unconsumed inbound bytes of one connection.
 #[derive(Debug, Default)]
@@ -89,10 +95,27 @@ impl InBuffer {
     }
 }
 
+/// One piece of queued output: bytes of this connection's own, or a payload shared with
+/// every other recipient of a broadcast.
+#[derive(Debug)]
+enum Chunk {
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Shared(s) => s,
+        }
+    }
+}
+
 /// Outbound bytes waiting for room in the socket's send buffer.
 #[derive(Debug, Default)]
 pub(crate) struct OutBuffer {
-    chunks: VecDeque<Vec<u8>>,
+    chunks: VecDeque<Chunk>,
     /// Bytes of the front chunk already written.
     head: usize,
     len: usize,
@@ -113,7 +136,7 @@ impl OutBuffer {
             return;
         }
         self.len += bytes.len();
-        if let Some(last) = self.chunks.back_mut() {
+        if let Some(Chunk::Owned(last)) = self.chunks.back_mut() {
             if last.capacity() - last.len() >= bytes.len() {
                 last.extend_from_slice(bytes);
                 return;
@@ -121,7 +144,7 @@ impl OutBuffer {
         }
         let mut chunk = Vec::with_capacity(bytes.len().max(CHUNK));
         chunk.extend_from_slice(bytes);
-        self.chunks.push_back(chunk);
+        self.chunks.push_back(Chunk::Owned(chunk));
     }
 
     /// Appends an owned buffer; large ones are queued as they are, without a copy.
@@ -130,7 +153,7 @@ impl OutBuffer {
             self.push_slice(&bytes);
         } else {
             self.len += bytes.len();
-            self.chunks.push_back(bytes);
+            self.chunks.push_back(Chunk::Owned(bytes));
         }
     }
 
@@ -141,9 +164,24 @@ impl OutBuffer {
         } else if self.chunks.is_empty() && bytes.len() - skip >= CHUNK {
             self.len += bytes.len() - skip;
             self.head = skip;
-            self.chunks.push_back(bytes);
+            self.chunks.push_back(Chunk::Owned(bytes));
         } else {
             self.push_slice(&bytes[skip..]);
+        }
+    }
+
+    /// Appends a payload shared with other connections, of which the first `skip` bytes were
+    /// already sent: kept as the shared `Arc` (no copy) unless it is short ([`SHARE_MIN`]).
+    pub(crate) fn push_shared(&mut self, bytes: &Arc<[u8]>, skip: usize) {
+        let rest = bytes.len() - skip;
+        if rest < SHARE_MIN || (skip > 0 && !self.chunks.is_empty()) {
+            self.push_slice(&bytes[skip..]);
+        } else {
+            if self.chunks.is_empty() {
+                self.head = skip;
+            }
+            self.len += rest;
+            self.chunks.push_back(Chunk::Shared(Arc::clone(bytes)));
         }
     }
 
@@ -155,8 +193,9 @@ impl OutBuffer {
         let mut offered = 0;
         for (i, chunk) in self.chunks.iter().take(MAX_IOV).enumerate() {
             let start = if i == 0 { self.head } else { 0 };
-            slices[i] = IoSlice::new(&chunk[start..]);
-            offered += chunk.len() - start;
+            let bytes = chunk.bytes();
+            slices[i] = IoSlice::new(&bytes[start..]);
+            offered += bytes.len() - start;
             count += 1;
         }
         let n = socket::send_vectored(fd, &slices[..count])?;
@@ -168,7 +207,7 @@ impl OutBuffer {
     fn advance(&mut self, mut n: usize) {
         self.len -= n;
         while n > 0 {
-            let front_left = self.chunks[0].len() - self.head;
+            let front_left = self.chunks[0].bytes().len() - self.head;
             if n >= front_left {
                 n -= front_left;
                 self.chunks.pop_front();
@@ -186,7 +225,7 @@ impl OutBuffer {
         let mut v = Vec::with_capacity(self.len);
         for (i, chunk) in self.chunks.iter().enumerate() {
             let start = if i == 0 { self.head } else { 0 };
-            v.extend_from_slice(&chunk[start..]);
+            v.extend_from_slice(&chunk.bytes()[start..]);
         }
         v
     }
@@ -228,6 +267,34 @@ mod tests {
         assert_eq!(b.to_vec(), v[3..].to_vec());
         b.advance(CHUNK * 2);
         assert_eq!(b.to_vec(), v[3 + CHUNK * 2..].to_vec());
+    }
+
+    #[test]
+    fn out_buffer_shares_long_payloads_and_copies_short_ones() {
+        let long: Arc<[u8]> = (0..SHARE_MIN as u32 * 2).map(|i| i as u8).collect();
+        let short: Arc<[u8]> = Arc::from(&b"hello"[..]);
+        let mut b = OutBuffer::default();
+        b.push_shared(&long, 7); // the first 7 bytes went out already
+        b.push_shared(&short, 0);
+        b.push_shared(&long, 0);
+        assert_eq!(Arc::strong_count(&long), 3, "queued twice without a copy");
+        assert_eq!(Arc::strong_count(&short), 1, "copied: too short to share");
+        let mut want = long[7..].to_vec();
+        want.extend_from_slice(b"hello");
+        want.extend_from_slice(&long);
+        assert_eq!(b.len(), want.len());
+        assert_eq!(b.to_vec(), want);
+        b.advance(long.len() - 7 + 2);
+        assert_eq!(b.to_vec(), want[long.len() - 7 + 2..].to_vec());
+        b.advance(3 + long.len());
+        assert!(b.is_empty());
+        assert_eq!(Arc::strong_count(&long), 1, "written chunks are released");
+        // Behind queued bytes, a partly sent payload is copied (only the front chunk has a
+        // start offset).
+        b.push_slice(b"x");
+        b.push_shared(&long, 5);
+        assert_eq!(Arc::strong_count(&long), 1);
+        assert_eq!(b.len(), 1 + long.len() - 5);
     }
 
     #[test]

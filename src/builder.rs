@@ -423,7 +423,7 @@ impl Builder {
             0 => None,
             n => Some(Arc::new(WorkerPool::start(n, worker_start(&cfg, &loops))?)),
         };
-        let shared = Arc::new(ServerShared::new(loops, pool, self.max_connections));
+        let shared = Arc::new(ServerShared::new(loops.into(), pool, self.max_connections));
         let mut parts = Vec::with_capacity(self.loops);
         for (i, listeners) in per_loop.into_iter().enumerate() {
             parts.push(LoopParts {

@@ -14,9 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::conn::ConnId;
 use crate::connector::Connect;
+use crate::fanout::LoopGroups;
 use crate::handle::LoopHandle;
-use crate::mailbox::LoopShared;
+use crate::mailbox::{LoopShared, Loops};
 use crate::stats::{bump, LoopStatsSnapshot};
 use crate::sys::epoll::Epoll;
 use crate::timer::{TimerId, Timers};
@@ -56,6 +58,8 @@ pub(crate) enum TimerKind {
 pub(crate) struct LoopCore {
     pub epoll: Epoll,
     pub shared: Arc<LoopShared>,
+    /// Every loop of the server (this one is `loops[shared.index]`).
+    pub loops: Loops,
     pub cfg: Config,
     /// Output written during the current callback, sent when it returns.
     pub staging: Vec<u8>,
@@ -75,6 +79,8 @@ pub(crate) struct LoopCore {
     pub connects: Vec<Connect>,
     /// The `Connect::context` of the outbound connection being opened (during `on_open`).
     pub open_context: Option<Box<dyn Any + Send>>,
+    /// The loop's group members, and what callbacks wrote for other connections of the loop.
+    pub fanout: LoopGroups,
     /// Generation for the next connection or connect (tells reused slots apart).
     next_generation: u32,
 }
@@ -82,13 +88,15 @@ pub(crate) struct LoopCore {
 impl LoopCore {
     pub(crate) fn new(
         epoll: Epoll,
-        shared: Arc<LoopShared>,
+        loops: Loops,
+        index: usize,
         cfg: Config,
         pool: Option<Arc<WorkerPool>>,
     ) -> LoopCore {
         LoopCore {
             epoll,
-            shared,
+            shared: Arc::clone(&loops[index]),
+            loops,
             cfg,
             staging: Vec::new(),
             tls_plain: Vec::new(),
@@ -99,6 +107,7 @@ impl LoopCore {
             pool,
             connects: Vec::new(),
             open_context: None,
+            fanout: LoopGroups::default(),
             next_generation: 0,
         }
     }
@@ -189,6 +198,44 @@ impl<'a> LoopCx<'a> {
     /// Index of this loop (0-based).
     pub fn index(&self) -> usize {
         self.lp.shared.index
+    }
+
+    /// The loop's state, for the modules that act through this view (groups).
+    pub(crate) fn core(&mut self) -> &mut LoopCore {
+        self.lp
+    }
+
+    /// Writes `data` to connection `to` of this loop — from a callback of another
+    /// connection, without a trip through the mailbox: it is written as the connection's own
+    /// writes are, once this callback's event is done (after the output of the event's
+    /// callbacks), straight to the socket if nothing is pending. A connection that closed
+    /// by then gets nothing. Like the connection's own writes it counts toward its pending
+    /// output and high-water mark; for a bounded stream from elsewhere, use its
+    /// [`ConnHandle`](crate::ConnHandle).
+    ///
+    /// Fails with `InvalidInput` for a connection of another loop (use its `ConnHandle`) or
+    /// an id rebuilt by [`ConnId::from_u64`], which does not name a slot.
+    pub fn write_to(&mut self, to: ConnId, data: &[u8]) -> std::io::Result<()> {
+        if to.loop_index() != self.index() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "connection {to} lives on loop {}, not on this one ({}): write through its ConnHandle",
+                    to.loop_index(),
+                    self.index()
+                ),
+            ));
+        }
+        if to.key == ConnId::UNKNOWN_KEY {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "an id rebuilt by ConnId::from_u64 names no slot: use the id the connection gave",
+            ));
+        }
+        if !data.is_empty() {
+            self.lp.fanout.push_write((to.key, to.generation), data);
+        }
+        Ok(())
     }
 
     /// The time this turn of the loop started (cheaper than `Instant::now()`).

@@ -13,7 +13,7 @@ use crate::budget::WriteBudget;
 use crate::conn::{Conn, ConnId};
 use crate::connector::Connect;
 use crate::cx::LoopCx;
-use crate::mailbox::{ConnOp, LoopShared, Task};
+use crate::mailbox::{ConnOp, LoopShared, Loops, Task};
 
 /// Runs closures on one event loop from any thread (`Send + Sync`, cheap to clone).
 ///
@@ -84,7 +84,8 @@ type Waiter = Box<dyn FnOnce() + Send>;
 
 /// What a connection's handles share with its loop.
 pub(crate) struct ConnShared {
-    loop_shared: Arc<LoopShared>,
+    /// The server's loops (the connection's is `loops[id.loop_index]`).
+    loops: Loops,
     id: ConnId,
     /// Bytes written through handles and not yet run by the loop, plus the connection's
     /// pending output as last published by the loop.
@@ -95,20 +96,25 @@ pub(crate) struct ConnShared {
 }
 
 impl ConnShared {
-    pub(crate) fn new(
-        loop_shared: Arc<LoopShared>,
-        id: ConnId,
-        limit: usize,
-        pending: usize,
-    ) -> Self {
+    pub(crate) fn new(loops: Loops, id: ConnId, limit: usize, pending: usize) -> Self {
         ConnShared {
-            loop_shared,
+            loops,
             id,
             budget: WriteBudget::new(limit, pending),
             closed: AtomicBool::new(false),
             waiters: Mutex::new(Vec::new()),
             has_waiters: AtomicBool::new(false),
         }
+    }
+
+    /// The connection's loop.
+    fn loop_shared(&self) -> &LoopShared {
+        &self.loops[self.id.loop_index()]
+    }
+
+    /// Every loop of the connection's server.
+    pub(crate) fn loops(&self) -> &Loops {
+        &self.loops
     }
 
     /// Loop side: `counted` bytes of a handle write have been handed to the connection. They
@@ -190,7 +196,7 @@ impl ConnHandle {
     }
 
     fn check_open(&self) -> io::Result<()> {
-        if self.is_closed() || self.shared.loop_shared.has_exited() {
+        if self.is_closed() || self.shared.loop_shared().has_exited() {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,
                 "the connection has closed",
@@ -201,7 +207,7 @@ impl ConnHandle {
 
     fn post(&self, op: ConnOp) {
         let id = self.shared.id;
-        self.shared.loop_shared.post(Task::Conn {
+        self.shared.loop_shared().post(Task::Conn {
             key: id.key,
             generation: id.generation,
             op,

@@ -26,6 +26,7 @@ use std::time::Instant;
 use crate::conn::Conn;
 use crate::connector::Connect;
 use crate::cx::{LoopCx, Seat};
+use crate::fanout::Shipment;
 use crate::inbox::{Doorbell, Inbox};
 use crate::stats::LoopStats;
 use crate::sys::eventfd::{EventFd, EventFdFlags};
@@ -147,6 +148,8 @@ pub(crate) enum Task {
     /// Close the listeners (their sockets live on in a successor process), say so on the
     /// channel, and go on serving.
     StopAccepting(std::sync::mpsc::Sender<()>),
+    /// A group's broadcast, for its members on this loop.
+    Broadcast(Shipment),
 }
 
 impl fmt::Debug for Task {
@@ -168,6 +171,7 @@ impl fmt::Debug for Task {
             Task::Connect(c) => write!(f, "Connect({})", c.addr()),
             Task::Stop { deadline } => write!(f, "Stop({deadline:?})"),
             Task::StopAccepting(_) => f.write_str("StopAccepting"),
+            Task::Broadcast(s) => write!(f, "Broadcast({}, {} bytes)", s.group, s.payload.len()),
         }
     }
 }
@@ -176,6 +180,9 @@ thread_local! {
     /// The loop this thread runs, if it is a loop thread.
     static CURRENT_LOOP: Cell<*const LoopShared> = const { Cell::new(std::ptr::null()) };
 }
+
+/// Every loop of a server, by index (shared by the server, its loops, handles and groups).
+pub(crate) type Loops = Arc<[Arc<LoopShared>]>;
 
 /// The part of a loop other threads can reach.
 pub(crate) struct LoopShared {

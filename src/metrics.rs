@@ -101,6 +101,8 @@ const LOOP_METRICS: &[Metric<Snap>] = &[
     counter("datagrams_dropped_total", "UDP replies dropped (send queue full, or refused by the kernel).", |s| s.datagrams_dropped),
     counter("tls_handshakes_total", "TLS handshakes completed.", |s| s.tls_handshakes),
     counter("tls_handshake_errors_total", "TLS handshakes that failed.", |s| s.tls_handshake_errors),
+    counter("group_delivered_total", "Group broadcasts handed to a member's output, once per member.", |s| s.group_delivered),
+    counter("group_dropped_total", "Group broadcasts a member did not get (too far behind, or its write side shut).", |s| s.group_dropped),
 ];
 
 /// What only the server as a whole has.

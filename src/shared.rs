@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cx::ConnLimit;
-use crate::mailbox::{LoopShared, Task};
+use crate::mailbox::{Loops, Task};
 use crate::stats::Stats;
 use crate::worker::WorkerPool;
 
 /// What every loop of a server shares: the loops' inboxes, the connection count, the stop flag.
 pub(crate) struct ServerShared {
-    pub loops: Vec<Arc<LoopShared>>,
+    pub loops: Loops,
     pub pool: Option<Arc<WorkerPool>>,
     /// Accepted connections, under the connection limit (see `Seat`).
     pub limit: Arc<ConnLimit>,
@@ -21,7 +21,7 @@ pub(crate) struct ServerShared {
 
 impl ServerShared {
     pub(crate) fn new(
-        loops: Vec<Arc<LoopShared>>,
+        loops: Loops,
         pool: Option<Arc<WorkerPool>>,
         max_connections: usize,
     ) -> ServerShared {
@@ -56,7 +56,7 @@ impl ServerShared {
         if let Some(pool) = &self.pool {
             pool.discard_queued();
         }
-        for l in &self.loops {
+        for l in self.loops.iter() {
             l.post(Task::Stop { deadline });
         }
     }
@@ -66,12 +66,12 @@ impl ServerShared {
     /// accepted, so the count of open ones only goes down.
     pub(crate) fn stop_accepting(&self, timeout: Duration) {
         let (done, acks) = std::sync::mpsc::channel();
-        for l in &self.loops {
+        for l in self.loops.iter() {
             l.post(Task::StopAccepting(done.clone()));
         }
         drop(done); // a loop that has exited drops its task, and its sender with it
         let deadline = Instant::now() + timeout;
-        for _ in &self.loops {
+        for _ in self.loops.iter() {
             let left = deadline.saturating_duration_since(Instant::now());
             if acks.recv_timeout(left).is_err() {
                 break;

@@ -37,6 +37,8 @@ pub(crate) struct LoopStats {
     pub datagrams_dropped: AtomicU64,
     pub tls_handshakes: AtomicU64,
     pub tls_handshake_errors: AtomicU64,
+    pub group_delivered: AtomicU64,
+    pub group_dropped: AtomicU64,
     /// Connections assigned to this loop and not yet closed, counted by the acceptor when it
     /// hands one over (so least-connections sees hand-offs still in flight).
     pub assigned: AtomicU64,
@@ -98,6 +100,8 @@ impl LoopStats {
             datagrams_truncated: self.datagrams_truncated.load(Relaxed),
             datagrams_dropped: self.datagrams_dropped.load(Relaxed),
             tls_handshakes: self.tls_handshakes.load(Relaxed),
+            group_delivered: self.group_delivered.load(Relaxed),
+            group_dropped: self.group_dropped.load(Relaxed),
             tls_handshake_errors: self.tls_handshake_errors.load(Relaxed),
             closed_by_reason: CloseCounts(
                 self.closed_by_reason.each_ref().map(|c| c.load(Relaxed)),
@@ -125,7 +129,7 @@ pub struct CloseCounts([u64; CloseCounts::LABELS.len()]);
 
 impl CloseCounts {
     /// The reasons counted, as [`CloseReason::as_str`] names them.
-    pub const LABELS: [&'static str; 11] = [
+    pub const LABELS: [&'static str; 12] = [
         "peer_closed",
         "reset",
         "error",
@@ -137,6 +141,7 @@ impl CloseCounts {
         "read_timeout",
         "protocol",
         "tls",
+        "slow_consumer",
     ];
 
     fn slot(reason: &CloseReason) -> usize {
@@ -152,6 +157,7 @@ impl CloseCounts {
             CloseReason::ReadTimeout => 8,
             CloseReason::Protocol(_) => 9,
             CloseReason::Tls(_) => 10,
+            CloseReason::SlowConsumer => 11,
         }
     }
 
@@ -224,6 +230,12 @@ pub struct LoopStatsSnapshot {
     pub tls_handshakes: u64,
     /// TLS handshakes that failed (including outbound ones).
     pub tls_handshake_errors: u64,
+    /// Group broadcasts handed to a member's output, once per member reached (every
+    /// [`Group`](crate::Group) of the loop's connections).
+    pub group_delivered: u64,
+    /// Group broadcasts a member did not get (too far behind under
+    /// [`SlowConsumer::Drop`](crate::SlowConsumer::Drop), or its write side shut).
+    pub group_dropped: u64,
     /// Connections closed, by reason (they add up to `closed`, less lingering closes still
     /// in progress).
     pub closed_by_reason: CloseCounts,
@@ -258,6 +270,8 @@ impl LoopStatsSnapshot {
         self.datagrams_truncated += o.datagrams_truncated;
         self.datagrams_dropped += o.datagrams_dropped;
         self.tls_handshakes += o.tls_handshakes;
+        self.group_delivered += o.group_delivered;
+        self.group_dropped += o.group_dropped;
         self.tls_handshake_errors += o.tls_handshake_errors;
         self.closed_by_reason.add(&o.closed_by_reason);
         #[cfg(feature = "faults")]

@@ -160,6 +160,32 @@ fn ws_echo_demo_keeps_the_contract() {
     demo.stop("-INT");
 }
 
+#[cfg(feature = "ws")]
+#[test]
+fn chat_demo_keeps_the_contract() {
+    // With a lines listener too, stdout still has the one line, for `--addr`.
+    let args = [
+        "--addr",
+        "127.0.0.1:0",
+        "--loops",
+        "2",
+        "--lines",
+        "127.0.0.1:0",
+    ];
+    let Some(demo) = start("chat", &args) else {
+        return;
+    };
+    let mut ws = ws_support::Raw::open(demo.tcp());
+    let (b0, welcome) = ws.read_frame().expect("the welcome");
+    assert_eq!(b0, 0x81);
+    assert!(welcome.starts_with(b"* welcome guest"), "{welcome:?}");
+    ws.frame(0x81, b"/nick contract");
+    let (_, payload) = ws.read_frame().expect("the answer");
+    assert_eq!(payload, b"* you are contract");
+    drop(ws);
+    demo.stop("-INT");
+}
+
 #[test]
 fn blocking_demo_keeps_the_contract() {
     let args = ["--addr", "127.0.0.1:0", "--loops", "1", "--workers", "2"];
@@ -242,4 +268,8 @@ fn bad_command_lines_get_the_usage_and_exit_2() {
     refuses("blocking", &["--bogus"], "--bogus");
     #[cfg(feature = "ws")]
     refuses("ws_echo", &["--max-message", "0"], "--max-message");
+    #[cfg(feature = "ws")]
+    refuses("chat", &["--lines", "nowhere"], "\"nowhere\"");
+    #[cfg(feature = "ws")]
+    refuses("chat", &["--idle-timeout", "soon"], "\"soon\"");
 }

@@ -329,7 +329,7 @@ impl<'a> Conn<'a> {
     pub fn handle(&mut self) -> ConnHandle {
         let shared = self.core.handle.get_or_insert_with(|| {
             Arc::new(ConnShared::new(
-                Arc::clone(&self.lp.shared),
+                Arc::clone(&self.lp.loops),
                 self.core.id,
                 self.lp.cfg.handle_write_limit,
                 self.core.out.as_ref().map_or(0, |o| o.len()),
@@ -338,6 +338,20 @@ impl<'a> Conn<'a> {
         ConnHandle {
             shared: Arc::clone(shared),
         }
+    }
+
+    /// How many [`Group`](crate::Group)s this connection belongs to.
+    pub fn group_count(&self) -> usize {
+        let id = self.core.id;
+        self.lp.fanout.count_of((id.key, id.generation))
+    }
+
+    /// Takes this connection out of every [`Group`](crate::Group) it belongs to (closing
+    /// does it too); returns how many it left. What was broadcast to them before is still
+    /// written.
+    pub fn leave_groups(&mut self) -> usize {
+        let id = self.core.id;
+        self.lp.fanout.leave_all((id.key, id.generation))
     }
 
     /// Worker-pool jobs submitted by this connection whose output is not written yet.

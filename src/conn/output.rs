@@ -6,13 +6,19 @@
 //! staged bytes plus the new ones. Only what the kernel refuses is copied into the connection's
 //! own [`OutBuffer`], which exists only while it holds bytes. While it does, new writes queue
 //! behind it (order is kept) and the loop waits for `EPOLLOUT`.
+//!
+//! A group's broadcast ([`send_shared`](ConnCore::send_shared)) writes payloads shared by every
+//! recipient the same way, without staging: one gathering `sendmsg` from the shared buffers,
+//! and what the kernel refuses is queued as a reference to them, not a copy (short ones are
+//! copied, see `buffer::SHARE_MIN`).
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 
 use super::state::HighWater;
 use super::ConnCore;
-use crate::buffer::OutBuffer;
+use crate::buffer::{OutBuffer, MAX_IOV};
 use crate::cx::LoopCore;
 use crate::stats::{bump, drop_by, raise};
 use crate::sys::socket;
@@ -79,6 +85,57 @@ impl ConnCore {
         } else {
             self.send_staged(lp, data);
         }
+    }
+
+    /// Writes payloads shared with other connections (a group's broadcast, at most
+    /// [`MAX_IOV`] of them): when nothing is queued, straight from the shared buffers with one
+    /// gathering `sendmsg`; what the kernel refuses, or everything while output is queued,
+    /// goes into the queue as references to them. TLS plaintext is encrypted into records
+    /// and sent like a callback's writes, at once. Called between callbacks, when nothing is
+    /// staged, and leaves nothing staged.
+    pub(crate) fn send_shared(&mut self, lp: &mut LoopCore, parts: &[&Arc<[u8]>]) {
+        debug_assert!(lp.staging.is_empty() && parts.len() <= MAX_IOV);
+        if self.tls.is_some() {
+            // Encrypted for this connection alone: gathered into records and sent (or queued)
+            // before returning, so no plaintext or ciphertext is left in the loop's buffers
+            // for the next recipient.
+            for p in parts {
+                self.write_tls(lp, p);
+            }
+            self.encrypt_staged(lp);
+            return;
+        }
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut written = 0;
+        if self.out.is_none() {
+            let mut slices = [io::IoSlice::new(&[]); MAX_IOV];
+            for (slice, p) in slices.iter_mut().zip(parts) {
+                *slice = io::IoSlice::new(p);
+            }
+            match socket::send_vectored(self.fd.as_raw_fd(), &slices[..parts.len()]) {
+                Ok(n) => written = n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return self.fail(e),
+            }
+            bump(&lp.shared.stats.bytes_out, written as u64);
+            if written > 0 {
+                self.active_ms = lp.now_ms;
+            }
+            if written == total {
+                return;
+            }
+        }
+        let out = self.out.get_or_insert_with(Box::default);
+        let mut skip = written;
+        for p in parts {
+            if skip >= p.len() {
+                skip -= p.len();
+                continue;
+            }
+            out.push_shared(p, skip);
+            skip = 0;
+        }
+        self.grew(lp, total - written);
     }
 
     /// Encrypts `plain` for the peer.

@@ -33,6 +33,9 @@ pub enum CloseReason {
     Protocol(String),
     /// A TLS error on an established connection (a bad record, an alert from the peer).
     Tls(String),
+    /// It was too far behind a [`Group`](crate::Group)'s messages for the group's limit, under
+    /// [`SlowConsumer::Close`](crate::SlowConsumer::Close); its pending output was dropped.
+    SlowConsumer,
 }
 
 impl CloseReason {
@@ -50,6 +53,7 @@ impl CloseReason {
             CloseReason::ReadTimeout => "read_timeout",
             CloseReason::Protocol(_) => "protocol",
             CloseReason::Tls(_) => "tls",
+            CloseReason::SlowConsumer => "slow_consumer",
         }
     }
 
@@ -105,7 +109,7 @@ pub struct ConnId {
 
 impl ConnId {
     /// The slot of an id rebuilt by [`from_u64`](ConnId::from_u64), which only its loop knows.
-    const UNKNOWN_KEY: u32 = u32::MAX;
+    pub(crate) const UNKNOWN_KEY: u32 = u32::MAX;
 
     /// Index of the event loop that owns the connection.
     pub fn loop_index(&self) -> usize {

@@ -44,8 +44,9 @@ impl<H: Handler> EventLoop<H> {
         self.count_closed(entry.core.fd, entry.core.seat);
     }
 
-    /// Cuts a connection leaving the table loose from its timer and its handles.
+    /// Cuts a connection leaving the table loose from its timer, its handles and its groups.
     fn detach(&mut self, core: &mut ConnCore) {
+        self.lp.fanout.leave_all((core.id.key, core.id.generation));
         if let Some((timer, _)) = core.timeout_timer.take() {
             self.lp.timers.cancel(timer);
         }

@@ -372,6 +372,7 @@ impl<H: Handler> EventLoop<H> {
             if self.lp.cfg.edge && self.reading(key) {
                 self.read_ready(key);
             }
+            self.flush_outbox();
         }
         if self.ready.is_empty() {
             self.ready = list; // keep the allocation

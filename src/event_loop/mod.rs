@@ -12,7 +12,9 @@
 //! * `close.rs` — closing connections, the lingering close, and graceful stop.
 //! * `connect.rs` — outbound connects: start, completion, timeout, failure reports.
 //! * `tasks.rs` — work posted by other threads: hand-offs, closures, connection-handle
-//!   operations, worker-pool results.
+//!   operations, worker-pool results, broadcasts from other loops.
+//! * `fanout.rs` — delivering what callbacks broadcast to a group or wrote to another
+//!   connection of the loop, after each event.
 //! * `timeouts.rs` — idle and read timeouts, one lazily re-armed timer per connection.
 //! * `udp.rs` — UDP sockets: batched receive, handler calls, batched replies.
 //! * `tls.rs` — TLS handshakes before `on_open`.
@@ -41,6 +43,7 @@ use crate::udp::UdpSocketState;
 
 mod close;
 mod connect;
+mod fanout;
 mod io_path;
 mod open;
 mod settle;
@@ -125,7 +128,13 @@ impl<H: Handler> EventLoop<H> {
         EventLoop {
             handler: parts.handler,
             balancer: Balancer::new(cfg.balance),
-            lp: LoopCore::new(parts.epoll, parts.shared, cfg, pool),
+            lp: LoopCore::new(
+                parts.epoll,
+                Arc::clone(&parts.server.loops),
+                parts.shared.index,
+                cfg,
+                pool,
+            ),
             server: parts.server,
             udp,
             conns: Slab::new(),
@@ -163,6 +172,7 @@ impl<H: Handler> EventLoop<H> {
         let handler = &mut self.handler;
         self.lp
             .callback("on_boot", |lp| handler.on_boot(&mut LoopCx::new(lp)));
+        self.flush_outbox();
         self.start_connects();
         while !(self.stopping
             && self.conns.is_empty()
@@ -204,6 +214,7 @@ impl<H: Handler> EventLoop<H> {
                 token::HANDSHAKE => self.handshake_event(key, generation, flags),
                 _ => woken = true,
             }
+            self.flush_outbox(); // what the event's callbacks broadcast or wrote to others
         }
         if woken || self.lp.shared.has_local_tasks() {
             self.run_tasks(woken);
@@ -212,6 +223,7 @@ impl<H: Handler> EventLoop<H> {
         self.run_timers();
         if !self.lp.connects.is_empty() {
             self.start_connects();
+            self.flush_outbox();
         }
         if self.lp.stop_requested {
             self.lp.stop_requested = false;
@@ -344,6 +356,7 @@ impl<H: Handler> EventLoop<H> {
                     }
                 }
             }
+            self.flush_outbox();
         }
     }
 

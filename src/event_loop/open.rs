@@ -124,6 +124,7 @@ impl<H: Handler> EventLoop<H> {
         });
         self.lp.open_context = None;
         let Some(state) = opened else {
+            self.lp.fanout.leave_all((key as u32, generation));
             self.lp.shared.stats.count_close(&CloseReason::Panicked);
             return self.count_closed(core.fd, core.seat);
         };

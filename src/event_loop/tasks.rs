@@ -1,10 +1,12 @@
 //! Work posted to the loop: connections handed over by the acceptor, closures from
 //! [`LoopHandle::execute`](crate::LoopHandle::execute), operations from
-//! [`ConnHandle`](crate::ConnHandle)s, and worker-pool results.
+//! [`ConnHandle`](crate::ConnHandle)s, worker-pool results, and broadcasts from other loops
+//! (consecutive ones are delivered together, see `fanout.rs`).
 
 use super::EventLoop;
 use crate::conn::{CloseReason, Conn};
 use crate::cx::LoopCx;
+use crate::fanout::in_flight_cost;
 use crate::handler::Handler;
 use crate::mailbox::{ConnOp, JobResult, Task};
 use crate::stats::bump;
@@ -16,7 +18,16 @@ impl<H: Handler> EventLoop<H> {
         self.lp.shared.take_tasks(&mut tasks, woken);
         bump(&self.lp.shared.stats.tasks, tasks.len() as u64);
         for task in tasks.drain(..) {
+            // What the tasks before wrote to connections goes out before this one runs;
+            // consecutive broadcasts wait to go out together.
+            if !matches!(task, Task::Broadcast(_)) {
+                self.flush_outbox();
+            }
             match task {
+                Task::Broadcast(s) => {
+                    s.counters.release(in_flight_cost(s.payload.len()));
+                    self.lp.fanout.push_broadcast(s.group, s.payload, s.except);
+                }
                 Task::Register {
                     fd,
                     peer,
@@ -52,6 +63,7 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
         }
+        self.flush_outbox();
         self.tasks = tasks;
     }
 

@@ -257,9 +257,15 @@ pub(crate) fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize
         {
             let total = bufs[..count].iter().map(|b| b.len()).sum();
             let cap = inject!(super::faults::send(fd, total), ());
-            cut = super::faults::cut(&bufs[..count], cap);
-            msg.msg_iov = cut.as_mut_ptr();
-            msg.msg_iovlen = cut.len() as _;
+            // Only a short write is cut (an uncut call allocates nothing, as without faults).
+            if cap < total {
+                cut = super::faults::cut(&bufs[..count], cap);
+                msg.msg_iov = cut.as_mut_ptr();
+                msg.msg_iovlen = cut.len() as _;
+            } else {
+                msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+                msg.msg_iovlen = count as _;
+            }
         }
         // SAFETY: `msg` points at `count` valid iovecs borrowed from `bufs` for the whole call
         // (or, cut short by the fault injector, at iovecs into the same buffers).

@@ -143,8 +143,16 @@ impl<'a> WsConn<'_, 'a> {
         self.tx.send(self.conn, msg)
     }
 
-    /// Sends one frame of a fragmented message (see [`Sender::fragment`]).
+    /// Sends one frame of a fragmented message (see [`Sender::fragment`]). Fails with
+    /// `InvalidInput` while the connection belongs to a [`Group`](crate::Group): a broadcast
+    /// could land between two fragments, which the protocol forbids.
     pub fn fragment(&mut self, text: bool, data: &[u8], last: bool) -> io::Result<()> {
+        if self.conn.group_count() > 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a connection in a group receives whole messages between its own: leave the groups before sending fragments",
+            ));
+        }
         self.tx.fragment(self.conn, text, data, last)
     }
 

@@ -44,6 +44,9 @@
 //!   handshake, as functions over a parsed request or response.
 //! * [`WsServer`] + [`WsHandler`] serve connections: the upgrade request is read with the
 //!   `http` module's head parser, then every frame goes through the session.
+//! * [`shared_text`] / [`shared_binary`] frame a message once for a
+//!   [`Group`](crate::Group) broadcast: server frames are not masked, so the same bytes
+//!   serve every member.
 //!
 //! # What the engine enforces
 //!
@@ -88,6 +91,7 @@ mod handshake;
 mod recv;
 mod server;
 mod session;
+mod shared;
 mod utf8;
 
 pub use crate::http::Request;
@@ -103,6 +107,7 @@ pub use server::{WsConnState, WsServer};
 pub use session::{
     Event, Flow, Fragment, Liveness, Message, ProtocolError, Scratch, Sender, Session,
 };
+pub use shared::{shared_binary, shared_text};
 
 /// Which end of the connection a [`Session`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

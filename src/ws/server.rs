@@ -339,7 +339,11 @@ impl<H: WsHandler> WsServer<H> {
 
     /// After the application had a chance to send a close frame: bound the wait for the
     /// peer's answer.
+    /// No group broadcast may follow the close frame either: the connection leaves them.
     fn after_callback(&mut self, conn: &mut Conn<'_>, open: &mut Open<H::State>) {
+        if open.session.close_sent() {
+            conn.leave_groups();
+        }
         if open.session.close_sent() && !open.close_timer && !conn.is_closing() {
             open.close_timer = true;
             conn.set_timer(self.close_timeout, CLOSE_TIMEOUT_TOKEN);

@@ -74,7 +74,31 @@ pub struct Demo {
 impl Demo {
     /// Starts example `name` with `args` and reads its `listening on ADDR` line.
     pub fn start(name: &str, args: &[&str]) -> Demo {
-        let mut child = spawn(name, args, Stdio::inherit());
+        Demo::start_with(name, args, Stdio::inherit()).0
+    }
+
+    /// [`start`](Demo::start), with the demo's stderr lines sent to the returned channel
+    /// (and printed, for the test's log).
+    pub fn start_with_stderr(name: &str, args: &[&str]) -> (Demo, mpsc::Receiver<String>) {
+        let (demo, child_stderr) = Demo::start_with(name, args, Stdio::piped());
+        let (tx, lines) = mpsc::channel();
+        let stderr = child_stderr.expect("piped stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[demo] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        (demo, lines)
+    }
+
+    fn start_with(
+        name: &str,
+        args: &[&str],
+        stderr: Stdio,
+    ) -> (Demo, Option<std::process::ChildStderr>) {
+        let mut child = spawn(name, args, stderr);
+        let child_stderr = child.stderr.take();
         let pid = child.id();
         let stdout = child.stdout.take().expect("piped stdout");
         let (line_tx, line) = mpsc::channel();
@@ -108,7 +132,7 @@ impl Demo {
             .strip_prefix("listening on ")
             .and_then(|a| a.trim_end().parse().ok())
             .unwrap_or_else(|| panic!("{name}: first line was {first:?}"));
-        demo
+        (demo, child_stderr)
     }
 
     /// The address it listens on.

@@ -1,0 +1,167 @@
+//! Fan-out on the loop: what callbacks broadcast to a group or wrote to another connection of
+//! the loop (the outbox), and the broadcasts other loops shipped here, written to the members
+//! once the event that produced them is done.
+//!
+//! The loop delivers its outbox after each event, task, timer and resumed connection — never
+//! inside a callback, so a delivery never meets a connection in the middle of one, and the
+//! callbacks a delivery causes (a member's `on_high_water`, `on_close` when it is closed) only
+//! add to the next round. Consecutive broadcasts to one group are delivered together: each
+//! member gets all of them in one gathering `sendmsg` (64 at most per call), so a publisher
+//! whose read brought 30 messages costs each member one system call, not 30.
+
+use super::EventLoop;
+use crate::buffer::MAX_IOV;
+use crate::conn::CloseReason;
+use crate::fanout::{Outgoing, Rules, SlowConsumer};
+use crate::handler::Handler;
+use crate::stats::bump;
+
+/// What one round of deliveries to a group did on this loop.
+#[derive(Default)]
+struct Tally {
+    delivered: u64,
+    dropped: u64,
+    closed: u64,
+}
+
+impl<H: Handler> EventLoop<H> {
+    /// Delivers what callbacks left in the outbox (and what those deliveries make callbacks
+    /// write, until nothing is left).
+    #[inline]
+    pub(super) fn flush_outbox(&mut self) {
+        if self.lp.fanout.has_outgoing() {
+            self.deliver_outbox();
+        }
+    }
+
+    #[inline(never)]
+    fn deliver_outbox(&mut self) {
+        while self.lp.fanout.has_outgoing() {
+            let outbox = self.lp.fanout.take_outgoing();
+            let mut rest = &outbox.entries[..];
+            while let Some(first) = rest.first() {
+                let taken = match *first {
+                    Outgoing::WriteTo {
+                        key,
+                        generation,
+                        start,
+                        end,
+                    } => {
+                        self.write_to(key as usize, generation, &outbox.bytes[start..end]);
+                        1
+                    }
+                    Outgoing::Broadcast { group, .. } => {
+                        let run = rest
+                            .iter()
+                            .take_while(|o| matches!(o, Outgoing::Broadcast { group: g, .. } if *g == group))
+                            .count();
+                        self.deliver_run(group, &rest[..run]);
+                        run
+                    }
+                };
+                rest = &rest[taken..];
+            }
+            self.lp.fanout.recycle(outbox);
+        }
+    }
+
+    /// `LoopCx::write_to`: the bytes, written as the connection's own.
+    fn write_to(&mut self, key: usize, generation: u32, data: &[u8]) {
+        if !self.alive(key, generation) {
+            return;
+        }
+        let core = &mut self.conns[key].core;
+        crate::conn::Conn::new(core, &mut self.lp, &[]).write(data);
+        self.settle(key);
+    }
+
+    /// Consecutive broadcasts to `group` (`run`), to each of its members on this loop.
+    fn deliver_run(&mut self, group: u64, run: &[Outgoing]) {
+        let mut members = std::mem::take(&mut self.lp.fanout.scratch);
+        if let Some((rules, counters)) = self.lp.fanout.members(group, &mut members) {
+            let mut tally = Tally::default();
+            for &(key, generation) in &members {
+                if self.alive(key as usize, generation) {
+                    self.deliver_to(key as usize, generation, run, rules, &mut tally);
+                }
+            }
+            bump(&counters.delivered, tally.delivered);
+            bump(&counters.dropped, tally.dropped);
+            bump(&counters.closed, tally.closed);
+            let stats = &self.lp.shared.stats;
+            bump(&stats.group_delivered, tally.delivered);
+            bump(&stats.group_dropped, tally.dropped);
+        }
+        members.clear();
+        self.lp.fanout.scratch = members;
+    }
+
+    /// The broadcasts of `run` not meant to skip it, to member `key`, as far as its pending
+    /// output allows: a message goes in when the member's pending output stays within the
+    /// group's limit with it (or holds nothing at all); otherwise the policy decides.
+    fn deliver_to(
+        &mut self,
+        key: usize,
+        generation: u32,
+        run: &[Outgoing],
+        rules: Rules,
+        tally: &mut Tally,
+    ) {
+        let limit = rules.max_pending.unwrap_or(self.lp.cfg.high_water);
+        let mut messages = run.iter().filter_map(|o| match o {
+            Outgoing::Broadcast {
+                payload, except, ..
+            } if *except != Some(generation) && !payload.is_empty() => Some(payload),
+            _ => None,
+        });
+        let Some(first) = messages.next() else {
+            return;
+        };
+        if !self.conns[key].core.state.writable() {
+            tally.dropped += 1 + messages.count() as u64;
+            return;
+        }
+        let mut window = [first; MAX_IOV];
+        let mut next = Some(first);
+        while next.is_some() {
+            // Up to MAX_IOV messages, against the pending output as it stands now: the
+            // window is sent before a message that would not fit with it, since the kernel
+            // may take the window; only the queue it refused counts against the limit.
+            let mut pending = self.conns[key].core.pending();
+            let mut n = 0;
+            while let Some(p) = next {
+                if n == MAX_IOV {
+                    break;
+                }
+                if pending > 0 && pending + p.len() > limit {
+                    if n > 0 {
+                        break;
+                    }
+                    next = messages.next();
+                    if rules.policy == SlowConsumer::Close {
+                        tally.closed += 1;
+                        return self.close_now(key, CloseReason::SlowConsumer);
+                    }
+                    tally.dropped += 1;
+                    continue;
+                }
+                next = messages.next();
+                pending += p.len();
+                window[n] = p;
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            tally.delivered += n as u64;
+            let core = &mut self.conns[key].core;
+            core.send_shared(&mut self.lp, &window[..n]);
+            if !core.state.writable() {
+                // The socket failed (settling closes it): the rest is lost with it.
+                tally.dropped += next.map_or(0, |_| 1 + messages.count() as u64);
+                break;
+            }
+        }
+        self.settle(key);
+    }
+}

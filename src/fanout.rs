@@ -1,0 +1,400 @@
+//! The loop's side of fan-out: which of the loop's connections belong to which group, and what
+//! callbacks asked to write to other connections of the loop once their event is done (the
+//! outbox). The public side, [`Group`](crate::Group), is in `group.rs`; delivery, which needs
+//! the connection table, is the event loop's (`event_loop/fanout.rs`).
+//!
+//! A group's members are kept per loop, in the loop that owns them: a broadcast reads its own
+//! loop's list without a lock, and each other loop with members gets one [`Shipment`] per
+//! broadcast, not one per recipient. What other threads see of a group on a loop is its
+//! [`Counters`]: members (so a broadcast skips loops without any), bytes in flight to the loop
+//! (bounded), and what was delivered, dropped and closed.
+//!
+//! This file imports nothing of the core, so the mailbox can carry a shipment without a
+//! circle.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::AcqRel, Ordering::Acquire};
+use std::sync::Arc;
+
+use slab::Slab;
+
+/// What a group does with a member that does not keep up: one whose pending output (the bytes
+/// the kernel refused so far) would pass the group's limit with the next message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SlowConsumer {
+    /// The message is not written to that member and is counted as dropped; the member stays
+    /// in the group and gets the next messages that fit (its stream has gaps). The others are
+    /// not affected.
+    Drop,
+    /// The member is closed at once, its pending output discarded, with
+    /// [`CloseReason::SlowConsumer`](crate::CloseReason::SlowConsumer).
+    Close,
+}
+
+/// How a group treats its members (fixed when it is made).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rules {
+    pub policy: SlowConsumer,
+    /// The most pending output a member may hold with a message added; `None`: the server's
+    /// high-water mark.
+    pub max_pending: Option<usize>,
+}
+
+/// What a shipment costs in flight beyond its payload (the task, the shared payload's
+/// header): so a burst of tiny messages is bounded too.
+const SHIPMENT_OVERHEAD: usize = 64;
+
+/// Bytes a message of `len` bytes holds in flight to one loop.
+pub(crate) fn in_flight_cost(len: usize) -> usize {
+    len.saturating_add(SHIPMENT_OVERHEAD)
+}
+
+/// One group's counters on one loop. `members` and `in_flight` change from other threads too
+/// (read-modify-writes); the loop alone writes the others (a relaxed load and store). Aligned
+/// so two loops' counters never share a cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Counters {
+    /// Members on the loop, counting joins posted from other threads and not yet applied.
+    pub members: AtomicUsize,
+    /// Bytes of shipments posted to the loop and not yet taken by it (see
+    /// [`in_flight_cost`]).
+    pub in_flight: AtomicUsize,
+    /// Broadcasts started by callbacks on the loop.
+    pub published: AtomicU64,
+    /// Messages handed to a member's output (sent, or queued behind its pending output).
+    pub delivered: AtomicU64,
+    /// Messages a member did not get: it was too far behind (the drop policy), or no longer
+    /// took output.
+    pub dropped: AtomicU64,
+    /// Members closed for being too far behind (the close policy).
+    pub closed: AtomicU64,
+}
+
+impl Counters {
+    /// Reserves `cost` bytes in flight, unless that would pass `limit` (one shipment always
+    /// fits when nothing else is in flight, however large).
+    pub(crate) fn reserve(&self, cost: usize, limit: usize) -> bool {
+        self.in_flight
+            .fetch_update(AcqRel, Acquire, |now| {
+                let total = now.saturating_add(cost);
+                (now == 0 || total <= limit).then_some(total)
+            })
+            .is_ok()
+    }
+
+    /// Gives back bytes reserved in flight.
+    pub(crate) fn release(&self, cost: usize) {
+        self.in_flight.fetch_sub(cost, AcqRel);
+    }
+}
+
+/// A broadcast on its way to one loop (posted to its mailbox).
+pub(crate) struct Shipment {
+    pub group: u64,
+    pub payload: Arc<[u8]>,
+    /// The generation of a connection of that loop not to write to (the sender).
+    pub except: Option<u32>,
+    /// The group's counters on that loop: the shipment is in flight there until taken.
+    pub counters: Arc<Counters>,
+}
+
+/// Something a callback asked to write to connections of its loop, delivered once its event
+/// is done.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// A message for every member of `group` on this loop but the one of generation `except`.
+    Broadcast {
+        group: u64,
+        payload: Arc<[u8]>,
+        except: Option<u32>,
+    },
+    /// Bytes for one connection (`start..end` of the outbox's bytes).
+    WriteTo {
+        key: u32,
+        generation: u32,
+        start: usize,
+        end: usize,
+    },
+}
+
+/// What callbacks wrote for other connections, in order; the bytes of every `WriteTo` are
+/// packed in one buffer.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    pub entries: Vec<Outgoing>,
+    pub bytes: Vec<u8>,
+}
+
+/// A group's members on one loop.
+pub(crate) struct LocalGroup {
+    pub rules: Rules,
+    pub counters: Arc<Counters>,
+    /// `(slot, generation)` of each member; a member's place is stable until it leaves.
+    members: Slab<(u32, u32)>,
+}
+
+/// A loop's groups, its connections' memberships, and its outbox.
+#[derive(Default)]
+pub(crate) struct LoopGroups {
+    groups: HashMap<u64, LocalGroup>,
+    /// The groups of each member connection, by slot: its generation, and `(group, place)`.
+    memberships: HashMap<u32, (u32, Vec<(u64, usize)>)>,
+    outbox: Outbox,
+    /// Members of a group being delivered to, copied out (delivery can change the group).
+    pub scratch: Vec<(u32, u32)>,
+}
+
+impl LoopGroups {
+    /// Adds connection `key`/`generation` to `group`. `counted`: its place in the members
+    /// count was taken already (a join posted from another thread). Returns `false` if it was
+    /// a member already.
+    pub(crate) fn join(
+        &mut self,
+        group: u64,
+        rules: Rules,
+        counters: &Arc<Counters>,
+        (key, generation): (u32, u32),
+        counted: bool,
+    ) -> bool {
+        let entry = self
+            .memberships
+            .entry(key)
+            .or_insert((generation, Vec::new()));
+        if entry.0 != generation {
+            // A connection that left the slot without leaving its groups (cannot happen:
+            // every close leaves them); start afresh rather than mix two connections.
+            debug_assert!(false, "stale memberships for slot {key}");
+            *entry = (generation, Vec::new());
+        }
+        if entry.1.iter().any(|&(g, _)| g == group) {
+            if counted {
+                counters.members.fetch_sub(1, AcqRel);
+            }
+            return false;
+        }
+        let local = self.groups.entry(group).or_insert_with(|| LocalGroup {
+            rules,
+            counters: Arc::clone(counters),
+            members: Slab::new(),
+        });
+        let place = local.members.insert((key, generation));
+        entry.1.push((group, place));
+        if !counted {
+            counters.members.fetch_add(1, AcqRel);
+        }
+        true
+    }
+
+    /// Takes connection `key`/`generation` out of `group`. Returns whether it was a member.
+    pub(crate) fn leave(&mut self, group: u64, (key, generation): (u32, u32)) -> bool {
+        let Some((g, groups)) = self.memberships.get_mut(&key) else {
+            return false;
+        };
+        if *g != generation {
+            return false;
+        }
+        let Some(i) = groups.iter().position(|&(id, _)| id == group) else {
+            return false;
+        };
+        let (_, place) = groups.swap_remove(i);
+        if groups.is_empty() {
+            self.memberships.remove(&key);
+        }
+        self.remove_member(group, place);
+        true
+    }
+
+    /// Takes connection `key`/`generation` out of every group (it closed, or asked to).
+    /// Returns how many it left.
+    pub(crate) fn leave_all(&mut self, (key, generation): (u32, u32)) -> usize {
+        if self.memberships.is_empty() {
+            return 0;
+        }
+        match self.memberships.get(&key) {
+            Some(&(g, _)) if g == generation => {}
+            _ => return 0,
+        }
+        let Some((_, groups)) = self.memberships.remove(&key) else {
+            return 0;
+        };
+        for &(group, place) in &groups {
+            self.remove_member(group, place);
+        }
+        groups.len()
+    }
+
+    fn remove_member(&mut self, group: u64, place: usize) {
+        let Some(local) = self.groups.get_mut(&group) else {
+            return;
+        };
+        local.members.try_remove(place);
+        local.counters.members.fetch_sub(1, AcqRel);
+        if local.members.is_empty() {
+            self.groups.remove(&group);
+        }
+    }
+
+    /// How many groups connection `key`/`generation` belongs to.
+    pub(crate) fn count_of(&self, (key, generation): (u32, u32)) -> usize {
+        match self.memberships.get(&key) {
+            Some((g, groups)) if *g == generation => groups.len(),
+            _ => 0,
+        }
+    }
+
+    /// Whether `group` has members on this loop.
+    pub(crate) fn has_members(&self, group: u64) -> bool {
+        self.groups.contains_key(&group)
+    }
+
+    /// Copies the members of `group` on this loop into `into`; returns the group's rules and
+    /// counters, or `None` without members here.
+    pub(crate) fn members(
+        &self,
+        group: u64,
+        into: &mut Vec<(u32, u32)>,
+    ) -> Option<(Rules, Arc<Counters>)> {
+        let local = self.groups.get(&group)?;
+        into.extend(local.members.iter().map(|(_, &m)| m));
+        Some((local.rules, Arc::clone(&local.counters)))
+    }
+
+    /// Queues a broadcast for the members on this loop.
+    pub(crate) fn push_broadcast(&mut self, group: u64, payload: Arc<[u8]>, except: Option<u32>) {
+        self.outbox.entries.push(Outgoing::Broadcast {
+            group,
+            payload,
+            except,
+        });
+    }
+
+    /// Queues bytes for connection `key`/`generation` (a copy, packed with the others).
+    pub(crate) fn push_write(&mut self, (key, generation): (u32, u32), data: &[u8]) {
+        let start = self.outbox.bytes.len();
+        self.outbox.bytes.extend_from_slice(data);
+        self.outbox.entries.push(Outgoing::WriteTo {
+            key,
+            generation,
+            start,
+            end: start + data.len(),
+        });
+    }
+
+    /// Whether callbacks left anything to deliver.
+    #[inline]
+    pub(crate) fn has_outgoing(&self) -> bool {
+        !self.outbox.entries.is_empty()
+    }
+
+    /// Takes what is to be delivered (what the deliveries make callbacks write collects anew).
+    pub(crate) fn take_outgoing(&mut self) -> Outbox {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Hands back a delivered outbox, to keep its allocations.
+    pub(crate) fn recycle(&mut self, mut done: Outbox) {
+        if self.outbox.entries.is_empty() && self.outbox.entries.capacity() == 0 {
+            done.entries.clear();
+            done.bytes.clear();
+            self.outbox = done;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use super::*;
+
+    const RULES: Rules = Rules {
+        policy: SlowConsumer::Drop,
+        max_pending: None,
+    };
+
+    #[test]
+    fn members_join_once_and_leave_with_their_connection() {
+        let (a, b) = (Arc::new(Counters::default()), Arc::new(Counters::default()));
+        let mut t = LoopGroups::default();
+        assert!(t.join(1, RULES, &a, (5, 50), false));
+        assert!(!t.join(1, RULES, &a, (5, 50), false), "already a member");
+        assert!(t.join(2, RULES, &b, (5, 50), false));
+        assert!(t.join(1, RULES, &a, (6, 60), false));
+        assert_eq!(a.members.load(Relaxed), 2);
+        assert_eq!(t.count_of((5, 50)), 2);
+        assert_eq!(
+            t.count_of((5, 51)),
+            0,
+            "another connection in the same slot"
+        );
+        let mut m = Vec::new();
+        t.members(1, &mut m).unwrap();
+        m.sort_unstable();
+        assert_eq!(m, [(5, 50), (6, 60)]);
+        assert!(!t.leave(1, (5, 51)), "a stale generation leaves nothing");
+        assert!(t.leave(1, (5, 50)));
+        assert_eq!(a.members.load(Relaxed), 1);
+        assert_eq!(t.leave_all((5, 50)), 1, "group 2 is left");
+        assert!(
+            !t.has_members(2),
+            "a group without members here is forgotten"
+        );
+        assert_eq!(b.members.load(Relaxed), 0);
+        assert_eq!(t.leave_all((6, 60)), 1);
+        assert!(t.memberships.is_empty() && t.groups.is_empty());
+    }
+
+    #[test]
+    fn a_counted_join_is_not_counted_twice() {
+        let c = Arc::new(Counters::default());
+        let mut t = LoopGroups::default();
+        c.members.fetch_add(1, Relaxed); // taken by the poster
+        assert!(t.join(1, RULES, &c, (1, 1), true));
+        assert_eq!(c.members.load(Relaxed), 1);
+        c.members.fetch_add(1, Relaxed);
+        assert!(!t.join(1, RULES, &c, (1, 1), true), "a member already");
+        assert_eq!(
+            c.members.load(Relaxed),
+            1,
+            "the poster's count is given back"
+        );
+    }
+
+    #[test]
+    fn in_flight_is_bounded() {
+        let c = Counters::default();
+        assert!(c.reserve(60, 100));
+        assert!(!c.reserve(41, 100));
+        assert!(c.reserve(40, 100));
+        c.release(60);
+        assert_eq!(c.in_flight.load(Relaxed), 40);
+        c.release(40);
+        assert!(c.reserve(500, 100), "alone in flight, any message fits");
+        assert!(!c.reserve(1, 100));
+    }
+
+    #[test]
+    fn the_outbox_keeps_order_and_packs_bytes() {
+        let mut t = LoopGroups::default();
+        assert!(!t.has_outgoing());
+        t.push_write((1, 1), b"ab");
+        t.push_broadcast(7, Arc::from(&b"x"[..]), None);
+        t.push_write((2, 2), b"cde");
+        let out = t.take_outgoing();
+        assert!(!t.has_outgoing());
+        assert_eq!(out.bytes, b"abcde");
+        assert!(matches!(
+            out.entries[2],
+            Outgoing::WriteTo {
+                key: 2,
+                start: 2,
+                end: 5,
+                ..
+            }
+        ));
+        t.recycle(out);
+        assert!(t.outbox.entries.capacity() >= 3, "the allocation is kept");
+    }
+}
