@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use crate::addr::{Addr, ToAddrs};
@@ -18,6 +18,7 @@ use crate::shared::ServerShared;
 use crate::sys::epoll::Epoll;
 use crate::sys::socket::ListenOptions;
 use crate::tls::ServerConfig;
+use crate::udp::UdpSocketState;
 use crate::worker::WorkerPool;
 
 /// Configures and starts a [`Server`].
@@ -426,6 +427,10 @@ impl Builder {
         let shared = Arc::new(ServerShared::new(loops, pool, self.max_connections));
         let mut parts = Vec::with_capacity(self.loops);
         for (i, listeners) in per_loop.into_iter().enumerate() {
+            let udp = std::mem::take(&mut udp_per_loop[i])
+                .into_iter()
+                .map(|s| UdpSocketState::new(s, cfg.udp_batch))
+                .collect::<io::Result<Vec<_>>>()?;
             parts.push(LoopParts {
                 handler: factory(i),
                 epoll: Epoll::new()?,
@@ -433,7 +438,7 @@ impl Builder {
                 server: Arc::clone(&shared),
                 cfg,
                 listeners,
-                udp: std::mem::take(&mut udp_per_loop[i]),
+                udp,
             });
         }
         let mut server = Server::new(
@@ -444,18 +449,42 @@ impl Builder {
             cfg.stop_timeout,
         );
         server.set_listen_sockets(bound.sockets);
+        let (started, set_up) = mpsc::channel();
         for (i, p) in parts.into_iter().enumerate() {
+            let started = started.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("eventide-loop-{i}"))
-                .spawn(move || EventLoop::new(p).run());
+                .spawn(move || EventLoop::new(p).run(started));
             match spawned {
                 Ok(t) => server.add_thread(t),
                 Err(e) => {
-                    server.stop();
-                    let _ = server.join_threads();
-                    return Err(e);
+                    server.abandon();
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("starting the thread of loop {i}: {e}"),
+                    ));
                 }
             }
+        }
+        drop(started);
+        // Every loop registers its own descriptors before it serves: wait for all of them, so
+        // that a failure fails the start rather than leaving a loop that serves nothing.
+        let mut failure = None;
+        for _ in 0..self.loops {
+            match set_up.recv() {
+                Ok((_, Ok(()))) => {}
+                Ok((_, Err(e))) => {
+                    failure.get_or_insert(e);
+                }
+                Err(_) => {
+                    failure.get_or_insert(io::Error::other("an event loop thread died setting up"));
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failure {
+            server.abandon();
+            return Err(e);
         }
         Ok(server)
     }
