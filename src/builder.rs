@@ -118,10 +118,13 @@ impl Builder {
     /// socket activation ([`ListenFd::from_systemd`]), from a predecessor
     /// ([`Handover::take_listeners`](crate::Handover::take_listeners)), or any listening TCP
     /// or Unix stream socket as an `OwnedFd`. It is checked by [`start`](Builder::start),
-    /// which fails on a descriptor that is not one. In reuse-port mode inherited listeners
-    /// are spread over the loops (one per loop when a predecessor passed one per loop),
-    /// otherwise loop 0 accepts on them; [`Server::local_addrs`] lists their addresses after
-    /// the bound ones. Options that apply to a listener (`TCP_NODELAY`, buffer sizes) are set
+    /// which fails on a descriptor that is not one. Loop 0 accepts on inherited listeners;
+    /// in reuse-port mode, where every loop accepts on listeners of its own, the copies of one
+    /// address go round the loops, and when there are fewer copies than loops (a
+    /// predecessor ran fewer) the missing ones are bound with `SO_REUSEPORT` to the same
+    /// address — `start` fails if the sockets lack `SO_REUSEPORT`, since the loops left
+    /// without a copy would never accept. [`Server::local_addrs`] lists their addresses
+    /// after the bound ones. Options that apply to a listener (`TCP_NODELAY`, buffer sizes) are set
     /// on it; the backlog and `SO_REUSEPORT` stay as its creator set them.
     pub fn bind_fd(mut self, fd: impl Into<ListenFd>) -> Builder {
         self.inherited.push((fd.into(), None));
