@@ -459,6 +459,8 @@ fn conn_handle_writes_from_other_threads() {
 /// server is left whose acceptor would hand connections to a loop that never serves them.
 #[test]
 fn a_loop_that_cannot_register_fails_the_start() {
+    // Serialised with the other cases, whose descriptor counts its sockets would upset.
+    let case = Case::new("a loop that cannot register fails the start");
     // Every registration fails: each loop's first one, its wake-up eventfd.
     let std = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = std.local_addr().unwrap();
@@ -512,6 +514,7 @@ fn a_loop_that_cannot_register_fails_the_start() {
     still_serves(server.local_addr());
     server.stop();
     server.join().unwrap();
+    case.finish(eventide::FaultCounts::default(), 0);
 }
 
 /// Nothing listens at `addr` any more: the failed start closed the listener it was given.
