@@ -12,7 +12,7 @@ use crate::config::{Balance, Config, InboundPolicy, Trigger};
 use crate::event_loop::{EventLoop, LoopParts};
 use crate::handler::Handler;
 use crate::listener::{self, ListenFd, StdListener, TcpOptions};
-use crate::mailbox::LoopShared;
+use crate::mailbox::{LoopShared, MessageType};
 use crate::server::Server;
 use crate::shared::ServerShared;
 use crate::sys::epoll::Epoll;
@@ -24,12 +24,15 @@ use crate::worker::WorkerPool;
 /// Configures and starts a [`Server`].
 ///
 /// ```no_run
-/// use eventide::{Action, Conn, Handler, Server};
+/// use eventide::{Action, Conn, Handler, Refusal, Server};
 ///
 /// struct Echo;
 /// impl Handler for Echo {
 ///     type State = ();
-///     fn on_open(&mut self, _: &mut Conn<'_>) {}
+///     type Message = ();
+///     fn on_open(&mut self, _: &mut Conn<'_>) -> Result<(), Refusal> {
+///         Ok(())
+///     }
 ///     fn on_data(&mut self, conn: &mut Conn<'_>, _: &mut ()) -> Action {
 ///         let data = conn.input();
 ///         conn.write(data);
@@ -421,7 +424,7 @@ impl Builder {
             cfg.udp_recv_buffer,
         )?;
         let loops = (0..self.loops)
-            .map(|i| LoopShared::new(i).map(Arc::new))
+            .map(|i| LoopShared::new(i, MessageType::of::<H::Message>()).map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
         let pool = match self.workers {
             0 => None,

@@ -133,11 +133,14 @@ impl ListenFd {
     /// variables races with threads reading the environment.
     ///
     /// ```no_run
-    /// # use eventide::{Action, Conn, Handler, ListenFd, Server};
+    /// # use eventide::{Action, Conn, Handler, Refusal, ListenFd, Server};
     /// # struct Echo;
     /// # impl Handler for Echo {
     /// #     type State = ();
-    /// #     fn on_open(&mut self, _: &mut Conn<'_>) {}
+    /// #     type Message = ();
+    /// #     fn on_open(&mut self, _: &mut Conn<'_>) -> Result<(), Refusal> {
+    /// #         Ok(())
+    /// #     }
     /// #     fn on_data(&mut self, _: &mut Conn<'_>, _: &mut ()) -> Action { Action::Continue }
     /// # }
     /// let mut builder = Server::builder();

@@ -322,7 +322,10 @@ fn worker_pool_keeps_order() {
     struct Lines;
     impl eventide::Handler for Lines {
         type State = ();
-        fn on_open(&mut self, _: &mut eventide::Conn<'_>) {}
+        type Message = ();
+        fn on_open(&mut self, _: &mut eventide::Conn<'_>) -> Result<(), eventide::Refusal> {
+            Ok(())
+        }
         fn on_data(&mut self, conn: &mut eventide::Conn<'_>, _: &mut ()) -> eventide::Action {
             // At the jobs limit the rest stays unconsumed; it is offered again on resumption.
             while conn.can_submit() {
@@ -386,8 +389,10 @@ fn conn_handle_writes_from_other_threads() {
     struct Give(mpsc::Sender<eventide::ConnHandle>);
     impl eventide::Handler for Give {
         type State = ();
-        fn on_open(&mut self, conn: &mut eventide::Conn<'_>) {
+        type Message = ();
+        fn on_open(&mut self, conn: &mut eventide::Conn<'_>) -> Result<(), eventide::Refusal> {
             let _ = self.0.send(conn.handle());
+            Ok(())
         }
         fn on_data(&mut self, conn: &mut eventide::Conn<'_>, _: &mut ()) -> eventide::Action {
             let n = conn.input().len();

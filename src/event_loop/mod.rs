@@ -358,6 +358,7 @@ impl<H: Handler> EventLoop<H> {
                     }
                 }
                 TimerKind::StopDeadline => self.force_close_all(),
+                TimerKind::StopSweep => self.sweep_lingering(),
                 TimerKind::ConnectTimeout { key, generation } => {
                     self.connect_timer(key as usize, generation, false)
                 }
@@ -379,7 +380,7 @@ impl<H: Handler> EventLoop<H> {
 
     /// Whether slot `key` still holds the connection of that generation.
     fn alive(&self, key: usize, generation: u32) -> bool {
-        matches!(self.conns.get(key), Some(e) if e.core.id.generation == generation)
+        matches!(self.conns.get(key), Some(e) if e.core.generation == generation)
     }
 
     /// The loop is exiting: drop queued work and tell the handler.

@@ -313,12 +313,32 @@ pub(crate) fn abort(fd: OwnedFd) {
 }
 
 /// Number of bytes waiting in the socket's receive queue (`FIONREAD`).
-#[cfg(test)]
 pub(crate) fn readable_bytes(fd: RawFd) -> io::Result<usize> {
     let mut n: libc::c_int = 0;
     // SAFETY: FIONREAD writes one c_int through the pointer, which is valid for that write.
     super::cvt(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) })?;
     Ok(n.max(0) as usize)
+}
+
+/// Number of bytes in the socket's send queue: not yet acknowledged by the peer on TCP, not
+/// yet read by the peer on a Unix socket (`SIOCOUTQ`, which is `TIOCOUTQ`).
+pub(crate) fn unacknowledged_bytes(fd: RawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ on a socket) writes one c_int through the pointer, which is
+    // valid for that write.
+    super::cvt(unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) })?;
+    Ok(n.max(0) as usize)
+}
+
+/// Whether closing the socket now is a clean FIN that risks no reset: nothing unread in its
+/// receive queue (closing over unread bytes sends a reset) and nothing it sent still waiting
+/// for the peer (a reset would make the peer's kernel drop it). `fin_sent`: the write side
+/// is shut, so the send queue may hold the FIN (one sequence number), which the peer
+/// acknowledges late (Linux delays that acknowledgement) and closing does not lose. An error
+/// says no.
+pub(crate) fn is_quiet(fd: RawFd, fin_sent: bool) -> bool {
+    matches!(readable_bytes(fd), Ok(0))
+        && matches!(unacknowledged_bytes(fd), Ok(n) if n <= usize::from(fin_sent))
 }
 
 #[cfg(test)]
