@@ -169,12 +169,10 @@ fn websocket_sessions_are_told_going_away() {
             other => panic!("session {i}: expected a close frame, got {other:?}"),
         }
         // tungstenite answers the close; the server then closes the connection.
-        loop {
-            match ws.read() {
-                Err(tungstenite::Error::ConnectionClosed) => break,
-                Err(e) => panic!("session {i}: {e} instead of a clean close"),
-                Ok(m) => panic!("session {i}: {m:?} after the close"),
-            }
+        match ws.read() {
+            Err(tungstenite::Error::ConnectionClosed) => {}
+            Err(e) => panic!("session {i}: {e} instead of a clean close"),
+            Ok(m) => panic!("session {i}: {m:?} after the close"),
         }
     }
     drop(sessions); // the clients close their ends: the lingering closes end
@@ -183,7 +181,8 @@ fn websocket_sessions_are_told_going_away() {
         let reason = closed
             .recv_timeout(TIMEOUT)
             .expect("on_close for each session");
-        assert!(!reason.contains("panic"), "{reason}");
+        // Ended by the close handshake, not cut at the stop deadline.
+        assert_eq!(reason, "local", "how the session ended");
     }
 }
 

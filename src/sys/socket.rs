@@ -460,4 +460,40 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::AddrInUse);
     }
+
+    /// A socket is quiet once nothing is unread and the peer acknowledged what it was sent;
+    /// after a shutdown the FIN alone does not count.
+    #[test]
+    fn quiet_means_nothing_unread_and_everything_acknowledged() {
+        let (l, addr) = listener();
+        let mut client = TcpStream::connect(addr).unwrap();
+        let (owned, _) = accept(l.as_raw_fd()).unwrap();
+        let fd = owned.as_raw_fd();
+        let until = |what: &str, cond: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !cond() {
+                assert!(std::time::Instant::now() < deadline, "never {what}");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        };
+        until("quiet when new", &|| is_quiet(fd, false));
+        client.write_all(b"unread").unwrap();
+        until("the bytes arrive", &|| readable_bytes(fd).unwrap() == 6);
+        assert!(!is_quiet(fd, false), "unread bytes");
+        let mut buf = [0u8; 6];
+        assert_eq!(read(fd, &mut buf).unwrap(), 6);
+        until("quiet once read", &|| is_quiet(fd, false));
+        assert_eq!(send(fd, b"reply").unwrap(), 5);
+        until("the reply is acknowledged", &|| {
+            unacknowledged_bytes(fd).unwrap() == 0
+        });
+        assert!(is_quiet(fd, false));
+        let mut reply = [0u8; 5];
+        client.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply, b"reply");
+        // Shut for writing: the FIN may wait for its (delayed) acknowledgement.
+        shutdown_write(&owned).unwrap();
+        until("quiet with the FIN sent", &|| is_quiet(fd, true));
+        assert_eq!(client.read(&mut reply).unwrap(), 0, "the peer sees the FIN");
+    }
 }
