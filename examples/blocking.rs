@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use common::Args;
 use eventide::codec::{Codec, LineCodec};
-use eventide::{Action, CloseReason, Conn, Handler, Server};
+use eventide::{Action, CloseReason, Conn, Handler, Refusal, Server};
 
 /// How long each request blocks its worker.
 const WORK: Duration = Duration::from_millis(20);
@@ -43,9 +43,10 @@ impl Blocking {
 
 impl Handler for Blocking {
     type State = Peer;
+    type Message = ();
 
-    fn on_open(&mut self, _conn: &mut Conn<'_>) -> Peer {
-        Peer::default()
+    fn on_open(&mut self, _conn: &mut Conn<'_>) -> Result<Peer, Refusal> {
+        Ok(Peer::default())
     }
 
     fn on_data(&mut self, conn: &mut Conn<'_>, peer: &mut Peer) -> Action {

@@ -39,7 +39,9 @@ use eventide::ws::{
     shared_text, CloseCode, Message, Rejection, Request, Upgrade, WsConn, WsConnState, WsHandler,
     WsServer,
 };
-use eventide::{Action, CloseReason, Conn, ConnId, Group, Handler, LoopCx, Server, SlowConsumer};
+use eventide::{
+    Action, CloseReason, Conn, ConnId, Group, Handler, LoopCx, Refusal, Server, SlowConsumer,
+};
 
 /// The longest line a line client may send.
 const MAX_LINE: usize = 4096;
@@ -335,12 +337,14 @@ impl Chat {
 
 impl Handler for Chat {
     type State = Client;
+    // The WebSocket side's own messages (its handles' commands).
+    type Message = <WsServer<WsChat> as Handler>::Message;
 
-    fn on_open(&mut self, conn: &mut Conn<'_>) -> Client {
+    fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<Client, Refusal> {
         if self.is_lines(conn) {
-            Client::Lines(self.lines.on_open(conn))
+            Ok(Client::Lines(self.lines.on_open(conn)))
         } else {
-            Client::Ws(self.ws.on_open(conn))
+            Ok(Client::Ws(self.ws.on_open(conn)?))
         }
     }
 
@@ -369,11 +373,20 @@ impl Handler for Chat {
         &mut self,
         conn: &mut Conn<'_>,
         client: &mut Client,
-        msg: Box<dyn std::any::Any + Send>,
+        msg: Self::Message,
     ) -> Action {
         match client {
             Client::Ws(st) => self.ws.on_message(conn, st, msg),
             Client::Lines(_) => Action::Continue,
+        }
+    }
+
+    /// At a server stop: WebSocket clients get close 1001 ("going away"), lines clients are
+    /// closed.
+    fn on_stop(&mut self, conn: &mut Conn<'_>, client: &mut Client) -> Action {
+        match client {
+            Client::Ws(st) => self.ws.on_stop(conn, st),
+            Client::Lines(_) => Action::Close,
         }
     }
 

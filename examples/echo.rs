@@ -19,7 +19,7 @@ mod common;
 mod tls_args;
 
 use common::Args;
-use eventide::{Action, Conn, Datagram, Handler, Server, Trigger, Udp};
+use eventide::{Action, Conn, Datagram, Handler, Refusal, Server, Trigger, Udp};
 
 /// Writes input back as it arrives; the default `on_read_closed` closes after the last byte
 /// is flushed, so a client that half-closes still gets everything back. Datagrams are sent
@@ -28,8 +28,11 @@ struct Echo;
 
 impl Handler for Echo {
     type State = ();
+    type Message = ();
 
-    fn on_open(&mut self, _conn: &mut Conn<'_>) {}
+    fn on_open(&mut self, _conn: &mut Conn<'_>) -> Result<(), Refusal> {
+        Ok(())
+    }
 
     fn on_data(&mut self, conn: &mut Conn<'_>, _state: &mut ()) -> Action {
         let data = conn.input();

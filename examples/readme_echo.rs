@@ -1,11 +1,14 @@
-use eventide::{Action, Conn, Handler, Server};
+use eventide::{Action, Conn, Handler, Refusal, Server};
 
 struct Echo;
 
 impl Handler for Echo {
     type State = (); // per-connection state, stored inline in the loop's table
+    type Message = (); // what other threads may send a connection (ConnHandle::send): nothing
 
-    fn on_open(&mut self, _conn: &mut Conn<'_>) {}
+    fn on_open(&mut self, _conn: &mut Conn<'_>) -> Result<(), Refusal> {
+        Ok(())
+    }
 
     fn on_data(&mut self, conn: &mut Conn<'_>, _state: &mut ()) -> Action {
         let data = conn.input(); // the bytes, straight from the loop's read buffer

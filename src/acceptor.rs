@@ -55,7 +55,7 @@ pub(crate) fn drain(
         match socket::accept(fd) {
             Ok((fd, addr)) => {
                 let Some(seat) = Seat::accepted(&server.limit) else {
-                    bump(&shared.stats.refused, 1);
+                    shared.stats.count_refusal(None);
                     socket::abort(fd);
                     continue;
                 };
@@ -174,7 +174,7 @@ mod tests {
 
     fn loops(n: usize) -> Vec<Arc<LoopShared>> {
         (0..n)
-            .map(|i| Arc::new(LoopShared::new(i).unwrap()))
+            .map(|i| Arc::new(LoopShared::new(i, crate::mailbox::MessageType::of::<()>()).unwrap()))
             .collect()
     }
 

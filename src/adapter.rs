@@ -73,6 +73,15 @@ pub trait Protocol {
         let _ = out;
     }
 
+    /// A graceful stop began with a message half in: mark it to get the connection's last
+    /// answer (HTTP: `Connection: close`, then [`Then::Close`]) and return `true`, and the
+    /// connection is served until then; `false` (the default) closes it now, the message
+    /// unanswered.
+    fn last_answer(&mut self, st: &mut Self::State) -> bool {
+        let _ = st;
+        false
+    }
+
     /// The most an incomplete message may hold under the protocol's limits.
     fn buffer_bound(&self) -> usize;
 
@@ -163,6 +172,17 @@ pub(crate) fn on_timeout<P: Protocol>(
         p.timed_out(conn);
     }
     Action::Close
+}
+
+/// `Handler::on_stop` for a protocol: a connection between messages closes now (after the
+/// answers being flushed); one with a message half in is served until that message's answer,
+/// its last, if the protocol can mark it so ([`Protocol::last_answer`]).
+pub(crate) fn on_stop<P: Protocol>(p: &mut P, conn: &mut Conn<'_>, st: &mut P::State) -> Action {
+    if !conn.input().is_empty() && p.last_answer(st) {
+        Action::Continue
+    } else {
+        Action::Close
+    }
 }
 
 /// `Handler::on_boot` for a protocol: its own set-up, then its service's.

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use crate::addr::{Addr, ToAddrs};
@@ -12,23 +12,27 @@ use crate::config::{Balance, Config, InboundPolicy, Trigger};
 use crate::event_loop::{EventLoop, LoopParts};
 use crate::handler::Handler;
 use crate::listener::{self, ListenFd, StdListener, TcpOptions};
-use crate::mailbox::LoopShared;
+use crate::mailbox::{LoopShared, MessageType};
 use crate::server::Server;
 use crate::shared::ServerShared;
 use crate::sys::epoll::Epoll;
 use crate::sys::socket::ListenOptions;
 use crate::tls::ServerConfig;
+use crate::udp::UdpSocketState;
 use crate::worker::WorkerPool;
 
 /// Configures and starts a [`Server`].
 ///
 /// ```no_run
-/// use eventide::{Action, Conn, Handler, Server};
+/// use eventide::{Action, Conn, Handler, Refusal, Server};
 ///
 /// struct Echo;
 /// impl Handler for Echo {
 ///     type State = ();
-///     fn on_open(&mut self, _: &mut Conn<'_>) {}
+///     type Message = ();
+///     fn on_open(&mut self, _: &mut Conn<'_>) -> Result<(), Refusal> {
+///         Ok(())
+///     }
 ///     fn on_data(&mut self, conn: &mut Conn<'_>, _: &mut ()) -> Action {
 ///         let data = conn.input();
 ///         conn.write(data);
@@ -117,10 +121,13 @@ impl Builder {
     /// socket activation ([`ListenFd::from_systemd`]), from a predecessor
     /// ([`Handover::take_listeners`](crate::Handover::take_listeners)), or any listening TCP
     /// or Unix stream socket as an `OwnedFd`. It is checked by [`start`](Builder::start),
-    /// which fails on a descriptor that is not one. In reuse-port mode inherited listeners
-    /// are spread over the loops (one per loop when a predecessor passed one per loop),
-    /// otherwise loop 0 accepts on them; [`Server::local_addrs`] lists their addresses after
-    /// the bound ones. Options that apply to a listener (`TCP_NODELAY`, buffer sizes) are set
+    /// which fails on a descriptor that is not one. Loop 0 accepts on inherited listeners;
+    /// in reuse-port mode, where every loop accepts on listeners of its own, the copies of one
+    /// address go round the loops, and when there are fewer copies than loops (a
+    /// predecessor ran fewer) the missing ones are bound with `SO_REUSEPORT` to the same
+    /// address — `start` fails if the sockets lack `SO_REUSEPORT`, since the loops left
+    /// without a copy would never accept. [`Server::local_addrs`] lists their addresses
+    /// after the bound ones. Options that apply to a listener (`TCP_NODELAY`, buffer sizes) are set
     /// on it; the backlog and `SO_REUSEPORT` stay as its creator set them.
     pub fn bind_fd(mut self, fd: impl Into<ListenFd>) -> Builder {
         self.inherited.push((fd.into(), None));
@@ -417,7 +424,7 @@ impl Builder {
             cfg.udp_recv_buffer,
         )?;
         let loops = (0..self.loops)
-            .map(|i| LoopShared::new(i).map(Arc::new))
+            .map(|i| LoopShared::new(i, MessageType::of::<H::Message>()).map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
         let pool = match self.workers {
             0 => None,
@@ -426,6 +433,10 @@ impl Builder {
         let shared = Arc::new(ServerShared::new(loops.into(), pool, self.max_connections));
         let mut parts = Vec::with_capacity(self.loops);
         for (i, listeners) in per_loop.into_iter().enumerate() {
+            let udp = std::mem::take(&mut udp_per_loop[i])
+                .into_iter()
+                .map(|s| UdpSocketState::new(s, cfg.udp_batch))
+                .collect::<io::Result<Vec<_>>>()?;
             parts.push(LoopParts {
                 handler: factory(i),
                 epoll: Epoll::new()?,
@@ -433,7 +444,7 @@ impl Builder {
                 server: Arc::clone(&shared),
                 cfg,
                 listeners,
-                udp: std::mem::take(&mut udp_per_loop[i]),
+                udp,
             });
         }
         let mut server = Server::new(
@@ -444,18 +455,42 @@ impl Builder {
             cfg.stop_timeout,
         );
         server.set_listen_sockets(bound.sockets);
+        let (started, set_up) = mpsc::channel();
         for (i, p) in parts.into_iter().enumerate() {
+            let started = started.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("eventide-loop-{i}"))
-                .spawn(move || EventLoop::new(p).run());
+                .spawn(move || EventLoop::new(p).run(started));
             match spawned {
                 Ok(t) => server.add_thread(t),
                 Err(e) => {
-                    server.stop();
-                    let _ = server.join_threads();
-                    return Err(e);
+                    server.abandon();
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("starting the thread of loop {i}: {e}"),
+                    ));
                 }
             }
+        }
+        drop(started);
+        // Every loop registers its own descriptors before it serves: wait for all of them, so
+        // that a failure fails the start rather than leaving a loop that serves nothing.
+        let mut failure = None;
+        for _ in 0..self.loops {
+            match set_up.recv() {
+                Ok((_, Ok(()))) => {}
+                Ok((_, Err(e))) => {
+                    failure.get_or_insert(e);
+                }
+                Err(_) => {
+                    failure.get_or_insert(io::Error::other("an event loop thread died setting up"));
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failure {
+            server.abandon();
+            return Err(e);
         }
         Ok(server)
     }

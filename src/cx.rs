@@ -43,6 +43,8 @@ pub(crate) enum TimerKind {
     AcceptRetry { listener: usize },
     /// The graceful-stop deadline: close whatever is left.
     StopDeadline,
+    /// During a stop: end the lingering closes whose peer has acknowledged everything.
+    StopSweep,
     /// Check a connection's idle and read timeouts.
     ConnTimeout { key: u32, generation: u32 },
     /// An outbound connect ran out of time.
@@ -400,7 +402,7 @@ mod tests {
     /// A seat holds its place under the limit and on its loop until it is dropped.
     #[test]
     fn a_seat_is_given_back_when_dropped() {
-        let lp = Arc::new(LoopShared::new(0).unwrap());
+        let lp = Arc::new(LoopShared::new(0, crate::mailbox::MessageType::of::<()>()).unwrap());
         let limit = Arc::new(ConnLimit::new(1));
         let mut first = Seat::accepted(&limit).expect("under the limit");
         assert!(Seat::accepted(&limit).is_none(), "the limit is one");

@@ -56,7 +56,7 @@ static NEXT_GROUP: AtomicU64 = AtomicU64::new(1);
 /// A broadcast chat:
 ///
 /// ```no_run
-/// use eventide::{Action, Conn, Group, Handler, Server, SlowConsumer};
+/// use eventide::{Action, Conn, Group, Handler, Refusal, Server, SlowConsumer};
 ///
 /// struct Chat {
 ///     room: Group,
@@ -64,9 +64,11 @@ static NEXT_GROUP: AtomicU64 = AtomicU64::new(1);
 ///
 /// impl Handler for Chat {
 ///     type State = ();
+///     type Message = ();
 ///
-///     fn on_open(&mut self, conn: &mut Conn<'_>) {
+///     fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<(), Refusal> {
 ///         let _ = self.room.join(conn); // left again when the connection closes
+///         Ok(())
 ///     }
 ///
 ///     fn on_data(&mut self, conn: &mut Conn<'_>, _: &mut ()) -> Action {
@@ -204,7 +206,7 @@ impl Group {
     /// It leaves the group when it closes, or with [`leave`](Group::leave).
     pub fn join(&self, conn: &mut Conn<'_>) -> io::Result<bool> {
         let binding = self.bind(&conn.lp.loops, conn.lp.cfg.handle_write_limit)?;
-        let id = conn.core.id;
+        let id = conn.id();
         let counters = &binding.counters[id.loop_index()];
         let slot = (id.key, id.generation);
         let rules = self.shared.rules;
@@ -217,7 +219,7 @@ impl Group {
     /// Takes the connection of this callback out of the group. Returns whether it was a
     /// member.
     pub fn leave(&self, conn: &mut Conn<'_>) -> bool {
-        let id = conn.core.id;
+        let id = conn.id();
         conn.lp
             .fanout
             .leave(self.shared.id, (id.key, id.generation))
@@ -394,7 +396,7 @@ impl PendingJoin {
         let Some(counters) = self.counters.take() else {
             return;
         };
-        let id = conn.core.id;
+        let id = conn.id();
         let shared = &self.group.shared;
         conn.lp.fanout.join(
             shared.id,

@@ -4,6 +4,7 @@
 //! connection by slot and generation, so a handle that outlives its connection fails with
 //! `NotConnected` and never touches a newer connection in the same slot.
 
+use std::any::TypeId;
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Release, Ordering::SeqCst};
@@ -21,11 +22,14 @@ use crate::mailbox::{ConnOp, LoopShared, Loops, Task};
 /// a wake-up is already pending, one `write` to the loop's eventfd.
 ///
 /// ```no_run
-/// # use eventide::{Action, Conn, Handler, Server};
+/// # use eventide::{Action, Conn, Handler, Refusal, Server};
 /// # struct Echo;
 /// # impl Handler for Echo {
 /// #     type State = ();
-/// #     fn on_open(&mut self, _: &mut Conn<'_>) {}
+/// #     type Message = ();
+/// #     fn on_open(&mut self, _: &mut Conn<'_>) -> Result<(), Refusal> {
+/// #         Ok(())
+/// #     }
 /// #     fn on_data(&mut self, _: &mut Conn<'_>, _: &mut ()) -> Action { Action::Continue }
 /// # }
 /// let server = Server::builder().bind("127.0.0.1:0").loops(2).start(|_| Echo)?;
@@ -289,9 +293,25 @@ impl ConnHandle {
     }
 
     /// Sends `msg` to the connection's handler: [`Handler::on_message`](crate::Handler::on_message)
-    /// runs with the connection and its state on the connection's loop (skipped if the
+    /// runs with the connection, its state and `msg` on the connection's loop (skipped if the
     /// connection has closed by then).
-    pub fn send<M: std::any::Any + Send>(&self, msg: M) -> io::Result<()> {
+    ///
+    /// `M` must be the handler's [`Message`](crate::Handler::Message) type; another type fails
+    /// at once with `InvalidInput`, naming both (a handle names a connection of any handler,
+    /// so the type is checked here, at the call, rather than by its signature). Fails with
+    /// `NotConnected` once the connection has closed.
+    pub fn send<M: Send + 'static>(&self, msg: M) -> io::Result<()> {
+        let takes = self.shared.loop_shared().message;
+        if TypeId::of::<M>() != takes.id {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the connection's handler takes messages of type {}, not {}",
+                    takes.name,
+                    std::any::type_name::<M>()
+                ),
+            ));
+        }
         self.check_open()?;
         self.post(ConnOp::Message(Box::new(msg)));
         Ok(())

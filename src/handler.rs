@@ -1,10 +1,11 @@
 //! The application's side of the reactor: the [`Handler`] callbacks, the [`Action`] they
-//! return, and why a connection closed ([`CloseReason`]).
+//! return, why a connection closed ([`CloseReason`]) and why `on_open` refused one
+//! ([`Refusal`]).
 
 use std::io;
 use std::net::SocketAddr;
 
-use crate::conn::{CloseReason, Conn, ConnId};
+use crate::conn::{CloseReason, Conn, ConnId, Refusal};
 use crate::connector::ConnectError;
 use crate::cx::LoopCx;
 use crate::udp::{Datagram, Udp};
@@ -38,19 +39,24 @@ pub enum Timeout {
 ///
 /// Each connection carries a typed [`State`](Handler::State), created by
 /// [`on_open`](Handler::on_open), stored inline in the loop's connection table and handed to
-/// every later callback by `&mut` — no lookup, no downcast.
+/// every later callback by `&mut` — no lookup, no downcast. Values other threads and
+/// connections send it ([`ConnHandle::send`](crate::ConnHandle::send)) are typed too: a
+/// [`Message`](Handler::Message), handed to [`on_message`](Handler::on_message).
 ///
 /// An echo server:
 ///
 /// ```
-/// use eventide::{Action, Conn, Handler};
+/// use eventide::{Action, Conn, Handler, Refusal};
 ///
 /// struct Echo;
 ///
 /// impl Handler for Echo {
 ///     type State = ();
+///     type Message = ();
 ///
-///     fn on_open(&mut self, _conn: &mut Conn<'_>) {}
+///     fn on_open(&mut self, _conn: &mut Conn<'_>) -> Result<(), Refusal> {
+///         Ok(())
+///     }
 ///
 ///     fn on_data(&mut self, conn: &mut Conn<'_>, _state: &mut ()) -> Action {
 ///         let data = conn.input();
@@ -64,9 +70,21 @@ pub trait Handler: Send + 'static {
     /// Per-connection state, created by [`on_open`](Handler::on_open).
     type State: 'static;
 
-    /// A connection is established (its *state change* event). Returns its state.
-    /// To refuse it, call [`Conn::close`].
-    fn on_open(&mut self, conn: &mut Conn<'_>) -> Self::State;
+    /// What [`ConnHandle::send`](crate::ConnHandle::send) carries to a connection of this
+    /// handler, for [`on_message`](Handler::on_message): `()` when it takes none, an enum when
+    /// it takes several kinds.
+    ///
+    /// It has no default: a default (`type Message = ();`) needs associated type defaults,
+    /// which are unstable (`associated_type_defaults`, rust-lang/rust#29661). A type
+    /// parameter with a default (`Handler<M = ()>`) would compile on stable, but would let one
+    /// type be several handlers and add a parameter to everything generic over a handler; a
+    /// handler has exactly one message type, which is what an associated type says.
+    type Message: Send + 'static;
+
+    /// A connection is established (its *state change* event). Returns its state, or why it
+    /// is refused: a [`Refusal`] closes it without a state — no other callback runs for it,
+    /// and what `on_open` wrote (a one-line reason) is sent before the close.
+    fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<Self::State, Refusal>;
 
     /// Bytes arrived (the *data readable* event). [`Conn::input`] holds everything not
     /// yet consumed; [`Conn::consume`] what was handled. Unconsumed bytes are kept and shown
@@ -111,15 +129,30 @@ pub trait Handler: Send + 'static {
 
     /// A message sent with [`ConnHandle::send`](crate::ConnHandle::send) arrived for this
     /// connection — the way another connection, another loop or another thread hands it a
-    /// value (downcast it with `msg.downcast::<T>()`). Ignored by default.
+    /// value. Ignored by default.
     fn on_message(
         &mut self,
         conn: &mut Conn<'_>,
         state: &mut Self::State,
-        msg: Box<dyn std::any::Any + Send>,
+        msg: Self::Message,
     ) -> Action {
         let _ = (conn, state, msg);
         Action::Continue
+    }
+
+    /// A graceful stop began ([`StopHandle::stop`](crate::StopHandle::stop)): called once for
+    /// each open connection, before it stops being read, so its protocol can say goodbye —
+    /// finish the request in flight and close after its response, send a close frame. The
+    /// default, [`Action::Close`], closes once pending output is flushed, as
+    /// [`CloseReason::ServerShutdown`]; [`Action::Continue`] keeps serving the connection
+    /// until it closes itself or the stop deadline passes.
+    ///
+    /// A connection that is quiet when it closes during the stop — nothing pending, nothing
+    /// unread, everything it sent acknowledged — is closed with a FIN at once, without the
+    /// lingering close, so idle keep-alive connections do not hold the stop up.
+    fn on_stop(&mut self, conn: &mut Conn<'_>, state: &mut Self::State) -> Action {
+        let _ = (conn, state);
+        Action::Close
     }
 
     /// A timer set with [`Conn::set_timer`] fired.

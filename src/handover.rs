@@ -48,11 +48,14 @@ const HELLO: &str = "eventide-handover/1";
 /// created at the path for the next successor.
 ///
 /// ```no_run
-/// # use eventide::{Action, Conn, Handler, Handover, Server, ShutdownSignals};
+/// # use eventide::{Action, Conn, Handler, Refusal, Handover, Server, ShutdownSignals};
 /// # struct Echo;
 /// # impl Handler for Echo {
 /// #     type State = ();
-/// #     fn on_open(&mut self, _: &mut Conn<'_>) {}
+/// #     type Message = ();
+/// #     fn on_open(&mut self, _: &mut Conn<'_>) -> Result<(), Refusal> {
+/// #         Ok(())
+/// #     }
 /// #     fn on_data(&mut self, _: &mut Conn<'_>, _: &mut ()) -> Action { Action::Continue }
 /// # }
 /// let signals = ShutdownSignals::install()?;

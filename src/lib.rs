@@ -10,15 +10,18 @@
 //! reach a loop through its task queue and its wake-up [`EventFd`].
 //!
 //! ```no_run
-//! use eventide::{Action, Conn, Handler, Server};
+//! use eventide::{Action, Conn, Handler, Refusal, Server};
 //!
 //! /// Echoes every byte back.
 //! struct Echo;
 //!
 //! impl Handler for Echo {
 //!     type State = ();
+//!     type Message = ();
 //!
-//!     fn on_open(&mut self, _conn: &mut Conn<'_>) {}
+//!     fn on_open(&mut self, _conn: &mut Conn<'_>) -> Result<(), Refusal> {
+//!         Ok(())
+//!     }
 //!
 //!     fn on_data(&mut self, conn: &mut Conn<'_>, _state: &mut ()) -> Action {
 //!         let data = conn.input();
@@ -91,7 +94,7 @@ pub mod ws;
 pub use addr::{Addr, ToAddrs};
 pub use builder::Builder;
 pub use config::{Balance, InboundPolicy, Trigger};
-pub use conn::{CloseReason, Conn, ConnId};
+pub use conn::{CloseReason, Conn, ConnId, Refusal};
 pub use connector::{Connect, ConnectError};
 pub use cx::LoopCx;
 pub use fanout::SlowConsumer;
@@ -103,7 +106,7 @@ pub use listener::{ListenFd, StdListener};
 pub use metrics::{StatsHandle, PROMETHEUS_CONTENT_TYPE};
 pub use server::{Server, StopHandle};
 pub use shutdown::ShutdownSignals;
-pub use stats::{CloseCounts, LoopStatsSnapshot, Stats};
+pub use stats::{CloseCounts, LoopStatsSnapshot, RefusalCounts, Stats};
 pub use sys::eventfd::{EventFd, EventFdFlags};
 #[cfg(feature = "faults")]
 pub use sys::faults::{FaultConfig, FaultCounts, FaultKind};

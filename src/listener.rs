@@ -133,11 +133,14 @@ impl ListenFd {
     /// variables races with threads reading the environment.
     ///
     /// ```no_run
-    /// # use eventide::{Action, Conn, Handler, ListenFd, Server};
+    /// # use eventide::{Action, Conn, Handler, Refusal, ListenFd, Server};
     /// # struct Echo;
     /// # impl Handler for Echo {
     /// #     type State = ();
-    /// #     fn on_open(&mut self, _: &mut Conn<'_>) {}
+    /// #     type Message = ();
+    /// #     fn on_open(&mut self, _: &mut Conn<'_>) -> Result<(), Refusal> {
+    /// #         Ok(())
+    /// #     }
     /// #     fn on_data(&mut self, _: &mut Conn<'_>, _: &mut ()) -> Action { Action::Continue }
     /// # }
     /// let mut builder = Server::builder();
@@ -266,7 +269,7 @@ impl Bound {
 /// Binds every address, then adopts the inherited listeners. TCP addresses get one listener
 /// per loop in reuse-port mode (port 0 resolves once, later copies bind the port the first
 /// one got); Unix addresses get one, on loop 0. Inherited listeners go to loop 0, or in
-/// reuse-port mode round the loops (a predecessor's per-loop copies stay one per loop).
+/// reuse-port mode round the loops, address by address (see [`spread_inherited`]).
 pub(crate) fn bind_all(
     addrs: &[(Addr, Option<ServerConfig>)],
     inherited: Vec<(ListenFd, Option<ServerConfig>)>,
@@ -302,17 +305,84 @@ pub(crate) fn bind_all(
             }
         }
     }
-    let spread = if opts.listen.reuse_port { loops } else { 1 };
-    for (i, (fd, tls)) in inherited.into_iter().enumerate() {
+    // Adopted, grouped by address (in the order the addresses first appear).
+    let mut groups: Vec<(Addr, Vec<Adopted>)> = Vec::new();
+    for (fd, tls) in inherited {
         let raw = fd.as_raw_fd();
         let (sock, addr) = adopt(fd, opts)
             .map_err(|e| io::Error::new(e.kind(), format!("inherited descriptor {raw}: {e}")))?;
+        match groups.iter_mut().find(|(a, _)| *a == addr) {
+            Some((_, copies)) => copies.push((sock, tls)),
+            None => groups.push((addr, vec![(sock, tls)])),
+        }
+    }
+    for (addr, copies) in groups {
+        if opts.listen.reuse_port {
+            spread_inherited(&mut bound, &addr, copies, opts)?;
+        } else {
+            for (sock, tls) in copies {
+                bound.push(0, sock, tls);
+            }
+        }
         if !bound.addrs.contains(&addr) {
             bound.addrs.push(addr);
         }
-        bound.push(i % spread, sock, tls);
     }
     Ok(bound)
+}
+
+/// An inherited listener, set up, with its TLS configuration.
+type Adopted = (ListenSocket, Option<ServerConfig>);
+
+/// Reuse-port mode, where each loop accepts only on its own listeners: the inherited copies of
+/// one address go round the loops, and every loop must get one. A predecessor with as many
+/// loops passed one per loop; one with fewer passed too few, and the missing copies are bound
+/// here with `SO_REUSEPORT` to the same address (joining the kernel's group of them, whose
+/// accept queues live on). A TCP listener without `SO_REUSEPORT` cannot be copied: refused,
+/// since the loops without a copy would never accept. A Unix listener (no copies possible) is
+/// served by the loops it reaches, as a bound one is by loop 0.
+fn spread_inherited(
+    bound: &mut Bound,
+    addr: &Addr,
+    copies: Vec<Adopted>,
+    opts: TcpOptions,
+) -> io::Result<()> {
+    let loops = bound.per_loop.len();
+    let have = copies.len();
+    let reusable = copies
+        .first()
+        .map_or(Ok(false), |(s, _)| s.sock.reuse_port())?;
+    let tls = copies.first().and_then(|(_, tls)| tls.clone());
+    for (i, (sock, tls)) in copies.into_iter().enumerate() {
+        bound.push(i % loops, sock, tls);
+    }
+    let Addr::Tcp(a) = addr else {
+        return Ok(());
+    };
+    if have >= loops {
+        return Ok(());
+    }
+    if !reusable {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "inherited listener {a}: {have} socket(s) without SO_REUSEPORT for {loops} \
+                 loops in reuse-port mode, so {} loop(s) would never accept; pass one socket \
+                 per loop, set SO_REUSEPORT on it, or start without reuse_port",
+                loops - have
+            ),
+        ));
+    }
+    for i in have..loops {
+        let sock = bind_tcp(*a, opts).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("binding a copy of inherited listener {a} for loop {i}: {e}"),
+            )
+        })?;
+        bound.push(i, ListenSocket::new(sock, None), tls.clone());
+    }
+    Ok(())
 }
 
 /// Checks an inherited descriptor is a listening TCP or Unix stream socket and sets it up as

@@ -12,7 +12,7 @@
 //! same loop through its handle) does not touch the eventfd at all: the loop runs it at the
 //! end of the current turn.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::cell::Cell;
 use std::fmt;
 use std::io;
@@ -184,9 +184,28 @@ thread_local! {
 /// Every loop of a server, by index (shared by the server, its loops, handles and groups).
 pub(crate) type Loops = Arc<[Arc<LoopShared>]>;
 
+/// The type of the messages a loop's handler takes (`Handler::Message`), which
+/// `ConnHandle::send` checks before it posts one.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MessageType {
+    pub id: TypeId,
+    pub name: &'static str,
+}
+
+impl MessageType {
+    pub(crate) fn of<M: 'static>() -> MessageType {
+        MessageType {
+            id: TypeId::of::<M>(),
+            name: std::any::type_name::<M>(),
+        }
+    }
+}
+
 /// The part of a loop other threads can reach.
 pub(crate) struct LoopShared {
     pub index: usize,
+    /// What its handler's `on_message` takes.
+    pub message: MessageType,
     pub stats: LoopStats,
     /// The task queue, woken through the loop's eventfd.
     inbox: Inbox<Task, EventFd>,
@@ -196,9 +215,10 @@ pub(crate) struct LoopShared {
 }
 
 impl LoopShared {
-    pub(crate) fn new(index: usize) -> io::Result<LoopShared> {
+    pub(crate) fn new(index: usize, message: MessageType) -> io::Result<LoopShared> {
         Ok(LoopShared {
             index,
+            message,
             stats: LoopStats::default(),
             inbox: Inbox::new(EventFd::new(
                 0,

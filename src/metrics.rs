@@ -73,7 +73,13 @@ type Snap = LoopStatsSnapshot;
 const LOOP_METRICS: &[Metric<Snap>] = &[
     gauge("connections_open", "Open connections, including ones closing gracefully.", |s| s.connections),
     counter("connections_accepted_total", "Connections accepted and opened.", |s| s.accepted),
-    counter("connections_refused_total", "Connections closed at once because the server was at its connection limit.", |s| s.refused),
+    counter("connections_refused_total", "Connections refused: at the connection limit, or by on_open.", |s| s.refused),
+    Metric {
+        name: "connections_refused_by_reason_total",
+        kind: Kind::Counter,
+        help: "Connections refused, by why: the connection limit, or the Refusal on_open returned.",
+        read: Read::ByLabel("reason", |s| s.refused_by_reason.iter().collect()),
+    },
     counter("accept_errors_total", "accept(2) failures (a descriptor or memory shortage backs the listener off).", |s| s.accept_errors),
     counter("connections_closed_total", "Connections closed.", |s| s.closed),
     Metric {

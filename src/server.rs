@@ -133,6 +133,14 @@ impl Server {
         &self.shared
     }
 
+    /// A start that failed: stops the loops already running and waits for them, without the
+    /// shutdown hook (the server never served).
+    pub(crate) fn abandon(mut self) {
+        self.on_shutdown = None;
+        self.stop();
+        let _ = self.join_threads();
+    }
+
     /// Waits until the server has stopped and every loop thread has exited, then runs the
     /// shutdown hook. Returns the first error a loop failed with.
     pub fn join(mut self) -> io::Result<()> {

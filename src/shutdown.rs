@@ -33,11 +33,14 @@ const STOP_ACCEPTING_WAIT: Duration = Duration::from_secs(10);
 /// gracefully instead of killing the process.
 ///
 /// ```no_run
-/// # use eventide::{Action, Conn, Handler, Server, ShutdownSignals};
+/// # use eventide::{Action, Conn, Handler, Refusal, Server, ShutdownSignals};
 /// # struct Echo;
 /// # impl Handler for Echo {
 /// #     type State = ();
-/// #     fn on_open(&mut self, _: &mut Conn<'_>) {}
+/// #     type Message = ();
+/// #     fn on_open(&mut self, _: &mut Conn<'_>) -> Result<(), Refusal> {
+/// #         Ok(())
+/// #     }
 /// #     fn on_data(&mut self, _: &mut Conn<'_>, _: &mut ()) -> Action { Action::Continue }
 /// # }
 /// let signals = ShutdownSignals::install()?;

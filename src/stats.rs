@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::conn::reason::CloseReason;
+use crate::conn::reason::{CloseReason, Refusal};
 #[cfg(feature = "faults")]
 use crate::sys::faults::{FaultCounters, FaultCounts};
 
@@ -44,6 +44,8 @@ pub(crate) struct LoopStats {
     pub assigned: AtomicU64,
     /// Connections closed, by [`CloseReason`] (in [`CloseCounts::LABELS`] order).
     pub closed_by_reason: [AtomicU64; CloseCounts::LABELS.len()],
+    /// Connections refused, by why (in [`RefusalCounts::LABELS`] order; `refused` is the sum).
+    pub refused_by_reason: [AtomicU64; RefusalCounts::LABELS.len()],
     /// Faults injected by this loop's thread (and the worker threads counted with it).
     #[cfg(feature = "faults")]
     pub faults: std::sync::Arc<FaultCounters>,
@@ -73,6 +75,13 @@ impl LoopStats {
     /// Counts a connection leaving the table for `reason` (on the loop's thread).
     pub(crate) fn count_close(&self, reason: &CloseReason) {
         bump(&self.closed_by_reason[CloseCounts::slot(reason)], 1);
+    }
+
+    /// Counts a connection refused: by `on_open` for `why`, or (`None`) at the connection
+    /// limit (on the loop's thread).
+    pub(crate) fn count_refusal(&self, why: Option<Refusal>) {
+        bump(&self.refused, 1);
+        bump(&self.refused_by_reason[RefusalCounts::slot(why)], 1);
     }
 
     pub(crate) fn snapshot(&self) -> LoopStatsSnapshot {
@@ -106,6 +115,9 @@ impl LoopStats {
             closed_by_reason: CloseCounts(
                 self.closed_by_reason.each_ref().map(|c| c.load(Relaxed)),
             ),
+            refused_by_reason: RefusalCounts(
+                self.refused_by_reason.each_ref().map(|c| c.load(Relaxed)),
+            ),
             #[cfg(feature = "faults")]
             faults: self.faults.snapshot(),
         }
@@ -129,7 +141,7 @@ pub struct CloseCounts([u64; CloseCounts::LABELS.len()]);
 
 impl CloseCounts {
     /// The reasons counted, as [`CloseReason::as_str`] names them.
-    pub const LABELS: [&'static str; 12] = [
+    pub const LABELS: [&'static str; 13] = [
         "peer_closed",
         "reset",
         "error",
@@ -142,6 +154,7 @@ impl CloseCounts {
         "protocol",
         "tls",
         "slow_consumer",
+        "refused",
     ];
 
     fn slot(reason: &CloseReason) -> usize {
@@ -158,6 +171,7 @@ impl CloseCounts {
             CloseReason::Protocol(_) => 9,
             CloseReason::Tls(_) => 10,
             CloseReason::SlowConsumer => 11,
+            CloseReason::Refused(_) => 12,
         }
     }
 
@@ -178,6 +192,55 @@ impl CloseCounts {
     }
 }
 
+/// Connections refused, by why: at the server's connection limit
+/// ([`Builder::max_connections`](crate::Builder::max_connections)), or by `on_open` with a
+/// [`Refusal`].
+///
+/// ```
+/// # use eventide::{Refusal, Stats};
+/// # fn show(stats: &Stats) {
+/// let refused = stats.total().refused_by_reason;
+/// println!("{} over the limit, {} denied", refused.connection_limit(), refused.get(Refusal::Denied));
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefusalCounts([u64; RefusalCounts::LABELS.len()]);
+
+impl RefusalCounts {
+    /// The reasons counted: the connection limit, then [`Refusal::as_str`] of each kind.
+    pub const LABELS: [&'static str; 4] = ["connection_limit", "busy", "denied", "unsupported"];
+
+    fn slot(why: Option<Refusal>) -> usize {
+        match why {
+            None => 0,
+            Some(Refusal::Busy) => 1,
+            Some(Refusal::Denied) => 2,
+            Some(Refusal::Unsupported) => 3,
+        }
+    }
+
+    /// Connections refused at the server's connection limit.
+    pub fn connection_limit(&self) -> u64 {
+        self.0[0]
+    }
+
+    /// Connections `on_open` refused for `why`.
+    pub fn get(&self, why: Refusal) -> u64 {
+        self.0[Self::slot(Some(why))]
+    }
+
+    /// Every reason with its count, in [`LABELS`](RefusalCounts::LABELS) order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Self::LABELS.iter().copied().zip(self.0.iter().copied())
+    }
+
+    fn add(&mut self, other: &RefusalCounts) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+    }
+}
+
 /// A point-in-time copy of one loop's counters (or, from [`Stats::total`], of all loops).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -192,7 +255,10 @@ pub struct LoopStatsSnapshot {
     pub connects: u64,
     /// Outbound connects that failed (refused, unreachable, timed out, ...).
     pub connect_errors: u64,
-    /// Accepted connections closed at once because the server was at its connection limit.
+    /// Connections refused (by why in `refused_by_reason`): accepted and closed at once
+    /// because the server was at its connection limit — never opened, so not counted in
+    /// `accepted` — or refused by `on_open`: opened, so counted in `accepted` (or
+    /// `connected`) and then in `closed`, as [`CloseReason::Refused`].
     pub refused: u64,
     /// `accept` failures (e.g. `EMFILE`); each one backs the listener off.
     pub accept_errors: u64,
@@ -239,6 +305,8 @@ pub struct LoopStatsSnapshot {
     /// Connections closed, by reason (they add up to `closed`, less lingering closes still
     /// in progress).
     pub closed_by_reason: CloseCounts,
+    /// Connections refused, by why (they add up to `refused`).
+    pub refused_by_reason: RefusalCounts,
     /// Faults injected, per kind (feature `faults`; worker thread *i* counts on loop *i* mod
     /// the number of loops).
     #[cfg(feature = "faults")]
@@ -274,6 +342,7 @@ impl LoopStatsSnapshot {
         self.group_dropped += o.group_dropped;
         self.tls_handshake_errors += o.tls_handshake_errors;
         self.closed_by_reason.add(&o.closed_by_reason);
+        self.refused_by_reason.add(&o.refused_by_reason);
         #[cfg(feature = "faults")]
         self.faults.add(&o.faults);
     }
@@ -323,9 +392,24 @@ mod tests {
             CloseReason::ReadTimeout,
             CloseReason::Protocol("x".into()),
             CloseReason::Tls("x".into()),
+            CloseReason::Refused(Refusal::Busy),
         ];
         for r in &reasons {
             assert_eq!(CloseCounts::LABELS[CloseCounts::slot(r)], r.as_str());
+        }
+    }
+
+    #[test]
+    fn refusal_labels_are_the_limit_then_the_refusals_names() {
+        assert_eq!(
+            RefusalCounts::LABELS[RefusalCounts::slot(None)],
+            "connection_limit"
+        );
+        for r in Refusal::ALL {
+            assert_eq!(
+                RefusalCounts::LABELS[RefusalCounts::slot(Some(r))],
+                r.as_str()
+            );
         }
     }
 }

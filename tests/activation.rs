@@ -161,3 +161,56 @@ impl eventide::http::Service for Hello {
         res.body(b"Hello, World!");
     }
 }
+
+/// A listening socket with `SO_REUSEPORT`, as a predecessor in reuse-port mode makes one per
+/// loop.
+fn reuse_port_listener(addr: std::net::SocketAddr) -> socket2::Socket {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_reuse_port(true).unwrap();
+    s.bind(&addr.into()).unwrap();
+    s.listen(128).unwrap();
+    s
+}
+
+/// In reuse-port mode each loop accepts only on listeners of its own. A successor with more
+/// loops than the sockets it inherited (its predecessor ran fewer) binds the missing copies
+/// with `SO_REUSEPORT` to the same address, so every loop serves; one socket without
+/// `SO_REUSEPORT` for several loops is refused with the reason.
+#[test]
+fn reuse_port_loops_beyond_the_inherited_sockets_get_copies_of_their_own() {
+    let first = reuse_port_listener("127.0.0.1:0".parse().unwrap());
+    let addr = first.local_addr().unwrap().as_socket().unwrap();
+    let second = reuse_port_listener(addr);
+    let server = Server::builder()
+        .bind_fd(std::os::fd::OwnedFd::from(first))
+        .bind_fd(std::os::fd::OwnedFd::from(second))
+        .reuse_port(true)
+        .loops(4)
+        .start(|_| eventide::http::HttpServer::new(Hello))
+        .unwrap();
+    assert_eq!(server.local_addrs(), &[Addr::Tcp(addr)]);
+    // The kernel spreads connections over the group by their source port: with 400, a loop
+    // without a listener of its own is the only way one accepts none.
+    for _ in 0..400 {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        assert_hello(&get(s));
+    }
+    let accepted: Vec<u64> = server.stats().loops.iter().map(|l| l.accepted).collect();
+    assert!(
+        accepted.iter().all(|&n| n > 0),
+        "every loop accepts: {accepted:?}"
+    );
+    server.stop();
+    server.join().unwrap();
+
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let e = Server::builder()
+        .from_std(plain)
+        .reuse_port(true)
+        .loops(2)
+        .start(|_| eventide::http::HttpServer::new(Hello))
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("without SO_REUSEPORT"), "{e}");
+}

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 
 use eventide::codec::{Codec, Endian, LengthCodec, LineCodec, PrefixWidth};
-use eventide::{Action, CloseReason, Conn, ConnId, Handler, Server};
+use eventide::{Action, CloseReason, Conn, ConnId, Handler, Refusal, Server};
 use util::{connect, read_until_closed, Checks, Failures, Rng};
 
 /// How a connection ended: its stable reason name and its description.
@@ -29,8 +29,11 @@ struct FrameEcho<C> {
 
 impl<C: Codec + Send + 'static> Handler for FrameEcho<C> {
     type State = ();
+    type Message = ();
 
-    fn on_open(&mut self, _conn: &mut Conn<'_>) {}
+    fn on_open(&mut self, _conn: &mut Conn<'_>) -> Result<(), Refusal> {
+        Ok(())
+    }
 
     fn on_data(&mut self, conn: &mut Conn<'_>, _: &mut ()) -> Action {
         while let Some(frame) = self.codec.next_frame_or_close(conn) {

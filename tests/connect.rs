@@ -11,7 +11,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use eventide::{
-    Action, Addr, CloseReason, Conn, ConnId, Connect, ConnectError, Handler, LoopCx, Server,
+    Action, Addr, CloseReason, Conn, ConnId, Connect, ConnectError, Handler, LoopCx, Refusal,
+    Server,
 };
 use util::TIMEOUT;
 
@@ -42,6 +43,7 @@ struct Probe {
 
 impl Handler for Probe {
     type State = bool; // outbound
+    type Message = String;
 
     fn on_boot(&mut self, cx: &mut LoopCx<'_>) {
         if let Some(c) = self.dial_at_boot.take() {
@@ -49,7 +51,7 @@ impl Handler for Probe {
         }
     }
 
-    fn on_open(&mut self, conn: &mut Conn<'_>) -> bool {
+    fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<bool, Refusal> {
         let outbound = conn.is_outbound();
         let context = conn.take_context::<u32>();
         let _ = self.tx.send(Event::Open {
@@ -60,7 +62,7 @@ impl Handler for Probe {
         if outbound {
             conn.write(b"hello from outbound");
         }
-        outbound
+        Ok(outbound)
     }
 
     fn on_data(&mut self, conn: &mut Conn<'_>, outbound: &mut bool) -> Action {
@@ -74,13 +76,7 @@ impl Handler for Probe {
         Action::Continue
     }
 
-    fn on_message(
-        &mut self,
-        conn: &mut Conn<'_>,
-        _: &mut bool,
-        msg: Box<dyn std::any::Any + Send>,
-    ) -> Action {
-        let text = *msg.downcast::<String>().unwrap();
+    fn on_message(&mut self, conn: &mut Conn<'_>, _: &mut bool, text: String) -> Action {
         conn.write(text.as_bytes());
         let _ = self.tx.send(Event::Message(text));
         Action::Continue
@@ -342,25 +338,22 @@ fn outbound_unix_connect_and_missing_path() {
     }
 }
 
-/// `ConnHandle::send` reaches `on_message` with the connection and its state.
+/// `ConnHandle::send` reaches `on_message` with the connection, its state and the message, of
+/// the handler's `Message` type; another type is refused at the call, naming both.
 #[test]
 fn messages_reach_the_handler() {
     struct Keep(mpsc::Sender<eventide::ConnHandle>, mpsc::Sender<Event>);
     impl Handler for Keep {
         type State = ();
-        fn on_open(&mut self, conn: &mut Conn<'_>) {
+        type Message = String;
+        fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<(), Refusal> {
             self.0.send(conn.handle()).unwrap();
+            Ok(())
         }
         fn on_data(&mut self, _: &mut Conn<'_>, _: &mut ()) -> Action {
             Action::Continue
         }
-        fn on_message(
-            &mut self,
-            conn: &mut Conn<'_>,
-            _: &mut (),
-            msg: Box<dyn std::any::Any + Send>,
-        ) -> Action {
-            let text = *msg.downcast::<String>().unwrap();
+        fn on_message(&mut self, conn: &mut Conn<'_>, _: &mut (), text: String) -> Action {
             conn.write(text.as_bytes());
             self.1.send(Event::Message(text)).unwrap();
             Action::Continue
@@ -376,6 +369,14 @@ fn messages_reach_the_handler() {
     let mut client = TcpStream::connect(server.local_addr()).unwrap();
     client.set_read_timeout(Some(TIMEOUT)).unwrap();
     let handle = hrx.recv_timeout(TIMEOUT).unwrap();
+    let wrong = handle.send("a &str").unwrap_err();
+    assert_eq!(wrong.kind(), ErrorKind::InvalidInput);
+    let says = wrong.to_string();
+    assert!(
+        says.starts_with("the connection's handler takes messages of type ")
+            && says.contains("String, not &str"),
+        "{says}"
+    );
     handle.send("a message".to_string()).unwrap();
     match erx.recv_timeout(TIMEOUT).unwrap() {
         Event::Message(m) => assert_eq!(m, "a message"),
@@ -387,7 +388,7 @@ fn messages_reach_the_handler() {
     drop(client);
     util::wait_until("closed", || handle.is_closed());
     assert_eq!(
-        handle.send(1u8).unwrap_err().kind(),
+        handle.send("late".to_string()).unwrap_err().kind(),
         ErrorKind::NotConnected
     );
 }

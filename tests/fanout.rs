@@ -17,7 +17,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Instant;
 
-use eventide::{Action, CloseReason, Conn, ConnId, Group, Handler, Server, SlowConsumer};
+use eventide::{Action, CloseReason, Conn, ConnId, Group, Handler, Refusal, Server, SlowConsumer};
 use util::{checks, Checks, Failures, TIMEOUT};
 
 /// One broadcast: its sequence number, then padding.
@@ -37,11 +37,13 @@ struct Member {
 
 impl Handler for Member {
     type State = ();
+    type Message = ();
 
-    fn on_open(&mut self, conn: &mut Conn<'_>) {
+    fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<(), Refusal> {
         let joined = self.room.join(conn);
         self.checks.eq(joined.ok(), Some(true), "a first join");
         conn.write(&conn.id().as_u64().to_le_bytes());
+        Ok(())
     }
 
     fn on_data(&mut self, conn: &mut Conn<'_>, _: &mut ()) -> Action {
@@ -287,10 +289,12 @@ struct Relay {
 
 impl Handler for Relay {
     type State = ();
+    type Message = ();
 
-    fn on_open(&mut self, conn: &mut Conn<'_>) {
+    fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<(), Refusal> {
         self.on_loop.insert(conn.id().as_u64(), conn.id());
         conn.write(&conn.id().as_u64().to_le_bytes());
+        Ok(())
     }
 
     fn on_data(&mut self, conn: &mut Conn<'_>, _: &mut ()) -> Action {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Instant;
 
-use eventide::{Action, Conn, Group, Handler, Server, SlowConsumer};
+use eventide::{Action, Conn, Group, Handler, Refusal, Server, SlowConsumer};
 use util::{checks, Checks, TIMEOUT};
 
 /// One message: `FAN!`, the publisher (a connection id, or [`THREAD`]), its sequence number,
@@ -75,12 +75,13 @@ struct Member {
 
 impl Handler for Member {
     type State = u64; // messages published
+    type Message = ();
 
-    fn on_open(&mut self, conn: &mut Conn<'_>) -> u64 {
+    fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<u64, Refusal> {
         let joined = self.room.join(conn);
         self.checks.eq(joined.ok(), Some(true), "a first join");
         conn.write(&conn.id().as_u64().to_le_bytes());
-        0
+        Ok(0)
     }
 
     fn on_data(&mut self, conn: &mut Conn<'_>, sent: &mut u64) -> Action {

@@ -17,7 +17,7 @@ use std::thread;
 use std::time::Instant;
 
 use eventide::tls::rustls;
-use eventide::{Action, Conn, Group, Handler, Server, SlowConsumer};
+use eventide::{Action, Conn, Group, Handler, Refusal, Server, SlowConsumer};
 use tls_support::certs::{client_config, server_config, Ca};
 use tls_support::client::handshake_on;
 use util::TIMEOUT;
@@ -35,10 +35,12 @@ struct Member {
 
 impl Handler for Member {
     type State = ();
+    type Message = ();
 
-    fn on_open(&mut self, conn: &mut Conn<'_>) {
+    fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<(), Refusal> {
         let _ = self.room.join(conn);
         conn.write(b"in");
+        Ok(())
     }
 
     /// `go` from a client: every message, from this one callback (one run of broadcasts).

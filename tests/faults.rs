@@ -322,7 +322,10 @@ fn worker_pool_keeps_order() {
     struct Lines;
     impl eventide::Handler for Lines {
         type State = ();
-        fn on_open(&mut self, _: &mut eventide::Conn<'_>) {}
+        type Message = ();
+        fn on_open(&mut self, _: &mut eventide::Conn<'_>) -> Result<(), eventide::Refusal> {
+            Ok(())
+        }
         fn on_data(&mut self, conn: &mut eventide::Conn<'_>, _: &mut ()) -> eventide::Action {
             // At the jobs limit the rest stays unconsumed; it is offered again on resumption.
             while conn.can_submit() {
@@ -386,8 +389,10 @@ fn conn_handle_writes_from_other_threads() {
     struct Give(mpsc::Sender<eventide::ConnHandle>);
     impl eventide::Handler for Give {
         type State = ();
-        fn on_open(&mut self, conn: &mut eventide::Conn<'_>) {
+        type Message = ();
+        fn on_open(&mut self, conn: &mut eventide::Conn<'_>) -> Result<(), eventide::Refusal> {
             let _ = self.0.send(conn.handle());
+            Ok(())
         }
         fn on_data(&mut self, conn: &mut eventide::Conn<'_>, _: &mut ()) -> eventide::Action {
             let n = conn.input().len();
@@ -451,5 +456,76 @@ fn conn_handle_writes_from_other_threads() {
             (faults, verdict(&what, &outcomes, &log, faults))
         });
         case.finish(faults, bytes);
+    }
+}
+
+/// A loop that cannot register its own descriptors (its wake-up eventfd, its listeners) fails
+/// `Builder::start` with the reason, and the loops that did start are stopped with it: no
+/// server is left whose acceptor would hand connections to a loop that never serves them.
+#[test]
+fn a_loop_that_cannot_register_fails_the_start() {
+    // Serialised with the other cases, whose descriptor counts its sockets would upset.
+    let case = Case::new("a loop that cannot register fails the start");
+    // Every registration fails: each loop's first one, its wake-up eventfd.
+    let std = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std.local_addr().unwrap();
+    let every = FaultConfig::new(1, 1.0)
+        .unwrap()
+        .with_kinds(&[FaultKind::NoMem])
+        .with_setup(true);
+    let err = Server::builder()
+        .from_std(std)
+        .loops(2)
+        .faults(every)
+        .on_shutdown(|| panic!("the shutdown hook ran for a server that never started"))
+        .start(|_| Echo)
+        .expect_err("no loop could register its eventfd");
+    assert_eq!(err.kind(), std::io::ErrorKind::OutOfMemory, "{err}");
+    assert!(
+        err.to_string().contains("registering its wake-up eventfd"),
+        "the error says what failed: {err}"
+    );
+    assert_refused(addr);
+
+    // Only loop 1 fails: with seed 8 at a rate of 1/2, loop 0's two registrations (eventfd,
+    // listener) draw no fault and loop 1's first one does (each loop's stream is fixed by the
+    // seed and the loop's index). Loop 0 was serving: the failed start stops it.
+    let std = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std.local_addr().unwrap();
+    let half = FaultConfig::new(8, 0.5)
+        .unwrap()
+        .with_kinds(&[FaultKind::NoMem])
+        .with_setup(true);
+    let err = Server::builder()
+        .from_std(std)
+        .loops(2)
+        .faults(half)
+        .start(|_| Echo)
+        .expect_err("loop 1 could not register its eventfd");
+    assert!(
+        err.to_string()
+            .starts_with("loop 1: registering its wake-up eventfd"),
+        "the error names the loop: {err}"
+    );
+    assert_refused(addr);
+
+    // The same server without faults in its set-up starts and serves.
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .loops(2)
+        .faults(FaultConfig::new(1, 0.0).unwrap().with_setup(true))
+        .start(|_| Echo)
+        .expect("starts without faults");
+    still_serves(server.local_addr());
+    server.stop();
+    server.join().unwrap();
+    case.finish(eventide::FaultCounts::default(), 0);
+}
+
+/// Nothing listens at `addr` any more: the failed start closed the listener it was given.
+fn assert_refused(addr: std::net::SocketAddr) {
+    match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}"),
+        Ok(_) => panic!("{addr} still accepts after the failed start"),
     }
 }

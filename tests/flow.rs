@@ -375,8 +375,10 @@ fn accepted_sockets_have_nodelay() {
     struct Probe(mpsc::Sender<bool>);
     impl eventide::Handler for Probe {
         type State = ();
-        fn on_open(&mut self, conn: &mut eventide::Conn<'_>) {
+        type Message = ();
+        fn on_open(&mut self, conn: &mut eventide::Conn<'_>) -> Result<(), eventide::Refusal> {
             let _ = self.0.send(conn.nodelay().unwrap());
+            Ok(())
         }
         fn on_data(&mut self, _: &mut eventide::Conn<'_>, _: &mut ()) -> eventide::Action {
             eventide::Action::Continue
@@ -432,7 +434,10 @@ fn writes_after_shutdown_are_refused_and_say_so() {
     struct HalfClose(mpsc::Sender<(bool, ErrorKind)>);
     impl eventide::Handler for HalfClose {
         type State = ();
-        fn on_open(&mut self, _: &mut eventide::Conn<'_>) {}
+        type Message = ();
+        fn on_open(&mut self, _: &mut eventide::Conn<'_>) -> Result<(), eventide::Refusal> {
+            Ok(())
+        }
         fn on_data(&mut self, conn: &mut eventide::Conn<'_>, _: &mut ()) -> eventide::Action {
             let n = conn.input().len();
             conn.consume(n);

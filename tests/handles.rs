@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
 
-use eventide::{Action, CloseReason, Conn, ConnHandle, ConnId, Handler, Server};
+use eventide::{Action, CloseReason, Conn, ConnHandle, ConnId, Handler, Refusal, Server};
 use util::{connect, roundtrip, TIMEOUT};
 
 /// Echoes, except that a first line `ID n` registers the connection's handle as client `n`.
@@ -19,9 +19,10 @@ struct Registry {
 
 impl Handler for Registry {
     type State = bool; // registered yet
+    type Message = ();
 
-    fn on_open(&mut self, _conn: &mut Conn<'_>) -> bool {
-        false
+    fn on_open(&mut self, _conn: &mut Conn<'_>) -> Result<bool, Refusal> {
+        Ok(false)
     }
 
     fn on_data(&mut self, conn: &mut Conn<'_>, registered: &mut bool) -> Action {

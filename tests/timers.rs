@@ -7,7 +7,9 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use eventide::{Action, CloseReason, Conn, ConnId, Handler, LoopCx, Server, Timeout, TimerId};
+use eventide::{
+    Action, CloseReason, Conn, ConnId, Handler, LoopCx, Refusal, Server, Timeout, TimerId,
+};
 use util::{connect, read_until_closed, roundtrip, Checks, Echo, Rng, TIMEOUT};
 
 /// Sets a million loop timers at boot, cancels half, and reports the order the rest fired in.
@@ -20,7 +22,10 @@ struct MillionTimers {
 
 impl Handler for MillionTimers {
     type State = ();
-    fn on_open(&mut self, _: &mut Conn<'_>) {}
+    type Message = ();
+    fn on_open(&mut self, _: &mut Conn<'_>) -> Result<(), Refusal> {
+        Ok(())
+    }
     fn on_data(&mut self, _: &mut Conn<'_>, _: &mut ()) -> Action {
         Action::Continue
     }
@@ -101,7 +106,10 @@ const MARKER: u64 = 2;
 
 impl Handler for Periodic {
     type State = ();
-    fn on_open(&mut self, _: &mut Conn<'_>) {}
+    type Message = ();
+    fn on_open(&mut self, _: &mut Conn<'_>) -> Result<(), Refusal> {
+        Ok(())
+    }
     fn on_data(&mut self, _: &mut Conn<'_>, _: &mut ()) -> Action {
         Action::Continue
     }
@@ -149,13 +157,14 @@ struct ConnTimers(Checks);
 
 impl Handler for ConnTimers {
     type State = Option<TimerId>;
-    fn on_open(&mut self, conn: &mut Conn<'_>) -> Option<TimerId> {
+    type Message = ();
+    fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<Option<TimerId>, Refusal> {
         let cancelled = conn.set_timer(Duration::from_millis(1), 99);
         self.0.that(
             conn.cancel_timer(cancelled),
             "a timer just set can be cancelled",
         );
-        Some(conn.set_timer(Duration::from_millis(5), 7))
+        Ok(Some(conn.set_timer(Duration::from_millis(5), 7)))
     }
     fn on_data(&mut self, conn: &mut Conn<'_>, _: &mut Option<TimerId>) -> Action {
         let n = conn.input().len();
@@ -200,13 +209,14 @@ const IDLE: Duration = Duration::from_millis(500);
 
 impl Handler for Talkers {
     type State = bool;
-    fn on_open(&mut self, conn: &mut Conn<'_>) -> bool {
+    type Message = ();
+    fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<bool, Refusal> {
         let talker = self.opened % 2 == 1;
         self.opened += 1;
         if talker {
             conn.set_timer(IDLE / 4, 0);
         }
-        talker
+        Ok(talker)
     }
     fn on_data(&mut self, conn: &mut Conn<'_>, _: &mut bool) -> Action {
         let n = conn.input().len();
@@ -303,8 +313,9 @@ struct Patient {
 
 impl Handler for Patient {
     type State = u32;
-    fn on_open(&mut self, _: &mut Conn<'_>) -> u32 {
-        0
+    type Message = ();
+    fn on_open(&mut self, _: &mut Conn<'_>) -> Result<u32, Refusal> {
+        Ok(0)
     }
     fn on_data(&mut self, _: &mut Conn<'_>, _: &mut u32) -> Action {
         Action::Continue

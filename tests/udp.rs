@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::net::UdpSocket;
 use std::thread;
 
-use eventide::{Action, Conn, Datagram, Handler, Server, Udp};
+use eventide::{Action, Conn, Datagram, Handler, Refusal, Server, Udp};
 use util::{Rng, TIMEOUT};
 
 /// Echoes datagrams; a truncated one is answered with `TRUNCATED <real length>`; one that
@@ -15,7 +15,10 @@ struct UdpEcho;
 
 impl Handler for UdpEcho {
     type State = ();
-    fn on_open(&mut self, _: &mut Conn<'_>) {}
+    type Message = ();
+    fn on_open(&mut self, _: &mut Conn<'_>) -> Result<(), Refusal> {
+        Ok(())
+    }
     fn on_data(&mut self, _: &mut Conn<'_>, _: &mut ()) -> Action {
         Action::Continue
     }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
 
-use eventide::{Action, CloseReason, Conn, ConnId, Handler, Server};
+use eventide::{Action, CloseReason, Conn, ConnId, Handler, Refusal, Server};
 use util::{connect, roundtrip, Checks, Failures, TIMEOUT};
 
 /// A gate jobs wait at until the test opens it; counts the jobs waiting.
@@ -48,8 +48,11 @@ struct Jobs {
 
 impl Handler for Jobs {
     type State = ();
+    type Message = ();
 
-    fn on_open(&mut self, _: &mut Conn<'_>) {}
+    fn on_open(&mut self, _: &mut Conn<'_>) -> Result<(), Refusal> {
+        Ok(())
+    }
 
     fn on_data(&mut self, conn: &mut Conn<'_>, _: &mut ()) -> Action {
         let input = conn.input();
@@ -239,7 +242,8 @@ fn submit_without_a_pool_is_an_error() {
     struct NoPool(mpsc::Sender<std::io::ErrorKind>, Checks);
     impl Handler for NoPool {
         type State = ();
-        fn on_open(&mut self, conn: &mut Conn<'_>) {
+        type Message = ();
+        fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<(), Refusal> {
             self.1.that(!conn.can_submit(), "can_submit without a pool");
             match conn.submit(Vec::new) {
                 Ok(()) => {
@@ -249,6 +253,7 @@ fn submit_without_a_pool_is_an_error() {
                     let _ = self.0.send(e.kind());
                 }
             }
+            Ok(())
         }
         fn on_data(&mut self, _: &mut Conn<'_>, _: &mut ()) -> Action {
             Action::Continue

@@ -6,6 +6,7 @@ use std::io::ErrorKind;
 
 use eventide::{
     Action, Addr, CloseReason, Conn, ConnHandle, ConnId, Connect, ConnectError, Handler, LoopCx,
+    Refusal,
 };
 
 /// Relays every client to one backend.
@@ -27,43 +28,35 @@ pub struct Side {
 }
 
 /// Sent to the client side when its backend connection is established.
-struct PeerReady(ConnHandle);
+pub struct PeerReady(ConnHandle);
 
 impl Handler for Relay {
     type State = Side;
+    type Message = PeerReady;
 
-    fn on_open(&mut self, conn: &mut Conn<'_>) -> Side {
+    fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<Side, Refusal> {
         if conn.is_outbound() {
             // The backend side: tell the client side who its peer is.
-            let client: Option<ConnHandle> = conn.take_context();
-            let Some(client) = client else {
-                conn.close();
-                return Side { peer: None };
+            let Some(client) = conn.take_context::<ConnHandle>() else {
+                return Err(Refusal::Unsupported); // not a connect this relay made
             };
             if client.send(PeerReady(conn.handle())).is_err() {
                 conn.close(); // the client left while we were connecting
             }
-            Side { peer: Some(client) }
+            Ok(Side { peer: Some(client) })
         } else {
             // A client: read nothing until the backend is there.
             conn.pause_read();
             let me = conn.handle();
             conn.loop_cx()
                 .connect(Connect::new(self.backend.clone()).context(me));
-            Side { peer: None }
+            Ok(Side { peer: None })
         }
     }
 
-    fn on_message(
-        &mut self,
-        conn: &mut Conn<'_>,
-        side: &mut Side,
-        msg: Box<dyn std::any::Any + Send>,
-    ) -> Action {
-        if let Ok(ready) = msg.downcast::<PeerReady>() {
-            side.peer = Some(ready.0);
-            conn.resume_read();
-        }
+    fn on_message(&mut self, conn: &mut Conn<'_>, side: &mut Side, ready: PeerReady) -> Action {
+        side.peer = Some(ready.0);
+        conn.resume_read();
         Action::Continue
     }
 

@@ -23,7 +23,7 @@
 //!
 //! ```no_run
 //! use eventide::codec::{Codec, LineCodec};
-//! use eventide::{Action, Conn, Handler, Server};
+//! use eventide::{Action, Conn, Handler, Refusal, Server};
 //!
 //! struct LineEcho {
 //!     codec: LineCodec,
@@ -31,8 +31,11 @@
 //!
 //! impl Handler for LineEcho {
 //!     type State = ();
+//!     type Message = ();
 //!
-//!     fn on_open(&mut self, _conn: &mut Conn<'_>) {}
+//!     fn on_open(&mut self, _conn: &mut Conn<'_>) -> Result<(), Refusal> {
+//!         Ok(())
+//!     }
 //!
 //!     fn on_data(&mut self, conn: &mut Conn<'_>, _state: &mut ()) -> Action {
 //!         // An oversize line closes the connection with `CloseReason::Protocol` and ends

@@ -19,6 +19,7 @@ use crate::sys::socket;
 use crate::timer::TimerId;
 use crate::tls::TlsSession;
 use crate::worker::ConnJobs;
+use plan::IdleTimeout;
 
 mod output;
 pub(crate) mod plan;
@@ -26,14 +27,19 @@ pub(crate) mod reason;
 pub(crate) mod state;
 
 pub(crate) use output::Extra;
-pub use reason::{CloseReason, ConnId};
+pub use reason::{CloseReason, ConnId, Refusal};
 use state::{ConnState, ReadSide};
 
 /// The loop's record of one connection (everything but the handler's state and the inbound
 /// remainder, which sit beside it so a callback can borrow all three at once).
 pub(crate) struct ConnCore {
     pub fd: OwnedFd,
-    pub id: ConnId,
+    /// Its slot in the loop's table and its generation: with the loop's index, its
+    /// [`ConnId`] (kept apart, so that the record has room for `idle`).
+    pub key: u32,
+    pub generation: u32,
+    /// Its idle timeout, when [`Conn::set_idle_timeout`] replaced the server's.
+    pub idle: IdleTimeout,
     /// Where it is in its life, and the rest of what cannot be derived.
     pub state: ConnState,
     pub out: Option<Box<OutBuffer>>,
@@ -58,7 +64,9 @@ impl ConnCore {
     pub(crate) fn new(fd: OwnedFd, id: ConnId, peer: Option<SocketAddr>, seat: Seat) -> ConnCore {
         ConnCore {
             fd,
-            id,
+            key: id.key,
+            generation: id.generation,
+            idle: IdleTimeout::SERVER,
             state: ConnState::new(),
             out: None,
             peer,
@@ -69,6 +77,16 @@ impl ConnCore {
             jobs: None,
             tls: None,
             seat,
+        }
+    }
+
+    /// Its id, on the loop numbered `loop_index`.
+    #[inline]
+    pub(crate) fn id(&self, loop_index: usize) -> ConnId {
+        ConnId {
+            loop_index: loop_index as u16,
+            key: self.key,
+            generation: self.generation,
         }
     }
 
@@ -94,6 +112,7 @@ impl ConnCore {
             input,
             input_since: self.input_since_ms,
             active_ms: self.active_ms,
+            idle: self.idle,
             timer_at: self.timeout_timer.map(|(_, at)| at),
             has_handle: self.handle.is_some(),
             now_ms,
@@ -157,7 +176,7 @@ impl<'a> Conn<'a> {
 
     /// This connection's id.
     pub fn id(&self) -> ConnId {
-        self.core.id
+        self.core.id(self.lp.shared.index)
     }
 
     /// The peer's address (`None` for a non-IP socket).
@@ -327,10 +346,11 @@ impl<'a> Conn<'a> {
     /// A handle for writing to (or closing) this connection from other threads or from other
     /// connections' callbacks. The first call allocates what the handles share.
     pub fn handle(&mut self) -> ConnHandle {
+        let id = self.id();
         let shared = self.core.handle.get_or_insert_with(|| {
             Arc::new(ConnShared::new(
                 Arc::clone(&self.lp.loops),
-                self.core.id,
+                id,
                 self.lp.cfg.handle_write_limit,
                 self.core.out.as_ref().map_or(0, |o| o.len()),
             ))
@@ -342,16 +362,14 @@ impl<'a> Conn<'a> {
 
     /// How many [`Group`](crate::Group)s this connection belongs to.
     pub fn group_count(&self) -> usize {
-        let id = self.core.id;
-        self.lp.fanout.count_of((id.key, id.generation))
+        self.lp.fanout.count_of((self.core.key, self.core.generation))
     }
 
     /// Takes this connection out of every [`Group`](crate::Group) it belongs to (closing
     /// does it too); returns how many it left. What was broadcast to them before is still
     /// written.
     pub fn leave_groups(&mut self) -> usize {
-        let id = self.core.id;
-        self.lp.fanout.leave_all((id.key, id.generation))
+        self.lp.fanout.leave_all((self.core.key, self.core.generation))
     }
 
     /// Worker-pool jobs submitted by this connection whose output is not written yet.
@@ -398,8 +416,8 @@ impl<'a> Conn<'a> {
         let seq = jobs.next_seq;
         jobs.next_seq += 1;
         jobs.in_flight += 1;
-        let id = self.core.id;
-        let ticket = Ticket::new(Arc::clone(&self.lp.shared), id.key, id.generation, seq);
+        let (key, generation) = (self.core.key, self.core.generation);
+        let ticket = Ticket::new(Arc::clone(&self.lp.shared), key, generation, seq);
         pool.submit(ticket.job(Box::new(job)));
         Ok(())
     }
@@ -414,12 +432,31 @@ impl<'a> Conn<'a> {
         self.core.state.is_closing()
     }
 
+    /// Replaces the server's idle timeout ([`Builder::idle_timeout`](crate::Builder::idle_timeout))
+    /// for this connection: `Some(period)` closes it after `period` without a byte moving
+    /// either way (counted from the last byte, as always; at least 1 ms, kept to the
+    /// millisecond up to 49 days), `None` never does. For a connection whose protocol
+    /// changed (a WebSocket after its upgrade), a client known to be slow, a keep-alive
+    /// connection to close sooner under load.
+    pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
+        self.core.idle = IdleTimeout::own(timeout);
+    }
+
+    /// The idle timeout that applies to this connection (the server's, unless
+    /// [`set_idle_timeout`](Conn::set_idle_timeout) replaced it).
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.core
+            .idle
+            .period(self.lp.cfg.idle_timeout)
+            .map(Duration::from_millis)
+    }
+
     /// Calls [`Handler::on_timer`](crate::Handler::on_timer) for this connection with `token`
     /// after `after`. The timer is ignored if the connection has closed by then.
     pub fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
         let kind = TimerKind::Conn {
-            key: self.core.id.key,
-            generation: self.core.id.generation,
+            key: self.core.key,
+            generation: self.core.generation,
             token,
         };
         self.lp.timers.insert(self.lp.now + after, kind, None)
@@ -463,7 +500,7 @@ impl io::Write for Conn<'_> {
 impl fmt::Debug for Conn<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Conn")
-            .field("id", &self.core.id)
+            .field("id", &self.id())
             .field("peer", &self.core.peer)
             .field("input", &self.input().len())
             .field("pending_output", &self.pending_output())

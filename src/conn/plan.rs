@@ -29,6 +29,8 @@ pub(crate) struct Facts<'a> {
     pub input_since: Option<u64>,
     /// Last time a byte moved (loop milliseconds).
     pub active_ms: u64,
+    /// The connection's idle timeout (the server's, unless it set its own).
+    pub idle: IdleTimeout,
     /// When the armed timeout timer fires, if one is armed.
     pub timer_at: Option<u64>,
     /// The connection has handles, which are told its pending output.
@@ -149,12 +151,12 @@ pub(crate) fn steady(f: &Facts<'_>, cfg: &Config) -> bool {
         && f.input_since.is_none()
         && !f.has_handle
         && matches!(s.registration, Registration::Registered(i) if i == wanted)
-        && match cfg.idle_timeout {
+        && match f.idle.period(cfg.idle_timeout) {
             // With no input waiting a read timeout has nothing to time.
             None => true,
             Some(idle) => f
                 .timer_at
-                .is_some_and(|at| at <= f.active_ms.saturating_add(millis(idle))),
+                .is_some_and(|at| at <= f.active_ms.saturating_add(idle)),
         }
 }
 
@@ -196,7 +198,7 @@ fn upkeep(f: &Facts<'_>, cfg: &Config) -> Upkeep {
         Registration::Registered(now) => (now != want).then_some(want),
     };
     let resumed = delivering && !s.flowing;
-    let arm_timer = next_due(s, f.queued, f.active_ms, since, cfg)
+    let arm_timer = next_due(s, f.queued, f.active_ms, since, f.idle, cfg)
         .filter(|&due| f.timer_at.map_or(true, |at| at > due));
     Upkeep {
         below_low_water,
@@ -215,11 +217,48 @@ pub(crate) fn millis(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX / 2)) as u64
 }
 
-/// The idle period that applies now, if any: while closing with output the peer does not
-/// take, at most the flush timeout.
+/// A connection's idle timeout: the server's, none, or a period of its own
+/// ([`Conn::set_idle_timeout`](crate::Conn::set_idle_timeout)) — in four bytes, so the
+/// connection's record keeps its size. A period of its own is kept to the millisecond up to
+/// `u32::MAX - 1` ms (49.7 days); a longer one is that.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IdleTimeout(u32);
+
+impl IdleTimeout {
+    /// The server's idle timeout applies.
+    pub(crate) const SERVER: IdleTimeout = IdleTimeout(0);
+    /// The connection has none.
+    const NONE: u32 = u32::MAX;
+
+    /// A timeout of the connection's own (`None`: it has none).
+    pub(crate) fn own(timeout: Option<Duration>) -> IdleTimeout {
+        match timeout {
+            None => IdleTimeout(Self::NONE),
+            Some(d) => IdleTimeout(millis(d).clamp(1, u64::from(Self::NONE - 1)) as u32),
+        }
+    }
+
+    /// The idle period in milliseconds, if there is one; `server` is the server's timeout.
+    #[inline]
+    pub(crate) fn period(self, server: Option<Duration>) -> Option<u64> {
+        match self.0 {
+            0 => server.map(millis),
+            Self::NONE => None,
+            ms => Some(u64::from(ms)),
+        }
+    }
+}
+
+/// The idle period that applies now, if any: the connection's idle timeout, and while closing
+/// with output the peer does not take, at most the flush timeout.
 #[inline]
-pub(crate) fn idle_period(s: &ConnState, queued: bool, cfg: &Config) -> Option<u64> {
-    let idle = cfg.idle_timeout.map(millis);
+pub(crate) fn idle_period(
+    s: &ConnState,
+    queued: bool,
+    idle: IdleTimeout,
+    cfg: &Config,
+) -> Option<u64> {
+    let idle = idle.period(cfg.idle_timeout);
     if s.lifecycle() == Lifecycle::Closing && queued {
         let stall = millis(cfg.flush_timeout).max(1);
         return Some(idle.map_or(stall, |i| i.min(stall)));
@@ -243,9 +282,10 @@ fn next_due(
     queued: bool,
     active_ms: u64,
     since: Option<u64>,
+    idle: IdleTimeout,
     cfg: &Config,
 ) -> Option<u64> {
-    let idle = idle_period(s, queued, cfg).map(|p| active_ms.saturating_add(p));
+    let idle = idle_period(s, queued, idle, cfg).map(|p| active_ms.saturating_add(p));
     match (idle, read_due(since, cfg)) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

@@ -1,4 +1,5 @@
-//! Why a connection closed ([`CloseReason`]) and which connection it was ([`ConnId`]).
+//! Why a connection closed ([`CloseReason`]), why `on_open` refused one ([`Refusal`]), and
+//! which connection it was ([`ConnId`]).
 
 use std::fmt;
 use std::io;
@@ -36,6 +37,10 @@ pub enum CloseReason {
     /// It was too far behind a [`Group`](crate::Group)'s messages for the group's limit, under
     /// [`SlowConsumer::Close`](crate::SlowConsumer::Close); its pending output was dropped.
     SlowConsumer,
+    /// [`Handler::on_open`](crate::Handler::on_open) refused the connection. It never had a
+    /// state, so `on_close` does not run for it: this reason is counted in
+    /// [`Stats`](crate::Stats) (and logged), never reported to the handler.
+    Refused(Refusal),
 }
 
 impl CloseReason {
@@ -54,6 +59,7 @@ impl CloseReason {
             CloseReason::Protocol(_) => "protocol",
             CloseReason::Tls(_) => "tls",
             CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::Refused(_) => "refused",
         }
     }
 
@@ -77,8 +83,50 @@ impl fmt::Display for CloseReason {
             CloseReason::Error(e) => write!(f, "error: {e}"),
             CloseReason::Protocol(why) => write!(f, "protocol error: {why}"),
             CloseReason::Tls(why) => write!(f, "tls error: {why}"),
+            CloseReason::Refused(why) => write!(f, "refused: {why}"),
             other => f.write_str(other.as_str()),
         }
+    }
+}
+
+/// Why [`Handler::on_open`](crate::Handler::on_open) refused a connection: returned as its
+/// `Err`, counted by kind in [`Stats`](crate::Stats) (`refused_by_reason`), and its close as
+/// [`CloseReason::Refused`].
+///
+/// A refused connection has no state, so no other callback runs for it (no `on_close`).
+/// What `on_open` wrote before refusing — a one-line reason for the peer — is sent, and the
+/// connection closed after it (through the lingering close, so it arrives); without such a
+/// goodbye the socket is closed at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The application is at a limit of its own: connections per client, memory, a queue.
+    Busy,
+    /// The peer may not connect: an address filter, a ban, a TLS name it may not use.
+    Denied,
+    /// Not a connection this handler serves: an ALPN protocol it does not speak, an outbound
+    /// connection without the context its protocol needs.
+    Unsupported,
+}
+
+impl Refusal {
+    /// Every kind, in the order [`RefusalCounts`](crate::RefusalCounts) lists them after the
+    /// connection limit.
+    pub const ALL: [Refusal; 3] = [Refusal::Busy, Refusal::Denied, Refusal::Unsupported];
+
+    /// A short stable name for logs and metrics (`"busy"`, `"denied"`, `"unsupported"`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Refusal::Busy => "busy",
+            Refusal::Denied => "denied",
+            Refusal::Unsupported => "unsupported",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -12,13 +12,17 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Instant;
 
 use super::EventLoop;
-use crate::conn::state::{ReadSide, Registration};
-use crate::conn::{CloseReason, ConnCore, ConnId};
+use crate::conn::state::{Interest, ReadSide, Registration};
+use crate::conn::{CloseReason, ConnCore, ConnId, Extra, Refusal};
 use crate::cx::{Seat, TimerKind};
 use crate::handler::Handler;
 use crate::stats::{bump, drop_by};
 use crate::sys::epoll::{ERROR, HANG_UP, READABLE, READ_CLOSED};
 use crate::sys::socket;
+
+/// How often a stop looks for lingering closes that can end (see
+/// [`sweep_lingering`](EventLoop::sweep_lingering)): about half a delayed acknowledgement.
+const STOP_SWEEP: std::time::Duration = std::time::Duration::from_millis(20);
 use crate::timer::TimerId;
 use crate::token;
 
@@ -40,13 +44,14 @@ impl<H: Handler> EventLoop<H> {
         self.detach(&mut entry.core);
         let pending = entry.core.pending() as u64;
         drop_by(&self.lp.shared.stats.pending_output, pending);
-        self.notify_close(entry.core.id, entry.state, &reason);
+        let id = entry.core.id(self.lp.shared.index);
+        self.notify_close(id, entry.state, &reason);
         self.count_closed(entry.core.fd, entry.core.seat);
     }
 
     /// Cuts a connection leaving the table loose from its timer, its handles and its groups.
     fn detach(&mut self, core: &mut ConnCore) {
-        self.lp.fanout.leave_all((core.id.key, core.id.generation));
+        self.lp.fanout.leave_all((core.key, core.generation));
         if let Some((timer, _)) = core.timeout_timer.take() {
             self.lp.timers.cancel(timer);
         }
@@ -58,14 +63,65 @@ impl<H: Handler> EventLoop<H> {
     /// Closes a connection whose output is flushed: at once if the peer already finished
     /// sending, otherwise through a lingering close. Without a reason given, both sides
     /// finished: the write side was shut and the peer's end of stream read.
+    ///
+    /// During a stop, a connection that is quiet — nothing buffered or unread, everything it
+    /// sent acknowledged — is closed at once (a FIN), without lingering: an idle keep-alive
+    /// connection, whose peer may keep it open for minutes, or one whose last answer the peer
+    /// has (nginx closes those the same way at its stop). A reset then risks nothing the
+    /// peer was sent.
     pub(super) fn close_graceful(&mut self, key: usize) {
         let mut entry = self.conns.remove(key);
         self.detach(&mut entry.core);
         let reason = entry.core.state.take_reason(CloseReason::PeerClosed);
-        let core = entry.core;
-        self.notify_close(core.id, entry.state, &reason);
-        let linger = self.lp.cfg.linger_timeout;
-        if core.state.read == ReadSide::Closed || linger.is_zero() {
+        let quiet = self.stopping
+            && entry.input.is_empty()
+            && socket::is_quiet(entry.core.fd.as_raw_fd(), entry.core.state.is_write_shut());
+        let id = entry.core.id(self.lp.shared.index);
+        self.notify_close(id, entry.state, &reason);
+        self.release(entry.core, !quiet);
+    }
+
+    /// `on_open` refused a connection: what it wrote (a goodbye) is sent, and the socket
+    /// closes — after a lingering close when there was a goodbye, so that it arrives; at once
+    /// otherwise. Output the kernel does not take at once is dropped. `registered`: the
+    /// socket is in epoll already (under a connecting or handshake token).
+    pub(super) fn refuse(&mut self, mut core: ConnCore, registered: bool, why: Refusal) {
+        let stats = &self.lp.shared.stats;
+        stats.count_refusal(Some(why));
+        stats.count_close(&CloseReason::Refused(why));
+        log::debug!("eventide: on_open refused a connection ({why})");
+        self.detach(&mut core);
+        let tls = core.tls.is_some();
+        if tls {
+            core.encrypt_staged(&mut self.lp);
+            core.send_close_notify(&mut self.lp);
+        }
+        let goodbye = tls || core.out.is_some() || !self.lp.staging.is_empty();
+        if !self.lp.staging.is_empty() {
+            core.send_staged(&mut self.lp, Extra::None);
+        }
+        if let Some(out) = core.out.take() {
+            log::debug!(
+                "eventide: {} bytes of a refusal the kernel did not take",
+                out.len()
+            );
+            drop_by(&self.lp.shared.stats.pending_output, out.len() as u64);
+        }
+        core.state.registration = if registered {
+            Registration::Registered(Interest::Idle)
+        } else {
+            Registration::Deregistered
+        };
+        self.release(core, goodbye);
+    }
+
+    /// The socket of a connection that has left the table, its output flushed: closed at once
+    /// if the peer finished sending (or without `linger`, or with lingering off), otherwise
+    /// shut for writing and kept — read and discarded — until the peer's FIN or the linger
+    /// timeout.
+    fn release(&mut self, core: ConnCore, linger: bool) {
+        let timeout = self.lp.cfg.linger_timeout;
+        if !linger || core.state.read == ReadSide::Closed || timeout.is_zero() {
             return self.count_closed(core.fd, core.seat);
         }
         if !core.state.is_write_shut() && socket::shutdown_write(&core.fd).is_err() {
@@ -73,7 +129,7 @@ impl<H: Handler> EventLoop<H> {
         }
         let vacant = self.lingering.vacant_entry();
         let lkey = vacant.key();
-        let generation = core.id.generation;
+        let generation = core.generation;
         let tok = token::make(token::LINGER, lkey, generation);
         let fd = core.fd.as_raw_fd();
         let registered = if core.state.registration == Registration::Deregistered {
@@ -84,7 +140,7 @@ impl<H: Handler> EventLoop<H> {
         if registered.is_err() {
             return self.count_closed(core.fd, core.seat);
         }
-        let mut deadline = self.lp.now + linger;
+        let mut deadline = self.lp.now + timeout;
         if let Some(stop) = self.stop_deadline {
             deadline = deadline.min(stop);
         }
@@ -139,6 +195,27 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
+    /// During a stop, every [`STOP_SWEEP`] until none is left: the lingering closes whose
+    /// socket is quiet end (see [`close_graceful`](Self::close_graceful)) — the peer has
+    /// everything, its FIN included, once its (possibly delayed) acknowledgement is in. The
+    /// rest still wait for the peer's FIN, up to the stop deadline.
+    pub(super) fn sweep_lingering(&mut self) {
+        let quiet: Vec<usize> = self
+            .lingering
+            .iter()
+            .filter(|(_, l)| socket::is_quiet(l.fd.as_raw_fd(), true))
+            .map(|(k, _)| k)
+            .collect();
+        for key in quiet {
+            self.close_lingering(key);
+        }
+        // Connections still open may linger later; the loop exits when none is left.
+        if !self.lingering.is_empty() || !self.conns.is_empty() {
+            let at = self.lp.now + STOP_SWEEP;
+            self.lp.timers.insert(at, TimerKind::StopSweep, None);
+        }
+    }
+
     fn close_lingering(&mut self, key: usize) {
         let l = self.lingering.remove(key);
         self.lp.timers.cancel(l.timer);
@@ -162,8 +239,8 @@ impl<H: Handler> EventLoop<H> {
         bump(&stats.closed, 1);
     }
 
-    /// Stop accepting, stop reading, and close every connection once its output is flushed
-    /// (or at `deadline`).
+    /// Stop accepting, tell every connection (`on_stop`: by default it closes, stops reading,
+    /// and closes once its output is flushed), and close whatever is left at `deadline`.
     pub(super) fn begin_stop(&mut self, deadline: Instant) {
         if self.stopping {
             // A later stop with an earlier deadline (`StopHandle::stop_now`) brings it forward.
@@ -188,17 +265,19 @@ impl<H: Handler> EventLoop<H> {
         let keys: Vec<(usize, u32)> = self
             .conns
             .iter()
-            .map(|(k, e)| (k, e.core.id.generation))
+            .map(|(k, e)| (k, e.core.generation))
             .collect();
+        // Each connection's protocol may say goodbye first (`on_stop`); by default it closes.
         for (key, generation) in keys {
-            if self.alive(key, generation) {
-                self.conns[key]
-                    .core
-                    .state
-                    .close(CloseReason::ServerShutdown);
-                self.settle(key);
+            if self.alive(key, generation) && !self.conns[key].core.state.is_closing() {
+                self.call_as(
+                    key,
+                    || CloseReason::ServerShutdown,
+                    |h, c, s| h.on_stop(c, s),
+                );
             }
         }
+        self.sweep_lingering();
         // Application timers end with the server; the loop's own (timeouts, lingering
         // closes) still bound the stop.
         self.lp

@@ -61,7 +61,7 @@ impl<H: Handler> EventLoop<H> {
     /// connection is being read.
     pub(super) fn read_ready(&mut self, key: usize) {
         let budget = self.read_budget();
-        let generation = self.conns[key].core.id.generation;
+        let generation = self.conns[key].core.generation;
         for round in 0..budget {
             if round > 0 && !self.reading(key) {
                 return; // the handler paused or closed it
@@ -262,6 +262,18 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
+    /// [`call`](Self::call), where [`Action::Close`] closes for `close_as`.
+    pub(super) fn call_as(
+        &mut self,
+        key: usize,
+        close_as: fn() -> CloseReason,
+        f: impl FnOnce(&mut H, &mut Conn<'_>, &mut H::State) -> Action,
+    ) {
+        if self.call_unsettled_as(key, close_as, f) {
+            self.settle(key);
+        }
+    }
+
     /// Runs a callback with panics caught. A panic closes the connection and returns `None`.
     pub(super) fn invoke<R>(
         &mut self,
@@ -299,7 +311,7 @@ impl<H: Handler> EventLoop<H> {
                 Some((r, consumed))
             }
             None => {
-                let id = self.conns[key].core.id;
+                let id = self.conns[key].core.id(self.lp.shared.index);
                 log::error!("eventide: closing connection {id} after a panic");
                 self.close_now(key, CloseReason::Panicked);
                 None

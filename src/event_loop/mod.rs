@@ -21,6 +21,7 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,7 +70,7 @@ pub(crate) struct LoopParts<H> {
     pub server: Arc<ServerShared>,
     pub cfg: Config,
     pub listeners: Vec<Listener>,
-    pub udp: Vec<socket2::Socket>,
+    pub udp: Vec<UdpSocketState>,
 }
 
 pub(crate) struct EventLoop<H: Handler> {
@@ -112,19 +113,8 @@ impl<H: Handler> EventLoop<H> {
     pub(crate) fn new(parts: LoopParts<H>) -> EventLoop<H> {
         let cfg = parts.cfg;
         let pool = parts.server.pool.clone();
-        let udp = parts
-            .udp
-            .into_iter()
-            .filter_map(|s| match UdpSocketState::new(s, cfg.udp_batch) {
-                Ok(u) => Some(u),
-                Err(e) => {
-                    log::error!("eventide: dropping a UDP socket: {e}");
-                    None
-                }
-            })
-            .collect::<Vec<_>>();
         let udp_recv =
-            (!udp.is_empty()).then(|| RecvBatch::new(cfg.udp_batch, cfg.udp_max_datagram));
+            (!parts.udp.is_empty()).then(|| RecvBatch::new(cfg.udp_batch, cfg.udp_max_datagram));
         EventLoop {
             handler: parts.handler,
             balancer: Balancer::new(cfg.balance),
@@ -136,7 +126,7 @@ impl<H: Handler> EventLoop<H> {
                 pool,
             ),
             server: parts.server,
-            udp,
+            udp: parts.udp,
             conns: Slab::new(),
             lingering: Slab::new(),
             handshakes: Slab::new(),
@@ -153,21 +143,21 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
-    /// Runs until the server stops and every connection is closed.
-    pub(crate) fn run(mut self) -> io::Result<()> {
-        self.lp.shared.enter();
-        let waker = token::make(token::WAKER, 0, 0);
-        self.lp
-            .epoll
-            .add(self.lp.shared.eventfd_raw(), READABLE, waker)?;
-        for i in 0..self.listeners.len() {
-            self.arm_listener(i)?;
+    /// Sets the loop up on its thread, says how that went on `started` (which
+    /// [`Builder::start`](crate::Builder::start) waits for, so a loop that cannot register
+    /// its own descriptors fails the start instead of leaving an acceptor feeding a loop
+    /// that never serves), then runs until the server stops and every connection is closed.
+    /// A loop that fails later stops the whole server, for the same reason.
+    pub(crate) fn run(mut self, started: Sender<(usize, io::Result<()>)>) -> io::Result<()> {
+        let index = self.lp.shared.index;
+        let set_up = self.set_up();
+        let failed = set_up.is_err();
+        let _ = started.send((index, set_up));
+        drop(started);
+        if failed {
+            self.lp.shared.mark_exited();
+            return Ok(()); // reported by `start`
         }
-        self.arm_udp()?;
-        // After the set-up registrations: a loop that cannot register its own descriptors is
-        // not the subject of fault injection (it fails before serving anything).
-        #[cfg(feature = "faults")]
-        self.lp.shared.inject_faults(self.lp.cfg.faults);
         self.lp.tick();
         let handler = &mut self.handler;
         self.lp
@@ -180,9 +170,45 @@ impl<H: Handler> EventLoop<H> {
             && self.connecting.is_empty()
             && self.handshakes.is_empty())
         {
-            self.turn()?;
+            if let Err(e) = self.turn() {
+                log::error!("eventide: loop {index} failed, stopping the server: {e}");
+                self.server.stop(self.lp.cfg.stop_timeout);
+                self.force_close_all();
+                self.finish();
+                return Err(io::Error::new(e.kind(), format!("loop {index}: {e}")));
+            }
         }
         self.finish();
+        Ok(())
+    }
+
+    /// The loop's own registrations: its wake-up eventfd, its listeners, its UDP sockets.
+    fn set_up(&mut self) -> io::Result<()> {
+        self.lp.shared.enter();
+        // Faults meet the set-up only when asked to (a torture run needs its servers to start).
+        #[cfg(feature = "faults")]
+        let setup_faults = self.lp.cfg.faults.is_some_and(|f| f.in_setup());
+        #[cfg(feature = "faults")]
+        if setup_faults {
+            self.lp.shared.inject_faults(self.lp.cfg.faults);
+        }
+        let index = self.lp.shared.index;
+        let context = |what: &str, e: io::Error| {
+            io::Error::new(e.kind(), format!("loop {index}: registering {what}: {e}"))
+        };
+        let waker = token::make(token::WAKER, 0, 0);
+        self.lp
+            .epoll
+            .add(self.lp.shared.eventfd_raw(), READABLE, waker)
+            .map_err(|e| context("its wake-up eventfd", e))?;
+        for i in 0..self.listeners.len() {
+            self.arm_listener(i).map_err(|e| context("a listener", e))?;
+        }
+        self.arm_udp().map_err(|e| context("a UDP socket", e))?;
+        #[cfg(feature = "faults")]
+        if !setup_faults {
+            self.lp.shared.inject_faults(self.lp.cfg.faults);
+        }
         Ok(())
     }
 
@@ -277,7 +303,12 @@ impl<H: Handler> EventLoop<H> {
             let target = if self.lp.cfg.reuse_port {
                 me
             } else {
-                self.balancer.pick(peer, &server.loops)
+                match self.balancer.pick(peer, &server.loops) {
+                    // A loop that failed (it stops the server) is never handed a connection
+                    // it would not serve.
+                    t if server.loops[t].has_exited() => me,
+                    t => t,
+                }
             };
             seat.assign(&server.loops[target]);
             if target == me {
@@ -340,6 +371,7 @@ impl<H: Handler> EventLoop<H> {
                     }
                 }
                 TimerKind::StopDeadline => self.force_close_all(),
+                TimerKind::StopSweep => self.sweep_lingering(),
                 TimerKind::ConnectTimeout { key, generation } => {
                     self.connect_timer(key as usize, generation, false)
                 }
@@ -362,7 +394,7 @@ impl<H: Handler> EventLoop<H> {
 
     /// Whether slot `key` still holds the connection of that generation.
     fn alive(&self, key: usize, generation: u32) -> bool {
-        matches!(self.conns.get(key), Some(e) if e.core.id.generation == generation)
+        matches!(self.conns.get(key), Some(e) if e.core.generation == generation)
     }
 
     /// The loop is exiting: drop queued work and tell the handler.

@@ -123,10 +123,14 @@ impl<H: Handler> EventLoop<H> {
             handler.on_open(&mut Conn::new(&mut core, lp, &[]))
         });
         self.lp.open_context = None;
-        let Some(state) = opened else {
-            self.lp.fanout.leave_all((key as u32, generation));
-            self.lp.shared.stats.count_close(&CloseReason::Panicked);
-            return self.count_closed(core.fd, core.seat);
+        let state = match opened {
+            Some(Ok(state)) => state,
+            Some(Err(why)) => return self.refuse(core, registered, why),
+            None => {
+                self.lp.fanout.leave_all((key as u32, generation));
+                self.lp.shared.stats.count_close(&CloseReason::Panicked);
+                return self.count_closed(core.fd, core.seat);
+            }
         };
         let fd = core.fd.as_raw_fd();
         let jobs = core.jobs_in_flight();

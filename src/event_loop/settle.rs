@@ -54,7 +54,7 @@ impl<H: Handler> EventLoop<H> {
                 Step::NotifyHighWater => {
                     let core = &mut self.conns[key].core;
                     core.state.high_water = HighWater::Above;
-                    let generation = core.id.generation;
+                    let generation = core.generation;
                     self.call_unsettled(key, |h, c, s| h.on_high_water(c, s));
                     if !self.alive(key, generation) {
                         return;
@@ -120,7 +120,7 @@ impl<H: Handler> EventLoop<H> {
         if let Some(flowing) = upkeep.flowing {
             core.state.flowing = flowing;
         }
-        let generation = core.id.generation;
+        let generation = core.generation;
         if upkeep.requeue {
             self.ready.push((key, generation));
         }
@@ -158,7 +158,7 @@ impl<H: Handler> EventLoop<H> {
         }
         let kind = TimerKind::ConnTimeout {
             key: key as u32,
-            generation: core.id.generation,
+            generation: core.generation,
         };
         let timer = self
             .lp

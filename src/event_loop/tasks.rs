@@ -105,7 +105,10 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
             ConnOp::Message(msg) => {
-                self.call(key, |h, c, s| h.on_message(c, s, msg));
+                // `ConnHandle::send` checked the type against this loop's handler.
+                if let Ok(msg) = msg.downcast::<H::Message>() {
+                    self.call(key, |h, c, s| h.on_message(c, s, *msg));
+                }
                 return;
             }
         }

@@ -11,7 +11,7 @@ use super::request::{framing, BodyKind, Framing, Request, Version};
 use super::response::{Batch, Heads, Response, Status, OK_LINE};
 use super::{Limits, Service};
 use crate::adapter::{self, Output, Protocol, Served};
-use crate::{Action, Conn, Handler, LoopCx, Timeout};
+use crate::{Action, Conn, Handler, LoopCx, Refusal, Timeout};
 
 /// The token of the server's own loop timer, the `Date` refresh at each second boundary (an
 /// adapter timer: the service's tokens are all its own).
@@ -63,6 +63,9 @@ pub struct HttpServer<S> {
 pub struct HttpConnState {
     /// A complete head whose body is still arriving.
     pending: Option<Pending>,
+    /// The request in progress gets the connection's last response (`Connection: close`):
+    /// the server is stopping.
+    last: bool,
 }
 
 #[derive(Debug)]
@@ -292,9 +295,10 @@ impl<S: Service> HttpServer<S> {
             let Ok(Some(req)) = slots.parse(&rest[..head_len], t, limits.max_headers) else {
                 return Step::Refuse(Status::BAD_REQUEST); // cannot happen: parsed before
             };
-            let Ok(f) = framing(&req, &limits) else {
+            let Ok(mut f) = framing(&req, &limits) else {
                 return Step::Refuse(Status::BAD_REQUEST);
             };
+            f.keep_alive &= !st.last;
             return self.body_ready(&req, f, rest, head_len, body_end, out);
         }
 
@@ -308,10 +312,11 @@ impl<S: Service> HttpServer<S> {
             Err(e) => return Step::Refuse(e.status()),
         };
         let head_len = req.len;
-        let f = match framing(&req, &limits) {
+        let mut f = match framing(&req, &limits) {
             Ok(f) => f,
             Err(status) => return Step::Refuse(status),
         };
+        f.keep_alive &= !st.last;
         let mut body = PendingBody::new(f.body);
         let body_end = match body.scan(rest, head_len, &limits) {
             BodyScan::Done(end) => end,
@@ -485,13 +490,19 @@ impl<S: Service> Protocol for HttpServer<S> {
     fn freeze_clock(&mut self) {
         self.freeze_date(crate::http::testing::FROZEN_DATE);
     }
+
+    fn last_answer(&mut self, st: &mut HttpConnState) -> bool {
+        st.last = true;
+        true
+    }
 }
 
 impl<S: Service> Handler for HttpServer<S> {
     type State = HttpConnState;
+    type Message = ();
 
-    fn on_open(&mut self, _conn: &mut Conn<'_>) -> HttpConnState {
-        HttpConnState::default()
+    fn on_open(&mut self, _conn: &mut Conn<'_>) -> Result<HttpConnState, Refusal> {
+        Ok(HttpConnState::default())
     }
 
     fn on_data(&mut self, conn: &mut Conn<'_>, st: &mut HttpConnState) -> Action {
@@ -505,6 +516,10 @@ impl<S: Service> Handler for HttpServer<S> {
         which: Timeout,
     ) -> Action {
         adapter::on_timeout(self, conn, st, which)
+    }
+
+    fn on_stop(&mut self, conn: &mut Conn<'_>, st: &mut HttpConnState) -> Action {
+        adapter::on_stop(self, conn, st)
     }
 
     fn on_boot(&mut self, cx: &mut LoopCx<'_>) {

@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::{Args, Command, Output, Parse, Parser, Writer};
 use crate::adapter::{self, Protocol, Served, Then};
-use crate::{Action, Conn, Handler, LoopCx, Timeout};
+use crate::{Action, Conn, Handler, LoopCx, Refusal, Timeout};
 
 /// The application behind a [`RespServer`]: one value per event loop, called for every
 /// command of that loop's connections, in order, on the loop's thread (it must not block).
@@ -217,9 +217,10 @@ impl<S: Service> Protocol for RespServer<S> {
 
 impl<S: Service> Handler for RespServer<S> {
     type State = RespConnState;
+    type Message = ();
 
-    fn on_open(&mut self, _conn: &mut Conn<'_>) -> RespConnState {
-        RespConnState::default()
+    fn on_open(&mut self, _conn: &mut Conn<'_>) -> Result<RespConnState, Refusal> {
+        Ok(RespConnState::default())
     }
 
     fn on_data(&mut self, conn: &mut Conn<'_>, st: &mut RespConnState) -> Action {
@@ -233,6 +234,10 @@ impl<S: Service> Handler for RespServer<S> {
         which: Timeout,
     ) -> Action {
         adapter::on_timeout(self, conn, st, which)
+    }
+
+    fn on_stop(&mut self, conn: &mut Conn<'_>, st: &mut RespConnState) -> Action {
+        adapter::on_stop(self, conn, st)
     }
 
     fn on_boot(&mut self, cx: &mut LoopCx<'_>) {

@@ -319,12 +319,32 @@ pub(crate) fn abort(fd: OwnedFd) {
 }
 
 /// Number of bytes waiting in the socket's receive queue (`FIONREAD`).
-#[cfg(test)]
 pub(crate) fn readable_bytes(fd: RawFd) -> io::Result<usize> {
     let mut n: libc::c_int = 0;
     // SAFETY: FIONREAD writes one c_int through the pointer, which is valid for that write.
     super::cvt(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) })?;
     Ok(n.max(0) as usize)
+}
+
+/// Number of bytes in the socket's send queue: not yet acknowledged by the peer on TCP, not
+/// yet read by the peer on a Unix socket (`SIOCOUTQ`, which is `TIOCOUTQ`).
+pub(crate) fn unacknowledged_bytes(fd: RawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ on a socket) writes one c_int through the pointer, which is
+    // valid for that write.
+    super::cvt(unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) })?;
+    Ok(n.max(0) as usize)
+}
+
+/// Whether closing the socket now is a clean FIN that risks no reset: nothing unread in its
+/// receive queue (closing over unread bytes sends a reset) and nothing it sent still waiting
+/// for the peer (a reset would make the peer's kernel drop it). `fin_sent`: the write side
+/// is shut, so the send queue may hold the FIN (one sequence number), which the peer
+/// acknowledges late (Linux delays that acknowledgement) and closing does not lose. An error
+/// says no.
+pub(crate) fn is_quiet(fd: RawFd, fin_sent: bool) -> bool {
+    matches!(readable_bytes(fd), Ok(0))
+        && matches!(unacknowledged_bytes(fd), Ok(n) if n <= usize::from(fin_sent))
 }
 
 #[cfg(test)]
@@ -445,5 +465,41 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::AddrInUse);
+    }
+
+    /// A socket is quiet once nothing is unread and the peer acknowledged what it was sent;
+    /// after a shutdown the FIN alone does not count.
+    #[test]
+    fn quiet_means_nothing_unread_and_everything_acknowledged() {
+        let (l, addr) = listener();
+        let mut client = TcpStream::connect(addr).unwrap();
+        let (owned, _) = accept(l.as_raw_fd()).unwrap();
+        let fd = owned.as_raw_fd();
+        let until = |what: &str, cond: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !cond() {
+                assert!(std::time::Instant::now() < deadline, "never {what}");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        };
+        until("quiet when new", &|| is_quiet(fd, false));
+        client.write_all(b"unread").unwrap();
+        until("the bytes arrive", &|| readable_bytes(fd).unwrap() == 6);
+        assert!(!is_quiet(fd, false), "unread bytes");
+        let mut buf = [0u8; 6];
+        assert_eq!(read(fd, &mut buf).unwrap(), 6);
+        until("quiet once read", &|| is_quiet(fd, false));
+        assert_eq!(send(fd, b"reply").unwrap(), 5);
+        until("the reply is acknowledged", &|| {
+            unacknowledged_bytes(fd).unwrap() == 0
+        });
+        assert!(is_quiet(fd, false));
+        let mut reply = [0u8; 5];
+        client.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply, b"reply");
+        // Shut for writing: the FIN may wait for its (delayed) acknowledgement.
+        shutdown_write(&owned).unwrap();
+        until("quiet with the FIN sent", &|| is_quiet(fd, true));
+        assert_eq!(client.read(&mut reply).unwrap(), 0, "the peer sees the FIN");
     }
 }

@@ -50,12 +50,15 @@ pub fn load_private_key(path: impl AsRef<Path>) -> io::Result<PrivateKeyDer<'sta
 ///
 /// ```no_run
 /// use eventide::tls::server_config_from_pem;
-/// use eventide::{Action, Conn, Handler, Server};
+/// use eventide::{Action, Conn, Handler, Refusal, Server};
 ///
 /// struct Echo;
 /// impl Handler for Echo {
 ///     type State = ();
-///     fn on_open(&mut self, _: &mut Conn<'_>) {}
+///     type Message = ();
+///     fn on_open(&mut self, _: &mut Conn<'_>) -> Result<(), Refusal> {
+///         Ok(())
+///     }
 ///     fn on_data(&mut self, conn: &mut Conn<'_>, _: &mut ()) -> Action {
 ///         let data = conn.input();
 ///         conn.write(data);

@@ -1,6 +1,7 @@
 //! [`WsHandle`]: sending WebSocket messages to a connection from other threads or other
 //! connections.
 
+use std::any::Any;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -91,10 +92,16 @@ impl WsHandle {
                 "invalid close code or a reason over 123 bytes",
             ));
         }
-        self.conn.send(Command::Close {
+        self.command(Command::Close {
             code,
             reason: reason.into(),
         })
+    }
+
+    /// Posts `cmd` to the connection's [`WsServer`](super::WsServer), whose messages are
+    /// `Box<dyn Any + Send>` (a handle's commands beside the application's own values).
+    fn command(&self, cmd: Command) -> io::Result<()> {
+        self.conn.send::<Box<dyn Any + Send>>(Box::new(cmd))
     }
 
     fn post(&self, text: bool, data: Vec<u8>) -> io::Result<()> {
@@ -118,7 +125,7 @@ impl WsHandle {
             data,
             in_flight: Arc::clone(&self.in_flight),
         };
-        self.conn.send(cmd).inspect_err(|_| {
+        self.command(cmd).inspect_err(|_| {
             self.in_flight.fetch_sub(len, Ordering::Relaxed);
         })
     }

@@ -80,7 +80,8 @@ pub trait WsHandler: Send + 'static {
         let _ = (ws, state, close);
     }
 
-    /// A value sent with [`ConnHandle::send`](crate::ConnHandle::send) arrived.
+    /// A value sent with [`ConnHandle::send`](crate::ConnHandle::send) arrived (boxed: a
+    /// [`WsServer`]'s [`Message`](Handler::Message) type is `Box<dyn Any + Send>`).
     fn on_posted(
         &mut self,
         ws: &mut WsConn<'_, '_>,

@@ -8,13 +8,14 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use super::client::{ClientHandshake, ClientRequest, HandshakeError};
+use super::close::CloseCode;
 use super::handle::Command;
 use super::handler::{WsConn, WsHandler, CLOSE_TIMEOUT_TOKEN, IDLE_PING_TOKEN};
 use super::handshake::{accept, Rejection};
 use super::session::{Event, Scratch, Session};
 use super::Config;
 use crate::http::{utf8_prefix, Request, Slots, Status, Version};
-use crate::{Action, CloseReason, Conn, ConnId, Connect, Handler, LoopCx};
+use crate::{Action, CloseReason, Conn, ConnId, Connect, Handler, LoopCx, Refusal};
 
 /// A connection's state in a [`WsServer`].
 pub struct WsConnState<S> {
@@ -373,25 +374,22 @@ impl<H: WsHandler> WsServer<H> {
 
 impl<H: WsHandler> Handler for WsServer<H> {
     type State = WsConnState<H::State>;
+    /// A handle's commands, and what [`WsHandler::on_posted`] gets.
+    type Message = Box<dyn Any + Send>;
 
-    fn on_open(&mut self, conn: &mut Conn<'_>) -> WsConnState<H::State> {
+    fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<WsConnState<H::State>, Refusal> {
         let mut st = WsConnState {
             phase: Phase::Request,
         };
         if conn.is_outbound() {
-            match conn.take_context::<Dial<H::State>>() {
-                Some(dial) => {
-                    let handshake = dial.request.write(conn);
-                    st.phase = Phase::Answer(Box::new((handshake, dial.state)));
-                }
-                None => {
-                    log::warn!("eventide::ws: outbound connection without WsServer::dial context");
-                    conn.close();
-                    st.phase = Phase::Done;
-                }
-            }
+            let Some(dial) = conn.take_context::<Dial<H::State>>() else {
+                log::warn!("eventide::ws: outbound connection without WsServer::dial context");
+                return Err(Refusal::Unsupported);
+            };
+            let handshake = dial.request.write(conn);
+            st.phase = Phase::Answer(Box::new((handshake, dial.state)));
         }
-        st
+        Ok(st)
     }
 
     fn on_data(&mut self, conn: &mut Conn<'_>, st: &mut WsConnState<H::State>) -> Action {
@@ -475,6 +473,28 @@ impl<H: WsHandler> Handler for WsServer<H> {
                 self.after_callback(conn, open);
             }
         }
+        Action::Continue
+    }
+
+    /// A stop began: an open session says goodbye with a close frame (1001, "going away")
+    /// and waits for the peer's answer (bounded by the close timeout and the stop deadline);
+    /// any other connection closes.
+    fn on_stop(&mut self, conn: &mut Conn<'_>, st: &mut WsConnState<H::State>) -> Action {
+        let Phase::Open(open) = &mut st.phase else {
+            return Action::Close;
+        };
+        if !open.session.close_sent() {
+            let sent = open.session.sender(&mut self.scratch).close(
+                conn,
+                CloseCode::GOING_AWAY,
+                "going away",
+            );
+            if let Err(e) = sent {
+                log::debug!("eventide::ws: no close frame at the stop: {e}");
+                return Action::Close;
+            }
+        }
+        self.after_callback(conn, open);
         Action::Continue
     }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use eventide::{
     Action, CloseReason, Conn, ConnId, ConnectError, Datagram, FaultConfig, FaultCounts, FaultKind,
-    Handler, LoopCx, Udp,
+    Handler, LoopCx, Refusal, Udp,
 };
 
 /// A client waiting this long for a byte declares the server hung.
@@ -150,9 +150,10 @@ pub struct Recorded<H> {
 
 impl<H: Handler> Handler for Recorded<H> {
     type State = (Option<SocketAddr>, H::State);
+    type Message = H::Message;
 
-    fn on_open(&mut self, conn: &mut Conn<'_>) -> Self::State {
-        (conn.peer_addr(), self.inner.on_open(conn))
+    fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<Self::State, Refusal> {
+        Ok((conn.peer_addr(), self.inner.on_open(conn)?))
     }
     fn on_data(&mut self, conn: &mut Conn<'_>, s: &mut Self::State) -> Action {
         self.inner.on_data(conn, &mut s.1)
@@ -166,13 +167,11 @@ impl<H: Handler> Handler for Recorded<H> {
     fn on_read_closed(&mut self, conn: &mut Conn<'_>, s: &mut Self::State) -> Action {
         self.inner.on_read_closed(conn, &mut s.1)
     }
-    fn on_message(
-        &mut self,
-        conn: &mut Conn<'_>,
-        s: &mut Self::State,
-        msg: Box<dyn std::any::Any + Send>,
-    ) -> Action {
+    fn on_message(&mut self, conn: &mut Conn<'_>, s: &mut Self::State, msg: H::Message) -> Action {
         self.inner.on_message(conn, &mut s.1, msg)
+    }
+    fn on_stop(&mut self, conn: &mut Conn<'_>, s: &mut Self::State) -> Action {
+        self.inner.on_stop(conn, &mut s.1)
     }
     fn on_timer(&mut self, conn: &mut Conn<'_>, s: &mut Self::State, token: u64) -> Action {
         self.inner.on_timer(conn, &mut s.1, token)
@@ -243,7 +242,10 @@ pub struct Echo;
 
 impl Handler for Echo {
     type State = ();
-    fn on_open(&mut self, _: &mut Conn<'_>) {}
+    type Message = ();
+    fn on_open(&mut self, _: &mut Conn<'_>) -> Result<(), Refusal> {
+        Ok(())
+    }
     fn on_data(&mut self, conn: &mut Conn<'_>, _: &mut ()) -> Action {
         let data = conn.input();
         conn.write(data);

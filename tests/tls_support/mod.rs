@@ -11,7 +11,9 @@ use std::path::Path;
 use std::sync::mpsc;
 
 use eventide::tls::ServerConfig;
-use eventide::{Action, CloseReason, Conn, ConnId, Connect, ConnectError, Handler, LoopCx, Server};
+use eventide::{
+    Action, CloseReason, Conn, ConnId, Connect, ConnectError, Handler, LoopCx, Refusal, Server,
+};
 
 use crate::util::{Rng, TIMEOUT};
 
@@ -107,6 +109,7 @@ pub fn payload(seed: u64, n: usize) -> Vec<u8> {
 
 impl Handler for Probe {
     type State = State;
+    type Message = ();
 
     fn on_boot(&mut self, cx: &mut LoopCx<'_>) {
         if let Some(c) = self.dial_at_boot.take() {
@@ -114,7 +117,7 @@ impl Handler for Probe {
         }
     }
 
-    fn on_open(&mut self, conn: &mut Conn<'_>) -> State {
+    fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<State, Refusal> {
         let _ = self.tx.send(Event::Open {
             peer: conn.peer_addr(),
             outbound: conn.is_outbound(),
@@ -131,7 +134,7 @@ impl Handler for Probe {
                 let why = "an outbound connection without a payload as its context".to_string();
                 let _ = self.tx.send(Event::CheckFailed(why));
                 conn.close();
-                return state;
+                return Ok(state);
             };
             conn.write(&data);
             state.dial = Some((data, Vec::new()));
@@ -139,7 +142,7 @@ impl Handler for Probe {
             conn.write_vec(payload(n as u64, n));
             conn.shutdown_write();
         }
-        state
+        Ok(state)
     }
 
     fn on_data(&mut self, conn: &mut Conn<'_>, state: &mut State) -> Action {

@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use eventide::{Action, CloseReason, Conn, ConnId, Handler};
+use eventide::{Action, CloseReason, Conn, ConnId, Handler, Refusal};
 
 /// Generous bound for any single wait, so a bug fails a test instead of hanging CI.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -226,8 +226,11 @@ impl Echo {
 
 impl Handler for Echo {
     type State = ();
+    type Message = ();
 
-    fn on_open(&mut self, _conn: &mut Conn<'_>) {}
+    fn on_open(&mut self, _conn: &mut Conn<'_>) -> Result<(), Refusal> {
+        Ok(())
+    }
 
     fn on_data(&mut self, conn: &mut Conn<'_>, _: &mut ()) -> Action {
         let data = conn.input();

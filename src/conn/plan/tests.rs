@@ -26,6 +26,7 @@ fn facts(state: &ConnState) -> Facts<'_> {
         input: 0,
         input_since: None,
         active_ms: 1000,
+        idle: IdleTimeout::SERVER,
         timer_at: None,
         has_handle: false,
         now_ms: 1000,
@@ -496,6 +497,80 @@ fn timeout_timer() {
     };
     assert_eq!(plan(&f, &no_idle).upkeep.arm_timer, Some(1300));
     assert_eq!(plan(&facts(&s), &no_idle).upkeep.arm_timer, None);
+
+    // A connection's own idle timeout replaces the server's, either way; `None` arms nothing.
+    let own = |ms: u64| IdleTimeout::own(Some(Duration::from_millis(ms)));
+    let shorter = Facts {
+        idle: own(100),
+        timer_at: Some(1500),
+        ..facts(&s)
+    };
+    assert_eq!(plan(&shorter, &cfg).upkeep.arm_timer, Some(1100));
+    let longer = Facts {
+        idle: own(900),
+        ..facts(&s)
+    };
+    assert_eq!(plan(&longer, &cfg).upkeep.arm_timer, Some(1900));
+    let later = Facts {
+        timer_at: Some(1500),
+        ..longer
+    };
+    assert_eq!(
+        plan(&later, &cfg).upkeep.arm_timer,
+        None,
+        "an earlier timer is left to fire and re-arm"
+    );
+    let none = Facts {
+        idle: IdleTimeout::own(None),
+        ..facts(&s)
+    };
+    assert_eq!(plan(&none, &cfg).upkeep.arm_timer, None);
+    assert!(
+        super::steady(&none, &cfg),
+        "no idle timeout: nothing to time"
+    );
+    assert_eq!(
+        plan(&facts(&s), &no_idle).upkeep.arm_timer,
+        None,
+        "the server's, when it has none"
+    );
+    let own_without_server = Facts {
+        idle: own(250),
+        ..facts(&s)
+    };
+    assert_eq!(
+        plan(&own_without_server, &no_idle).upkeep.arm_timer,
+        Some(1250)
+    );
+    // Closing with output: the flush timeout still bounds it.
+    let closing_own = Facts {
+        idle: own(900),
+        ..with_queue(facts(&closing), 10)
+    };
+    assert_eq!(plan(&closing_own, &cfg).upkeep.arm_timer, Some(1300));
+}
+
+/// An idle timeout of a connection's own is kept to the millisecond, clamped to what its four
+/// bytes hold, and never reads as the server's or as none.
+#[test]
+fn own_idle_timeouts_round_trip() {
+    let server = Some(Duration::from_secs(7));
+    assert_eq!(IdleTimeout::SERVER.period(server), Some(7000));
+    assert_eq!(IdleTimeout::SERVER.period(None), None);
+    assert_eq!(IdleTimeout::own(None).period(server), None);
+    for (given, kept) in [
+        (Duration::ZERO, 1),
+        (Duration::from_micros(1500), 1),
+        (Duration::from_millis(1), 1),
+        (Duration::from_secs(3600), 3_600_000),
+        (Duration::from_secs(86_400 * 365), u64::from(u32::MAX - 1)),
+    ] {
+        assert_eq!(
+            IdleTimeout::own(Some(given)).period(server),
+            Some(kept),
+            "{given:?}"
+        );
+    }
 }
 
 /// Every combination of the state enums, with and without output, jobs, input and handles, in
@@ -545,10 +620,18 @@ fn every_state_obeys_the_rules() {
                     for paused in [false, true] {
                         for &registration in &registrations {
                             for flowing in [false, true] {
-                                for (pending, jobs, input, handle) in [
-                                    (0, 0, 0, false),
-                                    (HIGH + 1, 1, 20, true),
-                                    (LOW, 0, 5, false),
+                                for (pending, jobs, input, handle, idle) in [
+                                    (0, 0, 0, false, IdleTimeout::SERVER),
+                                    (HIGH + 1, 1, 20, true, IdleTimeout::SERVER),
+                                    (LOW, 0, 5, false, IdleTimeout::SERVER),
+                                    (0, 0, 0, false, IdleTimeout::own(None)),
+                                    (
+                                        LOW,
+                                        0,
+                                        5,
+                                        true,
+                                        IdleTimeout::own(Some(Duration::from_millis(30))),
+                                    ),
                                 ] {
                                     let mut s = ConnState::in_lifecycle(lifecycle);
                                     s.read = read;
@@ -562,6 +645,7 @@ fn every_state_obeys_the_rules() {
                                         jobs,
                                         input,
                                         has_handle: handle,
+                                        idle,
                                         ..facts(&s)
                                     };
                                     check_rules(&f, &cfg);

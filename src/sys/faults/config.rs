@@ -87,8 +87,9 @@ impl fmt::Display for FaultKind {
 
 /// What faults a server injects: a seed, a probability per system call, and the kinds.
 ///
-/// Parsed from `seed=N,rate=P[,kinds=K1,K2,...]` (the form of `EVENTIDE_FAULTS`); `seed`
-/// defaults to 0 and `kinds` to all of them. `Display` prints the same form.
+/// Parsed from `seed=N,rate=P[,setup=on][,kinds=K1,K2,...]` (the form of
+/// `EVENTIDE_FAULTS`); `seed` defaults to 0, `setup` to off and `kinds` to all of them.
+/// `Display` prints the same form.
 ///
 /// ```
 /// use eventide::{FaultConfig, FaultKind};
@@ -105,6 +106,8 @@ pub struct FaultConfig {
     seed: u64,
     rate: f64,
     kinds: u16,
+    /// Also inject into a loop's set-up (see [`FaultConfig::with_setup`]).
+    setup: bool,
 }
 
 impl FaultConfig {
@@ -119,6 +122,7 @@ impl FaultConfig {
             seed,
             rate,
             kinds: FaultKind::ALL.iter().fold(0, |m, k| m | k.bit()),
+            setup: false,
         })
     }
 
@@ -132,6 +136,22 @@ impl FaultConfig {
     pub fn with_seed(mut self, seed: u64) -> FaultConfig {
         self.seed = seed;
         self
+    }
+
+    /// Whether faults are injected into each loop's set-up too — the registration of its
+    /// wake-up eventfd, listeners and UDP sockets, which
+    /// [`Builder::start`](crate::Builder::start) reports as its error — to test that path
+    /// (`setup=on` in the string form). Off by default: a torture run tests serving, and
+    /// needs its servers to start.
+    pub fn with_setup(mut self, on: bool) -> FaultConfig {
+        self.setup = on;
+        self
+    }
+
+    /// Whether faults are injected into each loop's set-up (see
+    /// [`with_setup`](FaultConfig::with_setup)).
+    pub fn in_setup(&self) -> bool {
+        self.setup
     }
 
     /// The seed every thread's random stream is derived from.
@@ -178,7 +198,7 @@ impl FromStr for FaultConfig {
     type Err = io::Error;
 
     fn from_str(s: &str) -> io::Result<FaultConfig> {
-        let (mut seed, mut rate, mut kinds) = (0u64, None, None::<u16>);
+        let (mut seed, mut rate, mut kinds, mut setup) = (0u64, None, None::<u16>, false);
         let mut in_kinds = false;
         for item in s.split(',').map(str::trim) {
             let (key, value) = match item.split_once('=') {
@@ -210,11 +230,22 @@ impl FromStr for FaultConfig {
                     })?;
                     *kinds.get_or_insert(0) |= kind.bit();
                 }
-                _ => return Err(invalid(format!("unknown key {key:?} (seed, rate, kinds)"))),
+                "setup" => {
+                    setup = match value {
+                        "on" => true,
+                        "off" => false,
+                        _ => return Err(invalid(format!("setup {value:?} is not on or off"))),
+                    };
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "unknown key {key:?} (seed, rate, kinds, setup)"
+                    )))
+                }
             }
         }
         let rate = rate.ok_or_else(|| invalid("rate=P is required".to_string()))?;
-        let mut cfg = FaultConfig::new(seed, rate)?;
+        let mut cfg = FaultConfig::new(seed, rate)?.with_setup(setup);
         if let Some(k) = kinds {
             cfg.kinds = k;
         }
@@ -230,6 +261,9 @@ impl fmt::Display for FaultConfig {
                 .filter(|k| self.is_enabled(**k))
                 .map(|k| k.name())
                 .collect();
+            if self.setup {
+                f.write_str(",setup=on")?;
+            }
             if kinds.len() == FaultKind::ALL.len() {
                 Ok(())
             } else {
@@ -335,6 +369,10 @@ mod tests {
         assert_eq!(c.to_string(), "seed=3,rate=0.5,kinds=reset,nomem");
         let round: FaultConfig = c.to_string().parse().unwrap();
         assert_eq!(round, c);
+        let c: FaultConfig = "rate=1,setup=on,kinds=nomem".parse().unwrap();
+        assert!(c.in_setup());
+        assert_eq!(c.to_string(), "seed=0,rate=1,setup=on,kinds=nomem");
+        assert_eq!(c.to_string().parse::<FaultConfig>().unwrap(), c);
     }
 
     #[test]
@@ -348,6 +386,7 @@ mod tests {
             ("rate=0.1,kinds=eintr,bogus", "unknown fault kind \"bogus\""),
             ("rate=0.1,color=red", "unknown key \"color\""),
             ("rate=0.1,oops", "expected KEY=VALUE"),
+            ("rate=0.1,setup=yes", "\"yes\" is not on or off"),
         ] {
             let err = bad.parse::<FaultConfig>().unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad}");
