@@ -82,6 +82,13 @@ pub trait Output {
         true
     }
 
+    /// Whether [`put_file`](Output::put_file) sends from the file without reading it into
+    /// memory (a plain TCP connection); otherwise a large file is better read in pieces as
+    /// output drains.
+    fn zero_copy_files(&self) -> bool {
+        false
+    }
+
     /// A handle to reach the connection from elsewhere later; `None` without one.
     fn handle(&mut self) -> Option<ConnHandle> {
         None
@@ -135,6 +142,10 @@ impl Output for Conn<'_> {
 
     fn put_file(&mut self, file: File, offset: u64, len: u64) -> bool {
         self.write_file(file, offset, len)
+    }
+
+    fn zero_copy_files(&self) -> bool {
+        !self.is_tls()
     }
 
     fn handle(&mut self) -> Option<ConnHandle> {

@@ -274,15 +274,30 @@ impl<'a> Conn<'a> {
         bufs.iter().all(|b| self.write(b))
     }
 
-    /// Sends `len` bytes of `file` from `offset`, after everything written before. Returns
-    /// `false` if they were not taken ([`write`](Conn::write)'s reasons), or the file ended
-    /// or failed to read before `len` bytes — the connection then fails, since what follows
-    /// would be taken for the missing bytes.
+    /// Sends `len` bytes of `file` from `offset`, after everything written before. On plain
+    /// TCP they go from the file to the socket with `sendfile(2)` as the socket takes them
+    /// (resumed on writable; counted as pending output), never read into memory. Under TLS
+    /// they must pass through user space: the range is read and encrypted now, so send a large
+    /// file there in pieces as output drains (`on_drained`), as the HTTP server does. Returns
+    /// `false` if they were not taken ([`write`](Conn::write)'s reasons), or (TLS) the file
+    /// ended or failed to read before `len` bytes. A file that ends early fails the
+    /// connection, since what follows would be taken for the missing bytes.
     pub fn write_file(&mut self, file: std::fs::File, offset: u64, len: u64) -> bool {
-        use std::os::unix::fs::FileExt;
         if !self.core.state.writable() {
             return false;
         }
+        self.unborrow();
+        if self.core.tls.is_none() {
+            self.core.write_file_raw(self.lp, file, offset, len);
+            return self.core.state.writable();
+        }
+        self.copy_file(&file, offset, len)
+    }
+
+    /// Reads `len` bytes of `file` from `offset` into [`write`](Conn::write), in 64 KiB
+    /// pieces.
+    fn copy_file(&mut self, file: &std::fs::File, offset: u64, len: u64) -> bool {
+        use std::os::unix::fs::FileExt;
         let mut piece = vec![0u8; 64 * 1024];
         let (mut at, mut left) = (offset, len);
         while left > 0 {

@@ -96,6 +96,12 @@ impl<S: Service> HttpServer<S> {
             .answer_owed(&mut w, &mut batch, answer.seq, answer.kind);
         batch.flush();
         self.keep_batch(buf);
+        self.after_answers(conn, ex, keep)
+    }
+
+    /// After answers owed were written (`keep`: the connection stays open): the requests held
+    /// meanwhile are served; a peer that finished sending is closed on once nothing is owed.
+    fn after_answers(&mut self, conn: &mut Conn<'_>, ex: &mut Exchange, keep: bool) -> Action {
         if !keep {
             return Action::Close;
         }
@@ -109,6 +115,23 @@ impl<S: Service> HttpServer<S> {
             return Action::Close;
         }
         Action::Continue
+    }
+}
+
+impl<S: Service> HttpServer<S> {
+    /// Output drained with answers owed: a file body read in pieces goes on, then the answers
+    /// and requests behind it.
+    #[cold]
+    fn inbound_drained(&mut self, conn: &mut Conn<'_>, ex: &mut Exchange) -> Action {
+        let mut buf = std::mem::take(&mut self.out_buf);
+        let mut batch = Batch {
+            buf: &mut buf,
+            out: &mut *conn,
+        };
+        let keep = ex.answers.drained(&mut batch);
+        batch.flush();
+        self.keep_batch(buf);
+        self.after_answers(conn, ex, keep)
     }
 }
 
@@ -135,6 +158,7 @@ impl<S: Service> Handler for HttpServer<S> {
 
     fn on_drained(&mut self, conn: &mut Conn<'_>, st: &mut HttpConnState) -> Action {
         match &mut st.side {
+            Side::Inbound(ex) if ex.answers.owing() => self.inbound_drained(conn, ex),
             Side::Inbound(_) => Action::Continue,
             Side::Outbound(link) => self
                 .service

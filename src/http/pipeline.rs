@@ -128,25 +128,48 @@ impl Answers {
     ) -> bool {
         match next {
             Next::Nothing => keep,
-            Next::File(body) => {
+            Next::File(body) if out.out.zero_copy_files() => {
                 out.flush();
                 let (file, offset, len) = body.into_parts();
                 out.out.put_file(file, offset, len) && keep
             }
+            Next::File(body) => {
+                // Read in pieces as the output drains: the answer stays owed until it is out.
+                self.start_pipeline(out, facts, seq, keep, Tail::File(body));
+                self.advance(out) && keep
+            }
             Next::Deferred => {
-                out.out.owe_answer();
-                let mut slots = VecDeque::with_capacity(4);
-                slots.push_back(Slot {
-                    held: Vec::new(),
-                    tail: Tail::Owed,
-                    facts,
-                    close: !keep,
-                });
-                self.pipe = Some(Box::new(Pipeline { first: seq, slots }));
-                self.next_seq = seq + 1;
+                self.start_pipeline(out, facts, seq, keep, Tail::Owed);
                 keep
             }
         }
+    }
+
+    /// Starts the pipeline with the answer to request `seq`, owed (`tail`).
+    fn start_pipeline(
+        &mut self,
+        out: &mut Batch<'_>,
+        facts: ReqFacts,
+        seq: u64,
+        keep: bool,
+        tail: Tail,
+    ) {
+        out.out.owe_answer();
+        let mut slots = VecDeque::with_capacity(4);
+        slots.push_back(Slot {
+            held: Vec::new(),
+            tail,
+            facts,
+            close: !keep,
+        });
+        self.pipe = Some(Box::new(Pipeline { first: seq, slots }));
+        self.next_seq = seq + 1;
+    }
+
+    /// The output drained: a file body sent in pieces goes on, and the answers after it.
+    /// Returns whether the connection stays open.
+    pub(crate) fn drained(&mut self, out: &mut Batch<'_>) -> bool {
+        self.advance(out)
     }
 
     /// An answer with answers owed ahead of it: written into a slot that waits its turn.
@@ -250,10 +273,21 @@ impl Answers {
                     return true;
                 }
                 Tail::Done => {}
-                Tail::File(body) => {
+                Tail::File(body) if out.out.zero_copy_files() => {
                     out.flush();
                     let (file, offset, len) = body.into_parts();
                     ok = out.out.put_file(file, offset, len);
+                }
+                Tail::File(mut body) => {
+                    out.flush();
+                    match copy_file(out.out, &mut body) {
+                        Copied::All => {}
+                        Copied::Some => {
+                            front.tail = Tail::File(body);
+                            return true; // the rest once the output drains
+                        }
+                        Copied::Failed => ok = false,
+                    }
                 }
             }
             let done = pipe.slots.pop_front();
@@ -305,4 +339,51 @@ fn apply(kind: AnswerKind, res: &mut Response<'_>) {
         AnswerKind::Reply(reply) => res.reply(reply),
         AnswerKind::Dropped => res.fail(),
     }
+}
+
+/// Most bytes of a file body read into the output at a time, where it cannot be sent from
+/// the file (TLS).
+const FILE_PIECE: usize = 64 * 1024;
+
+/// How far [`copy_file`] got.
+enum Copied {
+    All,
+    /// The output is waiting for the kernel: the rest when it drains.
+    Some,
+    /// The file ended early or failed to read: the answer is cut short.
+    Failed,
+}
+
+/// Reads `body` into `out` piece by piece until it is all written or the output waits for
+/// the kernel, advancing `body` past what was written.
+fn copy_file(out: &mut dyn Output, body: &mut FileBody) -> Copied {
+    use std::os::unix::fs::FileExt;
+    let mut piece = vec![0u8; FILE_PIECE.min(usize::try_from(body.len()).unwrap_or(FILE_PIECE))];
+    while !body.is_empty() {
+        if out.is_queued() {
+            return Copied::Some;
+        }
+        let want = piece
+            .len()
+            .min(usize::try_from(body.len()).unwrap_or(usize::MAX));
+        match body.file().read_at(&mut piece[..want], body.offset()) {
+            Ok(0) => {
+                log::warn!(
+                    "eventide::http: a file body ended {} bytes short",
+                    body.len()
+                );
+                return Copied::Failed;
+            }
+            Ok(n) => {
+                out.put(&piece[..n]);
+                body.advance(n as u64);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                log::warn!("eventide::http: reading a file body: {e}");
+                return Copied::Failed;
+            }
+        }
+    }
+    Copied::All
 }

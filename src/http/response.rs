@@ -24,12 +24,6 @@ const DIRECT_BODY: usize = 8 * 1024;
 /// the connection's staging limit is not passed in one piece).
 const BATCH_FLUSH: usize = 32 * 1024;
 
-/// The largest file body [`Response::file`] copies into the connection's output. File bodies
-/// are read into the output until the output path sends them from the file itself
-/// (`sendfile` on plain TCP, reads as the socket drains under TLS); until then a larger one
-/// is refused with 500 rather than held in memory whole.
-pub(crate) const FILE_COPY_LIMIT: u64 = 16 * 1024 * 1024;
-
 /// Per-loop pieces of response heads: the common block, and the heads of the last `200 OK`
 /// up to its `Content-Type` and the last `Content-Length` line, so a service that answers
 /// alike request after request copies each in one piece instead of assembling it again.
@@ -332,9 +326,11 @@ impl<'r> Response<'r> {
     }
 
     /// Writes `Content-Length` (the length of `body`'s range) and the end of the head, then
-    /// the file's bytes, completing the response. A `HEAD` request (or a status without a
-    /// body) gets the head only, and the file is not read. Ignored if the response is
-    /// already complete.
+    /// the file's bytes, completing the response. On plain TCP they go from the file to the
+    /// socket with `sendfile(2)`, as the socket takes them; under TLS they are read in 64 KiB
+    /// pieces as the output drains. Either way the file is never held in memory, whatever its
+    /// size. A `HEAD` request (or a status without a body) gets the head only, and the file is
+    /// not read. Ignored if the response is already complete.
     ///
     /// A file that turns out shorter than the range when it is read (it was truncated
     /// meanwhile), or fails to read, ends the connection after what could be sent: the
@@ -358,16 +354,6 @@ impl<'r> Response<'r> {
             return;
         }
         let send = !self.head_only && !self.status.bodyless();
-        if send && body.len() > FILE_COPY_LIMIT {
-            log::error!(
-                "eventide::http: a file body of {} bytes is over the {FILE_COPY_LIMIT}-byte \
-                 limit of this build; answered 500",
-                body.len()
-            );
-            self.status(Status::INTERNAL_SERVER_ERROR);
-            self.body(b"");
-            return;
-        }
         self.start();
         if !self.status.bodyless() {
             let mut n = itoa::Buffer::new();
