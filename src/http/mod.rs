@@ -72,6 +72,7 @@ mod request;
 mod response;
 mod server;
 mod status;
+mod stream;
 #[doc(hidden)]
 pub mod testing;
 mod uri;
@@ -82,6 +83,7 @@ pub use request::{Request, Version};
 pub use response::Response;
 pub use server::HttpServer;
 pub use status::Status;
+pub use stream::BodyStream;
 
 // The WebSocket upgrade reads its request head with this module's parser and header helpers.
 #[cfg(feature = "ws")]

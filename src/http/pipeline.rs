@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use super::deferred::AnswerKind;
 use super::files::FileBody;
 use super::response::{Batch, Heads, Next, ReqFacts, Response};
+use super::stream::{Pumped, Streaming};
 use crate::adapter::{Job, Output};
 use crate::ConnHandle;
 
@@ -41,6 +42,8 @@ enum Tail {
     Done,
     /// A file range.
     File(FileBody),
+    /// A streamed body.
+    Stream(Streaming),
 }
 
 /// The per-loop buffers a response is written with.
@@ -136,6 +139,10 @@ impl Answers {
             Next::File(body) => {
                 // Read in pieces as the output drains: the answer stays owed until it is out.
                 self.start_pipeline(out, facts, seq, keep, Tail::File(body));
+                self.advance(out) && keep
+            }
+            Next::Stream(body) => {
+                self.start_pipeline(out, facts, seq, keep, Tail::Stream(body));
                 self.advance(out) && keep
             }
             Next::Deferred => {
@@ -289,6 +296,18 @@ impl Answers {
                         Copied::Failed => ok = false,
                     }
                 }
+                Tail::Stream(mut body) => {
+                    out.flush();
+                    let mut piece = Vec::new();
+                    match body.pump(out.out, &mut piece) {
+                        Pumped::All => {}
+                        Pumped::Some => {
+                            front.tail = Tail::Stream(body);
+                            return true; // the rest once the output drains
+                        }
+                        Pumped::Failed => ok = false,
+                    }
+                }
             }
             let done = pipe.slots.pop_front();
             pipe.first += 1;
@@ -313,6 +332,7 @@ impl From<Next> for Tail {
             Next::Nothing => Tail::Done,
             Next::Deferred => Tail::Owed,
             Next::File(body) => Tail::File(body),
+            Next::Stream(body) => Tail::Stream(body),
         }
     }
 }

@@ -11,6 +11,7 @@ use super::deferred::{Reply, Responder};
 use super::fast::is_tchar;
 use super::files::FileBody;
 use super::status::Status;
+use super::stream::{BodyStream, Delimit, Streaming};
 use super::Sink;
 
 /// The status line of a `200 OK`, which the server's common head block starts with.
@@ -112,6 +113,8 @@ pub(crate) enum Next {
     Deferred,
     /// The body is this file range, sent after the head.
     File(FileBody),
+    /// The body is streamed after the head.
+    Stream(Streaming),
 }
 
 /// The response to one request, written straight into the connection's output.
@@ -365,6 +368,70 @@ impl<'r> Response<'r> {
         self.phase = Phase::Sent;
         if send && !body.is_empty() {
             self.next = Next::File(body);
+        }
+    }
+
+    /// Streams the body: `source` gives it piece by piece as the connection takes it, so it
+    /// is never held in memory whole (the server asks for more from `on_drained` while the
+    /// socket is full). With `len`, `Content-Length: len` is sent and the pieces must add up
+    /// to it exactly; without, the body is chunked (`Transfer-Encoding: chunked`), or, for an
+    /// HTTP/1.0 client, ends with the connection. A source that fails or breaks the length
+    /// ends the connection after what was sent. A `HEAD` request (or a status without a
+    /// body) gets the head only. Responses pipelined after this one wait for it.
+    ///
+    /// ```
+    /// use eventide::http::{Request, Response};
+    ///
+    /// /// One line per second of a day's log, generated as the client reads.
+    /// fn log(_req: &Request<'_>, res: &mut Response<'_>) {
+    ///     let mut second = 0u32;
+    ///     res.content_type("text/plain").stream(None, move |buf: &mut Vec<u8>| {
+    ///         use std::io::Write;
+    ///         for _ in 0..1000 {
+    ///             writeln!(buf, "second {second}: ok")?;
+    ///             second += 1;
+    ///         }
+    ///         Ok(second < 86_400)
+    ///     });
+    /// }
+    /// # let _ = log;
+    /// ```
+    pub fn stream(&mut self, len: Option<u64>, source: impl BodyStream) {
+        if self.is_done() {
+            log::warn!("eventide::http: a second body for one response; ignored");
+            return;
+        }
+        let send = !self.head_only && !self.status.bodyless();
+        self.start();
+        let delimit = match len {
+            Some(len) => {
+                if !self.status.bodyless() {
+                    let mut n = itoa::Buffer::new();
+                    self.buf.extend_from_slice(b"Content-Length: ");
+                    self.buf.extend_from_slice(n.format(len).as_bytes());
+                    self.buf.extend_from_slice(b"\r\n");
+                }
+                Delimit::Length(len)
+            }
+            // HTTP/1.1 (`announce` marks a 1.0 keep-alive): chunked.
+            None if self.keep_alive && !self.announce_keep_alive => {
+                if !self.status.bodyless() {
+                    self.buf
+                        .extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                }
+                Delimit::Chunked
+            }
+            None => {
+                if send {
+                    self.keep_alive = false;
+                }
+                Delimit::Close
+            }
+        };
+        self.end_head();
+        self.phase = Phase::Sent;
+        if send && delimit != Delimit::Length(0) {
+            self.next = Next::Stream(Streaming::new(Box::new(source), delimit));
         }
     }
 
