@@ -148,9 +148,8 @@ impl Streaming {
 /// `HEX\r\n` for a chunk of `len` bytes.
 fn chunk_size(len: usize, buf: &mut [u8; 20]) -> &[u8] {
     let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
-    for i in 0..digits {
-        let d = (len >> (4 * (digits - 1 - i))) & 0xf;
-        buf[i] = b"0123456789abcdef"[d];
+    for (i, digit) in buf[..digits].iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[(len >> (4 * (digits - 1 - i))) & 0xf];
     }
     buf[digits] = b'\r';
     buf[digits + 1] = b'\n';
