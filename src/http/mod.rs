@@ -138,6 +138,37 @@ pub trait Service: Send + 'static {
         log::debug!("eventide::http: {error}");
     }
 
+    /// A request with `Expect: 100-continue` whose head is in and whose body is not: return
+    /// `Err(status)` to refuse it before the client sends the body — a `401` for missing
+    /// credentials, a `413` for a body this route will not take, a `417` — and the server
+    /// answers it with that status and closes the connection (the body is never read). The
+    /// default accepts, and the server sends `100 Continue`. `req.body()` is empty here;
+    /// [`call`](Service::call) comes as usual once the body is in.
+    ///
+    /// ```
+    /// use eventide::http::{Request, Response, Service, Status};
+    ///
+    /// struct Uploads;
+    ///
+    /// impl Service for Uploads {
+    ///     fn check_continue(&mut self, req: &Request<'_>) -> Result<(), Status> {
+    ///         match req.header("authorization") {
+    ///             Some(_) => Ok(()),
+    ///             None => Err(Status::UNAUTHORIZED),
+    ///         }
+    ///     }
+    ///
+    ///     fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
+    ///         res.body(format!("{} bytes", req.body().len()).as_bytes());
+    ///     }
+    /// }
+    /// # let _ = Uploads;
+    /// ```
+    fn check_continue(&mut self, req: &Request<'_>) -> Result<(), Status> {
+        let _ = req;
+        Ok(())
+    }
+
     /// The loop started (see [`Handler::on_boot`](crate::Handler::on_boot)): a place to set
     /// loop timers.
     fn on_boot(&mut self, cx: &mut LoopCx<'_>) {

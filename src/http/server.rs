@@ -330,12 +330,31 @@ impl<S: Service> HttpServer<S> {
         let body_end = match body.scan(rest, head_len, &limits) {
             BodyScan::Done(end) => end,
             BodyScan::More => {
+                if f.expect_continue {
+                    if let Err(status) = self.check_continue(&req, f) {
+                        return Step::Refuse(status);
+                    }
+                }
                 self.wait_for_body(ex, f, rest, head_len, body, out);
                 return Step::Incomplete;
             }
             BodyScan::Refuse(status) => return Step::Refuse(status),
         };
         self.body_ready(ex, &req, f, &rest[head_len..body_end], out)
+    }
+
+    /// `Expect: 100-continue` with the body still to come: the service may refuse it now.
+    #[cold]
+    fn check_continue(&mut self, req: &Head<'_, '_>, f: Framing) -> Result<(), Status> {
+        let request = Request {
+            method: req.method,
+            target: req.target,
+            version: f.version,
+            headers: req.headers,
+            body: &[],
+            keep_alive: f.keep_alive,
+        };
+        self.service.check_continue(&request)
     }
 
     /// The head is incomplete (its first `max_head` bytes parsed without error): wait for
