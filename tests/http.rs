@@ -265,9 +265,7 @@ fn expect_100_continue_lets_the_service_refuse_before_the_body() {
         .start(|_| HttpServer::new(Guarded))
         .expect("start the server");
     let mut c = ResponseReader::new(connect(server.local_addr()));
-    c.send(
-        b"PUT /f HTTP/1.1\r\nHost: t\r\nContent-Length: 10000\r\nExpect: 100-continue\r\n\r\n",
-    );
+    c.send(b"PUT /f HTTP/1.1\r\nHost: t\r\nContent-Length: 10000\r\nExpect: 100-continue\r\n\r\n");
     let r = c.next().unwrap();
     assert_eq!(r.status, 401);
     assert_eq!(r.header("Connection"), Some("close"));
