@@ -59,8 +59,8 @@ pub(crate) struct LoopCore {
     pub cfg: Config,
     /// Output written during the current callback, sent when it returns.
     pub staging: Vec<u8>,
-    /// Plaintext written to a TLS connection during the current callback, encrypted when it
-    /// returns.
+    /// Small writes to a TLS connection during the current callback, gathered into a record:
+    /// encrypted when it returns, or once the record is full.
     pub tls_plain: Vec<u8>,
     pub timers: Timers<TimerKind>,
     /// Time at the start of this turn of the loop.

@@ -76,6 +76,35 @@ fn echo_1b_to_8mib_over_50_concurrent_connections() {
     println!("{CONNS} connections echoed {total} bytes over TLS");
 }
 
+/// Output written in pieces of every size around a record's (the first borrowed from the
+/// input, small ones gathered into records, large ones encrypted from the caller's bytes)
+/// comes back whole and in order.
+#[test]
+fn echo_written_in_pieces_of_every_size_comes_back_whole() {
+    let ca = Ca::new("pieces CA");
+    let leaf = ca.leaf(&["localhost"]);
+    let (server, _rx) = start(server_config(&leaf, &[]), Mode::EchoInPieces, |b| b);
+    let addr = server.local_addr();
+    let cfg = client_config(&[ca.der()], &[]);
+    let clients: Vec<_> = [1usize, 717, 16 * 1024, 40_000, 300_000, 2 << 20]
+        .into_iter()
+        .enumerate()
+        .map(|(i, size)| {
+            let cfg = Arc::clone(&cfg);
+            thread::spawn(move || {
+                let data = Arc::new(payload(i as u64 + 100, size));
+                let client = handshake(addr, cfg, "localhost").expect("handshake");
+                let got = echo_exchange(client, Arc::clone(&data));
+                assert_eq!(got.len(), data.len(), "{size} B: echoed length");
+                assert!(got == *data, "{size} B: echoed bytes differ");
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+}
+
 /// The TechEmpower service over TLS, with a certificate and key loaded from PEM files by
 /// `eventide::tls::server_config_from_pem`: curl, verifying against the test CA, gets both
 /// bodies.

@@ -119,8 +119,9 @@ pub struct Conn<'a> {
     /// `input` is the loop's read buffer, which nothing touches until this callback's output
     /// has been sent: a write of part of it can be sent from there, without a copy.
     pub(crate) input_stable: bool,
-    /// Such a write, not copied to staging: `(start, len)` within `input`. It is the only
-    /// output of the callback so far; any other write copies it to staging first.
+    /// Such a write, not copied to staging (nor, on a TLS connection, gathered for
+    /// encryption): `(start, len)` within `input`. It is the only output of the callback so
+    /// far; any other write copies it first.
     pub(crate) borrowed: Option<(usize, usize)>,
 }
 
@@ -145,9 +146,12 @@ impl<'a> Conn<'a> {
     /// Copies a borrowed write to staging, so that what is written next goes after it.
     fn unborrow(&mut self) {
         if let Some((start, len)) = self.borrowed.take() {
-            let input = self.input;
-            self.core
-                .write_raw(self.lp, Extra::Slice(&input[start..start + len]));
+            let bytes = &self.input[start..start + len];
+            if self.core.tls.is_some() {
+                self.core.write_tls(self.lp, bytes);
+            } else {
+                self.core.write_raw(self.lp, Extra::Slice(bytes));
+            }
         }
     }
 
@@ -232,9 +236,9 @@ impl<'a> Conn<'a> {
         // instead of copying it; it is sent from the read buffer when the callback returns.
         if self.input_stable
             && self.borrowed.is_none()
-            && self.core.tls.is_none()
             && self.core.out.is_none()
             && self.lp.staging.is_empty()
+            && self.lp.tls_plain.is_empty()
         {
             if let Some(start) = self.offset_in_input(data) {
                 self.borrowed = Some((start, data.len()));
@@ -334,7 +338,8 @@ impl<'a> Conn<'a> {
             0
         };
         let borrowed = self.borrowed.map_or(0, |(_, len)| len);
-        self.core.pending() + staged + borrowed + self.lp.tls_plain.len()
+        let encrypted = self.core.tls.as_ref().map_or(0, |t| t.ciphertext_len());
+        self.core.pending() + staged + borrowed + self.lp.tls_plain.len() + encrypted
     }
 
     /// Closes the connection once pending output is flushed ([`CloseReason::Local`]).

@@ -103,27 +103,81 @@ impl ConnCore {
         }
     }
 
-    /// Encrypts `plain` and sends the records the ordinary way.
+    /// Encrypts `plain` for the peer.
     ///
-    /// Plaintext written during a callback is gathered first and encrypted when the callback
-    /// returns (or a full record's worth is waiting), so many small writes make a few full
-    /// TLS records, not one record each.
+    /// Small writes during a callback are gathered and encrypted when it returns (or once a
+    /// full record's worth is waiting), so many of them make a few full TLS records, not one
+    /// record each. A write of a record or more is encrypted from the caller's bytes
+    /// ([`encrypt_now`](Self::encrypt_now)). The records wait in the session, and go to the
+    /// socket from there when the callback returns, or at once once [`STAGING_LIMIT`] of
+    /// them are waiting.
     pub(super) fn write_tls(&mut self, lp: &mut LoopCore, plain: &[u8]) {
-        lp.tls_plain.extend_from_slice(plain);
-        if lp.tls_plain.len() >= TLS_RECORD {
-            self.encrypt_staged(lp);
+        if plain.len() >= TLS_RECORD {
+            return self.encrypt_now(lp, plain);
+        }
+        let Some(tls) = self.tls.as_mut() else {
+            return;
+        };
+        // Fill the record being gathered; what does not fit starts the next one.
+        let fits = plain.len().min(TLS_RECORD - lp.tls_plain.len());
+        lp.tls_plain.extend_from_slice(&plain[..fits]);
+        if lp.tls_plain.len() == TLS_RECORD {
+            tls.encrypt(&lp.tls_plain);
+            lp.tls_plain.clear();
+            if tls.ciphertext_len() >= STAGING_LIMIT {
+                // Sending clears the staging buffers: gather the rest after it.
+                self.send_ciphertext(lp);
+            }
+            lp.tls_plain.extend_from_slice(&plain[fits..]);
+        }
+    }
+
+    /// Encrypts `plain` from the caller's bytes, after what was gathered (so nothing is
+    /// gathered when a send clears the staging buffers).
+    pub(crate) fn encrypt_now(&mut self, lp: &mut LoopCore, plain: &[u8]) {
+        let Some(tls) = self.tls.as_mut() else {
+            return;
+        };
+        if !lp.tls_plain.is_empty() {
+            tls.encrypt(&lp.tls_plain);
+            lp.tls_plain.clear();
+        }
+        // In slices of the staging limit, sent as they are made: the records of a large
+        // write are never all held at once.
+        for slice in plain.chunks(STAGING_LIMIT) {
+            let Some(tls) = self.tls.as_mut() else {
+                return;
+            };
+            tls.encrypt(slice);
+            if tls.ciphertext_len() >= STAGING_LIMIT {
+                self.send_ciphertext(lp);
+            }
         }
     }
 
     /// Encrypts the gathered plaintext and sends the records, plus any the session queued by
     /// itself (handshake messages, session tickets, alerts, `close_notify`).
     pub(crate) fn encrypt_staged(&mut self, lp: &mut LoopCore) {
-        if let Some(mut tls) = self.tls.take() {
+        if let Some(tls) = self.tls.as_mut() {
             if !lp.tls_plain.is_empty() {
                 tls.encrypt(&lp.tls_plain);
                 lp.tls_plain.clear();
             }
-            tls.take_ciphertext(&mut |c| self.write_raw(lp, Extra::Slice(c)));
+            self.send_ciphertext(lp);
+        }
+    }
+
+    /// Sends the session's records from where they were encrypted (after anything staged),
+    /// or queues them behind pending output.
+    fn send_ciphertext(&mut self, lp: &mut LoopCore) {
+        if let Some(mut tls) = self.tls.take() {
+            tls.take_ciphertext(&mut |records| {
+                if self.out.is_some() {
+                    self.queue(lp, Extra::Slice(records));
+                } else {
+                    self.send_staged(lp, Extra::Slice(records));
+                }
+            });
             self.tls = Some(tls);
         }
     }
@@ -137,9 +191,6 @@ impl ConnCore {
             return false;
         }
         self.encrypt_staged(lp);
-        if self.out.is_none() {
-            self.send_staged(lp, Extra::None);
-        }
         true
     }
 

@@ -96,7 +96,8 @@ impl<H: Handler> EventLoop<H> {
 
     /// One read of the socket. Plain: into the loop's read buffer (shown to `on_data` in
     /// place) or, with a remainder buffered, into the remainder's spare room first. TLS:
-    /// ciphertext into the read buffer, fed to the session, plaintext appended to the input.
+    /// ciphertext into the read buffer, decrypted there by the session, and the plaintext
+    /// shown in place too when the session could gather it there (else appended to the input).
     fn read_once(&mut self, key: usize) -> Read {
         let entry = &mut self.conns[key];
         let fd = entry.core.fd.as_raw_fd();
@@ -117,7 +118,7 @@ impl<H: Handler> EventLoop<H> {
         core.active_ms = self.lp.now_ms;
         let Some(tls) = core.tls.as_mut() else {
             let src = if plain_in_place {
-                Src::ReadBuf(n)
+                Src::ReadBuf { start: 0, end: n }
             } else {
                 Src::Buffered
             };
@@ -128,11 +129,22 @@ impl<H: Handler> EventLoop<H> {
             };
         };
         match tls.feed(&mut self.read_buf[..n], &mut |p| input.append(p)) {
-            Ok(fed) => Read::Bytes {
-                n,
-                src: (!input.is_empty()).then_some(Src::Buffered),
-                peer_closed: fed.closed,
-            },
+            Ok(fed) => {
+                // Plaintext gathered in the read buffer is shown from there, like a plain
+                // read, unless a remainder is buffered ahead of it.
+                let (start, end) = (fed.placed.start, fed.placed.end);
+                let src = if start < end && input.is_empty() {
+                    Some(Src::ReadBuf { start, end })
+                } else {
+                    input.append(&self.read_buf[start..end]);
+                    (!input.is_empty()).then_some(Src::Buffered)
+                };
+                Read::Bytes {
+                    n,
+                    src,
+                    peer_closed: fed.closed,
+                }
+            }
             Err(e) => {
                 // Send the alert rustls queued, if the socket takes it, then close.
                 core.encrypt_staged(&mut self.lp);
@@ -186,9 +198,9 @@ impl<H: Handler> EventLoop<H> {
             };
             let entry = &mut self.conns[key];
             match src {
-                Src::ReadBuf(n) => {
-                    if consumed < n {
-                        entry.input.append(&self.read_buf[consumed..n]);
+                Src::ReadBuf { start, end } => {
+                    if start + consumed < end {
+                        entry.input.append(&self.read_buf[start + consumed..end]);
                     }
                     src = Src::Buffered;
                 }
@@ -259,25 +271,30 @@ impl<H: Handler> EventLoop<H> {
     ) -> Option<(R, usize)> {
         let Entry { core, input, state } = &mut self.conns[key];
         let view: &[u8] = match src {
-            Src::ReadBuf(n) => &self.read_buf[..n],
+            Src::ReadBuf { start, end } => &self.read_buf[start..end],
             Src::Buffered => input.data(),
         };
         let handler = &mut self.handler;
         let result = self.lp.callback("a connection callback", |lp| {
             let mut conn = Conn::new(core, lp, view);
-            conn.input_stable = matches!(src, Src::ReadBuf(_));
+            conn.input_stable = matches!(src, Src::ReadBuf { .. });
             let r = f(handler, &mut conn, state);
             (r, conn.consumed, conn.borrowed)
         });
         match result {
             Some((r, consumed, borrowed)) => {
-                if let Some((start, len)) = borrowed {
+                if let (Some((at, len)), Src::ReadBuf { start, .. }) = (borrowed, src) {
                     // The callback's only output was part of the read buffer: send it from
                     // there (staging is empty and nothing is queued, or it would have been
-                    // copied to staging), as settling would have sent staging.
+                    // copied to staging), as settling would have sent staging; on a TLS
+                    // connection, encrypt it from there, for settling to send.
                     let core = &mut self.conns[key].core;
-                    let bytes = &self.read_buf[start..start + len];
-                    core.send_staged(&mut self.lp, Extra::Slice(bytes));
+                    let bytes = &self.read_buf[start + at..start + at + len];
+                    if core.tls.is_some() {
+                        core.encrypt_now(&mut self.lp, bytes);
+                    } else {
+                        core.send_staged(&mut self.lp, Extra::Slice(bytes));
+                    }
                 }
                 Some((r, consumed))
             }

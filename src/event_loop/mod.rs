@@ -98,8 +98,9 @@ pub(crate) struct EventLoop<H: Handler> {
 /// Where the bytes shown to `on_data` come from.
 #[derive(Clone, Copy)]
 pub(crate) enum Src {
-    /// The first `n` bytes of the loop's read buffer.
-    ReadBuf(usize),
+    /// Bytes `start..end` of the loop's read buffer (from 0 for a plain read; TLS plaintext
+    /// starts after its record's header).
+    ReadBuf { start: usize, end: usize },
     /// The connection's own inbound remainder.
     Buffered,
 }

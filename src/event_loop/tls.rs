@@ -175,6 +175,7 @@ impl<H: Handler> EventLoop<H> {
                         // close_notify: nothing more will come. With the final flight it is
                         // the peer's end of data, kept in the session for `open_with`.
                         Ok(fed) if fed.closed => {
+                            early.extend_from_slice(&self.read_buf[fed.placed]);
                             if session.is_handshaking() {
                                 return Step::Failed(io::Error::new(
                                     io::ErrorKind::UnexpectedEof,
@@ -183,7 +184,7 @@ impl<H: Handler> EventLoop<H> {
                             }
                             break;
                         }
-                        Ok(_) => {}
+                        Ok(fed) => early.extend_from_slice(&self.read_buf[fed.placed]),
                     }
                     if n < self.read_buf.len() {
                         break;

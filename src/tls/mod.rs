@@ -2,9 +2,11 @@
 //! the ring provider).
 //!
 //! A session sits in the connection's record. Bytes read from the socket are decrypted in
-//! place, in the loop's read buffer (rustls' unbuffered API), and the plaintext becomes the
-//! handler's input; `Conn::write` encrypts, and the ciphertext takes the ordinary output path —
-//! so pending output, the high-water mark and back-pressure count what really waits for the
+//! place, in the loop's read buffer (rustls' unbuffered API), and the plaintext is shown to
+//! the handler from there (only what it leaves is kept as its input); `Conn::write` encrypts
+//! — small writes gathered into full records, large ones straight from the caller's bytes —
+//! and the records are sent from where they were encrypted, on the ordinary output path — so
+//! pending output, the high-water mark and back-pressure count what really waits for the
 //! socket. The handshake runs inside the loop, driven by readiness like any other I/O, before
 //! `on_open`. A peer's `close_notify` is the peer-closed-its-write-side event; a half-close or
 //! a graceful close sends `close_notify` after the pending output. Early (0-RTT) data is not

@@ -6,6 +6,7 @@
 //! and how many bytes it is done with. [`process`] runs it until it needs more bytes.
 
 use std::mem;
+use std::ops::Range;
 
 use rustls::client::ClientConnectionData;
 use rustls::server::ServerConnectionData;
@@ -29,6 +30,9 @@ pub(super) trait Records {
 
     /// Whether records are queued (to be had as `EncodeTlsData`).
     fn wants_write(&self) -> bool;
+
+    /// Whether TLS 1.3 was negotiated (whose records [`place`] finds plaintext in).
+    fn is_tls13(&self) -> bool;
 }
 
 impl Records for UnbufferedConnectionCommon<ServerConnectionData> {
@@ -40,6 +44,10 @@ impl Records for UnbufferedConnectionCommon<ServerConnectionData> {
 
     fn wants_write(&self) -> bool {
         rustls::CommonState::wants_write(self)
+    }
+
+    fn is_tls13(&self) -> bool {
+        self.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
     }
 }
 
@@ -53,19 +61,28 @@ impl Records for UnbufferedConnectionCommon<ClientConnectionData> {
     fn wants_write(&self) -> bool {
         rustls::CommonState::wants_write(self)
     }
+
+    fn is_tls13(&self) -> bool {
+        self.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
+    }
 }
 
 /// Where a pass over the records puts what it yields.
 pub(super) struct Events<'a> {
     pub out: &'a mut Outgoing,
-    pub plain: &'a mut dyn FnMut(&[u8]),
+    /// Takes the plaintext that does not stay where it was decrypted.
+    pub spill: &'a mut dyn FnMut(&[u8]),
+    /// `Some(range)`: the plaintext so far stays in the buffer being processed, gathered
+    /// there (from where the first record's starts; empty until then). `None`: plaintext goes
+    /// to `spill` (from the first piece that could not stay on, so the order is kept).
+    pub placed: Option<Range<usize>>,
     /// Set when the peer's `close_notify` is read.
     pub peer_closed: &'a mut bool,
 }
 
-/// Runs rustls over `buf` until it needs more bytes: plaintext goes to `plain`, handshake
-/// records to `out`; then does `write`, which needs the handshake complete. Returns how many
-/// bytes of `buf` rustls is done with: the rest (an incomplete record, or records of a
+/// Runs rustls over `buf` until it needs more bytes: plaintext is placed or spilled (see
+/// [`Events`]), handshake records go to `out`; then does `write`, which needs the handshake
+/// complete. Returns how many bytes of `buf` rustls is done with: the rest (an incomplete record, or records of a
 /// handshake message still being joined) must be passed again, unchanged, with what follows.
 ///
 /// On an error, the alert rustls queued is encoded into `out` before the error is returned.
@@ -94,16 +111,21 @@ fn process_until_blocked<C: Records>(
         let UnbufferedStatus { mut discard, state } = conn.records(&mut buf[*used..]);
         let state = state.inspect_err(|_| *used += discard)?;
         let (mut blocked, mut drained) = (false, false);
+        let mut located = None;
         match state {
-            ConnectionState::ReadTraffic(mut records) => {
-                while let Some(record) = records.next_record() {
-                    let record = record?;
-                    discard += record.discard;
-                    (ev.plain)(record.payload);
+            ConnectionState::ReadTraffic(mut records) => match (&ev.placed, records.peek_len()) {
+                // Decrypted in place: found in `buf` once this pass lets go of it.
+                (Some(_), Some(len)) => located = Some(len.get()),
+                _ => {
+                    while let Some(record) = records.next_record() {
+                        let record = record?;
+                        discard += record.discard;
+                        (ev.spill)(record.payload);
+                    }
+                    // Every byte used and nothing queued: another pass would only say so.
+                    drained = *used + discard == buf.len() && matches!(write, Write::Nothing);
                 }
-                // Every byte used and nothing queued: another pass would only say so.
-                drained = *used + discard == buf.len() && matches!(write, Write::Nothing);
-            }
+            },
             ConnectionState::EncodeTlsData(mut data) => ev.out.write(|b| data.encode(b))?,
             // The encoded records wait in `out` until the socket takes them, in order.
             ConnectionState::TransmitTlsData(transmit) => transmit.done(),
@@ -127,6 +149,12 @@ fn process_until_blocked<C: Records>(
             _ => blocked = true,
         }
         *used += discard;
+        if let Some(len) = located {
+            // Placed, rustls' copy is dropped: done once every byte is used, as above.
+            drained = place(conn, buf, used, len, ev)?
+                && *used == buf.len()
+                && matches!(write, Write::Nothing);
+        }
         if blocked || (drained && !conn.wants_write()) {
             break;
         }
@@ -137,6 +165,64 @@ fn process_until_blocked<C: Records>(
         )),
         Write::Nothing | Write::CloseNotify => Ok(()),
     }
+}
+
+/// The application-data record just processed ends at `buf[*used]`, holding `len` bytes of
+/// plaintext, and rustls' copy of them is queued. Takes the copy; if the same bytes are where
+/// a TLS 1.3 record decrypted in place leaves them, leaves them there (or moves them to follow
+/// those placed before, within `buf`, over records already processed) and returns `true`.
+/// Otherwise spills the plaintext placed so far, then the copy, and from here on everything.
+fn place<C: Records>(
+    conn: &mut C,
+    buf: &mut [u8],
+    used: &mut usize,
+    len: usize,
+    ev: &mut Events<'_>,
+) -> Result<bool, rustls::Error> {
+    let Some(placed) = ev.placed.take() else {
+        return Ok(false);
+    };
+    let end = *used;
+    let (done, rest) = buf.split_at_mut(end);
+    // rustls hands its queued copy over first, before it processes any record.
+    let status = conn.records(rest);
+    let (0, Ok(ConnectionState::ReadTraffic(mut records))) = (status.discard, status.state) else {
+        (ev.spill)(&done[placed]);
+        return Ok(false);
+    };
+    let Some(copy) = records.next_record().transpose()? else {
+        (ev.spill)(&done[placed]);
+        return Ok(false);
+    };
+    // Checked against the copy, byte for byte: where rustls decrypts is its own affair.
+    let start = tls13_plaintext(done, end, len).filter(|&s| done[s..s + len] == *copy.payload);
+    let Some(start) = start else {
+        (ev.spill)(&done[placed]);
+        (ev.spill)(copy.payload);
+        return Ok(false);
+    };
+    ev.placed = Some(if placed.is_empty() {
+        start..start + len
+    } else {
+        done.copy_within(start..start + len, placed.end);
+        placed.start..placed.end + len
+    });
+    Ok(true)
+}
+
+/// Where an unpadded TLS 1.3 application-data record ending at `end` and decrypted in place
+/// holds its `len` bytes of plaintext: after its header, followed by the content type and
+/// the 16-byte tag. `None` for any other layout (a padded record has a zero there, as its
+/// padding ends the plaintext; a record of TLS 1.2 has another header).
+fn tls13_plaintext(buf: &[u8], end: usize, len: usize) -> Option<usize> {
+    const TAG: usize = 16;
+    const APPLICATION_DATA: u8 = 23;
+    let content_type = end.checked_sub(TAG + 1)?;
+    let start = content_type.checked_sub(len)?;
+    let header = start.checked_sub(HEADER)?;
+    let [hi, lo] = u16::try_from(len + 1 + TAG).ok()?.to_be_bytes();
+    let expected = [APPLICATION_DATA, 3, 3, hi, lo];
+    (buf[content_type] == APPLICATION_DATA && buf[header..start] == expected).then_some(start)
 }
 
 /// Encodes the alert rustls queued with an error — and nothing else: driven further after
@@ -154,9 +240,11 @@ fn encode_alert<C: Records>(conn: &mut C, out: &mut Outgoing) {
     }
 }
 
+/// A TLS record header: content type, version, payload length.
+pub(super) const HEADER: usize = 5;
 /// The largest record (TLS 1.2's limit: a 16 KiB payload plus 2 KiB of expansion) and its
-/// 5-byte header.
-const MAX_RECORD: usize = 5 + 16 * 1024 + 2048;
+/// header.
+const MAX_RECORD: usize = HEADER + 16 * 1024 + 2048;
 
 /// Records waiting for the socket, `buf[..len]`; the rest of `buf` is initialised room that
 /// the next records are written into.
@@ -191,6 +279,11 @@ impl Outgoing {
                 },
             }
         }
+    }
+
+    /// Bytes of records pending.
+    pub(super) fn len(&self) -> usize {
+        self.len
     }
 
     /// Hands the pending records to `out`.
@@ -253,6 +346,34 @@ mod tests {
         }
         b[..n].fill(7);
         Ok(n)
+    }
+
+    /// A TLS 1.3 application-data record as it is once decrypted in place: header,
+    /// plaintext, content type, `padding` zeros, tag.
+    fn decrypted(plain: &[u8], padding: usize) -> Vec<u8> {
+        let len = u16::try_from(plain.len() + 1 + padding + 16).unwrap();
+        let mut r = vec![23, 3, 3];
+        r.extend_from_slice(&len.to_be_bytes());
+        r.extend_from_slice(plain);
+        r.push(23);
+        r.resize(r.len() + padding, 0);
+        r.resize(r.len() + 16, 0xee);
+        r
+    }
+
+    #[test]
+    fn tls13_plaintext_is_found_only_in_an_unpadded_record_of_its_length() {
+        let mut buf = b"an earlier record".to_vec();
+        let start = buf.len() + HEADER;
+        buf.extend_from_slice(&decrypted(b"hello", 0));
+        assert_eq!(tls13_plaintext(&buf, buf.len(), 5), Some(start));
+        assert_eq!(tls13_plaintext(&buf, buf.len(), 4), None, "another length");
+        let padded = decrypted(b"hello", 3);
+        assert_eq!(tls13_plaintext(&padded, padded.len(), 5), None);
+        // A record that does not end where it is said to: no header there.
+        buf.push(0);
+        assert_eq!(tls13_plaintext(&buf, buf.len(), 5), None);
+        assert_eq!(tls13_plaintext(b"short", 5, 3), None);
     }
 
     #[test]

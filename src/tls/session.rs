@@ -1,28 +1,28 @@
 //! One connection's TLS session, on rustls' unbuffered API.
 //!
 //! rustls decrypts each record in place, in the buffer it is given: bytes read from the socket
-//! are processed where the loop read them. Only the start of a record that has not fully
-//! arrived is copied out and kept; the next read completes it, and processing goes on in that
-//! read's buffer. Records for the socket — handshake messages, alerts, encrypted application
-//! data — are written into a reused buffer (`Outgoing`), so encrypting costs no allocation and
-//! no zeroing of ours.
+//! are processed where the loop read them, and the plaintext of TLS 1.3 records that arrived
+//! whole is shown to the handler from there too (see `records::place`). Only the start of a
+//! record that has not fully arrived is copied out and kept; the next read completes it, and
+//! processing goes on in that read's buffer. Records for the socket — handshake messages,
+//! alerts, encrypted application data — are written into a reused buffer (`Outgoing`) and
+//! sent from it, so encrypting costs no allocation and no zeroing of ours.
 //!
-//! rustls 0.23 itself still copies each decrypted record into a `Vec`, and each outgoing record
-//! into one before encrypting it (`take_received_plaintext`, `encrypt_outgoing`): one
-//! allocation per record each way that no use of its API avoids.
+//! rustls 0.23 itself still copies each decrypted record into a `Vec` (dropped unread here),
+//! and each outgoing record into one before encrypting it (`take_received_plaintext`,
+//! `encrypt_outgoing`): one allocation per record each way that no use of its API avoids.
 
 use std::io;
 use std::mem;
+use std::ops::Range;
 use std::sync::Arc;
 
 use rustls::client::UnbufferedClientConnection;
 use rustls::server::{Acceptor, UnbufferedServerConnection};
 
-use super::records::{process, Events, Outgoing, Write};
+use super::records::{process, Events, Outgoing, Write, HEADER};
 use super::{tls_error, ClientTls};
 
-/// A TLS record header: content type, version, payload length.
-const HEADER: usize = 5;
 /// The most ciphertext kept for rustls between reads: a handshake message of the largest size
 /// rustls accepts (64 KiB) in full-size records, and the start of the next record. A peer that
 /// sends a message in tiny records (each a 5-byte header more) fails here rather than making
@@ -56,6 +56,9 @@ enum Side {
 /// What feeding received bytes produced.
 #[derive(Debug)]
 pub(crate) struct Fed {
+    /// Where the plaintext decrypted in place was gathered in the bytes fed: `raw[placed]`
+    /// (empty if it went to the `spill` callback).
+    pub placed: Range<usize>,
     /// The peer sent `close_notify`: no more plaintext will come.
     pub closed: bool,
 }
@@ -73,7 +76,7 @@ impl TlsSession {
             .map_err(tls_error)?;
         let mut session = TlsSession::new(Side::Client(conn));
         // The ClientHello is queued already: encode it for the first `take_ciphertext`.
-        session.checked_run(&mut [], &mut |_| {})?;
+        session.checked_run(&mut [], &mut |_| {}, None)?;
         Ok(session)
     }
 
@@ -103,28 +106,45 @@ impl TlsSession {
     }
 
     /// Feeds bytes read from the socket, decrypting them in place (so `raw` is left
-    /// scrambled); hands each piece of plaintext to `plain`. An error is a TLS failure: the
-    /// alert rustls queued is ready for [`take_ciphertext`](Self::take_ciphertext).
-    pub(crate) fn feed(&mut self, raw: &mut [u8], plain: &mut dyn FnMut(&[u8])) -> io::Result<Fed> {
+    /// scrambled). The plaintext is gathered in `raw` where it can be (TLS 1.3 records that
+    /// arrived whole: [`Fed::placed`]); otherwise every piece of it goes to
+    /// `spill`, in order — one or the other, never both in one call. An error is a TLS
+    /// failure: the alert rustls queued is ready for [`take_ciphertext`](Self::take_ciphertext).
+    pub(crate) fn feed(&mut self, raw: &mut [u8], spill: &mut dyn FnMut(&[u8])) -> io::Result<Fed> {
         if self.failed {
             return Err(failed());
         }
         self.probe_server_name(raw);
-        let mut raw = raw;
+        let mut fed = Fed {
+            placed: 0..0,
+            closed: false,
+        };
         if !self.incoming.is_empty() && !self.peer_closed {
-            raw = self.complete_incoming(raw, plain)?;
-        }
-        if !raw.is_empty() && !self.peer_closed {
-            let used = self.checked_run(raw, plain)?;
+            // Records completed from `incoming` are decrypted there: spill everything.
+            let rest = self.complete_incoming(raw, spill)?;
+            if !rest.is_empty() && !self.peer_closed {
+                let (used, _) = self.checked_run(rest, spill, None)?;
+                self.keep(&rest[used..])?;
+            }
+        } else if !raw.is_empty() && !self.peer_closed {
+            let (used, placed) = self.checked_run(raw, spill, self.tls13().then_some(0..0))?;
             self.keep(&raw[used..])?;
+            fed.placed = placed.unwrap_or(0..0);
         }
         if self.peer_closed {
             // After close_notify nothing more is read; the rest is ignored.
             self.incoming = Vec::new();
         }
-        Ok(Fed {
-            closed: self.peer_closed,
-        })
+        fed.closed = self.peer_closed;
+        Ok(fed)
+    }
+
+    fn tls13(&self) -> bool {
+        use super::records::Records;
+        match &self.side {
+            Side::Server(c) => c.is_tls13(),
+            Side::Client(c) => c.is_tls13(),
+        }
     }
 
     /// Completes what `incoming` holds from the start of `raw`; returns the rest of `raw`,
@@ -166,7 +186,7 @@ impl TlsSession {
     /// Runs rustls over `incoming`, keeping what it is not done with.
     fn run_incoming(&mut self, plain: &mut dyn FnMut(&[u8])) -> io::Result<()> {
         let mut incoming = mem::take(&mut self.incoming);
-        let used = self.checked_run(&mut incoming, plain)?;
+        let (used, _) = self.checked_run(&mut incoming, plain, None)?;
         incoming.drain(..used);
         if !incoming.is_empty() {
             self.incoming = incoming;
@@ -174,9 +194,15 @@ impl TlsSession {
         Ok(())
     }
 
-    /// Runs rustls over `buf` (see [`process`]) to read; a failure ends the session.
-    fn checked_run(&mut self, buf: &mut [u8], plain: &mut dyn FnMut(&[u8])) -> io::Result<usize> {
-        self.run(buf, plain, Write::Nothing).map_err(|e| {
+    /// Runs rustls over `buf` (see [`process`]) to read; a failure ends the session. Returns
+    /// the bytes used and, if `placed` allowed it, how much plaintext was gathered in `buf`.
+    fn checked_run(
+        &mut self,
+        buf: &mut [u8],
+        spill: &mut dyn FnMut(&[u8]),
+        placed: Option<Range<usize>>,
+    ) -> io::Result<(usize, Option<Range<usize>>)> {
+        self.run(buf, spill, placed, Write::Nothing).map_err(|e| {
             self.failed = true;
             tls_error(e)
         })
@@ -186,18 +212,21 @@ impl TlsSession {
     fn run(
         &mut self,
         buf: &mut [u8],
-        plain: &mut dyn FnMut(&[u8]),
+        spill: &mut dyn FnMut(&[u8]),
+        placed: Option<Range<usize>>,
         write: Write<'_>,
-    ) -> Result<usize, rustls::Error> {
+    ) -> Result<(usize, Option<Range<usize>>), rustls::Error> {
         let mut events = Events {
             out: &mut self.outgoing,
-            plain,
+            spill,
+            placed,
             peer_closed: &mut self.peer_closed,
         };
-        match &mut self.side {
+        let used = match &mut self.side {
             Side::Server(c) => process(&mut **c, buf, &mut events, write),
             Side::Client(c) => process(&mut **c, buf, &mut events, write),
-        }
+        }?;
+        Ok((used, events.placed))
     }
 
     /// Until the `ClientHello` is complete, shows the bytes to the probe that reads its
@@ -247,10 +276,15 @@ impl TlsSession {
         }
         // Only an incomplete record waits in `incoming`: rustls passes over it.
         let mut incoming = mem::take(&mut self.incoming);
-        if self.run(&mut incoming, &mut |_| {}, write).is_err() {
+        if self.run(&mut incoming, &mut |_| {}, None, write).is_err() {
             self.failed = true;
         }
         self.incoming = incoming;
+    }
+
+    /// Bytes of records waiting for [`take_ciphertext`](Self::take_ciphertext).
+    pub(crate) fn ciphertext_len(&self) -> usize {
+        self.outgoing.len()
     }
 
     /// Moves every pending TLS record to `out`.

@@ -16,6 +16,7 @@ pub(crate) enum ClientTls {}
 pub(crate) type ServerConfig = std::sync::Arc<ServerConfigStub>;
 
 pub(crate) struct Fed {
+    pub placed: std::ops::Range<usize>,
     pub closed: bool,
 }
 
@@ -36,6 +37,9 @@ impl TlsSession {
         match *self {}
     }
     pub(crate) fn encrypt(&mut self, _: &[u8]) {
+        match *self {}
+    }
+    pub(crate) fn ciphertext_len(&self) -> usize {
         match *self {}
     }
     pub(crate) fn take_ciphertext(&mut self, _: &mut dyn FnMut(&[u8])) {

@@ -63,12 +63,18 @@ pub enum Mode {
     Echo,
     /// Echo; on the peer's `close_notify`, report it, write [`TRAILER`], then close.
     EchoThenTrailer,
+    /// Echo, each input written back in pieces of [`PIECES`] sizes in turn (small ones
+    /// gathered into records, large ones encrypted as they are).
+    EchoInPieces,
     /// On open, write this many bytes and shut the write side down (half-close); report
     /// what arrives afterwards.
     SendThenShutdown(usize),
 }
 
 pub const TRAILER: &[u8] = b"-- that was everything --";
+
+/// The sizes [`Mode::EchoInPieces`] writes in, in turn: around a record's 16 KiB of plaintext.
+pub const PIECES: &[usize] = &[1, 700, 16 * 1024, 20_000, 5, 16 * 1024 - 1];
 
 pub struct Probe {
     pub tx: mpsc::Sender<Event>,
@@ -152,6 +158,17 @@ impl Handler for Probe {
             Mode::Echo | Mode::EchoThenTrailer => {
                 conn.write(data);
             }
+            Mode::EchoInPieces => {
+                let mut rest = data;
+                for &size in PIECES.iter().cycle() {
+                    if rest.is_empty() {
+                        break;
+                    }
+                    let (piece, after) = rest.split_at(size.min(rest.len()));
+                    conn.write(piece);
+                    rest = after;
+                }
+            }
             Mode::SendThenShutdown(_) => {
                 let _ = self.tx.send(Event::Data(data.to_vec()));
             }
@@ -161,7 +178,7 @@ impl Handler for Probe {
 
     fn on_read_closed(&mut self, conn: &mut Conn<'_>, state: &mut State) -> Action {
         match self.mode {
-            Mode::Echo => {}
+            Mode::Echo | Mode::EchoInPieces => {}
             Mode::EchoThenTrailer => {
                 let _ = self.tx.send(Event::ReadClosed {
                     received: state.received,

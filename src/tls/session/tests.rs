@@ -26,6 +26,14 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// The server's and the client's configurations; `fragment` caps their records' size.
 fn configs(fragment: Option<usize>) -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+    configs_with(fragment, rustls::DEFAULT_VERSIONS)
+}
+
+/// Like [`configs`], the client offering only `versions`.
+fn configs_with(
+    fragment: Option<usize>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
     let (cert, key) = certificate();
     let mut server = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -38,7 +46,7 @@ fn configs(fragment: Option<usize>) -> (Arc<rustls::ServerConfig>, Arc<rustls::C
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert).unwrap();
     let mut client = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
@@ -81,9 +89,9 @@ fn feed_in(
 ) -> io::Result<(Vec<u8>, bool)> {
     let (mut plain, mut closed) = (Vec::new(), false);
     for piece in bytes.chunks_mut(cut) {
-        closed = session
-            .feed(piece, &mut |p| plain.extend_from_slice(p))?
-            .closed;
+        let fed = session.feed(piece, &mut |p| plain.extend_from_slice(p))?;
+        plain.extend_from_slice(&piece[fed.placed]);
+        closed = fed.closed;
     }
     Ok((plain, closed))
 }
@@ -390,12 +398,14 @@ fn a_handshake_message_in_tiny_records_is_refused_past_a_bound() {
 fn a_key_update_from_the_peer_is_answered_and_traffic_goes_on() {
     let (mut session, mut peer) = server_pair(None, "localhost");
     handshake(&mut session, &mut peer, usize::MAX);
-    for round in 0..3 {
-        // A TLS 1.3 KeyUpdate that asks for ours in return, then data under the new keys.
+    for round in 0..4 {
+        // A TLS 1.3 KeyUpdate that asks for ours in return, then data under the new keys,
+        // read in pieces or (decrypted in place) at once.
         peer.refresh_traffic_keys().unwrap();
         let sent = format!("round {round}").into_bytes();
         peer.writer().write_all(&sent).unwrap();
-        let (got, _) = feed_in(&mut session, wire(&mut peer), 3).unwrap();
+        let cut = if round % 2 == 0 { 3 } else { usize::MAX };
+        let (got, _) = feed_in(&mut session, wire(&mut peer), cut).unwrap();
         assert_eq!(got, sent);
         // Our KeyUpdate goes first, then the reply under our new keys.
         session.encrypt(&got);
@@ -426,4 +436,59 @@ fn record_lengths(mut wire: &[u8]) -> Vec<usize> {
         wire = &wire[(HEADER + len).min(wire.len())..];
     }
     lengths
+}
+
+#[test]
+fn whole_tls13_records_are_gathered_in_place_however_many_come_at_once() {
+    let (mut session, mut peer) = server_pair(None, "localhost");
+    handshake(&mut session, &mut peer, usize::MAX);
+    // Records of every size, with a KeyUpdate (a handshake record) among them.
+    let sent = pattern(1 + 100 + 16 * 1024 + 20_000);
+    peer.writer().write_all(&sent[..1]).unwrap();
+    peer.writer().write_all(&sent[1..101]).unwrap();
+    peer.refresh_traffic_keys().unwrap();
+    peer.writer().write_all(&sent[101..16_485]).unwrap();
+    peer.writer().write_all(&sent[16_485..]).unwrap();
+    let mut bytes = wire(&mut peer);
+    let fed = session
+        .feed(&mut bytes, &mut |_| panic!("nothing is spilled"))
+        .unwrap();
+    assert_eq!(
+        fed.placed.start, HEADER,
+        "the first record's plaintext stays where it is"
+    );
+    assert!(bytes[fed.placed] == sent[..], "the plaintext is in order");
+    // The KeyUpdate was answered: ours goes out before the next data.
+    session.encrypt(b"reply");
+    let mut records = Vec::new();
+    session.take_ciphertext(&mut |c| records.extend_from_slice(c));
+    assert_eq!(
+        record_lengths(&records).len(),
+        2,
+        "a KeyUpdate, then the reply"
+    );
+}
+
+#[test]
+fn tls12_records_are_spilled_in_order() {
+    let (server, client) = configs_with(None, &[&rustls::version::TLS12]);
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut peer: Connection = ClientConnection::new(client, name).unwrap().into();
+    let mut session = TlsSession::server(&server).unwrap();
+    handshake(&mut session, &mut peer, usize::MAX);
+    assert!(!session.tls13());
+    let sent = pattern(100 + 16 * 1024 + 20_000);
+    for part in [&sent[..100], &sent[100..16_484], &sent[16_484..]] {
+        peer.writer().write_all(part).unwrap();
+    }
+    let mut bytes = wire(&mut peer);
+    let mut got = Vec::new();
+    let fed = session
+        .feed(&mut bytes, &mut |p| got.extend_from_slice(p))
+        .unwrap();
+    assert!(
+        fed.placed.is_empty(),
+        "TLS 1.2 plaintext is not looked for in place"
+    );
+    assert!(got == sent, "{} of {} bytes right", got.len(), sent.len());
 }
