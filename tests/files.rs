@@ -446,12 +446,14 @@ fn a_huge_file_is_served_whole_without_being_read_into_memory() {
         return;
     };
     let tree = Tree::new("huge");
-    let mut child = Command::new(&bin)
-        .args(["--addr", "127.0.0.1:0", "--loops", "1", "--root"])
-        .arg(tree.root())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        Command::new(&bin)
+            .args(["--addr", "127.0.0.1:0", "--loops", "1", "--root"])
+            .arg(tree.root())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let addr = listening_addr(&mut child);
     let mut c = ResponseReader::new(connect(addr));
     c.send(b"HEAD /huge.bin HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -520,15 +522,17 @@ fn file_bodies_go_out_with_sendfile() {
     };
     let tree = Tree::new("sendfile");
     let log = tree.0.join("strace.log");
-    let mut child = Command::new(strace)
-        .args(["-f", "-qq", "-e", "trace=sendfile", "-o"])
-        .arg(&log)
-        .arg(&bin)
-        .args(["--addr", "127.0.0.1:0", "--loops", "1", "--root"])
-        .arg(tree.root())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        Command::new(strace)
+            .args(["-f", "-qq", "-e", "trace=sendfile", "-o"])
+            .arg(&log)
+            .arg(&bin)
+            .args(["--addr", "127.0.0.1:0", "--loops", "1", "--root"])
+            .arg(tree.root())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let addr = listening_addr(&mut child);
     let mut c = ResponseReader::new(connect(addr));
     c.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -617,6 +621,31 @@ fn files_over_tls_are_byte_exact() {
         fs::read(&two).unwrap() == want,
         "the second download differs"
     );
+}
+
+/// A child process killed (and reaped) if the test fails before it stops it.
+struct Reaped(std::process::Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// Reads a demo's `listening on ADDR` line.
