@@ -6,15 +6,17 @@
 //!   released as soon as the remainder is consumed.
 //! * [`OutBuffer`] keeps outbound bytes the kernel would not take yet, as a queue of chunks
 //!   (large writes are kept as the caller's own `Vec` without a copy, a broadcast's payload
-//!   as the `Arc` every recipient shares) flushed with one gathering `sendmsg`. It is boxed in
-//!   the connection and dropped once empty.
+//!   as the `Arc` every recipient shares) flushed with one gathering `sendmsg`, and file
+//!   ranges, sent from the file with `sendfile(2)` when their turn comes (never read into
+//!   memory). It is boxed in the connection and dropped once empty.
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::{self, IoSlice};
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, RawFd};
 use std::sync::Arc;
 
-use crate::sys::socket;
+use crate::sys::{sendfile, socket};
 
 /// Appended slices are packed into chunks of at least this many bytes.
 const CHUNK: usize = 16 * 1024;
@@ -95,33 +97,44 @@ impl InBuffer {
     }
 }
 
-/// One piece of queued output: bytes of this connection's own, or a payload shared with
-/// every other recipient of a broadcast.
-#[derive(Debug)]
-enum Chunk {
-    Owned(Vec<u8>),
-    Shared(Arc<[u8]>),
+/// Outbound bytes waiting for room in the socket's send buffer: chunks of bytes, and ranges
+/// of files sent from the file by the kernel (`sendfile(2)`) when their turn comes.
+#[derive(Debug, Default)]
+pub(crate) struct OutBuffer {
+    pieces: VecDeque<Piece>,
+    /// Bytes of the front chunk already written.
+    head: usize,
+    /// Bytes queued, file ranges included.
+    len: usize,
 }
 
-impl Chunk {
-    fn bytes(&self) -> &[u8] {
+/// One piece of queued output.
+#[derive(Debug)]
+enum Piece {
+    Bytes(Vec<u8>),
+    /// A payload shared with every other recipient of a broadcast.
+    Shared(Arc<[u8]>),
+    /// `left` bytes of `file` from `offset` (the file's own position is never used).
+    File {
+        file: File,
+        offset: u64,
+        left: u64,
+    },
+}
+
+impl Piece {
+    /// The bytes of a chunk; `None` for a file range.
+    fn bytes(&self) -> Option<&[u8]> {
         match self {
-            Chunk::Owned(v) => v,
-            Chunk::Shared(s) => s,
+            Piece::Bytes(v) => Some(v),
+            Piece::Shared(s) => Some(s),
+            Piece::File { .. } => None,
         }
     }
 }
 
-/// Outbound bytes waiting for room in the socket's send buffer.
-#[derive(Debug, Default)]
-pub(crate) struct OutBuffer {
-    chunks: VecDeque<Chunk>,
-    /// Bytes of the front chunk already written.
-    head: usize,
-    len: usize,
-}
-
 impl OutBuffer {
+    /// Bytes queued (file ranges included).
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -136,7 +149,7 @@ impl OutBuffer {
             return;
         }
         self.len += bytes.len();
-        if let Some(Chunk::Owned(last)) = self.chunks.back_mut() {
+        if let Some(Piece::Bytes(last)) = self.pieces.back_mut() {
             if last.capacity() - last.len() >= bytes.len() {
                 last.extend_from_slice(bytes);
                 return;
@@ -144,7 +157,7 @@ impl OutBuffer {
         }
         let mut chunk = Vec::with_capacity(bytes.len().max(CHUNK));
         chunk.extend_from_slice(bytes);
-        self.chunks.push_back(Chunk::Owned(chunk));
+        self.pieces.push_back(Piece::Bytes(chunk));
     }
 
     /// Appends an owned buffer; large ones are queued as they are, without a copy.
@@ -153,7 +166,7 @@ impl OutBuffer {
             self.push_slice(&bytes);
         } else {
             self.len += bytes.len();
-            self.chunks.push_back(Chunk::Owned(bytes));
+            self.pieces.push_back(Piece::Bytes(bytes));
         }
     }
 
@@ -161,10 +174,10 @@ impl OutBuffer {
     pub(crate) fn push_vec_from(&mut self, bytes: Vec<u8>, skip: usize) {
         if skip == 0 {
             self.push_vec(bytes);
-        } else if self.chunks.is_empty() && bytes.len() - skip >= CHUNK {
+        } else if self.pieces.is_empty() && bytes.len() - skip >= CHUNK {
             self.len += bytes.len() - skip;
             self.head = skip;
-            self.chunks.push_back(Chunk::Owned(bytes));
+            self.pieces.push_back(Piece::Bytes(bytes));
         } else {
             self.push_slice(&bytes[skip..]);
         }
@@ -174,28 +187,60 @@ impl OutBuffer {
     /// already sent: kept as the shared `Arc` (no copy) unless it is short ([`SHARE_MIN`]).
     pub(crate) fn push_shared(&mut self, bytes: &Arc<[u8]>, skip: usize) {
         let rest = bytes.len() - skip;
-        if rest < SHARE_MIN || (skip > 0 && !self.chunks.is_empty()) {
+        if rest < SHARE_MIN || (skip > 0 && !self.pieces.is_empty()) {
             self.push_slice(&bytes[skip..]);
         } else {
-            if self.chunks.is_empty() {
+            if self.pieces.is_empty() {
                 self.head = skip;
             }
             self.len += rest;
-            self.chunks.push_back(Chunk::Shared(Arc::clone(bytes)));
+            self.pieces.push_back(Piece::Shared(Arc::clone(bytes)));
         }
     }
 
-    /// Writes as much as one gathering `sendmsg` takes. Returns `(written, offered)`: fewer
-    /// written than offered means the send buffer is full. `WouldBlock` means nothing was taken.
+    /// Appends `len` bytes of `file` from `offset`, sent from the file when their turn comes.
+    pub(crate) fn push_file(&mut self, file: File, offset: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        self.len += usize::try_from(len).unwrap_or(usize::MAX);
+        self.pieces.push_back(Piece::File {
+            file,
+            offset,
+            left: len,
+        });
+    }
+
+    /// Writes as much as one syscall takes: a gathering `sendmsg` of the chunks up to the
+    /// first file range, or one `sendfile` of the file range at the front. Returns `(written,
+    /// offered)`: fewer written than offered means the send buffer is full. `WouldBlock`
+    /// means nothing was taken; `UnexpectedEof` that a file ended before its range did (what
+    /// follows would be taken for the missing bytes: the connection must fail).
     pub(crate) fn write_to(&mut self, fd: RawFd) -> io::Result<(usize, usize)> {
+        if let Some(Piece::File { file, offset, left }) = self.pieces.front_mut() {
+            let want = usize::try_from(*left).unwrap_or(usize::MAX);
+            let n = sendfile::sendfile(fd, file.as_fd(), offset, want)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the file ended {left} bytes short of the range sent"),
+                ));
+            }
+            *left -= n as u64;
+            self.len -= n;
+            if *left == 0 {
+                self.pieces.pop_front();
+            }
+            return Ok((n, want.min(sendfile::MAX_CHUNK)));
+        }
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
         let mut count = 0;
         let mut offered = 0;
-        for (i, chunk) in self.chunks.iter().take(MAX_IOV).enumerate() {
+        for (i, piece) in self.pieces.iter().take(MAX_IOV).enumerate() {
+            let Some(chunk) = piece.bytes() else { break };
             let start = if i == 0 { self.head } else { 0 };
-            let bytes = chunk.bytes();
-            slices[i] = IoSlice::new(&bytes[start..]);
-            offered += bytes.len() - start;
+            slices[i] = IoSlice::new(&chunk[start..]);
+            offered += chunk.len() - start;
             count += 1;
         }
         let n = socket::send_vectored(fd, &slices[..count])?;
@@ -203,14 +248,18 @@ impl OutBuffer {
         Ok((n, offered))
     }
 
-    /// Drops the first `n` bytes.
+    /// Drops the first `n` bytes (all in chunks before any file range).
     fn advance(&mut self, mut n: usize) {
         self.len -= n;
         while n > 0 {
-            let front_left = self.chunks[0].bytes().len() - self.head;
+            let Some(front) = self.pieces.front().and_then(Piece::bytes) else {
+                debug_assert!(false, "advanced past the chunks before a file range");
+                break;
+            };
+            let front_left = front.len() - self.head;
             if n >= front_left {
                 n -= front_left;
-                self.chunks.pop_front();
+                self.pieces.pop_front();
                 self.head = 0;
             } else {
                 self.head += n;
@@ -219,13 +268,23 @@ impl OutBuffer {
         }
     }
 
-    /// The queued bytes in order (for tests and for moving them elsewhere).
+    /// The queued bytes in order, file ranges read (for tests).
     #[cfg(test)]
     pub(crate) fn to_vec(&self) -> Vec<u8> {
+        use std::os::unix::fs::FileExt;
         let mut v = Vec::with_capacity(self.len);
-        for (i, chunk) in self.chunks.iter().enumerate() {
-            let start = if i == 0 { self.head } else { 0 };
-            v.extend_from_slice(&chunk.bytes()[start..]);
+        for (i, piece) in self.pieces.iter().enumerate() {
+            match piece {
+                Piece::Bytes(_) | Piece::Shared(_) => {
+                    let start = if i == 0 { self.head } else { 0 };
+                    v.extend_from_slice(&piece.bytes().unwrap_or_default()[start..]);
+                }
+                Piece::File { file, offset, left } => {
+                    let mut range = vec![0; *left as usize];
+                    file.read_exact_at(&mut range, *offset).unwrap();
+                    v.extend_from_slice(&range);
+                }
+            }
         }
         v
     }
@@ -303,6 +362,58 @@ mod tests {
         let data: Vec<u8> = (0..CHUNK as u32 * 2).map(|i| i as u8).collect();
         b.push_vec_from(data.clone(), 10);
         assert_eq!(b.to_vec(), data[10..].to_vec());
-        assert_eq!(b.chunks.len(), 1);
+        assert_eq!(b.pieces.len(), 1);
+    }
+
+    /// Bytes, a file range, bytes again: written through a socket whose peer reads slowly,
+    /// they arrive in order, the range from the file (with `sendfile`), and a file cut short
+    /// is an `UnexpectedEof`, never bytes of what follows.
+    #[test]
+    fn out_buffer_sends_file_ranges_in_order() {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::os::fd::AsRawFd;
+
+        let path = std::env::temp_dir().join(format!("eventide-outbuffer-{}", std::process::id()));
+        let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let file = File::open(&path).unwrap();
+        let short = File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).unwrap();
+            got
+        });
+        let mut b = OutBuffer::default();
+        b.push_slice(b"head:");
+        b.push_file(file, 1000, 250_000);
+        b.push_slice(b":tail");
+        b.push_file(short, 299_990, 20); // 10 bytes short
+        let mut eof = None;
+        while !b.is_empty() {
+            match b.write_to(server.as_raw_fd()) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => {
+                    eof = Some(e.kind());
+                    break;
+                }
+            }
+        }
+        assert_eq!(eof, Some(io::ErrorKind::UnexpectedEof));
+        assert_eq!(b.len(), 10, "the bytes the file did not have");
+        (&server).flush().unwrap();
+        drop(server);
+        let mut want = b"head:".to_vec();
+        want.extend_from_slice(&content[1000..251_000]);
+        want.extend_from_slice(b":tail");
+        want.extend_from_slice(&content[299_990..]);
+        assert!(reader.join().unwrap() == want, "the bytes sent differ");
     }
 }

@@ -239,6 +239,47 @@ fn expect_100_continue_is_answered_before_the_body() {
     assert_eq!((r.status, &r.body[..]), (200, &b"hello"[..]));
 }
 
+/// Accepts bodies only with an `Authorization` header (refused before the body is sent).
+struct Guarded;
+
+impl Service for Guarded {
+    fn check_continue(&mut self, req: &Request<'_>) -> Result<(), eventide::http::Status> {
+        match req.header("authorization") {
+            Some(_) => Ok(()),
+            None => Err(eventide::http::Status::UNAUTHORIZED),
+        }
+    }
+
+    fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
+        res.body(req.body());
+    }
+}
+
+/// With `Expect: 100-continue` the service refuses before the body is sent: the client gets
+/// the refusal instead of `100 Continue`, and the connection closes without the body read.
+/// An accepted one gets `100 Continue`, then its answer.
+#[test]
+fn expect_100_continue_lets_the_service_refuse_before_the_body() {
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .start(|_| HttpServer::new(Guarded))
+        .expect("start the server");
+    let mut c = ResponseReader::new(connect(server.local_addr()));
+    c.send(b"PUT /f HTTP/1.1\r\nHost: t\r\nContent-Length: 10000\r\nExpect: 100-continue\r\n\r\n");
+    let r = c.next().unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("Connection"), Some("close"));
+    c.expect_closed();
+
+    let mut c = ResponseReader::new(connect(server.local_addr()));
+    c.send(b"PUT /f HTTP/1.1\r\nHost: t\r\nAuthorization: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    assert_eq!(c.next_head().status, 100);
+    c.send(b"hello");
+    let r = c.next().unwrap();
+    assert_eq!((r.status, &r.body[..]), (200, &b"hello"[..]));
+    server.stop();
+}
+
 #[test]
 fn head_gets_headers_without_a_body() {
     let server = start();

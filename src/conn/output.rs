@@ -5,13 +5,15 @@
 //! sixteen); a write too large for staging goes out at once with one gathering `sendmsg` of the
 //! staged bytes plus the new ones. Only what the kernel refuses is copied into the connection's
 //! own [`OutBuffer`], which exists only while it holds bytes. While it does, new writes queue
-//! behind it (order is kept) and the loop waits for `EPOLLOUT`.
+//! behind it (order is kept) and the loop waits for `EPOLLOUT`. A file range is queued as one
+//! and sent from the file with `sendfile(2)` (plain TCP), never read into memory.
 //!
 //! A group's broadcast ([`send_shared`](ConnCore::send_shared)) writes payloads shared by every
 //! recipient the same way, without staging: one gathering `sendmsg` from the shared buffers,
 //! and what the kernel refuses is queued as a reference to them, not a copy (short ones are
 //! copied, see `buffer::SHARE_MIN`).
 
+use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -136,6 +138,26 @@ impl ConnCore {
             skip = 0;
         }
         self.grew(lp, total - written);
+    }
+
+    /// `len` bytes of `file` from `offset`, after everything written before: sent from the file
+    /// with `sendfile(2)` at once as far as the socket takes them, the rest queued as a file
+    /// range and resumed on writable (plain TCP only: TLS needs the bytes in user space).
+    pub(crate) fn write_file_raw(&mut self, lp: &mut LoopCore, file: File, offset: u64, len: u64) {
+        if self.out.is_none() {
+            self.send_staged(lp, Extra::None);
+        }
+        if self.out.is_none() && !self.state.writable() {
+            return; // the staged send failed the connection
+        }
+        let mut out = self.out.take().unwrap_or_default();
+        let was_empty = out.is_empty();
+        out.push_file(file, offset, len);
+        self.out = Some(out);
+        self.grew(lp, usize::try_from(len).unwrap_or(usize::MAX));
+        if was_empty {
+            self.write_queued(lp); // nothing ahead of it: send what the socket takes now
+        }
     }
 
     /// Encrypts `plain` for the peer.

@@ -18,24 +18,22 @@
 //! The file's own offset is never used or moved (the offset is passed explicitly), so one open
 //! file can feed several responses at once.
 //!
-//! The connection's output path is the caller: it sends a response head, then a
-//! [`FileBody`](crate::http::files::FileBody) with this while the socket takes it. Until that
-//! path lands, only the tests call it.
-#![cfg_attr(not(test), allow(dead_code))]
+//! The connection's output path is the caller: a file range queued with
+//! `Conn::write_file` goes out with this as the socket takes it, resumed on writable.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use super::cvt_retry;
 
 /// Most bytes one `sendfile` call transfers (the kernel's own cap, `MAX_RW_COUNT`).
-const MAX_CHUNK: usize = 0x7fff_f000;
+pub(crate) const MAX_CHUNK: usize = 0x7fff_f000;
 
 /// Sends up to `len` bytes of `file`, starting at `*offset`, to `socket`, and advances
 /// `*offset` by the bytes sent, which it returns: fewer than `len` on a partial send, 0 at the
 /// end of the file. `WouldBlock` when a non-blocking socket has no room; `EINTR` is retried.
 pub(crate) fn sendfile(
-    socket: BorrowedFd<'_>,
+    socket: RawFd,
     file: BorrowedFd<'_>,
     offset: &mut u64,
     len: usize,
@@ -43,10 +41,12 @@ pub(crate) fn sendfile(
     let mut off = libc::off_t::try_from(*offset)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset beyond off_t"))?;
     let count = len.min(MAX_CHUNK);
-    // SAFETY: both descriptors are borrowed open files for the duration of the call, `off` is
-    // a valid off_t the kernel reads and updates, and no user memory is touched otherwise.
-    let n = cvt_retry(|| unsafe {
-        libc::sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut off, count)
+    let n = cvt_retry(|| {
+        let count = inject!(super::faults::send(socket, count), count);
+        // SAFETY: `socket` is the caller's open socket and `file` a borrowed open file for the
+        // duration of the call, `off` is a valid off_t the kernel reads and updates, and no
+        // user memory is touched otherwise.
+        unsafe { libc::sendfile(socket, file.as_raw_fd(), &mut off, count) }
     })?;
     *offset = off as u64;
     Ok(n as usize)
@@ -108,7 +108,7 @@ mod tests {
         let mut offset = 1000u64;
         let mut left = data.len() - 1000;
         while left > 0 {
-            let n = sendfile(server.as_fd(), file.as_fd(), &mut offset, left).unwrap();
+            let n = sendfile(server.as_raw_fd(), file.as_fd(), &mut offset, left).unwrap();
             assert!(n > 0);
             left -= n;
         }
@@ -133,7 +133,7 @@ mod tests {
         while got.len() < data.len() {
             let left = data.len() - offset as usize;
             if left > 0 {
-                match sendfile(server.as_fd(), file.as_fd(), &mut offset, left) {
+                match sendfile(server.as_raw_fd(), file.as_fd(), &mut offset, left) {
                     Ok(n) => {
                         assert!(n > 0, "0 bytes before the end of the file");
                         partial |= n < left;
@@ -161,17 +161,17 @@ mod tests {
         let (server, mut client) = pair();
         let mut offset = 6;
         assert_eq!(
-            sendfile(server.as_fd(), file.as_fd(), &mut offset, 100).unwrap(),
+            sendfile(server.as_raw_fd(), file.as_fd(), &mut offset, 100).unwrap(),
             4
         );
         assert_eq!(offset, 10);
         assert_eq!(
-            sendfile(server.as_fd(), file.as_fd(), &mut offset, 100).unwrap(),
+            sendfile(server.as_raw_fd(), file.as_fd(), &mut offset, 100).unwrap(),
             0
         );
         let mut offset = 50;
         assert_eq!(
-            sendfile(server.as_fd(), file.as_fd(), &mut offset, 100).unwrap(),
+            sendfile(server.as_raw_fd(), file.as_fd(), &mut offset, 100).unwrap(),
             0
         );
         assert_eq!(offset, 50);
@@ -187,7 +187,7 @@ mod tests {
         let (server, client) = pair();
         // A socket is not a file sendfile can read from.
         let mut offset = 0;
-        let e = sendfile(server.as_fd(), client.as_fd(), &mut offset, 3).unwrap_err();
+        let e = sendfile(server.as_raw_fd(), client.as_fd(), &mut offset, 3).unwrap_err();
         assert!(
             matches!(e.raw_os_error(), Some(libc::ESPIPE | libc::EINVAL)),
             "{e}"
@@ -200,7 +200,7 @@ mod tests {
         let start = std::time::Instant::now();
         let e = loop {
             let mut offset = 0;
-            match sendfile(server.as_fd(), file.as_fd(), &mut offset, 3) {
+            match sendfile(server.as_raw_fd(), file.as_fd(), &mut offset, 3) {
                 Err(e) => break e,
                 Ok(_) => assert!(
                     start.elapsed() < Duration::from_secs(30),
@@ -213,7 +213,7 @@ mod tests {
             "{e}"
         );
         let mut offset = u64::MAX;
-        let e = sendfile(server.as_fd(), file.as_fd(), &mut offset, 3).unwrap_err();
+        let e = sendfile(server.as_raw_fd(), file.as_fd(), &mut offset, 3).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }
 }

@@ -56,6 +56,18 @@ impl FileBody {
     pub fn file(&self) -> &File {
         &self.file
     }
+
+    /// Drops the first `n` bytes of the range (they were sent).
+    pub(crate) fn advance(&mut self, n: u64) {
+        let n = n.min(self.len);
+        self.offset += n;
+        self.len -= n;
+    }
+
+    /// The file, the offset and the length.
+    pub fn into_parts(self) -> (File, u64, u64) {
+        (self.file, self.offset, self.len)
+    }
 }
 
 impl AsFd for FileBody {

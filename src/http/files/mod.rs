@@ -47,7 +47,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::http::date::format_imf_fixdate;
-use crate::http::response::FILE_COPY_LIMIT;
 use crate::http::{Request, Response, Service, Status};
 use crate::sys::beneath::{list_dir, open_beneath, Links};
 
@@ -226,13 +225,6 @@ impl Files {
             Ranges::One { start, len: n } => (start, n, Some(len)),
             Ranges::Unsatisfiable => return Reply::Unsatisfiable(len),
         };
-        if get && body_len > FILE_COPY_LIMIT {
-            log::error!(
-                "eventide::http::files: {path} ({body_len} bytes) is over the {FILE_COPY_LIMIT}-byte \
-                 file body limit of this build; answered 500"
-            );
-            return Reply::Refused(Status::INTERNAL_SERVER_ERROR);
-        }
         Reply::File {
             body: FileBody::new(file, start, body_len),
             partial_of,
