@@ -196,7 +196,7 @@ fn upkeep(f: &Facts<'_>, cfg: &Config) -> Upkeep {
         Registration::Registered(now) => (now != want).then_some(want),
     };
     let resumed = delivering && !s.flowing;
-    let arm_timer = next_due(s, f.queued, f.active_ms, since, cfg)
+    let arm_timer = next_due(s, f.queued || f.jobs > 0, f.active_ms, since, cfg)
         .filter(|&due| f.timer_at.map_or(true, |at| at > due));
     Upkeep {
         below_low_water,
@@ -215,12 +215,12 @@ pub(crate) fn millis(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX / 2)) as u64
 }
 
-/// The idle period that applies now, if any: while closing with output the peer does not
-/// take, at most the flush timeout.
+/// The idle period that applies now, if any: while closing with output still to come — queued
+/// for a peer that does not take it, or owed by jobs in flight — at most the flush timeout.
 #[inline]
-pub(crate) fn idle_period(s: &ConnState, queued: bool, cfg: &Config) -> Option<u64> {
+pub(crate) fn idle_period(s: &ConnState, waiting: bool, cfg: &Config) -> Option<u64> {
     let idle = cfg.idle_timeout.map(millis);
-    if s.lifecycle() == Lifecycle::Closing && queued {
+    if s.lifecycle() == Lifecycle::Closing && waiting {
         let stall = millis(cfg.flush_timeout).max(1);
         return Some(idle.map_or(stall, |i| i.min(stall)));
     }
@@ -240,12 +240,12 @@ pub(crate) fn read_due(since: Option<u64>, cfg: &Config) -> Option<u64> {
 #[inline]
 fn next_due(
     s: &ConnState,
-    queued: bool,
+    waiting: bool,
     active_ms: u64,
     since: Option<u64>,
     cfg: &Config,
 ) -> Option<u64> {
-    let idle = idle_period(s, queued, cfg).map(|p| active_ms.saturating_add(p));
+    let idle = idle_period(s, waiting, cfg).map(|p| active_ms.saturating_add(p));
     match (idle, read_due(since, cfg)) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

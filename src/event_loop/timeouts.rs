@@ -21,9 +21,9 @@ impl<H: Handler> EventLoop<H> {
         let now = self.lp.now_ms;
         let core = &mut self.conns[key].core;
         core.timeout_timer = None;
-        let queued = core.out.is_some();
+        let waiting = core.out.is_some() || core.jobs_in_flight() > 0;
         let idle_due =
-            idle_period(&core.state, queued, cfg).map(|p| core.active_ms.saturating_add(p));
+            idle_period(&core.state, waiting, cfg).map(|p| core.active_ms.saturating_add(p));
         let which = if idle_due.is_some_and(|d| d <= now) {
             Timeout::Idle
         } else if read_due(core.input_since_ms, cfg).is_some_and(|d| d <= now) {

@@ -496,6 +496,18 @@ fn timeout_timer() {
     };
     assert_eq!(plan(&f, &no_idle).upkeep.arm_timer, Some(1300));
     assert_eq!(plan(&facts(&s), &no_idle).upkeep.arm_timer, None);
+    // Closing while jobs still owe output: bounded the same way, so a job (or a future) that
+    // never finishes does not keep the connection.
+    let owed = Facts {
+        jobs: 1,
+        ..facts(&closing)
+    };
+    assert_eq!(plan(&owed, &no_idle).upkeep.arm_timer, Some(1300));
+    let open_with_job = Facts {
+        jobs: 1,
+        ..facts(&s)
+    };
+    assert_eq!(plan(&open_with_job, &no_idle).upkeep.arm_timer, None);
 }
 
 /// Every combination of the state enums, with and without output, jobs, input and handles, in
