@@ -56,6 +56,9 @@ pub struct Builder {
     cfg: Config,
     on_shutdown: Option<Box<dyn FnOnce() + Send>>,
     inherited: Vec<(ListenFd, Option<ServerConfig>)>,
+    /// Where futures spawned by callbacks run (feature `tokio`).
+    #[cfg(feature = "tokio")]
+    pub(crate) tokio: Option<crate::bridge::RuntimeChoice>,
 }
 
 impl Default for Builder {
@@ -74,6 +77,8 @@ impl Default for Builder {
             cfg: Config::default(),
             on_shutdown: None,
             inherited: Vec::new(),
+            #[cfg(feature = "tokio")]
+            tokio: None,
         }
     }
 }
@@ -423,7 +428,13 @@ impl Builder {
             0 => None,
             n => Some(Arc::new(WorkerPool::start(n, worker_start(&cfg, &loops))?)),
         };
-        let shared = Arc::new(ServerShared::new(loops, pool, self.max_connections));
+        #[allow(unused_mut)]
+        let mut shared = ServerShared::new(loops, pool, self.max_connections);
+        #[cfg(feature = "tokio")]
+        {
+            shared.tokio = self.tokio.map(crate::bridge::Bridge::start).transpose()?;
+        }
+        let shared = Arc::new(shared);
         let mut parts = Vec::with_capacity(self.loops);
         for (i, listeners) in per_loop.into_iter().enumerate() {
             parts.push(LoopParts {

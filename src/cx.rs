@@ -75,6 +75,9 @@ pub(crate) struct LoopCore {
     pub connects: Vec<Connect>,
     /// The `Connect::context` of the outbound connection being opened (during `on_open`).
     pub open_context: Option<Box<dyn Any + Send>>,
+    /// The runtime for futures spawned by callbacks, and the loop's own (feature `tokio`).
+    #[cfg(feature = "tokio")]
+    pub tokio: Option<crate::bridge::LoopFutures>,
     /// Generation for the next connection or connect (tells reused slots apart).
     next_generation: u32,
 }
@@ -99,6 +102,8 @@ impl LoopCore {
             pool,
             connects: Vec::new(),
             open_context: None,
+            #[cfg(feature = "tokio")]
+            tokio: None,
             next_generation: 0,
         }
     }
@@ -141,7 +146,7 @@ impl LoopCore {
 /// [`Handler::on_tick`](crate::Handler::on_tick), a task posted to the loop, or
 /// [`Conn::loop_cx`](crate::Conn::loop_cx).
 pub struct LoopCx<'a> {
-    lp: &'a mut LoopCore,
+    pub(crate) lp: &'a mut LoopCore,
     /// In `on_tick`: the timer that fired is a protocol adapter's own.
     #[cfg(any(feature = "http", feature = "resp"))]
     adapter_timer: bool,

@@ -356,12 +356,22 @@ impl<'a> Conn<'a> {
     /// jobs are at the limit — check [`can_submit`](Conn::can_submit) first and leave the
     /// message unconsumed: it is offered again once reading resumes.
     pub fn submit(&mut self, job: impl FnOnce() -> Vec<u8> + Send + 'static) -> io::Result<()> {
-        let Some(pool) = self.lp.pool.as_ref() else {
+        if self.lp.pool.is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "the server has no worker pool",
             ));
-        };
+        }
+        let ticket = self.admit_job()?;
+        if let Some(pool) = &self.lp.pool {
+            pool.submit(ticket.job(Box::new(job)));
+        }
+        Ok(())
+    }
+
+    /// Takes a place for one more job (or future) among this connection's, in submission
+    /// order: the ticket its result comes back with.
+    pub(crate) fn admit_job(&mut self) -> io::Result<Ticket> {
         if self.is_closing() {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,
@@ -380,9 +390,12 @@ impl<'a> Conn<'a> {
         jobs.next_seq += 1;
         jobs.in_flight += 1;
         let id = self.core.id;
-        let ticket = Ticket::new(Arc::clone(&self.lp.shared), id.key, id.generation, seq);
-        pool.submit(ticket.job(Box::new(job)));
-        Ok(())
+        Ok(Ticket::new(
+            Arc::clone(&self.lp.shared),
+            id.key,
+            id.generation,
+            seq,
+        ))
     }
 
     /// Whether the peer has shut down its write side.

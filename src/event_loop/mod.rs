@@ -121,10 +121,20 @@ impl<H: Handler> EventLoop<H> {
             .collect::<Vec<_>>();
         let udp_recv =
             (!udp.is_empty()).then(|| RecvBatch::new(cfg.udp_batch, cfg.udp_max_datagram));
+        #[allow(unused_mut)]
+        let mut lp = LoopCore::new(parts.epoll, parts.shared, cfg, pool);
+        #[cfg(feature = "tokio")]
+        {
+            lp.tokio = parts
+                .server
+                .tokio
+                .as_ref()
+                .map(crate::bridge::LoopFutures::new);
+        }
         EventLoop {
             handler: parts.handler,
             balancer: Balancer::new(cfg.balance),
-            lp: LoopCore::new(parts.epoll, parts.shared, cfg, pool),
+            lp,
             server: parts.server,
             udp,
             conns: Slab::new(),
