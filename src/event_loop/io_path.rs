@@ -127,7 +127,7 @@ impl<H: Handler> EventLoop<H> {
                 peer_closed: false,
             };
         };
-        match tls.feed(&self.read_buf[..n], &mut |p| input.append(p)) {
+        match tls.feed(&mut self.read_buf[..n], &mut |p| input.append(p)) {
             Ok(fed) => Read::Bytes {
                 n,
                 src: (!input.is_empty()).then_some(Src::Buffered),

@@ -164,7 +164,8 @@ impl<H: Handler> EventLoop<H> {
                         out,
                         ..
                     } = h;
-                    match session.feed(&self.read_buf[..n], &mut |p| early.extend_from_slice(p)) {
+                    match session.feed(&mut self.read_buf[..n], &mut |p| early.extend_from_slice(p))
+                    {
                         Err(e) => {
                             // Send the alert rustls queued, if the socket takes it.
                             session.take_ciphertext(&mut |c| out.extend_from_slice(c));
