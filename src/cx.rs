@@ -77,7 +77,7 @@ pub(crate) struct LoopCore {
     pub open_context: Option<Box<dyn Any + Send>>,
     /// The runtime for futures spawned by callbacks, and the loop's own (feature `tokio`).
     #[cfg(feature = "tokio")]
-    pub tokio: Option<crate::bridge::LoopFutures>,
+    pub tokio: Option<crate::bridge::running::LoopFutures>,
     /// Generation for the next connection or connect (tells reused slots apart).
     next_generation: u32,
 }

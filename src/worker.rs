@@ -155,7 +155,7 @@ pub(crate) struct ConnJobs<R> {
     pub early: std::collections::BTreeMap<u64, R>,
     /// The futures still running, aborted when this is dropped (with the connection).
     #[cfg(feature = "tokio")]
-    pub running: crate::bridge::Running,
+    pub running: crate::bridge::running::Running,
 }
 
 impl<R> Default for ConnJobs<R> {

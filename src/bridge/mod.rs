@@ -6,10 +6,11 @@
 //! the connection's jobs ([`ConnJobs`](crate::worker::ConnJobs)) like a worker job: a
 //! [`Ticket`] with the next sequence number, the same bound on jobs in flight (at which the
 //! connection stops reading), the same task that writes results in submission order, and the
-//! same close that waits for them. What the runtime adds is cancellation: each running future's
-//! [`AbortHandle`] is kept beside the connection's jobs ([`Running`]), so a connection that
-//! leaves its loop's table, whichever way, aborts its futures — the runtime drops them at
-//! their next suspension point instead of running them to an output nobody reads.
+//! same close that waits for them. What the runtime adds is cancellation: each running
+//! future's [`AbortHandle`](tokio::task::AbortHandle) is kept beside the connection's jobs
+//! ([`Running`](running::Running)), so a connection that leaves its loop's table, whichever
+//! way, aborts its futures — the runtime drops them at their next suspension point instead of
+//! running them to an output nobody reads.
 //!
 //! The runtime is the application's ([`Builder::tokio_handle`](crate::Builder::tokio_handle))
 //! or the server's own ([`Builder::tokio_threads`](crate::Builder::tokio_threads)), a
@@ -26,15 +27,14 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
-use slab::Slab;
 use tokio::runtime::Handle;
-use tokio::task::AbortHandle;
 
 use crate::conn::{Conn, ConnId};
 use crate::cx::{LoopCore, LoopCx};
 use crate::mailbox::{JobResult, LoopShared, Task, Ticket};
 
 mod api;
+pub(crate) mod running;
 
 /// Where the server's futures run, as the builder was told.
 #[derive(Clone, Debug)]
@@ -93,55 +93,6 @@ impl Bridge {
             } else {
                 rt.shutdown_timeout(timeout);
             }
-        }
-    }
-}
-
-/// A connection's futures still running, by sequence number; dropping it aborts them.
-#[derive(Default)]
-pub(crate) struct Running(Vec<(u64, AbortHandle)>);
-
-impl Running {
-    fn add(&mut self, seq: u64, task: AbortHandle) {
-        self.0.push((seq, task));
-    }
-
-    /// Job `seq` finished (a future, or a worker job, which is not here).
-    pub(crate) fn finished(&mut self, seq: u64) {
-        if let Some(i) = self.0.iter().position(|&(s, _)| s == seq) {
-            self.0.swap_remove(i);
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        for (_, task) in &self.0 {
-            task.abort();
-        }
-    }
-}
-
-/// A loop's way to its runtime, and the loop-level futures it runs
-/// ([`LoopCx::spawn`](crate::LoopCx::spawn)), aborted when the loop exits.
-pub(crate) struct LoopFutures {
-    handle: Handle,
-    running: Slab<AbortHandle>,
-}
-
-impl LoopFutures {
-    pub(crate) fn new(bridge: &Bridge) -> LoopFutures {
-        LoopFutures {
-            handle: bridge.handle.clone(),
-            running: Slab::new(),
-        }
-    }
-}
-
-impl Drop for LoopFutures {
-    fn drop(&mut self) {
-        for (_, task) in &self.running {
-            task.abort();
         }
     }
 }

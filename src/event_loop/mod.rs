@@ -129,7 +129,7 @@ impl<H: Handler> EventLoop<H> {
                 .server
                 .tokio
                 .as_ref()
-                .map(crate::bridge::LoopFutures::new);
+                .map(|b| crate::bridge::running::LoopFutures::new(b.handle().clone()));
         }
         EventLoop {
             handler: parts.handler,
