@@ -97,6 +97,14 @@ impl Bridge {
     }
 }
 
+impl Drop for Bridge {
+    /// A server that did not get to `join` (its start failed half-way) still shuts its
+    /// runtime down the way tokio allows where it is dropped.
+    fn drop(&mut self) {
+        self.shutdown(Duration::from_secs(1));
+    }
+}
+
 /// Runs `fut` on the loop's runtime for the connection, in its submission order; `deliver`
 /// turns the output into the result the loop applies.
 pub(crate) fn spawn_for_conn<F>(
