@@ -32,21 +32,145 @@
 //!
 //! Each is one more forwarded callback or one more `Then`, not another loop over the input.
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
 use crate::conn::Conn;
 use crate::cx::LoopCx;
+use crate::handle::ConnHandle;
 use crate::handler::{Action, Timeout};
+
+/// A job for the worker pool (see [`Output::spawn`]).
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
 
 /// Where a protocol's answers go: a connection's output ([`Conn`]), or a `Vec<u8>` (tests,
 /// fuzzing, building a reply to send later).
+///
+/// Beyond bytes, a connection offers what answers given later need: a handle to post them
+/// through, the worker pool, the count of answers owed (which holds a close and, at its
+/// bound, reading) and whether output waits for the kernel (a streamed body then waits for
+/// `on_drained`). Other outputs keep the defaults: no handle, no pool, no bound, never queued.
 pub trait Output {
     /// Appends `bytes`.
     fn put(&mut self, bytes: &[u8]);
+
+    /// Appends `bytes`, taking ownership (a connection queues a large buffer without a copy).
+    fn put_vec(&mut self, bytes: Vec<u8>) {
+        self.put(&bytes);
+    }
+
+    /// Appends `len` bytes of `file` from `offset`. A connection sends them from the file
+    /// as the socket takes them (`sendfile` on plain TCP); the default reads them into `put`.
+    /// Returns `false` if the file ended or failed before `len` bytes (the answer is cut
+    /// short: the caller must close the connection).
+    fn put_file(&mut self, file: File, offset: u64, len: u64) -> bool {
+        let mut piece = vec![0u8; 64 * 1024];
+        let (mut at, mut left) = (offset, len);
+        while left > 0 {
+            let want = piece.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            match file.read_at(&mut piece[..want], at) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.put(&piece[..n]);
+                    at += n as u64;
+                    left -= n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// A handle to reach the connection from elsewhere later; `None` without one.
+    fn handle(&mut self) -> Option<ConnHandle> {
+        None
+    }
+
+    /// Runs `job` on the server's worker pool; gives it back when there is none.
+    fn spawn(&mut self, job: Job) -> Result<(), Job> {
+        Err(job)
+    }
+
+    /// The event loop the connection lives on; `None` without one.
+    fn loop_cx(&mut self) -> Option<LoopCx<'_>> {
+        None
+    }
+
+    /// Takes on one answer owed to the peer; `false` at the bound (nothing changes).
+    fn owe_answer(&mut self) -> bool {
+        true
+    }
+
+    /// One answer owed is now in the output (or given up on).
+    fn answer_given(&mut self) {}
+
+    /// Whether one more answer may be owed.
+    fn may_owe(&self) -> bool {
+        true
+    }
+
+    /// Whether output waits for the kernel (the connection calls `on_drained` once it is
+    /// all sent).
+    fn is_queued(&self) -> bool {
+        false
+    }
+
+    /// Stops reading input until [`resume_input`](Output::resume_input).
+    fn pause_input(&mut self) {}
+
+    /// Resumes reading input; input held meanwhile is offered again.
+    fn resume_input(&mut self) {}
 }
 
 impl Output for Conn<'_> {
     #[inline]
     fn put(&mut self, bytes: &[u8]) {
         self.write(bytes);
+    }
+
+    fn put_vec(&mut self, bytes: Vec<u8>) {
+        self.write_vec(bytes);
+    }
+
+    fn put_file(&mut self, file: File, offset: u64, len: u64) -> bool {
+        self.write_file(file, offset, len)
+    }
+
+    fn handle(&mut self) -> Option<ConnHandle> {
+        Some(Conn::handle(self))
+    }
+
+    fn spawn(&mut self, job: Job) -> Result<(), Job> {
+        self.spawn_job(job)
+    }
+
+    fn loop_cx(&mut self) -> Option<LoopCx<'_>> {
+        Some(Conn::loop_cx(self))
+    }
+
+    fn owe_answer(&mut self) -> bool {
+        Conn::owe_answer(self)
+    }
+
+    fn answer_given(&mut self) {
+        Conn::answer_given(self);
+    }
+
+    fn may_owe(&self) -> bool {
+        Conn::may_owe(self)
+    }
+
+    fn is_queued(&self) -> bool {
+        self.is_output_queued()
+    }
+
+    fn pause_input(&mut self) {
+        self.pause_read();
+    }
+
+    fn resume_input(&mut self) {
+        self.resume_read();
     }
 }
 
@@ -140,8 +264,18 @@ impl Served {
 /// `Handler::on_data` for a protocol.
 #[inline]
 pub(crate) fn on_data<P: Protocol>(p: &mut P, conn: &mut Conn<'_>, st: &mut P::State) -> Action {
+    serve_input(conn, |input, conn| p.serve(st, input, conn))
+}
+
+/// Shows the connection's input to `serve`, consumes what it used and turns its verdict into
+/// the callback's [`Action`] (for a protocol whose state is part of a larger one).
+#[inline]
+pub(crate) fn serve_input(
+    conn: &mut Conn<'_>,
+    serve: impl FnOnce(&[u8], &mut Conn<'_>) -> Served,
+) -> Action {
     let input = conn.input();
-    let served = p.serve(st, input, conn);
+    let served = serve(input, conn);
     conn.consume(served.consumed);
     match served.then {
         Then::Serve => Action::Continue,

@@ -320,6 +320,15 @@ impl Builder {
         self
     }
 
+    /// The most answers one connection may owe its peer — responses a protocol adapter has
+    /// taken on and not yet written, such as HTTP's deferred and streamed responses, and the
+    /// ones pipelined behind them (default 16, at most 65,535). At the limit its reading pauses
+    /// until one is written; a graceful close waits for them (up to the stop deadline).
+    pub fn max_owed_answers(mut self, n: usize) -> Builder {
+        self.cfg.max_owed_answers = n.clamp(1, usize::from(u16::MAX));
+        self
+    }
+
     /// Size of each loop's shared read buffer, i.e. the most one read takes (default 64 KiB).
     pub fn read_buffer_size(mut self, bytes: usize) -> Builder {
         self.cfg.read_buffer = bytes.max(1024);

@@ -67,6 +67,9 @@ pub(crate) struct Config {
     pub udp_recv_buffer: usize,
     pub handshake_timeout: Duration,
     pub max_jobs_per_conn: usize,
+    /// Answers a connection may owe its peer (a protocol's deferred responses) before its
+    /// reading pauses.
+    pub max_owed_answers: usize,
     /// Faults to inject (feature `faults`), once resolved by `start`.
     #[cfg(feature = "faults")]
     pub faults: Option<crate::sys::faults::FaultConfig>,
@@ -100,6 +103,7 @@ impl Default for Config {
             udp_recv_buffer: 1 << 20,
             handshake_timeout: Duration::from_secs(10),
             max_jobs_per_conn: 16,
+            max_owed_answers: 16,
             #[cfg(feature = "faults")]
             faults: None,
         }

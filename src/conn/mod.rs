@@ -274,6 +274,43 @@ impl<'a> Conn<'a> {
         bufs.iter().all(|b| self.write(b))
     }
 
+    /// Sends `len` bytes of `file` from `offset`, after everything written before. Returns
+    /// `false` if they were not taken ([`write`](Conn::write)'s reasons), or the file ended
+    /// or failed to read before `len` bytes — the connection then fails, since what follows
+    /// would be taken for the missing bytes.
+    pub fn write_file(&mut self, file: std::fs::File, offset: u64, len: u64) -> bool {
+        use std::os::unix::fs::FileExt;
+        if !self.core.state.writable() {
+            return false;
+        }
+        let mut piece = vec![0u8; 64 * 1024];
+        let (mut at, mut left) = (offset, len);
+        while left > 0 {
+            let want = piece.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            match file.read_at(&mut piece[..want], at) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.write(&piece[..n]);
+                    at += n as u64;
+                    left -= n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.core.fail(e);
+                    return false;
+                }
+            }
+        }
+        if left > 0 {
+            self.core.fail(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the file ended {left} bytes short of the range sent"),
+            ));
+            return false;
+        }
+        true
+    }
+
     /// Bytes written but not yet accepted by the kernel (staged in this callback plus queued).
     pub fn pending_output(&self) -> usize {
         let staged = if self.core.out.is_none() {
@@ -312,8 +349,8 @@ impl<'a> Conn<'a> {
         self.core.state.paused_by_app = false;
     }
 
-    /// Whether reading is paused (by the application, the high-water mark, the inbound limit
-    /// or a full job queue).
+    /// Whether reading is paused (by the application, the high-water mark, the inbound limit,
+    /// a full job queue, or as many answers owed as the connection may owe).
     pub fn is_read_paused(&self) -> bool {
         let (input, jobs) = (self.input().len(), self.core.jobs_in_flight());
         !self.core.state.pauses(input, jobs, &self.lp.cfg).is_empty()
@@ -399,6 +436,53 @@ impl<'a> Conn<'a> {
             id.generation,
             seq,
         ))
+    }
+
+    /// Takes on one more answer the connection owes its peer — a response a protocol adapter
+    /// will write later (deferred, or queued behind one that is): a graceful close waits for
+    /// it, and at the builder's `max_owed_answers` reading pauses until one is given. Returns
+    /// `false` (nothing changes) when already at that bound.
+    pub(crate) fn owe_answer(&mut self) -> bool {
+        if self.core.state.owes_the_most(&self.lp.cfg) {
+            return false;
+        }
+        self.core.state.owed += 1;
+        true
+    }
+
+    /// One answer owed has been written to the output (or given up on).
+    pub(crate) fn answer_given(&mut self) {
+        debug_assert!(
+            self.core.state.owed > 0,
+            "an answer given that was not owed"
+        );
+        self.core.state.owed = self.core.state.owed.saturating_sub(1);
+    }
+
+    /// Whether one more answer may be owed (the bound is not reached).
+    pub(crate) fn may_owe(&self) -> bool {
+        !self.core.state.owes_the_most(&self.lp.cfg)
+    }
+
+    /// Whether output waits for the kernel: it refused bytes, and `on_drained` follows once
+    /// they are all sent.
+    pub(crate) fn is_output_queued(&self) -> bool {
+        self.core.out.is_some()
+    }
+
+    /// Runs `job` on the worker pool, not tied to this connection's job order or bound (the
+    /// job carries its own way back); gives it back when the server has no pool.
+    pub(crate) fn spawn_job(
+        &mut self,
+        job: crate::adapter::Job,
+    ) -> Result<(), crate::adapter::Job> {
+        match self.lp.pool.as_ref() {
+            Some(pool) => {
+                pool.submit(job);
+                Ok(())
+            }
+            None => Err(job),
+        }
     }
 
     /// Whether the peer has shut down its write side.

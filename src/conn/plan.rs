@@ -54,10 +54,10 @@ pub(crate) enum Step {
     Abort,
     /// Output just passed the high-water mark: call `on_high_water`, then plan again.
     NotifyHighWater,
-    /// A half-close is due (output and jobs flushed): TLS `close_notify` (once), then
+    /// A half-close is due (output, jobs and answers owed flushed): TLS `close_notify` (once), then
     /// `shutdown(SHUT_WR)`; then plan again.
     ShutDownWrite,
-    /// A close is due (output and jobs flushed), or both sides have finished: TLS
+    /// A close is due (output, jobs and answers owed flushed), or both sides have finished: TLS
     /// `close_notify` (once), then the graceful close.
     Close,
 }
@@ -130,8 +130,8 @@ pub(crate) fn plan(f: &Facts<'_>, cfg: &Config) -> Plan {
 }
 
 /// The planner's shortcut for its most common verdict, "nothing to do", in a few compares:
-/// open, under the high-water mark, not paused, input flowing, nothing queued, buffered or in
-/// a job, no handles, registered for reading (or edge-triggered), and no timeout timer to
+/// open, under the high-water mark, not paused, input flowing, nothing queued, buffered, in
+/// a job or owed, no handles, registered for reading (or edge-triggered), and no timeout timer to
 /// move. `settle` takes it as its fast path; debug builds check every `true` against
 /// [`plan`], so a rule added there that this does not know about fails the tests that reach
 /// it instead of becoming a silent bug.
@@ -142,6 +142,7 @@ pub(crate) fn steady(f: &Facts<'_>, cfg: &Config) -> bool {
     s.lifecycle() == Lifecycle::Open
         && s.high_water == HighWater::Below
         && !s.paused_by_app
+        && s.owed == 0
         && s.flowing
         && !f.queued
         && f.jobs == 0
@@ -159,11 +160,12 @@ pub(crate) fn steady(f: &Facts<'_>, cfg: &Config) -> bool {
 }
 
 /// The step, in order of precedence: a failure closes at once; a crossed high-water mark is
-/// reported before anything else; an ending waits until output and jobs are flushed.
+/// reported before anything else; an ending waits until output, jobs and answers owed are
+/// flushed.
 #[inline]
 fn step(f: &Facts<'_>) -> Step {
     let s = f.state;
-    let flushed = !f.queued && f.jobs == 0;
+    let flushed = !f.queued && f.jobs == 0 && s.owed == 0;
     match s.lifecycle() {
         Lifecycle::Aborted => Step::Abort,
         _ if s.high_water == HighWater::Crossed => Step::NotifyHighWater,

@@ -139,6 +139,9 @@ impl Pauses {
     pub const INBOUND_LIMIT: Pauses = Pauses(4);
     /// As many worker jobs are in flight as a connection may have.
     pub const WORKER_JOBS: Pauses = Pauses(8);
+    /// The connection owes its peer as many answers as it may (a protocol's deferred
+    /// responses and the ones queued behind them, [`Config::max_owed_answers`]).
+    pub const ANSWERS_OWED: Pauses = Pauses(16);
 
     /// No pause.
     #[inline]
@@ -179,6 +182,10 @@ pub(crate) struct ConnState {
     pub high_water: HighWater,
     /// Reading paused by the application.
     pub paused_by_app: bool,
+    /// Answers owed to the peer that are not in the output yet (a protocol adapter's deferred
+    /// responses and those behind them): "flushed" waits for them, and at the bound reading
+    /// pauses. (In what was padding: the state stays 16 bytes.)
+    pub owed: u16,
     pub registration: Registration,
     /// Whether input was being offered to the handler when the connection last settled: a
     /// connection that was held and now is not has its buffered input offered again.
@@ -194,6 +201,7 @@ impl ConnState {
             read: ReadSide::Open,
             high_water: HighWater::Below,
             paused_by_app: false,
+            owed: 0,
             registration: Registration::Registered(Interest::Idle),
             flowing: true,
         }
@@ -288,6 +296,13 @@ impl ConnState {
                 cfg.inbound_policy == InboundPolicy::Pause && input > cfg.inbound_limit,
             )
             .with(Pauses::WORKER_JOBS, jobs >= cfg.max_jobs_per_conn)
+            .with(Pauses::ANSWERS_OWED, self.owes_the_most(cfg))
+    }
+
+    /// Whether the connection owes as many answers as it may.
+    #[inline]
+    pub(crate) fn owes_the_most(&self, cfg: &Config) -> bool {
+        usize::from(self.owed) >= cfg.max_owed_answers
     }
 
     /// Whether any pause holds: `!pauses(..).is_empty()`, the cheapest reasons checked first.
@@ -296,6 +311,7 @@ impl ConnState {
         self.paused_by_app
             || (self.high_water != HighWater::Below && cfg.pause_on_high_water)
             || jobs >= cfg.max_jobs_per_conn
+            || self.owes_the_most(cfg)
             || (cfg.inbound_policy == InboundPolicy::Pause && input > cfg.inbound_limit)
     }
 
@@ -352,12 +368,18 @@ mod tests {
             inbound_policy: InboundPolicy::Pause,
             inbound_limit: 10,
             max_jobs_per_conn: 2,
+            max_owed_answers: 3,
             ..Config::default()
         };
         let mut s = ConnState::new();
         assert!(s.pauses(10, 1, &cfg).is_empty());
         assert_eq!(s.pauses(11, 0, &cfg), Pauses::INBOUND_LIMIT);
         assert_eq!(s.pauses(0, 2, &cfg), Pauses::WORKER_JOBS);
+        s.owed = 2;
+        assert!(s.pauses(0, 0, &cfg).is_empty());
+        s.owed = 3;
+        assert_eq!(s.pauses(0, 0, &cfg), Pauses::ANSWERS_OWED);
+        s.owed = 0;
         s.high_water = HighWater::Above;
         assert_eq!(s.pauses(0, 0, &cfg), Pauses::HIGH_WATER);
         let no_hwm_pause = Config {
@@ -366,12 +388,14 @@ mod tests {
         };
         assert!(s.pauses(0, 0, &no_hwm_pause).is_empty());
         s.paused_by_app = true;
+        s.owed = 3;
         let all = s.pauses(11, 2, &cfg);
         for p in [
             Pauses::APPLICATION,
             Pauses::HIGH_WATER,
             Pauses::INBOUND_LIMIT,
             Pauses::WORKER_JOBS,
+            Pauses::ANSWERS_OWED,
         ] {
             assert!(all.contains(p));
         }
@@ -381,11 +405,12 @@ mod tests {
         };
         assert!(!s.pauses(11, 0, &close).contains(Pauses::INBOUND_LIMIT));
         // The short-circuit check agrees with the set everywhere.
-        for app in [false, true] {
+        for (app, owed) in [(false, 0), (true, 0), (false, 3), (true, 4)] {
             for hw in [HighWater::Below, HighWater::Crossed, HighWater::Above] {
                 for (input, jobs) in [(0, 0), (11, 0), (0, 2), (11, 2), (10, 1)] {
                     for c in [cfg, no_hwm_pause, close] {
                         s.paused_by_app = app;
+                        s.owed = owed;
                         s.high_water = hw;
                         let set = s.pauses(input, jobs, &c);
                         assert_eq!(s.paused(input, jobs, &c), !set.is_empty(), "{set:?}");

@@ -24,7 +24,7 @@
 //! fields are validated and dropped.
 
 use super::fast::is_tchar;
-use super::response::Status;
+use super::status::Status;
 
 /// Most bytes of chunk extensions, and separately of trailer fields, one body may carry.
 pub(crate) const MAX_METADATA: usize = 16 * 1024;

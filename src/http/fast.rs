@@ -28,7 +28,7 @@ use std::mem::MaybeUninit;
 
 use httparse::Header;
 
-use super::response::Status;
+use super::status::Status;
 
 /// Most header fields the fast path takes (its array is initialised per request, so it is
 /// kept small); a head with more goes to `httparse`.

@@ -59,22 +59,29 @@
 //! ([`Builder::inbound_limit`](crate::Builder::inbound_limit), 1 MiB by default) above
 //! `max_head_size + 2 * max_body_size + 8 KiB`, the most one incomplete request may buffer.
 
-use crate::LoopCx;
+use crate::{Action, CloseReason, Conn, ConnId, ConnectError, LoopCx};
 
 mod body;
 mod date;
+mod deferred;
 mod fast;
 pub mod files;
+mod handler;
+mod pipeline;
 mod request;
 mod response;
 mod server;
+mod status;
 #[doc(hidden)]
 pub mod testing;
 mod uri;
 
+pub use deferred::{Reply, Responder};
+pub use handler::{HttpConnState, OutboundEvent};
 pub use request::{Request, Version};
-pub use response::{Response, Status};
-pub use server::{HttpConnState, HttpServer};
+pub use response::Response;
+pub use server::HttpServer;
+pub use status::Status;
 
 // The WebSocket upgrade reads its request head with this module's parser and header helpers.
 #[cfg(feature = "ws")]
@@ -83,12 +90,51 @@ pub(crate) use fast::{utf8_prefix, Slots};
 pub(crate) use request::{tokens, trim};
 
 /// The application behind an [`HttpServer`]: one value per event loop, called for every
-/// request of that loop's connections, in order, on the loop's thread (so it must not block).
+/// request of that loop's connections, in order, on the loop's thread (so it must not block:
+/// answer later with [`Response::defer`], or from the worker pool with [`Response::spawn`]).
 ///
 /// Any `FnMut(&Request<'_>, &mut Response<'_>) + Send + 'static` is a service.
+///
+/// The server's handler serves the loop's outbound connections too — the ones the service
+/// opens with [`LoopCx::connect`], to an upstream server for instance: their callbacks come
+/// to [`on_outbound`](Service::on_outbound) with the `u64` link
+/// [`on_connect`](Service::on_connect) returned for them (a key into the service's own table
+/// of such connections, say). A deferred response can be answered from there, on the same
+/// loop, without a wake-up.
 pub trait Service: Send + 'static {
     /// Answers one request. A response left unfinished is completed with an empty body.
     fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>);
+
+    /// An outbound connection this service opened ([`LoopCx::connect`]) is established:
+    /// returns the link its later events carry ([`Conn::take_context`] gives the connect's
+    /// context). The default closes it: a service that opens none gets none.
+    fn on_connect(&mut self, conn: &mut Conn<'_>) -> u64 {
+        conn.close();
+        0
+    }
+
+    /// An event on an outbound connection, with the link [`on_connect`](Service::on_connect)
+    /// gave it; the [`Action`] is the callback's. The default closes the connection on its
+    /// peer's end of stream or a timeout, and ignores the rest.
+    fn on_outbound(&mut self, conn: &mut Conn<'_>, link: u64, event: OutboundEvent) -> Action {
+        let _ = (conn, link);
+        match event {
+            OutboundEvent::ReadClosed | OutboundEvent::Timeout(_) => Action::Close,
+            _ => Action::Continue,
+        }
+    }
+
+    /// An outbound connection closed.
+    fn on_outbound_close(&mut self, id: ConnId, link: u64, reason: &CloseReason) {
+        let _ = (id, link, reason);
+    }
+
+    /// An outbound connection could not be established (see
+    /// [`Handler::on_connect_error`](crate::Handler::on_connect_error)).
+    fn on_connect_error(&mut self, cx: &mut LoopCx<'_>, error: ConnectError) {
+        let _ = cx;
+        log::debug!("eventide::http: {error}");
+    }
 
     /// The loop started (see [`Handler::on_boot`](crate::Handler::on_boot)): a place to set
     /// loop timers.

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::fast::Head;
-use super::response::Status;
+use super::status::Status;
 use super::{uri, Limits};
 
 /// The HTTP version of a request.

@@ -2,14 +2,15 @@
 //! batch buffer that the server hands to the connection once per batch of requests (so a
 //! pipeline of 16 requests costs one `Conn::write`, not 16 × 10), with no allocation per
 //! response once the buffer has grown. A large body goes to the connection directly, after
-//! the batch so far, so it is never copied twice.
+//! the batch so far, so it is never copied twice. What cannot be written at once — a file, a
+//! streamed body, an answer given later — is left in [`Next`] for the server to carry out.
 
 use std::fmt;
 
-use std::os::unix::fs::FileExt;
-
+use super::deferred::{Reply, Responder};
 use super::fast::is_tchar;
 use super::files::FileBody;
+use super::status::Status;
 use super::Sink;
 
 /// The status line of a `200 OK`, which the server's common head block starts with.
@@ -28,9 +29,6 @@ const BATCH_FLUSH: usize = 32 * 1024;
 /// (`sendfile` on plain TCP, reads as the socket drains under TLS); until then a larger one
 /// is refused with 500 rather than held in memory whole.
 pub(crate) const FILE_COPY_LIMIT: u64 = 16 * 1024 * 1024;
-
-/// The piece size of a file body read into the output.
-const FILE_PIECE: usize = 64 * 1024;
 
 /// Per-loop pieces of response heads: the common block, and the heads of the last `200 OK`
 /// up to its `Content-Type` and the last `Content-Length` line, so a service that answers
@@ -87,148 +85,39 @@ impl Batch<'_> {
     }
 }
 
-/// An HTTP status code.
-///
-/// ```
-/// use eventide::http::Status;
-///
-/// assert_eq!(Status::NOT_FOUND.code(), 404);
-/// assert_eq!(Status::NOT_FOUND.reason(), "Not Found");
-/// assert_eq!(Status::new(299).map(|s| s.reason()), Some(""));
-/// assert!(Status::new(1000).is_none());
-/// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Status(u16);
-
-macro_rules! statuses {
-    ($($name:ident = $code:literal $reason:literal;)*) => {
-        impl Status {
-            $(
-                #[doc = concat!("`", stringify!($code), " ", $reason, "`")]
-                pub const $name: Status = Status($code);
-            )*
-
-            /// The reason phrase of a registered code, or `""`.
-            pub fn reason(self) -> &'static str {
-                match self.0 {
-                    $($code => $reason,)*
-                    _ => "",
-                }
-            }
-
-            /// `HTTP/1.1 <code> <reason>\r\n` for a registered code.
-            fn line(self) -> Option<&'static [u8]> {
-                match self.0 {
-                    $($code => Some(concat!("HTTP/1.1 ", $code, " ", $reason, "\r\n").as_bytes()),)*
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-
-statuses! {
-    CONTINUE = 100 "Continue";
-    SWITCHING_PROTOCOLS = 101 "Switching Protocols";
-    OK = 200 "OK";
-    CREATED = 201 "Created";
-    ACCEPTED = 202 "Accepted";
-    NO_CONTENT = 204 "No Content";
-    PARTIAL_CONTENT = 206 "Partial Content";
-    MOVED_PERMANENTLY = 301 "Moved Permanently";
-    FOUND = 302 "Found";
-    SEE_OTHER = 303 "See Other";
-    NOT_MODIFIED = 304 "Not Modified";
-    TEMPORARY_REDIRECT = 307 "Temporary Redirect";
-    PERMANENT_REDIRECT = 308 "Permanent Redirect";
-    BAD_REQUEST = 400 "Bad Request";
-    UNAUTHORIZED = 401 "Unauthorized";
-    FORBIDDEN = 403 "Forbidden";
-    NOT_FOUND = 404 "Not Found";
-    METHOD_NOT_ALLOWED = 405 "Method Not Allowed";
-    REQUEST_TIMEOUT = 408 "Request Timeout";
-    CONFLICT = 409 "Conflict";
-    LENGTH_REQUIRED = 411 "Length Required";
-    PRECONDITION_FAILED = 412 "Precondition Failed";
-    CONTENT_TOO_LARGE = 413 "Content Too Large";
-    URI_TOO_LONG = 414 "URI Too Long";
-    UNSUPPORTED_MEDIA_TYPE = 415 "Unsupported Media Type";
-    RANGE_NOT_SATISFIABLE = 416 "Range Not Satisfiable";
-    EXPECTATION_FAILED = 417 "Expectation Failed";
-    TOO_MANY_REQUESTS = 429 "Too Many Requests";
-    REQUEST_HEADER_FIELDS_TOO_LARGE = 431 "Request Header Fields Too Large";
-    INTERNAL_SERVER_ERROR = 500 "Internal Server Error";
-    NOT_IMPLEMENTED = 501 "Not Implemented";
-    BAD_GATEWAY = 502 "Bad Gateway";
-    SERVICE_UNAVAILABLE = 503 "Service Unavailable";
-    HTTP_VERSION_NOT_SUPPORTED = 505 "HTTP Version Not Supported";
-}
-
-impl Status {
-    /// A status from its code, which must have three digits (100 to 999).
-    pub fn new(code: u16) -> Option<Status> {
-        (100..=999).contains(&code).then_some(Status(code))
-    }
-
-    /// The numeric code.
-    pub fn code(self) -> u16 {
-        self.0
-    }
-
-    /// Whether a response with this status carries no body and no `Content-Length`
-    /// (1xx and 204); 304 carries no body either.
-    fn bodyless(self) -> bool {
-        self.0 < 200 || self.0 == 204 || self.0 == 304
-    }
-
-    /// Calls `f` with the status line.
-    fn with_line<R>(self, f: impl FnOnce(&[u8]) -> R) -> R {
-        match self.line() {
-            Some(line) => f(line),
-            None => {
-                let c = self.0;
-                f(&[
-                    b'H',
-                    b'T',
-                    b'T',
-                    b'P',
-                    b'/',
-                    b'1',
-                    b'.',
-                    b'1',
-                    b' ',
-                    b'0' + (c / 100 % 10) as u8,
-                    b'0' + (c / 10 % 10) as u8,
-                    b'0' + (c % 10) as u8,
-                    b' ',
-                    b'\r',
-                    b'\n',
-                ])
-            }
-        }
-    }
-}
-
-impl fmt::Debug for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.0, self.reason())
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Phase {
     /// Nothing written yet: the status can still change.
     Fresh,
     /// Status line and headers are being written.
     Head,
-    /// The response is complete.
+    /// The response is complete (its body may still be on its way: [`Next`]).
     Sent,
+    /// The answer comes later, through a [`Responder`].
+    Deferred,
+}
+
+/// What the request asked of its response, kept for an answer given later.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReqFacts {
+    /// `HEAD`: no body.
+    pub head_only: bool,
+    /// The connection stays open after it (unless the response closes it).
+    pub keep_alive: bool,
+    /// HTTP/1.0 keep-alive, confirmed with `Connection: keep-alive`.
+    pub announce: bool,
+}
+
+/// What the server does once the service has returned, besides the bytes written.
+#[derive(Debug, Default)]
+pub(crate) enum Next {
+    /// Nothing: the response is all in the output.
+    #[default]
+    Nothing,
+    /// The answer comes later.
+    Deferred,
+    /// The body is this file range, sent after the head.
+    File(FileBody),
 }
 
 /// The response to one request, written straight into the connection's output.
@@ -269,6 +158,9 @@ pub struct Response<'r> {
     keep_alive: bool,
     /// HTTP/1.0 keep-alive must be confirmed with `Connection: keep-alive`.
     announce_keep_alive: bool,
+    /// The request's place on its connection (its answer's, for a [`Responder`]).
+    seq: u64,
+    next: Next,
 }
 
 impl<'r> Response<'r> {
@@ -276,9 +168,8 @@ impl<'r> Response<'r> {
         batch: &'r mut Batch<'_>,
         scratch: &'r mut Vec<u8>,
         heads: &'r mut Heads,
-        head_only: bool,
-        keep_alive: bool,
-        announce_keep_alive: bool,
+        facts: ReqFacts,
+        seq: u64,
     ) -> Response<'r> {
         Response {
             buf: &mut *batch.buf,
@@ -288,10 +179,23 @@ impl<'r> Response<'r> {
             status: Status::OK,
             phase: Phase::Fresh,
             head_start: 0,
-            head_only,
-            keep_alive,
-            announce_keep_alive,
+            head_only: facts.head_only,
+            keep_alive: facts.keep_alive,
+            announce_keep_alive: facts.announce,
+            seq,
+            next: Next::Nothing,
         }
+    }
+
+    /// Whether nothing follows the bytes written (no file, no answer to come).
+    #[inline]
+    pub(crate) fn is_all_written(&self) -> bool {
+        matches!(self.next, Next::Nothing)
+    }
+
+    /// What the server carries out after the service returned.
+    pub(crate) fn take_next(&mut self) -> Next {
+        std::mem::take(&mut self.next)
     }
 
     /// Sets the status (default `200 OK`), before or after headers: the status line is
@@ -310,7 +214,7 @@ impl<'r> Response<'r> {
                 self.status = status;
             }
             Phase::Head => {}
-            Phase::Sent => {
+            Phase::Sent | Phase::Deferred => {
                 log::warn!("eventide::http: status {status} set after the body; ignored");
             }
         }
@@ -327,13 +231,11 @@ impl<'r> Response<'r> {
     /// response. Ignored after the body.
     pub fn header(&mut self, name: &str, value: impl AsRef<[u8]>) -> &mut Self {
         let value = value.as_ref();
-        if self.phase == Phase::Sent {
+        if self.is_done() {
             log::warn!("eventide::http: header {name} set after the body; ignored");
             return self;
         }
-        let name_ok = !name.is_empty() && name.bytes().all(is_tchar);
-        if !(name_ok && value_ok(value)) {
-            log::warn!("eventide::http: malformed header {name:?} dropped");
+        if !header_ok(name, value) {
             return self;
         }
         self.start();
@@ -357,7 +259,7 @@ impl<'r> Response<'r> {
             self.phase = Phase::Head;
             return self;
         }
-        if self.phase == Phase::Sent || !value_ok(value) {
+        if self.is_done() || !value_ok(value) {
             return self.header("Content-Type", value); // logs and drops it
         }
         let from = self.buf.len();
@@ -392,7 +294,7 @@ impl<'r> Response<'r> {
     /// Writes `Content-Length`, the end of the head and `body`, completing the response.
     /// Ignored if the response is already complete.
     pub fn body(&mut self, body: &[u8]) {
-        if self.phase == Phase::Sent {
+        if self.is_done() {
             log::warn!("eventide::http: a second body for one response; ignored");
             return;
         }
@@ -451,7 +353,7 @@ impl<'r> Response<'r> {
     /// # let _ = report;
     /// ```
     pub fn file(&mut self, body: FileBody) {
-        if self.phase == Phase::Sent {
+        if self.is_done() {
             log::warn!("eventide::http: a second body for one response; ignored");
             return;
         }
@@ -476,40 +378,124 @@ impl<'r> Response<'r> {
         self.end_head();
         self.phase = Phase::Sent;
         if send && !body.is_empty() {
-            self.out.put(self.buf);
-            self.buf.clear();
-            self.copy_file(&body);
+            self.next = Next::File(body);
         }
     }
 
-    /// Reads the range of `body` into the output, piece by piece.
-    fn copy_file(&mut self, body: &FileBody) {
-        let mut piece = std::mem::take(self.scratch);
-        piece.clear();
-        piece.resize(FILE_PIECE, 0);
-        let (mut at, mut left) = (body.offset(), body.len());
-        while left > 0 {
-            let want = piece.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            match body.file().read_at(&mut piece[..want], at) {
-                Ok(0) => break,
-                Ok(n) => {
-                    self.out.put(&piece[..n]);
-                    at += n as u64;
-                    left -= n as u64;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log::warn!("eventide::http: reading a file body: {e}");
-                    break;
-                }
+    /// Answers later, from any thread: the returned [`Responder`] completes this response
+    /// once, with [`respond`](Responder::respond) (the whole `Response` API, on the loop's
+    /// thread) or [`send`](Responder::send) (an owned [`Reply`]). Responses to the requests
+    /// pipelined after this one wait for it, so the connection's answers keep their order;
+    /// while the connection owes [`Builder::max_owed_answers`](crate::Builder::max_owed_answers)
+    /// answers, it reads no more requests. A `Responder` dropped unused answers `500`.
+    ///
+    /// Call it before writing anything (a response already started is discarded, and
+    /// logged).
+    ///
+    /// ```
+    /// use eventide::http::{Reply, Request, Response, Status};
+    ///
+    /// fn slow(_req: &Request<'_>, res: &mut Response<'_>) {
+    ///     let responder = res.defer();
+    ///     std::thread::spawn(move || {
+    ///         let reply = Reply::new(Status::OK).content_type("text/plain").body("done");
+    ///         // Err: the client went away meanwhile; nothing to do.
+    ///         let _ = responder.send(reply);
+    ///     });
+    /// }
+    /// # let _ = slow;
+    /// ```
+    pub fn defer(&mut self) -> Responder {
+        match self.phase {
+            Phase::Fresh => {}
+            Phase::Head => {
+                log::warn!("eventide::http: defer() after the head was started; discarded");
+                self.buf.truncate(self.head_start);
+                self.status = Status::OK;
+            }
+            Phase::Sent | Phase::Deferred => {
+                log::warn!("eventide::http: defer() on a response already given; ignored");
+                return Responder::detached();
             }
         }
-        if left > 0 {
-            log::warn!("eventide::http: a file body ended {left} bytes short; closing");
-            self.keep_alive = false;
+        let Some(handle) = self.out.handle() else {
+            // No connection to come back to (an in-memory output): answer at once.
+            log::error!("eventide::http: defer() without a connection; answered 500");
+            self.fail();
+            return Responder::detached();
+        };
+        self.phase = Phase::Deferred;
+        self.next = Next::Deferred;
+        Responder::new(handle, self.seq)
+    }
+
+    /// Runs `job` on the worker pool ([`Builder::workers`](crate::Builder::workers)) and
+    /// answers with the [`Reply`] it returns, in order (see [`defer`](Response::defer)). A job
+    /// that panics, or a server without a worker pool, answers `500`.
+    ///
+    /// ```
+    /// use eventide::http::{Reply, Request, Response};
+    ///
+    /// fn report(req: &Request<'_>, res: &mut Response<'_>) {
+    ///     let id = req.query().unwrap_or("").to_string();
+    ///     res.spawn(move || {
+    ///         // Blocking work: a database, a file, a computation.
+    ///         Reply::ok().content_type("text/plain").body(format!("report {id}"))
+    ///     });
+    /// }
+    /// # let _ = report;
+    /// ```
+    pub fn spawn(&mut self, job: impl FnOnce() -> Reply + Send + 'static) {
+        let responder = self.defer();
+        if !responder.is_attached() {
+            return;
         }
-        piece.clear();
-        *self.scratch = piece;
+        let run = Box::new(move || {
+            let reply = job();
+            let _ = responder.send(reply);
+        });
+        if let Err(run) = self.out.spawn(run) {
+            log::error!("eventide::http: spawn() on a server without a worker pool; answered 500");
+            drop(run); // the responder inside answers 500
+        }
+    }
+
+    /// The event loop of the request's connection: to open an outbound connection that will
+    /// answer it ([`LoopCx::connect`](crate::LoopCx::connect), see
+    /// [`Service::on_connect`](super::Service::on_connect)), set a loop timer, or get a
+    /// [`LoopHandle`](crate::LoopHandle). `None` for a response written to memory (tests).
+    pub fn loop_cx(&mut self) -> Option<crate::LoopCx<'_>> {
+        self.out.loop_cx()
+    }
+
+    /// Writes `reply` as this response: its status, headers and body.
+    pub fn reply(&mut self, reply: Reply) {
+        if self.is_done() {
+            log::warn!("eventide::http: a second body for one response; ignored");
+            return;
+        }
+        let (status, headers, body, close) = reply.into_parts();
+        self.status(status);
+        if !headers.is_empty() {
+            self.start();
+            self.buf.extend_from_slice(&headers);
+        }
+        if close {
+            self.close();
+        }
+        self.body(&body);
+    }
+
+    /// Answers `500 Internal Server Error` (an answer that could not be given).
+    pub(crate) fn fail(&mut self) {
+        self.status(Status::INTERNAL_SERVER_ERROR)
+            .content_type("text/plain")
+            .body(Status::INTERNAL_SERVER_ERROR.reason().as_bytes());
+    }
+
+    /// Whether the body was given (written, or to come through a responder).
+    fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Sent | Phase::Deferred)
     }
 
     /// Ends the head: the `Connection` field the connection's fate calls for, then the blank
@@ -549,9 +535,9 @@ impl<'r> Response<'r> {
         *self.scratch = buf;
     }
 
-    /// Whether the response is complete.
+    /// Whether the response is given: complete, or [deferred](Response::defer).
     pub fn is_sent(&self) -> bool {
-        self.phase == Phase::Sent
+        self.is_done()
     }
 
     /// Writes the status line and the common headers, once.
@@ -573,7 +559,7 @@ impl<'r> Response<'r> {
 
     /// Completes a response the service left unfinished.
     pub(crate) fn finish(&mut self) {
-        if self.phase != Phase::Sent {
+        if !self.is_done() {
             self.body(b"");
         }
     }
@@ -587,6 +573,17 @@ impl fmt::Debug for Response<'_> {
             .field("keep_alive", &self.keep_alive)
             .finish()
     }
+}
+
+/// Whether a header may be sent as it is: a token name, a value [`value_ok`]; logged and
+/// dropped otherwise.
+pub(crate) fn header_ok(name: &str, value: &[u8]) -> bool {
+    let name_ok = !name.is_empty() && name.bytes().all(is_tchar);
+    if !(name_ok && value_ok(value)) {
+        log::warn!("eventide::http: malformed header {name:?} dropped");
+        return false;
+    }
+    true
 }
 
 /// Whether a header value may be sent as it is: no CR, LF or NUL (which could split the
@@ -631,7 +628,12 @@ mod tests {
             out: &mut out,
         };
         for write in writers {
-            let mut res = Response::new(&mut batch, &mut scratch, &mut heads, false, true, false);
+            let facts = ReqFacts {
+                head_only: false,
+                keep_alive: true,
+                announce: false,
+            };
+            let mut res = Response::new(&mut batch, &mut scratch, &mut heads, facts, 0);
             write(&mut res);
             res.finish();
         }

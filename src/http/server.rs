@@ -1,5 +1,6 @@
-//! [`HttpServer`]: the [`Handler`] that turns a connection's input into requests for a
-//! [`Service`] and writes the responses back.
+//! [`HttpServer`]: the [`Handler`](crate::Handler) that turns a connection's input into
+//! requests for a [`Service`] and writes the responses back (the callbacks are in
+//! `handler.rs`; the order of answers given later in `pipeline.rs`).
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -7,11 +8,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::body::{self, Chunked, Scan};
 use super::date::DateCache;
 use super::fast::{Head, Slots, Text, HEADERS_CAP};
+use super::handler::{HttpConnState, Side};
+use super::pipeline::{Answers, Writer};
 use super::request::{framing, BodyKind, Framing, Request, Version};
-use super::response::{Batch, Heads, Response, Status, OK_LINE};
+use super::response::{Batch, Heads, ReqFacts, OK_LINE};
+use super::status::Status;
 use super::{Limits, Service};
-use crate::adapter::{self, Output, Protocol, Served};
-use crate::{Action, Conn, Handler, LoopCx, Timeout};
+use crate::adapter::{Output, Protocol, Served};
+use crate::LoopCx;
 
 /// The token of the server's own loop timer, the `Date` refresh at each second boundary (an
 /// adapter timer: the service's tokens are all its own).
@@ -36,33 +40,34 @@ const DATE_TIMER: u64 = 0;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct HttpServer<S> {
-    service: S,
+    pub(crate) service: S,
     limits: Limits,
     server_name: Option<Box<str>>,
     date: DateCache,
     /// `HTTP/1.1 200 OK\r\nServer: ...\r\nDate: ...\r\n` (rebuilt when the date changes)
     /// and the cached heads built on it.
-    heads: Heads,
-    /// Body buffer for [`Response::body_with`].
-    scratch: Vec<u8>,
+    pub(crate) heads: Heads,
+    /// Body buffer for [`Response::body_with`](super::Response::body_with).
+    pub(crate) scratch: Vec<u8>,
     /// Responses of the current batch of requests, handed to the connection in one write.
-    out_buf: Vec<u8>,
+    pub(crate) out_buf: Vec<u8>,
     /// Decoded chunked bodies.
     body_buf: Vec<u8>,
     /// The date is frozen (tests): the timer leaves it alone.
     frozen: bool,
 }
 
-/// Per-connection state of an [`HttpServer`]: where parsing of an incomplete request stands.
-/// Small and heap-free, so an idle connection costs nothing beyond it.
+/// Where the requests of one inbound connection stand: a head whose body is still arriving,
+/// and the answers owed.
 ///
 /// An incomplete head is parsed again from its start on each read (httparse is fast, a head
 /// is at most [`HttpServer::max_head_size`] bytes, and the read timeout bounds how long a
 /// client may trickle one in); this keeps every verdict independent of how the bytes were cut.
 #[derive(Debug, Default)]
-pub struct HttpConnState {
+pub(crate) struct Exchange {
     /// A complete head whose body is still arriving.
     pending: Option<Pending>,
+    pub(crate) answers: Answers,
 }
 
 #[derive(Debug)]
@@ -236,29 +241,38 @@ impl<S: Service> HttpServer<S> {
     /// gathered and handed to `out` in one piece (a large body separately, uncopied).
     pub(crate) fn serve(
         &mut self,
-        st: &mut HttpConnState,
+        ex: &mut Exchange,
         input: &[u8],
         out: &mut dyn Output,
     ) -> Served {
         let mut buf = std::mem::take(&mut self.out_buf);
         let mut batch = Batch { buf: &mut buf, out };
-        let served = self.serve_batch(st, input, &mut batch);
+        let served = self.serve_batch(ex, input, &mut batch);
         batch.flush();
-        if buf.capacity() > 1024 * 1024 {
-            buf = Vec::new(); // do not hold on to an unusually large batch
-        }
-        self.out_buf = buf;
+        self.keep_batch(buf);
         served
     }
 
-    fn serve_batch(&mut self, st: &mut HttpConnState, input: &[u8], out: &mut Batch<'_>) -> Served {
+    /// Puts the batch buffer back, unless it grew unusually large.
+    pub(crate) fn keep_batch(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() > 1024 * 1024 {
+            buf = Vec::new();
+        }
+        buf.clear();
+        self.out_buf = buf;
+    }
+
+    fn serve_batch(&mut self, ex: &mut Exchange, input: &[u8], out: &mut Batch<'_>) -> Served {
         let mut pos = 0;
         let mut text = Text::new(input);
         while pos < input.len() {
+            if ex.answers.owing() && !out.out.may_owe() {
+                break; // as many answers owed as allowed: the rest waits, reading pauses
+            }
             let t = text.at(pos, self.limits.max_head);
-            match self.step(st, &input[pos..], t, out) {
+            match self.step(ex, &input[pos..], t, out) {
                 Step::Answered { len, keep_alive } => {
-                    *st = HttpConnState::default();
+                    ex.pending = None;
                     out.settle();
                     pos += len;
                     if !keep_alive {
@@ -267,8 +281,8 @@ impl<S: Service> HttpServer<S> {
                 }
                 Step::Incomplete => break,
                 Step::Refuse(status) => {
-                    *st = HttpConnState::default();
-                    self.write_refusal(status, out);
+                    ex.pending = None;
+                    self.write_refusal(ex, status, out);
                     return Served::close(input.len());
                 }
             }
@@ -278,9 +292,9 @@ impl<S: Service> HttpServer<S> {
 
     /// Parses (and answers) the request at the front of `rest`; `t` is valid UTF-8 read from the
     /// same bytes, for the head parser's fast path.
-    fn step(&mut self, st: &mut HttpConnState, rest: &[u8], t: &str, out: &mut Batch<'_>) -> Step {
+    fn step(&mut self, ex: &mut Exchange, rest: &[u8], t: &str, out: &mut Batch<'_>) -> Step {
         let limits = self.limits;
-        if let Some(p) = st.pending.as_mut() {
+        if let Some(p) = ex.pending.as_mut() {
             let head_len = p.head_len;
             let body_end = match p.body.scan(rest, head_len, &limits) {
                 BodyScan::Done(end) => end,
@@ -295,7 +309,7 @@ impl<S: Service> HttpServer<S> {
             let Ok(f) = framing(&req, &limits) else {
                 return Step::Refuse(Status::BAD_REQUEST);
             };
-            return self.body_ready(&req, f, rest, head_len, body_end, out);
+            return self.body_ready(ex, &req, f, &rest[head_len..body_end], out);
         }
 
         let mut slots = Slots::new();
@@ -316,12 +330,12 @@ impl<S: Service> HttpServer<S> {
         let body_end = match body.scan(rest, head_len, &limits) {
             BodyScan::Done(end) => end,
             BodyScan::More => {
-                self.wait_for_body(st, f, rest, head_len, body, out);
+                self.wait_for_body(ex, f, rest, head_len, body, out);
                 return Step::Incomplete;
             }
             BodyScan::Refuse(status) => return Step::Refuse(status),
         };
-        self.body_ready(&req, f, rest, head_len, body_end, out)
+        self.body_ready(ex, &req, f, &rest[head_len..body_end], out)
     }
 
     /// The head is incomplete (its first `max_head` bytes parsed without error): wait for
@@ -340,49 +354,49 @@ impl<S: Service> HttpServer<S> {
     /// The head is complete, the body is not: keep both unconsumed until it is.
     fn wait_for_body(
         &self,
-        st: &mut HttpConnState,
+        ex: &mut Exchange,
         f: Framing,
         rest: &[u8],
         head_len: usize,
         body: PendingBody,
         out: &mut Batch<'_>,
     ) {
-        if f.expect_continue && rest.len() == head_len {
+        // (With answers owed ahead, an interim answer would jump the queue: the client sends
+        // its body after its own wait instead.)
+        if f.expect_continue && rest.len() == head_len && !ex.answers.owing() {
             out.put(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        st.pending = Some(Pending { head_len, body });
+        ex.pending = Some(Pending { head_len, body });
     }
 
-    /// The whole request is in `rest[..body_end]`: decode the body if chunked, then answer.
+    /// The whole request is in: `encoded` is its body as sent. Decode it if chunked, then
+    /// answer.
+    #[inline]
     fn body_ready(
         &mut self,
+        ex: &mut Exchange,
         req: &Head<'_, '_>,
         f: Framing,
-        rest: &[u8],
-        head_len: usize,
-        body_end: usize,
+        encoded: &[u8],
         out: &mut Batch<'_>,
     ) -> Step {
         let src = match f.body {
-            BodyKind::Length(_) => BodySrc::Slice(&rest[head_len..body_end]),
+            BodyKind::Length(_) => BodySrc::Slice(encoded),
             BodyKind::Chunked => {
                 self.body_buf.clear();
-                if let Err(status) = body::decode(
-                    &rest[head_len..body_end],
-                    self.limits.max_body,
-                    &mut self.body_buf,
-                ) {
+                if let Err(status) = body::decode(encoded, self.limits.max_body, &mut self.body_buf)
+                {
                     return Step::Refuse(status);
                 }
                 BodySrc::Decoded
             }
         };
-        let keep_alive = self.answer(req, f, src, out);
+        let keep_alive = self.answer(ex, req, f, src, out);
         if self.body_buf.capacity() > 4 * 1024 * 1024 {
             self.body_buf = Vec::new(); // do not hold on to an unusually large body
         }
         Step::Answered {
-            len: body_end,
+            len: req.len + encoded.len(),
             keep_alive,
         }
     }
@@ -390,6 +404,7 @@ impl<S: Service> HttpServer<S> {
     /// Calls the service for one complete request. Returns whether the connection stays open.
     fn answer(
         &mut self,
+        ex: &mut Exchange,
         req: &Head<'_, '_>,
         f: Framing,
         src: BodySrc<'_>,
@@ -407,25 +422,35 @@ impl<S: Service> HttpServer<S> {
             body,
             keep_alive: f.keep_alive,
         };
-        let announce = f.keep_alive && f.version == Version::Http10;
-        let mut res = Response::new(
-            out,
-            &mut self.scratch,
-            &mut self.heads,
-            f.head_only,
-            f.keep_alive,
-            announce,
-        );
-        self.service.call(&request, &mut res);
-        res.finish();
-        res.keep_alive()
+        let facts = ReqFacts {
+            head_only: f.head_only,
+            keep_alive: f.keep_alive,
+            announce: f.keep_alive && f.version == Version::Http10,
+        };
+        let mut w = Writer {
+            scratch: &mut self.scratch,
+            heads: &mut self.heads,
+        };
+        let service = &mut self.service;
+        ex.answers
+            .answer_next(&mut w, out, facts, |res| service.call(&request, res))
     }
 
     /// Answers a refused request: status, a one-line text body, `Connection: close`.
-    fn write_refusal(&mut self, status: Status, out: &mut Batch<'_>) {
-        let mut res = Response::new(out, &mut self.scratch, &mut self.heads, false, false, false);
-        res.status(status).content_type("text/plain");
-        res.body(status.reason().as_bytes());
+    pub(crate) fn write_refusal(&mut self, ex: &mut Exchange, status: Status, out: &mut Batch<'_>) {
+        let facts = ReqFacts {
+            head_only: false,
+            keep_alive: false,
+            announce: false,
+        };
+        let mut w = Writer {
+            scratch: &mut self.scratch,
+            heads: &mut self.heads,
+        };
+        ex.answers.answer_next(&mut w, out, facts, |res| {
+            res.status(status).content_type("text/plain");
+            res.body(status.reason().as_bytes());
+        });
     }
 }
 
@@ -448,15 +473,22 @@ impl<S: Service> Protocol for HttpServer<S> {
     type State = HttpConnState;
 
     fn serve(&mut self, st: &mut HttpConnState, input: &[u8], out: &mut dyn Output) -> Served {
-        HttpServer::serve(self, st, input, out)
+        match &mut st.side {
+            Side::Inbound(ex) => HttpServer::serve(self, ex, input, out),
+            Side::Outbound(_) => Served::serve(0), // not reached: outbound input is the service's
+        }
     }
 
     fn timed_out(&mut self, out: &mut dyn Output) {
         let mut buf = std::mem::take(&mut self.out_buf);
         let mut batch = Batch { buf: &mut buf, out };
-        self.write_refusal(Status::REQUEST_TIMEOUT, &mut batch);
+        self.write_refusal(
+            &mut Exchange::default(),
+            Status::REQUEST_TIMEOUT,
+            &mut batch,
+        );
         batch.flush();
-        self.out_buf = buf;
+        self.keep_batch(buf);
     }
 
     fn buffer_bound(&self) -> usize {
@@ -487,35 +519,6 @@ impl<S: Service> Protocol for HttpServer<S> {
     }
 }
 
-impl<S: Service> Handler for HttpServer<S> {
-    type State = HttpConnState;
-
-    fn on_open(&mut self, _conn: &mut Conn<'_>) -> HttpConnState {
-        HttpConnState::default()
-    }
-
-    fn on_data(&mut self, conn: &mut Conn<'_>, st: &mut HttpConnState) -> Action {
-        adapter::on_data(self, conn, st)
-    }
-
-    fn on_timeout(
-        &mut self,
-        conn: &mut Conn<'_>,
-        st: &mut HttpConnState,
-        which: Timeout,
-    ) -> Action {
-        adapter::on_timeout(self, conn, st, which)
-    }
-
-    fn on_boot(&mut self, cx: &mut LoopCx<'_>) {
-        adapter::on_boot(self, cx);
-    }
-
-    fn on_tick(&mut self, cx: &mut LoopCx<'_>, token: u64) {
-        adapter::on_tick(self, cx, token);
-    }
-}
-
 impl<S> fmt::Debug for HttpServer<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpServer")
@@ -528,6 +531,7 @@ impl<S> fmt::Debug for HttpServer<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::Response;
 
     #[test]
     fn next_second_is_within_a_second() {
@@ -571,7 +575,7 @@ mod tests {
         let nf = |d| expected("404 Not Found", Some("text/plain"), "", "nope", d);
         let mut server = HttpServer::new(route as fn(&Request<'_>, &mut Response<'_>));
         server.freeze_date(784_111_777);
-        let mut st = HttpConnState::default();
+        let mut st = Exchange::default();
         let paths = [
             "/a", "/a", "/b", "/a", "/h", "/a", "/x", "/a", "/bad", "/a", "/b", "/b",
         ];

@@ -17,7 +17,7 @@
 
 use std::net::Ipv6Addr;
 
-use super::response::Status;
+use super::status::Status;
 
 /// The form of a request target (RFC 9112 section 3.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

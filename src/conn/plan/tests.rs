@@ -211,6 +211,52 @@ fn steps_by_lifecycle() {
         };
         assert_eq!(plan(&f, &cfg).step, want, "{what}");
     }
+    // An answer owed (a deferred response) holds every ending, as output does; a failure
+    // does not wait for it.
+    let owed: &[(&str, Lifecycle, ReadSide, Step)] = &[
+        (
+            "closing, an answer owed",
+            Lifecycle::Closing,
+            ReadSide::Open,
+            Step::Keep,
+        ),
+        (
+            "closing after half-close, an answer owed",
+            Lifecycle::ClosingAfterShutdown,
+            ReadSide::Open,
+            Step::Keep,
+        ),
+        (
+            "half-close, an answer owed",
+            Lifecycle::ShuttingDown,
+            ReadSide::Open,
+            Step::Keep,
+        ),
+        (
+            "half-closed, peer done, an answer owed",
+            Lifecycle::WriteShut,
+            ReadSide::Closed,
+            Step::Keep,
+        ),
+        (
+            "failed, an answer owed",
+            Lifecycle::Aborted,
+            ReadSide::Open,
+            Step::Abort,
+        ),
+    ];
+    for &(what, lifecycle, read, want) in owed {
+        let mut s = ConnState::in_lifecycle(lifecycle);
+        s.read = read;
+        s.owed = 1;
+        assert_eq!(plan(&facts(&s), &cfg).step, want, "{what}");
+        s.owed = 0;
+        assert_ne!(
+            plan(&facts(&s), &cfg).step,
+            Step::Keep,
+            "{what}, once answered"
+        );
+    }
 }
 
 /// The high-water mark: reported once when crossed (before any ending, after a failure),
@@ -276,6 +322,7 @@ fn pauses_hold_input_and_resume_it() {
         inbound_policy: InboundPolicy::Pause,
         inbound_limit: 100,
         max_jobs_per_conn: 2,
+        max_owed_answers: 3,
         ..Config::default()
     };
     let held = keep(Upkeep {
@@ -306,6 +353,34 @@ fn pauses_hold_input_and_resume_it() {
     assert_eq!(plan(&over, &cfg), held, "input over the inbound limit");
     let at = Facts { input: 100, ..over };
     assert_eq!(plan(&at, &cfg), keep(Upkeep::NONE), "input at the limit");
+    let mut s = steady();
+    s.owed = 3;
+    assert_eq!(plan(&facts(&s), &cfg), held, "answers owed at the limit");
+    s.owed = 2;
+    assert_eq!(
+        plan(&facts(&s), &cfg),
+        keep(Upkeep::NONE),
+        "answers owed under the limit"
+    );
+    // The last answer under the bound written: reading resumes, buffered requests are
+    // offered again.
+    s.flowing = false;
+    s.registration = Registration::Registered(Interest::Idle);
+    let answered = Facts {
+        input: 30,
+        input_since: Some(900),
+        ..facts(&s)
+    };
+    assert_eq!(
+        plan(&answered, &cfg),
+        keep(Upkeep {
+            flowing: Some(true),
+            requeue: true,
+            register: Some(Interest::Read),
+            ..Upkeep::NONE
+        }),
+        "answered below the limit"
+    );
 
     // Resumed with input buffered: offered again through the ready list.
     let mut s = steady();
@@ -538,6 +613,7 @@ fn every_state_obeys_the_rules() {
             inbound_policy: InboundPolicy::Pause,
             inbound_limit: 10,
             max_jobs_per_conn: 1,
+            max_owed_answers: 2,
             idle_timeout: Some(Duration::from_millis(100)),
             ..Config::default()
         };
@@ -554,7 +630,7 @@ fn every_state_obeys_the_rules() {
         for lifecycle in lifecycles {
             for read in reads {
                 for mark in marks {
-                    for paused in [false, true] {
+                    for (paused, owed) in [(false, 0), (true, 0), (false, 1), (false, 2)] {
                         for &registration in &registrations {
                             for flowing in [false, true] {
                                 for (pending, jobs, input, handle) in [
@@ -566,6 +642,7 @@ fn every_state_obeys_the_rules() {
                                     s.read = read;
                                     s.high_water = mark;
                                     s.paused_by_app = paused;
+                                    s.owed = owed;
                                     s.registration = registration;
                                     s.flowing = flowing;
                                     let f = Facts {
@@ -604,9 +681,9 @@ fn check_rules(f: &Facts<'_>, cfg: &Config) {
         "{}",
         show()
     );
-    // An ending never cuts off output or a job's output.
+    // An ending never cuts off output, a job's output or an answer owed.
     if matches!(p.step, Step::ShutDownWrite | Step::Close) {
-        assert!(!f.queued && f.jobs == 0, "{}", show());
+        assert!(!f.queued && f.jobs == 0 && s.owed == 0, "{}", show());
     }
     if p.step != Step::Keep {
         assert!(p.upkeep.is_noop(), "{}", show());
@@ -638,6 +715,7 @@ fn check_rules(f: &Facts<'_>, cfg: &Config) {
         s.high_water
     };
     after.paused_by_app = s.paused_by_app;
+    after.owed = s.owed;
     after.registration = u.register.map_or(s.registration, Registration::Registered);
     after.flowing = u.flowing.unwrap_or(s.flowing);
     let since = match u.input_clock {

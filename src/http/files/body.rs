@@ -56,6 +56,11 @@ impl FileBody {
     pub fn file(&self) -> &File {
         &self.file
     }
+
+    /// The file, the offset and the length.
+    pub fn into_parts(self) -> (File, u64, u64) {
+        (self.file, self.offset, self.len)
+    }
 }
 
 impl AsFd for FileBody {

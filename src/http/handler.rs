@@ -1,0 +1,231 @@
+//! The [`Handler`] callbacks of an [`HttpServer`]: inbound connections run the HTTP codec and
+//! the answers owed; outbound connections — the ones the service opens with
+//! [`LoopCx::connect`], to an upstream server say — go to the service's outbound callbacks
+//! with the link `Service::on_connect` gave them.
+
+use std::any::Any;
+use std::fmt;
+
+use super::deferred::Answer;
+use super::pipeline::Writer;
+use super::response::Batch;
+use super::server::Exchange;
+use super::{HttpServer, Service};
+use crate::adapter;
+use crate::{Action, CloseReason, Conn, ConnId, ConnectError, Handler, LoopCx, Timeout};
+
+/// Per-connection state of an [`HttpServer`]. For an inbound connection: where parsing of an
+/// incomplete request stands and the answers owed, small and heap-free while nothing is owed
+/// (so an idle connection costs nothing beyond it). For an outbound one: the service's link.
+#[derive(Debug)]
+pub struct HttpConnState {
+    pub(crate) side: Side,
+}
+
+#[derive(Debug)]
+pub(crate) enum Side {
+    Inbound(Exchange),
+    /// What `Service::on_connect` returned.
+    Outbound(u64),
+}
+
+impl Default for HttpConnState {
+    fn default() -> HttpConnState {
+        HttpConnState {
+            side: Side::Inbound(Exchange::default()),
+        }
+    }
+}
+
+/// What happened on an outbound connection of an [`HttpServer`]'s service (see
+/// [`Service::on_outbound`]): the [`Handler`] callback of the same name, forwarded.
+#[non_exhaustive]
+pub enum OutboundEvent {
+    /// Bytes arrived: [`Conn::input`] holds everything not consumed yet (`on_data`).
+    Data,
+    /// Output that had to wait for the kernel is all sent (`on_drained`).
+    Drained,
+    /// Pending output passed the high-water mark (`on_high_water`).
+    HighWater,
+    /// The peer shut down its write side (`on_read_closed`).
+    ReadClosed,
+    /// A per-connection timeout fired (`on_timeout`).
+    Timeout(Timeout),
+    /// A timer set with [`Conn::set_timer`] fired (`on_timer`).
+    Timer(u64),
+    /// A message sent with [`ConnHandle::send`](crate::ConnHandle::send) (`on_message`).
+    Message(Box<dyn Any + Send>),
+}
+
+impl fmt::Debug for OutboundEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutboundEvent::Data => f.write_str("Data"),
+            OutboundEvent::Drained => f.write_str("Drained"),
+            OutboundEvent::HighWater => f.write_str("HighWater"),
+            OutboundEvent::ReadClosed => f.write_str("ReadClosed"),
+            OutboundEvent::Timeout(t) => write!(f, "Timeout({t:?})"),
+            OutboundEvent::Timer(t) => write!(f, "Timer({t})"),
+            OutboundEvent::Message(_) => f.write_str("Message(..)"),
+        }
+    }
+}
+
+impl<S: Service> HttpServer<S> {
+    /// Serves the input of an inbound connection.
+    #[inline]
+    fn inbound_data(&mut self, conn: &mut Conn<'_>, ex: &mut Exchange) -> Action {
+        adapter::serve_input(conn, |input, conn| self.serve(ex, input, conn))
+    }
+
+    /// An answer owed arrived: write it in order, then what waited for it, then the requests
+    /// held meanwhile. Once the peer has finished sending (it was read while answers were
+    /// owed, see `on_read_closed`) and nothing more is owed, the connection closes.
+    fn answer_owed(&mut self, conn: &mut Conn<'_>, ex: &mut Exchange, answer: Answer) -> Action {
+        let mut buf = std::mem::take(&mut self.out_buf);
+        let mut batch = Batch {
+            buf: &mut buf,
+            out: &mut *conn,
+        };
+        let mut w = Writer {
+            scratch: &mut self.scratch,
+            heads: &mut self.heads,
+        };
+        let keep = ex
+            .answers
+            .answer_owed(&mut w, &mut batch, answer.seq, answer.kind);
+        batch.flush();
+        self.keep_batch(buf);
+        if !keep {
+            return Action::Close;
+        }
+        if !conn.input().is_empty() && (!ex.answers.owing() || conn.may_owe()) {
+            let action = self.inbound_data(conn, ex);
+            if action != Action::Continue {
+                return action;
+            }
+        }
+        if conn.is_read_closed() && !ex.answers.owing() {
+            return Action::Close;
+        }
+        Action::Continue
+    }
+}
+
+impl<S: Service> Handler for HttpServer<S> {
+    type State = HttpConnState;
+
+    fn on_open(&mut self, conn: &mut Conn<'_>) -> HttpConnState {
+        if conn.is_outbound() {
+            let link = self.service.on_connect(conn);
+            return HttpConnState {
+                side: Side::Outbound(link),
+            };
+        }
+        HttpConnState::default()
+    }
+
+    #[inline]
+    fn on_data(&mut self, conn: &mut Conn<'_>, st: &mut HttpConnState) -> Action {
+        match &mut st.side {
+            Side::Inbound(ex) => self.inbound_data(conn, ex),
+            Side::Outbound(link) => self.service.on_outbound(conn, *link, OutboundEvent::Data),
+        }
+    }
+
+    fn on_drained(&mut self, conn: &mut Conn<'_>, st: &mut HttpConnState) -> Action {
+        match &mut st.side {
+            Side::Inbound(_) => Action::Continue,
+            Side::Outbound(link) => self
+                .service
+                .on_outbound(conn, *link, OutboundEvent::Drained),
+        }
+    }
+
+    fn on_high_water(&mut self, conn: &mut Conn<'_>, st: &mut HttpConnState) -> Action {
+        match &mut st.side {
+            Side::Inbound(_) => Action::Continue,
+            Side::Outbound(link) => self
+                .service
+                .on_outbound(conn, *link, OutboundEvent::HighWater),
+        }
+    }
+
+    fn on_read_closed(&mut self, conn: &mut Conn<'_>, st: &mut HttpConnState) -> Action {
+        match &mut st.side {
+            // Requests are answered before the close: the ones owed, and those still held.
+            Side::Inbound(ex) if ex.answers.owing() => Action::Continue,
+            Side::Inbound(_) => Action::Close,
+            Side::Outbound(link) => {
+                self.service
+                    .on_outbound(conn, *link, OutboundEvent::ReadClosed)
+            }
+        }
+    }
+
+    fn on_timeout(
+        &mut self,
+        conn: &mut Conn<'_>,
+        st: &mut HttpConnState,
+        which: Timeout,
+    ) -> Action {
+        match &mut st.side {
+            // The server is the one taking its time (input waits behind answers owed).
+            Side::Inbound(ex) if ex.answers.owing() => Action::Continue,
+            Side::Inbound(_) => adapter::on_timeout(self, conn, st, which),
+            Side::Outbound(link) => {
+                self.service
+                    .on_outbound(conn, *link, OutboundEvent::Timeout(which))
+            }
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        conn: &mut Conn<'_>,
+        st: &mut HttpConnState,
+        msg: Box<dyn Any + Send>,
+    ) -> Action {
+        match &mut st.side {
+            Side::Inbound(ex) => match msg.downcast::<Answer>() {
+                Ok(answer) => self.answer_owed(conn, ex, *answer),
+                Err(_) => {
+                    log::debug!("eventide::http: a message for an inbound connection; ignored");
+                    Action::Continue
+                }
+            },
+            Side::Outbound(link) => {
+                self.service
+                    .on_outbound(conn, *link, OutboundEvent::Message(msg))
+            }
+        }
+    }
+
+    fn on_timer(&mut self, conn: &mut Conn<'_>, st: &mut HttpConnState, token: u64) -> Action {
+        match &mut st.side {
+            Side::Inbound(_) => Action::Continue,
+            Side::Outbound(link) => {
+                self.service
+                    .on_outbound(conn, *link, OutboundEvent::Timer(token))
+            }
+        }
+    }
+
+    fn on_connect_error(&mut self, cx: &mut LoopCx<'_>, error: ConnectError) {
+        self.service.on_connect_error(cx, error);
+    }
+
+    fn on_close(&mut self, id: ConnId, st: HttpConnState, reason: &CloseReason) {
+        if let Side::Outbound(link) = st.side {
+            self.service.on_outbound_close(id, link, reason);
+        }
+    }
+
+    fn on_boot(&mut self, cx: &mut LoopCx<'_>) {
+        adapter::on_boot(self, cx);
+    }
+
+    fn on_tick(&mut self, cx: &mut LoopCx<'_>, token: u64) {
+        adapter::on_tick(self, cx, token);
+    }
+}

@@ -1,0 +1,308 @@
+//! The order of a connection's answers. HTTP/1.1 answers pipelined requests in the order they
+//! came; when one is answered later (deferred) the ones after it wait in a [`Pipeline`] of
+//! slots — the bytes already written for each and what still follows them — and go out, in
+//! order, as the front one is given. Every slot is an answer the connection owes its peer
+//! (`Conn::owe_answer`): a graceful close waits for them, and at the bound reading pauses.
+//! A connection that never defers never builds a pipeline, and pays nothing for it.
+
+use std::collections::VecDeque;
+
+use super::deferred::AnswerKind;
+use super::files::FileBody;
+use super::response::{Batch, Heads, Next, ReqFacts, Response};
+use crate::adapter::{Job, Output};
+use crate::ConnHandle;
+
+/// Answers owed on one connection, oldest first.
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    /// The request sequence number of the first slot.
+    first: u64,
+    slots: VecDeque<Slot>,
+}
+
+/// One answer owed.
+#[derive(Debug)]
+struct Slot {
+    /// Bytes of this answer written already, waiting for the answers before it.
+    held: Vec<u8>,
+    tail: Tail,
+    facts: ReqFacts,
+    /// The connection closes after this answer (later slots are dropped).
+    close: bool,
+}
+
+/// What follows a slot's held bytes.
+#[derive(Debug)]
+enum Tail {
+    /// The answer is still to come.
+    Owed,
+    /// Nothing: the answer is all in `held`.
+    Done,
+    /// A file range.
+    File(FileBody),
+}
+
+/// The per-loop buffers a response is written with.
+pub(crate) struct Writer<'a> {
+    pub scratch: &'a mut Vec<u8>,
+    pub heads: &'a mut Heads,
+}
+
+/// The answers of one connection: the next request's sequence number and the answers owed.
+#[derive(Debug, Default)]
+pub(crate) struct Answers {
+    next_seq: u64,
+    pipe: Option<Box<Pipeline>>,
+}
+
+/// An output that keeps the bytes of an answer that must wait its turn, and reaches the
+/// connection for everything else (a handle for a responder, the worker pool).
+struct Held<'a> {
+    bytes: &'a mut Vec<u8>,
+    conn: &'a mut dyn Output,
+}
+
+impl Output for Held<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    fn handle(&mut self) -> Option<ConnHandle> {
+        self.conn.handle()
+    }
+
+    fn spawn(&mut self, job: Job) -> Result<(), Job> {
+        self.conn.spawn(job)
+    }
+
+    fn loop_cx(&mut self) -> Option<crate::LoopCx<'_>> {
+        self.conn.loop_cx()
+    }
+}
+
+impl Answers {
+    /// Whether answers are owed (later ones wait).
+    #[inline]
+    pub(crate) fn owing(&self) -> bool {
+        self.pipe.is_some()
+    }
+
+    /// Answers the next request with `call`: at once, or — with answers owed ahead of it —
+    /// into a slot that waits its turn. Returns whether the connection stays open after it.
+    ///
+    /// (The sequence number advances only while answers are owed: a responder made with none
+    /// owed takes the current number, which starts the pipeline.)
+    #[inline]
+    pub(crate) fn answer_next(
+        &mut self,
+        w: &mut Writer<'_>,
+        out: &mut Batch<'_>,
+        facts: ReqFacts,
+        call: impl FnOnce(&mut Response<'_>),
+    ) -> bool {
+        if self.pipe.is_some() {
+            return self.answer_behind(w, out, facts, call);
+        }
+        let seq = self.next_seq;
+        let mut res = Response::new(out, w.scratch, w.heads, facts, seq);
+        call(&mut res);
+        res.finish();
+        let keep = res.keep_alive();
+        if res.is_all_written() {
+            return keep; // the common case: the whole answer is in the output
+        }
+        let next = res.take_next();
+        self.after_answer(out, facts, seq, keep, next)
+    }
+
+    /// The rest of an answer given at once: its file, or the start of a pipeline.
+    #[cold]
+    fn after_answer(
+        &mut self,
+        out: &mut Batch<'_>,
+        facts: ReqFacts,
+        seq: u64,
+        keep: bool,
+        next: Next,
+    ) -> bool {
+        match next {
+            Next::Nothing => keep,
+            Next::File(body) => {
+                out.flush();
+                let (file, offset, len) = body.into_parts();
+                out.out.put_file(file, offset, len) && keep
+            }
+            Next::Deferred => {
+                out.out.owe_answer();
+                let mut slots = VecDeque::with_capacity(4);
+                slots.push_back(Slot {
+                    held: Vec::new(),
+                    tail: Tail::Owed,
+                    facts,
+                    close: !keep,
+                });
+                self.pipe = Some(Box::new(Pipeline { first: seq, slots }));
+                self.next_seq = seq + 1;
+                keep
+            }
+        }
+    }
+
+    /// An answer with answers owed ahead of it: written into a slot that waits its turn.
+    #[cold]
+    fn answer_behind(
+        &mut self,
+        w: &mut Writer<'_>,
+        out: &mut Batch<'_>,
+        facts: ReqFacts,
+        call: impl FnOnce(&mut Response<'_>),
+    ) -> bool {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let mut held = Vec::new();
+        let (keep, next) = {
+            let mut sink = Held {
+                bytes: &mut held,
+                conn: &mut *out.out,
+            };
+            let mut buf = Vec::new();
+            let mut batch = Batch {
+                buf: &mut buf,
+                out: &mut sink,
+            };
+            let r = respond(w, &mut batch, facts, seq, call);
+            batch.flush();
+            r
+        };
+        out.out.owe_answer();
+        if let Some(pipe) = self.pipe.as_mut() {
+            pipe.slots.push_back(Slot {
+                held,
+                tail: Tail::from(next),
+                facts,
+                close: !keep,
+            });
+        }
+        keep
+    }
+
+    /// An answer for request `seq` arrived: it is written at once if it is the oldest owed,
+    /// kept in its slot otherwise, and the answers that were waiting for it follow. Returns
+    /// whether the connection stays open. An answer for a request no longer owed (the
+    /// connection moved on after a close) is dropped.
+    pub(crate) fn answer_owed(
+        &mut self,
+        w: &mut Writer<'_>,
+        out: &mut Batch<'_>,
+        seq: u64,
+        kind: AnswerKind,
+    ) -> bool {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return true;
+        };
+        let Some(i) = seq.checked_sub(pipe.first).map(|i| i as usize) else {
+            return true;
+        };
+        let Some(slot) = pipe.slots.get_mut(i) else {
+            return true;
+        };
+        if !matches!(slot.tail, Tail::Owed) {
+            return true;
+        }
+        let facts = slot.facts;
+        let (keep, next) = if i == 0 {
+            respond(w, out, facts, seq, |res| apply(kind, res))
+        } else {
+            let mut sink = Held {
+                bytes: &mut slot.held,
+                conn: &mut *out.out,
+            };
+            let mut buf = Vec::new();
+            let mut batch = Batch {
+                buf: &mut buf,
+                out: &mut sink,
+            };
+            let r = respond(w, &mut batch, facts, seq, |res| apply(kind, res));
+            batch.flush();
+            r
+        };
+        slot.tail = Tail::from(next);
+        slot.close = !keep;
+        self.advance(out)
+    }
+
+    /// Writes the answers at the front that are ready, up to the first still owed. Returns
+    /// whether the connection stays open (an answer written closes it, or failed).
+    fn advance(&mut self, out: &mut Batch<'_>) -> bool {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return true;
+        };
+        while let Some(front) = pipe.slots.front_mut() {
+            if !front.held.is_empty() {
+                out.flush();
+                out.out.put_vec(std::mem::take(&mut front.held));
+            }
+            let mut ok = true;
+            match std::mem::replace(&mut front.tail, Tail::Done) {
+                Tail::Owed => {
+                    front.tail = Tail::Owed;
+                    return true;
+                }
+                Tail::Done => {}
+                Tail::File(body) => {
+                    out.flush();
+                    let (file, offset, len) = body.into_parts();
+                    ok = out.out.put_file(file, offset, len);
+                }
+            }
+            let done = pipe.slots.pop_front();
+            pipe.first += 1;
+            out.out.answer_given();
+            if !ok || done.is_some_and(|s| s.close) {
+                // Nothing may follow: the rest is dropped with the connection.
+                for _ in pipe.slots.drain(..) {
+                    out.out.answer_given();
+                }
+                self.pipe = None;
+                return false;
+            }
+        }
+        self.pipe = None;
+        true
+    }
+}
+
+impl From<Next> for Tail {
+    fn from(next: Next) -> Tail {
+        match next {
+            Next::Nothing => Tail::Done,
+            Next::Deferred => Tail::Owed,
+            Next::File(body) => Tail::File(body),
+        }
+    }
+}
+
+/// Writes one response with `call` and completes it; returns whether the connection stays
+/// open after it, and what follows its bytes.
+fn respond(
+    w: &mut Writer<'_>,
+    out: &mut Batch<'_>,
+    facts: ReqFacts,
+    seq: u64,
+    call: impl FnOnce(&mut Response<'_>),
+) -> (bool, Next) {
+    let mut res = Response::new(out, w.scratch, w.heads, facts, seq);
+    call(&mut res);
+    res.finish();
+    (res.keep_alive(), res.take_next())
+}
+
+/// Writes a deferred answer.
+fn apply(kind: AnswerKind, res: &mut Response<'_>) {
+    match kind {
+        AnswerKind::Respond(f) => f(res),
+        AnswerKind::Reply(reply) => res.reply(reply),
+        AnswerKind::Dropped => res.fail(),
+    }
+}
