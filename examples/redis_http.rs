@@ -16,13 +16,11 @@
 //! one that does not answer within five seconds 504; the connection to redis is opened at the
 //! first request and again after it breaks, so the front starts and recovers on its own.
 //!
-//! What it shows: the handler parses a request on the loop, hands the query to the runtime
-//! with [`Conn::spawn_then`](eventide::Conn::spawn_then), and the closure the future returns
-//! writes the answer on the loop. Pipelined requests are answered in order whatever order
-//! redis answers in; at `--max-pending` queries in flight the connection stops reading; a
-//! client that goes away cancels its queries. The HTTP handling is deliberately minimal
-//! (`httparse`, `Content-Length` bodies only; a transfer coding gets 501): the point is the
-//! bridge, and `eventide::http` is the full codec.
+//! What it shows: the service hands each query to the runtime with
+//! [`Response::spawn_future`](eventide::http::Response::spawn_future) and the answer goes
+//! out on the connection's loop. Pipelined requests are answered in order whatever order
+//! redis answers in; at `--max-pending` answers owed the connection stops reading; a client
+//! that goes away cancels its queries (the futures are dropped).
 //!
 //! Options: `--redis HOST:PORT` (default 127.0.0.1:6380, the redis demo's address),
 //! `--threads N` tokio worker threads (default 1), `--max-pending N` queries in flight per
@@ -34,12 +32,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Args;
-use eventide::{Action, Conn, Handler, Server};
+use eventide::http::{HttpServer, Reply, Request, Response, Status};
+use eventide::Server;
 use redis::aio::MultiplexedConnection;
 
-/// The largest request head and body accepted.
-const MAX_HEAD: usize = 16 << 10;
-const MAX_BODY: usize = 1 << 20;
 /// How long a query (connecting included) may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -60,18 +56,29 @@ fn main() {
             .bind(args.addr.as_str())
             .loops(args.loops)
             .tokio_threads(threads)
+            .max_owed_answers(max_pending)
             .max_jobs_per_conn(max_pending)
-            .inbound_limit(
-                MAX_HEAD + MAX_BODY + (64 << 10),
-                eventide::InboundPolicy::Close,
-            )
-            .start(move |_| Front {
-                redis: redis.clone(),
+            .start(move |_| {
+                let redis = redis.clone();
+                HttpServer::new(move |req: &Request<'_>, res: &mut Response<'_>| {
+                    route(&redis, req, res)
+                })
             }),
         "starting the server",
     );
     let addr = server.local_addr().to_string();
     common::serve(server, signals, &addr);
+}
+
+/// Answers one request: a redis query on the runtime, or at once when there is none to make.
+fn route(redis: &Redis, req: &Request<'_>, res: &mut Response<'_>) {
+    match Query::route(req.method(), req.path(), req.body()) {
+        Ok(query) => {
+            let redis = redis.clone();
+            res.spawn_future(query.run(redis));
+        }
+        Err(reply) => res.reply(reply),
+    }
 }
 
 /// The way to redis, shared by every loop: one multiplexed connection, opened on first use
@@ -104,8 +111,11 @@ impl Redis {
         };
         match tokio::time::timeout(QUERY_TIMEOUT, attempt).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(Reply::text(502, format!("redis: {e}\n"))),
-            Err(_) => Err(Reply::text(504, "redis did not answer in time\n".into())),
+            Ok(Err(e)) => Err(text(Status::BAD_GATEWAY, format!("redis: {e}\n"))),
+            Err(_) => Err(text(
+                Status::GATEWAY_TIMEOUT,
+                "redis did not answer in time\n",
+            )),
         }
     }
 
@@ -141,203 +151,44 @@ impl Query {
             ("DELETE", Some(k), _) => Ok(Query::Del(k)),
             ("POST", _, Some(k)) => Ok(Query::Incr(k)),
             (_, Some(_), _) | (_, _, Some(_)) => {
-                Err(Reply::text(405, "method not allowed\n".into()))
+                Err(text(Status::METHOD_NOT_ALLOWED, "method not allowed\n"))
             }
-            _ => Err(Reply::text(404, "no such route\n".into())),
+            _ => Err(text(Status::NOT_FOUND, "no such route\n")),
         }
     }
 
     /// Asks redis and turns the answer into the HTTP reply.
     async fn run(self, redis: Redis) -> Reply {
+        let no_key = || text(Status::NOT_FOUND, "no such key\n");
         let answer = match self {
             Query::Get(k) => redis
                 .query::<Option<Vec<u8>>>(redis::cmd("GET").arg(k).clone())
                 .await
-                .map(|v| v.map_or_else(|| Reply::text(404, "no such key\n".into()), Reply::ok)),
+                .map(|v| v.map_or_else(no_key, |v| Reply::ok().content_type("text/plain").body(v))),
             Query::Set(k, v) => redis
                 .query::<()>(redis::cmd("SET").arg(k).arg(v).clone())
                 .await
-                .map(|()| Reply::empty(204)),
+                .map(|()| Reply::new(Status::NO_CONTENT)),
             Query::Del(k) => redis
                 .query::<u64>(redis::cmd("DEL").arg(k).clone())
                 .await
                 .map(|n| {
                     if n == 0 {
-                        Reply::text(404, "no such key\n".into())
+                        no_key()
                     } else {
-                        Reply::empty(204)
+                        Reply::new(Status::NO_CONTENT)
                     }
                 }),
             Query::Incr(k) => redis
                 .query::<i64>(redis::cmd("INCR").arg(k).clone())
                 .await
-                .map(|n| Reply::ok(format!("{n}\n").into_bytes())),
+                .map(|n| text(Status::OK, format!("{n}\n"))),
         };
         answer.unwrap_or_else(|reply| reply)
     }
 }
 
-/// An HTTP answer: a status and a `text/plain` body.
-struct Reply {
-    status: u16,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn ok(body: Vec<u8>) -> Reply {
-        Reply { status: 200, body }
-    }
-
-    fn empty(status: u16) -> Reply {
-        Reply {
-            status,
-            body: Vec::new(),
-        }
-    }
-
-    fn text(status: u16, body: String) -> Reply {
-        Reply {
-            status,
-            body: body.into_bytes(),
-        }
-    }
-
-    /// Writes the response; `close` adds `Connection: close` and closes after it.
-    fn write(self, conn: &mut Conn<'_>, close: bool) {
-        let reason = match self.status {
-            200 => "OK",
-            204 => "No Content",
-            400 => "Bad Request",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            413 => "Content Too Large",
-            431 => "Request Header Fields Too Large",
-            501 => "Not Implemented",
-            502 => "Bad Gateway",
-            _ => "Gateway Timeout",
-        };
-        let mut head = format!("HTTP/1.1 {} {reason}\r\n", self.status);
-        if self.status != 204 {
-            head.push_str(&format!(
-                "Content-Type: text/plain\r\nContent-Length: {}\r\n",
-                self.body.len()
-            ));
-        }
-        head.push_str(if close {
-            "Connection: close\r\n\r\n"
-        } else {
-            "\r\n"
-        });
-        conn.write(head.as_bytes());
-        conn.write(&self.body);
-        if close {
-            conn.close();
-        }
-    }
-}
-
-/// One parsed request: the route's query (or its answer), the bytes it took, and whether
-/// the connection closes after it.
-struct Parsed {
-    query: Result<Query, Reply>,
-    len: usize,
-    close: bool,
-}
-
-/// Parses the request at the start of `input`; `None` while it is incomplete, `Err` with the
-/// answer (the connection then closes) when it is malformed or too large.
-fn parse(input: &[u8]) -> Result<Option<Parsed>, Reply> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut req = httparse::Request::new(&mut headers);
-    let head = match req.parse(input) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if input.len() > MAX_HEAD => {
-            return Err(Reply::text(431, "request head too large\n".into()));
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(Reply::text(400, format!("malformed request: {e}\n"))),
-    };
-    let mut body_len = 0;
-    let mut close = req.version == Some(0);
-    for h in req.headers.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
-            body_len = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .ok_or_else(|| Reply::text(400, "malformed Content-Length\n".into()))?;
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(Reply::text(
-                501,
-                "transfer codings are not supported\n".into(),
-            ));
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            let value = String::from_utf8_lossy(h.value).to_ascii_lowercase();
-            close = value.contains("close") || (close && !value.contains("keep-alive"));
-        }
-    }
-    if body_len > MAX_BODY {
-        return Err(Reply::text(413, "body too large\n".into()));
-    }
-    let Some(body) = input.get(head..head + body_len) else {
-        return Ok(None);
-    };
-    let (method, path) = (req.method.unwrap_or(""), req.path.unwrap_or(""));
-    Ok(Some(Parsed {
-        query: Query::route(method, path, body),
-        len: head + body_len,
-        close,
-    }))
-}
-
-struct Front {
-    redis: Redis,
-}
-
-/// Per connection: whether its last request has been read (it asked to close, or was bad).
-#[derive(Default)]
-struct FrontConn {
-    done: bool,
-}
-
-impl Handler for Front {
-    type State = FrontConn;
-
-    fn on_open(&mut self, _: &mut Conn<'_>) -> FrontConn {
-        FrontConn::default()
-    }
-
-    fn on_data(&mut self, conn: &mut Conn<'_>, state: &mut FrontConn) -> Action {
-        while !state.done && conn.can_spawn() {
-            let parsed = match parse(conn.input()) {
-                Ok(Some(parsed)) => parsed,
-                Ok(None) => break,
-                Err(reply) => Parsed {
-                    query: Err(reply),
-                    len: conn.input().len(),
-                    close: true,
-                },
-            };
-            conn.consume(parsed.len);
-            state.done = parsed.close;
-            let (redis, close) = (self.redis.clone(), parsed.close);
-            // Every answer, even one known now, goes through the runtime so that it takes
-            // its turn after the queries before it.
-            let spawned = conn.spawn_then(async move {
-                let reply = match parsed.query {
-                    Ok(query) => query.run(redis).await,
-                    Err(reply) => reply,
-                };
-                move |c: &mut Conn<'_>| reply.write(c, close)
-            });
-            if let Err(e) = spawned {
-                log::warn!("redis_http: {e}");
-                return Action::Close;
-            }
-        }
-        if state.done {
-            let rest = conn.input().len();
-            conn.consume(rest); // nothing after the last request is read
-        }
-        Action::Continue
-    }
+/// A `text/plain` reply.
+fn text(status: Status, body: impl Into<Vec<u8>>) -> Reply {
+    Reply::new(status).content_type("text/plain").body(body)
 }

@@ -115,18 +115,52 @@ pub(crate) fn spawn_for_conn<F>(
 where
     F: Future + Send + 'static,
 {
-    if conn.lp.tokio.is_none() {
+    let Some(handle) = conn.lp.tokio.as_ref().map(|rt| rt.handle.clone()) else {
         return Err(no_runtime());
-    }
-    let ticket = conn.admit_job()?;
-    let seq = ticket.seq();
-    let id = conn.core.id;
-    let Some(rt) = &conn.lp.tokio else {
-        unreachable!("checked above")
     };
-    let task = rt.handle.spawn(deliver_to(ticket, id, fut, deliver));
+    let ticket = conn.admit_job()?;
+    spawn_as_job(conn, &handle, ticket, fut, deliver);
+    Ok(())
+}
+
+/// Spawns `fut` with its ticket, and keeps its abort handle with the connection's jobs.
+fn spawn_as_job<F>(
+    conn: &mut Conn<'_>,
+    handle: &Handle,
+    ticket: Ticket,
+    fut: F,
+    deliver: impl FnOnce(F::Output) -> JobResult + Send + 'static,
+) where
+    F: Future + Send + 'static,
+{
+    let seq = ticket.seq();
+    let task = handle.spawn(deliver_to(ticket, conn.core.id, fut, deliver));
     if let Some(jobs) = conn.core.jobs.as_mut() {
         jobs.running.add(seq, task.abort_handle());
+    }
+}
+
+/// A future with nothing to deliver: it answers through a handle of its own (an HTTP
+/// [`Responder`](crate::http::Responder)).
+#[cfg(feature = "http")]
+pub(crate) type UnitFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs `fut` for the connection: as one of its jobs when it can take one (dropped if the
+/// connection goes away), else by itself on the runtime — it answers through its own handle,
+/// so it is not lost either way. Gives it back when there is no runtime.
+#[cfg(feature = "http")]
+pub(crate) fn spawn_unit(conn: &mut Conn<'_>, fut: UnitFuture) -> Result<(), UnitFuture> {
+    let Some(handle) = conn.lp.tokio.as_ref().map(|rt| rt.handle.clone()) else {
+        return Err(fut);
+    };
+    match conn.admit_job() {
+        Ok(ticket) => spawn_as_job(conn, &handle, ticket, fut, |()| {
+            JobResult::Output(Vec::new())
+        }),
+        Err(e) => {
+            log::debug!("eventide: a future for {} runs uncounted: {e}", conn.id());
+            drop(handle.spawn(fut));
+        }
     }
     Ok(())
 }
@@ -239,7 +273,7 @@ impl Drop for LoopDelivery {
 }
 
 /// `fut`, with a panic in its `poll` caught and reported as `Err` (it is not polled again).
-async fn caught<F: Future>(fut: F) -> Result<F::Output, ()> {
+pub(crate) async fn caught<F: Future>(fut: F) -> Result<F::Output, ()> {
     let mut fut = std::pin::pin!(fut);
     std::future::poll_fn(move |cx| {
         match panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {

@@ -159,13 +159,19 @@ pub(crate) fn steady(f: &Facts<'_>, cfg: &Config) -> bool {
         }
 }
 
+/// Nothing more is coming for the peer: no output queued, no job in flight, no answer owed.
+#[inline]
+fn flushed(f: &Facts<'_>) -> bool {
+    !f.queued && f.jobs == 0 && f.state.owed == 0
+}
+
 /// The step, in order of precedence: a failure closes at once; a crossed high-water mark is
 /// reported before anything else; an ending waits until output, jobs and answers owed are
 /// flushed.
 #[inline]
 fn step(f: &Facts<'_>) -> Step {
     let s = f.state;
-    let flushed = !f.queued && f.jobs == 0 && s.owed == 0;
+    let flushed = flushed(f);
     match s.lifecycle() {
         Lifecycle::Aborted => Step::Abort,
         _ if s.high_water == HighWater::Crossed => Step::NotifyHighWater,
@@ -198,7 +204,7 @@ fn upkeep(f: &Facts<'_>, cfg: &Config) -> Upkeep {
         Registration::Registered(now) => (now != want).then_some(want),
     };
     let resumed = delivering && !s.flowing;
-    let arm_timer = next_due(s, f.queued || f.jobs > 0, f.active_ms, since, cfg)
+    let arm_timer = next_due(s, !flushed(f), f.active_ms, since, cfg)
         .filter(|&due| f.timer_at.map_or(true, |at| at > due));
     Upkeep {
         below_low_water,
@@ -218,7 +224,8 @@ pub(crate) fn millis(d: Duration) -> u64 {
 }
 
 /// The idle period that applies now, if any: while closing with output still to come — queued
-/// for a peer that does not take it, or owed by jobs in flight — at most the flush timeout.
+/// for a peer that does not take it, owed by jobs in flight or by answers given later — at
+/// most the flush timeout.
 #[inline]
 pub(crate) fn idle_period(s: &ConnState, waiting: bool, cfg: &Config) -> Option<u64> {
     let idle = cfg.idle_timeout.map(millis);

@@ -583,6 +583,13 @@ fn timeout_timer() {
         ..facts(&s)
     };
     assert_eq!(plan(&open_with_job, &no_idle).upkeep.arm_timer, None);
+    // And while answers given later are owed.
+    let mut closing_owed = closing;
+    closing_owed.owed = 1;
+    assert_eq!(
+        plan(&facts(&closing_owed), &no_idle).upkeep.arm_timer,
+        Some(1300)
+    );
 }
 
 /// Every combination of the state enums, with and without output, jobs, input and handles, in
