@@ -423,7 +423,9 @@ fn a_graceful_close_waits_for_outputs_and_is_bounded_by_the_flush_timeout() {
     wait_until("the hanging future is dropped", || {
         fx.probe.dropped_unfinished.load(SeqCst) >= 1
     });
-    wait_until("no future of it runs on", || fx.probe.alive.load(SeqCst) == 0);
+    wait_until("no future of it runs on", || {
+        fx.probe.alive.load(SeqCst) == 0
+    });
     drop(reader);
     wait_until("the connections are closed", || fx.open_connections() == 0);
     wait_until("the descriptors are closed", || open_fds() == fds);

@@ -407,10 +407,7 @@ impl<'a> Conn<'a> {
     }
 
     /// Takes a place for one more job (or future) among this connection's, in submission
-    /// order: the ticket its result comes back with. (`inline`: out of line, it changed how
-    /// the crate was split into codegen units, and the echo path ran 7 more instructions per
-    /// message under callgrind, with the feature off.)
-    #[inline]
+    /// order: the ticket its result comes back with.
     pub(crate) fn admit_job(&mut self) -> io::Result<Ticket> {
         if self.is_closing() {
             return Err(io::Error::new(
