@@ -21,7 +21,7 @@ use crate::LoopCx;
 /// adapter timer: the service's tokens are all its own).
 const DATE_TIMER: u64 = 0;
 
-/// An HTTP/1.1 server: the [`Handler`] that runs a [`Service`]. Make one per event loop in
+/// An HTTP/1.1 server: the [`Handler`](crate::Handler) that runs a [`Service`]. Make one per event loop in
 /// the factory given to [`Builder::start`](crate::Builder::start).
 ///
 /// ```no_run
