@@ -104,6 +104,16 @@ pub trait Output {
         None
     }
 
+    /// Runs `fut` on the server's tokio runtime for the connection, dropped if it goes away
+    /// (feature `tokio`); gives it back when there is no runtime.
+    #[cfg(all(feature = "tokio", feature = "http"))]
+    fn spawn_future(
+        &mut self,
+        fut: crate::bridge::UnitFuture,
+    ) -> Result<(), crate::bridge::UnitFuture> {
+        Err(fut)
+    }
+
     /// Takes on one answer owed to the peer; `false` at the bound (nothing changes).
     fn owe_answer(&mut self) -> bool {
         true
@@ -158,6 +168,14 @@ impl Output for Conn<'_> {
 
     fn loop_cx(&mut self) -> Option<LoopCx<'_>> {
         Some(Conn::loop_cx(self))
+    }
+
+    #[cfg(all(feature = "tokio", feature = "http"))]
+    fn spawn_future(
+        &mut self,
+        fut: crate::bridge::UnitFuture,
+    ) -> Result<(), crate::bridge::UnitFuture> {
+        crate::bridge::spawn_unit(self, fut)
     }
 
     fn owe_answer(&mut self) -> bool {

@@ -60,6 +60,9 @@ pub struct Builder {
     cfg: Config,
     on_shutdown: Option<Box<dyn FnOnce() + Send>>,
     inherited: Vec<(ListenFd, Option<ServerConfig>)>,
+    /// Where futures spawned by callbacks run (feature `tokio`).
+    #[cfg(feature = "tokio")]
+    pub(crate) tokio: Option<crate::bridge::RuntimeChoice>,
 }
 
 impl Default for Builder {
@@ -78,6 +81,8 @@ impl Default for Builder {
             cfg: Config::default(),
             on_shutdown: None,
             inherited: Vec::new(),
+            #[cfg(feature = "tokio")]
+            tokio: None,
         }
     }
 }
@@ -439,7 +444,13 @@ impl Builder {
             0 => None,
             n => Some(Arc::new(WorkerPool::start(n, worker_start(&cfg, &loops))?)),
         };
-        let shared = Arc::new(ServerShared::new(loops.into(), pool, self.max_connections));
+        #[allow(unused_mut)]
+        let mut shared = ServerShared::new(loops.into(), pool, self.max_connections);
+        #[cfg(feature = "tokio")]
+        {
+            shared.tokio = self.tokio.map(crate::bridge::Bridge::start).transpose()?;
+        }
+        let shared = Arc::new(shared);
         let mut parts = Vec::with_capacity(self.loops);
         for (i, listeners) in per_loop.into_iter().enumerate() {
             let udp = std::mem::take(&mut udp_per_loop[i])

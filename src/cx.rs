@@ -83,6 +83,9 @@ pub(crate) struct LoopCore {
     pub open_context: Option<Box<dyn Any + Send>>,
     /// The loop's group members, and what callbacks wrote for other connections of the loop.
     pub fanout: LoopGroups,
+    /// The runtime for futures spawned by callbacks, and the loop's own (feature `tokio`).
+    #[cfg(feature = "tokio")]
+    pub tokio: Option<crate::bridge::running::LoopFutures>,
     /// Generation for the next connection or connect (tells reused slots apart).
     next_generation: u32,
 }
@@ -110,6 +113,8 @@ impl LoopCore {
             connects: Vec::new(),
             open_context: None,
             fanout: LoopGroups::default(),
+            #[cfg(feature = "tokio")]
+            tokio: None,
             next_generation: 0,
         }
     }
@@ -152,7 +157,7 @@ impl LoopCore {
 /// [`Handler::on_tick`](crate::Handler::on_tick), a task posted to the loop, or
 /// [`Conn::loop_cx`](crate::Conn::loop_cx).
 pub struct LoopCx<'a> {
-    lp: &'a mut LoopCore,
+    pub(crate) lp: &'a mut LoopCore,
     /// In `on_tick`: the timer that fired is a protocol adapter's own.
     #[cfg(any(feature = "http", feature = "resp"))]
     adapter_timer: bool,

@@ -4,7 +4,6 @@
 //! connection by slot and generation, so a handle that outlives its connection fails with
 //! `NotConnected` and never touches a newer connection in the same slot.
 
-use std::any::TypeId;
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Release, Ordering::SeqCst};
@@ -301,17 +300,7 @@ impl ConnHandle {
     /// so the type is checked here, at the call, rather than by its signature). Fails with
     /// `NotConnected` once the connection has closed.
     pub fn send<M: Send + 'static>(&self, msg: M) -> io::Result<()> {
-        let takes = self.shared.loop_shared().message;
-        if TypeId::of::<M>() != takes.id {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "the connection's handler takes messages of type {}, not {}",
-                    takes.name,
-                    std::any::type_name::<M>()
-                ),
-            ));
-        }
+        self.shared.loop_shared().message.check::<M>()?;
         self.check_open()?;
         self.post(ConnOp::Message(Box::new(msg)));
         Ok(())

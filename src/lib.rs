@@ -47,6 +47,8 @@ mod acceptor;
 #[cfg(any(feature = "http", feature = "resp"))]
 mod adapter;
 mod addr;
+#[cfg(feature = "tokio")]
+mod bridge;
 mod budget;
 mod buffer;
 mod builder;

@@ -49,12 +49,22 @@ pub(crate) enum ConnOp {
     Message(Box<dyn Any + Send>),
 }
 
-/// How a worker-pool job ended.
+/// How a worker-pool job (or a future off the loop, feature `tokio`) ended.
 pub(crate) enum JobResult {
     /// The job returned this output.
     Output(Vec<u8>),
+    /// A future's output: a closure to run on the loop with the connection.
+    #[cfg(feature = "tokio")]
+    Apply(Box<dyn FnOnce(&mut Conn<'_>) + Send>),
+    /// A future's output: a message for `Handler::on_message`.
+    #[cfg(feature = "tokio")]
+    Message(Box<dyn Any + Send>),
     /// The job was dropped before it ran (server stop).
     Cancelled,
+    /// A future was dropped before it finished while its connection lived on (its runtime
+    /// shut down): the reply it owed will never come.
+    #[cfg(feature = "tokio")]
+    Abandoned,
     /// The job panicked.
     Panicked,
 }
@@ -80,6 +90,12 @@ impl Ticket {
         }
     }
 
+    /// Its place in the connection's submission order.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// The pool's job: runs `run` and posts its output back, or that it panicked.
     pub(crate) fn job(self, run: Box<dyn FnOnce() -> Vec<u8> + Send>) -> Job {
         Box::new(move || {
@@ -94,7 +110,8 @@ impl Ticket {
         })
     }
 
-    fn send(mut self, result: JobResult) {
+    /// Posts how the job ended.
+    pub(crate) fn send(mut self, result: JobResult) {
         self.sent = true;
         self.post(result);
     }
@@ -198,6 +215,21 @@ impl MessageType {
             id: TypeId::of::<M>(),
             name: std::any::type_name::<M>(),
         }
+    }
+
+    /// `InvalidInput`, naming both types, unless `M` is this type.
+    pub(crate) fn check<M: 'static>(&self) -> io::Result<()> {
+        if TypeId::of::<M>() == self.id {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the connection's handler takes messages of type {}, not {}",
+                self.name,
+                std::any::type_name::<M>()
+            ),
+        ))
     }
 }
 

@@ -163,6 +163,10 @@ impl Server {
         if let Some(pool) = &self.shared.pool {
             pool.shutdown();
         }
+        #[cfg(feature = "tokio")]
+        if let Some(bridge) = &self.shared.tokio {
+            bridge.shutdown(self.stop_timeout);
+        }
         #[cfg(feature = "faults")]
         if self
             .shared

@@ -17,6 +17,9 @@ pub(crate) struct ServerShared {
     /// Accepted connections, under the connection limit (see `Seat`).
     pub limit: Arc<ConnLimit>,
     stopping: AtomicBool,
+    /// The runtime futures spawned by callbacks run on (feature `tokio`).
+    #[cfg(feature = "tokio")]
+    pub tokio: Option<crate::bridge::Bridge>,
 }
 
 impl ServerShared {
@@ -30,6 +33,8 @@ impl ServerShared {
             pool,
             limit: Arc::new(ConnLimit::new(max_connections)),
             stopping: AtomicBool::new(false),
+            #[cfg(feature = "tokio")]
+            tokio: None,
         }
     }
 

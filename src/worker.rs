@@ -145,13 +145,17 @@ fn work(shared: &PoolShared) {
 }
 
 /// A connection's jobs in flight and the outputs that finished ahead of their turn. Workers
-/// finish in any order; results come out in submission order.
+/// (and futures on a tokio runtime, feature `tokio`) finish in any order; results come out in
+/// submission order.
 pub(crate) struct ConnJobs<R> {
     pub next_seq: u64,
     pub next_write: u64,
     pub in_flight: usize,
     /// Results that arrived before an earlier job's, by sequence number.
     pub early: std::collections::BTreeMap<u64, R>,
+    /// The futures still running, aborted when this is dropped (with the connection).
+    #[cfg(feature = "tokio")]
+    pub running: crate::bridge::running::Running,
 }
 
 impl<R> Default for ConnJobs<R> {
@@ -161,6 +165,8 @@ impl<R> Default for ConnJobs<R> {
             next_write: 0,
             in_flight: 0,
             early: Default::default(),
+            #[cfg(feature = "tokio")]
+            running: Default::default(),
         }
     }
 }
@@ -168,6 +174,8 @@ impl<R> Default for ConnJobs<R> {
 impl<R> ConnJobs<R> {
     /// Job `seq` finished with `result`.
     pub(crate) fn finished(&mut self, seq: u64, result: R) {
+        #[cfg(feature = "tokio")]
+        self.running.finished(seq);
         self.early.insert(seq, result);
     }
 

@@ -445,12 +445,22 @@ impl<'a> Conn<'a> {
     /// jobs are at the limit — check [`can_submit`](Conn::can_submit) first and leave the
     /// message unconsumed: it is offered again once reading resumes.
     pub fn submit(&mut self, job: impl FnOnce() -> Vec<u8> + Send + 'static) -> io::Result<()> {
-        let Some(pool) = self.lp.pool.as_ref() else {
+        if self.lp.pool.is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "the server has no worker pool",
             ));
-        };
+        }
+        let ticket = self.admit_job()?;
+        if let Some(pool) = &self.lp.pool {
+            pool.submit(ticket.job(Box::new(job)));
+        }
+        Ok(())
+    }
+
+    /// Takes a place for one more job (or future) among this connection's, in submission
+    /// order: the ticket its result comes back with.
+    pub(crate) fn admit_job(&mut self) -> io::Result<Ticket> {
         if self.is_closing() {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,
@@ -468,10 +478,12 @@ impl<'a> Conn<'a> {
         let seq = jobs.next_seq;
         jobs.next_seq += 1;
         jobs.in_flight += 1;
-        let (key, generation) = (self.core.key, self.core.generation);
-        let ticket = Ticket::new(Arc::clone(&self.lp.shared), key, generation, seq);
-        pool.submit(ticket.job(Box::new(job)));
-        Ok(())
+        Ok(Ticket::new(
+            Arc::clone(&self.lp.shared),
+            self.core.key,
+            self.core.generation,
+            seq,
+        ))
     }
 
     /// Takes on one more answer the connection owes its peer — a response a protocol adapter

@@ -161,13 +161,19 @@ pub(crate) fn steady(f: &Facts<'_>, cfg: &Config) -> bool {
         }
 }
 
+/// Nothing more is coming for the peer: no output queued, no job in flight, no answer owed.
+#[inline]
+fn flushed(f: &Facts<'_>) -> bool {
+    !f.queued && f.jobs == 0 && f.state.owed == 0
+}
+
 /// The step, in order of precedence: a failure closes at once; a crossed high-water mark is
 /// reported before anything else; an ending waits until output, jobs and answers owed are
 /// flushed.
 #[inline]
 fn step(f: &Facts<'_>) -> Step {
     let s = f.state;
-    let flushed = !f.queued && f.jobs == 0 && s.owed == 0;
+    let flushed = flushed(f);
     match s.lifecycle() {
         Lifecycle::Aborted => Step::Abort,
         _ if s.high_water == HighWater::Crossed => Step::NotifyHighWater,
@@ -200,7 +206,7 @@ fn upkeep(f: &Facts<'_>, cfg: &Config) -> Upkeep {
         Registration::Registered(now) => (now != want).then_some(want),
     };
     let resumed = delivering && !s.flowing;
-    let arm_timer = next_due(s, f.queued, f.active_ms, since, f.idle, cfg)
+    let arm_timer = next_due(s, !flushed(f), f.active_ms, since, f.idle, cfg)
         .filter(|&due| f.timer_at.map_or(true, |at| at > due));
     Upkeep {
         below_low_water,
@@ -252,16 +258,17 @@ impl IdleTimeout {
 }
 
 /// The idle period that applies now, if any: the connection's idle timeout, and while closing
-/// with output the peer does not take, at most the flush timeout.
+/// with output still to come — queued for a peer that does not take it, owed by jobs in flight
+/// or by answers given later — at most the flush timeout.
 #[inline]
 pub(crate) fn idle_period(
     s: &ConnState,
-    queued: bool,
+    waiting: bool,
     idle: IdleTimeout,
     cfg: &Config,
 ) -> Option<u64> {
     let idle = idle.period(cfg.idle_timeout);
-    if s.lifecycle() == Lifecycle::Closing && queued {
+    if s.lifecycle() == Lifecycle::Closing && waiting {
         let stall = millis(cfg.flush_timeout).max(1);
         return Some(idle.map_or(stall, |i| i.min(stall)));
     }
@@ -281,13 +288,13 @@ pub(crate) fn read_due(since: Option<u64>, cfg: &Config) -> Option<u64> {
 #[inline]
 fn next_due(
     s: &ConnState,
-    queued: bool,
+    waiting: bool,
     active_ms: u64,
     since: Option<u64>,
     idle: IdleTimeout,
     cfg: &Config,
 ) -> Option<u64> {
-    let idle = idle_period(s, queued, idle, cfg).map(|p| active_ms.saturating_add(p));
+    let idle = idle_period(s, waiting, idle, cfg).map(|p| active_ms.saturating_add(p));
     match (idle, read_due(since, cfg)) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

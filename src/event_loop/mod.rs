@@ -115,16 +115,26 @@ impl<H: Handler> EventLoop<H> {
         let pool = parts.server.pool.clone();
         let udp_recv =
             (!parts.udp.is_empty()).then(|| RecvBatch::new(cfg.udp_batch, cfg.udp_max_datagram));
+        #[allow(unused_mut)]
+        let mut lp = LoopCore::new(
+            parts.epoll,
+            Arc::clone(&parts.server.loops),
+            parts.shared.index,
+            cfg,
+            pool,
+        );
+        #[cfg(feature = "tokio")]
+        {
+            lp.tokio = parts
+                .server
+                .tokio
+                .as_ref()
+                .map(|b| crate::bridge::running::LoopFutures::new(b.handle().clone()));
+        }
         EventLoop {
             handler: parts.handler,
             balancer: Balancer::new(cfg.balance),
-            lp: LoopCore::new(
-                parts.epoll,
-                Arc::clone(&parts.server.loops),
-                parts.shared.index,
-                cfg,
-                pool,
-            ),
+            lp,
             server: parts.server,
             udp: parts.udp,
             conns: Slab::new(),

@@ -115,7 +115,7 @@ impl<H: Handler> EventLoop<H> {
         self.settle(key);
     }
 
-    /// A job finished (or was dropped): write the outputs that are now in order.
+    /// A job finished (or was dropped): apply the results that are now in order.
     fn job_done(&mut self, key: usize, generation: u32, seq: u64, result: JobResult) {
         if !self.alive(key, generation) {
             return;
@@ -124,7 +124,7 @@ impl<H: Handler> EventLoop<H> {
             return;
         };
         jobs.finished(seq, result);
-        let mut panicked = false;
+        let mut failed = None;
         while let Some(jobs) = self.conns[key].core.jobs.as_mut() {
             let Some(result) = jobs.next_in_order() else {
                 break;
@@ -134,9 +134,32 @@ impl<H: Handler> EventLoop<H> {
                     let core = &mut self.conns[key].core;
                     Conn::new(core, &mut self.lp, &[]).write_vec(bytes);
                 }
+                #[cfg(feature = "tokio")]
+                JobResult::Apply(apply) => {
+                    if !self.with_conn(key, apply) {
+                        return; // it panicked: the connection is closed
+                    }
+                }
+                #[cfg(feature = "tokio")]
+                JobResult::Message(msg) => {
+                    // `spawn_message` checked the type against this loop's handler.
+                    if let Ok(msg) = msg.downcast::<H::Message>() {
+                        self.call_unsettled(key, |h, c, s| h.on_message(c, s, *msg));
+                    }
+                    if !self.alive(key, generation) {
+                        return;
+                    }
+                }
                 JobResult::Cancelled => {}
+                #[cfg(feature = "tokio")]
+                JobResult::Abandoned => {
+                    failed = Some(CloseReason::Error(std::io::Error::other(
+                        "a future was dropped before it finished (its runtime shut down)",
+                    )));
+                    break;
+                }
                 JobResult::Panicked => {
-                    panicked = true;
+                    failed = Some(CloseReason::Panicked);
                     break;
                 }
             }
@@ -149,11 +172,12 @@ impl<H: Handler> EventLoop<H> {
         {
             core.jobs = None;
         }
-        if panicked {
+        if let Some(reason) = failed {
             // The reply to that request will never come: the stream is out of step. Later
-            // outputs are dropped and the close does not wait for jobs still running.
+            // outputs are dropped and the close does not wait for jobs still running (futures
+            // among them are aborted).
             core.jobs = None;
-            core.state.close(CloseReason::Panicked);
+            core.state.close(reason);
         }
         self.settle(key);
     }

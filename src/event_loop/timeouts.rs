@@ -21,8 +21,8 @@ impl<H: Handler> EventLoop<H> {
         let now = self.lp.now_ms;
         let core = &mut self.conns[key].core;
         core.timeout_timer = None;
-        let queued = core.out.is_some();
-        let idle_due = idle_period(&core.state, queued, core.idle, cfg)
+        let waiting = core.out.is_some() || core.jobs_in_flight() > 0 || core.state.owed > 0;
+        let idle_due = idle_period(&core.state, waiting, core.idle, cfg)
             .map(|p| core.active_ms.saturating_add(p));
         let which = if idle_due.is_some_and(|d| d <= now) {
             Timeout::Idle

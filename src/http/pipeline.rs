@@ -82,6 +82,14 @@ impl Output for Held<'_> {
     fn loop_cx(&mut self) -> Option<crate::LoopCx<'_>> {
         self.conn.loop_cx()
     }
+
+    #[cfg(feature = "tokio")]
+    fn spawn_future(
+        &mut self,
+        fut: crate::bridge::UnitFuture,
+    ) -> Result<(), crate::bridge::UnitFuture> {
+        self.conn.spawn_future(fut)
+    }
 }
 
 impl Answers {

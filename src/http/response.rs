@@ -513,6 +513,46 @@ impl<'r> Response<'r> {
         }
     }
 
+    /// Answers with the [`Reply`] that `fut` returns, run on the server's tokio runtime
+    /// (feature `tokio`: [`Builder::tokio_handle`](crate::Builder::tokio_handle) or
+    /// [`Builder::tokio_threads`](crate::Builder::tokio_threads)), in order (see
+    /// [`defer`](Response::defer)). The future is one of the connection's jobs
+    /// ([`Conn::spawn`](crate::Conn::spawn)): dropped if the connection goes away. A future
+    /// that panics, or a server without a runtime, answers `500`.
+    ///
+    /// ```no_run
+    /// use eventide::http::{Reply, Request, Response};
+    ///
+    /// fn lookup(req: &Request<'_>, res: &mut Response<'_>) {
+    ///     let key = req.path().to_string();
+    ///     res.spawn_future(async move {
+    ///         // An async client: a database, a cache, another service.
+    ///         tokio::task::yield_now().await;
+    ///         Reply::ok().content_type("text/plain").body(format!("value of {key}"))
+    ///     });
+    /// }
+    /// # let _ = lookup;
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn spawn_future(&mut self, fut: impl std::future::Future<Output = Reply> + Send + 'static) {
+        let responder = self.defer();
+        if !responder.is_attached() {
+            return;
+        }
+        // A panic drops the responder, which answers 500; the connection stays.
+        let answer = Box::pin(async move {
+            match crate::bridge::caught(fut).await {
+                Ok(reply) => drop(responder.send(reply)),
+                Err(()) => log::error!("eventide::http: a future answering a request panicked"),
+            }
+        });
+        if self.out.spawn_future(answer).is_err() {
+            log::error!(
+                "eventide::http: spawn_future() on a server without a tokio runtime; answered 500"
+            );
+        }
+    }
+
     /// The event loop of the request's connection: to open an outbound connection that will
     /// answer it ([`LoopCx::connect`](crate::LoopCx::connect), see
     /// [`Service::on_connect`](super::Service::on_connect)), set a loop timer, or get a

@@ -572,6 +572,25 @@ fn timeout_timer() {
     };
     assert_eq!(plan(&f, &no_idle).upkeep.arm_timer, Some(1300));
     assert_eq!(plan(&facts(&s), &no_idle).upkeep.arm_timer, None);
+    // Closing while jobs still owe output: bounded the same way, so a job (or a future) that
+    // never finishes does not keep the connection.
+    let owed = Facts {
+        jobs: 1,
+        ..facts(&closing)
+    };
+    assert_eq!(plan(&owed, &no_idle).upkeep.arm_timer, Some(1300));
+    let open_with_job = Facts {
+        jobs: 1,
+        ..facts(&s)
+    };
+    assert_eq!(plan(&open_with_job, &no_idle).upkeep.arm_timer, None);
+    // And while answers given later are owed.
+    let mut closing_owed = ConnState::in_lifecycle(Lifecycle::Closing);
+    closing_owed.owed = 1;
+    assert_eq!(
+        plan(&facts(&closing_owed), &no_idle).upkeep.arm_timer,
+        Some(1300)
+    );
 
     // A connection's own idle timeout replaces the server's, either way; `None` arms nothing.
     let own = |ms: u64| IdleTimeout::own(Some(Duration::from_millis(ms)));
