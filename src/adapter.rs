@@ -301,6 +301,7 @@ impl Served {
 
 /// `Handler::on_data` for a protocol.
 #[inline]
+#[cfg(feature = "resp")]
 pub(crate) fn on_data<P: Protocol>(p: &mut P, conn: &mut Conn<'_>, st: &mut P::State) -> Action {
     serve_input(conn, |input, conn| p.serve(st, input, conn))
 }

@@ -181,12 +181,7 @@ impl Handler for Lines {
         Action::Continue
     }
 
-    fn on_message(
-        &mut self,
-        conn: &mut Conn<'_>,
-        _: &mut (),
-        tag: String,
-    ) -> Action {
+    fn on_message(&mut self, conn: &mut Conn<'_>, _: &mut (), tag: String) -> Action {
         conn.write(tag.as_bytes());
         Action::Continue
     }

@@ -414,14 +414,18 @@ impl<'a> Conn<'a> {
 
     /// How many [`Group`](crate::Group)s this connection belongs to.
     pub fn group_count(&self) -> usize {
-        self.lp.fanout.count_of((self.core.key, self.core.generation))
+        self.lp
+            .fanout
+            .count_of((self.core.key, self.core.generation))
     }
 
     /// Takes this connection out of every [`Group`](crate::Group) it belongs to (closing
     /// does it too); returns how many it left. What was broadcast to them before is still
     /// written.
     pub fn leave_groups(&mut self) -> usize {
-        self.lp.fanout.leave_all((self.core.key, self.core.generation))
+        self.lp
+            .fanout
+            .leave_all((self.core.key, self.core.generation))
     }
 
     /// Worker-pool jobs submitted by this connection whose output is not written yet.
@@ -490,6 +494,7 @@ impl<'a> Conn<'a> {
     /// will write later (deferred, or queued behind one that is): a graceful close waits for
     /// it, and at the builder's `max_owed_answers` reading pauses until one is given. Returns
     /// `false` (nothing changes) when already at that bound.
+    #[cfg(any(feature = "http", feature = "resp"))]
     pub(crate) fn owe_answer(&mut self) -> bool {
         if self.core.state.owes_the_most(&self.lp.cfg) {
             return false;
@@ -499,6 +504,7 @@ impl<'a> Conn<'a> {
     }
 
     /// One answer owed has been written to the output (or given up on).
+    #[cfg(any(feature = "http", feature = "resp"))]
     pub(crate) fn answer_given(&mut self) {
         debug_assert!(
             self.core.state.owed > 0,
@@ -508,18 +514,21 @@ impl<'a> Conn<'a> {
     }
 
     /// Whether one more answer may be owed (the bound is not reached).
+    #[cfg(any(feature = "http", feature = "resp"))]
     pub(crate) fn may_owe(&self) -> bool {
         !self.core.state.owes_the_most(&self.lp.cfg)
     }
 
     /// Whether output waits for the kernel: it refused bytes, and `on_drained` follows once
     /// they are all sent.
+    #[cfg(any(feature = "http", feature = "resp"))]
     pub(crate) fn is_output_queued(&self) -> bool {
         self.core.out.is_some()
     }
 
     /// Runs `job` on the worker pool, not tied to this connection's job order or bound (the
     /// job carries its own way back); gives it back when the server has no pool.
+    #[cfg(any(feature = "http", feature = "resp"))]
     pub(crate) fn spawn_job(
         &mut self,
         job: crate::adapter::Job,

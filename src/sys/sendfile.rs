@@ -42,11 +42,11 @@ pub(crate) fn sendfile(
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset beyond off_t"))?;
     let count = len.min(MAX_CHUNK);
     let n = cvt_retry(|| {
-        let count = inject!(super::faults::send(socket, count), count);
+        let take = inject!(super::faults::send(socket, count), count);
         // SAFETY: `socket` is the caller's open socket and `file` a borrowed open file for the
         // duration of the call, `off` is a valid off_t the kernel reads and updates, and no
         // user memory is touched otherwise.
-        unsafe { libc::sendfile(socket, file.as_raw_fd(), &mut off, count) }
+        unsafe { libc::sendfile(socket, file.as_raw_fd(), &mut off, take) }
     })?;
     *offset = off as u64;
     Ok(n as usize)

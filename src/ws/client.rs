@@ -216,6 +216,8 @@ impl ClientHandshake {
         };
         #[cfg(feature = "ws-deflate")]
         let mut deflate = None;
+        // Without permessage-deflate, any extension in the answer is refused at once.
+        #[cfg_attr(not(feature = "ws-deflate"), allow(clippy::never_loop))]
         for ext in find("sec-websocket-extensions") {
             #[cfg(feature = "ws-deflate")]
             if let Some(cfg) = &self.deflate {
