@@ -104,6 +104,11 @@ pub trait Output {
         None
     }
 
+    /// The connection's peer address; `None` without one (or for a Unix socket).
+    fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
+
     /// Runs `fut` on the server's tokio runtime for the connection, dropped if it goes away
     /// (feature `tokio`); gives it back when there is no runtime.
     #[cfg(all(feature = "tokio", feature = "http"))]
@@ -168,6 +173,10 @@ impl Output for Conn<'_> {
 
     fn loop_cx(&mut self) -> Option<LoopCx<'_>> {
         Some(Conn::loop_cx(self))
+    }
+
+    fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        Conn::peer_addr(self)
     }
 
     #[cfg(all(feature = "tokio", feature = "http"))]

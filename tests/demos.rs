@@ -232,6 +232,34 @@ fn proxy_demo_keeps_the_contract() {
     echo.stop("-TERM");
 }
 
+#[test]
+fn gateway_demo_keeps_the_contract() {
+    let Some(http) = start("http", &["--addr", "127.0.0.1:0", "--loops", "1"]) else {
+        return;
+    };
+    let upstream = http.addr.clone();
+    let args = [
+        "--addr",
+        "127.0.0.1:0",
+        "--loops",
+        "2",
+        "--upstream",
+        upstream.as_str(),
+    ];
+    let Some(gateway) = start("gateway", &args) else {
+        return;
+    };
+    let mut s = connect(gateway.tcp());
+    s.write_all(b"GET /plaintext HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+    assert!(resp.ends_with("\r\n\r\nHello, World!"), "{resp}");
+    gateway.stop("-INT");
+    http.stop("-TERM");
+}
+
 /// Runs a demo that must refuse its command line: exit status 2, the usage line, and the
 /// message naming what was wrong (`needle`), all on stderr; nothing on stdout.
 fn refuses(name: &str, args: &[&str], needle: &str) {
@@ -259,6 +287,16 @@ fn bad_command_lines_get_the_usage_and_exit_2() {
         "\"nowhere\"",
     );
     refuses("http", &["--addr", "nonsense"], "\"nonsense\"");
+    refuses(
+        "gateway",
+        &["--addr", "127.0.0.1:0"],
+        "--upstream is required",
+    );
+    refuses(
+        "gateway",
+        &["--addr", "127.0.0.1:0", "--upstream", "nowhere"],
+        "nowhere",
+    );
     refuses(
         "echo",
         &["--addr", "127.0.0.1:99999"],

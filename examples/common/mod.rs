@@ -16,6 +16,8 @@ pub struct Args {
     pub addr: String,
     pub loops: usize,
     values: HashMap<String, String>,
+    /// Every option value given, in order (for a repeatable option).
+    all_values: Vec<(String, String)>,
     flags: Vec<String>,
     usage: String,
 }
@@ -36,6 +38,7 @@ impl Args {
             addr: default_addr.to_string(),
             loops: std::thread::available_parallelism().map_or(1, |n| n.get()),
             values: HashMap::new(),
+            all_values: Vec::new(),
             flags: Vec::new(),
             usage,
         };
@@ -72,6 +75,7 @@ impl Args {
                     _ => fail(format!("--loops needs a positive number, not {value:?}")),
                 },
                 _ => {
+                    args.all_values.push((name.clone(), value.clone()));
                     args.values.insert(name, value);
                 }
             }
@@ -90,6 +94,15 @@ impl Args {
     /// The value of an option, if given.
     pub fn value(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
+    }
+
+    /// Every value of a repeatable option, in the order given.
+    pub fn values(&self, name: &str) -> Vec<&str> {
+        self.all_values
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// The value of an option the demo cannot run without; exits 2 with the usage line when

@@ -561,6 +561,12 @@ impl<'r> Response<'r> {
         self.out.loop_cx()
     }
 
+    /// The address of the client that sent the request (what a proxy puts in
+    /// `X-Forwarded-For`); `None` for a Unix socket or a response written to memory.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.out.peer_addr()
+    }
+
     /// Writes `reply` as this response: its status, headers and body.
     pub fn reply(&mut self, reply: Reply) {
         if self.is_done() {

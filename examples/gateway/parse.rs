@@ -1,0 +1,334 @@
+//! The gateway's two pieces of HTTP text handling: the request it forwards (hop-by-hop
+//! headers removed, `X-Forwarded-For` appended) and an upstream's response, read
+//! incrementally from the connection's input (`Content-Length`, chunked, or until close).
+
+use std::net::SocketAddr;
+
+use eventide::http::Request;
+
+/// The most an upstream's response head may take.
+const MAX_HEAD: usize = 64 * 1024;
+/// The most header fields an upstream's response head may have.
+const MAX_HEADERS: usize = 100;
+
+/// Header fields that concern one hop only (RFC 9110 §7.6.1), never forwarded; the ones a
+/// `Connection` field names are dropped too. `Content-Length` and `Expect` are the codec's
+/// business on each side (it re-frames bodies and answers `100-continue` itself).
+fn hop_by_hop(name: &str, connection: &[&str]) -> bool {
+    const FIXED: [&str; 8] = [
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "expect",
+    ];
+    FIXED.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || name.len() >= 6 && name[..6].eq_ignore_ascii_case("proxy-")
+        || connection.iter().any(|c| name.eq_ignore_ascii_case(c))
+}
+
+/// The tokens of every `Connection` field among `headers`.
+fn connection_tokens<'h>(headers: impl Iterator<Item = (&'h str, &'h [u8])>) -> Vec<&'h str> {
+    headers
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// `req` as it goes upstream: HTTP/1.1 and keep-alive, end-to-end headers, the client
+/// appended to `X-Forwarded-For`, the body with its `Content-Length`.
+pub fn forward(req: &Request<'_>, client: Option<SocketAddr>, upstream: &str) -> Vec<u8> {
+    let body = req.body();
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(req.method().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.target().as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let connection = connection_tokens(req.headers());
+    let mut forwarded_for: Option<Vec<u8>> = None;
+    let mut host = false;
+    for (name, value) in req.headers() {
+        if hop_by_hop(name, &connection) {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            let list = forwarded_for.get_or_insert_with(Vec::new);
+            if !list.is_empty() {
+                list.extend_from_slice(b", ");
+            }
+            list.extend_from_slice(value);
+            continue;
+        }
+        host |= name.eq_ignore_ascii_case("host");
+        push_field(&mut out, name, value);
+    }
+    if !host {
+        push_field(&mut out, "Host", req.host().unwrap_or(upstream).as_bytes());
+    }
+    if let Some(ip) = client.map(|c| c.ip().to_string()) {
+        let list = forwarded_for.get_or_insert_with(Vec::new);
+        if !list.is_empty() {
+            list.extend_from_slice(b", ");
+        }
+        list.extend_from_slice(ip.as_bytes());
+    }
+    if let Some(list) = &forwarded_for {
+        push_field(&mut out, "X-Forwarded-For", list);
+    }
+    if !body.is_empty() || !matches!(req.method(), "GET" | "HEAD" | "DELETE" | "OPTIONS") {
+        push_field(
+            &mut out,
+            "Content-Length",
+            body.len().to_string().as_bytes(),
+        );
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// An upstream's answer, once complete: what the client gets.
+#[derive(Debug, Default)]
+pub struct Answer {
+    pub status: u16,
+    /// End-to-end header fields, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+    /// The upstream connection can carry another request.
+    pub reusable: bool,
+}
+
+/// How the body of the response being read is delimited.
+#[derive(Debug)]
+enum Body {
+    /// This many bytes are still to come.
+    Length(u64),
+    /// Chunked: the next thing is a chunk-size line (`None`) or this many data bytes and
+    /// their CRLF.
+    Chunked(Option<u64>),
+    /// Chunked, past the last chunk: trailer lines until an empty one.
+    Trailers,
+    /// Until the upstream closes.
+    UntilClose,
+}
+
+/// Reads one upstream response incrementally.
+#[derive(Debug)]
+pub struct ResponseReader {
+    head_only: bool,
+    max_body: usize,
+    answer: Answer,
+    /// `None` until the head is in.
+    body: Option<Body>,
+}
+
+/// What [`ResponseReader::read`] made of the input.
+#[derive(Debug)]
+pub enum Read {
+    /// More input is needed; this many bytes were used.
+    More(usize),
+    /// The response is complete; this many bytes were used.
+    Done(usize),
+    /// The upstream broke HTTP (or its body exceeds the limit): why.
+    Bad(&'static str),
+}
+
+impl ResponseReader {
+    /// A reader for the answer to a `HEAD` request (`head_only`: no body whatever the head
+    /// says) or another; bodies beyond `max_body` bytes are refused.
+    pub fn new(head_only: bool, max_body: usize) -> ResponseReader {
+        ResponseReader {
+            head_only,
+            max_body,
+            answer: Answer::default(),
+            body: None,
+        }
+    }
+
+    /// Whether the head of the answer is in (an upstream failing after it cannot be
+    /// answered for with a 502 of the gateway's own without the client knowing).
+    pub fn started(&self) -> bool {
+        self.body.is_some()
+    }
+
+    /// The answer, whole. For a body read until close, call it once the upstream closed.
+    pub fn finish(self) -> Answer {
+        self.answer
+    }
+
+    /// Whether the body is read until the upstream closes (so its close completes it).
+    pub fn until_close(&self) -> bool {
+        matches!(self.body, Some(Body::UntilClose))
+    }
+
+    /// Reads from `input` (what is not consumed yet).
+    pub fn read(&mut self, input: &[u8]) -> Read {
+        let mut used = 0;
+        loop {
+            let rest = &input[used..];
+            let step = match self.body {
+                None => self.read_head(rest),
+                Some(_) => self.read_body(rest),
+            };
+            match step {
+                Read::More(n) if n > 0 && !rest[n..].is_empty() => used += n,
+                Read::More(n) => return Read::More(used + n),
+                Read::Done(n) => return Read::Done(used + n),
+                bad => return bad,
+            }
+        }
+    }
+
+    fn read_head(&mut self, input: &[u8]) -> Read {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut res = httparse::Response::new(&mut fields);
+        let len = match res.parse(input) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if input.len() > MAX_HEAD => {
+                return Read::Bad("response head too large")
+            }
+            Ok(httparse::Status::Partial) => return Read::More(0),
+            Err(_) => return Read::Bad("malformed response head"),
+        };
+        let status = res.code.unwrap_or(0);
+        if (100..200).contains(&status) {
+            return Read::More(len); // an interim answer (`100 Continue`): skipped
+        }
+        let names = res.headers.iter().map(|h| (h.name, h.value));
+        let connection = connection_tokens(names);
+        let mut length = None;
+        let mut chunked = false;
+        let mut close = res.version == Some(0);
+        for h in res.headers.iter() {
+            let value = std::str::from_utf8(h.value).unwrap_or("").trim();
+            if h.name.eq_ignore_ascii_case("content-length") {
+                match value.parse::<u64>() {
+                    Ok(n) if length.map_or(true, |l| l == n) => length = Some(n),
+                    _ => return Read::Bad("bad Content-Length"),
+                }
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.rsplit(',').next().map(str::trim) == Some("chunked")
+                    || value.eq_ignore_ascii_case("chunked");
+                if !chunked {
+                    return Read::Bad("unsupported transfer coding");
+                }
+            }
+            if hop_by_hop(h.name, &connection) || drop_from_upstream(h.name) {
+                continue;
+            }
+            self.answer
+                .headers
+                .push((h.name.to_string(), h.value.to_vec()));
+        }
+        for t in &connection {
+            close |= t.eq_ignore_ascii_case("close");
+            if res.version == Some(0) && t.eq_ignore_ascii_case("keep-alive") {
+                close = false;
+            }
+        }
+        self.answer.status = status;
+        let body = if self.head_only || status == 204 || status == 304 {
+            Body::Length(0)
+        } else if chunked {
+            Body::Chunked(None)
+        } else if let Some(n) = length {
+            if n > self.max_body as u64 {
+                return Read::Bad("response body larger than the gateway's limit");
+            }
+            Body::Length(n)
+        } else {
+            close = true;
+            Body::UntilClose
+        };
+        self.answer.reusable = !close;
+        self.body = Some(body);
+        match self.body {
+            Some(Body::Length(0)) => Read::Done(len),
+            _ => Read::More(len),
+        }
+    }
+
+    fn read_body(&mut self, input: &[u8]) -> Read {
+        let room = self.max_body - self.answer.body.len();
+        match self.body.as_mut().expect("the head is in") {
+            Body::Length(left) => {
+                let n = (*left).min(input.len() as u64) as usize;
+                self.answer.body.extend_from_slice(&input[..n]);
+                *left -= n as u64;
+                if *left == 0 {
+                    Read::Done(n)
+                } else {
+                    Read::More(n)
+                }
+            }
+            Body::UntilClose if input.len() > room => {
+                Read::Bad("response body larger than the gateway's limit")
+            }
+            Body::UntilClose => {
+                self.answer.body.extend_from_slice(input);
+                Read::More(input.len())
+            }
+            Body::Chunked(None) => match httparse::parse_chunk_size(input) {
+                Ok(httparse::Status::Complete((_, 0))) => {
+                    let used = input.iter().position(|&b| b == b'\n').map_or(0, |p| p + 1);
+                    self.body = Some(Body::Trailers);
+                    Read::More(used)
+                }
+                Ok(httparse::Status::Complete((_, size))) if size > room as u64 => {
+                    Read::Bad("response body larger than the gateway's limit")
+                }
+                Ok(httparse::Status::Complete((used, size))) => {
+                    self.body = Some(Body::Chunked(Some(size)));
+                    Read::More(used)
+                }
+                Ok(httparse::Status::Partial) if input.len() > 1024 => {
+                    Read::Bad("chunk-size line too long")
+                }
+                Ok(httparse::Status::Partial) => Read::More(0),
+                Err(_) => Read::Bad("malformed chunk size"),
+            },
+            Body::Chunked(Some(0)) => match input {
+                [b'\r', b'\n', ..] => {
+                    self.body = Some(Body::Chunked(None));
+                    Read::More(2)
+                }
+                [] | [b'\r'] => Read::More(0),
+                _ => Read::Bad("chunk data not followed by CRLF"),
+            },
+            Body::Chunked(Some(left)) => {
+                let n = (*left).min(input.len() as u64) as usize;
+                self.answer.body.extend_from_slice(&input[..n]);
+                *left -= n as u64;
+                Read::More(n)
+            }
+            Body::Trailers => match input.iter().position(|&b| b == b'\n') {
+                Some(0) | Some(1) if input[0] == b'\r' || input[0] == b'\n' => {
+                    Read::Done(input.iter().position(|&b| b == b'\n').unwrap() + 1)
+                }
+                Some(p) => Read::More(p + 1), // a trailer field: dropped
+                None if input.len() > MAX_HEAD => Read::Bad("trailers too large"),
+                None => Read::More(0),
+            },
+        }
+    }
+}
+
+/// Fields of an upstream's head the gateway's own codec writes for the client.
+fn drop_from_upstream(name: &str) -> bool {
+    ["date", "server"]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
+}
