@@ -9,8 +9,11 @@
 //!
 //! Written as an expert would for fan-out: one `broadcast` channel (capacity 1024) of
 //! `Arc`-shared events, so a message is formatted and allocated once however many receive it
-//! (WebSocket text is tungstenite's `Utf8Bytes`, cloned by reference count); each connection
-//! task writes what its receiver holds, draining every event already queued before one flush.
+//! (WebSocket text is tungstenite's `Utf8Bytes`, cloned by reference count); a connection's
+//! writer drains every event already queued before one flush. A WebSocket connection is split
+//! into a reader (this connection's task) and a writer task, so a broadcast wakes only the
+//! writer; tungstenite's read buffer is 4 KiB, not its 128 KiB default, which it zero-fills
+//! before every read attempt. The idle timer restarts only when something is received.
 //! A receiver that falls more than 1024 events behind skips them (`Lagged`, counted and
 //! reported on stderr at exit): the slow consumer loses messages, the others are unaffected.
 //! Lines longer than 4 KiB close the connection. `current_thread` runtime for `--loops 1`.
@@ -27,6 +30,8 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 const USAGE: &str =
@@ -118,26 +123,33 @@ async fn serve(o: Opts) -> std::io::Result<()> {
     }
 }
 
-/// A participant: its id, its nickname, what it receives.
+/// A participant as a sender: its id, its nickname, where its words go.
 struct Member {
     id: u64,
     nick: String,
     tx: Tx,
+}
+
+/// A participant as a receiver: the events for it (its own are skipped).
+struct Inbox {
+    id: u64,
     rx: broadcast::Receiver<Arc<Event>>,
 }
 
 impl Member {
-    fn join(tx: Tx) -> Member {
+    fn join(tx: Tx) -> (Member, Inbox) {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let rx = tx.subscribe();
+        let inbox = Inbox {
+            id,
+            rx: tx.subscribe(),
+        };
         let m = Member {
             id,
             nick: format!("guest{id}"),
             tx,
-            rx,
         };
         m.notice(format!("* {} joined", m.nick));
-        m
+        (m, inbox)
     }
 
     fn notice(&self, text: String) {
@@ -159,8 +171,16 @@ impl Member {
         }
         self.notice(format!("{}: {text}", self.nick));
     }
+}
 
-    /// The next event for this member (its own are skipped); None when the channel closed.
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.notice(format!("* {} left", self.nick));
+    }
+}
+
+impl Inbox {
+    /// The next event; None when the channel closed.
     async fn next(&mut self) -> Option<Arc<Event>> {
         loop {
             match self.rx.recv().await {
@@ -189,40 +209,43 @@ impl Member {
     }
 }
 
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.notice(format!("* {} left", self.nick));
-    }
-}
+/// tungstenite's read buffer. Its default (128 KiB) is zero-filled before every read attempt;
+/// chat messages are small (a larger frame is still read, in several reads).
+const WS_READ_BUFFER: usize = 4096;
 
+/// A WebSocket member: a reader (this task) and a writer task over the split stream, so a
+/// broadcast wakes only the writer and the read side is polled only when the socket is
+/// readable. Whichever ends first ends the connection.
 async fn ws_conn(stream: TcpStream, tx: Tx, idle: Duration) {
     let _ = stream.set_nodelay(true);
-    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+    let config = WebSocketConfig::default().read_buffer_size(WS_READ_BUFFER);
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
         return;
     };
-    let mut me = Member::join(tx);
-    loop {
-        tokio::select! {
-            msg = tokio::time::timeout(idle, ws.next()) => match msg {
+    let (mut sink, mut stream) = ws.split();
+    let (mut me, mut inbox) = Member::join(tx);
+    let mut writer = tokio::spawn(async move {
+        while let Some(ev) = inbox.next().await {
+            sink.feed(Message::Text(ev.text.clone())).await?;
+            while let Some(ev) = inbox.ready() {
+                sink.feed(Message::Text(ev.text.clone())).await?;
+            }
+            sink.flush().await?;
+        }
+        Ok::<_, tokio_tungstenite::tungstenite::Error>(())
+    });
+    let reader = async {
+        loop {
+            match tokio::time::timeout(idle, stream.next()).await {
                 Ok(Some(Ok(Message::Text(t)))) => me.said(t.as_str()),
                 Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return,
                 Ok(Some(Ok(_))) => {} // binary, ping, pong: nothing to relay
-            },
-            ev = me.next() => {
-                let Some(ev) = ev else { return };
-                if ws.feed(Message::Text(ev.text.clone())).await.is_err() {
-                    return;
-                }
-                while let Some(ev) = me.ready() {
-                    if ws.feed(Message::Text(ev.text.clone())).await.is_err() {
-                        return;
-                    }
-                }
-                if ws.flush().await.is_err() {
-                    return;
-                }
             }
         }
+    };
+    tokio::select! {
+        () = reader => writer.abort(),
+        _ = &mut writer => {}
     }
 }
 
@@ -231,26 +254,29 @@ async fn line_conn(stream: TcpStream, tx: Tx, idle: Duration) {
     let (r, w) = stream.into_split();
     let mut r = BufReader::new(r);
     let mut w = BufWriter::new(w);
-    let mut me = Member::join(tx);
+    let (mut me, mut inbox) = Member::join(tx);
     let mut line = Vec::new();
+    let deadline = tokio::time::sleep(idle);
+    tokio::pin!(deadline);
     loop {
         tokio::select! {
-            res = tokio::time::timeout(idle, r.read_until(b'\n', &mut line)) => match res {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-                Ok(Ok(_)) if line.len() > MAX_LINE => return,
-                Ok(Ok(_)) if line.ends_with(b"\n") => {
+            res = r.read_until(b'\n', &mut line) => match res {
+                Ok(0) | Err(_) => return,
+                Ok(_) if line.len() > MAX_LINE => return,
+                Ok(_) if line.ends_with(b"\n") => {
+                    deadline.as_mut().reset(Instant::now() + idle);
                     let text = String::from_utf8_lossy(&line);
                     me.said(text.trim_end_matches(['\r', '\n']));
                     line.clear();
                 }
-                Ok(Ok(_)) => {} // end of stream inside a line: the next read ends it
+                Ok(_) => {} // end of stream inside a line: the next read ends it
             },
-            ev = me.next() => {
+            ev = inbox.next() => {
                 let Some(ev) = ev else { return };
                 if write_line(&mut w, &ev).await.is_err() {
                     return;
                 }
-                while let Some(ev) = me.ready() {
+                while let Some(ev) = inbox.ready() {
                     if write_line(&mut w, &ev).await.is_err() {
                         return;
                     }
@@ -259,6 +285,7 @@ async fn line_conn(stream: TcpStream, tx: Tx, idle: Duration) {
                     return;
                 }
             }
+            () = &mut deadline => return,
         }
     }
 }
