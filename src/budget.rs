@@ -8,9 +8,9 @@
 //! kernel took when it publishes the pending output. So `queued` never dips below the bytes
 //! really held (a writer cannot overrun the limit) and never counts them twice.
 
-#[cfg(all(loom, test))]
+#[cfg(all(eventide_loom, test))]
 use loom::sync::atomic::AtomicUsize;
-#[cfg(not(all(loom, test)))]
+#[cfg(not(all(eventide_loom, test)))]
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, SeqCst};
 

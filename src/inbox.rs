@@ -1,6 +1,6 @@
 //! The synchronisation at the heart of a loop's mailbox, apart from what is queued and how the
 //! loop is woken, so the same code runs in the server and in its `loom` model
-//! (`RUSTFLAGS="--cfg loom" cargo test --lib loom`).
+//! (`RUSTFLAGS="--cfg eventide_loom" cargo test --lib loom`).
 //!
 //! Posters push an item, then ring the doorbell (the loop's eventfd) only if no ring is
 //! pending: a burst of posts costs one ring. The loop, told by epoll that the doorbell rang,
@@ -10,10 +10,10 @@
 
 use std::io;
 
-#[cfg(all(loom, test))]
+#[cfg(all(eventide_loom, test))]
 use loom::sync::{atomic::AtomicBool, Mutex};
 use std::sync::atomic::Ordering::SeqCst;
-#[cfg(not(all(loom, test)))]
+#[cfg(not(all(eventide_loom, test)))]
 use std::sync::{atomic::AtomicBool, Mutex};
 
 /// How an inbox wakes its reader (an eventfd in the server).

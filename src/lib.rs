@@ -65,7 +65,7 @@ mod handler;
 mod handover;
 mod inbox;
 mod listener;
-#[cfg(all(loom, test))]
+#[cfg(all(eventide_loom, test))]
 mod loom_models;
 mod mailbox;
 mod metrics;

@@ -2,7 +2,7 @@
 //! bounded number of preemptions):
 //!
 //! ```text
-//! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test --release --lib loom
+//! RUSTFLAGS="--cfg eventide_loom" LOOM_MAX_PREEMPTIONS=3 cargo test --release --lib loom
 //! ```
 //!
 //! They drive the very types the server uses — [`Inbox`] (the mailbox's queue and pending-wake
