@@ -9,7 +9,7 @@ mod faults_support;
 mod util;
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::Shutdown;
 use std::sync::Arc;
 use std::thread;
@@ -120,7 +120,6 @@ fn stop(server: Server, what: &str) -> FaultCounts {
 /// Pipelines one GET per ask and checks each body against its slice of `data`, in order.
 fn client(addr: std::net::SocketAddr, asks: &[(char, usize, usize)], data: &[u8]) -> Outcome {
     let mut reader = connect(addr);
-    let local = reader.local_addr().unwrap();
     let mut writer = reader.try_clone().unwrap();
     let requests: String = asks
         .iter()
@@ -131,54 +130,11 @@ fn client(addr: std::net::SocketAddr, asks: &[(char, usize, usize)], data: &[u8]
             let _ = writer.shutdown(Shutdown::Write);
         }
     });
-    let expected: usize = asks.iter().map(|a| a.2).sum();
-    let (mut got, mut buf, mut chunk) = (0, Vec::new(), vec![0u8; 64 * 1024]);
-    let mut ended_by = None;
-    let what = format!("http client {local}");
-    'responses: for &(kind, off, len) in asks {
-        loop {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..end + 2]).to_string();
-                assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{what}: {head}");
-                assert!(
-                    head.contains(&format!("Content-Length: {len}\r\n")),
-                    "{what} {kind}: {head}"
-                );
-                if buf.len() >= end + 4 + len {
-                    let body = &buf[end + 4..end + 4 + len];
-                    assert!(
-                        body == &data[off..off + len],
-                        "{what}: a {kind} body differs"
-                    );
-                    got += len;
-                    buf.drain(..end + 4 + len);
-                    continue 'responses;
-                }
-            }
-            match reader.read(&mut chunk) {
-                Ok(0) => {
-                    ended_by = Some("end of stream".to_string());
-                    break 'responses;
-                }
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                    ended_by = Some(e.to_string());
-                    break 'responses;
-                }
-                Err(e) => panic!("{what}: stalled after {got} body bytes: {e}"),
-            }
-        }
-    }
+    let bodies: Vec<&[u8]> = asks
+        .iter()
+        .map(|&(_, off, len)| &data[off..off + len])
+        .collect();
+    let outcome = faults_support::read_http_responses(&mut reader, &bodies);
     w.join().unwrap();
-    let expected = if ended_by.is_some() && got == expected {
-        expected + 1
-    } else {
-        expected
-    };
-    Outcome {
-        local,
-        expected,
-        got,
-        ended_by,
-    }
+    outcome
 }

@@ -3,9 +3,10 @@
 //! goes away, a panicking future answered 500 on a connection that stays, and 500 without a
 //! runtime.
 
+mod proto_util;
 mod util;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use eventide::http::{HttpServer, Reply, Request, Response};
 use eventide::{Builder, Server};
+use proto_util::ResponseReader;
 use util::{wait_until, Rng};
 
 /// Futures that started, and those dropped before they finished.
@@ -85,38 +87,10 @@ fn start(builder: Builder) -> (Server, Arc<Probe>) {
     (server, probe)
 }
 
-fn connect(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
+fn connect(addr: SocketAddr) -> (TcpStream, ResponseReader) {
     let s = util::connect(addr);
-    let reader = BufReader::new(s.try_clone().unwrap());
+    let reader = ResponseReader::new(s.try_clone().unwrap());
     (s, reader)
-}
-
-/// Reads one response with a `Content-Length` body: its status and body.
-fn read_response(reader: &mut BufReader<TcpStream>) -> (u16, String) {
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("read a status line");
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("a status line, not {line:?}"));
-    let mut len = 0;
-    loop {
-        line.clear();
-        reader.read_line(&mut line).expect("read a header");
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                len = value.trim().parse().expect("a Content-Length");
-            }
-        }
-    }
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).expect("read the body");
-    (status, String::from_utf8(body).expect("a text body"))
 }
 
 fn get(path: &str) -> String {
@@ -148,7 +122,7 @@ fn pipelined_answers_come_in_request_order() {
                 }
                 let (mut s, mut reader) = connect(addr);
                 s.write_all(request.as_bytes()).unwrap();
-                let got: Vec<_> = (0..PER_CONN).map(|_| read_response(&mut reader)).collect();
+                let got: Vec<_> = (0..PER_CONN).map(|_| reader.next_text()).collect();
                 assert_eq!(got, want, "connection {c}");
             })
         })
@@ -192,10 +166,10 @@ fn a_panicking_future_answers_500_and_the_connection_stays() {
     let (mut s, mut reader) = connect(server.local_addr());
     s.write_all(format!("{}{}", get("/panic"), get("/sleep/1/next")).as_bytes())
         .unwrap();
-    assert_eq!(read_response(&mut reader).0, 500);
-    assert_eq!(read_response(&mut reader), (200, "next".into()));
+    assert_eq!(reader.next_text().0, 500);
+    assert_eq!(reader.next_text(), (200, "next".into()));
     s.write_all(get("/now").as_bytes()).unwrap();
-    assert_eq!(read_response(&mut reader), (200, "now".into()));
+    assert_eq!(reader.next_text(), (200, "now".into()));
     assert_eq!(server.stats().total().connections, 1);
 }
 
@@ -206,7 +180,7 @@ fn without_a_runtime_the_answer_is_500() {
     let (mut s, mut reader) = connect(server.local_addr());
     s.write_all(format!("{}{}", get("/sleep/0/x"), get("/now")).as_bytes())
         .unwrap();
-    assert_eq!(read_response(&mut reader).0, 500);
-    assert_eq!(read_response(&mut reader), (200, "now".into()));
+    assert_eq!(reader.next_text().0, 500);
+    assert_eq!(reader.next_text(), (200, "now".into()));
     assert_eq!(probe.started.load(SeqCst), 0, "the future never ran");
 }

@@ -4,12 +4,14 @@
 //! order; 502 once redis is gone; the demo contract (a graceful stop, exit 0).
 
 mod demo_util;
+mod proto_util;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::thread;
 
 use demo_util::{Demo, TIMEOUT};
+use proto_util::ResponseReader;
 
 /// The redis demo and the HTTP front that queries it.
 struct Pair {
@@ -154,46 +156,13 @@ fn pipelined_requests_are_answered_in_order() {
     let mut s = TcpStream::connect(pair.front.tcp()).unwrap();
     s.set_read_timeout(Some(TIMEOUT)).unwrap();
     s.write_all(pipeline.as_bytes()).unwrap();
-    let mut reader = BufReader::new(s);
+    let mut reader = ResponseReader::new(s);
     for i in 0..N {
-        let (status, body) = read_response(&mut reader);
-        assert_eq!((status, body), (200, format!("v{i}")), "response {i}");
+        assert_eq!(reader.next_text(), (200, format!("v{i}")), "response {i}");
     }
-    let mut rest = Vec::new();
-    reader
-        .read_to_end(&mut rest)
-        .expect("the server closes after the last answer");
-    assert!(rest.is_empty(), "bytes after the last answer: {rest:?}");
+    reader.expect_closed(); // Connection: close on the last request
     pair.front.stop("-TERM");
     pair.redis.stop("-TERM");
-}
-
-/// Reads one response with a `Content-Length` body: its status and body.
-fn read_response(reader: &mut BufReader<TcpStream>) -> (u16, String) {
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("read a status line");
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("a status line, not {line:?}"));
-    let mut len = 0;
-    loop {
-        line.clear();
-        reader.read_line(&mut line).expect("read a header");
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                len = value.trim().parse().expect("a Content-Length");
-            }
-        }
-    }
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).expect("read the body");
-    (status, String::from_utf8(body).expect("a text body"))
 }
 
 /// With redis gone, the front answers 502 with the reason and keeps serving.

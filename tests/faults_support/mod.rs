@@ -285,6 +285,66 @@ fn is_end(e: &io::Error) -> bool {
     )
 }
 
+/// Reads one `200 OK` response per entry of `bodies`, in order, each body byte-exact with its
+/// `Content-Length`. Only the server ending the connection stops it early; a stall or a wrong
+/// response panics. `got`/`expected` count body bytes.
+pub fn read_http_responses(reader: &mut TcpStream, bodies: &[&[u8]]) -> Outcome {
+    let local = reader.local_addr().expect("the client's address");
+    let what = format!("http client {local}");
+    let (mut got, mut buf, mut chunk) = (0, Vec::new(), vec![0u8; 64 * 1024]);
+    let mut ended_by = None;
+    'responses: for (i, body) in bodies.iter().enumerate() {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{what}: {head}");
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .unwrap_or_else(|| panic!("{what}: no length in {head}"))
+                    .parse()
+                    .expect("a numeric Content-Length");
+                assert_eq!(len, body.len(), "{what}: response {i}'s length");
+                if buf.len() >= end + 4 + len {
+                    assert!(
+                        buf[end + 4..end + 4 + len] == body[..],
+                        "{what}: body {i} differs"
+                    );
+                    got += len;
+                    buf.drain(..end + 4 + len);
+                    continue 'responses;
+                }
+            }
+            match reader.read(&mut chunk) {
+                Ok(0) => {
+                    ended_by = Some("end of stream".to_string());
+                    break 'responses;
+                }
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if is_end(&e) => {
+                    ended_by = Some(e.to_string());
+                    break 'responses;
+                }
+                Err(e) => panic!("{what}: stalled after {got} body bytes: {e}"),
+            }
+        }
+    }
+    let expected = bodies.iter().map(|b| b.len()).sum();
+    // A connection that lost only zero-length bodies still lost responses: count it one byte
+    // short so the verdict asks for the server's reason.
+    let expected = if ended_by.is_some() && got == expected {
+        expected + 1
+    } else {
+        expected
+    };
+    Outcome {
+        local,
+        expected,
+        got,
+        ended_by,
+    }
+}
+
 /// Reads until end of stream, comparing with `expected` as bytes arrive. A mismatch panics
 /// (that is corruption, whatever faults were injected); a stall panics (a hang).
 pub fn read_expecting(s: &mut impl Read, expected: &[u8], what: &str) -> (usize, Option<String>) {

@@ -174,6 +174,14 @@ impl ResponseReader {
         }
     }
 
+    /// The next response as its status and UTF-8 body; the connection must not end first.
+    pub fn next_text(&mut self) -> (u16, String) {
+        let r = self
+            .next()
+            .expect("a response, not the end of the connection");
+        (r.status, String::from_utf8(r.body).expect("a text body"))
+    }
+
     /// The next response for a HEAD request (no body whatever `Content-Length` says).
     pub fn next_head(&mut self) -> HttpResponse {
         loop {
