@@ -89,9 +89,11 @@ mod handle;
 mod handler;
 mod handshake;
 mod recv;
+mod runner;
 mod server;
 mod session;
 mod shared;
+mod upgrade;
 mod utf8;
 
 pub use crate::http::Request;
