@@ -3,16 +3,23 @@
 //! route while HTTP clients keep being answered on the same port; subprotocols, the origin
 //! hook, bad upgrades from a raw socket, frames in the same segment as the request, requests
 //! pipelined before (answered first, in order) and after it (the WebSocket side's), a
-//! deferred decision (refused), the switch from HTTP limits to WebSocket limits, and a stop.
-//! The same over TLS is in `tests/ws_upgrade_tls.rs`.
+//! deferred decision (refused), the switch from HTTP limits to WebSocket limits, a stop, and
+//! wss: the same route over TLS.
 
 #![cfg(feature = "ws")]
 
+#[cfg(feature = "tls")]
+#[allow(dead_code)] // the probe handler and most helpers serve tests/tls.rs
+mod tls_support;
+#[cfg(feature = "tls")]
+#[allow(dead_code)]
+mod util;
 mod ws_support;
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use tungstenite::protocol::frame::coding::CloseCode as TCode;
 use tungstenite::Message as TMsg;
@@ -60,11 +67,19 @@ pub const MAX_MESSAGE: usize = 128 << 10;
 
 impl Upgrading {
     pub fn start(builder: Builder) -> Upgrading {
+        Upgrading::start_with(builder, |ws| ws)
+    }
+
+    /// With `configure` applied to the WebSocket side's options.
+    pub fn start_with(
+        builder: Builder,
+        configure: impl Fn(WsServer<Echo>) -> WsServer<Echo> + Send + 'static,
+    ) -> Upgrading {
         let (tx, seen) = mpsc::channel();
         let (slow_tx, slow) = mpsc::channel();
         let server = builder
             .start(move |_| {
-                let ws = WsServer::new(Echo { seen: tx.clone() })
+                let ws = configure(WsServer::new(Echo { seen: tx.clone() }))
                     .config(
                         Config::new()
                             .max_message_size(MAX_MESSAGE)
@@ -449,6 +464,28 @@ fn a_route_that_upgrades_without_a_websocket_handler_gets_500() {
 }
 
 #[test]
+fn the_idle_ping_carries_over_from_the_websocket_options() {
+    let srv = Upgrading::start_with(Server::builder().bind("127.0.0.1:0"), |ws| {
+        ws.idle_ping(Duration::from_millis(100))
+    });
+    let mut raw = Raw::connect(srv.addr());
+    assert!(raw
+        .request(&upgrade_request("/chat", ""))
+        .starts_with("HTTP/1.1 101 "));
+    // An answered ping keeps the connection; an unanswered one ends it.
+    assert_eq!(raw.read_frame(), Some((0x89, vec![])));
+    raw.frame(0x8A, b"");
+    assert_eq!(raw.read_frame(), Some((0x89, vec![])));
+    raw.expect_eof();
+    loop {
+        if let Seen::Closed { reason, .. } = srv.next() {
+            assert!(reason.contains("idle"), "{reason}");
+            break;
+        }
+    }
+}
+
+#[test]
 fn a_stop_closes_websocket_connections_with_1001_and_http_ones_plainly() {
     let srv = plain();
     let mut raw = Raw::connect(srv.addr());
@@ -468,5 +505,58 @@ fn a_stop_closes_websocket_connections_with_1001_and_http_ones_plainly() {
             assert!(reason.contains("local"), "{reason}");
             break;
         }
+    }
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn wss_through_the_same_route_over_tls_with_https_beside_it() {
+    use std::io::{Read, Write};
+
+    use eventide::tls::rustls;
+    use tls_support::certs::{client_config, name, server_config, Ca};
+
+    let ca = Ca::new("ws upgrade CA");
+    let leaf = ca.leaf(&["localhost"]);
+    let srv =
+        Upgrading::start(Server::builder().bind_tls("127.0.0.1:0", server_config(&leaf, &[])));
+    let roots = [ca.der()];
+    let tls = || {
+        let sock = TcpStream::connect(srv.addr()).unwrap();
+        sock.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let conn =
+            rustls::ClientConnection::new(client_config(&roots, &[]), name("localhost")).unwrap();
+        rustls::StreamOwned::new(conn, sock)
+    };
+    let url = format!("wss://localhost:{}/chat", srv.addr().port());
+    let (mut ws, response) = tungstenite::client(url, tls()).expect("handshake over TLS");
+    assert_eq!(response.status().as_u16(), 101);
+    ws.send(TMsg::text("over tls")).unwrap();
+    assert_eq!(ws.read().unwrap(), TMsg::text("over tls"));
+    // HTTPS on the same port meanwhile.
+    let mut https = tls();
+    https
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut page = Vec::new();
+    while !page.ends_with(b"\r\n\r\nhello") {
+        let mut chunk = [0u8; 4096];
+        let n = https.read(&mut chunk).expect("the HTTPS answer");
+        assert!(
+            n > 0,
+            "closed before the answer: {}",
+            String::from_utf8_lossy(&page)
+        );
+        page.extend_from_slice(&chunk[..n]);
+    }
+    assert!(page.starts_with(b"HTTP/1.1 200 "));
+    let big = vec![3u8; 100 << 10];
+    ws.send(TMsg::binary(big.clone())).unwrap();
+    assert_eq!(ws.read().unwrap(), TMsg::binary(big));
+    // A stop says goodbye with 1001 over TLS too.
+    srv.server.stop();
+    match ws.read() {
+        Ok(TMsg::Close(Some(f))) => assert_eq!(f.code, TCode::Away),
+        other => panic!("expected a 1001 close, got {other:?}"),
     }
 }
