@@ -12,7 +12,6 @@
 #[allow(dead_code)] // the probe handler and most helpers serve tests/tls.rs
 mod tls_support;
 #[cfg(feature = "tls")]
-#[allow(dead_code)]
 mod util;
 mod ws_support;
 
@@ -310,6 +309,20 @@ fn bad_upgrades_get_400_426_403_and_a_close() {
                 get,
                 &[UPGRADE, CONNECTION, KEY_LINE, VERSION, "Content-Length: 5"],
             ) + "hello",
+            400,
+        ),
+        (
+            "a chunked body",
+            upgrade_with(
+                get,
+                &[
+                    UPGRADE,
+                    CONNECTION,
+                    KEY_LINE,
+                    VERSION,
+                    "Transfer-Encoding: chunked",
+                ],
+            ) + "0\r\n\r\n",
             400,
         ),
         (
