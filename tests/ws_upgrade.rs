@@ -573,3 +573,29 @@ fn wss_through_the_same_route_over_tls_with_https_beside_it() {
         other => panic!("expected a 1001 close, got {other:?}"),
     }
 }
+
+/// The in-memory harness (tests, fuzzing) answers the upgrade like a connection, then closes:
+/// it has no connection to run the session on.
+#[test]
+fn the_in_memory_harness_answers_the_upgrade_then_closes() {
+    let (tx, _seen) = mpsc::channel();
+    let (slow, _) = mpsc::channel();
+    let server = HttpServer::new(App { slow }).websocket(WsServer::new(Echo { seen: tx }));
+    let mut h = eventide::http::testing::Harness::new(server);
+    let mut input = b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n".to_vec();
+    input.extend_from_slice(upgrade_request("/chat", "").as_bytes());
+    input.extend(masked_frame(0x81, b"early"));
+    h.feed(&input);
+    let out = String::from_utf8_lossy(h.output()).into_owned();
+    let (hello, upgrade) = out.split_at(out.find("HTTP/1.1 101 ").expect(&out));
+    assert!(
+        hello.starts_with("HTTP/1.1 200 ") && hello.ends_with("hello"),
+        "{out}"
+    );
+    assert!(upgrade.contains(&format!("Sec-WebSocket-Accept: {ACCEPT}\r\n")));
+    assert!(
+        upgrade.ends_with("\r\n\r\n"),
+        "nothing after the 101: {out}"
+    );
+    assert!(h.is_closed());
+}
