@@ -429,6 +429,32 @@ fn an_upgrade_waits_for_a_deferred_answer_before_it() {
     assert_eq!(raw.read_frame(), Some((0x81, b"behind".to_vec())));
 }
 
+/// A stop that begins while an upgrade waits behind an answer owed: the answer is given, the
+/// upgrade refused (503), the connection closed — it never switches during a stop.
+#[test]
+fn an_upgrade_waiting_when_a_stop_begins_is_refused_with_503() {
+    let srv = plain();
+    let mut raw = Raw::connect(srv.addr());
+    // One write (one segment on loopback): the upgrade is read with the request before it.
+    let bytes =
+        "GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n".to_string() + &upgrade_request("/chat", "");
+    raw.send(bytes.as_bytes());
+    let responder = srv
+        .slow
+        .recv_timeout(TIMEOUT)
+        .expect("the deferred request");
+    srv.server.stop();
+    responder
+        .respond(|res| res.content_type("text/plain").body(b"last"))
+        .unwrap();
+    let (head, body) = raw.read_response();
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    assert_eq!(body, b"last");
+    let (head, _) = raw.read_response();
+    assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+    raw.expect_eof();
+}
+
 #[test]
 fn requests_pipelined_after_the_upgrade_are_the_websocket_sides() {
     let srv = plain();
