@@ -18,6 +18,8 @@ use crate::{Action, CloseReason, Conn, ConnId, ConnectError, Handler, LoopCx, Re
 /// Per-connection state of an [`HttpServer`]. For an inbound connection: where parsing of an
 /// incomplete request stands and the answers owed, small and heap-free while nothing is owed
 /// (so an idle connection costs nothing beyond it). For an outbound one: the service's link.
+/// After a WebSocket upgrade (`Response::websocket`, feature `ws`): the session and the
+/// handler's state for it.
 #[derive(Debug)]
 pub struct HttpConnState {
     pub(crate) side: Side,

@@ -48,6 +48,11 @@ const MAX_HEADERS: usize = 64;
 /// wrong version with 426, a refused origin with 403, and closed. The request head is read
 /// with the `http` module's parser, at most 8 KiB of it (431 beyond), and while incomplete it
 /// stays in the connection's input, where the server's read timeout applies.
+///
+/// To serve WebSocket on some routes of an HTTP server instead, give one to
+/// [`HttpServer::websocket`](crate::http::HttpServer::websocket): its handler and options
+/// (all but the head limit, which is the HTTP server's) serve the connections its routes
+/// upgrade.
 pub struct WsServer<H> {
     pub(crate) runner: Runner<H>,
     max_head: usize,
