@@ -1,6 +1,8 @@
 //! Broadcast chat over WebSocket (on any path) and over plain TCP lines, one room for both:
 //! every text a client sends reaches every other client as `nick: text` — a text message for
-//! WebSocket clients, a line for line clients.
+//! WebSocket clients, a line for line clients. The WebSocket side is the upgrade route of an
+//! `HttpServer` (`HttpServer::websocket`): a plain HTTP request on the same port gets a page
+//! that says how to join.
 //!
 //! ```text
 //! cargo run --release --features ws --example chat -- --addr 127.0.0.1:9002 --lines 127.0.0.1:9003
@@ -35,12 +37,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Args;
+use eventide::http::{HttpConnState, HttpServer, Response};
 use eventide::ws::{
-    shared_text, CloseCode, Message, Rejection, Request, Upgrade, WsConn, WsConnState, WsHandler,
-    WsServer,
+    self, shared_text, CloseCode, Message, Rejection, Request, Upgrade, WsConn, WsHandler, WsServer,
 };
 use eventide::{
     Action, CloseReason, Conn, ConnId, Group, Handler, LoopCx, Refusal, Server, SlowConsumer,
+    Timeout,
 };
 
 /// The longest line a line client may send.
@@ -312,16 +315,29 @@ impl LinesChat {
     }
 }
 
+/// The HTTP routes of the WebSocket port: an upgrade on any path joins the room, any other
+/// request gets a page that says so.
+fn page(req: &Request<'_>, res: &mut Response<'_>) {
+    if ws::is_upgrade_request(req) {
+        return res.websocket();
+    }
+    res.content_type("text/plain; charset=utf-8")
+        .body(b"eventide chat: connect with a WebSocket client, on any path\n");
+}
+
+/// The HTTP server of the WebSocket port.
+type Web = HttpServer<fn(&Request<'_>, &mut Response<'_>)>;
+
 /// A connection of either listener.
 enum Client {
-    Ws(WsConnState<Option<Member>>),
+    Web(HttpConnState),
     Lines(Member),
 }
 
-/// The server's handler: connections to the lines listener speak lines, the others
-/// WebSocket.
+/// The server's handler: connections to the lines listener speak lines, the others HTTP
+/// until they upgrade to WebSocket.
 struct Chat {
-    ws: WsServer<WsChat>,
+    web: Web,
     lines: LinesChat,
     lines_addr: Option<SocketAddr>,
 }
@@ -337,34 +353,48 @@ impl Chat {
 
 impl Handler for Chat {
     type State = Client;
-    // The WebSocket side's own messages (its handles' commands).
-    type Message = <WsServer<WsChat> as Handler>::Message;
+    // The HTTP server's own messages (deferred answers, the WebSocket handles' commands).
+    type Message = <Web as Handler>::Message;
 
     fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<Client, Refusal> {
         if self.is_lines(conn) {
             Ok(Client::Lines(self.lines.on_open(conn)))
         } else {
-            Ok(Client::Ws(self.ws.on_open(conn)?))
+            Ok(Client::Web(self.web.on_open(conn)?))
         }
     }
 
     fn on_data(&mut self, conn: &mut Conn<'_>, client: &mut Client) -> Action {
         match client {
-            Client::Ws(st) => self.ws.on_data(conn, st),
+            Client::Web(st) => self.web.on_data(conn, st),
             Client::Lines(member) => self.lines.on_data(conn, member),
+        }
+    }
+
+    fn on_drained(&mut self, conn: &mut Conn<'_>, client: &mut Client) -> Action {
+        match client {
+            Client::Web(st) => self.web.on_drained(conn, st),
+            Client::Lines(_) => Action::Continue,
         }
     }
 
     fn on_read_closed(&mut self, conn: &mut Conn<'_>, client: &mut Client) -> Action {
         match client {
-            Client::Ws(st) => self.ws.on_read_closed(conn, st),
+            Client::Web(st) => self.web.on_read_closed(conn, st),
+            Client::Lines(_) => Action::Close,
+        }
+    }
+
+    fn on_timeout(&mut self, conn: &mut Conn<'_>, client: &mut Client, which: Timeout) -> Action {
+        match client {
+            Client::Web(st) => self.web.on_timeout(conn, st, which),
             Client::Lines(_) => Action::Close,
         }
     }
 
     fn on_timer(&mut self, conn: &mut Conn<'_>, client: &mut Client, token: u64) -> Action {
         match client {
-            Client::Ws(st) => self.ws.on_timer(conn, st, token),
+            Client::Web(st) => self.web.on_timer(conn, st, token),
             Client::Lines(member) => self.lines.on_timer(conn, member, token),
         }
     }
@@ -376,25 +406,34 @@ impl Handler for Chat {
         msg: Self::Message,
     ) -> Action {
         match client {
-            Client::Ws(st) => self.ws.on_message(conn, st, msg),
+            Client::Web(st) => self.web.on_message(conn, st, msg),
             Client::Lines(_) => Action::Continue,
         }
     }
 
     /// At a server stop: WebSocket clients get close 1001 ("going away"), lines clients are
-    /// closed.
+    /// closed (HTTP ones after the answer they are owed).
     fn on_stop(&mut self, conn: &mut Conn<'_>, client: &mut Client) -> Action {
         match client {
-            Client::Ws(st) => self.ws.on_stop(conn, st),
+            Client::Web(st) => self.web.on_stop(conn, st),
             Client::Lines(_) => Action::Close,
         }
     }
 
     fn on_close(&mut self, id: ConnId, client: Client, reason: &CloseReason) {
         match client {
-            Client::Ws(st) => self.ws.on_close(id, st, reason),
+            Client::Web(st) => self.web.on_close(id, st, reason),
             Client::Lines(member) => self.lines.room.left(member),
         }
+    }
+
+    /// The HTTP server's `Date` timer.
+    fn on_boot(&mut self, cx: &mut LoopCx<'_>) {
+        self.web.on_boot(cx);
+    }
+
+    fn on_tick(&mut self, cx: &mut LoopCx<'_>, token: u64) {
+        self.web.on_tick(cx, token);
     }
 }
 
@@ -428,7 +467,8 @@ fn main() {
     }
     let server = common::or_exit(
         builder.start(move |_| Chat {
-            ws: WsServer::new(WsChat(room.clone())),
+            web: HttpServer::new(page as fn(&Request<'_>, &mut Response<'_>))
+                .websocket(WsServer::new(WsChat(room.clone()))),
             lines: LinesChat {
                 room: room.clone(),
                 line: String::new(),

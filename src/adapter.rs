@@ -26,9 +26,11 @@
 //!   forwarded the same way, writing to the same `Output`.
 //! * **File bodies**: an `Output` method that takes a file range (sent with `sendfile` by a
 //!   connection, read into the `Vec` by the harness).
-//! * **A switch of protocol** after `101 Switching Protocols`: the HTTP state holds the new
-//!   protocol's state from then on and `serve` hands it the input; the adapter forwards the
-//!   other connection callbacks (end of stream, timers, messages, close) to the protocol.
+//! * **A switch of protocol** after `101 Switching Protocols` (the WebSocket upgrade from an
+//!   `HttpServer` route): the connection's HTTP state becomes the new protocol's, and the
+//!   HTTP handler forwards the input and the other connection callbacks (end of stream,
+//!   timers, messages, stop, close) to it. The [`Harness`] has no connection to run the new
+//!   protocol on: after a `101` it closes.
 //!
 //! Each is one more forwarded callback or one more `Then`, not another loop over the input.
 

@@ -1,7 +1,8 @@
 //! The chat demo driven by 50 scripted clients, WebSocket (tungstenite) and TCP lines mixed:
 //! each enters as a guest and picks a nickname, every message any of them sends reaches every
 //! other client intact and in its order, joins, renames and leaves are announced, nicknames
-//! are unique, and a client that says nothing is cut by the idle timeout.
+//! are unique, a client that says nothing is cut by the idle timeout, and plain HTTP on the
+//! WebSocket port gets a page.
 
 #![cfg(feature = "ws")]
 
@@ -290,4 +291,24 @@ fn a_quiet_client_is_cut_by_the_idle_timeout() {
         Got::Closed(Some((u16::from(CloseCode::Normal), "idle timeout".into())))
     );
     demo.stop("-INT");
+}
+
+/// The WebSocket port is an HTTP server's: a plain request there gets a page, while a
+/// WebSocket client on the same port is in the room.
+#[test]
+fn the_websocket_port_answers_plain_http_with_a_page() {
+    let (demo, ws_addr, _) = start(&[]);
+    let mut ws = Client::ws(ws_addr, "/any/path");
+    assert_eq!(ws.enter("web").2, "* you are web");
+    let page = ureq::get(&format!("http://{ws_addr}/"))
+        .timeout(TIMEOUT)
+        .call()
+        .expect("the page")
+        .into_string()
+        .unwrap();
+    assert!(page.contains("connect with a WebSocket client"), "{page}");
+    ws.send("/nick web2");
+    assert_eq!(ws.text(), "* you are web2");
+    ws.quit();
+    demo.stop("-TERM");
 }

@@ -10,6 +10,7 @@ use super::deferred::Answer;
 use super::pipeline::Writer;
 use super::response::Batch;
 use super::server::Exchange;
+use super::switch::{SwitchEvent, Switched};
 use super::{HttpServer, Service};
 use crate::adapter;
 use crate::{Action, CloseReason, Conn, ConnId, ConnectError, Handler, LoopCx, Refusal, Timeout};
@@ -17,6 +18,8 @@ use crate::{Action, CloseReason, Conn, ConnId, ConnectError, Handler, LoopCx, Re
 /// Per-connection state of an [`HttpServer`]. For an inbound connection: where parsing of an
 /// incomplete request stands and the answers owed, small and heap-free while nothing is owed
 /// (so an idle connection costs nothing beyond it). For an outbound one: the service's link.
+/// After a WebSocket upgrade (`Response::websocket`, feature `ws`): the session and the
+/// handler's state for it.
 #[derive(Debug)]
 pub struct HttpConnState {
     pub(crate) side: Side,
@@ -27,6 +30,8 @@ pub(crate) enum Side {
     Inbound(Exchange),
     /// What `Service::on_connect` returned.
     Outbound(u64),
+    /// Switched protocols after a `101` (a WebSocket upgrade): the new protocol's state.
+    Switched(Switched),
 }
 
 impl Default for HttpConnState {
@@ -152,24 +157,32 @@ impl<S: Service> Handler for HttpServer<S> {
     }
 
     fn on_stop(&mut self, conn: &mut Conn<'_>, st: &mut HttpConnState) -> Action {
-        match st.side {
+        match &mut st.side {
             Side::Inbound(_) => adapter::on_stop(self, conn, st),
             Side::Outbound(_) => Action::Close,
+            Side::Switched(sw) => self.switched(conn, sw, SwitchEvent::Stop),
         }
     }
 
     #[inline]
     fn on_data(&mut self, conn: &mut Conn<'_>, st: &mut HttpConnState) -> Action {
         match &mut st.side {
-            Side::Inbound(ex) => self.inbound_data(conn, ex),
+            Side::Inbound(ex) => {
+                let action = self.inbound_data(conn, ex);
+                self.maybe_switch(conn, st, action)
+            }
             Side::Outbound(link) => self.service.on_outbound(conn, *link, OutboundEvent::Data),
+            Side::Switched(sw) => self.switched(conn, sw, SwitchEvent::Data),
         }
     }
 
     fn on_drained(&mut self, conn: &mut Conn<'_>, st: &mut HttpConnState) -> Action {
         match &mut st.side {
-            Side::Inbound(ex) if ex.answers.owing() => self.inbound_drained(conn, ex),
-            Side::Inbound(_) => Action::Continue,
+            Side::Inbound(ex) if ex.answers.owing() => {
+                let action = self.inbound_drained(conn, ex);
+                self.maybe_switch(conn, st, action)
+            }
+            Side::Inbound(_) | Side::Switched(_) => Action::Continue,
             Side::Outbound(link) => self
                 .service
                 .on_outbound(conn, *link, OutboundEvent::Drained),
@@ -178,7 +191,7 @@ impl<S: Service> Handler for HttpServer<S> {
 
     fn on_high_water(&mut self, conn: &mut Conn<'_>, st: &mut HttpConnState) -> Action {
         match &mut st.side {
-            Side::Inbound(_) => Action::Continue,
+            Side::Inbound(_) | Side::Switched(_) => Action::Continue,
             Side::Outbound(link) => self
                 .service
                 .on_outbound(conn, *link, OutboundEvent::HighWater),
@@ -194,6 +207,7 @@ impl<S: Service> Handler for HttpServer<S> {
                 self.service
                     .on_outbound(conn, *link, OutboundEvent::ReadClosed)
             }
+            Side::Switched(sw) => self.switched(conn, sw, SwitchEvent::ReadClosed),
         }
     }
 
@@ -211,6 +225,7 @@ impl<S: Service> Handler for HttpServer<S> {
                 self.service
                     .on_outbound(conn, *link, OutboundEvent::Timeout(which))
             }
+            Side::Switched(sw) => self.switched(conn, sw, SwitchEvent::Timeout(which)),
         }
     }
 
@@ -222,7 +237,10 @@ impl<S: Service> Handler for HttpServer<S> {
     ) -> Action {
         match &mut st.side {
             Side::Inbound(ex) => match msg.downcast::<Answer>() {
-                Ok(answer) => self.answer_owed(conn, ex, *answer),
+                Ok(answer) => {
+                    let action = self.answer_owed(conn, ex, *answer);
+                    self.maybe_switch(conn, st, action)
+                }
                 Err(_) => {
                     log::debug!("eventide::http: a message for an inbound connection; ignored");
                     Action::Continue
@@ -232,6 +250,7 @@ impl<S: Service> Handler for HttpServer<S> {
                 self.service
                     .on_outbound(conn, *link, OutboundEvent::Message(msg))
             }
+            Side::Switched(sw) => self.switched(conn, sw, SwitchEvent::Message(msg)),
         }
     }
 
@@ -242,6 +261,7 @@ impl<S: Service> Handler for HttpServer<S> {
                 self.service
                     .on_outbound(conn, *link, OutboundEvent::Timer(token))
             }
+            Side::Switched(sw) => self.switched(conn, sw, SwitchEvent::Timer(token)),
         }
     }
 
@@ -250,8 +270,10 @@ impl<S: Service> Handler for HttpServer<S> {
     }
 
     fn on_close(&mut self, id: ConnId, st: HttpConnState, reason: &CloseReason) {
-        if let Side::Outbound(link) = st.side {
-            self.service.on_outbound_close(id, link, reason);
+        match st.side {
+            Side::Outbound(link) => self.service.on_outbound_close(id, link, reason),
+            Side::Switched(sw) => self.switched_close(id, sw, reason),
+            Side::Inbound(_) => {}
         }
     }
 

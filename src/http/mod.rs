@@ -73,6 +73,7 @@ mod response;
 mod server;
 mod status;
 mod stream;
+mod switch;
 #[doc(hidden)]
 pub mod testing;
 mod uri;
@@ -90,6 +91,8 @@ pub use stream::BodyStream;
 pub(crate) use fast::{utf8_prefix, Slots};
 #[cfg(feature = "ws")]
 pub(crate) use request::{tokens, trim};
+#[cfg(feature = "ws")]
+pub(crate) use switch::{refuse, Switch, SwitchEvent};
 
 /// The application behind an [`HttpServer`]: one value per event loop, called for every
 /// request of that loop's connections, in order, on the loop's thread (so it must not block:

@@ -158,6 +158,8 @@ pub struct Response<'r> {
     /// The request's place on its connection (its answer's, for a [`Responder`]).
     seq: u64,
     next: Next,
+    /// The route asked to switch the connection's protocol (`Response::websocket`).
+    pub(crate) upgrade: bool,
 }
 
 impl<'r> Response<'r> {
@@ -181,6 +183,7 @@ impl<'r> Response<'r> {
             announce_keep_alive: facts.announce,
             seq,
             next: Next::Nothing,
+            upgrade: false,
         }
     }
 
@@ -658,6 +661,13 @@ impl<'r> Response<'r> {
 
     /// Completes a response the service left unfinished.
     pub(crate) fn finish(&mut self) {
+        if std::mem::take(&mut self.upgrade) && !self.is_done() {
+            // Only `Service::call` can switch (the server answers it as the call returns).
+            log::error!(
+                "eventide::http: a switch of protocol from a deferred answer; answered 500"
+            );
+            self.fail();
+        }
         if !self.is_done() {
             self.body(b"");
         }

@@ -13,6 +13,7 @@ use super::pipeline::{Answers, Writer};
 use super::request::{framing, BodyKind, Framing, Request, Version};
 use super::response::{Batch, Heads, ReqFacts, OK_LINE};
 use super::status::Status;
+use super::switch::{Switched, Upgrades};
 use super::{Limits, Service};
 use crate::adapter::{Output, Protocol, Served};
 use crate::LoopCx;
@@ -55,6 +56,8 @@ pub struct HttpServer<S> {
     body_buf: Vec<u8>,
     /// The date is frozen (tests): the timer leaves it alone.
     frozen: bool,
+    /// The protocol a route may switch a connection to (`HttpServer::websocket`).
+    pub(crate) upgrade: Upgrades,
 }
 
 /// Where the requests of one inbound connection stand: a head whose body is still arriving,
@@ -71,6 +74,9 @@ pub(crate) struct Exchange {
     /// the server is stopping.
     last: bool,
     pub(crate) answers: Answers,
+    /// A `101` was written in this callback: the connection's new protocol and its state
+    /// (the handler switches to it once serving returns; the rest of the input is its own).
+    pub(crate) switching: Option<Box<Switched>>,
 }
 
 #[derive(Debug)]
@@ -156,6 +162,7 @@ impl<S: Service> HttpServer<S> {
             out_buf: Vec::new(),
             body_buf: Vec::new(),
             frozen: false,
+            upgrade: Upgrades::default(),
         };
         s.rebuild_common();
         s
@@ -281,6 +288,9 @@ impl<S: Service> HttpServer<S> {
                     if !keep_alive {
                         return Served::close(input.len());
                     }
+                    if ex.switching.is_some() {
+                        break; // the rest of the input is the new protocol's
+                    }
                 }
                 Step::Incomplete => break,
                 Step::Refuse(status) => {
@@ -331,6 +341,9 @@ impl<S: Service> HttpServer<S> {
             Err(status) => return Step::Refuse(status),
         };
         f.keep_alive &= !ex.last;
+        if self.upgrade.waits(ex.answers.owing(), req.headers) {
+            return Step::Incomplete; // an upgrade is served once the answers before it are out
+        }
         let mut body = PendingBody::new(f.body);
         let body_end = match body.scan(rest, head_len, &limits) {
             BodyScan::Done(end) => end,
@@ -455,9 +468,13 @@ impl<S: Service> HttpServer<S> {
             scratch: &mut self.scratch,
             heads: &mut self.heads,
         };
-        let service = &mut self.service;
-        ex.answers
-            .answer_next(&mut w, out, facts, |res| service.call(&request, res))
+        let (service, upgrade) = (&mut self.service, &mut self.upgrade);
+        let may_switch = !ex.answers.owing() && !ex.last;
+        let switching = &mut ex.switching;
+        ex.answers.answer_next(&mut w, out, facts, |res| {
+            service.call(&request, res);
+            upgrade.after_call(&request, res, may_switch, switching);
+        })
     }
 
     /// Answers a refused request: status, a one-line text body, `Connection: close`.
@@ -498,8 +515,16 @@ impl<S: Service> Protocol for HttpServer<S> {
 
     fn serve(&mut self, st: &mut HttpConnState, input: &[u8], out: &mut dyn Output) -> Served {
         match &mut st.side {
-            Side::Inbound(ex) => HttpServer::serve(self, ex, input, out),
-            Side::Outbound(_) => Served::serve(0), // not reached: outbound input is the service's
+            Side::Inbound(ex) => {
+                let served = HttpServer::serve(self, ex, input, out);
+                if ex.switching.take().is_some() {
+                    // Only a connection runs a switched protocol: the in-memory harness stops.
+                    return Served::close(input.len());
+                }
+                served
+            }
+            // Not reached: outbound input is the service's, a switched one the protocol's.
+            Side::Outbound(_) | Side::Switched(_) => Served::serve(0),
         }
     }
 
@@ -548,7 +573,7 @@ impl<S: Service> Protocol for HttpServer<S> {
                 ex.last = true;
                 true
             }
-            Side::Outbound(_) => false,
+            Side::Outbound(_) | Side::Switched(_) => false,
         }
     }
 }

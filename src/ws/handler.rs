@@ -22,14 +22,18 @@ pub const IDLE_PING_TOKEN: u64 = u64::MAX;
 /// Timer token of the close handshake timeout; reserved.
 pub const CLOSE_TIMEOUT_TOKEN: u64 = u64::MAX - 1;
 
-/// The application behind a [`WsServer`]: one value per event loop; every callback runs on
-/// the loop's thread and must not block. Each connection has a typed
-/// [`State`](WsHandler::State), made by [`on_upgrade`](WsHandler::on_upgrade).
+/// The application behind a [`WsServer`], or behind the WebSocket routes of an
+/// [`HttpServer`](crate::http::HttpServer) ([`HttpServer::websocket`](crate::http::HttpServer::websocket)):
+/// one value per event loop; every callback runs on the loop's thread and must not block.
+/// Each connection has a typed [`State`](WsHandler::State), made by
+/// [`on_upgrade`](WsHandler::on_upgrade).
 pub trait WsHandler: Send + 'static {
     /// Per-connection state.
     type State: 'static;
 
-    /// A valid upgrade request arrived (already checked: method, version, key, origin).
+    /// A valid upgrade request arrived (already checked: method, version, key, origin; on an
+    /// `HttpServer`, a route chose to upgrade it with
+    /// [`Response::websocket`](crate::http::Response::websocket)).
     /// Return the connection's state to accept it — after choosing a subprotocol on
     /// `upgrade` if you like (the server's [`protocols`](WsServer::protocols) are already
     /// applied) — or a [`Rejection`] to answer instead (e.g. 404 for an unknown path).

@@ -83,7 +83,16 @@ fn single_header<'r>(req: &Request<'r>, name: &str) -> Option<&'r [u8]> {
 /// Whether `req` asks to upgrade to WebSocket (`Upgrade: websocket`), valid or not — for a
 /// route that serves plain HTTP on the same path.
 pub fn is_upgrade_request(req: &Request<'_>) -> bool {
-    header_tokens(req, "upgrade").any(|t| t.eq_ignore_ascii_case(b"websocket"))
+    asks_websocket(req.headers)
+}
+
+/// Whether request headers carry `Upgrade: websocket`.
+pub(crate) fn asks_websocket(headers: &[httparse::Header<'_>]) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("upgrade"))
+        .flat_map(|h| tokens(h.value))
+        .any(|t| t.eq_ignore_ascii_case(b"websocket"))
 }
 
 /// Why an upgrade request was refused, and how to answer it.

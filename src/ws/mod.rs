@@ -44,6 +44,12 @@
 //!   handshake, as functions over a parsed request or response.
 //! * [`WsServer`] + [`WsHandler`] serve connections: the upgrade request is read with the
 //!   `http` module's head parser, then every frame goes through the session.
+//! * Or the same handler behind an [`HttpServer`](crate::http::HttpServer) route:
+//!   [`HttpServer::websocket`](crate::http::HttpServer::websocket) gives the server the handler
+//!   and a [`WsServer`]'s options, a route answers with
+//!   [`Response::websocket`](crate::http::Response::websocket), and the connection runs the
+//!   same session after the `101` while other routes serve HTTP on the same port. Requests
+//!   pipelined before the upgrade are answered first, in order; bytes after it are frames.
 //! * [`shared_text`] / [`shared_binary`] frame a message once for a
 //!   [`Group`](crate::Group) broadcast: server frames are not masked, so the same bytes
 //!   serve every member.
@@ -89,9 +95,11 @@ mod handle;
 mod handler;
 mod handshake;
 mod recv;
+mod runner;
 mod server;
 mod session;
 mod shared;
+mod upgrade;
 mod utf8;
 
 pub use crate::http::Request;

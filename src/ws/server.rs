@@ -4,16 +4,15 @@
 use std::any::Any;
 use std::fmt;
 use std::io;
-use std::ops::ControlFlow;
 use std::time::Duration;
 
 use super::client::{ClientHandshake, ClientRequest, HandshakeError};
-use super::close::CloseCode;
-use super::handle::Command;
-use super::handler::{WsConn, WsHandler, CLOSE_TIMEOUT_TOKEN, IDLE_PING_TOKEN};
-use super::handshake::{accept, Rejection};
-use super::session::{Event, Scratch, Session};
+use super::handler::WsHandler;
+use super::handshake::Rejection;
+use super::runner::{self, Open, Runner};
 use super::Config;
+#[cfg(doc)]
+use super::Session;
 use crate::http::{utf8_prefix, Request, Slots, Status, Version};
 use crate::{Action, CloseReason, Conn, ConnId, Connect, Handler, LoopCx, Refusal};
 
@@ -32,21 +31,11 @@ enum Phase<S> {
     Done,
 }
 
-struct Open<S> {
-    session: Session,
-    user: S,
-    protocol: Option<Box<str>>,
-    close_timer: bool,
-}
-
 /// The context of an outbound connection opened with [`WsServer::dial`].
 struct Dial<S> {
     request: ClientRequest,
     state: S,
 }
-
-/// Decides whether an `Origin` may open a connection.
-type OriginCheck = dyn Fn(Option<&str>) -> bool + Send;
 
 /// Most header fields in an upgrade request.
 const MAX_HEADERS: usize = 64;
@@ -59,15 +48,14 @@ const MAX_HEADERS: usize = 64;
 /// wrong version with 426, a refused origin with 403, and closed. The request head is read
 /// with the `http` module's parser, at most 8 KiB of it (431 beyond), and while incomplete it
 /// stays in the connection's input, where the server's read timeout applies.
+///
+/// To serve WebSocket on some routes of an HTTP server instead, give one to
+/// [`HttpServer::websocket`](crate::http::HttpServer::websocket): its handler and options
+/// (all but the head limit, which is the HTTP server's) serve the connections its routes
+/// upgrade.
 pub struct WsServer<H> {
-    handler: H,
-    config: Config,
-    protocols: Vec<String>,
-    origin_check: Option<Box<OriginCheck>>,
-    idle_ping: Option<Duration>,
-    close_timeout: Duration,
+    pub(crate) runner: Runner<H>,
     max_head: usize,
-    scratch: Scratch,
 }
 
 impl<H: WsHandler> WsServer<H> {
@@ -75,58 +63,52 @@ impl<H: WsHandler> WsServer<H> {
     /// no idle ping, and a 5-second close timeout.
     pub fn new(handler: H) -> WsServer<H> {
         WsServer {
-            handler,
-            config: Config::new(),
-            protocols: Vec::new(),
-            origin_check: None,
-            idle_ping: None,
-            close_timeout: Duration::from_secs(5),
+            runner: Runner::new(handler),
             max_head: 8 * 1024,
-            scratch: Scratch::new(),
         }
     }
 
     /// The sessions' limits, delivery and compression.
     pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
+        self.runner.config = config;
         self
     }
 
     /// Subprotocols this server speaks, in its order of preference: the first one the client
     /// offers is selected (before [`WsHandler::on_upgrade`], which may change it).
     pub fn protocols<S: Into<String>>(mut self, protocols: impl IntoIterator<Item = S>) -> Self {
-        self.protocols = protocols.into_iter().map(Into::into).collect();
+        self.runner.protocols = protocols.into_iter().map(Into::into).collect();
         self
     }
 
     /// Accept only upgrades whose `Origin` (`None` when absent: not a browser) passes
     /// `check`; the others get 403.
     pub fn origin_check(mut self, check: impl Fn(Option<&str>) -> bool + Send + 'static) -> Self {
-        self.origin_check = Some(Box::new(check));
+        self.runner.origin_check = Some(Box::new(check));
         self
     }
 
     /// Ping connections that are quiet for `period`, and close those that stay quiet for
     /// another `period` (no pong): a vanished peer is found within two periods.
     pub fn idle_ping(mut self, period: Duration) -> Self {
-        self.idle_ping = Some(period);
+        self.runner.idle_ping = Some(period);
         self
     }
 
     /// How long to wait for the peer's close frame after sending ours (default 5 s).
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
-        self.close_timeout = timeout;
+        self.runner.close_timeout = timeout;
         self
     }
 
     /// The handler.
     pub fn handler(&self) -> &H {
-        &self.handler
+        &self.runner.handler
     }
 
     /// The handler, mutably.
     pub fn handler_mut(&mut self) -> &mut H {
-        &mut self.handler
+        &mut self.runner.handler
     }
 
     /// What to pass to [`LoopCx::connect`] (or [`Server::connect`](crate::Server::connect))
@@ -181,40 +163,14 @@ impl<H: WsHandler> WsServer<H> {
             body: &[],
             keep_alive: false,
         };
-        if req
-            .header("content-length")
-            .is_some_and(|v| crate::http::trim(v) != b"0")
-            || req.header("transfer-encoding").is_some()
-        {
-            return self.refuse(
-                conn,
-                st,
-                Rejection::new(Status::BAD_REQUEST, "an upgrade request has no body"),
-            );
-        }
-        let mut upgrade = match accept(&req, &self.config) {
-            Ok(u) => u,
-            Err(rejection) => return self.refuse(conn, st, rejection),
-        };
-        if let Some(check) = &self.origin_check {
-            if !check(upgrade.origin()) {
-                return self.refuse(
-                    conn,
-                    st,
-                    Rejection::new(Status::FORBIDDEN, "origin not allowed"),
-                );
-            }
-        }
-        upgrade.select_first_of(&self.protocols);
-        let user = match self.handler.on_upgrade(&req, &mut upgrade) {
-            Ok(user) => user,
+        let (upgrade, user) = match self.runner.negotiate(&req) {
+            Ok(accepted) => accepted,
             Err(rejection) => return self.refuse(conn, st, rejection),
         };
         upgrade.write_response(conn);
-        let session = upgrade.session(&self.config);
-        let protocol = upgrade.protocol().map(Into::into);
+        let open = self.runner.open_for(&upgrade, user);
         conn.consume(head.len);
-        self.open(conn, st, session, user, protocol);
+        self.open(conn, st, open);
     }
 
     fn refuse(
@@ -243,10 +199,10 @@ impl<H: WsHandler> WsServer<H> {
                 let Phase::Answer(pending) = std::mem::replace(&mut st.phase, Phase::Done) else {
                     return;
                 };
-                let session = done.session(&self.config);
+                let session = done.session(&self.runner.config);
                 conn.consume(done.head_len);
                 let protocol = done.accepted.protocol().map(Into::into);
-                self.open(conn, st, session, pending.1, protocol);
+                self.open(conn, st, Open::new(session, pending.1, protocol));
             }
             Err(e) => self.dial_failed(conn, st, e),
         }
@@ -262,113 +218,18 @@ impl<H: WsHandler> WsServer<H> {
         conn.close_with(CloseReason::Protocol(e.to_string()));
         if let Phase::Answer(pending) = std::mem::replace(&mut st.phase, Phase::Done) {
             let (_, user) = *pending;
-            self.handler
+            self.runner
+                .handler
                 .on_dial_error(user, io::Error::new(io::ErrorKind::InvalidData, e));
         }
     }
 
     /// The handshake is done: the session runs from here.
-    fn open(
-        &mut self,
-        conn: &mut Conn<'_>,
-        st: &mut WsConnState<H::State>,
-        session: Session,
-        user: H::State,
-        protocol: Option<Box<str>>,
-    ) {
-        st.phase = Phase::Open(Open {
-            session,
-            user,
-            protocol,
-            close_timer: false,
-        });
-        if let Some(period) = self.idle_ping {
-            conn.set_timer(period, IDLE_PING_TOKEN);
+    fn open(&mut self, conn: &mut Conn<'_>, st: &mut WsConnState<H::State>, open: Open<H::State>) {
+        st.phase = Phase::Open(open);
+        if let Phase::Open(open) = &mut st.phase {
+            self.runner.start(conn, open);
         }
-        let Phase::Open(open) = &mut st.phase else {
-            return;
-        };
-        let mut ws = WsConn {
-            conn,
-            tx: open.session.sender(&mut self.scratch),
-            protocol: open.protocol.as_deref(),
-        };
-        self.handler.on_open(&mut ws, &mut open.user);
-        self.after_callback(conn, open);
-        if !conn.input().is_empty() {
-            self.read_frames(conn, open);
-        }
-    }
-
-    /// Runs the frames in the input through the session and the handler.
-    fn read_frames(&mut self, conn: &mut Conn<'_>, open: &mut Open<H::State>) {
-        let handler = &mut self.handler;
-        let user = &mut open.user;
-        let protocol = open.protocol.as_deref();
-        let input = conn.input();
-        let used = open
-            .session
-            .receive(input, &mut self.scratch, conn, |event, tx, conn| {
-                let mut ws = WsConn {
-                    conn,
-                    tx: tx.reborrow(),
-                    protocol,
-                };
-                match event {
-                    Event::Message(msg) => handler.on_message(&mut ws, user, msg),
-                    Event::Fragment(f) => handler.on_fragment(&mut ws, user, f),
-                    Event::Ping(p) => handler.on_ping(&mut ws, user, p),
-                    Event::Pong(p) => handler.on_pong(&mut ws, user, p),
-                    Event::Close(close) => {
-                        handler.on_peer_close(&mut ws, user, close);
-                        ws.conn.close();
-                    }
-                    Event::Failed(err) => {
-                        log::debug!("eventide::ws: {err}");
-                        ws.conn.close_with(CloseReason::Protocol(err.to_string()));
-                    }
-                }
-                if ws.conn.is_closing() || ws.conn.is_read_paused() {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            });
-        conn.consume(used);
-        self.after_callback(conn, open);
-    }
-
-    /// After the application had a chance to send a close frame: bound the wait for the
-    /// peer's answer.
-    /// No group broadcast may follow the close frame either: the connection leaves them.
-    fn after_callback(&mut self, conn: &mut Conn<'_>, open: &mut Open<H::State>) {
-        if open.session.close_sent() {
-            conn.leave_groups();
-        }
-        if open.session.close_sent() && !open.close_timer && !conn.is_closing() {
-            open.close_timer = true;
-            conn.set_timer(self.close_timeout, CLOSE_TIMEOUT_TOKEN);
-        }
-    }
-
-    /// Runs a handle's command on the loop.
-    fn command(&mut self, conn: &mut Conn<'_>, open: &mut Open<H::State>, cmd: Command) {
-        cmd.taken();
-        let mut tx = open.session.sender(&mut self.scratch);
-        let result = match &cmd {
-            Command::Message {
-                text: true, data, ..
-            } => match std::str::from_utf8(data) {
-                Ok(t) => tx.text(conn, t),
-                Err(_) => Ok(()),
-            },
-            Command::Message { data, .. } => tx.binary(conn, data),
-            Command::Close { code, reason } => tx.close(conn, *code, reason),
-        };
-        if let Err(e) = result {
-            log::debug!("eventide::ws: handle send dropped: {e}");
-        }
-        self.after_callback(conn, open);
     }
 }
 
@@ -396,7 +257,7 @@ impl<H: WsHandler> Handler for WsServer<H> {
         match &mut st.phase {
             Phase::Request => self.read_request(conn, st),
             Phase::Answer(_) => self.read_answer(conn, st),
-            Phase::Open(open) => self.read_frames(conn, open),
+            Phase::Open(open) => self.runner.read_frames(conn, open),
             Phase::Done => {
                 let all = conn.input().len();
                 conn.consume(all);
@@ -406,14 +267,8 @@ impl<H: WsHandler> Handler for WsServer<H> {
     }
 
     fn on_read_closed(&mut self, conn: &mut Conn<'_>, st: &mut WsConnState<H::State>) -> Action {
-        // End of stream without a close frame is an abnormal closure (1006): the peer
-        // vanished, maybe mid-frame. After the close handshake it is the expected end.
         let finished = matches!(&st.phase, Phase::Open(open) if open.session.is_finished());
-        if !finished {
-            log::debug!("eventide::ws: peer closed without a close frame");
-            conn.close_with(CloseReason::PeerClosed);
-        }
-        Action::Close
+        runner::read_closed(conn, finished)
     }
 
     fn on_timer(
@@ -422,32 +277,8 @@ impl<H: WsHandler> Handler for WsServer<H> {
         st: &mut WsConnState<H::State>,
         token: u64,
     ) -> Action {
-        let Phase::Open(open) = &mut st.phase else {
-            return Action::Continue;
-        };
-        match token {
-            IDLE_PING_TOKEN => {
-                if open.session.check_idle(&mut self.scratch, conn) == super::Liveness::Unresponsive
-                {
-                    conn.close_with(CloseReason::IdleTimeout);
-                } else if let Some(period) = self.idle_ping {
-                    conn.set_timer(period, IDLE_PING_TOKEN);
-                }
-                self.after_callback(conn, open);
-            }
-            CLOSE_TIMEOUT_TOKEN => {
-                log::debug!("eventide::ws: no close frame from the peer in time");
-                conn.close();
-            }
-            _ => {
-                let mut ws = WsConn {
-                    conn,
-                    tx: open.session.sender(&mut self.scratch),
-                    protocol: open.protocol.as_deref(),
-                };
-                self.handler.on_timer(&mut ws, &mut open.user, token);
-                self.after_callback(conn, open);
-            }
+        if let Phase::Open(open) = &mut st.phase {
+            self.runner.timer(conn, open, token);
         }
         Action::Continue
     }
@@ -458,20 +289,8 @@ impl<H: WsHandler> Handler for WsServer<H> {
         st: &mut WsConnState<H::State>,
         msg: Box<dyn Any + Send>,
     ) -> Action {
-        let Phase::Open(open) = &mut st.phase else {
-            return Action::Continue;
-        };
-        match msg.downcast::<Command>() {
-            Ok(cmd) => self.command(conn, open, *cmd),
-            Err(other) => {
-                let mut ws = WsConn {
-                    conn,
-                    tx: open.session.sender(&mut self.scratch),
-                    protocol: open.protocol.as_deref(),
-                };
-                self.handler.on_posted(&mut ws, &mut open.user, other);
-                self.after_callback(conn, open);
-            }
+        if let Phase::Open(open) = &mut st.phase {
+            self.runner.message(conn, open, msg);
         }
         Action::Continue
     }
@@ -480,28 +299,16 @@ impl<H: WsHandler> Handler for WsServer<H> {
     /// and waits for the peer's answer (bounded by the close timeout and the stop deadline);
     /// any other connection closes.
     fn on_stop(&mut self, conn: &mut Conn<'_>, st: &mut WsConnState<H::State>) -> Action {
-        let Phase::Open(open) = &mut st.phase else {
-            return Action::Close;
-        };
-        if !open.session.close_sent() {
-            let sent = open.session.sender(&mut self.scratch).close(
-                conn,
-                CloseCode::GOING_AWAY,
-                "going away",
-            );
-            if let Err(e) = sent {
-                log::debug!("eventide::ws: no close frame at the stop: {e}");
-                return Action::Close;
-            }
+        match &mut st.phase {
+            Phase::Open(open) => self.runner.stop(conn, open),
+            _ => Action::Close,
         }
-        self.after_callback(conn, open);
-        Action::Continue
     }
 
     fn on_connect_error(&mut self, _cx: &mut LoopCx<'_>, mut error: crate::ConnectError) {
         let reason = error.to_string();
         if let Some(dial) = error.take_context::<Dial<H::State>>() {
-            self.handler.on_dial_error(
+            self.runner.handler.on_dial_error(
                 dial.state,
                 io::Error::new(io::ErrorKind::ConnectionRefused, reason),
             );
@@ -510,10 +317,10 @@ impl<H: WsHandler> Handler for WsServer<H> {
 
     fn on_close(&mut self, id: ConnId, st: WsConnState<H::State>, reason: &CloseReason) {
         match st.phase {
-            Phase::Open(open) => self.handler.on_close(id, open.user, reason),
+            Phase::Open(open) => self.runner.handler.on_close(id, open.user, reason),
             Phase::Answer(pending) => {
                 let (_, user) = *pending;
-                self.handler.on_dial_error(
+                self.runner.handler.on_dial_error(
                     user,
                     io::Error::new(
                         io::ErrorKind::ConnectionAborted,
@@ -526,20 +333,20 @@ impl<H: WsHandler> Handler for WsServer<H> {
     }
 
     fn on_boot(&mut self, cx: &mut LoopCx<'_>) {
-        self.handler.on_boot(cx);
+        self.runner.handler.on_boot(cx);
     }
 
     fn on_tick(&mut self, cx: &mut LoopCx<'_>, token: u64) {
-        self.handler.on_tick(cx, token);
+        self.runner.handler.on_tick(cx, token);
     }
 }
 
 impl<H> fmt::Debug for WsServer<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WsServer")
-            .field("config", &self.config)
-            .field("protocols", &self.protocols)
-            .field("idle_ping", &self.idle_ping)
+            .field("config", &self.runner.config)
+            .field("protocols", &self.runner.protocols)
+            .field("idle_ping", &self.runner.idle_ping)
             .finish()
     }
 }

@@ -178,6 +178,11 @@ impl Raw {
     /// Sends `request` and reads the response head (the bytes after it stay buffered).
     pub fn request(&mut self, request: &str) -> String {
         self.stream.write_all(request.as_bytes()).unwrap();
+        self.read_head()
+    }
+
+    /// Reads a response head (the bytes after it stay buffered).
+    pub fn read_head(&mut self) -> String {
         loop {
             if let Some(end) = find(&self.buf, b"\r\n\r\n") {
                 let head = String::from_utf8(self.buf[..end + 4].to_vec()).unwrap();
@@ -186,6 +191,20 @@ impl Raw {
             }
             assert!(self.fill() > 0, "closed before the response head");
         }
+    }
+
+    /// Reads one HTTP response: its head, and its body of `Content-Length` bytes.
+    pub fn read_response(&mut self) -> (String, Vec<u8>) {
+        let head = self.read_head();
+        let len = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .map_or(0, |v| v.trim().parse().expect("a Content-Length"));
+        while self.buf.len() < len {
+            assert!(self.fill() > 0, "closed inside a response body");
+        }
+        let body = self.buf.drain(..len).collect();
+        (head, body)
     }
 
     /// Connects and upgrades on `/`; panics unless the answer is 101 with the right accept.
