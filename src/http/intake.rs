@@ -7,7 +7,7 @@ use super::fast::Head;
 use super::pipeline::Writer;
 use super::request::{BodyKind, Framing};
 use super::response::Batch;
-use super::server::{bodiless, facts, Exchange, Step};
+use super::server::{Exchange, Step};
 use super::upload::{Aborted, Fed, Intake, ResumeBody, Upload};
 use super::{HttpServer, Service};
 use crate::adapter::{self, Protocol};
@@ -27,7 +27,7 @@ impl<S: Service> HttpServer<S> {
         rest: &[u8],
         out: &mut Batch<'_>,
     ) -> Option<Step> {
-        let sink = match self.service.intake(&bodiless(req, f)) {
+        let sink = match self.service.intake(&f.bodiless(req)) {
             Intake::Buffer => return None,
             Intake::Refuse(status) => return Some(Step::Refuse(status)),
             Intake::Stream(sink) => sink,
@@ -42,7 +42,7 @@ impl<S: Service> HttpServer<S> {
             BodyKind::Chunked => None,
         };
         ex.uploads = ex.uploads.wrapping_add(1);
-        ex.upload = Some(Box::new(Upload::new(sink, len, facts(f), ex.uploads)));
+        ex.upload = Some(Box::new(Upload::new(sink, len, f.facts(), ex.uploads)));
         Some(match self.feed_upload(ex, &rest[head_len..], out) {
             Step::Used(n) => Step::Used(head_len + n),
             Step::Answered { len, keep_alive } => Step::Answered {

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::fast::Head;
+use super::response::ReqFacts;
 use super::status::Status;
 use super::uri;
 
@@ -185,6 +186,29 @@ pub(crate) struct Framing {
     pub expect_continue: bool,
     /// `HEAD`: the response carries no body.
     pub head_only: bool,
+}
+
+impl Framing {
+    /// The request of `head`, without its body (still to come).
+    pub(crate) fn bodiless<'r>(self, head: &'r Head<'_, '_>) -> Request<'r> {
+        Request {
+            method: head.method,
+            target: head.target,
+            version: self.version,
+            headers: head.headers,
+            body: &[],
+            keep_alive: self.keep_alive,
+        }
+    }
+
+    /// What the request asks of its response.
+    pub(crate) fn facts(self) -> ReqFacts {
+        ReqFacts {
+            head_only: self.head_only,
+            keep_alive: self.keep_alive,
+            announce: self.keep_alive && self.version == Version::Http10,
+        }
+    }
 }
 
 /// Reads the framing of a complete head (RFC 9112 section 6). Errors are the status to answer

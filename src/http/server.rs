@@ -10,7 +10,7 @@ use super::date::DateCache;
 use super::fast::{Head, Slots, Text, HEADERS_CAP};
 use super::handler::{HttpConnState, Side};
 use super::pipeline::{Answers, Writer};
-use super::request::{framing, BodyKind, Framing, Request, Version};
+use super::request::{framing, BodyKind, Framing, Request};
 use super::response::{Batch, Heads, ReqFacts, OK_LINE};
 use super::status::Status;
 use super::upload::Upload;
@@ -373,7 +373,7 @@ impl<S: Service> HttpServer<S> {
     /// `Expect: 100-continue` with the body still to come: the service may refuse it now.
     #[cold]
     fn check_continue(&mut self, req: &Head<'_, '_>, f: Framing) -> Result<(), Status> {
-        self.service.check_continue(&bodiless(req, f))
+        self.service.check_continue(&f.bodiless(req))
     }
 
     /// The head is incomplete (its first `max_head` bytes parsed without error): wait for
@@ -460,7 +460,7 @@ impl<S: Service> HttpServer<S> {
             body,
             keep_alive: f.keep_alive,
         };
-        let facts = facts(f);
+        let facts = f.facts();
         let mut w = Writer {
             scratch: &mut self.scratch,
             heads: &mut self.heads,
@@ -485,27 +485,6 @@ impl<S: Service> HttpServer<S> {
             res.status(status).content_type("text/plain");
             res.body(status.reason().as_bytes());
         });
-    }
-}
-
-/// A request's head, without its body (the body is still to come).
-pub(super) fn bodiless<'r>(req: &'r Head<'_, '_>, f: Framing) -> Request<'r> {
-    Request {
-        method: req.method,
-        target: req.target,
-        version: f.version,
-        headers: req.headers,
-        body: &[],
-        keep_alive: f.keep_alive,
-    }
-}
-
-/// What a request asks of its response.
-pub(super) fn facts(f: Framing) -> ReqFacts {
-    ReqFacts {
-        head_only: f.head_only,
-        keep_alive: f.keep_alive,
-        announce: f.keep_alive && f.version == Version::Http10,
     }
 }
 
