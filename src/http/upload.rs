@@ -214,6 +214,11 @@ impl SinkCx<'_> {
     pub fn handle(&mut self) -> Option<ConnHandle> {
         self.out.handle()
     }
+
+    /// The client's address; `None` on an in-memory connection (or a Unix socket).
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.out.peer_addr()
+    }
 }
 
 impl fmt::Debug for SinkCx<'_> {
