@@ -236,11 +236,15 @@ impl Service for PacedService {
 }
 
 fn paced_server() -> (Server, Arc<AtomicU64>, Receiver<Report>) {
+    paced_server_with(Server::builder())
+}
+
+fn paced_server_with(builder: eventide::Builder) -> (Server, Arc<AtomicU64>, Receiver<Report>) {
     let (tx, rx) = mpsc::channel();
     let seen = Arc::new(AtomicU64::new(0));
     let shared = Arc::clone(&seen);
     let slot = Arc::new(Mutex::new(None));
-    let server = Server::builder()
+    let server = builder
         .bind("127.0.0.1:0")
         .loops(1)
         .start(move |_| {
@@ -478,4 +482,45 @@ fn a_stop_lets_a_streamed_body_finish() {
     assert_eq!(res.header("Connection"), Some("close"));
     c.expect_closed();
     server.join().expect("the loops exit cleanly");
+}
+
+/// Timeouts with a body half in: a client that stalls mid-body gets 408 and its sink is
+/// told; a paused upload outlives many timeout periods (the server is the one waiting) and
+/// completes once resumed.
+#[test]
+fn timeouts_cut_stalled_clients_not_paused_uploads() {
+    // Long enough that a loaded machine does not stall a flowing upload for a period.
+    let period = Duration::from_millis(250);
+    let builder = Server::builder().idle_timeout(period).read_timeout(period);
+    let (server, _seen, rx) = paced_server_with(builder);
+    let mut c = ResponseReader::new(connect(server.local_addr()));
+    c.stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    c.send(b"PUT /plain HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n1");
+    assert_eq!(c.next().expect("a 408").status, 408);
+    c.expect_closed();
+    match next_report(&rx) {
+        Report::Aborted(why) => assert_eq!(why, Aborted::TimedOut),
+        Report::Paused(..) => panic!("paused"),
+    }
+
+    let len = 3 * MIB;
+    let mut s = connect(server.local_addr());
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(
+        format!("PUT /paced HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let sent = send_pattern(&mut s, len).unwrap();
+    let Report::Paused(_, Some(resume)) = next_report(&rx) else {
+        panic!("no pause");
+    };
+    // Eight timeout periods paused: the connection must still be there.
+    std::thread::sleep(8 * period);
+    resume
+        .resume()
+        .expect("the paused connection is still open");
+    let res = ResponseReader::new(s).next().expect("the upload's answer");
+    let want = format!("{len} {:016x} None", sent.finish());
+    assert_eq!(String::from_utf8_lossy(&res.body), want);
+    server.stop();
 }
