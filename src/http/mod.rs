@@ -152,7 +152,9 @@ pub trait Service: Send + 'static {
     /// credentials, a `413` for a body this route will not take, a `417` — and the server
     /// answers it with that status and closes the connection (the body is never read). The
     /// default accepts, and the server sends `100 Continue`. `req.body()` is empty here;
-    /// [`call`](Service::call) comes as usual once the body is in.
+    /// [`call`](Service::call) comes as usual once the body is in. This is for bodies taken
+    /// into memory ([`Intake::Buffer`]); a streamed body is refused in
+    /// [`intake`](Service::intake).
     ///
     /// ```
     /// use eventide::http::{Request, Response, Service, Status};
