@@ -6,6 +6,8 @@
 //!   1.2-1.9 (read as 1.1), origin- and absolute-form targets — cut into reads at arbitrary
 //!   byte boundaries parses to exactly the requests it was built from (paths included), and
 //!   to the same responses as when delivered whole.
+//! * The same streams with every body streamed into a sink (`Service::intake`) give the sink
+//!   exactly the bodies, in non-empty pieces, and the same answers however they are cut.
 //! * Arbitrary bytes (and valid streams with bytes flipped) never panic, never leave more
 //!   buffered than the limits allow, and give the same answers however they are cut.
 //! * The head parser's fast path agrees with `httparse` on every head it takes, and the
@@ -20,7 +22,9 @@ use std::sync::{Arc, Mutex};
 use eventide::http::testing::{
     check_head, digest_service, fuzz_entry, head_diff_entry, without_continues, Harness,
 };
-use eventide::http::{HttpServer, Request, Response, Service, Version};
+use eventide::http::{
+    BodySink, HttpServer, Intake, Request, Response, Service, SinkCx, Status, Trailers, Version,
+};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,7 +149,15 @@ struct Recorder(Arc<Mutex<Vec<Seen>>>);
 
 impl Service for Recorder {
     fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
-        self.0.lock().unwrap().push(Seen {
+        self.0.lock().unwrap().push(Seen::of(req));
+        digest_service(req, res);
+    }
+}
+
+impl Seen {
+    /// What a service sees of `req` (its body so far).
+    fn of(req: &Request<'_>) -> Seen {
+        Seen {
             method: req.method().to_string(),
             target: req.target().to_string(),
             path: req.path().to_string(),
@@ -155,7 +167,46 @@ impl Service for Recorder {
                 .map(|(n, v)| (n.to_string(), v.to_vec()))
                 .collect(),
             body: req.body().to_vec(),
-        });
+        }
+    }
+}
+
+/// Like [`Recorder`], but every body is streamed into a [`Gather`] sink.
+struct Streamer(Arc<Mutex<Vec<Seen>>>);
+
+/// Gathers a streamed body and records its request at the end; an empty piece is recorded as
+/// a request with the method `EMPTY PIECE`.
+struct Gather {
+    seen: Seen,
+    log: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl BodySink for Gather {
+    fn data(&mut self, chunk: &[u8], _cx: &mut SinkCx<'_>) -> Result<(), Status> {
+        if chunk.is_empty() {
+            self.seen.method = "EMPTY PIECE".into();
+        }
+        self.seen.body.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    fn end(self: Box<Self>, _trailers: &Trailers<'_>, res: &mut Response<'_>) {
+        let Gather { seen, log } = *self;
+        res.body(format!("{} {}", seen.target, seen.body.len()).as_bytes());
+        log.lock().unwrap().push(seen);
+    }
+}
+
+impl Service for Streamer {
+    fn intake(&mut self, req: &Request<'_>) -> Intake {
+        Intake::stream(Gather {
+            seen: Seen::of(req),
+            log: Arc::clone(&self.0),
+        })
+    }
+
+    fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
+        self.0.lock().unwrap().push(Seen::of(req));
         digest_service(req, res);
     }
 }
@@ -240,6 +291,33 @@ proptest! {
 
         let seen_split = Arc::new(Mutex::new(Vec::new()));
         let mut split = Harness::new(server(Recorder(seen_split.clone())));
+        feed_cut(&mut split, &stream, &cuts(stream.len(), &raw_cuts));
+
+        prop_assert_eq!(&*seen_whole.lock().unwrap(), &expected);
+        prop_assert_eq!(&*seen_split.lock().unwrap(), &expected);
+        prop_assert_eq!(whole.buffered(), 0);
+        prop_assert_eq!(split.buffered(), 0);
+        prop_assert!(!whole.is_closed() && !split.is_closed());
+        prop_assert_eq!(without_continues(whole.output()), without_continues(split.output()));
+    }
+
+    #[test]
+    fn streamed_bodies_are_the_same_however_they_are_cut(
+        reqs in prop::collection::vec(request(), 1..8),
+        raw_cuts in prop::collection::vec(any::<usize>(), 0..24),
+    ) {
+        let mut stream = Vec::new();
+        for r in &reqs {
+            r.encode(&mut stream);
+        }
+        let expected: Vec<Seen> = reqs.iter().map(Req::seen).collect();
+
+        let seen_whole = Arc::new(Mutex::new(Vec::new()));
+        let mut whole = Harness::new(server(Streamer(seen_whole.clone())));
+        whole.feed(&stream);
+
+        let seen_split = Arc::new(Mutex::new(Vec::new()));
+        let mut split = Harness::new(server(Streamer(seen_split.clone())));
         feed_cut(&mut split, &stream, &cuts(stream.len(), &raw_cuts));
 
         prop_assert_eq!(&*seen_whole.lock().unwrap(), &expected);

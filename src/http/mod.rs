@@ -32,6 +32,11 @@
 //! * **Bodies.** `Content-Length` bodies are handed over in place; `Transfer-Encoding: chunked`
 //!   bodies (extensions and trailers allowed) are validated incrementally as they arrive and
 //!   decoded into a per-loop buffer once complete. `Expect: 100-continue` is answered.
+//! * **Streamed request bodies**, of any size: [`Service::intake`] chooses per request to
+//!   take the body piece by piece into a [`BodySink`] (each piece a slice of the input, never
+//!   copied), which can [`pause`](SinkCx::pause) reading until a slower consumer catches up
+//!   ([`BodyResume`], `Send`), gets the [`Trailers`] at the end and answers; see
+//!   [`BodySink`] for an example.
 //! * **No allocation per request.** The status line and headers are written straight into the
 //!   connection's output; `Server` and `Date` come from a per-loop block refreshed at each
 //!   second boundary by a loop timer; lengths are formatted with `itoa`.
@@ -57,7 +62,8 @@
 //!
 //! Keep the server's inbound limit
 //! ([`Builder::inbound_limit`](crate::Builder::inbound_limit), 1 MiB by default) above
-//! `max_head_size + 2 * max_body_size + 8 KiB`, the most one incomplete request may buffer.
+//! `max_head_size + 2 * max_body_size + 8 KiB`, the most one incomplete request may buffer. A
+//! streamed body buffers at most what one read brings, whatever its size.
 
 use crate::{Action, CloseReason, Conn, ConnId, ConnectError, LoopCx};
 
@@ -67,6 +73,7 @@ mod deferred;
 mod fast;
 pub mod files;
 mod handler;
+mod intake;
 mod pipeline;
 mod request;
 mod response;
@@ -76,6 +83,7 @@ mod stream;
 mod switch;
 #[doc(hidden)]
 pub mod testing;
+mod upload;
 mod uri;
 
 pub use deferred::{Reply, Responder};
@@ -85,6 +93,7 @@ pub use response::Response;
 pub use server::HttpServer;
 pub use status::Status;
 pub use stream::BodyStream;
+pub use upload::{Aborted, BodyResume, BodySink, Intake, SinkCx, Trailers};
 
 // The WebSocket upgrade reads its request head with this module's parser and header helpers.
 #[cfg(feature = "ws")]
@@ -146,7 +155,9 @@ pub trait Service: Send + 'static {
     /// credentials, a `413` for a body this route will not take, a `417` — and the server
     /// answers it with that status and closes the connection (the body is never read). The
     /// default accepts, and the server sends `100 Continue`. `req.body()` is empty here;
-    /// [`call`](Service::call) comes as usual once the body is in.
+    /// [`call`](Service::call) comes as usual once the body is in. This is for bodies taken
+    /// into memory ([`Intake::Buffer`]); a streamed body is refused in
+    /// [`intake`](Service::intake).
     ///
     /// ```
     /// use eventide::http::{Request, Response, Service, Status};
@@ -170,6 +181,57 @@ pub trait Service: Send + 'static {
     fn check_continue(&mut self, req: &Request<'_>) -> Result<(), Status> {
         let _ = req;
         Ok(())
+    }
+
+    /// How the body of `req` is taken, chosen once its head is in (for a request with a body:
+    /// a `Content-Length` above zero, or chunked). [`Intake::Buffer`] (the default) gathers
+    /// it in memory up to [`HttpServer::max_body_size`] and then calls
+    /// [`call`](Service::call); [`Intake::Stream`] hands it piece by piece to a
+    /// [`BodySink`], whatever its size, and the sink answers; [`Intake::Refuse`] answers a
+    /// status and closes. `req.body()` is empty here. For
+    /// a request with `Expect: 100-continue` this is where a streamed body is refused before
+    /// it is sent ([`check_continue`](Service::check_continue) is for buffered ones): the
+    /// server sends `100 Continue` once a sink is given.
+    ///
+    /// ```
+    /// use eventide::http::{BodySink, Intake, Request, Response, Service, SinkCx, Status, Trailers};
+    ///
+    /// /// Keeps the body of `POST /logs` in a bounded ring of recent bytes.
+    /// struct Tail(Vec<u8>);
+    ///
+    /// impl BodySink for Tail {
+    ///     fn data(&mut self, chunk: &[u8], _cx: &mut SinkCx<'_>) -> Result<(), Status> {
+    ///         self.0.extend_from_slice(chunk);
+    ///         let over = self.0.len().saturating_sub(4096);
+    ///         self.0.drain(..over);
+    ///         Ok(())
+    ///     }
+    ///
+    ///     fn end(self: Box<Self>, _trailers: &Trailers<'_>, res: &mut Response<'_>) {
+    ///         res.body(&self.0);
+    ///     }
+    /// }
+    ///
+    /// struct Logs;
+    ///
+    /// impl Service for Logs {
+    ///     fn intake(&mut self, req: &Request<'_>) -> Intake {
+    ///         match (req.method(), req.path(), req.header("authorization")) {
+    ///             ("POST", "/logs", Some(_)) => Intake::stream(Tail(Vec::new())),
+    ///             ("POST", "/logs", None) => Intake::Refuse(Status::UNAUTHORIZED),
+    ///             _ => Intake::Buffer,
+    ///         }
+    ///     }
+    ///
+    ///     fn call(&mut self, _req: &Request<'_>, res: &mut Response<'_>) {
+    ///         res.status(Status::NOT_FOUND).body(b"");
+    ///     }
+    /// }
+    /// # let _ = Logs;
+    /// ```
+    fn intake(&mut self, req: &Request<'_>) -> Intake {
+        let _ = req;
+        Intake::Buffer
     }
 
     /// The loop started (see [`Handler::on_boot`](crate::Handler::on_boot)): a place to set

@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 use super::fast::{
     fast_head, httparse_head, utf8_prefix, Head, HeadError, Slots, FAST_HEADERS, HEADERS_CAP,
 };
-use super::{HttpServer, Request, Response};
+use super::{BodySink, HttpServer, Intake, Request, Response, Service, SinkCx, Status, Trailers};
 
 /// The `Date` a [`Harness`] freezes its server at: `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub const FROZEN_DATE: u64 = 784_111_777;
@@ -20,24 +20,90 @@ pub type Harness<S> = crate::adapter::Harness<HttpServer<S>>;
 /// request (method, target, version, headers, body), so two runs that parse the same requests
 /// write the same bytes.
 pub fn digest_service(req: &Request<'_>, res: &mut Response<'_>) {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut mix = |bytes: &[u8]| {
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    let mut d = Digest::of_head(req);
+    d.mix(req.body());
+    d.answer(res);
+}
+
+/// A request's digest, built as its body arrives.
+struct Digest {
+    h: u64,
+    line: String,
+    body: usize,
+}
+
+impl Digest {
+    /// The digest of the head (method, target, version and headers).
+    fn of_head(req: &Request<'_>) -> Digest {
+        let mut d = Digest {
+            h: 0xcbf2_9ce4_8422_2325,
+            line: format!("{} {} {}", req.method(), req.target(), req.version()),
+            body: 0,
+        };
+        for (name, value) in req.headers() {
+            d.mix(name.as_bytes());
+            d.mix(value);
         }
-        h = (h ^ 0xff).wrapping_mul(0x0100_0000_01b3);
-    };
-    for (name, value) in req.headers() {
-        mix(name.as_bytes());
-        mix(value);
+        d.body = 0;
+        d
     }
-    mix(req.body());
-    let (method, target, version, n) =
-        (req.method(), req.target(), req.version(), req.body().len());
-    res.content_type("text/plain").body_with(|buf| {
-        use std::io::Write;
-        let _ = write!(buf, "{method} {target} {version} body={n} digest={h:016x}");
-    });
+
+    /// Adds one field (or, for the body, all of it: see [`add_body`](Digest::add_body)).
+    fn mix(&mut self, bytes: &[u8]) {
+        self.add_body(bytes);
+        self.end_field();
+    }
+
+    fn add_body(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.h = (self.h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.body += bytes.len();
+    }
+
+    fn end_field(&mut self) {
+        self.h = (self.h ^ 0xff).wrapping_mul(0x0100_0000_01b3);
+    }
+
+    fn answer(&self, res: &mut Response<'_>) {
+        let (line, n, h) = (&self.line, self.body, self.h);
+        res.content_type("text/plain").body_with(|buf| {
+            use std::io::Write;
+            let _ = write!(buf, "{line} body={n} digest={h:016x}");
+        });
+    }
+}
+
+/// [`digest_service`], with the bodies of `PUT` requests and of those whose target contains
+/// `stream` streamed into a sink that digests them as they arrive (the answers are the same
+/// as if buffered, so the fuzz target exercises both paths with one oracle).
+pub struct FuzzService;
+
+impl BodySink for Digest {
+    fn data(&mut self, chunk: &[u8], _cx: &mut SinkCx<'_>) -> Result<(), Status> {
+        assert!(!chunk.is_empty(), "an empty piece of a streamed body");
+        self.add_body(chunk);
+        Ok(())
+    }
+
+    fn end(mut self: Box<Self>, _trailers: &Trailers<'_>, res: &mut Response<'_>) {
+        self.end_field();
+        self.answer(res);
+    }
+}
+
+impl Service for FuzzService {
+    fn intake(&mut self, req: &Request<'_>) -> Intake {
+        if req.method() == "PUT" || req.target().contains("stream") {
+            Intake::stream(Digest::of_head(req))
+        } else {
+            Intake::Buffer
+        }
+    }
+
+    fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
+        digest_service(req, res);
+    }
 }
 
 /// Strips interim `100 Continue` responses, which depend on whether a body arrived with its
@@ -57,8 +123,8 @@ pub fn without_continues(output: &[u8]) -> Vec<u8> {
     out
 }
 
-fn fuzz_server() -> HttpServer<fn(&Request<'_>, &mut Response<'_>)> {
-    HttpServer::new(digest_service as fn(&Request<'_>, &mut Response<'_>))
+fn fuzz_server() -> HttpServer<FuzzService> {
+    HttpServer::new(FuzzService)
         .max_head_size(512)
         .max_headers(8)
         .max_body_size(1024)
