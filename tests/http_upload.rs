@@ -12,7 +12,7 @@ mod demo_util;
 mod hash;
 mod proto_util;
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -514,8 +514,17 @@ fn timeouts_cut_stalled_clients_not_paused_uploads() {
     let Report::Paused(_, Some(resume)) = next_report(&rx) else {
         panic!("no pause");
     };
-    // Eight timeout periods paused: the connection must still be there.
-    std::thread::sleep(8 * period);
+    // Three canary connections opened one after another, each cut by the idle timeout: the
+    // paused upload has sat through at least three timeout periods, and must still be there.
+    for i in 0..3 {
+        let mut canary = connect(server.local_addr());
+        canary.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut byte = [0u8; 1];
+        let n = canary
+            .read(&mut byte)
+            .expect("the canary is cut, not left hanging");
+        assert_eq!(n, 0, "canary {i}: closed by the idle timeout");
+    }
     resume
         .resume()
         .expect("the paused connection is still open");
