@@ -58,6 +58,10 @@ pub struct Summary {
     pub sys_per_req: Option<f64>,
     /// Events per epoll wait (syscall pass).
     pub events_per_wait: Option<f64>,
+    /// Voluntary context switches per request: the server's threads blocking (syscall pass).
+    pub vol_cs_per_req: Option<f64>,
+    /// Involuntary context switches per request: its threads preempted (syscall pass).
+    pub invol_cs_per_req: Option<f64>,
     /// Resident bytes per idle connection.
     pub bytes_per_conn: Option<f64>,
     /// Medians of the scenario's own columns.
@@ -126,6 +130,8 @@ impl Bench {
             max: m(&|x| x.max_us),
             sys_per_req: sys.map(|s| s.per_request()),
             events_per_wait: sys.and_then(|s| s.events_per_wait),
+            vol_cs_per_req: sys.and_then(|s| s.voluntary_per_request()),
+            invol_cs_per_req: sys.and_then(|s| s.involuntary_per_request()),
             bytes_per_conn: self.idle.get(server).and_then(|v| median(v.clone())),
             extra: self
                 .values
@@ -234,6 +240,16 @@ pub const METRICS: &[Metric] = &[
         name: "events/wait",
         higher_better: true,
         get: |s| s.events_per_wait,
+    },
+    Metric {
+        name: "vol cs/req",
+        higher_better: false,
+        get: |s| s.vol_cs_per_req,
+    },
+    Metric {
+        name: "invol cs/req",
+        higher_better: false,
+        get: |s| s.invol_cs_per_req,
     },
     Metric {
         name: "p50 µs",
@@ -497,8 +513,8 @@ server on CPU 0, load on CPU 1; runs with the server's core busy < {:.0} % flagg
     );
     let _ = writeln!(
         o,
-        "- Ratios are eventide / peer: below 1 is better for CPU, syscalls, latency, memory and \
-times; above 1 for rates and events/wait. \"best peer\" is the peer best on the table's first column.\n"
+        "- Ratios are eventide / peer: below 1 is better for CPU, syscalls, context switches, \
+latency, memory and times; above 1 for rates and events/wait. \"best peer\" is the peer best on the table's first column.\n"
     );
     if let Some(c) = &cx.chart {
         let _ = writeln!(o, "![server CPU time per request]({c})\n");
