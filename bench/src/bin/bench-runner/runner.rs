@@ -413,7 +413,7 @@ pub fn syscall_pass(
             match res {
                 Ok(st) => {
                     println!(
-                        "  [{} syscalls] {:<19} {:.2} syscalls/req, {} epoll waits, {} events/wait, {} vol + {} invol cs/req ({} switches by perf)",
+                        "  [{} syscalls] {:<19} {:.2} syscalls/req, {} epoll waits, {} events/wait, {} vol + {} invol cs/req ({} switches by perf), {} requests",
                         benches[j].name,
                         spec.name,
                         st.per_request(),
@@ -422,7 +422,8 @@ pub fn syscall_pass(
                         report::fmt_opt(st.voluntary_per_request()),
                         report::fmt_opt(st.involuntary_per_request()),
                         st.context_switches
-                            .map_or_else(|| "-".into(), |c| c.to_string())
+                            .map_or_else(|| "-".into(), |c| c.to_string()),
+                        st.requests
                     );
                     for n in &st.notes {
                         benches[j].notes.push(format!("{}: {n}", spec.name));
