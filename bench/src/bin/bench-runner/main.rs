@@ -6,8 +6,9 @@
 //! it records the server's CPU seconds around the measured window (utime + stime from
 //! `/proc/PID/stat`), the wall time, the busy fraction (flagged under 0.95: then the load tool
 //! set the pace), the requests completed, so CPU µs per request, throughput and latency. A
-//! separate, shorter pass under `perf` counts syscalls per request and events per `epoll_wait`;
-//! it never overlaps the timed runs because tracing slows every syscall.
+//! separate, shorter pass under `perf` counts syscalls per request, events per `epoll_wait` and
+//! context switches per request; it never overlaps the timed runs because tracing slows every
+//! syscall.
 //!
 //! Modes: the suite (eventide's demos with their defaults beside the peers), `--triggers`
 //! (eventide level- against edge-triggered, interleaved, in every scenario), `--callgrind`
@@ -35,6 +36,7 @@ mod report;
 mod runner;
 mod scenarios;
 mod setup;
+mod switches;
 mod tls_echo;
 mod verdicts;
 
@@ -255,6 +257,7 @@ fn write_reports(
         }
     }
     notes.push("events/wait is the mean return value of epoll_wait/epoll_pwait/epoll_pwait2 recorded with `perf record` during the syscall pass".into());
+    notes.push("vol cs/req and invol cs/req are the server's voluntary (blocked: a sleeping epoll_wait or io_uring_enter, a futex wait between a runtime's threads) and involuntary (preempted) context switches per request in the syscall pass, over the requests syscalls/req divides by: voluntary_ctxt_switches and nonvoluntary_ctxt_switches of /proc/PID/task/*/status, summed over every thread of every server process (nginx's master and worker, a tokio runtime's workers) and read just before and after the load; `perf stat -e context-switches` counts both kinds together, so it is only a cross-check".into());
     let title = "Server CPU time per request, one core (bar labels: ratio · µs/req)";
     let chart = match (svg.parent(), chart_benches) {
         (Some(dir), Some(i)) => {

@@ -1,13 +1,15 @@
-//! The syscall pass: `perf stat` counts the server's syscalls and epoll waits while a load
-//! runs, and `perf record` of the epoll exit tracepoints gives the events per wait. Tracing
-//! slows every syscall, so this never overlaps a timed run.
+//! The syscall pass: `perf stat` counts the server's syscalls, epoll waits and context switches
+//! while a load runs, `perf record` of the epoll exit tracepoints gives the events per wait, and
+//! the server's threads' `/proc` counters split the context switches into voluntary (blocking)
+//! and involuntary (preempted). Tracing slows every syscall, so this never overlaps a timed run.
 
 use std::io;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::procs::{self, tail};
+use crate::switches::{self, Switches};
 
 /// Syscall counts from one traced run.
 #[derive(Debug, Clone, Default)]
@@ -18,15 +20,63 @@ pub struct SyscallStats {
     pub epoll_waits: u64,
     /// Mean events returned per epoll wait (from `perf record` of the exit tracepoints).
     pub events_per_wait: Option<f64>,
+    /// All context switches (`perf stat -e context-switches`: every thread, voluntary or not).
+    pub context_switches: Option<u64>,
+    /// Voluntary and involuntary switches of the server's threads while the load ran
+    /// (`/proc/PID/task/*/status`); None when they could not be read.
+    pub switches: Option<Switches>,
     /// Requests completed during the traced run.
     pub requests: u64,
+    /// Remarks on the run for the report (a thread exited, `/proc` unreadable).
+    pub notes: Vec<String>,
 }
 
 impl SyscallStats {
     /// Syscalls per request.
     pub fn per_request(&self) -> f64 {
-        self.syscalls as f64 / self.requests.max(1) as f64
+        self.per_req(self.syscalls)
     }
+
+    /// Voluntary context switches per request.
+    pub fn voluntary_per_request(&self) -> Option<f64> {
+        self.switches.map(|s| self.per_req(s.voluntary))
+    }
+
+    /// Involuntary context switches per request.
+    pub fn involuntary_per_request(&self) -> Option<f64> {
+        self.switches.map(|s| self.per_req(s.involuntary))
+    }
+
+    /// `n` over the requests of this run: every per-request figure of the pass uses this count.
+    fn per_req(&self, n: u64) -> f64 {
+        n as f64 / self.requests.max(1) as f64
+    }
+}
+
+/// The counts of `perf stat -x ,` output: (syscalls, epoll waits, context switches).
+fn parse_stat(text: &str) -> (u64, u64, Option<u64>) {
+    let (mut syscalls, mut waits, mut cs) = (0, 0, None);
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split(',').collect();
+        if cols.len() < 3 {
+            continue;
+        }
+        // "<not counted>" and "<not supported>" are not numbers: the event stays unmeasured.
+        let Ok(count) = cols[0].trim().parse::<u64>() else {
+            continue;
+        };
+        // A modifier (":u" when perf falls back to user-only counting) follows the name.
+        let ev = cols[2].trim();
+        let name = ev.split(':').next().unwrap_or(ev);
+        if ev == "raw_syscalls:sys_enter" {
+            syscalls = count;
+        } else if ev.starts_with("syscalls:sys_enter_epoll") {
+            waits += count;
+        } else if name == "context-switches" || name == "cs" {
+            cs = Some(count);
+        }
+    }
+    (syscalls, waits, cs)
 }
 
 /// Which epoll wait tracepoints exist on this kernel (`perf list 'syscalls:*epoll*'`).
@@ -43,8 +93,10 @@ pub fn epoll_wait_tracepoints() -> Vec<String> {
         .collect()
 }
 
-/// Traces the processes `pids` (comma-separated: a server and its child processes) with `perf stat` (syscall counts) and `perf record` (epoll wait results) while
-/// `load` runs; `load` returns the requests it completed.
+/// Traces the processes `pids` (comma-separated: a server and its child processes) while `load`
+/// runs: `perf stat` counts syscalls, epoll waits and context switches, `perf record` keeps the
+/// epoll wait results, and `/proc` snapshots of the threads bracket the load. `load` returns the
+/// requests it completed, the one count every per-request figure of the pass divides by.
 pub fn traced<F: FnOnce() -> io::Result<u64>>(
     pids: &str,
     waits: &[String],
@@ -54,80 +106,97 @@ pub fn traced<F: FnOnce() -> io::Result<u64>>(
     let tag = pids.split(',').next().unwrap_or("0");
     let stat_out = tmp.join(format!("perf-stat-{tag}.txt"));
     let rec_out = tmp.join(format!("perf-record-{tag}.data"));
-    let mut stat = procs::load_command("perf");
-    stat.args(["stat", "-x", ",", "-o"]).arg(&stat_out);
-    stat.args(["-e", "raw_syscalls:sys_enter"]);
-    for w in waits {
-        stat.args(["-e", &format!("syscalls:sys_enter_{w}")]);
-    }
-    stat.args(["-p", pids]);
-    let mut stat = stat.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    let mut stat = spawn_stat(pids, waits, &stat_out)?;
     let stat_err = procs::spawn_collect(stat.stderr.take().expect("piped"));
-    let mut rec = if waits.is_empty() {
-        None
-    } else {
-        let mut c = procs::load_command("perf");
-        c.args(["record", "-q", "-m", "1024", "-o"]).arg(&rec_out);
-        for w in waits {
-            c.args(["-e", &format!("syscalls:sys_exit_{w}")]);
-        }
-        c.args(["-p", pids]);
-        c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()
-    };
+    let mut rec = (!waits.is_empty())
+        .then(|| spawn_record(pids, waits, &rec_out))
+        .flatten();
     // Let both attach before the load starts.
     std::thread::sleep(Duration::from_millis(700));
+    // The /proc window is the load's lifetime, the one its request count is for.
+    let before = switches::snapshot(pids);
     let load_res = load();
-    let _ = eventide_bench::sys::interrupt(stat.id());
-    if let Some(r) = &rec {
-        let _ = eventide_bench::sys::interrupt(r.id());
-    }
-    let stat_status = procs::wait_timeout(&mut stat, Duration::from_secs(20));
-    if stat_status.is_none() {
-        let _ = stat.kill();
-        let _ = stat.wait();
-    }
+    let after = switches::snapshot(pids);
+    stop(&mut stat, Duration::from_secs(20));
     if let Some(r) = rec.as_mut() {
-        if procs::wait_timeout(r, Duration::from_secs(60)).is_none() {
-            let _ = r.kill();
-            let _ = r.wait();
-        }
+        stop(r, Duration::from_secs(60));
     }
     let stat_err = stat_err.join().unwrap_or_default();
     let requests = load_res?;
     let text = std::fs::read_to_string(&stat_out).map_err(|e| {
         io::Error::other(format!("perf stat wrote nothing ({e}){}", tail(&stat_err)))
     })?;
-    let mut st = SyscallStats {
-        requests,
-        ..Default::default()
-    };
-    for line in text.lines() {
-        let cols: Vec<&str> = line.split(',').collect();
-        if cols.len() < 3 {
-            continue;
-        }
-        let Ok(count) = cols[0].trim().parse::<u64>() else {
-            continue;
-        };
-        let ev = cols[2].trim();
-        if ev == "raw_syscalls:sys_enter" {
-            st.syscalls = count;
-        } else if ev.starts_with("syscalls:sys_enter_epoll") {
-            st.epoll_waits += count;
-        }
-    }
-    if st.syscalls == 0 {
+    let (syscalls, epoll_waits, context_switches) = parse_stat(&text);
+    if syscalls == 0 {
         return Err(io::Error::other(format!(
             "perf stat counted no syscalls{}",
             tail(&stat_err)
         )));
     }
-    if rec.is_some() {
-        st.events_per_wait = events_per_wait(&rec_out);
-    }
+    let mut st = SyscallStats {
+        syscalls,
+        epoll_waits,
+        context_switches,
+        requests,
+        events_per_wait: rec.is_some().then(|| events_per_wait(&rec_out)).flatten(),
+        ..Default::default()
+    };
+    add_switches(&mut st, before.and_then(|b| Ok(after?.since(&b))));
     let _ = std::fs::remove_file(&stat_out);
     let _ = std::fs::remove_file(&rec_out);
     Ok(st)
+}
+
+/// `perf stat` of syscalls, context switches and the epoll waits `waits`, into `out`.
+fn spawn_stat(pids: &str, waits: &[String], out: &Path) -> io::Result<Child> {
+    let mut c = procs::load_command("perf");
+    c.args(["stat", "-x", ",", "-o"]).arg(out);
+    c.args(["-e", "raw_syscalls:sys_enter", "-e", "context-switches"]);
+    for w in waits {
+        c.args(["-e", &format!("syscalls:sys_enter_{w}")]);
+    }
+    c.args(["-p", pids]);
+    c.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()
+}
+
+/// `perf record` of the exits of the epoll waits `waits`, into `out`; None if it cannot start.
+fn spawn_record(pids: &str, waits: &[String], out: &Path) -> Option<Child> {
+    let mut c = procs::load_command("perf");
+    c.args(["record", "-q", "-m", "1024", "-o"]).arg(out);
+    for w in waits {
+        c.args(["-e", &format!("syscalls:sys_exit_{w}")]);
+    }
+    c.args(["-p", pids]);
+    c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()
+}
+
+/// SIGINT (perf writes its results on it), then SIGKILL after `timeout`.
+fn stop(perf: &mut Child, timeout: Duration) {
+    let _ = eventide_bench::sys::interrupt(perf.id());
+    if procs::wait_timeout(perf, timeout).is_none() {
+        let _ = perf.kill();
+        let _ = perf.wait();
+    }
+}
+
+/// Records the `/proc` context switches of the load's window in `st`, with a note when they
+/// are incomplete (a thread exited) or missing.
+fn add_switches(st: &mut SyscallStats, delta: io::Result<switches::Delta>) {
+    match delta {
+        Ok(d) => {
+            if d.exited > 0 {
+                st.notes.push(format!(
+                    "{} thread(s) exited during the syscall pass: their context switches are \
+missing from vol/invol cs/req ({} counted there, {} by perf stat)",
+                    d.exited,
+                    d.switches.voluntary + d.switches.involuntary,
+                    st.context_switches.map_or("-".into(), |c| c.to_string())
+                ));
+            }
+            st.switches = Some(d.switches);
+        }
+        Err(e) => st.notes.push(format!("context switches not measured: {e}")),
+    }
 }
 
 /// Mean return value of the recorded epoll wait exits (errors such as EINTR excluded).
@@ -155,4 +224,51 @@ fn events_per_wait(data: &Path) -> Option<f64> {
         }
     }
     (n > 0).then(|| sum as f64 / n as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_output_with_context_switches() {
+        // `perf stat -x ,` as perf 6.x writes it for a pid (first line is a comment).
+        let text = "# started on Tue Dec  1 18:50:00 2026\n\n\
+1843211,,raw_syscalls:sys_enter,2001230441,100.00,,\n\
+48211,,context-switches,2001230441,100.00,24.091,/sec\n\
+40102,,syscalls:sys_enter_epoll_wait,2001230441,100.00,,\n\
+<not counted>,,syscalls:sys_enter_epoll_pwait,0,0.00,,\n\
+311,,syscalls:sys_enter_epoll_pwait2,2001230441,100.00,,\n";
+        assert_eq!(parse_stat(text), (1_843_211, 40_413, Some(48_211)));
+    }
+
+    #[test]
+    fn stat_output_with_a_modifier_or_without_the_event() {
+        let user_only = "5,,raw_syscalls:sys_enter,1,100.00,,\n7,,context-switches:u,1,100.00,,\n";
+        assert_eq!(parse_stat(user_only), (5, 0, Some(7)));
+        let unsupported =
+            "5,,raw_syscalls:sys_enter,1,100.00,,\n<not supported>,,context-switches,0,0,,\n";
+        assert_eq!(parse_stat(unsupported), (5, 0, None));
+    }
+
+    #[test]
+    fn per_request_figures_share_the_request_count() {
+        let st = SyscallStats {
+            syscalls: 2_000,
+            switches: Some(Switches {
+                voluntary: 150,
+                involuntary: 10,
+            }),
+            requests: 1_000,
+            ..Default::default()
+        };
+        assert_eq!(st.per_request(), 2.0);
+        assert_eq!(st.voluntary_per_request(), Some(0.15));
+        assert_eq!(st.involuntary_per_request(), Some(0.01));
+        let unmeasured = SyscallStats {
+            requests: 1_000,
+            ..Default::default()
+        };
+        assert_eq!(unmeasured.voluntary_per_request(), None);
+    }
 }

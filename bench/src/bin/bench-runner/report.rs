@@ -58,6 +58,10 @@ pub struct Summary {
     pub sys_per_req: Option<f64>,
     /// Events per epoll wait (syscall pass).
     pub events_per_wait: Option<f64>,
+    /// Voluntary context switches per request: the server's threads blocking (syscall pass).
+    pub vol_cs_per_req: Option<f64>,
+    /// Involuntary context switches per request: its threads preempted (syscall pass).
+    pub invol_cs_per_req: Option<f64>,
     /// Resident bytes per idle connection.
     pub bytes_per_conn: Option<f64>,
     /// Medians of the scenario's own columns.
@@ -126,6 +130,8 @@ impl Bench {
             max: m(&|x| x.max_us),
             sys_per_req: sys.map(|s| s.per_request()),
             events_per_wait: sys.and_then(|s| s.events_per_wait),
+            vol_cs_per_req: sys.and_then(|s| s.voluntary_per_request()),
+            invol_cs_per_req: sys.and_then(|s| s.involuntary_per_request()),
             bytes_per_conn: self.idle.get(server).and_then(|v| median(v.clone())),
             extra: self
                 .values
@@ -236,6 +242,16 @@ pub const METRICS: &[Metric] = &[
         get: |s| s.events_per_wait,
     },
     Metric {
+        name: "vol cs/req",
+        higher_better: false,
+        get: |s| s.vol_cs_per_req,
+    },
+    Metric {
+        name: "invol cs/req",
+        higher_better: false,
+        get: |s| s.invol_cs_per_req,
+    },
+    Metric {
         name: "p50 µs",
         higher_better: false,
         get: |s| s.p50,
@@ -262,7 +278,8 @@ pub const METRICS: &[Metric] = &[
     },
 ];
 
-/// Three significant digits, no exponent.
+/// Three significant digits (at least three decimals below 1), no exponent: a per-delivery
+/// figure such as 0.00021 context switches must not read as zero.
 pub fn fmt_num(v: f64) -> String {
     if !v.is_finite() {
         return "-".into();
@@ -274,8 +291,12 @@ pub fn fmt_num(v: f64) -> String {
         format!("{v:.1}")
     } else if a >= 1.0 {
         format!("{v:.2}")
-    } else {
+    } else if a >= 0.01 || a == 0.0 {
         format!("{v:.3}")
+    } else {
+        // 2 − ⌊log10 a⌋ decimals keep three significant digits (0.00021 → 0.000210).
+        let decimals = (2 - a.log10().floor() as i32).clamp(3, 12) as usize;
+        format!("{v:.decimals$}")
     }
 }
 
@@ -497,8 +518,8 @@ server on CPU 0, load on CPU 1; runs with the server's core busy < {:.0} % flagg
     );
     let _ = writeln!(
         o,
-        "- Ratios are eventide / peer: below 1 is better for CPU, syscalls, latency, memory and \
-times; above 1 for rates and events/wait. \"best peer\" is the peer best on the table's first column.\n"
+        "- Ratios are eventide / peer: below 1 is better for CPU, syscalls, context switches, \
+latency, memory and times; above 1 for rates and events/wait. \"best peer\" is the peer best on the table's first column.\n"
     );
     if let Some(c) = &cx.chart {
         let _ = writeln!(o, "![server CPU time per request]({c})\n");
@@ -568,4 +589,53 @@ pub fn splice(doc: &str, results: &str) -> Option<String> {
         results.trim_end(),
         &doc[b..]
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_figures_keep_three_significant_digits() {
+        assert_eq!(fmt_num(123.4), "123");
+        assert_eq!(fmt_num(2.443), "2.44");
+        assert_eq!(fmt_num(0.057), "0.057");
+        assert_eq!(fmt_num(0.0), "0.000");
+        assert_eq!(fmt_num(0.00021), "0.000210");
+        assert_eq!(fmt_num(0.0057), "0.00570");
+        assert_eq!(fmt_num(f64::NAN), "-");
+    }
+
+    #[test]
+    fn cs_columns_and_ratios_come_from_the_syscall_pass() {
+        use crate::switches::Switches;
+        let mut b = Bench {
+            name: "echo-d16".into(),
+            servers: vec!["eventide".into(), "peer".into()],
+            eventide: Some("eventide".into()),
+            ..Default::default()
+        };
+        for (server, vol, requests) in [("eventide", 300, 10_000), ("peer", 100, 5_000)] {
+            let st = SyscallStats {
+                syscalls: requests / 8,
+                switches: Some(Switches {
+                    voluntary: vol,
+                    involuntary: 0,
+                }),
+                requests,
+                ..Default::default()
+            };
+            b.syscalls.insert(server.into(), st);
+        }
+        let (header, rows) = rows(&b);
+        let col = |name: &str| header.iter().position(|h| *h == name).expect(name);
+        let (vol, invol) = (col("vol cs/req"), col("invol cs/req"));
+        assert_eq!(rows[0][vol], "0.030");
+        assert_eq!(rows[1][vol], "0.020");
+        assert_eq!(rows[0][invol], "0.000");
+        assert_eq!(rows[2][0], "ratio eventide/peer");
+        assert_eq!(rows[2][vol], "1.50×");
+        // A zero in the peer gives no ratio rather than infinity.
+        assert_eq!(rows[2][invol], "-");
+    }
 }

@@ -413,15 +413,21 @@ pub fn syscall_pass(
             match res {
                 Ok(st) => {
                     println!(
-                        "  [{} syscalls] {:<19} {:.2} syscalls/req, {} epoll waits, {} events/wait",
+                        "  [{} syscalls] {:<19} {:.2} syscalls/req, {} epoll waits, {} events/wait, {} vol + {} invol cs/req ({} switches by perf), {} requests",
                         benches[j].name,
                         spec.name,
                         st.per_request(),
                         st.epoll_waits,
-                        st.events_per_wait
-                            .map(report::fmt_num)
-                            .unwrap_or_else(|| "-".into())
+                        report::fmt_opt(st.events_per_wait),
+                        report::fmt_opt(st.voluntary_per_request()),
+                        report::fmt_opt(st.involuntary_per_request()),
+                        st.context_switches
+                            .map_or_else(|| "-".into(), |c| c.to_string()),
+                        st.requests
                     );
+                    for n in &st.notes {
+                        benches[j].notes.push(format!("{}: {n}", spec.name));
+                    }
                     benches[j].syscalls.insert(spec.name.clone(), st);
                 }
                 Err(e) => {
