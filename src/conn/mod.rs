@@ -169,14 +169,23 @@ impl<'a> Conn<'a> {
         (start + data.len() <= self.input.len()).then_some(start)
     }
 
-    /// Copies a borrowed write to staging, so that what is written next goes after it.
+    /// Copies a borrowed write to staging, so that what is written next goes after it. (The
+    /// check inline, the copy out of line: most writes have nothing borrowed.)
+    #[inline]
     fn unborrow(&mut self) {
+        if self.borrowed.is_some() {
+            self.copy_borrowed();
+        }
+    }
+
+    #[inline(never)]
+    fn copy_borrowed(&mut self) {
         if let Some((start, len)) = self.borrowed.take() {
             let bytes = &self.input[start..start + len];
             if self.core.tls.is_some() {
                 self.core.write_tls(self.lp, bytes);
             } else {
-                self.core.write_raw(self.lp, Extra::Slice(bytes));
+                self.core.write_slice(self.lp, bytes);
             }
         }
     }
@@ -275,7 +284,7 @@ impl<'a> Conn<'a> {
         if self.core.tls.is_some() {
             self.core.write_tls(self.lp, data);
         } else {
-            self.core.write_raw(self.lp, Extra::Slice(data));
+            self.core.write_slice(self.lp, data);
         }
         true
     }
