@@ -290,7 +290,7 @@ impl Builder {
 
     /// Close a connection on which no byte moved in either direction for `timeout`
     /// ([`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout); see
-    /// [`Handler::on_timeout`]). Default: none.
+    /// [`Handler::on_timeout`]), kept to the millisecond up to 49 days. Default: none.
     pub fn idle_timeout(mut self, timeout: Duration) -> Builder {
         self.cfg.idle_timeout = Some(timeout.max(Duration::from_millis(1)));
         self

@@ -38,7 +38,7 @@ pub(crate) struct ConnCore {
     /// [`ConnId`] (kept apart, so that the record has room for `idle`).
     pub key: u32,
     pub generation: u32,
-    /// Its idle timeout, when [`Conn::set_idle_timeout`] replaced the server's.
+    /// Its idle timeout: the server's, until [`Conn::set_idle_timeout`] replaces it.
     pub idle: IdleTimeout,
     /// Where it is in its life, and the rest of what cannot be derived.
     pub state: ConnState,
@@ -61,12 +61,19 @@ pub(crate) struct ConnCore {
 }
 
 impl ConnCore {
-    pub(crate) fn new(fd: OwnedFd, id: ConnId, peer: Option<SocketAddr>, seat: Seat) -> ConnCore {
+    /// A connection just opened, with the server's idle timeout `idle`.
+    pub(crate) fn new(
+        fd: OwnedFd,
+        id: ConnId,
+        peer: Option<SocketAddr>,
+        seat: Seat,
+        idle: Option<Duration>,
+    ) -> ConnCore {
         ConnCore {
             fd,
             key: id.key,
             generation: id.generation,
-            idle: IdleTimeout::SERVER,
+            idle: IdleTimeout::new(idle),
             state: ConnState::new(),
             out: None,
             peer,
@@ -162,14 +169,23 @@ impl<'a> Conn<'a> {
         (start + data.len() <= self.input.len()).then_some(start)
     }
 
-    /// Copies a borrowed write to staging, so that what is written next goes after it.
+    /// Copies a borrowed write to staging, so that what is written next goes after it. (The
+    /// check inline, the copy out of line: most writes have nothing borrowed.)
+    #[inline]
     fn unborrow(&mut self) {
+        if self.borrowed.is_some() {
+            self.copy_borrowed();
+        }
+    }
+
+    #[inline(never)]
+    fn copy_borrowed(&mut self) {
         if let Some((start, len)) = self.borrowed.take() {
             let bytes = &self.input[start..start + len];
             if self.core.tls.is_some() {
                 self.core.write_tls(self.lp, bytes);
             } else {
-                self.core.write_raw(self.lp, Extra::Slice(bytes));
+                self.core.write_slice(self.lp, bytes);
             }
         }
     }
@@ -268,7 +284,7 @@ impl<'a> Conn<'a> {
         if self.core.tls.is_some() {
             self.core.write_tls(self.lp, data);
         } else {
-            self.core.write_raw(self.lp, Extra::Slice(data));
+            self.core.write_slice(self.lp, data);
         }
         true
     }
@@ -559,16 +575,13 @@ impl<'a> Conn<'a> {
     /// changed (a WebSocket after its upgrade), a client known to be slow, a keep-alive
     /// connection to close sooner under load.
     pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
-        self.core.idle = IdleTimeout::own(timeout);
+        self.core.idle = IdleTimeout::new(timeout);
     }
 
     /// The idle timeout that applies to this connection (the server's, unless
     /// [`set_idle_timeout`](Conn::set_idle_timeout) replaced it).
     pub fn idle_timeout(&self) -> Option<Duration> {
-        self.core
-            .idle
-            .period(self.lp.cfg.idle_timeout)
-            .map(Duration::from_millis)
+        self.core.idle.period().map(Duration::from_millis)
     }
 
     /// Calls [`Handler::on_timer`](crate::Handler::on_timer) for this connection with `token`

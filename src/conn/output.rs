@@ -89,6 +89,17 @@ impl ConnCore {
         }
     }
 
+    /// [`write_raw`](Self::write_raw) of borrowed bytes, with its common case inline: nothing
+    /// queued and room in staging.
+    #[inline]
+    pub(crate) fn write_slice(&mut self, lp: &mut LoopCore, data: &[u8]) {
+        if self.out.is_none() && lp.staging.len() + data.len() <= STAGING_LIMIT {
+            lp.staging.extend_from_slice(data);
+        } else {
+            self.write_raw(lp, Extra::Slice(data));
+        }
+    }
+
     /// Writes payloads shared with other connections (a group's broadcast, at most
     /// [`MAX_IOV`] of them): when nothing is queued, straight from the shared buffers with one
     /// gathering `sendmsg`; what the kernel refuses, or everything while output is queued,

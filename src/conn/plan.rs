@@ -29,7 +29,7 @@ pub(crate) struct Facts<'a> {
     pub input_since: Option<u64>,
     /// Last time a byte moved (loop milliseconds).
     pub active_ms: u64,
-    /// The connection's idle timeout (the server's, unless it set its own).
+    /// The connection's idle timeout.
     pub idle: IdleTimeout,
     /// When the armed timeout timer fires, if one is armed.
     pub timer_at: Option<u64>,
@@ -152,7 +152,7 @@ pub(crate) fn steady(f: &Facts<'_>, cfg: &Config) -> bool {
         && f.input_since.is_none()
         && !f.has_handle
         && matches!(s.registration, Registration::Registered(i) if i == wanted)
-        && match f.idle.period(cfg.idle_timeout) {
+        && match f.idle.period() {
             // With no input waiting a read timeout has nothing to time.
             None => true,
             Some(idle) => f
@@ -225,35 +225,30 @@ pub(crate) fn millis(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX / 2)) as u64
 }
 
-/// A connection's idle timeout: the server's, none, or a period of its own
-/// ([`Conn::set_idle_timeout`](crate::Conn::set_idle_timeout)) — in four bytes, so the
-/// connection's record keeps its size. A period of its own is kept to the millisecond up to
+/// A connection's idle timeout: the server's ([`Builder::idle_timeout`](crate::Builder::idle_timeout))
+/// from its opening, until [`Conn::set_idle_timeout`](crate::Conn::set_idle_timeout) replaces
+/// it — in four bytes, so the connection's record keeps its size, and resolved once, so the
+/// planner never looks up the server's. A period is kept to the millisecond up to
 /// `u32::MAX - 1` ms (49.7 days); a longer one is that.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct IdleTimeout(u32);
 
 impl IdleTimeout {
-    /// The server's idle timeout applies.
-    pub(crate) const SERVER: IdleTimeout = IdleTimeout(0);
-    /// The connection has none.
+    /// No idle timeout.
     const NONE: u32 = u32::MAX;
 
-    /// A timeout of the connection's own (`None`: it has none).
-    pub(crate) fn own(timeout: Option<Duration>) -> IdleTimeout {
+    /// `timeout` (`None`: none).
+    pub(crate) fn new(timeout: Option<Duration>) -> IdleTimeout {
         match timeout {
             None => IdleTimeout(Self::NONE),
             Some(d) => IdleTimeout(millis(d).clamp(1, u64::from(Self::NONE - 1)) as u32),
         }
     }
 
-    /// The idle period in milliseconds, if there is one; `server` is the server's timeout.
+    /// The idle period in milliseconds, if there is one.
     #[inline]
-    pub(crate) fn period(self, server: Option<Duration>) -> Option<u64> {
-        match self.0 {
-            0 => server.map(millis),
-            Self::NONE => None,
-            ms => Some(u64::from(ms)),
-        }
+    pub(crate) fn period(self) -> Option<u64> {
+        (self.0 != Self::NONE).then_some(u64::from(self.0))
     }
 }
 
@@ -267,7 +262,7 @@ pub(crate) fn idle_period(
     idle: IdleTimeout,
     cfg: &Config,
 ) -> Option<u64> {
-    let idle = idle.period(cfg.idle_timeout);
+    let idle = idle.period();
     if s.lifecycle() == Lifecycle::Closing && waiting {
         let stall = millis(cfg.flush_timeout).max(1);
         return Some(idle.map_or(stall, |i| i.min(stall)));

@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
-use super::{Entry, EventLoop, Src};
+use super::{Entry, EventLoop, Span, Src};
 use crate::config::InboundPolicy;
 use crate::conn::state::{Lifecycle, Pauses, ReadSide, Registration};
 use crate::conn::{CloseReason, Conn, Extra};
@@ -96,13 +96,13 @@ impl<H: Handler> EventLoop<H> {
 
     /// One read of the socket. Plain: into the loop's read buffer (shown to `on_data` in
     /// place) or, with a remainder buffered, into the remainder's spare room first. TLS:
-    /// ciphertext into the read buffer, decrypted there by the session, and the plaintext
-    /// shown in place too when the session could gather it there (else appended to the input).
+    /// ciphertext into the read buffer, for [`decrypt`](Self::decrypt).
     fn read_once(&mut self, key: usize) -> Read {
         let entry = &mut self.conns[key];
         let fd = entry.core.fd.as_raw_fd();
-        let plain_in_place = entry.core.tls.is_none() && entry.input.is_empty();
-        let result = if entry.core.tls.is_some() || plain_in_place {
+        let tls = entry.core.tls.is_some();
+        let in_place = tls || entry.input.is_empty();
+        let result = if in_place {
             socket::read(fd, &mut self.read_buf)
         } else {
             entry.input.read_from(fd, &mut self.read_buf)
@@ -114,30 +114,47 @@ impl<H: Handler> EventLoop<H> {
             Err(e) => return Read::Failed(CloseReason::from_io(e)),
         };
         bump(&self.lp.shared.stats.bytes_in, n as u64);
-        let Entry { core, input, .. } = &mut self.conns[key];
-        core.active_ms = self.lp.now_ms;
-        let Some(tls) = core.tls.as_mut() else {
-            let src = if plain_in_place {
-                Src::ReadBuf { start: 0, end: n }
+        self.conns[key].core.active_ms = self.lp.now_ms;
+        if tls {
+            return self.decrypt(key, n);
+        }
+        Read::Bytes {
+            n,
+            src: Some(if in_place {
+                Src::Read(n)
             } else {
                 Src::Buffered
-            };
+            }),
+            peer_closed: false,
+        }
+    }
+
+    /// The first `n` bytes of the read buffer are ciphertext: decrypted there by the session,
+    /// and the plaintext shown in place too when the session could gather it there (else
+    /// appended to the input). Out of line, so the plain path stays short.
+    #[inline(never)]
+    fn decrypt(&mut self, key: usize, n: usize) -> Read {
+        let Entry { core, input, .. } = &mut self.conns[key];
+        let Some(tls) = core.tls.as_mut() else {
+            // (Not reached: the caller checked. Without a session the bytes are plaintext.)
             return Read::Bytes {
                 n,
-                src: Some(src),
+                src: Some(Src::Read(n)),
                 peer_closed: false,
             };
         };
         match tls.feed(&mut self.read_buf[..n], &mut |p| input.append(p)) {
             Ok(fed) => {
                 // Plaintext gathered in the read buffer is shown from there, like a plain
-                // read, unless a remainder is buffered ahead of it.
+                // read, unless a remainder is buffered ahead of it (or, never in practice,
+                // the read buffer is past 4 GiB).
                 let (start, end) = (fed.placed.start, fed.placed.end);
-                let src = if start < end && input.is_empty() {
-                    Some(Src::ReadBuf { start, end })
-                } else {
-                    input.append(&self.read_buf[start..end]);
-                    (!input.is_empty()).then_some(Src::Buffered)
+                let src = match Span::new(start, end) {
+                    Some(span) if start < end && input.is_empty() => Some(Src::Decrypted(span)),
+                    _ => {
+                        input.append(&self.read_buf[start..end]);
+                        (!input.is_empty()).then_some(Src::Buffered)
+                    }
                 };
                 Read::Bytes {
                     n,
@@ -198,7 +215,14 @@ impl<H: Handler> EventLoop<H> {
             };
             let entry = &mut self.conns[key];
             match src {
-                Src::ReadBuf { start, end } => {
+                Src::Read(n) => {
+                    if consumed < n {
+                        entry.input.append(&self.read_buf[consumed..n]);
+                    }
+                    src = Src::Buffered;
+                }
+                Src::Decrypted(span) => {
+                    let (start, end) = (span.start(), span.end());
                     if start + consumed < end {
                         entry.input.append(&self.read_buf[start + consumed..end]);
                     }
@@ -283,30 +307,32 @@ impl<H: Handler> EventLoop<H> {
     ) -> Option<(R, usize)> {
         let Entry { core, input, state } = &mut self.conns[key];
         let view: &[u8] = match src {
-            Src::ReadBuf { start, end } => &self.read_buf[start..end],
+            Src::Read(n) => &self.read_buf[..n],
+            Src::Decrypted(span) => &self.read_buf[span.start()..span.end()],
             Src::Buffered => input.data(),
         };
         let handler = &mut self.handler;
         let result = self.lp.callback("a connection callback", |lp| {
             let mut conn = Conn::new(core, lp, view);
-            conn.input_stable = matches!(src, Src::ReadBuf { .. });
+            conn.input_stable = !matches!(src, Src::Buffered);
             let r = f(handler, &mut conn, state);
             (r, conn.consumed, conn.borrowed)
         });
         match result {
             Some((r, consumed, borrowed)) => {
-                if let (Some((at, len)), Src::ReadBuf { start, .. }) = (borrowed, src) {
-                    // The callback's only output was part of the read buffer: send it from
-                    // there (staging is empty and nothing is queued, or it would have been
-                    // copied to staging), as settling would have sent staging; on a TLS
-                    // connection, encrypt it from there, for settling to send.
-                    let core = &mut self.conns[key].core;
-                    let bytes = &self.read_buf[start + at..start + at + len];
-                    if core.tls.is_some() {
-                        core.encrypt_now(&mut self.lp, bytes);
-                    } else {
+                // The callback's only output was part of the read buffer: send it from there
+                // (staging is empty and nothing is queued, or it would have been copied to
+                // staging), as settling would have sent staging.
+                match (borrowed, src) {
+                    (Some((at, len)), Src::Read(_)) => {
+                        let bytes = &self.read_buf[at..at + len];
+                        let core = &mut self.conns[key].core;
                         core.send_staged(&mut self.lp, Extra::Slice(bytes));
                     }
+                    (Some((at, len)), Src::Decrypted(span)) => {
+                        self.encrypt_borrowed(key, span.start() + at, len)
+                    }
+                    _ => {}
                 }
                 Some((r, consumed))
             }
@@ -317,6 +343,14 @@ impl<H: Handler> EventLoop<H> {
                 None
             }
         }
+    }
+
+    /// A TLS callback's only output, `len` bytes of the read buffer from `at`: encrypted from
+    /// there, for settling to send.
+    #[inline(never)]
+    fn encrypt_borrowed(&mut self, key: usize, at: usize, len: usize) {
+        let core = &mut self.conns[key].core;
+        core.encrypt_now(&mut self.lp, &self.read_buf[at..at + len]);
     }
 
     /// Applies what a callback returned; [`Action::Close`] closes for `close_as` (the

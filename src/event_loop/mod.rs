@@ -99,14 +99,38 @@ pub(crate) struct EventLoop<H: Handler> {
     udp_recv: Option<RecvBatch>,
 }
 
-/// Where the bytes shown to `on_data` come from.
+/// Where the bytes shown to `on_data` come from. (Each variant holds one word, so a `Src` is
+/// passed in two registers.)
 #[derive(Clone, Copy)]
 pub(crate) enum Src {
-    /// Bytes `start..end` of the loop's read buffer (from 0 for a plain read; TLS plaintext
-    /// starts after its record's header).
-    ReadBuf { start: usize, end: usize },
+    /// The first `n` bytes of the loop's read buffer: a plain read.
+    Read(usize),
+    /// TLS plaintext decrypted in place in the loop's read buffer, after its record's header.
+    Decrypted(Span),
     /// The connection's own inbound remainder.
     Buffered,
+}
+
+/// A range of the loop's read buffer, in one word (offsets under 4 GiB).
+#[derive(Clone, Copy)]
+pub(crate) struct Span(u64);
+
+impl Span {
+    /// `start..end`, if both fit in 32 bits.
+    pub(crate) fn new(start: usize, end: usize) -> Option<Span> {
+        let (start, end) = (u32::try_from(start).ok()?, u32::try_from(end).ok()?);
+        Some(Span(u64::from(start) << 32 | u64::from(end)))
+    }
+
+    #[inline]
+    pub(crate) fn start(self) -> usize {
+        (self.0 >> 32) as usize
+    }
+
+    #[inline]
+    pub(crate) fn end(self) -> usize {
+        (self.0 & u64::from(u32::MAX)) as usize
+    }
 }
 
 impl<H: Handler> EventLoop<H> {
@@ -241,14 +265,10 @@ impl<H: Handler> EventLoop<H> {
         for i in 0..n {
             let (tok, flags) = self.events.get(i);
             let (tag, key, generation) = token::split(tok);
-            match tag {
-                token::CONN => self.conn_event(key, generation, flags),
-                token::LISTENER => self.accept(key),
-                token::LINGER => self.linger_event(key, generation, flags),
-                token::CONNECTING => self.connect_event(key, generation, flags),
-                token::UDP => self.udp_event(key, flags),
-                token::HANDSHAKE => self.handshake_event(key, generation, flags),
-                _ => woken = true,
+            if tag == token::CONN {
+                self.conn_event(key, generation, flags);
+            } else {
+                woken |= self.other_event(tag, key, generation, flags);
             }
             self.flush_outbox(); // what the event's callbacks broadcast or wrote to others
         }
@@ -266,6 +286,21 @@ impl<H: Handler> EventLoop<H> {
             self.server.stop(self.lp.cfg.stop_timeout);
         }
         Ok(())
+    }
+
+    /// Dispatches an event that is not a connection's (out of line, so the loop over a busy
+    /// wait's connection events stays small). Returns whether it was the wake-up eventfd's.
+    #[inline(never)]
+    fn other_event(&mut self, tag: u64, key: usize, generation: u32, flags: u32) -> bool {
+        match tag {
+            token::LISTENER => self.accept(key),
+            token::LINGER => self.linger_event(key, generation, flags),
+            token::CONNECTING => self.connect_event(key, generation, flags),
+            token::UDP => self.udp_event(key, flags),
+            token::HANDSHAKE => self.handshake_event(key, generation, flags),
+            _ => return true,
+        }
+        false
     }
 
     fn arm_listener(&mut self, i: usize) -> io::Result<()> {

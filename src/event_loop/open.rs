@@ -98,7 +98,7 @@ impl<H: Handler> EventLoop<H> {
             key: key as u32,
             generation,
         };
-        let mut core = ConnCore::new(fd, id, peer, seat);
+        let mut core = ConnCore::new(fd, id, peer, seat, self.lp.cfg.idle_timeout);
         core.active_ms = self.lp.now_ms;
         self.lp.open_context = context;
         let mut input = InBuffer::default();

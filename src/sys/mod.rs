@@ -57,6 +57,7 @@ pub(crate) mod socket;
 pub(crate) mod udp;
 
 /// Converts a C return value into an `io::Result`, reading `errno` on `-1`.
+#[inline]
 pub(crate) fn cvt<T: MinusOne>(ret: T) -> io::Result<T> {
     if ret.is_minus_one() {
         Err(io::Error::last_os_error())
@@ -65,7 +66,9 @@ pub(crate) fn cvt<T: MinusOne>(ret: T) -> io::Result<T> {
     }
 }
 
-/// Like [`cvt`], but calls `f` again while it fails with `EINTR`.
+/// Like [`cvt`], but calls `f` again while it fails with `EINTR`. (Inline: out of line, the
+/// retry loop costs a read or a send a frame of saved registers around the syscall.)
+#[inline]
 pub(crate) fn cvt_retry<T: MinusOne>(mut f: impl FnMut() -> T) -> io::Result<T> {
     loop {
         match cvt(f()) {

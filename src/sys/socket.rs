@@ -106,7 +106,8 @@ pub(crate) fn start_connect(sock: &Socket, addr: &Addr) -> io::Result<Progress> 
 }
 
 /// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`: the next connection of the accept queue and its
-/// peer address. `WouldBlock` when the queue is empty.
+/// peer address. `WouldBlock` when the queue is empty. (Through `syscall(2)`, like the
+/// per-message calls: see [`raw`].)
 pub(crate) fn accept(listener: RawFd) -> io::Result<(OwnedFd, SockAddr)> {
     // SAFETY: `try_init` hands the closure a zeroed sockaddr_storage and its length; accept4
     // writes at most `*len` bytes there and updates `*len`, which is the contract try_init needs.
@@ -114,17 +115,19 @@ pub(crate) fn accept(listener: RawFd) -> io::Result<(OwnedFd, SockAddr)> {
         SockAddr::try_init(|storage, len| {
             cvt_retry(|| {
                 inject!(super::faults::accept());
-                libc::accept4(
+                raw(libc::syscall(
+                    libc::SYS_accept4,
                     listener,
-                    storage.cast(),
+                    storage.cast::<libc::sockaddr>(),
                     len,
                     libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                )
+                ))
             })
         })
     }?;
-    // SAFETY: accept4 returned a new descriptor that nothing else owns.
-    Ok((unsafe { OwnedFd::from_raw_fd(fd) }, addr))
+    // SAFETY: accept4 returned a new descriptor that nothing else owns (a descriptor is a
+    // non-negative `int`, so the conversion from the syscall's `long` is exact).
+    Ok((unsafe { OwnedFd::from_raw_fd(fd as RawFd) }, addr))
 }
 
 /// The result of `libc::syscall` (a `c_long`) as the `ssize_t` the libc wrappers return.

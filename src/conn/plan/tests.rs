@@ -16,7 +16,7 @@ fn steady() -> ConnState {
     s
 }
 
-/// The facts of `state` with nothing queued or buffered at loop time 1000.
+/// The facts of `state` with nothing queued or buffered at loop time 1000, and no idle timeout.
 fn facts(state: &ConnState) -> Facts<'_> {
     Facts {
         state,
@@ -26,10 +26,18 @@ fn facts(state: &ConnState) -> Facts<'_> {
         input: 0,
         input_since: None,
         active_ms: 1000,
-        idle: IdleTimeout::SERVER,
+        idle: IdleTimeout::new(None),
         timer_at: None,
         has_handle: false,
         now_ms: 1000,
+    }
+}
+
+/// [`facts`] of a connection opened under `cfg`: with the server's idle timeout.
+fn facts_under<'a>(state: &'a ConnState, cfg: &Config) -> Facts<'a> {
+    Facts {
+        idle: IdleTimeout::new(cfg.idle_timeout),
+        ..facts(state)
     }
 }
 
@@ -77,7 +85,7 @@ fn a_steady_connection_needs_nothing() {
     let s = steady();
     let armed = Facts {
         timer_at: Some(1000 + 5000),
-        ..facts(&s)
+        ..facts_under(&s, &idle)
     };
     assert_eq!(plan(&armed, &idle), keep(Upkeep::NONE));
 }
@@ -521,12 +529,12 @@ fn timeout_timer() {
     };
     let s = steady();
     let rows: &[(&str, Facts<'_>, Option<u64>)] = &[
-        ("idle, no timer", facts(&s), Some(1500)),
+        ("idle, no timer", facts_under(&s, &cfg), Some(1500)),
         (
             "idle, timer later",
             Facts {
                 timer_at: Some(1600),
-                ..facts(&s)
+                ..facts_under(&s, &cfg)
             },
             Some(1500),
         ),
@@ -534,7 +542,7 @@ fn timeout_timer() {
             "idle, timer earlier",
             Facts {
                 timer_at: Some(1400),
-                ..facts(&s)
+                ..facts_under(&s, &cfg)
             },
             None,
         ),
@@ -543,7 +551,7 @@ fn timeout_timer() {
             Facts {
                 input: 1,
                 now_ms: 1100,
-                ..facts(&s)
+                ..facts_under(&s, &cfg)
             },
             Some(1300),
         ),
@@ -553,7 +561,7 @@ fn timeout_timer() {
                 input: 1,
                 input_since: Some(1050),
                 timer_at: Some(1500),
-                ..facts(&s)
+                ..facts_under(&s, &cfg)
             },
             Some(1250),
         ),
@@ -563,46 +571,52 @@ fn timeout_timer() {
     }
     // Closing with output the peer does not take: the flush timeout bounds the idle period.
     let closing = ConnState::in_lifecycle(Lifecycle::Closing);
-    let f = with_queue(facts(&closing), 10);
+    let f = with_queue(facts_under(&closing, &cfg), 10);
     assert_eq!(plan(&f, &cfg).upkeep.arm_timer, Some(1300));
     let no_idle = Config {
         idle_timeout: None,
         read_timeout: None,
         ..cfg
     };
+    let f = with_queue(facts_under(&closing, &no_idle), 10);
     assert_eq!(plan(&f, &no_idle).upkeep.arm_timer, Some(1300));
-    assert_eq!(plan(&facts(&s), &no_idle).upkeep.arm_timer, None);
+    assert_eq!(
+        plan(&facts_under(&s, &no_idle), &no_idle).upkeep.arm_timer,
+        None
+    );
     // Closing while jobs still owe output: bounded the same way, so a job (or a future) that
     // never finishes does not keep the connection.
     let owed = Facts {
         jobs: 1,
-        ..facts(&closing)
+        ..facts_under(&closing, &no_idle)
     };
     assert_eq!(plan(&owed, &no_idle).upkeep.arm_timer, Some(1300));
     let open_with_job = Facts {
         jobs: 1,
-        ..facts(&s)
+        ..facts_under(&s, &no_idle)
     };
     assert_eq!(plan(&open_with_job, &no_idle).upkeep.arm_timer, None);
     // And while answers given later are owed.
     let mut closing_owed = ConnState::in_lifecycle(Lifecycle::Closing);
     closing_owed.owed = 1;
     assert_eq!(
-        plan(&facts(&closing_owed), &no_idle).upkeep.arm_timer,
+        plan(&facts_under(&closing_owed, &no_idle), &no_idle)
+            .upkeep
+            .arm_timer,
         Some(1300)
     );
 
     // A connection's own idle timeout replaces the server's, either way; `None` arms nothing.
-    let own = |ms: u64| IdleTimeout::own(Some(Duration::from_millis(ms)));
+    let own = |ms: u64| IdleTimeout::new(Some(Duration::from_millis(ms)));
     let shorter = Facts {
         idle: own(100),
         timer_at: Some(1500),
-        ..facts(&s)
+        ..facts_under(&s, &cfg)
     };
     assert_eq!(plan(&shorter, &cfg).upkeep.arm_timer, Some(1100));
     let longer = Facts {
         idle: own(900),
-        ..facts(&s)
+        ..facts_under(&s, &cfg)
     };
     assert_eq!(plan(&longer, &cfg).upkeep.arm_timer, Some(1900));
     let later = Facts {
@@ -615,8 +629,8 @@ fn timeout_timer() {
         "an earlier timer is left to fire and re-arm"
     );
     let none = Facts {
-        idle: IdleTimeout::own(None),
-        ..facts(&s)
+        idle: IdleTimeout::new(None),
+        ..facts_under(&s, &cfg)
     };
     assert_eq!(plan(&none, &cfg).upkeep.arm_timer, None);
     assert!(
@@ -624,13 +638,13 @@ fn timeout_timer() {
         "no idle timeout: nothing to time"
     );
     assert_eq!(
-        plan(&facts(&s), &no_idle).upkeep.arm_timer,
+        plan(&facts_under(&s, &no_idle), &no_idle).upkeep.arm_timer,
         None,
         "the server's, when it has none"
     );
     let own_without_server = Facts {
         idle: own(250),
-        ..facts(&s)
+        ..facts_under(&s, &no_idle)
     };
     assert_eq!(
         plan(&own_without_server, &no_idle).upkeep.arm_timer,
@@ -639,19 +653,16 @@ fn timeout_timer() {
     // Closing with output: the flush timeout still bounds it.
     let closing_own = Facts {
         idle: own(900),
-        ..with_queue(facts(&closing), 10)
+        ..with_queue(facts_under(&closing, &cfg), 10)
     };
     assert_eq!(plan(&closing_own, &cfg).upkeep.arm_timer, Some(1300));
 }
 
-/// An idle timeout of a connection's own is kept to the millisecond, clamped to what its four
-/// bytes hold, and never reads as the server's or as none.
+/// An idle timeout is kept to the millisecond, clamped to what its four bytes hold, and never
+/// reads as none.
 #[test]
-fn own_idle_timeouts_round_trip() {
-    let server = Some(Duration::from_secs(7));
-    assert_eq!(IdleTimeout::SERVER.period(server), Some(7000));
-    assert_eq!(IdleTimeout::SERVER.period(None), None);
-    assert_eq!(IdleTimeout::own(None).period(server), None);
+fn idle_timeouts_round_trip() {
+    assert_eq!(IdleTimeout::new(None).period(), None);
     for (given, kept) in [
         (Duration::ZERO, 1),
         (Duration::from_micros(1500), 1),
@@ -660,7 +671,7 @@ fn own_idle_timeouts_round_trip() {
         (Duration::from_secs(86_400 * 365), u64::from(u32::MAX - 1)),
     ] {
         assert_eq!(
-            IdleTimeout::own(Some(given)).period(server),
+            IdleTimeout::new(Some(given)).period(),
             Some(kept),
             "{given:?}"
         );
@@ -715,17 +726,18 @@ fn every_state_obeys_the_rules() {
                     for (paused, owed) in [(false, 0), (true, 0), (false, 1), (false, 2)] {
                         for &registration in &registrations {
                             for flowing in [false, true] {
+                                let server = IdleTimeout::new(cfg.idle_timeout);
                                 for (pending, jobs, input, handle, idle) in [
-                                    (0, 0, 0, false, IdleTimeout::SERVER),
-                                    (HIGH + 1, 1, 20, true, IdleTimeout::SERVER),
-                                    (LOW, 0, 5, false, IdleTimeout::SERVER),
-                                    (0, 0, 0, false, IdleTimeout::own(None)),
+                                    (0, 0, 0, false, server),
+                                    (HIGH + 1, 1, 20, true, server),
+                                    (LOW, 0, 5, false, server),
+                                    (0, 0, 0, false, IdleTimeout::new(None)),
                                     (
                                         LOW,
                                         0,
                                         5,
                                         true,
-                                        IdleTimeout::own(Some(Duration::from_millis(30))),
+                                        IdleTimeout::new(Some(Duration::from_millis(30))),
                                     ),
                                 ] {
                                     let mut s = ConnState::in_lifecycle(lifecycle);
