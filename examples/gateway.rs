@@ -19,13 +19,19 @@
 //! the head cannot be told to the client any more: its connection closes, so it sees a body
 //! that ended early, never a wrong one.
 //!
-//! Bodies are relayed whole, each bounded by `--max-body` bytes (default 128 MiB; a request
-//! above it gets 413, a response above it 502): the request body is collected by the codec
-//! and sent on, the response body collected from the upstream and sent back. Streaming them
-//! piece by piece with back-pressure needs a push-fed body in `eventide::http`, not there yet.
+//! Response bodies are streamed: each piece the upstream sends is pushed to the client
+//! ([`BodyWriter::push_local`], straight into the client's output on the same loop) as it
+//! arrives, with the upstream's `Content-Length` (kept for `HEAD` too) or chunked. While the
+//! client's output is past its high-water mark the gateway stops reading that upstream
+//! connection, and resumes when the client has drained, so a download of any size costs the
+//! gateway a few hundred KiB. Request bodies are collected by the codec and sent on whole,
+//! bounded by `--max-body` bytes (default 128 MiB; above it: 413).
+//!
+//! Each loop keeps at most `--max-idle` idle connections per upstream (default 32); one
+//! returned to a full pool is closed.
 //!
 //! Options: `--upstream HOST:PORT` (required, repeatable), `--upstream-timeout SECS`,
-//! `--max-body BYTES`.
+//! `--max-body BYTES`, `--max-idle N`.
 
 mod common;
 #[path = "gateway/parse.rs"]
@@ -35,22 +41,26 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use common::Args;
-use eventide::http::{HttpServer, OutboundEvent, Request, Responder, Response, Service, Status};
+use eventide::http::{
+    BodyWriter, Flow, HttpServer, OutboundEvent, Reply, Request, Responder, Response, Service,
+    Status,
+};
 use eventide::{
     Action, CloseReason, Conn, ConnId, Connect, ConnectError, InboundPolicy, LoopCx, Server,
 };
-use parse::{Read, ResponseReader};
+use parse::{Piece, Read, ResponseReader};
 use slab::Slab;
 
 fn main() {
     let args = Args::parse(
         "127.0.0.1:8000",
-        &["upstream", "upstream-timeout", "max-body"],
+        &["upstream", "upstream-timeout", "max-body", "max-idle"],
         &[],
     );
     let upstreams = upstreams(&args);
     let timeout = Duration::from_secs(args.parsed("upstream-timeout", 10u64).max(1));
     let max_body: usize = args.parsed("max-body", 128 << 20);
+    let max_idle: usize = args.parsed("max-idle", 32);
     let signals = common::termination_signals();
     let server = common::or_exit(
         Server::builder()
@@ -62,7 +72,7 @@ fn main() {
                 InboundPolicy::Close,
             )
             .start(move |_| {
-                let gateway = Gateway::new(upstreams.clone(), timeout, max_body);
+                let gateway = Gateway::new(upstreams.clone(), timeout, max_idle);
                 HttpServer::new(gateway).max_body_size(max_body)
             }),
         "starting the gateway",
@@ -94,7 +104,8 @@ struct Gateway {
     /// The upstream the next request goes to.
     next: usize,
     timeout: Duration,
-    max_body: usize,
+    /// The most idle connections kept per upstream.
+    max_idle: usize,
     /// Each upstream connection (open or opening), by link.
     links: Slab<Link>,
     /// Per upstream: the links of open connections waiting for a request.
@@ -114,7 +125,10 @@ struct Link {
 
 /// A request on its way upstream and its answer coming back.
 struct Exchange {
-    responder: Responder,
+    /// The client's answer, until the upstream's head is in ...
+    responder: Option<Responder>,
+    /// ... and then its body, pushed as it arrives.
+    body: Option<BodyWriter>,
     /// The request's bytes: until the connection is open to take them, or, sent on a pooled
     /// connection, kept for one retry (see [`Exchange::may_retry`]); else empty.
     request: Vec<u8>,
@@ -138,7 +152,7 @@ impl Exchange {
 }
 
 impl Gateway {
-    fn new(upstreams: Vec<SocketAddr>, timeout: Duration, max_body: usize) -> Gateway {
+    fn new(upstreams: Vec<SocketAddr>, timeout: Duration, max_idle: usize) -> Gateway {
         let idle = vec![Vec::new(); upstreams.len()];
         let down = vec![false; upstreams.len()];
         Gateway {
@@ -146,7 +160,7 @@ impl Gateway {
             upstreams,
             next: 0,
             timeout,
-            max_body,
+            max_idle,
             links: Slab::new(),
             idle,
         }
@@ -184,25 +198,40 @@ impl Gateway {
         );
     }
 
-    /// The upstream's bytes on `link`'s connection: the answer goes to the client once whole.
+    /// The upstream's bytes on `link`'s connection: the head starts the client's answer, the
+    /// body follows piece by piece; while the client is full, reading this upstream pauses.
     fn on_data(&mut self, conn: &mut Conn<'_>, link: usize) -> Action {
         let Some(ex) = self.links[link].exchange.as_mut() else {
             log::warn!("gateway: bytes from an upstream with no request on it; closing");
             return Action::Close;
         };
-        match ex.reader.read(conn.input()) {
+        let input = conn.input();
+        let (read, flow) = ex.relay(input, &mut conn.loop_cx());
+        let flow = match flow {
+            Ok(flow) => flow,
+            Err(e) => {
+                // The client has gone: the rest of this answer goes nowhere.
+                log::debug!("gateway: client gone mid-answer: {e}");
+                self.links[link].exchange = None;
+                return Action::Close;
+            }
+        };
+        match read {
             Read::More(n) => {
                 conn.consume(n);
+                if flow == Flow::Full {
+                    self.pause(conn, link);
+                }
                 Action::Continue
             }
             Read::Done(n) => {
                 conn.consume(n);
                 let ex = self.links[link].exchange.take().expect("checked above");
-                let answer = ex.reader.finish();
-                let reuse = answer.reusable && conn.input().is_empty();
-                answer_with(ex.responder, answer);
-                if reuse {
-                    self.idle[self.links[link].upstream].push(link);
+                let reuse = ex.reader.reusable() && conn.input().is_empty();
+                ex.finish();
+                let upstream = self.links[link].upstream;
+                if reuse && self.idle[upstream].len() < self.max_idle {
+                    self.idle[upstream].push(link);
                     Action::Continue
                 } else {
                     Action::Close
@@ -216,18 +245,38 @@ impl Gateway {
         }
     }
 
-    /// The request on `link` ends without an answer from upstream: `status` if the client can
-    /// still be told, else its connection closes (its answer was started).
+    /// The client of `link`'s answer is full: stop reading the upstream (and its silence
+    /// timeout: the wait is the client's) until the client has drained.
+    fn pause(&mut self, conn: &mut Conn<'_>, link: usize) {
+        let Some(body) = self.links[link]
+            .exchange
+            .as_ref()
+            .and_then(|e| e.body.as_ref())
+        else {
+            return;
+        };
+        conn.pause_read();
+        conn.set_idle_timeout(None);
+        let upstream = conn.handle();
+        let timeout = self.timeout;
+        body.on_ready(move || {
+            let _ = upstream.with_conn(move |c| {
+                c.set_idle_timeout(Some(timeout));
+                c.resume_read();
+            });
+        });
+    }
+
+    /// The request on `link` ends without a complete answer from upstream: `status` if the
+    /// client can still be told, else its answer is cut short (its connection closes).
     fn fail(&mut self, link: usize, status: Status) {
         let Some(ex) = self.links[link].exchange.take() else {
             return;
         };
-        if ex.reader.started() {
-            let _ = ex.responder.respond(|res| {
-                res.status(Status::BAD_GATEWAY).close().body(b"");
-            });
-        } else {
-            let _ = ex.responder.respond(move |res| {
+        if let Some(body) = ex.body {
+            body.fail();
+        } else if let Some(responder) = ex.responder {
+            let _ = responder.respond(move |res| {
                 res.status(status)
                     .content_type("text/plain")
                     .body(format!("{}\n", status.reason()).as_bytes());
@@ -240,15 +289,58 @@ impl Gateway {
     }
 }
 
-/// Gives the client the upstream's answer.
-fn answer_with(responder: Responder, answer: parse::Answer) {
-    let _ = responder.respond(move |res| {
-        res.status(Status::new(answer.status).unwrap_or(Status::BAD_GATEWAY));
-        for (name, value) in &answer.headers {
-            res.header(name, value);
+impl Exchange {
+    /// Reads the upstream's `input`: the head starts the client's answer, body pieces are
+    /// pushed to it. Returns what was read, and whether the client takes more (an error:
+    /// the client has gone).
+    fn relay(&mut self, input: &[u8], cx: &mut LoopCx<'_>) -> (Read, std::io::Result<Flow>) {
+        let (responder, body) = (&mut self.responder, &mut self.body);
+        let mut flow = Ok(Flow::Open);
+        let read = self.reader.read(input, &mut |piece| {
+            if flow.is_err() {
+                return;
+            }
+            match piece {
+                Piece::Head(answer) => match responder.take() {
+                    Some(r) => match r.push(head_of(answer), answer.len) {
+                        Ok(writer) => *body = Some(writer),
+                        Err(e) => flow = Err(e),
+                    },
+                    None => log::warn!("gateway: a second head for one answer"),
+                },
+                Piece::Body(bytes) => {
+                    if let Some(w) = body.as_mut() {
+                        match w.push_local(cx, bytes) {
+                            Ok(Flow::Full) => flow = Ok(Flow::Full),
+                            Ok(Flow::Open) => {}
+                            Err(e) => flow = Err(e),
+                        }
+                    }
+                }
+            }
+        });
+        (read, flow)
+    }
+
+    /// The upstream's answer is complete: so is the client's.
+    fn finish(self) {
+        if let Some(body) = self.body {
+            if let Err(e) = body.finish() {
+                log::warn!("gateway: ending an answer: {e}");
+            }
         }
-        res.body(&answer.body);
-    });
+    }
+}
+
+/// The client's head for the upstream's answer: its status and end-to-end fields.
+fn head_of(answer: &parse::Answer) -> Reply {
+    let status = Status::new(answer.status).unwrap_or(Status::BAD_GATEWAY);
+    answer
+        .headers
+        .iter()
+        .fold(Reply::new(status), |reply, (name, value)| {
+            reply.header(name, value)
+        })
 }
 
 impl Service for Gateway {
@@ -259,11 +351,12 @@ impl Service for Gateway {
         let idempotent = matches!(req.method(), "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS")
             && request.len() <= MAX_RETRIED;
         let exchange = Exchange {
-            responder: res.defer(),
+            responder: Some(res.defer()),
+            body: None,
             request,
             idempotent,
             reused: false,
-            reader: ResponseReader::new(req.method() == "HEAD", self.max_body),
+            reader: ResponseReader::new(req.method() == "HEAD"),
         };
         match res.loop_cx() {
             Some(mut cx) => self.dispatch(&mut cx, upstream, exchange),
@@ -293,7 +386,10 @@ impl Service for Gateway {
             Some(ex) => {
                 conn.write_vec(std::mem::take(&mut ex.request));
             }
-            None => self.idle[entry.upstream].push(link),
+            None if self.idle[entry.upstream].len() < self.max_idle => {
+                self.idle[entry.upstream].push(link)
+            }
+            None => conn.close(),
         }
         link as u64
     }
@@ -312,7 +408,7 @@ impl Service for Gateway {
                     return Action::Close;
                 };
                 if ex.reader.until_close() {
-                    answer_with(ex.responder, ex.reader.finish());
+                    ex.finish();
                     return Action::Close;
                 }
                 if ex.may_retry() {

@@ -68,6 +68,7 @@ mod fast;
 pub mod files;
 mod handler;
 mod pipeline;
+mod push;
 mod request;
 mod response;
 mod server;
@@ -79,6 +80,7 @@ mod uri;
 
 pub use deferred::{Reply, Responder};
 pub use handler::{HttpConnState, OutboundEvent};
+pub use push::{BodyWriter, Flow};
 pub use request::{Request, Version};
 pub use response::Response;
 pub use server::HttpServer;

@@ -99,7 +99,7 @@ impl HttpResponse {
     }
 }
 
-/// Reads HTTP/1.1 responses (framed by `Content-Length`) from a stream.
+/// Reads HTTP/1.1 responses (framed by `Content-Length`, or chunked) from a stream.
 pub struct ResponseReader {
     pub stream: TcpStream,
     buf: Vec<u8>,
@@ -147,6 +147,18 @@ impl ResponseReader {
                     .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
                     .map_or(0, |(_, v)| v.parse().unwrap());
                 let has_body = !(status < 200 || status == 204 || status == 304);
+                let chunked = headers.iter().any(|(n, v)| {
+                    n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+                });
+                if has_body && chunked {
+                    self.buf.drain(..end + 4);
+                    let body = self.dechunk();
+                    return Some(HttpResponse {
+                        status,
+                        headers,
+                        body,
+                    });
+                }
                 let len = if has_body { len } else { 0 };
                 while self.buf.len() < end + 4 + len {
                     match self.fill() {
@@ -171,6 +183,46 @@ impl ResponseReader {
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return None,
                 Err(e) => panic!("read failed: {e}"),
             }
+        }
+    }
+
+    /// A chunked body at the front of the buffer, decoded (trailers dropped).
+    fn dechunk(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                match find(&self.buf, b"\r\n") {
+                    Some(e) => break e,
+                    None => assert!(self.fill().unwrap_or(0) > 0, "ended in a chunk size"),
+                }
+            };
+            let line = String::from_utf8(self.buf[..line_end].to_vec()).unwrap();
+            let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16)
+                .unwrap_or_else(|_| panic!("chunk size {line:?}"));
+            self.buf.drain(..line_end + 2);
+            if size == 0 {
+                // Trailer lines, then the empty line.
+                loop {
+                    while find(&self.buf, b"\r\n").is_none() {
+                        assert!(self.fill().unwrap_or(0) > 0, "ended in the trailers");
+                    }
+                    let e = find(&self.buf, b"\r\n").unwrap();
+                    self.buf.drain(..e + 2);
+                    if e == 0 {
+                        return body;
+                    }
+                }
+            }
+            while self.buf.len() < size + 2 {
+                assert!(self.fill().unwrap_or(0) > 0, "ended inside a chunk");
+            }
+            body.extend_from_slice(&self.buf[..size]);
+            assert_eq!(
+                &self.buf[size..size + 2],
+                b"\r\n",
+                "chunk data without its CRLF"
+            );
+            self.buf.drain(..size + 2);
         }
     }
 
