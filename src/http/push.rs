@@ -60,6 +60,10 @@ struct State {
     posted: bool,
     /// The client's output passed its high-water mark and has not drained since.
     high_water: bool,
+    /// Bytes written straight out during the loop turn that started at `turn`: they reach
+    /// the connection only after the callback, so its high-water mark cannot see them yet.
+    direct: usize,
+    turn: Option<std::time::Instant>,
     end: Option<End>,
     /// The connection closed, or the answer was dropped: nothing more goes out.
     gone: bool,
@@ -77,7 +81,7 @@ enum End {
 
 impl State {
     fn full(&self) -> bool {
-        self.high_water || self.queue.len() >= QUEUE_HIGH
+        self.high_water || self.queue.len() >= QUEUE_HIGH || self.direct >= QUEUE_HIGH
     }
 
     /// The wake-up to run, if the producer may go on now.
@@ -201,6 +205,15 @@ impl BodyWriter {
                 if st.active && st.queue.is_empty() && cx.index() == to.loop_index() =>
             {
                 // In order (nothing waits before it) and on the loop: straight out.
+                if st.turn != Some(cx.now()) {
+                    st.turn = Some(cx.now());
+                    st.direct = 0;
+                }
+                st.direct += bytes.len();
+                if st.direct >= QUEUE_HIGH {
+                    // Enough for one turn: the connection takes it first, then wakes us.
+                    shared.post(&mut st);
+                }
                 if delimit == Delimit::Chunked {
                     let mut size = [0u8; 20];
                     cx.write_to(to, chunk_size(bytes.len(), &mut size))?;
@@ -322,6 +335,7 @@ impl PushSlot {
             let mut st = self.shared.lock();
             st.active = true;
             st.posted = false;
+            st.direct = 0;
             let queue = std::mem::take(&mut st.queue);
             let wake = st.take_wake();
             (queue, st.delimit.unwrap_or(Delimit::Close), st.end, wake)
@@ -361,6 +375,7 @@ impl PushSlot {
         let wake = {
             let mut st = self.shared.lock();
             st.high_water = false;
+            st.direct = 0;
             st.take_wake()
         };
         if let Some(wake) = wake {
