@@ -2,8 +2,10 @@
 //! relayed byte-exact with hop-by-hop fields removed and `X-Forwarded-For` added (checked by
 //! upstreams written here, on std's `TcpListener`), round-robin, `wrk` through it to the
 //! `http` demo with zero errors, an upstream killed mid-load giving 502s (not hangs) and the
-//! gateway recovering when it is back, 504 on a silent upstream, and a 100 MiB body relayed
-//! both ways byte-exact.
+//! gateway recovering when it is back, 504 on a silent upstream, a 100 MiB body relayed
+//! both ways byte-exact, a 1 GiB download streamed through it (length-delimited and chunked)
+//! with the gateway's peak RSS under 32 MiB, `HEAD` keeping the upstream's `Content-Length`,
+//! and the idle pool held to `--max-idle`.
 
 mod demo_util;
 mod proto_util;
@@ -432,5 +434,205 @@ fn a_100_mib_body_is_relayed_both_ways_byte_exact() {
     let got = seen.recv_timeout(TIMEOUT).expect("the upstream got it");
     assert_eq!(hash(&got.body), sent, "the upstream got a changed body");
     let _ = s.shutdown(std::net::Shutdown::Both);
+    gw.stop("-TERM");
+}
+
+/// Reads `len` bytes from `r` and checks them against the api demo's download pattern (byte
+/// `i` is `i % 251`), a memcmp per block.
+fn check_pattern(r: &mut impl BufRead, len: u64) {
+    let pattern: Vec<u8> = (0..(1 << 20) + 251).map(|i| (i % 251) as u8).collect();
+    let mut at = 0u64;
+    while at < len {
+        let buf = r.fill_buf().unwrap();
+        assert!(!buf.is_empty(), "the body ended at {at} of {len} bytes");
+        let n = buf.len().min(1 << 20).min((len - at) as usize);
+        let from = (at % 251) as usize;
+        assert!(
+            buf[..n] == pattern[from..from + n],
+            "the body differs near byte {at}"
+        );
+        r.consume(n);
+        at += n as u64;
+    }
+}
+
+/// The gateway's peak resident memory, from `/proc/PID/status`.
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// 1 GiB downloaded through the gateway from the api demo's streamed download, with its
+/// `Content-Length` and then chunked: byte-exact, and the gateway, which pauses its upstream
+/// while the client is full, never held more than 32 MiB.
+#[test]
+fn a_gib_download_streams_through_the_gateway_in_little_memory() {
+    const GIB: u64 = 1 << 30;
+    let Some(api) = Demo::start("api", &["--addr", "127.0.0.1:0", "--loops", "1"]) else {
+        return;
+    };
+    let Some(gw) = gateway(&[api.tcp()], &["--loops", "1"]) else {
+        return;
+    };
+    let s = connect(gw.tcp());
+    let mut r = BufReader::with_capacity(1 << 20, s);
+    for (query, framing) in [
+        ("", format!("content-length: {GIB}\r\n")),
+        ("&chunked", "transfer-encoding: chunked\r\n".to_string()),
+    ] {
+        write!(
+            r.get_mut(),
+            "GET /download?bytes={GIB}{query} HTTP/1.1\r\nHost: t\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = String::new();
+        while !head.ends_with("\r\n\r\n") {
+            assert!(r.read_line(&mut head).unwrap() > 0, "head: {head:?}");
+        }
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.to_lowercase().contains(&framing), "{head}");
+        if query.is_empty() {
+            check_pattern(&mut r, GIB);
+            continue;
+        }
+        // Chunked: decode as the body arrives, checking the pattern across chunks.
+        let mut at = 0u64;
+        let pattern: Vec<u8> = (0..(1 << 20) + 251).map(|i| (i % 251) as u8).collect();
+        loop {
+            let mut line = String::new();
+            assert!(r.read_line(&mut line).unwrap() > 0, "ended at {at}");
+            let size = u64::from_str_radix(line.trim_end(), 16).expect("a chunk size");
+            if size == 0 {
+                let mut end = String::new();
+                r.read_line(&mut end).unwrap();
+                assert_eq!(end, "\r\n");
+                break;
+            }
+            let mut left = size;
+            while left > 0 {
+                let buf = r.fill_buf().unwrap();
+                assert!(!buf.is_empty(), "ended inside a chunk at {at}");
+                let n = buf.len().min(1 << 20).min(left as usize);
+                let from = (at % 251) as usize;
+                assert!(buf[..n] == pattern[from..from + n], "differs near {at}");
+                r.consume(n);
+                at += n as u64;
+                left -= n as u64;
+            }
+            let mut crlf = [0u8; 2];
+            r.read_exact(&mut crlf).unwrap();
+            assert_eq!(&crlf, b"\r\n");
+        }
+        assert_eq!(at, GIB, "chunked body length");
+    }
+    let peak = peak_rss_kb(gw.pid());
+    gw.stop("-TERM");
+    api.stop("-TERM");
+    assert!(
+        peak < 32 * 1024,
+        "the gateway's peak RSS was {peak} KiB relaying 2 GiB"
+    );
+}
+
+/// An upstream that answers `HEAD` with a length and no body, anything else with `ok`.
+fn answer_head(seen: &Seen, _: usize) -> Vec<u8> {
+    if seen.head.starts_with("HEAD ") {
+        b"HTTP/1.1 200 OK\r\nContent-Length: 12345\r\nX-Up: 1\r\n\r\n".to_vec()
+    } else {
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()
+    }
+}
+
+/// `HEAD` through the gateway keeps the upstream's `Content-Length` (and no body follows:
+/// the next answer on the connection is the next request's).
+#[test]
+fn head_through_the_gateway_keeps_the_upstreams_content_length() {
+    let (up, _seen) = upstream(answer_head);
+    let Some(gw) = gateway(&[up], &[]) else {
+        return;
+    };
+    let mut c = ResponseReader::new(connect(gw.tcp()));
+    c.send(b"HEAD /big HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = c.next_head();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("12345"));
+    assert_eq!(head.header("x-up"), Some("1"));
+    c.send(b"GET /small HTTP/1.1\r\nHost: t\r\n\r\n");
+    let next = c.next().expect("the next answer");
+    assert_eq!(next.body, b"ok");
+    gw.stop("-TERM");
+}
+
+/// With `--max-idle 1`, the upstream connections returned to a full pool are closed: four
+/// answered at once leave one open, which the next request reuses.
+#[test]
+fn the_idle_pool_keeps_at_most_max_idle_connections() {
+    const K: usize = 4;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = listener.local_addr().unwrap();
+    let (events, seen) = mpsc::channel::<(usize, &'static str)>();
+    let barrier = Arc::new(std::sync::Barrier::new(K));
+    thread::spawn(move || {
+        for (conn, stream) in listener.incoming().enumerate() {
+            let Ok(stream) = stream else { return };
+            let (events, barrier) = (events.clone(), Arc::clone(&barrier));
+            thread::spawn(move || {
+                let mut out = stream.try_clone().unwrap();
+                let mut r = BufReader::new(stream);
+                for n in 0.. {
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            let _ = events.send((conn, "closed"));
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let _ = events.send((conn, if n == 0 { "first" } else { "reused" }));
+                    if conn < K && n == 0 {
+                        barrier.wait(); // the first K requests are answered together
+                    }
+                    let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                }
+            });
+        }
+    });
+    let Some(gw) = gateway(&[up], &["--loops", "1", "--max-idle", "1"]) else {
+        return;
+    };
+    let clients: Vec<_> = (0..K)
+        .map(|_| {
+            let addr = gw.tcp();
+            thread::spawn(move || {
+                let mut c = ResponseReader::new(connect(addr));
+                c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+                c.next().expect("an answer").body
+            })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), b"ok");
+    }
+    let mut closed = 0;
+    while closed < K - 1 {
+        let (conn, what) = seen.recv_timeout(TIMEOUT).expect("upstream events");
+        assert!(conn < K, "a connection beyond the first {K}: {conn} {what}");
+        closed += usize::from(what == "closed");
+    }
+    let mut c = ResponseReader::new(connect(gw.tcp()));
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.next().expect("an answer").body, b"ok");
+    let (conn, what) = seen.recv_timeout(TIMEOUT).expect("the request upstream");
+    assert_eq!(
+        what, "reused",
+        "connection {conn}: a new one instead of the pooled one"
+    );
     gw.stop("-TERM");
 }
