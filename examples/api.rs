@@ -6,6 +6,7 @@
 //! curl -s -XPOST -d '{"name":"lamp","price_cents":1999}' http://127.0.0.1:8080/items
 //! curl -s 'http://127.0.0.1:8080/primes?below=1000000'
 //! curl -s 'http://127.0.0.1:8080/download?bytes=1073741824' | sha256sum
+//! head -c 1073741824 /dev/zero | curl -s -T - -H 'Transfer-Encoding: chunked' http://127.0.0.1:8080/upload
 //! ```
 //!
 //! * `POST /items` takes `{"name": string, "price_cents": integer}` and answers `201` with
@@ -15,17 +16,25 @@
 //! * `GET /download?bytes=N` streams `N` bytes (`Content-Length`; add `&chunked` for
 //!   `Transfer-Encoding: chunked`) of a fixed pattern — byte `i` is `i % 251` — produced as
 //!   the client reads, so a download of any size takes no memory;
+//! * `POST /upload` (or `PUT`) takes a body of any size, `Content-Length` or chunked, as it
+//!   arrives — streamed into a digest, never held — and answers
+//!   `{"bytes": N, "hash64": "16 hex digits"}` (the digest of `api/hash.rs`);
 //! * anything else: a JSON `404`.
 //!
 //! `--workers N` (default 2) sizes the worker pool.
 
 mod common;
+#[path = "api/hash.rs"]
+mod hash;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use common::Args;
-use eventide::http::{HttpServer, Reply, Request, Response, Status};
+use eventide::http::{
+    BodySink, HttpServer, Intake, Reply, Request, Response, SinkCx, Status, Trailers,
+};
+use hash::WordHash;
 use eventide::Server;
 use serde::{Deserialize, Serialize};
 
@@ -102,7 +111,32 @@ impl Api {
     }
 }
 
+/// The sink of one `POST /upload`: each piece goes into the digest as it arrives.
+struct Upload(WordHash);
+
+impl BodySink for Upload {
+    fn data(&mut self, chunk: &[u8], _cx: &mut SinkCx<'_>) -> Result<(), Status> {
+        self.0.update(chunk);
+        Ok(())
+    }
+
+    fn end(self: Box<Self>, _trailers: &Trailers<'_>, res: &mut Response<'_>) {
+        let body = serde_json::json!({
+            "bytes": self.0.len(),
+            "hash64": format!("{:016x}", self.0.finish()),
+        });
+        json(res, Status::OK, &body);
+    }
+}
+
 impl eventide::http::Service for Api {
+    fn intake(&mut self, req: &Request<'_>) -> Intake {
+        match (req.method(), req.path()) {
+            ("POST" | "PUT", "/upload") => Intake::stream(Upload(WordHash::default())),
+            _ => Intake::Buffer,
+        }
+    }
+
     fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
         match (req.method(), req.path()) {
             ("POST", "/items") => self.create(req, res),

@@ -149,6 +149,26 @@ impl ChunkDecoder {
         input: &'a [u8],
         max_body: usize,
     ) -> Result<Decoded<'a>, Status> {
+        self.run(input, max_body, None)
+    }
+
+    /// [`decode`](ChunkDecoder::decode), also appending the bytes of the trailer section read
+    /// to `trailers` (at most [`MAX_METADATA`] of them; see [`trailer_fields`]).
+    pub(crate) fn decode_keeping_trailers<'a>(
+        &mut self,
+        input: &'a [u8],
+        max_body: usize,
+        trailers: &mut Vec<u8>,
+    ) -> Result<Decoded<'a>, Status> {
+        self.run(input, max_body, Some(trailers))
+    }
+
+    fn run<'a>(
+        &mut self,
+        input: &'a [u8],
+        max_body: usize,
+        mut trailers: Option<&mut Vec<u8>>,
+    ) -> Result<Decoded<'a>, Status> {
         let mut i = 0;
         while i < input.len() {
             match self.st {
@@ -165,7 +185,10 @@ impl ChunkDecoder {
                         done: false,
                     });
                 }
-                _ => {
+                st => {
+                    if let Some(t) = trailers.as_deref_mut().filter(|_| st.in_trailer()) {
+                        t.push(input[i]);
+                    }
                     self.framing_byte(input[i], max_body)?;
                     i += 1;
                 }
@@ -336,6 +359,19 @@ impl Chunked {
     }
 }
 
+/// The fields of a trailer section kept by
+/// [`decode_keeping_trailers`](ChunkDecoder::decode_keeping_trailers) (already validated:
+/// `name:value` lines, each ending in CRLF, then the CR of the final empty line), as
+/// `(name, value)` with the value's surrounding white space trimmed.
+pub(crate) fn trailer_fields(kept: &[u8]) -> impl Iterator<Item = (&str, &[u8])> {
+    kept.split(|&b| b == b'\n').filter_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = std::str::from_utf8(&line[..colon]).ok()?;
+        Some((name, super::request::trim(&line[colon + 1..])))
+    })
+}
+
 fn hex(b: u8) -> Option<usize> {
     match b {
         b'0'..=b'9' => Some(usize::from(b - b'0')),
@@ -410,6 +446,42 @@ mod tests {
             // Nothing more is consumed once the body is complete.
             assert_eq!(d.decode(b"GET", 1024).unwrap().consumed, 0);
         }
+    }
+
+    /// The trailer section is kept whole however the body is cut, and read back as fields.
+    #[test]
+    fn keeps_trailers_at_every_cut() {
+        let body = b"3;x=1\r\nabc\r\n0\r\nX-Sum: 42 \r\nX-Empty:\r\nX-B:\tb c\r\n\r\n";
+        for cut in 1..body.len() {
+            let mut d = ChunkDecoder::new();
+            let (mut kept, mut data) = (Vec::new(), Vec::new());
+            let mut pending = Vec::new();
+            for part in body.chunks(cut) {
+                pending.extend_from_slice(part);
+                loop {
+                    let got = d.decode_keeping_trailers(&pending, 10, &mut kept).unwrap();
+                    data.extend_from_slice(got.data);
+                    let (consumed, done) = (got.consumed, got.done);
+                    pending.drain(..consumed);
+                    if done || consumed == 0 {
+                        break;
+                    }
+                }
+            }
+            assert_eq!(data, b"abc", "cut {cut}");
+            let fields: Vec<_> = trailer_fields(&kept).collect();
+            assert_eq!(
+                fields,
+                [("X-Sum", &b"42"[..]), ("X-Empty", b""), ("X-B", b"b c")],
+                "cut {cut}"
+            );
+        }
+        let mut kept = Vec::new();
+        let got = ChunkDecoder::new()
+            .decode_keeping_trailers(b"0\r\n\r\n", 10, &mut kept)
+            .unwrap();
+        assert!(got.done);
+        assert_eq!(trailer_fields(&kept).count(), 0);
     }
 
     #[test]

@@ -10,7 +10,8 @@ use super::deferred::Answer;
 use super::pipeline::Writer;
 use super::response::Batch;
 use super::server::Exchange;
-use super::{HttpServer, Service};
+use super::upload::ResumeBody;
+use super::{intake, HttpServer, Service};
 use crate::adapter;
 use crate::{Action, CloseReason, Conn, ConnId, ConnectError, Handler, LoopCx, Refusal, Timeout};
 
@@ -152,7 +153,12 @@ impl<S: Service> Handler for HttpServer<S> {
     }
 
     fn on_stop(&mut self, conn: &mut Conn<'_>, st: &mut HttpConnState) -> Action {
-        match st.side {
+        match &mut st.side {
+            // A body half in: it may finish, and get the connection's last answer.
+            Side::Inbound(ex) if ex.upload.is_some() => {
+                ex.last = true;
+                Action::Continue
+            }
             Side::Inbound(_) => adapter::on_stop(self, conn, st),
             Side::Outbound(_) => Action::Close,
         }
@@ -190,6 +196,9 @@ impl<S: Service> Handler for HttpServer<S> {
 
     fn on_read_closed(&mut self, conn: &mut Conn<'_>, st: &mut HttpConnState) -> Action {
         match &mut st.side {
+            Side::Inbound(ex) if ex.upload.is_some() && !ex.answers.owing() => {
+                self.upload_read_closed(conn, ex)
+            }
             // Requests are answered before the close: the ones owed, and those still held.
             Side::Inbound(ex) if ex.answers.owing() => Action::Continue,
             Side::Inbound(_) => Action::Close,
@@ -209,6 +218,7 @@ impl<S: Service> Handler for HttpServer<S> {
         match &mut st.side {
             // The server is the one taking its time (input waits behind answers owed).
             Side::Inbound(ex) if ex.answers.owing() => Action::Continue,
+            Side::Inbound(ex) if ex.upload.is_some() => self.upload_timed_out(conn, ex),
             Side::Inbound(_) => adapter::on_timeout(self, conn, st, which),
             Side::Outbound(link) => {
                 self.service
@@ -226,6 +236,10 @@ impl<S: Service> Handler for HttpServer<S> {
         match &mut st.side {
             Side::Inbound(ex) => match msg.downcast::<Answer>() {
                 Ok(answer) => self.answer_owed(conn, ex, *answer),
+                Err(msg) if msg.is::<ResumeBody>() => match msg.downcast::<ResumeBody>() {
+                    Ok(resume) => self.resume_upload(conn, ex, &resume),
+                    Err(_) => Action::Continue,
+                },
                 Err(_) => {
                     log::debug!("eventide::http: a message for an inbound connection; ignored");
                     Action::Continue
@@ -253,8 +267,9 @@ impl<S: Service> Handler for HttpServer<S> {
     }
 
     fn on_close(&mut self, id: ConnId, st: HttpConnState, reason: &CloseReason) {
-        if let Side::Outbound(link) = st.side {
-            self.service.on_outbound_close(id, link, reason);
+        match st.side {
+            Side::Outbound(link) => self.service.on_outbound_close(id, link, reason),
+            Side::Inbound(ex) => intake::closed(ex),
         }
     }
 

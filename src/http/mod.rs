@@ -67,6 +67,7 @@ mod deferred;
 mod fast;
 pub mod files;
 mod handler;
+mod intake;
 mod pipeline;
 mod push;
 mod request;
@@ -76,6 +77,7 @@ mod status;
 mod stream;
 #[doc(hidden)]
 pub mod testing;
+mod upload;
 mod uri;
 
 pub use deferred::{Reply, Responder};
@@ -86,6 +88,7 @@ pub use response::Response;
 pub use server::HttpServer;
 pub use status::Status;
 pub use stream::BodyStream;
+pub use upload::{Aborted, BodyResume, BodySink, Intake, SinkCx, Trailers};
 
 // The WebSocket upgrade reads its request head with this module's parser and header helpers.
 #[cfg(feature = "ws")]
@@ -169,6 +172,57 @@ pub trait Service: Send + 'static {
     fn check_continue(&mut self, req: &Request<'_>) -> Result<(), Status> {
         let _ = req;
         Ok(())
+    }
+
+    /// How the body of `req` is taken, chosen once its head is in (for a request with a body:
+    /// a `Content-Length` above zero, or chunked). [`Intake::Buffer`] (the default) gathers
+    /// it in memory up to [`HttpServer::max_body_size`] and then calls
+    /// [`call`](Service::call); [`Intake::Stream`] hands it piece by piece to a
+    /// [`BodySink`], whatever its size, and the sink answers; [`Intake::Refuse`] answers a
+    /// status and closes. `req.body()` is empty here. For
+    /// a request with `Expect: 100-continue` this is where a streamed body is refused before
+    /// it is sent ([`check_continue`](Service::check_continue) is for buffered ones): the
+    /// server sends `100 Continue` once a sink is given.
+    ///
+    /// ```
+    /// use eventide::http::{BodySink, Intake, Request, Response, Service, SinkCx, Status, Trailers};
+    ///
+    /// /// Keeps the body of `POST /logs` in a bounded ring of recent bytes.
+    /// struct Tail(Vec<u8>);
+    ///
+    /// impl BodySink for Tail {
+    ///     fn data(&mut self, chunk: &[u8], _cx: &mut SinkCx<'_>) -> Result<(), Status> {
+    ///         self.0.extend_from_slice(chunk);
+    ///         let over = self.0.len().saturating_sub(4096);
+    ///         self.0.drain(..over);
+    ///         Ok(())
+    ///     }
+    ///
+    ///     fn end(self: Box<Self>, _trailers: &Trailers<'_>, res: &mut Response<'_>) {
+    ///         res.body(&self.0);
+    ///     }
+    /// }
+    ///
+    /// struct Logs;
+    ///
+    /// impl Service for Logs {
+    ///     fn intake(&mut self, req: &Request<'_>) -> Intake {
+    ///         match (req.method(), req.path(), req.header("authorization")) {
+    ///             ("POST", "/logs", Some(_)) => Intake::stream(Tail(Vec::new())),
+    ///             ("POST", "/logs", None) => Intake::Refuse(Status::UNAUTHORIZED),
+    ///             _ => Intake::Buffer,
+    ///         }
+    ///     }
+    ///
+    ///     fn call(&mut self, _req: &Request<'_>, res: &mut Response<'_>) {
+    ///         res.status(Status::NOT_FOUND).body(b"");
+    ///     }
+    /// }
+    /// # let _ = Logs;
+    /// ```
+    fn intake(&mut self, req: &Request<'_>) -> Intake {
+        let _ = req;
+        Intake::Buffer
     }
 
     /// The loop started (see [`Handler::on_boot`](crate::Handler::on_boot)): a place to set

@@ -4,8 +4,9 @@
 use std::fmt;
 
 use super::fast::Head;
+use super::response::ReqFacts;
 use super::status::Status;
-use super::{uri, Limits};
+use super::uri;
 
 /// The HTTP version of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -187,9 +188,32 @@ pub(crate) struct Framing {
     pub head_only: bool,
 }
 
+impl Framing {
+    /// The request of `head`, without its body (still to come).
+    pub(crate) fn bodiless<'r>(self, head: &'r Head<'_, '_>) -> Request<'r> {
+        Request {
+            method: head.method,
+            target: head.target,
+            version: self.version,
+            headers: head.headers,
+            body: &[],
+            keep_alive: self.keep_alive,
+        }
+    }
+
+    /// What the request asks of its response.
+    pub(crate) fn facts(self) -> ReqFacts {
+        ReqFacts {
+            head_only: self.head_only,
+            keep_alive: self.keep_alive,
+            announce: self.keep_alive && self.version == Version::Http10,
+        }
+    }
+}
+
 /// Reads the framing of a complete head (RFC 9112 section 6). Errors are the status to answer
 /// with before closing.
-pub(crate) fn framing(req: &Head<'_, '_>, limits: &Limits) -> Result<Framing, Status> {
+pub(crate) fn framing(req: &Head<'_, '_>) -> Result<Framing, Status> {
     let version = match req.version {
         0 => Version::Http10,
         1 => Version::Http11,
@@ -217,7 +241,7 @@ pub(crate) fn framing(req: &Head<'_, '_>, limits: &Limits) -> Result<Framing, St
                 return Err(Status::BAD_REQUEST);
             }
         } else if name.eq_ignore_ascii_case("content-length") {
-            let n = parse_content_length(h.value, limits)?;
+            let n = parse_content_length(h.value)?;
             if length.is_some_and(|prev| prev != n) {
                 return Err(Status::BAD_REQUEST); // conflicting lengths
             }
@@ -293,23 +317,25 @@ fn is_host(name: &str) -> bool {
     }
 }
 
-/// `Content-Length`: one or more decimal digits, nothing else (no sign, no list).
-fn parse_content_length(value: &[u8], limits: &Limits) -> Result<usize, Status> {
+/// `Content-Length`: one or more decimal digits, nothing else (no sign, no list). A length
+/// past what a `usize` holds is 413; the body limit is the server's to apply, as a body
+/// the service streams ([`Intake::Stream`](super::Intake::Stream)) has none.
+fn parse_content_length(value: &[u8]) -> Result<usize, Status> {
     let v = trim(value);
     if v.is_empty() {
         return Err(Status::BAD_REQUEST);
     }
-    let mut n: u64 = 0;
+    let mut n: usize = 0;
     for &b in v {
         if !b.is_ascii_digit() {
             return Err(Status::BAD_REQUEST);
         }
-        n = n.saturating_mul(10).saturating_add(u64::from(b - b'0'));
+        n = n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(usize::from(b - b'0')))
+            .ok_or(Status::CONTENT_TOO_LARGE)?;
     }
-    if n > limits.max_body as u64 {
-        return Err(Status::CONTENT_TOO_LARGE);
-    }
-    Ok(n as usize)
+    Ok(n)
 }
 
 /// The comma-separated elements of a header value, trimmed, empty ones skipped.
@@ -338,7 +364,7 @@ mod tests {
     fn frame(head: &str) -> Result<Framing, Status> {
         let mut headers = [std::mem::MaybeUninit::uninit(); 16];
         let req = super::super::fast::httparse_head(head.as_bytes(), &mut headers);
-        framing(&req.unwrap().unwrap(), &Limits::default())
+        framing(&req.unwrap().unwrap())
     }
 
     #[test]

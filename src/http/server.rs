@@ -10,9 +10,10 @@ use super::date::DateCache;
 use super::fast::{Head, Slots, Text, HEADERS_CAP};
 use super::handler::{HttpConnState, Side};
 use super::pipeline::{Answers, Writer};
-use super::request::{framing, BodyKind, Framing, Request, Version};
+use super::request::{framing, BodyKind, Framing, Request};
 use super::response::{Batch, Heads, ReqFacts, OK_LINE};
 use super::status::Status;
+use super::upload::Upload;
 use super::{Limits, Service};
 use crate::adapter::{Output, Protocol, Served};
 use crate::LoopCx;
@@ -69,8 +70,11 @@ pub(crate) struct Exchange {
     pending: Option<Pending>,
     /// The request in progress gets the connection's last response (`Connection: close`):
     /// the server is stopping.
-    last: bool,
+    pub(crate) last: bool,
     pub(crate) answers: Answers,
+    /// A body streamed into the service's sink (`upload.rs`), and how many have been.
+    pub(crate) upload: Option<Box<Upload>>,
+    pub(crate) uploads: u32,
 }
 
 #[derive(Debug)]
@@ -126,11 +130,14 @@ impl PendingBody {
 }
 
 /// One step of parsing.
-enum Step {
+pub(super) enum Step {
     /// A request was answered; it took `len` bytes.
     Answered { len: usize, keep_alive: bool },
     /// The request at the front is incomplete.
     Incomplete,
+    /// The request at the front is incomplete, and its first `len` bytes are used (a body
+    /// streamed into a sink).
+    Used(usize),
     /// The request at the front is refused with this status; the connection closes.
     Refuse(Status),
 }
@@ -283,6 +290,10 @@ impl<S: Service> HttpServer<S> {
                     }
                 }
                 Step::Incomplete => break,
+                Step::Used(len) => {
+                    pos += len;
+                    break;
+                }
                 Step::Refuse(status) => {
                     ex.pending = None;
                     self.write_refusal(ex, status, out);
@@ -297,6 +308,9 @@ impl<S: Service> HttpServer<S> {
     /// same bytes, for the head parser's fast path.
     fn step(&mut self, ex: &mut Exchange, rest: &[u8], t: &str, out: &mut Batch<'_>) -> Step {
         let limits = self.limits;
+        if ex.upload.is_some() {
+            return self.feed_upload(ex, rest, out);
+        }
         if let Some(p) = ex.pending.as_mut() {
             let head_len = p.head_len;
             let body_end = match p.body.scan(rest, head_len, &limits) {
@@ -309,7 +323,7 @@ impl<S: Service> HttpServer<S> {
             let Ok(Some(req)) = slots.parse(&rest[..head_len], t, limits.max_headers) else {
                 return Step::Refuse(Status::BAD_REQUEST); // cannot happen: parsed before
             };
-            let Ok(mut f) = framing(&req, &limits) else {
+            let Ok(mut f) = framing(&req) else {
                 return Step::Refuse(Status::BAD_REQUEST);
             };
             f.keep_alive &= !ex.last;
@@ -326,11 +340,19 @@ impl<S: Service> HttpServer<S> {
             Err(e) => return Step::Refuse(e.status()),
         };
         let head_len = req.len;
-        let mut f = match framing(&req, &limits) {
+        let mut f = match framing(&req) {
             Ok(f) => f,
             Err(status) => return Step::Refuse(status),
         };
         f.keep_alive &= !ex.last;
+        if f.body != BodyKind::Length(0) {
+            if let Some(step) = self.take_intake(ex, &req, f, rest, out) {
+                return step;
+            }
+        }
+        if matches!(f.body, BodyKind::Length(n) if n > limits.max_body) {
+            return Step::Refuse(Status::CONTENT_TOO_LARGE);
+        }
         let mut body = PendingBody::new(f.body);
         let body_end = match body.scan(rest, head_len, &limits) {
             BodyScan::Done(end) => end,
@@ -351,15 +373,7 @@ impl<S: Service> HttpServer<S> {
     /// `Expect: 100-continue` with the body still to come: the service may refuse it now.
     #[cold]
     fn check_continue(&mut self, req: &Head<'_, '_>, f: Framing) -> Result<(), Status> {
-        let request = Request {
-            method: req.method,
-            target: req.target,
-            version: f.version,
-            headers: req.headers,
-            body: &[],
-            keep_alive: f.keep_alive,
-        };
-        self.service.check_continue(&request)
+        self.service.check_continue(&f.bodiless(req))
     }
 
     /// The head is incomplete (its first `max_head` bytes parsed without error): wait for
@@ -388,7 +402,7 @@ impl<S: Service> HttpServer<S> {
         // (With answers owed ahead, an interim answer would jump the queue: the client sends
         // its body after its own wait instead.)
         if f.expect_continue && rest.len() == head_len && !ex.answers.owing() {
-            out.put(b"HTTP/1.1 100 Continue\r\n\r\n");
+            out.put(super::intake::CONTINUE);
         }
         ex.pending = Some(Pending { head_len, body });
     }
@@ -446,11 +460,7 @@ impl<S: Service> HttpServer<S> {
             body,
             keep_alive: f.keep_alive,
         };
-        let facts = ReqFacts {
-            head_only: f.head_only,
-            keep_alive: f.keep_alive,
-            announce: f.keep_alive && f.version == Version::Http10,
-        };
+        let facts = f.facts();
         let mut w = Writer {
             scratch: &mut self.scratch,
             heads: &mut self.heads,

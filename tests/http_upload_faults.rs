@@ -1,0 +1,191 @@
+//! Streamed request bodies under injected faults (feature `faults`): short reads cut the
+//! bodies — chunked, with extensions and trailers, or length-delimited — at arbitrary bytes,
+//! and the sinks pause every 64 KiB and are resumed from another thread. Pipelined on each
+//! connection, every upload's answer (its length and digest, computed by the sink) matches
+//! what the client sent, in order, or the connection ends of an injected fatal fault the
+//! server reports as such.
+
+#![cfg(all(feature = "http", feature = "faults"))]
+
+mod faults_support;
+#[path = "../examples/api/hash.rs"]
+mod hash;
+mod util;
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::thread;
+use std::time::Duration;
+
+use eventide::http::{
+    BodySink, HttpServer, Intake, Request, Response, Service, SinkCx, Status, Trailers,
+};
+use eventide::{FaultCounts, Server};
+use faults_support::{connect, mixes, recorded, seeds, verdict, Case, Outcome};
+use hash::WordHash;
+use util::Rng;
+
+/// A sink that digests its body and pauses every 64 KiB, resumed from a thread of its own.
+struct Digest {
+    hash: WordHash,
+    next_pause: u64,
+}
+
+impl BodySink for Digest {
+    fn data(&mut self, chunk: &[u8], cx: &mut SinkCx<'_>) -> Result<(), Status> {
+        self.hash.update(chunk);
+        if cx.received() >= self.next_pause {
+            self.next_pause = cx.received() + 64 * 1024;
+            let resume = cx.pause();
+            thread::spawn(move || resume.resume());
+        }
+        Ok(())
+    }
+
+    fn end(self: Box<Self>, trailers: &Trailers<'_>, res: &mut Response<'_>) {
+        let n = trailers.iter().count();
+        res.body(format!("{} {:016x} {n}", self.hash.len(), self.hash.finish()).as_bytes());
+    }
+}
+
+struct Uploads;
+
+impl Service for Uploads {
+    fn intake(&mut self, _req: &Request<'_>) -> Intake {
+        Intake::stream(Digest {
+            hash: WordHash::default(),
+            next_pause: 64 * 1024,
+        })
+    }
+
+    fn call(&mut self, _req: &Request<'_>, res: &mut Response<'_>) {
+        res.body(b"no body");
+    }
+}
+
+/// One upload: its request bytes, the answer body it must get, and its body's length.
+fn upload(rng: &mut Rng) -> (Vec<u8>, String, usize) {
+    let len = rng.log_uniform(1, 1_000_000) as usize;
+    let body = rng.bytes(len);
+    let mut h = WordHash::default();
+    h.update(&body);
+    let mut req = b"POST /up HTTP/1.1\r\nHost: t\r\n".to_vec();
+    let trailers = if rng.range(0, 1) == 0 {
+        req.extend_from_slice(format!("Content-Length: {len}\r\n\r\n").as_bytes());
+        req.extend_from_slice(&body);
+        0
+    } else {
+        req.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+        let mut at = 0;
+        while at < len {
+            let n = (rng.log_uniform(1, 70_000) as usize).min(len - at);
+            let ext = if rng.range(0, 3) == 0 { ";ext=\"a b\"" } else { "" };
+            req.extend_from_slice(format!("{n:x}{ext}\r\n").as_bytes());
+            req.extend_from_slice(&body[at..at + n]);
+            req.extend_from_slice(b"\r\n");
+            at += n;
+        }
+        req.extend_from_slice(b"0\r\nX-Len: 1\r\nX-Sum: 2\r\n\r\n");
+        2
+    };
+    (req, format!("{len} {:016x} {trailers}", h.finish()), len)
+}
+
+#[test]
+fn streamed_uploads_under_faults() {
+    for cfg in seeds().into_iter().flat_map(mixes) {
+        let what = format!("http uploads {cfg}");
+        let case = Case::new(&what);
+        let (faults, bytes) = case.run(move || {
+            let (factory, log) = recorded(|_| HttpServer::new(Uploads));
+            let server = Server::builder()
+                .bind("127.0.0.1:0")
+                .loops(2)
+                .accept_backoff(Duration::from_millis(2))
+                .faults(cfg)
+                .start(factory)
+                .unwrap();
+            let addr = server.local_addr();
+            let clients: Vec<_> = (0..4)
+                .map(|c| {
+                    let mut rng = Rng::new(cfg.seed() * 53 + c);
+                    let uploads: Vec<_> = (0..40).map(|_| upload(&mut rng)).collect();
+                    thread::spawn(move || client(addr, uploads))
+                })
+                .collect();
+            let outcomes: Vec<Outcome> = clients.into_iter().map(|t| t.join().unwrap()).collect();
+            let faults = stop(server, &what);
+            (faults, verdict(&what, &outcomes, &log, faults))
+        });
+        case.finish(faults, bytes);
+    }
+}
+
+fn stop(server: Server, what: &str) -> FaultCounts {
+    faults_support::wait_until("the server's connections close", || {
+        server.stats().total().connections == 0
+    });
+    let stats = server.stats();
+    assert_eq!(stats.total().panics, 0, "{what}: a callback panicked");
+    server.stop();
+    server.join().expect("the loops exit cleanly");
+    stats.faults()
+}
+
+/// Pipelines the uploads and checks each answer, in order; `got` counts the body bytes of
+/// the uploads answered right.
+fn client(addr: std::net::SocketAddr, uploads: Vec<(Vec<u8>, String, usize)>) -> Outcome {
+    let mut reader = connect(addr);
+    let local = reader.local_addr().unwrap();
+    let mut writer = reader.try_clone().unwrap();
+    let requests: Vec<u8> = uploads.iter().flat_map(|u| u.0.clone()).collect();
+    let w = thread::spawn(move || {
+        if writer.write_all(&requests).is_ok() {
+            let _ = writer.shutdown(Shutdown::Write);
+        }
+    });
+    let expected: usize = uploads.iter().map(|u| u.2).sum();
+    let (mut got, mut buf, mut chunk) = (0, Vec::new(), vec![0u8; 64 * 1024]);
+    let mut ended_by = None;
+    let what = format!("upload client {local}");
+    'answers: for (_, want, body_len) in &uploads {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end + 2]).to_string();
+                assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{what}: {head}");
+                let len = want.len();
+                if buf.len() >= end + 4 + len {
+                    let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]);
+                    assert_eq!(&body, want, "{what}: an upload's answer differs");
+                    got += body_len;
+                    buf.drain(..end + 4 + len);
+                    continue 'answers;
+                }
+            }
+            match reader.read(&mut chunk) {
+                Ok(0) => {
+                    ended_by = Some("end of stream".to_string());
+                    break 'answers;
+                }
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    ended_by = Some(e.to_string());
+                    break 'answers;
+                }
+                Err(e) => panic!("{what}: stalled after {got} answer bytes: {e}"),
+            }
+        }
+    }
+    w.join().unwrap();
+    let expected = if ended_by.is_some() && got == expected {
+        expected + 1
+    } else {
+        expected
+    };
+    Outcome {
+        local,
+        expected,
+        got,
+        ended_by,
+    }
+}
