@@ -36,18 +36,19 @@
 mod common;
 #[path = "gateway/parse.rs"]
 mod parse;
+#[path = "gateway/upload.rs"]
+mod upload;
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use common::Args;
 use eventide::http::{
-    BodyWriter, Flow, HttpServer, OutboundEvent, Reply, Request, Responder, Response, Service,
-    Status,
+    BodyResume, BodyWriter, Flow, HttpServer, Intake, OutboundEvent, Reply, Request, Responder,
+    Response, Service, Status,
 };
-use eventide::{
-    Action, CloseReason, Conn, ConnId, Connect, ConnectError, InboundPolicy, LoopCx, Server,
-};
+use eventide::{Action, CloseReason, Conn, ConnHandle, ConnId, Connect, ConnectError, LoopCx, Server};
 use parse::{Piece, Read, ResponseReader};
 use slab::Slab;
 
@@ -59,21 +60,16 @@ fn main() {
     );
     let upstreams = upstreams(&args);
     let timeout = Duration::from_secs(args.parsed("upstream-timeout", 10u64).max(1));
-    let max_body: usize = args.parsed("max-body", 128 << 20);
+    let max_body: u64 = args.parsed("max-body", u64::MAX);
     let max_idle: usize = args.parsed("max-idle", 32);
     let signals = common::termination_signals();
     let server = common::or_exit(
         Server::builder()
             .bind(args.addr.as_str())
             .loops(args.loops)
-            // One request may buffer its head, its body and (chunked) its framing.
-            .inbound_limit(
-                max_body.saturating_mul(2).saturating_add(1 << 20),
-                InboundPolicy::Close,
-            )
             .start(move |_| {
-                let gateway = Gateway::new(upstreams.clone(), timeout, max_idle);
-                HttpServer::new(gateway).max_body_size(max_body)
+                let gateway = Gateway::new(upstreams.clone(), timeout, max_idle, max_body);
+                HttpServer::new(Shared(Arc::new(Mutex::new(gateway))))
             }),
         "starting the gateway",
     );
@@ -98,6 +94,16 @@ fn upstreams(args: &Args) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// One loop's gateway, shared by its service and the sinks of the uploads in progress (all
+/// on the loop's thread: the lock is never contended, it only makes the sharing `Send`).
+struct Shared(Arc<Mutex<Gateway>>);
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Gateway> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// One loop's side of the gateway: its upstream connections and the requests on them.
 struct Gateway {
     upstreams: Vec<SocketAddr>,
@@ -106,6 +112,11 @@ struct Gateway {
     timeout: Duration,
     /// The most idle connections kept per upstream.
     max_idle: usize,
+    /// The largest request body relayed.
+    max_body: u64,
+    /// Numbers the exchanges, so an upload's sink knows its own from a later one on the
+    /// same link.
+    serial: u64,
     /// Each upstream connection (open or opening), by link.
     links: Slab<Link>,
     /// Per upstream: the links of open connections waiting for a request.
@@ -119,12 +130,19 @@ struct Link {
     upstream: usize,
     /// `None` while it is being opened.
     id: Option<ConnId>,
+    /// Its handle, once open (to resume or close it from the client's side).
+    handle: Option<ConnHandle>,
+    /// Its output is past the high-water mark: an upload into it waits.
+    full: bool,
     /// The request it carries, if any.
     exchange: Option<Exchange>,
 }
 
 /// A request on its way upstream and its answer coming back.
 struct Exchange {
+    serial: u64,
+    /// A request body still streaming upstream (see `upload.rs`).
+    upload: Option<Upload>,
     /// The client's answer, until the upstream's head is in ...
     responder: Option<Responder>,
     /// ... and then its body, pushed as it arrives.
@@ -137,6 +155,15 @@ struct Exchange {
     /// Sent on a pooled connection (which the upstream may have closed meanwhile).
     reused: bool,
     reader: ResponseReader,
+}
+
+/// Where the streamed body of an exchange's request stands.
+#[derive(Default)]
+struct Upload {
+    /// The client's connection is paused until the upstream takes more.
+    resume: Option<BodyResume>,
+    /// The upstream's answer came before the body's end: held (reading paused) until then.
+    answer_held: bool,
 }
 
 /// The largest request kept for a retry.
@@ -152,7 +179,12 @@ impl Exchange {
 }
 
 impl Gateway {
-    fn new(upstreams: Vec<SocketAddr>, timeout: Duration, max_idle: usize) -> Gateway {
+    fn new(
+        upstreams: Vec<SocketAddr>,
+        timeout: Duration,
+        max_idle: usize,
+        max_body: u64,
+    ) -> Gateway {
         let idle = vec![Vec::new(); upstreams.len()];
         let down = vec![false; upstreams.len()];
         Gateway {
@@ -161,13 +193,37 @@ impl Gateway {
             next: 0,
             timeout,
             max_idle,
+            max_body,
+            serial: 0,
             links: Slab::new(),
             idle,
         }
     }
 
-    /// Sends `ex` on an idle connection to `upstream`, or on a new one.
-    fn dispatch(&mut self, cx: &mut LoopCx<'_>, upstream: usize, mut ex: Exchange) {
+    /// The upstream the next request goes to (round-robin).
+    fn pick(&mut self) -> usize {
+        let upstream = self.next;
+        self.next = (self.next + 1) % self.upstreams.len();
+        upstream
+    }
+
+    /// A new exchange for a request (`head_only`: a `HEAD`), its head and body in `request`.
+    fn exchange(&mut self, request: Vec<u8>, idempotent: bool, head_only: bool) -> Exchange {
+        self.serial += 1;
+        Exchange {
+            serial: self.serial,
+            upload: None,
+            responder: None,
+            body: None,
+            request,
+            idempotent,
+            reused: false,
+            reader: ResponseReader::new(head_only),
+        }
+    }
+
+    /// Sends `ex` on an idle connection to `upstream`, or on a new one; returns its link.
+    fn dispatch(&mut self, cx: &mut LoopCx<'_>, upstream: usize, mut ex: Exchange) -> usize {
         while let Some(link) = self.idle[upstream].pop() {
             let Some(id) = self.links[link].id else {
                 continue;
@@ -178,17 +234,19 @@ impl Gateway {
                     ex.request = Vec::new();
                 }
                 self.links[link].exchange = Some(ex);
-                return;
+                return link;
             }
         }
-        self.connect(cx, upstream, ex);
+        self.connect(cx, upstream, ex)
     }
 
-    /// Sends `ex` on a new connection to `upstream`.
-    fn connect(&mut self, cx: &mut LoopCx<'_>, upstream: usize, ex: Exchange) {
+    /// Sends `ex` on a new connection to `upstream`; returns its link.
+    fn connect(&mut self, cx: &mut LoopCx<'_>, upstream: usize, ex: Exchange) -> usize {
         let link = self.links.insert(Link {
             upstream,
             id: None,
+            handle: None,
+            full: false,
             exchange: Some(ex),
         });
         cx.connect(
@@ -196,6 +254,7 @@ impl Gateway {
                 .timeout(self.timeout)
                 .context(link),
         );
+        link
     }
 
     /// The upstream's bytes on `link`'s connection: the head starts the client's answer, the
@@ -205,6 +264,14 @@ impl Gateway {
             log::warn!("gateway: bytes from an upstream with no request on it; closing");
             return Action::Close;
         };
+        if ex.responder.is_none() && ex.body.is_none() {
+            // An answer before the request's body is all sent: it waits for the body's end.
+            if let Some(up) = ex.upload.as_mut() {
+                up.answer_held = true;
+                conn.pause_read();
+                return Action::Continue;
+            }
+        }
         let input = conn.input();
         let (read, flow) = ex.relay(input, &mut conn.loop_cx());
         let flow = match flow {
@@ -343,23 +410,16 @@ fn head_of(answer: &parse::Answer) -> Reply {
         })
 }
 
-impl Service for Gateway {
+impl Gateway {
     fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
-        let upstream = self.next;
-        self.next = (self.next + 1) % self.upstreams.len();
+        let upstream = self.pick();
         let request = parse::forward(req, res.peer_addr(), &self.upstreams[upstream].to_string());
         let idempotent = matches!(req.method(), "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS")
             && request.len() <= MAX_RETRIED;
-        let exchange = Exchange {
-            responder: Some(res.defer()),
-            body: None,
-            request,
-            idempotent,
-            reused: false,
-            reader: ResponseReader::new(req.method() == "HEAD"),
-        };
+        let mut exchange = self.exchange(request, idempotent, req.method() == "HEAD");
+        exchange.responder = Some(res.defer());
         match res.loop_cx() {
-            Some(mut cx) => self.dispatch(&mut cx, upstream, exchange),
+            Some(mut cx) => drop(self.dispatch(&mut cx, upstream, exchange)),
             None => drop(exchange), // no loop (a test's memory sink): the responder answers 500
         }
     }
@@ -380,11 +440,16 @@ impl Service for Gateway {
             );
         }
         entry.id = Some(conn.id());
+        entry.handle = Some(conn.handle());
         conn.set_idle_timeout(Some(self.timeout));
         let _ = conn.set_nodelay(true);
         match entry.exchange.as_mut() {
             Some(ex) => {
                 conn.write_vec(std::mem::take(&mut ex.request));
+                // An upload that waited for the connection goes on.
+                if let Some(resume) = ex.upload.as_mut().and_then(|u| u.resume.take()) {
+                    let _ = resume.resume();
+                }
             }
             None if self.idle[entry.upstream].len() < self.max_idle => {
                 self.idle[entry.upstream].push(link)
@@ -427,6 +492,19 @@ impl Service for Gateway {
                 self.fail(link, Status::GATEWAY_TIMEOUT);
                 Action::Close
             }
+            OutboundEvent::HighWater => {
+                self.links[link].full = true;
+                Action::Continue
+            }
+            OutboundEvent::Drained => {
+                let entry = &mut self.links[link];
+                entry.full = false;
+                let upload = entry.exchange.as_mut().and_then(|e| e.upload.as_mut());
+                if let Some(resume) = upload.and_then(|u| u.resume.take()) {
+                    let _ = resume.resume();
+                }
+                Action::Continue
+            }
             _ => Action::Continue,
         }
     }
@@ -466,5 +544,31 @@ impl Service for Gateway {
         };
         self.fail(link, status);
         self.links.remove(link);
+    }
+}
+
+impl Service for Shared {
+    fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
+        self.lock().call(req, res);
+    }
+
+    fn intake(&mut self, req: &Request<'_>) -> Intake {
+        upload::intake(&self.0, req)
+    }
+
+    fn on_connect(&mut self, conn: &mut Conn<'_>) -> u64 {
+        self.lock().on_connect(conn)
+    }
+
+    fn on_outbound(&mut self, conn: &mut Conn<'_>, link: u64, event: OutboundEvent) -> Action {
+        self.lock().on_outbound(conn, link, event)
+    }
+
+    fn on_outbound_close(&mut self, id: ConnId, link: u64, reason: &CloseReason) {
+        self.lock().on_outbound_close(id, link, reason);
+    }
+
+    fn on_connect_error(&mut self, cx: &mut LoopCx<'_>, error: ConnectError) {
+        self.lock().on_connect_error(cx, error);
     }
 }

@@ -8,6 +8,8 @@
 //! and the idle pool held to `--max-idle`.
 
 mod demo_util;
+#[path = "../examples/api/hash.rs"]
+mod hash;
 mod proto_util;
 
 use std::collections::hash_map::DefaultHasher;
@@ -75,18 +77,48 @@ fn serve_upstream(stream: TcpStream, answer: fn(&Seen, usize) -> Vec<u8>, tx: mp
             head,
             body: Vec::new(),
         };
-        let len: usize = seen
-            .header("content-length")
-            .map_or(0, |v| v.parse().unwrap());
-        seen.body.resize(len, 0);
-        if r.read_exact(&mut seen.body).is_err() {
-            return;
+        if seen.header("transfer-encoding") == Some("chunked") {
+            match read_chunked(&mut r) {
+                Some(body) => seen.body = body,
+                None => return,
+            }
+        } else {
+            let len: usize = seen
+                .header("content-length")
+                .map_or(0, |v| v.parse().unwrap());
+            seen.body.resize(len, 0);
+            if r.read_exact(&mut seen.body).is_err() {
+                return;
+            }
         }
         let bytes = answer(&seen, n);
         let _ = tx.send(seen);
         if bytes.is_empty() || out.write_all(&bytes).is_err() {
             return;
         }
+    }
+}
+
+/// A chunked request body, decoded (`None`: the connection ended in it).
+fn read_chunked(r: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let size = usize::from_str_radix(line.trim_end().split(';').next()?, 16).ok()?;
+        if size == 0 {
+            // No trailers are forwarded: the blank line ends the body.
+            line.clear();
+            r.read_line(&mut line).ok()?;
+            return (line == "\r\n").then_some(body);
+        }
+        let at = body.len();
+        body.resize(at + size + 2, 0);
+        r.read_exact(&mut body[at..]).ok()?;
+        (body[at + size..] == *b"\r\n").then_some(())?;
+        body.truncate(at + size);
     }
 }
 
@@ -150,8 +182,10 @@ fn requests_are_forwarded_with_hop_fields_removed_and_forwarded_for_added() {
         "{}",
         got.head
     );
+    // Streamed upstream as it came: chunked (re-framed by the gateway).
     assert_eq!(got.body, b"abcdefg");
-    assert_eq!(got.header("content-length"), Some("7"));
+    assert_eq!(got.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(got.header("content-length"), None);
     assert_eq!(got.header("host"), Some("shop.example"));
     assert_eq!(got.header("x-keep"), Some("yes"));
     assert_eq!(got.header("x-forwarded-for"), Some("10.1.2.3, 127.0.0.1"));
@@ -161,7 +195,6 @@ fn requests_are_forwarded_with_hop_fields_removed_and_forwarded_for_added() {
         "keep-alive",
         "proxy-authorization",
         "te",
-        "transfer-encoding",
     ] {
         assert_eq!(got.header(hop), None, "{hop} went upstream: {}", got.head);
     }
@@ -635,4 +668,84 @@ fn the_idle_pool_keeps_at_most_max_idle_connections() {
         "connection {conn}: a new one instead of the pooled one"
     );
     gw.stop("-TERM");
+}
+
+/// Writes `len` bytes of the download pattern to `w`, returning their digest (the api
+/// demo's `POST /upload` answers the same digest of what it received).
+fn send_pattern(w: &mut impl Write, len: u64) -> std::io::Result<u64> {
+    let block: Vec<u8> = (0..(1 << 20) + 251).map(|i| (i % 251) as u8).collect();
+    let mut h = hash::WordHash::default();
+    let mut at = 0u64;
+    while at < len {
+        let from = (at % 251) as usize;
+        let piece = &block[from..from + (len - at).min(1 << 20) as usize];
+        w.write_all(piece)?;
+        h.update(piece);
+        at += piece.len() as u64;
+    }
+    Ok(h.finish())
+}
+
+/// The `(bytes, hash64)` of the api demo's answer to `POST /upload`.
+fn upload_answer(json: &[u8]) -> (u64, String) {
+    let v: serde_json::Value = serde_json::from_slice(json)
+        .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(json)));
+    let bytes = v["bytes"].as_u64().expect("bytes");
+    (bytes, v["hash64"].as_str().expect("hash64").to_string())
+}
+
+/// 1 GiB uploaded through the gateway to the api demo's streamed `POST /upload`, with its
+/// `Content-Length` over a raw socket and then chunked by `curl` from a pipe: the demo's
+/// digest matches the client's, and the gateway, which pauses its client while the upstream
+/// is full, never held more than 32 MiB.
+#[test]
+fn a_gib_upload_streams_through_the_gateway_in_little_memory() {
+    const GIB: u64 = 1 << 30;
+    let Some(curl) = tool("curl", "a_gib_upload_streams_through_the_gateway_in_little_memory")
+    else {
+        return;
+    };
+    let Some(api) = Demo::start("api", &["--addr", "127.0.0.1:0", "--loops", "1"]) else {
+        return;
+    };
+    let Some(gw) = gateway(&[api.tcp()], &["--loops", "1"]) else {
+        return;
+    };
+    let mut s = connect(gw.tcp());
+    write!(
+        s,
+        "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {GIB}\r\n\r\n"
+    )
+    .unwrap();
+    let sent = send_pattern(&mut s, GIB).unwrap();
+    let res = ResponseReader::new(s).next().expect("an answer to the upload");
+    assert_eq!(res.status, 200, "{res:?}");
+    assert_eq!(upload_answer(&res.body), (GIB, format!("{sent:016x}")));
+
+    let mut child = Command::new(curl)
+        .args(["-sS", "--fail", "--max-time", "300", "-T", "-"])
+        .args(["-H", "Transfer-Encoding: chunked"])
+        .arg(format!("http://{}/upload", gw.tcp()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = thread::spawn(move || send_pattern(&mut stdin, GIB));
+    let done = child.wait_with_output().unwrap();
+    let sent = feeder.join().unwrap().expect("feeding curl");
+    assert!(
+        done.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_eq!(upload_answer(&done.stdout), (GIB, format!("{sent:016x}")));
+    let peak = peak_rss_kb(gw.pid());
+    gw.stop("-TERM");
+    api.stop("-TERM");
+    assert!(
+        peak < 32 * 1024,
+        "the gateway's peak RSS was {peak} KiB relaying 2 GiB upstream"
+    );
 }

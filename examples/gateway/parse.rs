@@ -42,56 +42,106 @@ fn connection_tokens<'h>(headers: impl Iterator<Item = (&'h str, &'h [u8])>) -> 
         .collect()
 }
 
-/// `req` as it goes upstream: HTTP/1.1 and keep-alive, end-to-end headers, the client
-/// appended to `X-Forwarded-For`, the body with its `Content-Length`.
+/// A request's head as it goes upstream, but for the client's address and the body's
+/// framing (see [`ForwardHead::finish`]): HTTP/1.1 and keep-alive, end-to-end headers.
+pub struct ForwardHead {
+    lines: Vec<u8>,
+    /// The request's own `X-Forwarded-For` list, if it had one.
+    forwarded_for: Option<Vec<u8>>,
+}
+
+/// How the body of a request goes upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body, and none expected for the method: no framing field.
+    None,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked` (a streamed body of unknown length).
+    Chunked,
+}
+
+impl ForwardHead {
+    /// A head taken already (a placeholder).
+    pub fn empty() -> ForwardHead {
+        ForwardHead {
+            lines: Vec::new(),
+            forwarded_for: None,
+        }
+    }
+
+    /// The head of `req` for `upstream` (its `Host` when the request has none).
+    pub fn of(req: &Request<'_>, upstream: &str) -> ForwardHead {
+        let mut lines = Vec::with_capacity(256);
+        lines.extend_from_slice(req.method().as_bytes());
+        lines.push(b' ');
+        lines.extend_from_slice(req.target().as_bytes());
+        lines.extend_from_slice(b" HTTP/1.1\r\n");
+        let connection = connection_tokens(req.headers());
+        let mut forwarded_for: Option<Vec<u8>> = None;
+        let mut host = false;
+        for (name, value) in req.headers() {
+            if hop_by_hop(name, &connection) {
+                continue;
+            }
+            if name.eq_ignore_ascii_case("x-forwarded-for") {
+                append(forwarded_for.get_or_insert_with(Vec::new), value);
+                continue;
+            }
+            host |= name.eq_ignore_ascii_case("host");
+            push_field(&mut lines, name, value);
+        }
+        if !host {
+            push_field(&mut lines, "Host", req.host().unwrap_or(upstream).as_bytes());
+        }
+        ForwardHead {
+            lines,
+            forwarded_for,
+        }
+    }
+
+    /// The whole head: `client` appended to `X-Forwarded-For`, the body's framing field,
+    /// the blank line.
+    pub fn finish(self, client: Option<SocketAddr>, framing: Framing) -> Vec<u8> {
+        let ForwardHead {
+            mut lines,
+            mut forwarded_for,
+        } = self;
+        if let Some(ip) = client.map(|c| c.ip().to_string()) {
+            append(forwarded_for.get_or_insert_with(Vec::new), ip.as_bytes());
+        }
+        if let Some(list) = &forwarded_for {
+            push_field(&mut lines, "X-Forwarded-For", list);
+        }
+        match framing {
+            Framing::None => {}
+            Framing::Length(n) => push_field(&mut lines, "Content-Length", n.to_string().as_bytes()),
+            Framing::Chunked => push_field(&mut lines, "Transfer-Encoding", b"chunked"),
+        }
+        lines.extend_from_slice(b"\r\n");
+        lines
+    }
+}
+
+/// `req` as it goes upstream, with its (buffered) body: see [`ForwardHead`].
 pub fn forward(req: &Request<'_>, client: Option<SocketAddr>, upstream: &str) -> Vec<u8> {
     let body = req.body();
-    let mut out = Vec::with_capacity(256 + body.len());
-    out.extend_from_slice(req.method().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(req.target().as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    let connection = connection_tokens(req.headers());
-    let mut forwarded_for: Option<Vec<u8>> = None;
-    let mut host = false;
-    for (name, value) in req.headers() {
-        if hop_by_hop(name, &connection) {
-            continue;
-        }
-        if name.eq_ignore_ascii_case("x-forwarded-for") {
-            let list = forwarded_for.get_or_insert_with(Vec::new);
-            if !list.is_empty() {
-                list.extend_from_slice(b", ");
-            }
-            list.extend_from_slice(value);
-            continue;
-        }
-        host |= name.eq_ignore_ascii_case("host");
-        push_field(&mut out, name, value);
-    }
-    if !host {
-        push_field(&mut out, "Host", req.host().unwrap_or(upstream).as_bytes());
-    }
-    if let Some(ip) = client.map(|c| c.ip().to_string()) {
-        let list = forwarded_for.get_or_insert_with(Vec::new);
-        if !list.is_empty() {
-            list.extend_from_slice(b", ");
-        }
-        list.extend_from_slice(ip.as_bytes());
-    }
-    if let Some(list) = &forwarded_for {
-        push_field(&mut out, "X-Forwarded-For", list);
-    }
-    if !body.is_empty() || !matches!(req.method(), "GET" | "HEAD" | "DELETE" | "OPTIONS") {
-        push_field(
-            &mut out,
-            "Content-Length",
-            body.len().to_string().as_bytes(),
-        );
-    }
-    out.extend_from_slice(b"\r\n");
+    let framing = if !body.is_empty() || !matches!(req.method(), "GET" | "HEAD" | "DELETE" | "OPTIONS") {
+        Framing::Length(body.len() as u64)
+    } else {
+        Framing::None
+    };
+    let mut out = ForwardHead::of(req, upstream).finish(client, framing);
     out.extend_from_slice(body);
     out
+}
+
+/// Appends `item` to a comma-separated list.
+fn append(list: &mut Vec<u8>, item: &[u8]) {
+    if !list.is_empty() {
+        list.extend_from_slice(b", ");
+    }
+    list.extend_from_slice(item);
 }
 
 fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {

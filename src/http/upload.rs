@@ -169,6 +169,12 @@ impl SinkCx<'_> {
     pub fn handle(&mut self) -> Option<ConnHandle> {
         self.out.handle()
     }
+
+    /// The address of the client (what a proxy puts in `X-Forwarded-For`); `None` for a
+    /// Unix socket or an in-memory connection.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.out.peer_addr()
+    }
 }
 
 impl fmt::Debug for SinkCx<'_> {
