@@ -34,8 +34,8 @@ use common::Args;
 use eventide::http::{
     BodySink, HttpServer, Intake, Reply, Request, Response, SinkCx, Status, Trailers,
 };
-use hash::WordHash;
 use eventide::Server;
+use hash::WordHash;
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]

@@ -48,7 +48,9 @@ use eventide::http::{
     BodyResume, BodyWriter, Flow, HttpServer, Intake, OutboundEvent, Reply, Request, Responder,
     Response, Service, Status,
 };
-use eventide::{Action, CloseReason, Conn, ConnHandle, ConnId, Connect, ConnectError, LoopCx, Server};
+use eventide::{
+    Action, CloseReason, Conn, ConnHandle, ConnId, Connect, ConnectError, LoopCx, Server,
+};
 use parse::{Piece, Read, ResponseReader};
 use slab::Slab;
 

@@ -8,9 +8,9 @@
 #![cfg(feature = "http")]
 
 mod demo_util;
-mod proto_util;
 #[path = "../examples/api/hash.rs"]
 mod hash;
+mod proto_util;
 
 use std::io::{self, Write};
 use std::net::TcpStream;
@@ -97,7 +97,10 @@ fn upload_answer(json: &[u8]) -> (u64, String) {
 /// more than 32 MiB.
 #[test]
 fn a_gib_uploads_through_the_api_demo_in_little_memory() {
-    let Some(curl) = tool("curl", "a_gib_uploads_through_the_api_demo_in_little_memory") else {
+    let Some(curl) = tool(
+        "curl",
+        "a_gib_uploads_through_the_api_demo_in_little_memory",
+    ) else {
         return;
     };
     let Some(api) = Demo::start("api", &["--addr", "127.0.0.1:0", "--loops", "1"]) else {
@@ -186,7 +189,9 @@ impl BodySink for Paced {
     }
 
     fn end(self: Box<Self>, trailers: &Trailers<'_>, res: &mut Response<'_>) {
-        let sum = trailers.get("x-sum").map(|v| String::from_utf8_lossy(v).into_owned());
+        let sum = trailers
+            .get("x-sum")
+            .map(|v| String::from_utf8_lossy(v).into_owned());
         res.body(format!("{} {:016x} {sum:?}", self.hash.len(), self.hash.finish()).as_bytes());
     }
 
@@ -279,7 +284,12 @@ impl Writer {
                     self.p.advance(n);
                     stalls = 0;
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     stalls += 1;
                     if stalls == 3 {
                         return false;
@@ -306,11 +316,17 @@ fn a_paused_sink_stalls_the_client_until_resumed() {
     let (server, seen, rx) = paced_server();
     let len = 128 * MIB;
     let bound = kernel_bound();
-    assert!(64 * MIB + bound < len, "the kernel's buffers ({bound}) hold the whole body");
+    assert!(
+        64 * MIB + bound < len,
+        "the kernel's buffers ({bound}) hold the whole body"
+    );
     let mut s = connect(server.local_addr());
-    s.write_all(format!("POST /paced HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\n\r\n").as_bytes())
+    s.write_all(
+        format!("POST /paced HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    s.set_write_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    s.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
     let mut w = Writer {
         s,
         p: Pattern::new(),
@@ -324,14 +340,24 @@ fn a_paused_sink_stalls_the_client_until_resumed() {
             report = report.take().or_else(|| rx.try_recv().ok());
             report.is_some()
         });
-        assert!(!all || report.is_some(), "round {round}: the body went through unpaused");
+        assert!(
+            !all || report.is_some(),
+            "round {round}: the body went through unpaused"
+        );
         let report = report.unwrap_or_else(|| next_report(&rx));
         let Report::Paused(at, resume) = report else {
             panic!("round {round}: the sink was aborted");
         };
-        assert!(!w.write_until(|| false), "round {round}: the writes never stalled");
+        assert!(
+            !w.write_until(|| false),
+            "round {round}: the writes never stalled"
+        );
         let written = w.p.at;
-        assert_eq!(seen.load(Ordering::SeqCst), at, "round {round}: the sink got more while paused");
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            at,
+            "round {round}: the sink got more while paused"
+        );
         assert!(
             written - at <= bound,
             "round {round}: {written} bytes written past a pause at {at} (bound {bound})"
@@ -368,8 +394,14 @@ fn a_client_vanishing_mid_body_aborts_the_sink() {
     }
     // Paused, then gone: told once the pause ends.
     let mut s = connect(server.local_addr());
-    s.write_all(format!("PUT /paced HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", 4 * MIB).as_bytes())
-        .unwrap();
+    s.write_all(
+        format!(
+            "PUT /paced HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            4 * MIB
+        )
+        .as_bytes(),
+    )
+    .unwrap();
     send_pattern(&mut s, 2 * MIB).unwrap();
     let Report::Paused(_, Some(resume)) = next_report(&rx) else {
         panic!("no pause");
@@ -395,7 +427,9 @@ fn continue_then_a_streamed_body_then_a_pipelined_request() {
     c.stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     c.send(b"POST /plain HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n");
     assert_eq!(c.next().unwrap().status, 100);
-    c.send(b"3;a=b\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 5\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n\r\n");
+    c.send(
+        b"3;a=b\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 5\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
     let mut h = WordHash::default();
     h.update(b"abcde");
     let res = c.next().unwrap();

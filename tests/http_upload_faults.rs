@@ -79,7 +79,11 @@ fn upload(rng: &mut Rng) -> (Vec<u8>, String, usize) {
         let mut at = 0;
         while at < len {
             let n = (rng.log_uniform(1, 70_000) as usize).min(len - at);
-            let ext = if rng.range(0, 3) == 0 { ";ext=\"a b\"" } else { "" };
+            let ext = if rng.range(0, 3) == 0 {
+                ";ext=\"a b\""
+            } else {
+                ""
+            };
             req.extend_from_slice(format!("{n:x}{ext}\r\n").as_bytes());
             req.extend_from_slice(&body[at..at + n]);
             req.extend_from_slice(b"\r\n");

@@ -92,7 +92,11 @@ impl ForwardHead {
             push_field(&mut lines, name, value);
         }
         if !host {
-            push_field(&mut lines, "Host", req.host().unwrap_or(upstream).as_bytes());
+            push_field(
+                &mut lines,
+                "Host",
+                req.host().unwrap_or(upstream).as_bytes(),
+            );
         }
         ForwardHead {
             lines,
@@ -115,7 +119,9 @@ impl ForwardHead {
         }
         match framing {
             Framing::None => {}
-            Framing::Length(n) => push_field(&mut lines, "Content-Length", n.to_string().as_bytes()),
+            Framing::Length(n) => {
+                push_field(&mut lines, "Content-Length", n.to_string().as_bytes())
+            }
             Framing::Chunked => push_field(&mut lines, "Transfer-Encoding", b"chunked"),
         }
         lines.extend_from_slice(b"\r\n");
@@ -126,11 +132,12 @@ impl ForwardHead {
 /// `req` as it goes upstream, with its (buffered) body: see [`ForwardHead`].
 pub fn forward(req: &Request<'_>, client: Option<SocketAddr>, upstream: &str) -> Vec<u8> {
     let body = req.body();
-    let framing = if !body.is_empty() || !matches!(req.method(), "GET" | "HEAD" | "DELETE" | "OPTIONS") {
-        Framing::Length(body.len() as u64)
-    } else {
-        Framing::None
-    };
+    let framing =
+        if !body.is_empty() || !matches!(req.method(), "GET" | "HEAD" | "DELETE" | "OPTIONS") {
+            Framing::Length(body.len() as u64)
+        } else {
+            Framing::None
+        };
     let mut out = ForwardHead::of(req, upstream).finish(client, framing);
     out.extend_from_slice(body);
     out

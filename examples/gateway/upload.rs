@@ -117,7 +117,11 @@ impl BodySink for Sink {
         };
         if full {
             let resume = cx.pause();
-            if let Some(up) = g.links[link].exchange.as_mut().and_then(|e| e.upload.as_mut()) {
+            if let Some(up) = g.links[link]
+                .exchange
+                .as_mut()
+                .and_then(|e| e.upload.as_mut())
+            {
                 up.resume = Some(resume);
             }
         }

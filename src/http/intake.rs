@@ -100,7 +100,8 @@ impl<S: Service> HttpServer<S> {
             scratch: &mut self.scratch,
             heads: &mut self.heads,
         };
-        ex.answers.answer_next(&mut w, out, facts, |res| up.end(res))
+        ex.answers
+            .answer_next(&mut w, out, facts, |res| up.end(res))
     }
 
     /// A sink's [`BodyResume`](super::BodyResume) arrived: reading resumes, with the input
@@ -272,7 +273,10 @@ mod tests {
             whole.feed(stream);
             let want = text(&whole);
             assert_eq!(want.matches("HTTP/1.1 200 OK").count(), 2, "{want}");
-            assert!(want.contains("\r\n\r\nstreamed 31HTTP/1.1 200 OK"), "{want}");
+            assert!(
+                want.contains("\r\n\r\nstreamed 31HTTP/1.1 200 OK"),
+                "{want}"
+            );
             assert!(want.ends_with("buffered 0"), "{want}");
             for cut in 1..stream.len() {
                 let (mut h, log) = harness();
@@ -305,14 +309,26 @@ mod tests {
         };
         let (mut h, _) = harness();
         h.feed(&post("/buf", 16));
-        assert!(text(&h).ends_with("buffered 16") && !h.is_closed(), "{}", text(&h));
+        assert!(
+            text(&h).ends_with("buffered 16") && !h.is_closed(),
+            "{}",
+            text(&h)
+        );
         let (mut h, _) = harness();
         h.feed(&post("/buf", 17));
-        assert!(text(&h).starts_with("HTTP/1.1 413 ") && h.is_closed(), "{}", text(&h));
+        assert!(
+            text(&h).starts_with("HTTP/1.1 413 ") && h.is_closed(),
+            "{}",
+            text(&h)
+        );
         let (mut h, log) = harness();
         h.feed(&post("/up", 17));
         h.feed(&post("/up", 100_000));
-        assert!(text(&h).ends_with("streamed 100017") && !h.is_closed(), "{}", text(&h));
+        assert!(
+            text(&h).ends_with("streamed 100017") && !h.is_closed(),
+            "{}",
+            text(&h)
+        );
         assert_eq!(log.lock().unwrap().pieces, 2);
         // Chunked: 16 decoded bytes buffered, 17 refused, 17 streamed.
         let chunked = |path: &str, n: usize| {
@@ -324,7 +340,11 @@ mod tests {
         assert!(text(&h).ends_with("buffered 16"), "{}", text(&h));
         let (mut h, _) = harness();
         h.feed(chunked("/buf", 17).as_bytes());
-        assert!(text(&h).starts_with("HTTP/1.1 413 ") && h.is_closed(), "{}", text(&h));
+        assert!(
+            text(&h).starts_with("HTTP/1.1 413 ") && h.is_closed(),
+            "{}",
+            text(&h)
+        );
         let (mut h, _) = harness();
         h.feed(chunked("/up", 17).as_bytes());
         assert!(text(&h).ends_with("streamed 17"), "{}", text(&h));
@@ -338,7 +358,10 @@ mod tests {
         assert_eq!(h.output(), b"");
         h.feed(b"456789GET / HTTP/1.1\r\nHost: h\r\n\r\n");
         let out = text(&h);
-        assert!(out.starts_with("HTTP/1.1 413 Content Too Large\r\n"), "{out}");
+        assert!(
+            out.starts_with("HTTP/1.1 413 Content Too Large\r\n"),
+            "{out}"
+        );
         assert!(out.contains("Connection: close\r\n"), "{out}");
         assert_eq!(out.matches("HTTP/1.1").count(), 1, "{out}");
         assert!(h.is_closed());
@@ -363,14 +386,22 @@ mod tests {
     #[test]
     fn expect_continue_with_a_streamed_body() {
         let (mut h, log) = harness();
-        h.feed(b"POST /up HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+        h.feed(
+            b"POST /up HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+        );
         assert_eq!(h.output(), CONTINUE);
         h.feed(b"abc");
         assert!(text(&h).ends_with("streamed 3"), "{}", text(&h));
         assert_eq!(log.lock().unwrap().data, b"abc");
         let (mut h, _) = harness();
-        h.feed(b"POST /no HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
-        assert!(text(&h).starts_with("HTTP/1.1 403 Forbidden\r\n"), "{}", text(&h));
+        h.feed(
+            b"POST /no HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+        );
+        assert!(
+            text(&h).starts_with("HTTP/1.1 403 Forbidden\r\n"),
+            "{}",
+            text(&h)
+        );
         assert!(h.is_closed());
     }
 }
