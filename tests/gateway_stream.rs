@@ -21,9 +21,35 @@ use demo_util::Demo;
 use proto_util::{connect, tool, ResponseReader, TIMEOUT};
 
 const GIB: u64 = 1 << 30;
-/// The most a stalled relay may have taken in: the kernel's socket buffers on both sides,
-/// the high-water marks and a queue's worth, with room to spare.
+/// The most a stalled relay may have taken in: the kernel's socket buffers on the gateway's
+/// side (its reader's own are kept small; its receive buffer may grow to `tcp_rmem`'s 32 MiB
+/// here), the high-water marks and a queue's worth, with room to spare. A relay without
+/// back-pressure never stalls.
 const STALL_BOUND: u64 = 64 << 20;
+
+/// A socket with a small, fixed receive buffer (no autotuning): what a stalled reader
+/// leaves in its kernel buffer stays small, so the gateway's part shows.
+fn small_buffered() -> socket2::Socket {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(64 << 10).unwrap();
+    s
+}
+
+/// A client connected to `addr` with a small receive buffer.
+fn small_client(addr: SocketAddr) -> std::net::TcpStream {
+    let s = small_buffered();
+    s.connect(&addr.into()).unwrap();
+    s.into()
+}
+
+/// A listener whose connections have small receive buffers.
+fn small_listener() -> TcpListener {
+    let s = small_buffered();
+    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    s.listen(8).unwrap();
+    s.into()
+}
 
 /// Starts the gateway (one loop) in front of `upstream`.
 fn gateway(upstream: SocketAddr) -> Option<Demo> {
@@ -285,7 +311,7 @@ fn a_client_that_stops_reading_stalls_the_upstream() {
     let Some(gw) = gateway(up) else {
         return;
     };
-    let mut s = connect(gw.tcp());
+    let mut s = small_client(gw.tcp());
     s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     // Not reading: the upstream must stall.
@@ -315,7 +341,7 @@ fn a_client_that_stops_reading_stalls_the_upstream() {
 /// upstream reads again.
 #[test]
 fn an_upstream_that_stops_reading_stalls_the_client() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = small_listener();
     let up = listener.local_addr().unwrap();
     let (go_tx, go) = mpsc::channel::<()>();
     let upstream = thread::spawn(move || {
