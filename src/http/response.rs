@@ -331,48 +331,6 @@ impl<'r> Response<'r> {
         self.phase = Phase::Sent;
     }
 
-    /// Writes `Content-Length` (the length of `body`'s range) and the end of the head, then
-    /// the file's bytes, completing the response. On plain TCP they go from the file to the
-    /// socket with `sendfile(2)`, as the socket takes them; under TLS they are read in 64 KiB
-    /// pieces as the output drains. Either way the file is never held in memory, whatever its
-    /// size. A `HEAD` request (or a status without a body) gets the head only, and the file is
-    /// not read. Ignored if the response is already complete.
-    ///
-    /// A file that turns out shorter than the range when it is read (it was truncated
-    /// meanwhile), or fails to read, ends the connection after what could be sent: the
-    /// client sees a body shorter than its `Content-Length`, never bytes of another response.
-    ///
-    /// ```no_run
-    /// use eventide::http::files::FileBody;
-    /// use eventide::http::{Request, Response, Status};
-    ///
-    /// fn report(_req: &Request<'_>, res: &mut Response<'_>) {
-    ///     match std::fs::File::open("/srv/report.pdf").and_then(FileBody::whole) {
-    ///         Ok(body) => res.content_type("application/pdf").file(body),
-    ///         Err(_) => res.status(Status::NOT_FOUND).body(b""),
-    ///     }
-    /// }
-    /// # let _ = report;
-    /// ```
-    pub fn file(&mut self, body: FileBody) {
-        if self.is_done() {
-            log::warn!("eventide::http: a second body for one response; ignored");
-            return;
-        }
-        let send = !self.head_only && !self.status.bodyless();
-        self.start();
-        if !self.status.bodyless() {
-            let mut n = itoa::Buffer::new();
-            self.buf.extend_from_slice(b"Content-Length: ");
-            self.buf.extend_from_slice(n.format(body.len()).as_bytes());
-            self.buf.extend_from_slice(b"\r\n");
-        }
-        self.end_head();
-        self.phase = Phase::Sent;
-        if send && !body.is_empty() {
-            self.next = Next::File(body);
-        }
-    }
 
     /// The event loop of the request's connection: to open an outbound connection that will
     /// answer it ([`LoopCx::connect`](crate::LoopCx::connect), see
