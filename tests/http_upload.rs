@@ -443,3 +443,38 @@ fn continue_then_a_streamed_body_then_a_pipelined_request() {
     assert_eq!(String::from_utf8_lossy(&c.next().unwrap().body), want);
     server.stop();
 }
+
+/// A graceful stop with a body half in: the body may finish, and its answer is the
+/// connection's last (`Connection: close`).
+#[test]
+fn a_stop_lets_a_streamed_body_finish() {
+    let (server, seen, _rx) = paced_server();
+    let mut c = ResponseReader::new(connect(server.local_addr()));
+    c.stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    c.send(b"PUT /plain HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01234");
+    let start = std::time::Instant::now();
+    while seen.load(Ordering::SeqCst) < 5 {
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "the sink never got the first bytes"
+        );
+        std::thread::yield_now();
+    }
+    // An idle connection on the same loop closes at the stop: once it has, the stop has
+    // reached the upload's connection too.
+    let mut idle = ResponseReader::new(connect(server.local_addr()));
+    idle.stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    idle.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(idle.next().unwrap().body, b"ok 0");
+    server.stop();
+    idle.expect_closed();
+    c.send(b"56789");
+    let res = c.next().expect("the upload's answer");
+    let mut h = WordHash::default();
+    h.update(b"0123456789");
+    let want = format!("10 {:016x} None", h.finish());
+    assert_eq!(String::from_utf8_lossy(&res.body), want);
+    assert_eq!(res.header("Connection"), Some("close"));
+    c.expect_closed();
+    server.join().expect("the loops exit cleanly");
+}

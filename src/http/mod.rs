@@ -32,6 +32,11 @@
 //! * **Bodies.** `Content-Length` bodies are handed over in place; `Transfer-Encoding: chunked`
 //!   bodies (extensions and trailers allowed) are validated incrementally as they arrive and
 //!   decoded into a per-loop buffer once complete. `Expect: 100-continue` is answered.
+//! * **Streamed request bodies**, of any size: [`Service::intake`] chooses per request to
+//!   take the body piece by piece into a [`BodySink`] (each piece a slice of the input, never
+//!   copied), which can [`pause`](SinkCx::pause) reading until a slower consumer catches up
+//!   ([`BodyResume`], `Send`), gets the [`Trailers`] at the end and answers; see
+//!   [`BodySink`] for an example.
 //! * **No allocation per request.** The status line and headers are written straight into the
 //!   connection's output; `Server` and `Date` come from a per-loop block refreshed at each
 //!   second boundary by a loop timer; lengths are formatted with `itoa`.
@@ -57,7 +62,8 @@
 //!
 //! Keep the server's inbound limit
 //! ([`Builder::inbound_limit`](crate::Builder::inbound_limit), 1 MiB by default) above
-//! `max_head_size + 2 * max_body_size + 8 KiB`, the most one incomplete request may buffer.
+//! `max_head_size + 2 * max_body_size + 8 KiB`, the most one incomplete request may buffer. A
+//! streamed body buffers at most what one read brings, whatever its size.
 
 use crate::{Action, CloseReason, Conn, ConnId, ConnectError, LoopCx};
 

@@ -7,43 +7,6 @@
 //! is used, from any thread or from another connection's callback. At the end the sink gets
 //! the trailer fields and writes the response, at once or later ([`Response::defer`]), in
 //! the connection's order of answers.
-//!
-//! ```
-//! use eventide::http::{
-//!     BodySink, HttpServer, Intake, Request, Response, Service, SinkCx, Status, Trailers,
-//! };
-//!
-//! /// Counts the bytes of `PUT /count` bodies of any size; other requests are buffered.
-//! struct Counter;
-//!
-//! struct Count(u64);
-//!
-//! impl BodySink for Count {
-//!     fn data(&mut self, chunk: &[u8], _cx: &mut SinkCx<'_>) -> Result<(), Status> {
-//!         self.0 += chunk.len() as u64;
-//!         Ok(())
-//!     }
-//!
-//!     fn end(self: Box<Self>, _trailers: &Trailers<'_>, res: &mut Response<'_>) {
-//!         res.body(format!("{} bytes", self.0).as_bytes());
-//!     }
-//! }
-//!
-//! impl Service for Counter {
-//!     fn intake(&mut self, req: &Request<'_>) -> Intake {
-//!         match (req.method(), req.path()) {
-//!             ("PUT", "/count") => Intake::stream(Count(0)),
-//!             _ => Intake::Buffer,
-//!         }
-//!     }
-//!
-//!     fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
-//!         res.body(format!("{} bytes, buffered", req.body().len()).as_bytes());
-//!     }
-//! }
-//!
-//! let _server = HttpServer::new(Counter);
-//! ```
 
 use std::any::Any;
 use std::fmt;
@@ -87,6 +50,43 @@ impl fmt::Debug for Intake {
 
 /// Where a streamed request body goes, piece by piece (see [`Intake::Stream`]). It lives on
 /// the connection's loop thread, so it need not be `Send`, and must not block.
+///
+/// ```
+/// use eventide::http::{
+///     BodySink, HttpServer, Intake, Request, Response, Service, SinkCx, Status, Trailers,
+/// };
+///
+/// /// Counts the bytes of `PUT /count` bodies of any size; other requests are buffered.
+/// struct Counter;
+///
+/// struct Count(u64);
+///
+/// impl BodySink for Count {
+///     fn data(&mut self, chunk: &[u8], _cx: &mut SinkCx<'_>) -> Result<(), Status> {
+///         self.0 += chunk.len() as u64;
+///         Ok(())
+///     }
+///
+///     fn end(self: Box<Self>, _trailers: &Trailers<'_>, res: &mut Response<'_>) {
+///         res.body(format!("{} bytes", self.0).as_bytes());
+///     }
+/// }
+///
+/// impl Service for Counter {
+///     fn intake(&mut self, req: &Request<'_>) -> Intake {
+///         match (req.method(), req.path()) {
+///             ("PUT", "/count") => Intake::stream(Count(0)),
+///             _ => Intake::Buffer,
+///         }
+///     }
+///
+///     fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
+///         res.body(format!("{} bytes, buffered", req.body().len()).as_bytes());
+///     }
+/// }
+///
+/// let _server = HttpServer::new(Counter);
+/// ```
 pub trait BodySink: 'static {
     /// The next piece of the body, decoded (chunk framing removed), never empty: a slice of
     /// the connection's input, valid for this call. Keep what is needed, or forward it, and
@@ -137,6 +137,51 @@ impl SinkCx<'_> {
     /// not handed over wait in the connection's input; the client's further writes stall in
     /// the kernel's buffers. A piece that completes a `Content-Length` body still ends it
     /// ([`BodySink::end`] is called).
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::sync::mpsc::Sender;
+    ///
+    /// use eventide::http::{BodyResume, BodySink, Response, SinkCx, Status, Trailers};
+    ///
+    /// /// Hands the body to a writer thread a MiB at a time, reading no further until the
+    /// /// thread has written each one.
+    /// struct ToWriter {
+    ///     tx: Sender<(Vec<u8>, Option<BodyResume>)>,
+    ///     buf: Vec<u8>,
+    /// }
+    ///
+    /// impl BodySink for ToWriter {
+    ///     fn data(&mut self, chunk: &[u8], cx: &mut SinkCx<'_>) -> Result<(), Status> {
+    ///         self.buf.extend_from_slice(chunk);
+    ///         if self.buf.len() >= 1 << 20 {
+    ///             let piece = (std::mem::take(&mut self.buf), Some(cx.pause()));
+    ///             self.tx.send(piece).map_err(|_| Status::INTERNAL_SERVER_ERROR)?;
+    ///         }
+    ///         Ok(())
+    ///     }
+    ///
+    ///     fn end(self: Box<Self>, _trailers: &Trailers<'_>, res: &mut Response<'_>) {
+    ///         let _ = self.tx.send((self.buf, None));
+    ///         res.status(Status::CREATED).body(b"");
+    ///     }
+    /// }
+    ///
+    /// /// The writer thread's loop.
+    /// fn write_all(rx: std::sync::mpsc::Receiver<(Vec<u8>, Option<BodyResume>)>, mut to: impl Write) {
+    ///     for (piece, resume) in rx {
+    ///         if to.write_all(&piece).is_err() {
+    ///             return; // the resumes dropped with `rx` resume the uploads
+    ///         }
+    ///         if let Some(resume) = resume {
+    ///             let _ = resume.resume();
+    ///         }
+    ///     }
+    /// }
+    /// # let (tx, rx) = std::sync::mpsc::channel();
+    /// # drop(tx);
+    /// # write_all(rx, Vec::new());
+    /// ```
     pub fn pause(&mut self) -> BodyResume {
         self.pause.paused = true;
         self.pause.count = self.pause.count.wrapping_add(1);
