@@ -12,8 +12,8 @@
 //! What it does to a request: hop-by-hop header fields (`Connection`, `Keep-Alive`,
 //! `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade` and those `Connection` names)
 //! are removed both ways, the client's address is appended to `X-Forwarded-For`, and the
-//! body goes upstream with a `Content-Length` (a chunked upload is decoded by the codec
-//! first). An upstream that cannot be reached, refuses, resets or breaks HTTP before its
+//! body goes upstream as it came: with its `Content-Length`, or chunked again (a request's
+//! trailer fields are not forwarded). An upstream that cannot be reached, refuses, resets or breaks HTTP before its
 //! answer's head is in gives the client `502 Bad Gateway`; one silent for
 //! `--upstream-timeout` seconds (default 10) gives `504 Gateway Timeout`. A failure after
 //! the head cannot be told to the client any more: its connection closes, so it sees a body
@@ -24,8 +24,9 @@
 //! arrives, with the upstream's `Content-Length` (kept for `HEAD` too) or chunked. While the
 //! client's output is past its high-water mark the gateway stops reading that upstream
 //! connection, and resumes when the client has drained, so a download of any size costs the
-//! gateway a few hundred KiB. Request bodies are collected by the codec and sent on whole,
-//! bounded by `--max-body` bytes (default 128 MiB; above it: 413).
+//! gateway a few hundred KiB. Request bodies are streamed the other way (`upload.rs`): the
+//! client is paused while the upstream connection's output is full. `--max-body BYTES`
+//! bounds a request body (default: no limit; above it, 413).
 //!
 //! Each loop keeps at most `--max-idle` idle connections per upstream (default 32); one
 //! returned to a full pool is closed.

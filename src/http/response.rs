@@ -331,7 +331,6 @@ impl<'r> Response<'r> {
         self.phase = Phase::Sent;
     }
 
-
     /// The event loop of the request's connection: to open an outbound connection that will
     /// answer it ([`LoopCx::connect`](crate::LoopCx::connect), see
     /// [`Service::on_connect`](super::Service::on_connect)), set a loop timer, or get a
