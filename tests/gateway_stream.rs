@@ -18,7 +18,7 @@ use std::thread;
 use std::time::Duration;
 
 use demo_util::Demo;
-use proto_util::{connect, tool, ResponseReader, TIMEOUT};
+use proto_util::{check_pattern, connect, status_kb, tool, ResponseReader, TIMEOUT};
 
 const GIB: u64 = 1 << 30;
 /// The most a stalled relay may have taken in: the kernel's socket buffers on the gateway's
@@ -58,39 +58,6 @@ fn gateway(upstream: SocketAddr) -> Option<Demo> {
         "gateway",
         &["--addr", "127.0.0.1:0", "--loops", "1", "--upstream", &up],
     )
-}
-
-/// The gateway's current resident memory, from `/proc/PID/status`.
-fn rss_kb(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} in /proc/PID/status"))
-}
-
-fn peak_rss_kb(pid: u32) -> u64 {
-    rss_kb(pid, "VmHWM:")
-}
-
-/// Reads `len` bytes from `r` and checks them against the api demo's download pattern (byte
-/// `i` is `i % 251`), a memcmp per block.
-fn check_pattern(r: &mut impl BufRead, len: u64) {
-    let pattern: Vec<u8> = (0..(1 << 20) + 251).map(|i| (i % 251) as u8).collect();
-    let mut at = 0u64;
-    while at < len {
-        let buf = r.fill_buf().unwrap();
-        assert!(!buf.is_empty(), "the body ended at {at} of {len} bytes");
-        let n = buf.len().min(1 << 20).min((len - at) as usize);
-        let from = (at % 251) as usize;
-        assert!(
-            buf[..n] == pattern[from..from + n],
-            "the body differs near byte {at}"
-        );
-        r.consume(n);
-        at += n as u64;
-    }
 }
 
 /// 1 GiB downloaded through the gateway from the api demo's streamed download, with its
@@ -155,7 +122,7 @@ fn a_gib_download_streams_through_the_gateway_in_little_memory() {
         }
         assert_eq!(at, GIB, "chunked body length");
     }
-    let peak = peak_rss_kb(gw.pid());
+    let peak = status_kb(gw.pid(), "VmHWM:");
     gw.stop("-TERM");
     api.stop("-TERM");
     assert!(
@@ -238,7 +205,7 @@ fn a_gib_upload_streams_through_the_gateway_in_little_memory() {
         String::from_utf8_lossy(&done.stderr)
     );
     assert_eq!(upload_answer(&done.stdout), (GIB, format!("{sent:016x}")));
-    let peak = peak_rss_kb(gw.pid());
+    let peak = status_kb(gw.pid(), "VmHWM:");
     gw.stop("-TERM");
     api.stop("-TERM");
     assert!(
@@ -320,7 +287,7 @@ fn a_client_that_stops_reading_stalls_the_upstream() {
         at < STALL_BOUND,
         "the upstream wrote {at} bytes to a client reading nothing"
     );
-    let held = rss_kb(gw.pid(), "VmRSS:");
+    let held = status_kb(gw.pid(), "VmRSS:");
     assert!(held < 32 * 1024, "the stalled gateway holds {held} KiB");
     let mut r = BufReader::with_capacity(1 << 20, s);
     let mut head = String::new();
@@ -387,7 +354,7 @@ fn an_upstream_that_stops_reading_stalls_the_client() {
         at < STALL_BOUND,
         "the client wrote {at} bytes to an upstream reading nothing"
     );
-    let held = rss_kb(gw.pid(), "VmRSS:");
+    let held = status_kb(gw.pid(), "VmRSS:");
     assert!(held < 32 * 1024, "the stalled gateway holds {held} KiB");
     go_tx.send(()).unwrap();
     let sent = client.join().unwrap();

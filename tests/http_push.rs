@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use eventide::http::{BodyWriter, Flow, HttpServer, Reply, Request, Response, Service};
 use eventide::{LoopCx, LoopHandle, Server};
-use proto_util::{connect, ResponseReader, TIMEOUT};
+use proto_util::{check_pattern, connect, ResponseReader, TIMEOUT};
 
 /// Byte `i` of every body is `i % 251`.
 fn pattern() -> Vec<u8> {
@@ -236,24 +236,6 @@ fn serve_with_waits() -> (Server, mpsc::Receiver<Report>, mpsc::Receiver<u64>) {
 fn report(rx: &mpsc::Receiver<Report>) -> Report {
     rx.recv_timeout(TIMEOUT)
         .expect("the producer reports within the timeout")
-}
-
-/// Reads `len` bytes of the pattern from `r`, checking each.
-fn check_pattern(r: &mut impl BufRead, len: u64) {
-    let pattern = pattern();
-    let mut at = 0u64;
-    while at < len {
-        let buf = r.fill_buf().unwrap();
-        assert!(!buf.is_empty(), "the body ended at {at} of {len} bytes");
-        let n = buf.len().min(PIECE as usize).min((len - at) as usize);
-        let from = (at % 251) as usize;
-        assert!(
-            buf[..n] == pattern[from..from + n],
-            "the body differs near byte {at}"
-        );
-        r.consume(n);
-        at += n as u64;
-    }
 }
 
 /// The head of a response on `r`.

@@ -143,7 +143,7 @@ impl Shared {
 /// # let _ = ticker;
 /// ```
 pub struct BodyWriter {
-    /// `None`: no body goes out (`HEAD`, a status without one, or no connection).
+    /// `None`: no body goes out — the head only (`no_body`), or nowhere to go (pushes fail).
     shared: Option<Arc<Shared>>,
     /// Bytes still due with a known length.
     left: Option<u64>,
@@ -268,12 +268,19 @@ impl BodyWriter {
 
     /// Whether the client has gone (a push would fail).
     pub fn is_closed(&self) -> bool {
-        self.shared
-            .as_ref()
-            .is_some_and(|s| s.lock().gone || s.to.is_closed())
+        match &self.shared {
+            Some(s) => s.lock().gone || s.to.is_closed(),
+            None => !self.no_body,
+        }
     }
 
     fn check_open(&self) -> io::Result<()> {
+        if self.shared.is_none() && !self.no_body {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "this body goes nowhere: its response was given already, or has no connection",
+            ));
+        }
         if self.done {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -310,10 +317,10 @@ impl BodyWriter {
 
 impl Drop for BodyWriter {
     fn drop(&mut self) {
-        if !self.done {
+        if !self.done && self.shared.is_some() && !self.no_body {
             log::warn!("eventide::http: a pushed body was dropped unfinished; cutting it");
-            self.end(End::Failed);
         }
+        self.end(End::Failed);
     }
 }
 
@@ -482,18 +489,16 @@ impl Response<'_> {
     pub fn push_body(&mut self, len: Option<u64>) -> BodyWriter {
         if self.is_sent() {
             log::warn!("eventide::http: a second body for one response; ignored");
-            return BodyWriter::new(None, None, true);
+            return BodyWriter::new(None, None, false);
         }
-        let no_body = self.head_only || self.status.bodyless();
-        let handle = if no_body { None } else { self.out.handle() };
-        let Some(to) = handle.filter(|_| !no_body) else {
-            if !no_body {
-                log::error!("eventide::http: push_body() without a connection; answered 500");
-                self.fail();
-                return BodyWriter::new(None, None, true);
-            }
+        if self.head_only || self.status.bodyless() {
             self.open_body(len);
             return BodyWriter::new(None, len, true);
+        }
+        let Some(to) = self.out.handle() else {
+            log::error!("eventide::http: push_body() without a connection; answered 500");
+            self.fail();
+            return BodyWriter::new(None, None, false);
         };
         let shared = Arc::new(Shared {
             to,

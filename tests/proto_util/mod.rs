@@ -1,10 +1,11 @@
 //! Helpers for the protocol tests (HTTP and RESP): blocking clients with bounded timeouts, an
-//! HTTP/1.1 response reader for raw sockets, and finding the tools they drive (a missing one
-//! fails the test under `CI=true`).
+//! HTTP/1.1 response reader for raw sockets, the check of the demos' download pattern, a
+//! process's memory from `/proc`, and finding the tools they drive (a missing one fails the
+//! test under `CI=true`).
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -266,4 +267,34 @@ impl ResponseReader {
 
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Reads `len` bytes from `r` and checks them against the demos' download pattern (byte `i`
+/// is `i % 251`), a memcmp per block.
+pub fn check_pattern(r: &mut impl BufRead, len: u64) {
+    let pattern: Vec<u8> = (0..(1 << 20) + 251).map(|i| (i % 251) as u8).collect();
+    let mut at = 0u64;
+    while at < len {
+        let buf = r.fill_buf().unwrap();
+        assert!(!buf.is_empty(), "the body ended at {at} of {len} bytes");
+        let n = buf.len().min(1 << 20).min((len - at) as usize);
+        let from = (at % 251) as usize;
+        assert!(
+            buf[..n] == pattern[from..from + n],
+            "the body differs near byte {at}"
+        );
+        r.consume(n);
+        at += n as u64;
+    }
+}
+
+/// A memory figure of process `pid` in KiB, from `/proc/PID/status`: `VmHWM:` (the peak
+/// resident set) or `VmRSS:` (the current one).
+pub fn status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
 }
