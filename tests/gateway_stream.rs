@@ -10,7 +10,7 @@ mod demo_util;
 mod hash;
 mod proto_util;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
 use std::sync::mpsc;
@@ -60,6 +60,39 @@ fn gateway(upstream: SocketAddr) -> Option<Demo> {
     )
 }
 
+/// Reads a chunked body of `len` bytes from `r`, decoding it as it arrives and checking the
+/// download pattern across its chunks.
+fn check_chunked_pattern(r: &mut impl BufRead, len: u64) {
+    let mut at = 0u64;
+    let pattern: Vec<u8> = (0..(1 << 20) + 251).map(|i| (i % 251) as u8).collect();
+    loop {
+        let mut line = String::new();
+        assert!(r.read_line(&mut line).unwrap() > 0, "ended at {at}");
+        let size = u64::from_str_radix(line.trim_end(), 16).expect("a chunk size");
+        if size == 0 {
+            let mut end = String::new();
+            r.read_line(&mut end).unwrap();
+            assert_eq!(end, "\r\n");
+            break;
+        }
+        let mut left = size;
+        while left > 0 {
+            let buf = r.fill_buf().unwrap();
+            assert!(!buf.is_empty(), "ended inside a chunk at {at}");
+            let n = buf.len().min(1 << 20).min(left as usize);
+            let from = (at % 251) as usize;
+            assert!(buf[..n] == pattern[from..from + n], "differs near {at}");
+            r.consume(n);
+            at += n as u64;
+            left -= n as u64;
+        }
+        let mut crlf = [0u8; 2];
+        r.read_exact(&mut crlf).unwrap();
+        assert_eq!(&crlf, b"\r\n");
+    }
+    assert_eq!(at, len, "chunked body length");
+}
+
 /// 1 GiB downloaded through the gateway from the api demo's streamed download, with its
 /// `Content-Length` and then chunked: byte-exact, and the gateway, which pauses its upstream
 /// while the client is full, never held more than 32 MiB.
@@ -92,35 +125,7 @@ fn a_gib_download_streams_through_the_gateway_in_little_memory() {
             check_pattern(&mut r, GIB);
             continue;
         }
-        // Chunked: decode as the body arrives, checking the pattern across chunks.
-        let mut at = 0u64;
-        let pattern: Vec<u8> = (0..(1 << 20) + 251).map(|i| (i % 251) as u8).collect();
-        loop {
-            let mut line = String::new();
-            assert!(r.read_line(&mut line).unwrap() > 0, "ended at {at}");
-            let size = u64::from_str_radix(line.trim_end(), 16).expect("a chunk size");
-            if size == 0 {
-                let mut end = String::new();
-                r.read_line(&mut end).unwrap();
-                assert_eq!(end, "\r\n");
-                break;
-            }
-            let mut left = size;
-            while left > 0 {
-                let buf = r.fill_buf().unwrap();
-                assert!(!buf.is_empty(), "ended inside a chunk at {at}");
-                let n = buf.len().min(1 << 20).min(left as usize);
-                let from = (at % 251) as usize;
-                assert!(buf[..n] == pattern[from..from + n], "differs near {at}");
-                r.consume(n);
-                at += n as u64;
-                left -= n as u64;
-            }
-            let mut crlf = [0u8; 2];
-            r.read_exact(&mut crlf).unwrap();
-            assert_eq!(&crlf, b"\r\n");
-        }
-        assert_eq!(at, GIB, "chunked body length");
+        check_chunked_pattern(&mut r, GIB);
     }
     let peak = status_kb(gw.pid(), "VmHWM:");
     gw.stop("-TERM");

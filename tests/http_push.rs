@@ -111,6 +111,25 @@ impl Pushes {
         }
     }
 
+    /// Starts a body of `n` bytes (`len`: announced) pushed by the loop's own timer.
+    fn start_local(&mut self, res: &mut Response<'_>, len: Option<u64>, n: u64) {
+        let body = res.push_body(len);
+        let token = self.next_token;
+        self.next_token += 1;
+        let report = Report::default();
+        self.local.insert(
+            token,
+            Local {
+                body,
+                len: n,
+                report,
+            },
+        );
+        if let Some(mut cx) = res.loop_cx() {
+            cx.set_timer(Duration::ZERO, token);
+        }
+    }
+
     /// Runs a local producer until its body is done or a push says `Full`.
     fn run_local(&mut self, cx: &mut LoopCx<'_>, token: u64) {
         let Some(job) = self.local.get_mut(&token) else {
@@ -172,21 +191,7 @@ impl Service for Pushes {
             }
             "/local" | "/local-chunked" => {
                 let len = (req.path() == "/local").then_some(n);
-                let body = res.push_body(len);
-                let token = self.next_token;
-                self.next_token += 1;
-                let report = Report::default();
-                self.local.insert(
-                    token,
-                    Local {
-                        body,
-                        len: n,
-                        report,
-                    },
-                );
-                if let Some(mut cx) = res.loop_cx() {
-                    cx.set_timer(Duration::ZERO, token);
-                }
+                self.start_local(res, len, n);
             }
             "/cut" => {
                 let mut body = res.push_body(None);
@@ -196,16 +201,17 @@ impl Service for Pushes {
                 });
             }
             "/over" | "/under" => {
-                let mut body = res.push_body(Some(10));
                 let pushed = if req.path() == "/over" { 11 } else { 5 };
+                let mut body = res.push_body(Some(10));
                 let end = body
                     .push(&vec![b'x'; pushed])
                     .and_then(|_| body.finish())
                     .map_err(|e| e.kind());
-                let _ = tx.done.send(Report {
+                let report = Report {
                     end: Some(end),
                     ..Report::default()
-                });
+                };
+                let _ = tx.done.send(report);
             }
             _ => res.body(b"ok"),
         }

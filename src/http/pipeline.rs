@@ -306,53 +306,15 @@ impl Answers {
                 out.flush();
                 out.out.put_vec(std::mem::take(&mut front.held));
             }
-            let mut ok = true;
-            match std::mem::replace(&mut front.tail, Tail::Done) {
-                Tail::Owed => {
-                    front.tail = Tail::Owed;
+            let ok = match write_tail(std::mem::replace(&mut front.tail, Tail::Done), out) {
+                Ok(ok) => ok,
+                Err(rest) => {
+                    // An answer still owed, or a body's rest once the output drains (or its
+                    // writer pushes more).
+                    front.tail = rest;
                     return true;
                 }
-                Tail::Done => {}
-                Tail::File(body) if out.out.zero_copy_files() => {
-                    out.flush();
-                    let (file, offset, len) = body.into_parts();
-                    ok = out.out.put_file(file, offset, len);
-                }
-                Tail::File(mut body) => {
-                    out.flush();
-                    match copy_file(out.out, &mut body) {
-                        Copied::All => {}
-                        Copied::Some => {
-                            front.tail = Tail::File(body);
-                            return true; // the rest once the output drains
-                        }
-                        Copied::Failed => ok = false,
-                    }
-                }
-                Tail::Stream(mut body) => {
-                    out.flush();
-                    let mut piece = Vec::new();
-                    match body.pump(out.out, &mut piece) {
-                        Pumped::All => {}
-                        Pumped::Some => {
-                            front.tail = Tail::Stream(body);
-                            return true; // the rest once the output drains
-                        }
-                        Pumped::Failed => ok = false,
-                    }
-                }
-                Tail::Push(mut slot) => {
-                    out.flush();
-                    match slot.pump(out.out) {
-                        Pumped::All => {}
-                        Pumped::Some => {
-                            front.tail = Tail::Push(slot);
-                            return true; // the rest as the writer pushes it
-                        }
-                        Pumped::Failed => ok = false,
-                    }
-                }
-            }
+            };
             let done = pipe.slots.pop_front();
             pipe.first += 1;
             out.out.answer_given();
@@ -368,6 +330,43 @@ impl Answers {
         self.pipe = None;
         true
     }
+}
+
+/// Writes what follows a slot's held bytes as far as the output allows: whether it all went
+/// out (`false`: it failed, the answer is cut short), or what is left to wait for.
+fn write_tail(tail: Tail, out: &mut Batch<'_>) -> Result<bool, Tail> {
+    let pumped = match tail {
+        Tail::Owed => return Err(Tail::Owed),
+        Tail::Done => return Ok(true),
+        Tail::File(body) if out.out.zero_copy_files() => {
+            out.flush();
+            let (file, offset, len) = body.into_parts();
+            return Ok(out.out.put_file(file, offset, len));
+        }
+        Tail::File(mut body) => {
+            out.flush();
+            match copy_file(out.out, &mut body) {
+                Copied::All => Pumped::All,
+                Copied::Some => return Err(Tail::File(body)),
+                Copied::Failed => Pumped::Failed,
+            }
+        }
+        Tail::Stream(mut body) => {
+            out.flush();
+            match body.pump(out.out, &mut Vec::new()) {
+                Pumped::Some => return Err(Tail::Stream(body)),
+                pumped => pumped,
+            }
+        }
+        Tail::Push(mut slot) => {
+            out.flush();
+            match slot.pump(out.out) {
+                Pumped::Some => return Err(Tail::Push(slot)),
+                pumped => pumped,
+            }
+        }
+    };
+    Ok(matches!(pumped, Pumped::All))
 }
 
 impl From<Next> for Tail {
