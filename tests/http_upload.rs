@@ -93,8 +93,8 @@ fn upload_answer(json: &[u8]) -> (u64, String) {
 }
 
 /// 1 GiB with `Content-Length` over a raw socket, then 1 GiB chunked through `curl` fed
-/// from a pipe: the demo's digest matches the client's both times, and the demo never held
-/// more than 32 MiB.
+/// from a pipe (curl asks `Expect: 100-continue` first): the demo's digest matches the
+/// client's both times, and the demo never held more than 32 MiB.
 #[test]
 fn a_gib_uploads_through_the_api_demo_in_little_memory() {
     let Some(curl) = tool(
@@ -144,6 +144,7 @@ fn a_gib_uploads_through_the_api_demo_in_little_memory() {
     assert_eq!(upload_answer(&done.stdout), (GIB, format!("{sent:016x}")));
 
     let peak = peak_rss_kb(api.pid());
+    println!("the api demo's peak RSS taking 2 GiB: {peak} KiB");
     api.stop("-TERM");
     assert!(
         peak < RSS_BOUND_KB,

@@ -14,6 +14,7 @@ mod util;
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -25,10 +26,15 @@ use faults_support::{connect, mixes, recorded, seeds, verdict, Case, Outcome};
 use hash::WordHash;
 use util::Rng;
 
+/// The threads that resume the sinks (joined before the descriptors are counted: each
+/// holds a handle, and so the loop's shared state, until it ends).
+type Resumers = Arc<Mutex<Vec<thread::JoinHandle<()>>>>;
+
 /// A sink that digests its body and pauses every 64 KiB, resumed from a thread of its own.
 struct Digest {
     hash: WordHash,
     next_pause: u64,
+    resumers: Resumers,
 }
 
 impl BodySink for Digest {
@@ -37,7 +43,10 @@ impl BodySink for Digest {
         if cx.received() >= self.next_pause {
             self.next_pause = cx.received() + 64 * 1024;
             let resume = cx.pause();
-            thread::spawn(move || resume.resume());
+            let t = thread::spawn(move || {
+                let _ = resume.resume();
+            });
+            self.resumers.lock().unwrap().push(t);
         }
         Ok(())
     }
@@ -48,13 +57,14 @@ impl BodySink for Digest {
     }
 }
 
-struct Uploads;
+struct Uploads(Resumers);
 
 impl Service for Uploads {
     fn intake(&mut self, _req: &Request<'_>) -> Intake {
         Intake::stream(Digest {
             hash: WordHash::default(),
             next_pause: 64 * 1024,
+            resumers: Arc::clone(&self.0),
         })
     }
 
@@ -101,7 +111,9 @@ fn streamed_uploads_under_faults() {
         let what = format!("http uploads {cfg}");
         let case = Case::new(&what);
         let (faults, bytes) = case.run(move || {
-            let (factory, log) = recorded(|_| HttpServer::new(Uploads));
+            let resumers = Resumers::default();
+            let shared = Arc::clone(&resumers);
+            let (factory, log) = recorded(move |_| HttpServer::new(Uploads(Arc::clone(&shared))));
             let server = Server::builder()
                 .bind("127.0.0.1:0")
                 .loops(2)
@@ -119,6 +131,9 @@ fn streamed_uploads_under_faults() {
                 .collect();
             let outcomes: Vec<Outcome> = clients.into_iter().map(|t| t.join().unwrap()).collect();
             let faults = stop(server, &what);
+            for t in std::mem::take(&mut *resumers.lock().unwrap()) {
+                t.join().expect("a resuming thread");
+            }
             (faults, verdict(&what, &outcomes, &log, faults))
         });
         case.finish(faults, bytes);

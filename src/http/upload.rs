@@ -215,8 +215,7 @@ impl SinkCx<'_> {
         self.out.handle()
     }
 
-    /// The address of the client (what a proxy puts in `X-Forwarded-For`); `None` for a
-    /// Unix socket or an in-memory connection.
+    /// The client's address; `None` on an in-memory connection (or a Unix socket).
     pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
         self.out.peer_addr()
     }
