@@ -361,34 +361,49 @@ impl Gateway {
 
 impl Exchange {
     /// Reads the upstream's `input`: the head starts the client's answer, body pieces are
-    /// pushed to it. Returns what was read, and whether the client takes more (an error:
-    /// the client has gone).
+    /// pushed to it — except an answer complete in this read, small and not for a `HEAD`,
+    /// which goes to the client whole, as one message. Returns what was read, and whether
+    /// the client takes more (an error: the client has gone).
     fn relay(&mut self, input: &[u8], cx: &mut LoopCx<'_>) -> (Read, std::io::Result<Flow>) {
+        let head_only = self.reader.head_only();
         let (responder, body) = (&mut self.responder, &mut self.body);
+        let mut head = None;
+        let mut small = Vec::new();
         let mut flow = Ok(Flow::Open);
         let read = self.reader.read(input, &mut |piece| {
             if flow.is_err() {
                 return;
             }
             match piece {
-                Piece::Head(answer) => match responder.take() {
-                    Some(r) => match r.push(head_of(answer), answer.len) {
-                        Ok(writer) => *body = Some(writer),
-                        Err(e) => flow = Err(e),
-                    },
-                    None => log::warn!("gateway: a second head for one answer"),
-                },
+                Piece::Head(answer) => head = Some((head_of(answer), answer.len)),
+                Piece::Body(bytes) if body.is_none() && small.len() + bytes.len() <= SMALL => {
+                    small.extend_from_slice(bytes);
+                }
                 Piece::Body(bytes) => {
-                    if let Some(w) = body.as_mut() {
-                        match w.push_local(cx, bytes) {
-                            Ok(Flow::Full) => flow = Ok(Flow::Full),
-                            Ok(Flow::Open) => {}
-                            Err(e) => flow = Err(e),
-                        }
+                    if let Some(head) = head.take() {
+                        flow = start(responder, body, head, &small, cx);
+                        small = Vec::new();
+                    }
+                    if let (Some(w), Ok(_)) = (body.as_mut(), &flow) {
+                        flow = w.push_local(cx, bytes).map(|f| match flow {
+                            Ok(Flow::Full) => Flow::Full,
+                            _ => f,
+                        });
                     }
                 }
             }
         });
+        if let Some((reply, len)) = head.filter(|_| flow.is_ok()) {
+            match responder.take() {
+                Some(r) if matches!(read, Read::Done(_)) && !head_only => {
+                    flow = r.send(reply.body(small)).map(|()| Flow::Open);
+                }
+                r => {
+                    *responder = r;
+                    flow = start(responder, body, (reply, len), &small, cx);
+                }
+            }
+        }
         (read, flow)
     }
 
@@ -400,6 +415,29 @@ impl Exchange {
             }
         }
     }
+}
+
+/// The most body bytes of an answer complete in one read that go to the client with its
+/// head as one reply (a larger or longer answer is pushed).
+const SMALL: usize = 64 * 1024;
+
+/// Starts pushing the client's answer: its `head` (and length), then the body bytes `first`.
+fn start(
+    responder: &mut Option<Responder>,
+    body: &mut Option<BodyWriter>,
+    (reply, len): (Reply, Option<u64>),
+    first: &[u8],
+    cx: &mut LoopCx<'_>,
+) -> std::io::Result<Flow> {
+    let Some(r) = responder.take() else {
+        log::warn!("gateway: a second head for one answer");
+        return Ok(Flow::Open);
+    };
+    let writer = body.insert(r.push(reply, len)?);
+    if first.is_empty() {
+        return Ok(Flow::Open);
+    }
+    writer.push_local(cx, first)
 }
 
 /// The client's head for the upstream's answer: its status and end-to-end fields.

@@ -223,6 +223,11 @@ impl ResponseReader {
         }
     }
 
+    /// Whether this reads the answer to a `HEAD` request (no body, whatever the head says).
+    pub fn head_only(&self) -> bool {
+        self.head_only
+    }
+
     /// Whether the head of the answer is in (an upstream failing after it cannot be
     /// answered for with a 502 of the gateway's own without the client knowing).
     pub fn started(&self) -> bool {
