@@ -12,58 +12,67 @@
 //! What it does to a request: hop-by-hop header fields (`Connection`, `Keep-Alive`,
 //! `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade` and those `Connection` names)
 //! are removed both ways, the client's address is appended to `X-Forwarded-For`, and the
-//! body goes upstream with a `Content-Length` (a chunked upload is decoded by the codec
-//! first). An upstream that cannot be reached, refuses, resets or breaks HTTP before its
+//! body goes upstream as it came: with its `Content-Length`, or chunked again (a request's
+//! trailer fields are not forwarded). An upstream that cannot be reached, refuses, resets or breaks HTTP before its
 //! answer's head is in gives the client `502 Bad Gateway`; one silent for
 //! `--upstream-timeout` seconds (default 10) gives `504 Gateway Timeout`. A failure after
 //! the head cannot be told to the client any more: its connection closes, so it sees a body
 //! that ended early, never a wrong one.
 //!
-//! Bodies are relayed whole, each bounded by `--max-body` bytes (default 128 MiB; a request
-//! above it gets 413, a response above it 502): the request body is collected by the codec
-//! and sent on, the response body collected from the upstream and sent back. Streaming them
-//! piece by piece with back-pressure needs a push-fed body in `eventide::http`, not there yet.
+//! Response bodies are streamed: each piece the upstream sends is pushed to the client
+//! ([`BodyWriter::push_local`], straight into the client's output on the same loop) as it
+//! arrives, with the upstream's `Content-Length` (kept for `HEAD` too) or chunked. While the
+//! client's output is past its high-water mark the gateway stops reading that upstream
+//! connection, and resumes when the client has drained, so a download of any size costs the
+//! gateway a few hundred KiB. Request bodies are streamed the other way (`upload.rs`): the
+//! client is paused while the upstream connection's output is full. `--max-body BYTES`
+//! bounds a request body (default: no limit; above it, 413).
+//!
+//! Each loop keeps at most `--max-idle` idle connections per upstream (default 32); one
+//! returned to a full pool is closed.
 //!
 //! Options: `--upstream HOST:PORT` (required, repeatable), `--upstream-timeout SECS`,
-//! `--max-body BYTES`.
+//! `--max-body BYTES`, `--max-idle N`.
 
 mod common;
 #[path = "gateway/parse.rs"]
 mod parse;
+#[path = "gateway/upload.rs"]
+mod upload;
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use common::Args;
-use eventide::http::{HttpServer, OutboundEvent, Request, Responder, Response, Service, Status};
-use eventide::{
-    Action, CloseReason, Conn, ConnId, Connect, ConnectError, InboundPolicy, LoopCx, Server,
+use eventide::http::{
+    BodyResume, BodyWriter, Flow, HttpServer, Intake, OutboundEvent, Reply, Request, Responder,
+    Response, Service, Status,
 };
-use parse::{Read, ResponseReader};
+use eventide::{
+    Action, CloseReason, Conn, ConnHandle, ConnId, Connect, ConnectError, LoopCx, Server,
+};
+use parse::{Piece, Read, ResponseReader};
 use slab::Slab;
 
 fn main() {
     let args = Args::parse(
         "127.0.0.1:8000",
-        &["upstream", "upstream-timeout", "max-body"],
+        &["upstream", "upstream-timeout", "max-body", "max-idle"],
         &[],
     );
     let upstreams = upstreams(&args);
     let timeout = Duration::from_secs(args.parsed("upstream-timeout", 10u64).max(1));
-    let max_body: usize = args.parsed("max-body", 128 << 20);
+    let max_body: u64 = args.parsed("max-body", u64::MAX);
+    let max_idle: usize = args.parsed("max-idle", 32);
     let signals = common::termination_signals();
     let server = common::or_exit(
         Server::builder()
             .bind(args.addr.as_str())
             .loops(args.loops)
-            // One request may buffer its head, its body and (chunked) its framing.
-            .inbound_limit(
-                max_body.saturating_mul(2).saturating_add(1 << 20),
-                InboundPolicy::Close,
-            )
             .start(move |_| {
-                let gateway = Gateway::new(upstreams.clone(), timeout, max_body);
-                HttpServer::new(gateway).max_body_size(max_body)
+                let gateway = Gateway::new(upstreams.clone(), timeout, max_idle, max_body);
+                HttpServer::new(Shared(Arc::new(Mutex::new(gateway))))
             }),
         "starting the gateway",
     );
@@ -88,13 +97,29 @@ fn upstreams(args: &Args) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// One loop's gateway, shared by its service and the sinks of the uploads in progress (all
+/// on the loop's thread: the lock is never contended, it only makes the sharing `Send`).
+struct Shared(Arc<Mutex<Gateway>>);
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Gateway> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// One loop's side of the gateway: its upstream connections and the requests on them.
 struct Gateway {
     upstreams: Vec<SocketAddr>,
     /// The upstream the next request goes to.
     next: usize,
     timeout: Duration,
-    max_body: usize,
+    /// The most idle connections kept per upstream.
+    max_idle: usize,
+    /// The largest request body relayed.
+    max_body: u64,
+    /// Numbers the exchanges, so an upload's sink knows its own from a later one on the
+    /// same link.
+    serial: u64,
     /// Each upstream connection (open or opening), by link.
     links: Slab<Link>,
     /// Per upstream: the links of open connections waiting for a request.
@@ -108,13 +133,23 @@ struct Link {
     upstream: usize,
     /// `None` while it is being opened.
     id: Option<ConnId>,
+    /// Its handle, once open (to resume or close it from the client's side).
+    handle: Option<ConnHandle>,
+    /// Its output is past the high-water mark: an upload into it waits.
+    full: bool,
     /// The request it carries, if any.
     exchange: Option<Exchange>,
 }
 
 /// A request on its way upstream and its answer coming back.
 struct Exchange {
-    responder: Responder,
+    serial: u64,
+    /// A request body still streaming upstream (see `upload.rs`).
+    upload: Option<Upload>,
+    /// The client's answer, until the upstream's head is in ...
+    responder: Option<Responder>,
+    /// ... and then its body, pushed as it arrives.
+    body: Option<BodyWriter>,
     /// The request's bytes: until the connection is open to take them, or, sent on a pooled
     /// connection, kept for one retry (see [`Exchange::may_retry`]); else empty.
     request: Vec<u8>,
@@ -123,6 +158,15 @@ struct Exchange {
     /// Sent on a pooled connection (which the upstream may have closed meanwhile).
     reused: bool,
     reader: ResponseReader,
+}
+
+/// Where the streamed body of an exchange's request stands.
+#[derive(Default)]
+struct Upload {
+    /// The client's connection is paused until the upstream takes more.
+    resume: Option<BodyResume>,
+    /// The upstream's answer came before the body's end: held (reading paused) until then.
+    answer_held: bool,
 }
 
 /// The largest request kept for a retry.
@@ -138,7 +182,12 @@ impl Exchange {
 }
 
 impl Gateway {
-    fn new(upstreams: Vec<SocketAddr>, timeout: Duration, max_body: usize) -> Gateway {
+    fn new(
+        upstreams: Vec<SocketAddr>,
+        timeout: Duration,
+        max_idle: usize,
+        max_body: u64,
+    ) -> Gateway {
         let idle = vec![Vec::new(); upstreams.len()];
         let down = vec![false; upstreams.len()];
         Gateway {
@@ -146,14 +195,38 @@ impl Gateway {
             upstreams,
             next: 0,
             timeout,
+            max_idle,
             max_body,
+            serial: 0,
             links: Slab::new(),
             idle,
         }
     }
 
-    /// Sends `ex` on an idle connection to `upstream`, or on a new one.
-    fn dispatch(&mut self, cx: &mut LoopCx<'_>, upstream: usize, mut ex: Exchange) {
+    /// The upstream the next request goes to (round-robin).
+    fn pick(&mut self) -> usize {
+        let upstream = self.next;
+        self.next = (self.next + 1) % self.upstreams.len();
+        upstream
+    }
+
+    /// A new exchange for a request (`head_only`: a `HEAD`), its head and body in `request`.
+    fn exchange(&mut self, request: Vec<u8>, idempotent: bool, head_only: bool) -> Exchange {
+        self.serial += 1;
+        Exchange {
+            serial: self.serial,
+            upload: None,
+            responder: None,
+            body: None,
+            request,
+            idempotent,
+            reused: false,
+            reader: ResponseReader::new(head_only),
+        }
+    }
+
+    /// Sends `ex` on an idle connection to `upstream`, or on a new one; returns its link.
+    fn dispatch(&mut self, cx: &mut LoopCx<'_>, upstream: usize, mut ex: Exchange) -> usize {
         while let Some(link) = self.idle[upstream].pop() {
             let Some(id) = self.links[link].id else {
                 continue;
@@ -164,17 +237,19 @@ impl Gateway {
                     ex.request = Vec::new();
                 }
                 self.links[link].exchange = Some(ex);
-                return;
+                return link;
             }
         }
-        self.connect(cx, upstream, ex);
+        self.connect(cx, upstream, ex)
     }
 
-    /// Sends `ex` on a new connection to `upstream`.
-    fn connect(&mut self, cx: &mut LoopCx<'_>, upstream: usize, ex: Exchange) {
+    /// Sends `ex` on a new connection to `upstream`; returns its link.
+    fn connect(&mut self, cx: &mut LoopCx<'_>, upstream: usize, ex: Exchange) -> usize {
         let link = self.links.insert(Link {
             upstream,
             id: None,
+            handle: None,
+            full: false,
             exchange: Some(ex),
         });
         cx.connect(
@@ -182,27 +257,51 @@ impl Gateway {
                 .timeout(self.timeout)
                 .context(link),
         );
+        link
     }
 
-    /// The upstream's bytes on `link`'s connection: the answer goes to the client once whole.
+    /// The upstream's bytes on `link`'s connection: the head starts the client's answer, the
+    /// body follows piece by piece; while the client is full, reading this upstream pauses.
     fn on_data(&mut self, conn: &mut Conn<'_>, link: usize) -> Action {
         let Some(ex) = self.links[link].exchange.as_mut() else {
             log::warn!("gateway: bytes from an upstream with no request on it; closing");
             return Action::Close;
         };
-        match ex.reader.read(conn.input()) {
+        if ex.responder.is_none() && ex.body.is_none() {
+            // An answer before the request's body is all sent: it waits for the body's end.
+            if let Some(up) = ex.upload.as_mut() {
+                up.answer_held = true;
+                conn.pause_read();
+                return Action::Continue;
+            }
+        }
+        let input = conn.input();
+        let (read, flow) = ex.relay(input, &mut conn.loop_cx());
+        let flow = match flow {
+            Ok(flow) => flow,
+            Err(e) => {
+                // The client has gone: the rest of this answer goes nowhere.
+                log::debug!("gateway: client gone mid-answer: {e}");
+                self.links[link].exchange = None;
+                return Action::Close;
+            }
+        };
+        match read {
             Read::More(n) => {
                 conn.consume(n);
+                if flow == Flow::Full {
+                    self.pause(conn, link);
+                }
                 Action::Continue
             }
             Read::Done(n) => {
                 conn.consume(n);
                 let ex = self.links[link].exchange.take().expect("checked above");
-                let answer = ex.reader.finish();
-                let reuse = answer.reusable && conn.input().is_empty();
-                answer_with(ex.responder, answer);
-                if reuse {
-                    self.idle[self.links[link].upstream].push(link);
+                let reuse = ex.reader.reusable() && conn.input().is_empty();
+                ex.finish();
+                let upstream = self.links[link].upstream;
+                if reuse && self.idle[upstream].len() < self.max_idle {
+                    self.idle[upstream].push(link);
                     Action::Continue
                 } else {
                     Action::Close
@@ -216,18 +315,38 @@ impl Gateway {
         }
     }
 
-    /// The request on `link` ends without an answer from upstream: `status` if the client can
-    /// still be told, else its connection closes (its answer was started).
+    /// The client of `link`'s answer is full: stop reading the upstream (and its silence
+    /// timeout: the wait is the client's) until the client has drained.
+    fn pause(&mut self, conn: &mut Conn<'_>, link: usize) {
+        let Some(body) = self.links[link]
+            .exchange
+            .as_ref()
+            .and_then(|e| e.body.as_ref())
+        else {
+            return;
+        };
+        conn.pause_read();
+        conn.set_idle_timeout(None);
+        let upstream = conn.handle();
+        let timeout = self.timeout;
+        body.on_ready(move || {
+            let _ = upstream.with_conn(move |c| {
+                c.set_idle_timeout(Some(timeout));
+                c.resume_read();
+            });
+        });
+    }
+
+    /// The request on `link` ends without a complete answer from upstream: `status` if the
+    /// client can still be told, else its answer is cut short (its connection closes).
     fn fail(&mut self, link: usize, status: Status) {
         let Some(ex) = self.links[link].exchange.take() else {
             return;
         };
-        if ex.reader.started() {
-            let _ = ex.responder.respond(|res| {
-                res.status(Status::BAD_GATEWAY).close().body(b"");
-            });
-        } else {
-            let _ = ex.responder.respond(move |res| {
+        if let Some(body) = ex.body {
+            body.fail();
+        } else if let Some(responder) = ex.responder {
+            let _ = responder.respond(move |res| {
                 res.status(status)
                     .content_type("text/plain")
                     .body(format!("{}\n", status.reason()).as_bytes());
@@ -240,33 +359,108 @@ impl Gateway {
     }
 }
 
-/// Gives the client the upstream's answer.
-fn answer_with(responder: Responder, answer: parse::Answer) {
-    let _ = responder.respond(move |res| {
-        res.status(Status::new(answer.status).unwrap_or(Status::BAD_GATEWAY));
-        for (name, value) in &answer.headers {
-            res.header(name, value);
+impl Exchange {
+    /// Reads the upstream's `input`: the head starts the client's answer, body pieces are
+    /// pushed to it — except an answer complete in this read, small and not for a `HEAD`,
+    /// which goes to the client whole, as one message. Returns what was read, and whether
+    /// the client takes more (an error: the client has gone).
+    fn relay(&mut self, input: &[u8], cx: &mut LoopCx<'_>) -> (Read, std::io::Result<Flow>) {
+        let head_only = self.reader.head_only();
+        let (responder, body) = (&mut self.responder, &mut self.body);
+        let mut head = None;
+        let mut small = Vec::new();
+        let mut flow = Ok(Flow::Open);
+        let read = self.reader.read(input, &mut |piece| {
+            if flow.is_err() {
+                return;
+            }
+            match piece {
+                Piece::Head(answer) => head = Some((head_of(answer), answer.len)),
+                Piece::Body(bytes) if body.is_none() && small.len() + bytes.len() <= SMALL => {
+                    small.extend_from_slice(bytes);
+                }
+                Piece::Body(bytes) => {
+                    if let Some(head) = head.take() {
+                        flow = start(responder, body, head, &small, cx);
+                        small = Vec::new();
+                    }
+                    if let (Some(w), Ok(_)) = (body.as_mut(), &flow) {
+                        flow = w.push_local(cx, bytes).map(|f| match flow {
+                            Ok(Flow::Full) => Flow::Full,
+                            _ => f,
+                        });
+                    }
+                }
+            }
+        });
+        if let Some((reply, len)) = head.filter(|_| flow.is_ok()) {
+            match responder.take() {
+                Some(r) if matches!(read, Read::Done(_)) && !head_only => {
+                    flow = r.send(reply.body(small)).map(|()| Flow::Open);
+                }
+                r => {
+                    *responder = r;
+                    flow = start(responder, body, (reply, len), &small, cx);
+                }
+            }
         }
-        res.body(&answer.body);
-    });
+        (read, flow)
+    }
+
+    /// The upstream's answer is complete: so is the client's.
+    fn finish(self) {
+        if let Some(body) = self.body {
+            if let Err(e) = body.finish() {
+                log::warn!("gateway: ending an answer: {e}");
+            }
+        }
+    }
 }
 
-impl Service for Gateway {
+/// The most body bytes of an answer complete in one read that go to the client with its
+/// head as one reply (a larger or longer answer is pushed).
+const SMALL: usize = 64 * 1024;
+
+/// Starts pushing the client's answer: its `head` (and length), then the body bytes `first`.
+fn start(
+    responder: &mut Option<Responder>,
+    body: &mut Option<BodyWriter>,
+    (reply, len): (Reply, Option<u64>),
+    first: &[u8],
+    cx: &mut LoopCx<'_>,
+) -> std::io::Result<Flow> {
+    let Some(r) = responder.take() else {
+        log::warn!("gateway: a second head for one answer");
+        return Ok(Flow::Open);
+    };
+    let writer = body.insert(r.push(reply, len)?);
+    if first.is_empty() {
+        return Ok(Flow::Open);
+    }
+    writer.push_local(cx, first)
+}
+
+/// The client's head for the upstream's answer: its status and end-to-end fields.
+fn head_of(answer: &parse::Answer) -> Reply {
+    let status = Status::new(answer.status).unwrap_or(Status::BAD_GATEWAY);
+    answer
+        .headers
+        .iter()
+        .fold(Reply::new(status), |reply, (name, value)| {
+            reply.header(name, value)
+        })
+}
+
+impl Gateway {
     fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
-        let upstream = self.next;
-        self.next = (self.next + 1) % self.upstreams.len();
+        let upstream = self.pick();
         let request = parse::forward(req, res.peer_addr(), &self.upstreams[upstream].to_string());
         let idempotent = matches!(req.method(), "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS")
             && request.len() <= MAX_RETRIED;
-        let exchange = Exchange {
-            responder: res.defer(),
-            request,
-            idempotent,
-            reused: false,
-            reader: ResponseReader::new(req.method() == "HEAD", self.max_body),
-        };
+        let mut exchange = self.exchange(request, idempotent, req.method() == "HEAD");
+        exchange.responder = Some(res.defer());
         match res.loop_cx() {
-            Some(mut cx) => self.dispatch(&mut cx, upstream, exchange),
+            Some(mut cx) => drop(self.dispatch(&mut cx, upstream, exchange)),
             None => drop(exchange), // no loop (a test's memory sink): the responder answers 500
         }
     }
@@ -287,13 +481,21 @@ impl Service for Gateway {
             );
         }
         entry.id = Some(conn.id());
+        entry.handle = Some(conn.handle());
         conn.set_idle_timeout(Some(self.timeout));
         let _ = conn.set_nodelay(true);
         match entry.exchange.as_mut() {
             Some(ex) => {
                 conn.write_vec(std::mem::take(&mut ex.request));
+                // An upload that waited for the connection goes on.
+                if let Some(resume) = ex.upload.as_mut().and_then(|u| u.resume.take()) {
+                    let _ = resume.resume();
+                }
             }
-            None => self.idle[entry.upstream].push(link),
+            None if self.idle[entry.upstream].len() < self.max_idle => {
+                self.idle[entry.upstream].push(link)
+            }
+            None => conn.close(),
         }
         link as u64
     }
@@ -312,7 +514,7 @@ impl Service for Gateway {
                     return Action::Close;
                 };
                 if ex.reader.until_close() {
-                    answer_with(ex.responder, ex.reader.finish());
+                    ex.finish();
                     return Action::Close;
                 }
                 if ex.may_retry() {
@@ -330,6 +532,19 @@ impl Service for Gateway {
             OutboundEvent::Timeout(_) => {
                 self.fail(link, Status::GATEWAY_TIMEOUT);
                 Action::Close
+            }
+            OutboundEvent::HighWater => {
+                self.links[link].full = true;
+                Action::Continue
+            }
+            OutboundEvent::Drained => {
+                let entry = &mut self.links[link];
+                entry.full = false;
+                let upload = entry.exchange.as_mut().and_then(|e| e.upload.as_mut());
+                if let Some(resume) = upload.and_then(|u| u.resume.take()) {
+                    let _ = resume.resume();
+                }
+                Action::Continue
             }
             _ => Action::Continue,
         }
@@ -370,5 +585,31 @@ impl Service for Gateway {
         };
         self.fail(link, status);
         self.links.remove(link);
+    }
+}
+
+impl Service for Shared {
+    fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
+        self.lock().call(req, res);
+    }
+
+    fn intake(&mut self, req: &Request<'_>) -> Intake {
+        upload::intake(&self.0, req)
+    }
+
+    fn on_connect(&mut self, conn: &mut Conn<'_>) -> u64 {
+        self.lock().on_connect(conn)
+    }
+
+    fn on_outbound(&mut self, conn: &mut Conn<'_>, link: u64, event: OutboundEvent) -> Action {
+        self.lock().on_outbound(conn, link, event)
+    }
+
+    fn on_outbound_close(&mut self, id: ConnId, link: u64, reason: &CloseReason) {
+        self.lock().on_outbound_close(id, link, reason);
+    }
+
+    fn on_connect_error(&mut self, cx: &mut LoopCx<'_>, error: ConnectError) {
+        self.lock().on_connect_error(cx, error);
     }
 }

@@ -2,8 +2,9 @@
 //! relayed byte-exact with hop-by-hop fields removed and `X-Forwarded-For` added (checked by
 //! upstreams written here, on std's `TcpListener`), round-robin, `wrk` through it to the
 //! `http` demo with zero errors, an upstream killed mid-load giving 502s (not hangs) and the
-//! gateway recovering when it is back, 504 on a silent upstream, and a 100 MiB body relayed
-//! both ways byte-exact.
+//! gateway recovering when it is back, 504 on a silent upstream, a 100 MiB body relayed
+//! both ways byte-exact, `HEAD` keeping the upstream's `Content-Length`, and the idle pool
+//! held to `--max-idle` (streaming and back-pressure: `tests/gateway_stream.rs`).
 
 mod demo_util;
 mod proto_util;
@@ -73,18 +74,48 @@ fn serve_upstream(stream: TcpStream, answer: fn(&Seen, usize) -> Vec<u8>, tx: mp
             head,
             body: Vec::new(),
         };
-        let len: usize = seen
-            .header("content-length")
-            .map_or(0, |v| v.parse().unwrap());
-        seen.body.resize(len, 0);
-        if r.read_exact(&mut seen.body).is_err() {
-            return;
+        if seen.header("transfer-encoding") == Some("chunked") {
+            match read_chunked(&mut r) {
+                Some(body) => seen.body = body,
+                None => return,
+            }
+        } else {
+            let len: usize = seen
+                .header("content-length")
+                .map_or(0, |v| v.parse().unwrap());
+            seen.body.resize(len, 0);
+            if r.read_exact(&mut seen.body).is_err() {
+                return;
+            }
         }
         let bytes = answer(&seen, n);
         let _ = tx.send(seen);
         if bytes.is_empty() || out.write_all(&bytes).is_err() {
             return;
         }
+    }
+}
+
+/// A chunked request body, decoded (`None`: the connection ended in it).
+fn read_chunked(r: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let size = usize::from_str_radix(line.trim_end().split(';').next()?, 16).ok()?;
+        if size == 0 {
+            // No trailers are forwarded: the blank line ends the body.
+            line.clear();
+            r.read_line(&mut line).ok()?;
+            return (line == "\r\n").then_some(body);
+        }
+        let at = body.len();
+        body.resize(at + size + 2, 0);
+        r.read_exact(&mut body[at..]).ok()?;
+        (body[at + size..] == *b"\r\n").then_some(())?;
+        body.truncate(at + size);
     }
 }
 
@@ -129,7 +160,18 @@ fn requests_are_forwarded_with_hop_fields_removed_and_forwarded_for_added() {
     assert_eq!(res.status, 201);
     assert_eq!(res.body, b"hello, world");
     assert_eq!(res.header("x-end"), Some("kept"));
-    for hop in ["x-hop", "keep-alive", "proxy-thing", "transfer-encoding"] {
+    // The gateway frames the body itself: whole with its length when it came in one read,
+    // else streamed, chunked.
+    let framing = (
+        res.header("content-length"),
+        res.header("transfer-encoding"),
+    );
+    assert!(
+        matches!(framing, (Some("12"), None) | (None, Some("chunked"))),
+        "{framing:?}"
+    );
+    assert_eq!(res.header("x-trailer"), None);
+    for hop in ["x-hop", "keep-alive", "proxy-thing"] {
         assert_eq!(
             res.header(hop),
             None,
@@ -145,8 +187,10 @@ fn requests_are_forwarded_with_hop_fields_removed_and_forwarded_for_added() {
         "{}",
         got.head
     );
+    // Streamed upstream as it came: chunked (re-framed by the gateway).
     assert_eq!(got.body, b"abcdefg");
-    assert_eq!(got.header("content-length"), Some("7"));
+    assert_eq!(got.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(got.header("content-length"), None);
     assert_eq!(got.header("host"), Some("shop.example"));
     assert_eq!(got.header("x-keep"), Some("yes"));
     assert_eq!(got.header("x-forwarded-for"), Some("10.1.2.3, 127.0.0.1"));
@@ -156,7 +200,6 @@ fn requests_are_forwarded_with_hop_fields_removed_and_forwarded_for_added() {
         "keep-alive",
         "proxy-authorization",
         "te",
-        "transfer-encoding",
     ] {
         assert_eq!(got.header(hop), None, "{hop} went upstream: {}", got.head);
     }
@@ -429,5 +472,104 @@ fn a_100_mib_body_is_relayed_both_ways_byte_exact() {
     let got = seen.recv_timeout(TIMEOUT).expect("the upstream got it");
     assert_eq!(hash(&got.body), sent, "the upstream got a changed body");
     let _ = s.shutdown(std::net::Shutdown::Both);
+    gw.stop("-TERM");
+}
+
+/// An upstream that answers `HEAD` with a length and no body, anything else with `ok`.
+fn answer_head(seen: &Seen, _: usize) -> Vec<u8> {
+    if seen.head.starts_with("HEAD ") {
+        b"HTTP/1.1 200 OK\r\nContent-Length: 12345\r\nX-Up: 1\r\n\r\n".to_vec()
+    } else {
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()
+    }
+}
+
+/// `HEAD` through the gateway keeps the upstream's `Content-Length` (and no body follows:
+/// the next answer on the connection is the next request's).
+#[test]
+fn head_through_the_gateway_keeps_the_upstreams_content_length() {
+    let (up, _seen) = upstream(answer_head);
+    let Some(gw) = gateway(&[up], &[]) else {
+        return;
+    };
+    let mut c = ResponseReader::new(connect(gw.tcp()));
+    c.send(b"HEAD /big HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = c.next_head();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("12345"));
+    assert_eq!(head.header("x-up"), Some("1"));
+    c.send(b"GET /small HTTP/1.1\r\nHost: t\r\n\r\n");
+    let next = c.next().expect("the next answer");
+    assert_eq!(next.body, b"ok");
+    gw.stop("-TERM");
+}
+
+/// With `--max-idle 1`, the upstream connections returned to a full pool are closed: four
+/// answered at once leave one open, which the next request reuses.
+#[test]
+fn the_idle_pool_keeps_at_most_max_idle_connections() {
+    const K: usize = 4;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = listener.local_addr().unwrap();
+    let (events, seen) = mpsc::channel::<(usize, &'static str)>();
+    let barrier = Arc::new(std::sync::Barrier::new(K));
+    thread::spawn(move || {
+        for (conn, stream) in listener.incoming().enumerate() {
+            let Ok(stream) = stream else { return };
+            let (events, barrier) = (events.clone(), Arc::clone(&barrier));
+            thread::spawn(move || {
+                let mut out = stream.try_clone().unwrap();
+                let mut r = BufReader::new(stream);
+                for n in 0.. {
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            let _ = events.send((conn, "closed"));
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let _ = events.send((conn, if n == 0 { "first" } else { "reused" }));
+                    if conn < K && n == 0 {
+                        barrier.wait(); // the first K requests are answered together
+                    }
+                    let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                }
+            });
+        }
+    });
+    let Some(gw) = gateway(&[up], &["--loops", "1", "--max-idle", "1"]) else {
+        return;
+    };
+    let clients: Vec<_> = (0..K)
+        .map(|_| {
+            let addr = gw.tcp();
+            thread::spawn(move || {
+                let mut c = ResponseReader::new(connect(addr));
+                c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+                c.next().expect("an answer").body
+            })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), b"ok");
+    }
+    let mut closed = 0;
+    while closed < K - 1 {
+        let (conn, what) = seen.recv_timeout(TIMEOUT).expect("upstream events");
+        assert!(conn < K, "a connection beyond the first {K}: {conn} {what}");
+        closed += usize::from(what == "closed");
+    }
+    let mut c = ResponseReader::new(connect(gw.tcp()));
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.next().expect("an answer").body, b"ok");
+    let (conn, what) = seen.recv_timeout(TIMEOUT).expect("the request upstream");
+    assert_eq!(
+        what, "reused",
+        "connection {conn}: a new one instead of the pooled one"
+    );
     gw.stop("-TERM");
 }

@@ -1,5 +1,5 @@
-//! The HTTP answers that leave the plain path — file bodies (`sendfile`), streamed bodies and
-//! answers from the worker pool — under injected faults (feature `faults`): pipelined on
+//! The HTTP answers that leave the plain path — file bodies (`sendfile`), streamed bodies,
+//! bodies pushed from another thread and answers from the worker pool — under injected faults (feature `faults`): pipelined on
 //! each connection, every body arrives byte-exact and in order, or the connection ends of an
 //! injected fatal fault the server reports as such.
 
@@ -16,7 +16,7 @@ use std::thread;
 use std::time::Duration;
 
 use eventide::http::files::FileBody;
-use eventide::http::{HttpServer, Reply, Request, Response};
+use eventide::http::{BodyWriter, Flow, HttpServer, Reply, Request, Response};
 use eventide::{FaultCounts, Server};
 use faults_support::{connect, mixes, recorded, seeds, verdict, Case, Outcome};
 use util::Rng;
@@ -24,7 +24,8 @@ use util::Rng;
 /// The bytes every answer is a slice of.
 const DATA_LEN: usize = 2 << 20;
 
-/// `/{kind}/{offset}/{len}`: `f` a file range, `s` a stream, `d` an answer from the pool.
+/// `/{kind}/{offset}/{len}`: `f` a file range, `s` a stream, `p` a body pushed from a
+/// thread, `d` an answer from the pool.
 fn answer(data: &Arc<Vec<u8>>, file: &Arc<File>, req: &Request<'_>, res: &mut Response<'_>) {
     let mut parts = req.path().trim_start_matches('/').split('/');
     let kind = parts.next().unwrap_or("");
@@ -47,11 +48,38 @@ fn answer(data: &Arc<Vec<u8>>, file: &Arc<File>, req: &Request<'_>, res: &mut Re
                 Ok(at < end)
             });
         }
+        "p" => {
+            let body = res.push_body(Some(len as u64));
+            let data = Arc::clone(data);
+            thread::spawn(move || push(body, &data[off..off + len]));
+        }
         _ => {
             let data = Arc::clone(data);
             res.spawn(move || Reply::ok().body(data[off..off + len].to_vec()));
         }
     }
+}
+
+/// Pushes `bytes` in pieces, waiting for the client to drain whenever it is full; gives up
+/// when the connection has gone (an injected fault closed it).
+fn push(mut body: BodyWriter, bytes: &[u8]) {
+    let (wake_tx, wake) = std::sync::mpsc::channel();
+    for piece in bytes.chunks(20_000) {
+        match body.push(piece) {
+            Ok(Flow::Open) => {}
+            Ok(Flow::Full) => {
+                let w = wake_tx.clone();
+                body.on_ready(move || {
+                    let _ = w.send(());
+                });
+                if wake.recv_timeout(Duration::from_secs(60)).is_err() {
+                    return; // dropped unfinished: the connection is cut
+                }
+            }
+            Err(_) => return,
+        }
+    }
+    let _ = body.finish();
 }
 
 #[test]
@@ -91,7 +119,7 @@ fn files_streams_and_deferred_answers_under_faults() {
                         .map(|_| {
                             let len = rng.log_uniform(1, 600_001) as usize - 1;
                             let off = rng.range(0, (DATA_LEN - len) as u64) as usize;
-                            (['f', 's', 'd'][rng.range(0, 2) as usize], off, len)
+                            (['f', 's', 'p', 'd'][rng.range(0, 3) as usize], off, len)
                         })
                         .collect();
                     let data = Arc::clone(&data);

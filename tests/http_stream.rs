@@ -14,39 +14,11 @@ use std::process::{Command, Stdio};
 use demo_util::Demo;
 use eventide::http::{HttpServer, Request, Response};
 use eventide::Server;
-use proto_util::{connect, tool, ResponseReader};
+use proto_util::{check_pattern, connect, status_kb, tool, ResponseReader};
 
 const GIB: u64 = 1 << 30;
 /// The most the demo may have resident at any time while it streams 1 GiB.
 const RSS_BOUND_KB: u64 = 32 * 1024;
-
-/// Reads `len` bytes from `r` and checks them against the api demo's pattern (byte `i` is
-/// `i % 251`), a memcmp per block.
-fn check_pattern(r: &mut impl BufRead, len: u64) {
-    let pattern: Vec<u8> = (0..(1 << 20) + 251).map(|i| (i % 251) as u8).collect();
-    let mut at = 0u64;
-    while at < len {
-        let buf = r.fill_buf().unwrap();
-        assert!(!buf.is_empty(), "the body ended at {at} of {len} bytes");
-        let n = buf.len().min(1 << 20).min((len - at) as usize);
-        let from = (at % 251) as usize;
-        assert!(
-            buf[..n] == pattern[from..from + n],
-            "the body differs near byte {at}"
-        );
-        r.consume(n);
-        at += n as u64;
-    }
-}
-
-fn peak_rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status")
-}
 
 /// 1 GiB with `Content-Length` over a raw socket, then 1 GiB chunked through `curl` (which
 /// decodes the chunks): both byte-exact, and the demo never held more than 32 MiB.
@@ -99,7 +71,7 @@ fn a_gib_streams_through_the_api_demo_in_little_memory() {
     let heads = String::from_utf8_lossy(&done.stderr).to_lowercase();
     assert!(heads.contains("transfer-encoding: chunked"), "{heads}");
 
-    let peak = peak_rss_kb(api.pid());
+    let peak = status_kb(api.pid(), "VmHWM:");
     api.stop("-TERM");
     assert!(
         peak < RSS_BOUND_KB,

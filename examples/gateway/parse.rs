@@ -1,6 +1,7 @@
 //! The gateway's two pieces of HTTP text handling: the request it forwards (hop-by-hop
 //! headers removed, `X-Forwarded-For` appended) and an upstream's response, read
-//! incrementally from the connection's input (`Content-Length`, chunked, or until close).
+//! incrementally from the connection's input (`Content-Length`, chunked, or until close): its
+//! head once whole, then its body piece by piece as it arrives, never held whole.
 
 use std::net::SocketAddr;
 
@@ -41,56 +42,113 @@ fn connection_tokens<'h>(headers: impl Iterator<Item = (&'h str, &'h [u8])>) -> 
         .collect()
 }
 
-/// `req` as it goes upstream: HTTP/1.1 and keep-alive, end-to-end headers, the client
-/// appended to `X-Forwarded-For`, the body with its `Content-Length`.
+/// A request's head as it goes upstream, but for the client's address and the body's
+/// framing (see [`ForwardHead::finish`]): HTTP/1.1 and keep-alive, end-to-end headers.
+pub struct ForwardHead {
+    lines: Vec<u8>,
+    /// The request's own `X-Forwarded-For` list, if it had one.
+    forwarded_for: Option<Vec<u8>>,
+}
+
+/// How the body of a request goes upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body, and none expected for the method: no framing field.
+    None,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked` (a streamed body of unknown length).
+    Chunked,
+}
+
+impl ForwardHead {
+    /// A head taken already (a placeholder).
+    pub fn empty() -> ForwardHead {
+        ForwardHead {
+            lines: Vec::new(),
+            forwarded_for: None,
+        }
+    }
+
+    /// The head of `req` for `upstream` (its `Host` when the request has none).
+    pub fn of(req: &Request<'_>, upstream: &str) -> ForwardHead {
+        let mut lines = Vec::with_capacity(256);
+        lines.extend_from_slice(req.method().as_bytes());
+        lines.push(b' ');
+        lines.extend_from_slice(req.target().as_bytes());
+        lines.extend_from_slice(b" HTTP/1.1\r\n");
+        let connection = connection_tokens(req.headers());
+        let mut forwarded_for: Option<Vec<u8>> = None;
+        let mut host = false;
+        for (name, value) in req.headers() {
+            if hop_by_hop(name, &connection) {
+                continue;
+            }
+            if name.eq_ignore_ascii_case("x-forwarded-for") {
+                append(forwarded_for.get_or_insert_with(Vec::new), value);
+                continue;
+            }
+            host |= name.eq_ignore_ascii_case("host");
+            push_field(&mut lines, name, value);
+        }
+        if !host {
+            push_field(
+                &mut lines,
+                "Host",
+                req.host().unwrap_or(upstream).as_bytes(),
+            );
+        }
+        ForwardHead {
+            lines,
+            forwarded_for,
+        }
+    }
+
+    /// The whole head: `client` appended to `X-Forwarded-For`, the body's framing field,
+    /// the blank line.
+    pub fn finish(self, client: Option<SocketAddr>, framing: Framing) -> Vec<u8> {
+        let ForwardHead {
+            mut lines,
+            mut forwarded_for,
+        } = self;
+        if let Some(ip) = client.map(|c| c.ip().to_string()) {
+            append(forwarded_for.get_or_insert_with(Vec::new), ip.as_bytes());
+        }
+        if let Some(list) = &forwarded_for {
+            push_field(&mut lines, "X-Forwarded-For", list);
+        }
+        match framing {
+            Framing::None => {}
+            Framing::Length(n) => {
+                push_field(&mut lines, "Content-Length", n.to_string().as_bytes())
+            }
+            Framing::Chunked => push_field(&mut lines, "Transfer-Encoding", b"chunked"),
+        }
+        lines.extend_from_slice(b"\r\n");
+        lines
+    }
+}
+
+/// `req` as it goes upstream, with its (buffered) body: see [`ForwardHead`].
 pub fn forward(req: &Request<'_>, client: Option<SocketAddr>, upstream: &str) -> Vec<u8> {
     let body = req.body();
-    let mut out = Vec::with_capacity(256 + body.len());
-    out.extend_from_slice(req.method().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(req.target().as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    let connection = connection_tokens(req.headers());
-    let mut forwarded_for: Option<Vec<u8>> = None;
-    let mut host = false;
-    for (name, value) in req.headers() {
-        if hop_by_hop(name, &connection) {
-            continue;
-        }
-        if name.eq_ignore_ascii_case("x-forwarded-for") {
-            let list = forwarded_for.get_or_insert_with(Vec::new);
-            if !list.is_empty() {
-                list.extend_from_slice(b", ");
-            }
-            list.extend_from_slice(value);
-            continue;
-        }
-        host |= name.eq_ignore_ascii_case("host");
-        push_field(&mut out, name, value);
-    }
-    if !host {
-        push_field(&mut out, "Host", req.host().unwrap_or(upstream).as_bytes());
-    }
-    if let Some(ip) = client.map(|c| c.ip().to_string()) {
-        let list = forwarded_for.get_or_insert_with(Vec::new);
-        if !list.is_empty() {
-            list.extend_from_slice(b", ");
-        }
-        list.extend_from_slice(ip.as_bytes());
-    }
-    if let Some(list) = &forwarded_for {
-        push_field(&mut out, "X-Forwarded-For", list);
-    }
-    if !body.is_empty() || !matches!(req.method(), "GET" | "HEAD" | "DELETE" | "OPTIONS") {
-        push_field(
-            &mut out,
-            "Content-Length",
-            body.len().to_string().as_bytes(),
-        );
-    }
-    out.extend_from_slice(b"\r\n");
+    let framing =
+        if !body.is_empty() || !matches!(req.method(), "GET" | "HEAD" | "DELETE" | "OPTIONS") {
+            Framing::Length(body.len() as u64)
+        } else {
+            Framing::None
+        };
+    let mut out = ForwardHead::of(req, upstream).finish(client, framing);
     out.extend_from_slice(body);
     out
+}
+
+/// Appends `item` to a comma-separated list.
+fn append(list: &mut Vec<u8>, item: &[u8]) {
+    if !list.is_empty() {
+        list.extend_from_slice(b", ");
+    }
+    list.extend_from_slice(item);
 }
 
 fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
@@ -100,15 +158,24 @@ fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// An upstream's answer, once complete: what the client gets.
+/// The head of an upstream's answer: what the client gets before the body.
 #[derive(Debug, Default)]
 pub struct Answer {
     pub status: u16,
     /// End-to-end header fields, in order.
     pub headers: Vec<(String, Vec<u8>)>,
-    pub body: Vec<u8>,
+    /// The upstream's `Content-Length` (kept for a `HEAD` too); `None`: chunked or until close.
+    pub len: Option<u64>,
     /// The upstream connection can carry another request.
     pub reusable: bool,
+}
+
+/// What [`ResponseReader::read`] found, in order.
+pub enum Piece<'a> {
+    /// The answer's head is in.
+    Head(&'a Answer),
+    /// Bytes of its body.
+    Body(&'a [u8]),
 }
 
 /// How the body of the response being read is delimited.
@@ -129,7 +196,6 @@ enum Body {
 #[derive(Debug)]
 pub struct ResponseReader {
     head_only: bool,
-    max_body: usize,
     answer: Answer,
     /// `None` until the head is in.
     body: Option<Body>,
@@ -142,20 +208,24 @@ pub enum Read {
     More(usize),
     /// The response is complete; this many bytes were used.
     Done(usize),
-    /// The upstream broke HTTP (or its body exceeds the limit): why.
+    /// The upstream broke HTTP: why.
     Bad(&'static str),
 }
 
 impl ResponseReader {
     /// A reader for the answer to a `HEAD` request (`head_only`: no body whatever the head
-    /// says) or another; bodies beyond `max_body` bytes are refused.
-    pub fn new(head_only: bool, max_body: usize) -> ResponseReader {
+    /// says) or another.
+    pub fn new(head_only: bool) -> ResponseReader {
         ResponseReader {
             head_only,
-            max_body,
             answer: Answer::default(),
             body: None,
         }
+    }
+
+    /// Whether this reads the answer to a `HEAD` request (no body, whatever the head says).
+    pub fn head_only(&self) -> bool {
+        self.head_only
     }
 
     /// Whether the head of the answer is in (an upstream failing after it cannot be
@@ -164,24 +234,31 @@ impl ResponseReader {
         self.body.is_some()
     }
 
-    /// The answer, whole. For a body read until close, call it once the upstream closed.
-    pub fn finish(self) -> Answer {
-        self.answer
-    }
-
     /// Whether the body is read until the upstream closes (so its close completes it).
     pub fn until_close(&self) -> bool {
         matches!(self.body, Some(Body::UntilClose))
     }
 
-    /// Reads from `input` (what is not consumed yet).
-    pub fn read(&mut self, input: &[u8]) -> Read {
+    /// Whether the upstream connection can carry another request after this answer.
+    pub fn reusable(&self) -> bool {
+        self.answer.reusable
+    }
+
+    /// Reads from `input` (what is not consumed yet), giving `on` the head once it is in and
+    /// then each piece of the body.
+    pub fn read(&mut self, input: &[u8], on: &mut dyn FnMut(Piece<'_>)) -> Read {
         let mut used = 0;
         loop {
             let rest = &input[used..];
             let step = match self.body {
-                None => self.read_head(rest),
-                Some(_) => self.read_body(rest),
+                None => {
+                    let step = self.read_head(rest);
+                    if self.body.is_some() {
+                        on(Piece::Head(&self.answer));
+                    }
+                    step
+                }
+                Some(_) => self.read_body(rest, on),
             };
             match step {
                 Read::More(n) if n > 0 && !rest[n..].is_empty() => used += n,
@@ -240,14 +317,12 @@ impl ResponseReader {
             }
         }
         self.answer.status = status;
+        self.answer.len = if chunked { None } else { length };
         let body = if self.head_only || status == 204 || status == 304 {
             Body::Length(0)
         } else if chunked {
             Body::Chunked(None)
         } else if let Some(n) = length {
-            if n > self.max_body as u64 {
-                return Read::Bad("response body larger than the gateway's limit");
-            }
             Body::Length(n)
         } else {
             close = true;
@@ -261,12 +336,13 @@ impl ResponseReader {
         }
     }
 
-    fn read_body(&mut self, input: &[u8]) -> Read {
-        let room = self.max_body - self.answer.body.len();
+    fn read_body(&mut self, input: &[u8], on: &mut dyn FnMut(Piece<'_>)) -> Read {
         match self.body.as_mut().expect("the head is in") {
             Body::Length(left) => {
                 let n = (*left).min(input.len() as u64) as usize;
-                self.answer.body.extend_from_slice(&input[..n]);
+                if n > 0 {
+                    on(Piece::Body(&input[..n]));
+                }
                 *left -= n as u64;
                 if *left == 0 {
                     Read::Done(n)
@@ -274,11 +350,10 @@ impl ResponseReader {
                     Read::More(n)
                 }
             }
-            Body::UntilClose if input.len() > room => {
-                Read::Bad("response body larger than the gateway's limit")
-            }
             Body::UntilClose => {
-                self.answer.body.extend_from_slice(input);
+                if !input.is_empty() {
+                    on(Piece::Body(input));
+                }
                 Read::More(input.len())
             }
             Body::Chunked(None) => match httparse::parse_chunk_size(input) {
@@ -286,9 +361,6 @@ impl ResponseReader {
                     let used = input.iter().position(|&b| b == b'\n').map_or(0, |p| p + 1);
                     self.body = Some(Body::Trailers);
                     Read::More(used)
-                }
-                Ok(httparse::Status::Complete((_, size))) if size > room as u64 => {
-                    Read::Bad("response body larger than the gateway's limit")
                 }
                 Ok(httparse::Status::Complete((used, size))) => {
                     self.body = Some(Body::Chunked(Some(size)));
@@ -310,7 +382,9 @@ impl ResponseReader {
             },
             Body::Chunked(Some(left)) => {
                 let n = (*left).min(input.len() as u64) as usize;
-                self.answer.body.extend_from_slice(&input[..n]);
+                if n > 0 {
+                    on(Piece::Body(&input[..n]));
+                }
                 *left -= n as u64;
                 Read::More(n)
             }

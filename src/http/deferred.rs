@@ -8,7 +8,8 @@ use std::any::Any;
 use std::fmt;
 use std::io;
 
-use super::response::{header_ok, Response};
+use super::push::PushHead;
+use super::response::{header_ok, Next, Phase, Response};
 use super::status::Status;
 use crate::ConnHandle;
 
@@ -24,6 +25,8 @@ pub struct Responder {
     /// Where the answer goes; `None` once given (or for a response that had no connection).
     to: Option<ConnHandle>,
     seq: u64,
+    /// The request was a `HEAD`: an answer's body is not sent.
+    head_only: bool,
 }
 
 /// What comes back to a connection for one of its deferred responses.
@@ -34,7 +37,7 @@ pub(crate) struct Answer {
 
 impl Answer {
     /// The answer as the server's connections take messages (`HttpServer`'s `Message`).
-    fn message(seq: u64, kind: AnswerKind) -> Box<dyn Any + Send> {
+    pub(crate) fn message(seq: u64, kind: AnswerKind) -> Box<dyn Any + Send> {
         Box::new(Answer { seq, kind })
     }
 }
@@ -46,16 +49,46 @@ pub(crate) enum AnswerKind {
     Reply(Reply),
     /// The responder was dropped unanswered: 500.
     Dropped,
+    /// Write this head; its body is pushed (see `Responder::push`).
+    Push(Box<PushHead>),
+    /// A pushed body has bytes waiting, or ended.
+    Pushed,
 }
 
 impl Responder {
-    pub(crate) fn new(to: ConnHandle, seq: u64) -> Responder {
-        Responder { to: Some(to), seq }
+    pub(crate) fn new(to: ConnHandle, seq: u64, head_only: bool) -> Responder {
+        Responder {
+            to: Some(to),
+            seq,
+            head_only,
+        }
     }
 
     /// A responder with nowhere to go (its response was answered already).
     pub(crate) fn detached() -> Responder {
-        Responder { to: None, seq: 0 }
+        Responder {
+            to: None,
+            seq: 0,
+            head_only: false,
+        }
+    }
+
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    pub(crate) fn head_only(&self) -> bool {
+        self.head_only
+    }
+
+    /// The connection, taken for an answer that goes another way (a pushed body's head).
+    pub(crate) fn handle_for_push(mut self) -> io::Result<ConnHandle> {
+        self.to.take().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotConnected,
+                "this response was answered already",
+            )
+        })
     }
 
     pub(crate) fn is_attached(&self) -> bool {
@@ -119,6 +152,126 @@ impl fmt::Debug for Responder {
             .field("seq", &self.seq)
             .field("closed", &self.is_closed())
             .finish()
+    }
+}
+
+impl Response<'_> {
+    /// Answers later, from any thread: the returned [`Responder`] completes this response
+    /// once, with [`respond`](Responder::respond) (the whole `Response` API, on the loop's
+    /// thread) or [`send`](Responder::send) (an owned [`Reply`]). Responses to the requests
+    /// pipelined after this one wait for it, so the connection's answers keep their order;
+    /// while the connection owes [`Builder::max_owed_answers`](crate::Builder::max_owed_answers)
+    /// answers, it reads no more requests. A `Responder` dropped unused answers `500`.
+    ///
+    /// Call it before writing anything (a response already started is discarded, and
+    /// logged).
+    ///
+    /// ```
+    /// use eventide::http::{Reply, Request, Response, Status};
+    ///
+    /// fn slow(_req: &Request<'_>, res: &mut Response<'_>) {
+    ///     let responder = res.defer();
+    ///     std::thread::spawn(move || {
+    ///         let reply = Reply::new(Status::OK).content_type("text/plain").body("done");
+    ///         // Err: the client went away meanwhile; nothing to do.
+    ///         let _ = responder.send(reply);
+    ///     });
+    /// }
+    /// # let _ = slow;
+    /// ```
+    pub fn defer(&mut self) -> Responder {
+        match self.phase {
+            Phase::Fresh => {}
+            Phase::Head => {
+                log::warn!("eventide::http: defer() after the head was started; discarded");
+                self.buf.truncate(self.head_start);
+                self.status = Status::OK;
+            }
+            Phase::Sent | Phase::Deferred => {
+                log::warn!("eventide::http: defer() on a response already given; ignored");
+                return Responder::detached();
+            }
+        }
+        let Some(handle) = self.out.handle() else {
+            // No connection to come back to (an in-memory output): answer at once.
+            log::error!("eventide::http: defer() without a connection; answered 500");
+            self.fail();
+            return Responder::detached();
+        };
+        self.phase = Phase::Deferred;
+        self.next = Next::Deferred;
+        Responder::new(handle, self.seq, self.head_only)
+    }
+
+    /// Runs `job` on the worker pool ([`Builder::workers`](crate::Builder::workers)) and
+    /// answers with the [`Reply`] it returns, in order (see [`defer`](Response::defer)). A job
+    /// that panics, or a server without a worker pool, answers `500`.
+    ///
+    /// ```
+    /// use eventide::http::{Reply, Request, Response};
+    ///
+    /// fn report(req: &Request<'_>, res: &mut Response<'_>) {
+    ///     let id = req.query().unwrap_or("").to_string();
+    ///     res.spawn(move || {
+    ///         // Blocking work: a database, a file, a computation.
+    ///         Reply::ok().content_type("text/plain").body(format!("report {id}"))
+    ///     });
+    /// }
+    /// # let _ = report;
+    /// ```
+    pub fn spawn(&mut self, job: impl FnOnce() -> Reply + Send + 'static) {
+        let responder = self.defer();
+        if !responder.is_attached() {
+            return;
+        }
+        let run = Box::new(move || {
+            let reply = job();
+            let _ = responder.send(reply);
+        });
+        if let Err(run) = self.out.spawn(run) {
+            log::error!("eventide::http: spawn() on a server without a worker pool; answered 500");
+            drop(run); // the responder inside answers 500
+        }
+    }
+
+    /// Answers with the [`Reply`] that `fut` returns, run on the server's tokio runtime
+    /// (feature `tokio`: [`Builder::tokio_handle`](crate::Builder::tokio_handle) or
+    /// [`Builder::tokio_threads`](crate::Builder::tokio_threads)), in order (see
+    /// [`defer`](Response::defer)). The future is one of the connection's jobs
+    /// ([`Conn::spawn`](crate::Conn::spawn)): dropped if the connection goes away. A future
+    /// that panics, or a server without a runtime, answers `500`.
+    ///
+    /// ```no_run
+    /// use eventide::http::{Reply, Request, Response};
+    ///
+    /// fn lookup(req: &Request<'_>, res: &mut Response<'_>) {
+    ///     let key = req.path().to_string();
+    ///     res.spawn_future(async move {
+    ///         // An async client: a database, a cache, another service.
+    ///         tokio::task::yield_now().await;
+    ///         Reply::ok().content_type("text/plain").body(format!("value of {key}"))
+    ///     });
+    /// }
+    /// # let _ = lookup;
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn spawn_future(&mut self, fut: impl std::future::Future<Output = Reply> + Send + 'static) {
+        let responder = self.defer();
+        if !responder.is_attached() {
+            return;
+        }
+        // A panic drops the responder, which answers 500; the connection stays.
+        let answer = Box::pin(async move {
+            match crate::bridge::caught(fut).await {
+                Ok(reply) => drop(responder.send(reply)),
+                Err(()) => log::error!("eventide::http: a future answering a request panicked"),
+            }
+        });
+        if self.out.spawn_future(answer).is_err() {
+            log::error!(
+                "eventide::http: spawn_future() on a server without a tokio runtime; answered 500"
+            );
+        }
     }
 }
 

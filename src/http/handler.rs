@@ -197,7 +197,11 @@ impl<S: Service> Handler for HttpServer<S> {
 
     fn on_high_water(&mut self, conn: &mut Conn<'_>, st: &mut HttpConnState) -> Action {
         match &mut st.side {
-            Side::Inbound(_) | Side::Switched(_) => Action::Continue,
+            Side::Inbound(ex) => {
+                ex.answers.high_water(); // a pushed body's writer waits for the drain
+                Action::Continue
+            }
+            Side::Switched(_) => Action::Continue,
             Side::Outbound(link) => self
                 .service
                 .on_outbound(conn, *link, OutboundEvent::HighWater),

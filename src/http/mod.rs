@@ -37,6 +37,15 @@
 //!   copied), which can [`pause`](SinkCx::pause) reading until a slower consumer catches up
 //!   ([`BodyResume`], `Send`), gets the [`Trailers`] at the end and answers; see
 //!   [`BodySink`] for an example.
+//! * **Streamed and pushed response bodies**, of any size: [`Response::stream`] pulls a body
+//!   from a [`BodyStream`] as the socket drains; [`Response::push_body`] (or
+//!   [`Responder::push`] for an answer given later) starts the response and returns a `Send`
+//!   [`BodyWriter`] that pushes the body as it arrives — from any thread, or with
+//!   [`push_local`](BodyWriter::push_local) straight into the connection's output from a
+//!   callback on its loop (an upstream's, in a proxy). A push says [`Flow::Full`] while the
+//!   client's output is past its high-water mark and [`on_ready`](BodyWriter::on_ready)
+//!   wakes the producer when it drained; a body ended early or with the wrong length closes
+//!   the connection, never passing for complete.
 //! * **No allocation per request.** The status line and headers are written straight into the
 //!   connection's output; `Server` and `Date` come from a per-loop block refreshed at each
 //!   second boundary by a loop timer; lengths are formatted with `itoa`.
@@ -75,6 +84,7 @@ pub mod files;
 mod handler;
 mod intake;
 mod pipeline;
+mod push;
 mod request;
 mod response;
 mod server;
@@ -88,6 +98,7 @@ mod uri;
 
 pub use deferred::{Reply, Responder};
 pub use handler::{HttpConnState, OutboundEvent};
+pub use push::{BodyWriter, Flow};
 pub use request::{Request, Version};
 pub use response::Response;
 pub use server::HttpServer;

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 
 use super::deferred::AnswerKind;
 use super::files::FileBody;
+use super::push::PushSlot;
 use super::response::{Batch, Heads, Next, ReqFacts, Response};
 use super::stream::{Pumped, Streaming};
 use crate::adapter::{Job, Output};
@@ -44,6 +45,8 @@ enum Tail {
     File(FileBody),
     /// A streamed body.
     Stream(Streaming),
+    /// A body pushed through a `BodyWriter`.
+    Push(PushSlot),
 }
 
 /// The per-loop buffers a response is written with.
@@ -153,6 +156,10 @@ impl Answers {
                 self.start_pipeline(out, facts, seq, keep, Tail::Stream(body));
                 self.advance(out) && keep
             }
+            Next::Push(slot) => {
+                self.start_pipeline(out, facts, seq, keep, Tail::Push(slot));
+                self.advance(out) && keep
+            }
             Next::Deferred => {
                 self.start_pipeline(out, facts, seq, keep, Tail::Owed);
                 keep
@@ -181,10 +188,24 @@ impl Answers {
         self.next_seq = seq + 1;
     }
 
-    /// The output drained: a file body sent in pieces goes on, and the answers after it.
-    /// Returns whether the connection stays open.
+    /// The output drained: a file body sent in pieces goes on (a pushed body's writer may go
+    /// on), and the answers after it. Returns whether the connection stays open.
     pub(crate) fn drained(&mut self, out: &mut Batch<'_>) -> bool {
+        if let Some(Tail::Push(slot)) = self.front_tail() {
+            slot.drained();
+        }
         self.advance(out)
+    }
+
+    /// The output passed its high-water mark: a pushed body at the front is told to wait.
+    pub(crate) fn high_water(&mut self) {
+        if let Some(Tail::Push(slot)) = self.front_tail() {
+            slot.high_water();
+        }
+    }
+
+    fn front_tail(&self) -> Option<&Tail> {
+        Some(&self.pipe.as_ref()?.slots.front()?.tail)
     }
 
     /// An answer with answers owed ahead of it: written into a slot that waits its turn.
@@ -239,6 +260,10 @@ impl Answers {
         let Some(pipe) = self.pipe.as_mut() else {
             return true;
         };
+        if matches!(kind, AnswerKind::Pushed) {
+            // A pushed body's bytes or end: taken when its answer is at the front.
+            return self.advance(out);
+        }
         let Some(i) = seq.checked_sub(pipe.first).map(|i| i as usize) else {
             return true;
         };
@@ -281,42 +306,15 @@ impl Answers {
                 out.flush();
                 out.out.put_vec(std::mem::take(&mut front.held));
             }
-            let mut ok = true;
-            match std::mem::replace(&mut front.tail, Tail::Done) {
-                Tail::Owed => {
-                    front.tail = Tail::Owed;
+            let ok = match write_tail(std::mem::replace(&mut front.tail, Tail::Done), out) {
+                Ok(ok) => ok,
+                Err(rest) => {
+                    // An answer still owed, or a body's rest once the output drains (or its
+                    // writer pushes more).
+                    front.tail = rest;
                     return true;
                 }
-                Tail::Done => {}
-                Tail::File(body) if out.out.zero_copy_files() => {
-                    out.flush();
-                    let (file, offset, len) = body.into_parts();
-                    ok = out.out.put_file(file, offset, len);
-                }
-                Tail::File(mut body) => {
-                    out.flush();
-                    match copy_file(out.out, &mut body) {
-                        Copied::All => {}
-                        Copied::Some => {
-                            front.tail = Tail::File(body);
-                            return true; // the rest once the output drains
-                        }
-                        Copied::Failed => ok = false,
-                    }
-                }
-                Tail::Stream(mut body) => {
-                    out.flush();
-                    let mut piece = Vec::new();
-                    match body.pump(out.out, &mut piece) {
-                        Pumped::All => {}
-                        Pumped::Some => {
-                            front.tail = Tail::Stream(body);
-                            return true; // the rest once the output drains
-                        }
-                        Pumped::Failed => ok = false,
-                    }
-                }
-            }
+            };
             let done = pipe.slots.pop_front();
             pipe.first += 1;
             out.out.answer_given();
@@ -334,6 +332,43 @@ impl Answers {
     }
 }
 
+/// Writes what follows a slot's held bytes as far as the output allows: whether it all went
+/// out (`false`: it failed, the answer is cut short), or what is left to wait for.
+fn write_tail(tail: Tail, out: &mut Batch<'_>) -> Result<bool, Tail> {
+    let pumped = match tail {
+        Tail::Owed => return Err(Tail::Owed),
+        Tail::Done => return Ok(true),
+        Tail::File(body) if out.out.zero_copy_files() => {
+            out.flush();
+            let (file, offset, len) = body.into_parts();
+            return Ok(out.out.put_file(file, offset, len));
+        }
+        Tail::File(mut body) => {
+            out.flush();
+            match copy_file(out.out, &mut body) {
+                Copied::All => Pumped::All,
+                Copied::Some => return Err(Tail::File(body)),
+                Copied::Failed => Pumped::Failed,
+            }
+        }
+        Tail::Stream(mut body) => {
+            out.flush();
+            match body.pump(out.out, &mut Vec::new()) {
+                Pumped::Some => return Err(Tail::Stream(body)),
+                pumped => pumped,
+            }
+        }
+        Tail::Push(mut slot) => {
+            out.flush();
+            match slot.pump(out.out) {
+                Pumped::Some => return Err(Tail::Push(slot)),
+                pumped => pumped,
+            }
+        }
+    };
+    Ok(matches!(pumped, Pumped::All))
+}
+
 impl From<Next> for Tail {
     fn from(next: Next) -> Tail {
         match next {
@@ -341,6 +376,7 @@ impl From<Next> for Tail {
             Next::Deferred => Tail::Owed,
             Next::File(body) => Tail::File(body),
             Next::Stream(body) => Tail::Stream(body),
+            Next::Push(slot) => Tail::Push(slot),
         }
     }
 }
@@ -366,6 +402,8 @@ fn apply(kind: AnswerKind, res: &mut Response<'_>) {
         AnswerKind::Respond(f) => f(res),
         AnswerKind::Reply(reply) => res.reply(reply),
         AnswerKind::Dropped => res.fail(),
+        AnswerKind::Push(head) => res.push_head(*head),
+        AnswerKind::Pushed => {} // not an answer of its own: see `answer_owed`
     }
 }
 

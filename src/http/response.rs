@@ -7,11 +7,12 @@
 
 use std::fmt;
 
-use super::deferred::{Reply, Responder};
+use super::deferred::Reply;
 use super::fast::is_tchar;
 use super::files::FileBody;
+use super::push::PushSlot;
 use super::status::Status;
-use super::stream::{BodyStream, Delimit, Streaming};
+use super::stream::{Delimit, Streaming};
 use super::Sink;
 
 /// The status line of a `200 OK`, which the server's common head block starts with.
@@ -81,7 +82,7 @@ impl Batch<'_> {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Phase {
+pub(super) enum Phase {
     /// Nothing written yet: the status can still change.
     Fresh,
     /// Status line and headers are being written.
@@ -115,6 +116,8 @@ pub(crate) enum Next {
     File(FileBody),
     /// The body is streamed after the head.
     Stream(Streaming),
+    /// The body is pushed after the head, through a `BodyWriter`.
+    Push(PushSlot),
 }
 
 /// The response to one request, written straight into the connection's output.
@@ -140,24 +143,24 @@ pub(crate) enum Next {
 /// ```
 pub struct Response<'r> {
     /// The batch buffer: head and small bodies go here.
-    buf: &'r mut Vec<u8>,
+    pub(super) buf: &'r mut Vec<u8>,
     /// Where the batch goes; written directly only for a large body.
-    out: &'r mut dyn Sink,
+    pub(super) out: &'r mut dyn Sink,
     scratch: &'r mut Vec<u8>,
     /// The common block (`HTTP/1.1 200 OK\r\nServer: ...\r\nDate: ...\r\n`, refreshed once a
     /// second by the loop) and cached heads.
     heads: &'r mut Heads,
-    status: Status,
-    phase: Phase,
+    pub(super) status: Status,
+    pub(super) phase: Phase,
     /// Where this response's status line starts in `buf` (once the head is started).
-    head_start: usize,
-    head_only: bool,
-    keep_alive: bool,
+    pub(super) head_start: usize,
+    pub(super) head_only: bool,
+    pub(super) keep_alive: bool,
     /// HTTP/1.0 keep-alive must be confirmed with `Connection: keep-alive`.
-    announce_keep_alive: bool,
+    pub(super) announce_keep_alive: bool,
     /// The request's place on its connection (its answer's, for a [`Responder`]).
-    seq: u64,
-    next: Next,
+    pub(super) seq: u64,
+    pub(super) next: Next,
     /// The route asked to switch the connection's protocol (`Response::websocket`).
     pub(crate) upgrade: bool,
 }
@@ -331,79 +334,48 @@ impl<'r> Response<'r> {
         self.phase = Phase::Sent;
     }
 
-    /// Writes `Content-Length` (the length of `body`'s range) and the end of the head, then
-    /// the file's bytes, completing the response. On plain TCP they go from the file to the
-    /// socket with `sendfile(2)`, as the socket takes them; under TLS they are read in 64 KiB
-    /// pieces as the output drains. Either way the file is never held in memory, whatever its
-    /// size. A `HEAD` request (or a status without a body) gets the head only, and the file is
-    /// not read. Ignored if the response is already complete.
-    ///
-    /// A file that turns out shorter than the range when it is read (it was truncated
-    /// meanwhile), or fails to read, ends the connection after what could be sent: the
-    /// client sees a body shorter than its `Content-Length`, never bytes of another response.
-    ///
-    /// ```no_run
-    /// use eventide::http::files::FileBody;
-    /// use eventide::http::{Request, Response, Status};
-    ///
-    /// fn report(_req: &Request<'_>, res: &mut Response<'_>) {
-    ///     match std::fs::File::open("/srv/report.pdf").and_then(FileBody::whole) {
-    ///         Ok(body) => res.content_type("application/pdf").file(body),
-    ///         Err(_) => res.status(Status::NOT_FOUND).body(b""),
-    ///     }
-    /// }
-    /// # let _ = report;
-    /// ```
-    pub fn file(&mut self, body: FileBody) {
+    /// The event loop of the request's connection: to open an outbound connection that will
+    /// answer it ([`LoopCx::connect`](crate::LoopCx::connect), see
+    /// [`Service::on_connect`](super::Service::on_connect)), set a loop timer, or get a
+    /// [`LoopHandle`](crate::LoopHandle). `None` for a response written to memory (tests).
+    pub fn loop_cx(&mut self) -> Option<crate::LoopCx<'_>> {
+        self.out.loop_cx()
+    }
+
+    /// The address of the client that sent the request (what a proxy puts in
+    /// `X-Forwarded-For`); `None` for a Unix socket or a response written to memory.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.out.peer_addr()
+    }
+
+    /// Writes `reply` as this response: its status, headers and body.
+    pub fn reply(&mut self, reply: Reply) {
         if self.is_done() {
             log::warn!("eventide::http: a second body for one response; ignored");
             return;
         }
-        let send = !self.head_only && !self.status.bodyless();
-        self.start();
-        if !self.status.bodyless() {
-            let mut n = itoa::Buffer::new();
-            self.buf.extend_from_slice(b"Content-Length: ");
-            self.buf.extend_from_slice(n.format(body.len()).as_bytes());
-            self.buf.extend_from_slice(b"\r\n");
+        let (status, headers, body, close) = reply.into_parts();
+        self.status(status);
+        self.raw_headers(&headers);
+        if close {
+            self.close();
         }
-        self.end_head();
-        self.phase = Phase::Sent;
-        if send && !body.is_empty() {
-            self.next = Next::File(body);
+        self.body(&body);
+    }
+
+    /// Appends header lines checked already (a [`Reply`]'s).
+    pub(super) fn raw_headers(&mut self, headers: &[u8]) {
+        if !headers.is_empty() {
+            self.start();
+            self.buf.extend_from_slice(headers);
         }
     }
 
-    /// Streams the body: `source` gives it piece by piece as the connection takes it, so it
-    /// is never held in memory whole (the server asks for more from `on_drained` while the
-    /// socket is full). With `len`, `Content-Length: len` is sent and the pieces must add up
-    /// to it exactly; without, the body is chunked (`Transfer-Encoding: chunked`), or, for an
-    /// HTTP/1.0 client, ends with the connection. A source that fails or breaks the length
-    /// ends the connection after what was sent. A `HEAD` request (or a status without a
-    /// body) gets the head only. Responses pipelined after this one wait for it.
-    ///
-    /// ```
-    /// use eventide::http::{Request, Response};
-    ///
-    /// /// One line per second of a day's log, generated as the client reads.
-    /// fn log(_req: &Request<'_>, res: &mut Response<'_>) {
-    ///     let mut second = 0u32;
-    ///     res.content_type("text/plain").stream(None, move |buf: &mut Vec<u8>| {
-    ///         use std::io::Write;
-    ///         for _ in 0..1000 {
-    ///             writeln!(buf, "second {second}: ok")?;
-    ///             second += 1;
-    ///         }
-    ///         Ok(second < 86_400)
-    ///     });
-    /// }
-    /// # let _ = log;
-    /// ```
-    pub fn stream(&mut self, len: Option<u64>, source: impl BodyStream) {
-        if self.is_done() {
-            log::warn!("eventide::http: a second body for one response; ignored");
-            return;
-        }
+    /// Writes the framing of a body to come — `Content-Length: len`; chunked without a
+    /// length; for an HTTP/1.0 client without one, the end of the connection — and ends the
+    /// head: the response is given. Returns whether body bytes go out (not for `HEAD` or a
+    /// status without a body) and how they are delimited.
+    pub(super) fn open_body(&mut self, len: Option<u64>) -> (bool, Delimit) {
         let send = !self.head_only && !self.status.bodyless();
         self.start();
         let delimit = match len {
@@ -433,159 +405,7 @@ impl<'r> Response<'r> {
         };
         self.end_head();
         self.phase = Phase::Sent;
-        if send && delimit != Delimit::Length(0) {
-            self.next = Next::Stream(Streaming::new(Box::new(source), delimit));
-        }
-    }
-
-    /// Answers later, from any thread: the returned [`Responder`] completes this response
-    /// once, with [`respond`](Responder::respond) (the whole `Response` API, on the loop's
-    /// thread) or [`send`](Responder::send) (an owned [`Reply`]). Responses to the requests
-    /// pipelined after this one wait for it, so the connection's answers keep their order;
-    /// while the connection owes [`Builder::max_owed_answers`](crate::Builder::max_owed_answers)
-    /// answers, it reads no more requests. A `Responder` dropped unused answers `500`.
-    ///
-    /// Call it before writing anything (a response already started is discarded, and
-    /// logged).
-    ///
-    /// ```
-    /// use eventide::http::{Reply, Request, Response, Status};
-    ///
-    /// fn slow(_req: &Request<'_>, res: &mut Response<'_>) {
-    ///     let responder = res.defer();
-    ///     std::thread::spawn(move || {
-    ///         let reply = Reply::new(Status::OK).content_type("text/plain").body("done");
-    ///         // Err: the client went away meanwhile; nothing to do.
-    ///         let _ = responder.send(reply);
-    ///     });
-    /// }
-    /// # let _ = slow;
-    /// ```
-    pub fn defer(&mut self) -> Responder {
-        match self.phase {
-            Phase::Fresh => {}
-            Phase::Head => {
-                log::warn!("eventide::http: defer() after the head was started; discarded");
-                self.buf.truncate(self.head_start);
-                self.status = Status::OK;
-            }
-            Phase::Sent | Phase::Deferred => {
-                log::warn!("eventide::http: defer() on a response already given; ignored");
-                return Responder::detached();
-            }
-        }
-        let Some(handle) = self.out.handle() else {
-            // No connection to come back to (an in-memory output): answer at once.
-            log::error!("eventide::http: defer() without a connection; answered 500");
-            self.fail();
-            return Responder::detached();
-        };
-        self.phase = Phase::Deferred;
-        self.next = Next::Deferred;
-        Responder::new(handle, self.seq)
-    }
-
-    /// Runs `job` on the worker pool ([`Builder::workers`](crate::Builder::workers)) and
-    /// answers with the [`Reply`] it returns, in order (see [`defer`](Response::defer)). A job
-    /// that panics, or a server without a worker pool, answers `500`.
-    ///
-    /// ```
-    /// use eventide::http::{Reply, Request, Response};
-    ///
-    /// fn report(req: &Request<'_>, res: &mut Response<'_>) {
-    ///     let id = req.query().unwrap_or("").to_string();
-    ///     res.spawn(move || {
-    ///         // Blocking work: a database, a file, a computation.
-    ///         Reply::ok().content_type("text/plain").body(format!("report {id}"))
-    ///     });
-    /// }
-    /// # let _ = report;
-    /// ```
-    pub fn spawn(&mut self, job: impl FnOnce() -> Reply + Send + 'static) {
-        let responder = self.defer();
-        if !responder.is_attached() {
-            return;
-        }
-        let run = Box::new(move || {
-            let reply = job();
-            let _ = responder.send(reply);
-        });
-        if let Err(run) = self.out.spawn(run) {
-            log::error!("eventide::http: spawn() on a server without a worker pool; answered 500");
-            drop(run); // the responder inside answers 500
-        }
-    }
-
-    /// Answers with the [`Reply`] that `fut` returns, run on the server's tokio runtime
-    /// (feature `tokio`: [`Builder::tokio_handle`](crate::Builder::tokio_handle) or
-    /// [`Builder::tokio_threads`](crate::Builder::tokio_threads)), in order (see
-    /// [`defer`](Response::defer)). The future is one of the connection's jobs
-    /// ([`Conn::spawn`](crate::Conn::spawn)): dropped if the connection goes away. A future
-    /// that panics, or a server without a runtime, answers `500`.
-    ///
-    /// ```no_run
-    /// use eventide::http::{Reply, Request, Response};
-    ///
-    /// fn lookup(req: &Request<'_>, res: &mut Response<'_>) {
-    ///     let key = req.path().to_string();
-    ///     res.spawn_future(async move {
-    ///         // An async client: a database, a cache, another service.
-    ///         tokio::task::yield_now().await;
-    ///         Reply::ok().content_type("text/plain").body(format!("value of {key}"))
-    ///     });
-    /// }
-    /// # let _ = lookup;
-    /// ```
-    #[cfg(feature = "tokio")]
-    pub fn spawn_future(&mut self, fut: impl std::future::Future<Output = Reply> + Send + 'static) {
-        let responder = self.defer();
-        if !responder.is_attached() {
-            return;
-        }
-        // A panic drops the responder, which answers 500; the connection stays.
-        let answer = Box::pin(async move {
-            match crate::bridge::caught(fut).await {
-                Ok(reply) => drop(responder.send(reply)),
-                Err(()) => log::error!("eventide::http: a future answering a request panicked"),
-            }
-        });
-        if self.out.spawn_future(answer).is_err() {
-            log::error!(
-                "eventide::http: spawn_future() on a server without a tokio runtime; answered 500"
-            );
-        }
-    }
-
-    /// The event loop of the request's connection: to open an outbound connection that will
-    /// answer it ([`LoopCx::connect`](crate::LoopCx::connect), see
-    /// [`Service::on_connect`](super::Service::on_connect)), set a loop timer, or get a
-    /// [`LoopHandle`](crate::LoopHandle). `None` for a response written to memory (tests).
-    pub fn loop_cx(&mut self) -> Option<crate::LoopCx<'_>> {
-        self.out.loop_cx()
-    }
-
-    /// The address of the client that sent the request (what a proxy puts in
-    /// `X-Forwarded-For`); `None` for a Unix socket or a response written to memory.
-    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
-        self.out.peer_addr()
-    }
-
-    /// Writes `reply` as this response: its status, headers and body.
-    pub fn reply(&mut self, reply: Reply) {
-        if self.is_done() {
-            log::warn!("eventide::http: a second body for one response; ignored");
-            return;
-        }
-        let (status, headers, body, close) = reply.into_parts();
-        self.status(status);
-        if !headers.is_empty() {
-            self.start();
-            self.buf.extend_from_slice(&headers);
-        }
-        if close {
-            self.close();
-        }
-        self.body(&body);
+        (send, delimit)
     }
 
     /// Answers `500 Internal Server Error` (an answer that could not be given).
@@ -596,7 +416,7 @@ impl<'r> Response<'r> {
     }
 
     /// Whether the body was given (written, or to come through a responder).
-    fn is_done(&self) -> bool {
+    pub(super) fn is_done(&self) -> bool {
         matches!(self.phase, Phase::Sent | Phase::Deferred)
     }
 
@@ -605,7 +425,7 @@ impl<'r> Response<'r> {
     /// (Each branch copies a constant, which the compiler turns into a few stores: a slice
     /// chosen first would cost a `memcpy` call per response.)
     #[inline(always)]
-    fn end_head(&mut self) {
+    pub(super) fn end_head(&mut self) {
         if !self.keep_alive {
             self.buf.extend_from_slice(b"Connection: close\r\n\r\n");
         } else if self.announce_keep_alive {
@@ -643,7 +463,7 @@ impl<'r> Response<'r> {
     }
 
     /// Writes the status line and the common headers, once.
-    fn start(&mut self) {
+    pub(super) fn start(&mut self) {
         if self.phase == Phase::Fresh {
             self.buf.reserve(128);
             self.head_start = self.buf.len();

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::io;
 
+use super::response::{Next, Response};
 use crate::adapter::Output;
 
 /// A response body produced piece by piece (see [`Response::stream`](super::Response::stream)).
@@ -145,8 +146,46 @@ impl Streaming {
     }
 }
 
+impl Response<'_> {
+    /// Streams the body: `source` gives it piece by piece as the connection takes it, so it
+    /// is never held in memory whole (the server asks for more from `on_drained` while the
+    /// socket is full). With `len`, `Content-Length: len` is sent and the pieces must add up
+    /// to it exactly; without, the body is chunked (`Transfer-Encoding: chunked`), or, for an
+    /// HTTP/1.0 client, ends with the connection. A source that fails or breaks the length
+    /// ends the connection after what was sent. A `HEAD` request (or a status without a
+    /// body) gets the head only. Responses pipelined after this one wait for it.
+    ///
+    /// ```
+    /// use eventide::http::{Request, Response};
+    ///
+    /// /// One line per second of a day's log, generated as the client reads.
+    /// fn log(_req: &Request<'_>, res: &mut Response<'_>) {
+    ///     let mut second = 0u32;
+    ///     res.content_type("text/plain").stream(None, move |buf: &mut Vec<u8>| {
+    ///         use std::io::Write;
+    ///         for _ in 0..1000 {
+    ///             writeln!(buf, "second {second}: ok")?;
+    ///             second += 1;
+    ///         }
+    ///         Ok(second < 86_400)
+    ///     });
+    /// }
+    /// # let _ = log;
+    /// ```
+    pub fn stream(&mut self, len: Option<u64>, source: impl BodyStream) {
+        if self.is_done() {
+            log::warn!("eventide::http: a second body for one response; ignored");
+            return;
+        }
+        let (send, delimit) = self.open_body(len);
+        if send && delimit != Delimit::Length(0) {
+            self.next = Next::Stream(Streaming::new(Box::new(source), delimit));
+        }
+    }
+}
+
 /// `HEX\r\n` for a chunk of `len` bytes.
-fn chunk_size(len: usize, buf: &mut [u8; 20]) -> &[u8] {
+pub(crate) fn chunk_size(len: usize, buf: &mut [u8; 20]) -> &[u8] {
     let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
     for (i, digit) in buf[..digits].iter_mut().enumerate() {
         *digit = b"0123456789abcdef"[(len >> (4 * (digits - 1 - i))) & 0xf];

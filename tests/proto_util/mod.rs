@@ -1,10 +1,11 @@
 //! Helpers for the protocol tests (HTTP and RESP): blocking clients with bounded timeouts, an
-//! HTTP/1.1 response reader for raw sockets, and finding the tools they drive (a missing one
-//! fails the test under `CI=true`).
+//! HTTP/1.1 response reader for raw sockets, the check of the demos' download pattern, a
+//! process's memory from `/proc`, and finding the tools they drive (a missing one fails the
+//! test under `CI=true`).
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -99,7 +100,7 @@ impl HttpResponse {
     }
 }
 
-/// Reads HTTP/1.1 responses (framed by `Content-Length`) from a stream.
+/// Reads HTTP/1.1 responses (framed by `Content-Length`, or chunked) from a stream.
 pub struct ResponseReader {
     pub stream: TcpStream,
     buf: Vec<u8>,
@@ -147,6 +148,18 @@ impl ResponseReader {
                     .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
                     .map_or(0, |(_, v)| v.parse().unwrap());
                 let has_body = !(status < 200 || status == 204 || status == 304);
+                let chunked = headers.iter().any(|(n, v)| {
+                    n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+                });
+                if has_body && chunked {
+                    self.buf.drain(..end + 4);
+                    let body = self.dechunk();
+                    return Some(HttpResponse {
+                        status,
+                        headers,
+                        body,
+                    });
+                }
                 let len = if has_body { len } else { 0 };
                 while self.buf.len() < end + 4 + len {
                     match self.fill() {
@@ -180,6 +193,46 @@ impl ResponseReader {
             .next()
             .expect("a response, not the end of the connection");
         (r.status, String::from_utf8(r.body).expect("a text body"))
+    }
+
+    /// A chunked body at the front of the buffer, decoded (trailers dropped).
+    fn dechunk(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                match find(&self.buf, b"\r\n") {
+                    Some(e) => break e,
+                    None => assert!(self.fill().unwrap_or(0) > 0, "ended in a chunk size"),
+                }
+            };
+            let line = String::from_utf8(self.buf[..line_end].to_vec()).unwrap();
+            let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16)
+                .unwrap_or_else(|_| panic!("chunk size {line:?}"));
+            self.buf.drain(..line_end + 2);
+            if size == 0 {
+                // Trailer lines, then the empty line.
+                loop {
+                    while find(&self.buf, b"\r\n").is_none() {
+                        assert!(self.fill().unwrap_or(0) > 0, "ended in the trailers");
+                    }
+                    let e = find(&self.buf, b"\r\n").unwrap();
+                    self.buf.drain(..e + 2);
+                    if e == 0 {
+                        return body;
+                    }
+                }
+            }
+            while self.buf.len() < size + 2 {
+                assert!(self.fill().unwrap_or(0) > 0, "ended inside a chunk");
+            }
+            body.extend_from_slice(&self.buf[..size]);
+            assert_eq!(
+                &self.buf[size..size + 2],
+                b"\r\n",
+                "chunk data without its CRLF"
+            );
+            self.buf.drain(..size + 2);
+        }
     }
 
     /// The next response for a HEAD request (no body whatever `Content-Length` says).
@@ -222,4 +275,34 @@ impl ResponseReader {
 
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Reads `len` bytes from `r` and checks them against the demos' download pattern (byte `i`
+/// is `i % 251`), a memcmp per block.
+pub fn check_pattern(r: &mut impl BufRead, len: u64) {
+    let pattern: Vec<u8> = (0..(1 << 20) + 251).map(|i| (i % 251) as u8).collect();
+    let mut at = 0u64;
+    while at < len {
+        let buf = r.fill_buf().unwrap();
+        assert!(!buf.is_empty(), "the body ended at {at} of {len} bytes");
+        let n = buf.len().min(1 << 20).min((len - at) as usize);
+        let from = (at % 251) as usize;
+        assert!(
+            buf[..n] == pattern[from..from + n],
+            "the body differs near byte {at}"
+        );
+        r.consume(n);
+        at += n as u64;
+    }
+}
+
+/// A memory figure of process `pid` in KiB, from `/proc/PID/status`: `VmHWM:` (the peak
+/// resident set) or `VmRSS:` (the current one).
+pub fn status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
 }

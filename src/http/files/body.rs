@@ -4,6 +4,8 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
+use crate::http::response::{Next, Response};
+
 /// A byte range of an open file, written as a response body by
 /// [`Response::file`](crate::http::Response::file): `len` bytes from `offset`. The file's own
 /// position is never used, so one open file can back several bodies.
@@ -73,5 +75,41 @@ impl FileBody {
 impl AsFd for FileBody {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
+    }
+}
+
+impl Response<'_> {
+    /// Writes `Content-Length` (the length of `body`'s range) and the end of the head, then
+    /// the file's bytes, completing the response. On plain TCP they go from the file to the
+    /// socket with `sendfile(2)`, as the socket takes them; under TLS they are read in 64 KiB
+    /// pieces as the output drains. Either way the file is never held in memory, whatever its
+    /// size. A `HEAD` request (or a status without a body) gets the head only, and the file is
+    /// not read. Ignored if the response is already complete.
+    ///
+    /// A file that turns out shorter than the range when it is read (it was truncated
+    /// meanwhile), or fails to read, ends the connection after what could be sent: the
+    /// client sees a body shorter than its `Content-Length`, never bytes of another response.
+    ///
+    /// ```no_run
+    /// use eventide::http::files::FileBody;
+    /// use eventide::http::{Request, Response, Status};
+    ///
+    /// fn report(_req: &Request<'_>, res: &mut Response<'_>) {
+    ///     match std::fs::File::open("/srv/report.pdf").and_then(FileBody::whole) {
+    ///         Ok(body) => res.content_type("application/pdf").file(body),
+    ///         Err(_) => res.status(Status::NOT_FOUND).body(b""),
+    ///     }
+    /// }
+    /// # let _ = report;
+    /// ```
+    pub fn file(&mut self, body: FileBody) {
+        if self.is_done() {
+            log::warn!("eventide::http: a second body for one response; ignored");
+            return;
+        }
+        let (send, _) = self.open_body(Some(body.len()));
+        if send && !body.is_empty() {
+            self.next = Next::File(body);
+        }
     }
 }

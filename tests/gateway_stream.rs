@@ -1,0 +1,374 @@
+//! Bodies streamed through the gateway demo (`examples/gateway.rs`) over real sockets: 1 GiB
+//! downloaded from the api demo (length-delimited and chunked) and 1 GiB uploaded to it (raw
+//! `Content-Length` and chunked by `curl`), byte-exact, with the gateway's peak RSS under
+//! 32 MiB; and back-pressure both ways — a client that stops reading stops the gateway
+//! reading its upstream, an upstream that stops reading stops the gateway reading its client
+//! — with every byte arriving once they read again.
+
+mod demo_util;
+#[path = "../examples/api/hash.rs"]
+mod hash;
+mod proto_util;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::Command;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use demo_util::Demo;
+use proto_util::{check_pattern, connect, status_kb, tool, ResponseReader, TIMEOUT};
+
+const GIB: u64 = 1 << 30;
+/// The most a stalled relay may have taken in: the kernel's socket buffers on the gateway's
+/// side (its reader's own are kept small; its receive buffer may grow to `tcp_rmem`'s 32 MiB
+/// here), the high-water marks and a queue's worth, with room to spare. A relay without
+/// back-pressure never stalls.
+const STALL_BOUND: u64 = 64 << 20;
+
+/// A socket with a small, fixed receive buffer (no autotuning): what a stalled reader
+/// leaves in its kernel buffer stays small, so the gateway's part shows.
+fn small_buffered() -> socket2::Socket {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(64 << 10).unwrap();
+    s
+}
+
+/// A client connected to `addr` with a small receive buffer.
+fn small_client(addr: SocketAddr) -> std::net::TcpStream {
+    let s = small_buffered();
+    s.connect(&addr.into()).unwrap();
+    s.into()
+}
+
+/// A listener whose connections have small receive buffers.
+fn small_listener() -> TcpListener {
+    let s = small_buffered();
+    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    s.listen(8).unwrap();
+    s.into()
+}
+
+/// Starts the gateway (one loop) in front of `upstream`.
+fn gateway(upstream: SocketAddr) -> Option<Demo> {
+    let up = upstream.to_string();
+    Demo::start(
+        "gateway",
+        &["--addr", "127.0.0.1:0", "--loops", "1", "--upstream", &up],
+    )
+}
+
+/// Reads a chunked body of `len` bytes from `r`, decoding it as it arrives and checking the
+/// download pattern across its chunks.
+fn check_chunked_pattern(r: &mut impl BufRead, len: u64) {
+    let mut at = 0u64;
+    let pattern: Vec<u8> = (0..(1 << 20) + 251).map(|i| (i % 251) as u8).collect();
+    loop {
+        let mut line = String::new();
+        assert!(r.read_line(&mut line).unwrap() > 0, "ended at {at}");
+        let size = u64::from_str_radix(line.trim_end(), 16).expect("a chunk size");
+        if size == 0 {
+            let mut end = String::new();
+            r.read_line(&mut end).unwrap();
+            assert_eq!(end, "\r\n");
+            break;
+        }
+        let mut left = size;
+        while left > 0 {
+            let buf = r.fill_buf().unwrap();
+            assert!(!buf.is_empty(), "ended inside a chunk at {at}");
+            let n = buf.len().min(1 << 20).min(left as usize);
+            let from = (at % 251) as usize;
+            assert!(buf[..n] == pattern[from..from + n], "differs near {at}");
+            r.consume(n);
+            at += n as u64;
+            left -= n as u64;
+        }
+        let mut crlf = [0u8; 2];
+        r.read_exact(&mut crlf).unwrap();
+        assert_eq!(&crlf, b"\r\n");
+    }
+    assert_eq!(at, len, "chunked body length");
+}
+
+/// 1 GiB downloaded through the gateway from the api demo's streamed download, with its
+/// `Content-Length` and then chunked: byte-exact, and the gateway, which pauses its upstream
+/// while the client is full, never held more than 32 MiB.
+#[test]
+fn a_gib_download_streams_through_the_gateway_in_little_memory() {
+    let Some(api) = Demo::start("api", &["--addr", "127.0.0.1:0", "--loops", "1"]) else {
+        return;
+    };
+    let Some(gw) = gateway(api.tcp()) else {
+        return;
+    };
+    let s = connect(gw.tcp());
+    let mut r = BufReader::with_capacity(1 << 20, s);
+    for (query, framing) in [
+        ("", format!("content-length: {GIB}\r\n")),
+        ("&chunked", "transfer-encoding: chunked\r\n".to_string()),
+    ] {
+        write!(
+            r.get_mut(),
+            "GET /download?bytes={GIB}{query} HTTP/1.1\r\nHost: t\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = String::new();
+        while !head.ends_with("\r\n\r\n") {
+            assert!(r.read_line(&mut head).unwrap() > 0, "head: {head:?}");
+        }
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.to_lowercase().contains(&framing), "{head}");
+        if query.is_empty() {
+            check_pattern(&mut r, GIB);
+            continue;
+        }
+        check_chunked_pattern(&mut r, GIB);
+    }
+    let peak = status_kb(gw.pid(), "VmHWM:");
+    gw.stop("-TERM");
+    api.stop("-TERM");
+    assert!(
+        peak < 32 * 1024,
+        "the gateway's peak RSS was {peak} KiB relaying 2 GiB"
+    );
+}
+
+/// Writes `len` bytes of the download pattern to `w`, returning their digest (the api
+/// demo's `POST /upload` answers the same digest of what it received).
+fn send_pattern(w: &mut impl Write, len: u64) -> std::io::Result<u64> {
+    let block: Vec<u8> = (0..(1 << 20) + 251).map(|i| (i % 251) as u8).collect();
+    let mut h = hash::WordHash::default();
+    let mut at = 0u64;
+    while at < len {
+        let from = (at % 251) as usize;
+        let piece = &block[from..from + (len - at).min(1 << 20) as usize];
+        w.write_all(piece)?;
+        h.update(piece);
+        at += piece.len() as u64;
+    }
+    Ok(h.finish())
+}
+
+/// The `(bytes, hash64)` of the api demo's answer to `POST /upload`.
+fn upload_answer(json: &[u8]) -> (u64, String) {
+    let v: serde_json::Value = serde_json::from_slice(json)
+        .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(json)));
+    let bytes = v["bytes"].as_u64().expect("bytes");
+    (bytes, v["hash64"].as_str().expect("hash64").to_string())
+}
+
+/// 1 GiB uploaded through the gateway to the api demo's streamed `POST /upload`, with its
+/// `Content-Length` over a raw socket and then chunked by `curl` from a pipe: the demo's
+/// digest matches the client's, and the gateway, which pauses its client while the upstream
+/// is full, never held more than 32 MiB.
+#[test]
+fn a_gib_upload_streams_through_the_gateway_in_little_memory() {
+    let Some(curl) = tool(
+        "curl",
+        "a_gib_upload_streams_through_the_gateway_in_little_memory",
+    ) else {
+        return;
+    };
+    let Some(api) = Demo::start("api", &["--addr", "127.0.0.1:0", "--loops", "1"]) else {
+        return;
+    };
+    let Some(gw) = gateway(api.tcp()) else {
+        return;
+    };
+    let mut s = connect(gw.tcp());
+    write!(
+        s,
+        "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {GIB}\r\n\r\n"
+    )
+    .unwrap();
+    let sent = send_pattern(&mut s, GIB).unwrap();
+    let res = ResponseReader::new(s)
+        .next()
+        .expect("an answer to the upload");
+    assert_eq!(res.status, 200, "{res:?}");
+    assert_eq!(upload_answer(&res.body), (GIB, format!("{sent:016x}")));
+
+    let mut child = Command::new(curl)
+        .args(["-sS", "--fail", "--max-time", "300", "-T", "-"])
+        .args(["-H", "Transfer-Encoding: chunked"])
+        .arg(format!("http://{}/upload", gw.tcp()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = thread::spawn(move || send_pattern(&mut stdin, GIB));
+    let done = child.wait_with_output().unwrap();
+    let sent = feeder.join().unwrap().expect("feeding curl");
+    assert!(
+        done.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_eq!(upload_answer(&done.stdout), (GIB, format!("{sent:016x}")));
+    let peak = status_kb(gw.pid(), "VmHWM:");
+    gw.stop("-TERM");
+    api.stop("-TERM");
+    assert!(
+        peak < 32 * 1024,
+        "the gateway's peak RSS was {peak} KiB relaying 2 GiB upstream"
+    );
+}
+
+/// Writes `len` pattern bytes to `w` with `stall` as its write timeout: the first write that
+/// times out (nothing moved for that long: the pipe is full end to end) reports how much was
+/// written by then on `stalled`, and the rest is written without a timeout. Returns the
+/// digest of everything written.
+fn write_until_stalled(
+    w: &mut std::net::TcpStream,
+    len: u64,
+    stalled: mpsc::Sender<u64>,
+) -> std::io::Result<u64> {
+    let block: Vec<u8> = (0..(1 << 20) + 251).map(|i| (i % 251) as u8).collect();
+    let mut h = hash::WordHash::default();
+    w.set_write_timeout(Some(Duration::from_secs(1)))?;
+    let mut reported = false;
+    let mut at = 0u64;
+    while at < len {
+        let from = (at % 251) as usize;
+        let piece = &block[from..from + (len - at).min(1 << 20) as usize];
+        match w.write(piece) {
+            Ok(n) => {
+                h.update(&piece[..n]);
+                at += n as u64;
+            }
+            Err(e)
+                if !reported
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+            {
+                reported = true;
+                let _ = stalled.send(at);
+                w.set_write_timeout(None)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if !reported {
+        let _ = stalled.send(u64::MAX); // never stalled
+    }
+    Ok(h.finish())
+}
+
+/// A client that stops reading a 1 GiB download: the gateway stops reading its upstream
+/// (whose writes stall after little), holds little meanwhile, and relays every byte once the
+/// client reads again.
+#[test]
+fn a_client_that_stops_reading_stalls_the_upstream() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = listener.local_addr().unwrap();
+    let (stalled_tx, stalled) = mpsc::channel();
+    let upstream = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        while line != "\r\n" {
+            line.clear();
+            assert!(r.read_line(&mut line).unwrap() > 0, "the request's head");
+        }
+        write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {GIB}\r\n\r\n").unwrap();
+        write_until_stalled(&mut s, GIB, stalled_tx).unwrap()
+    });
+    let Some(gw) = gateway(up) else {
+        return;
+    };
+    let mut s = small_client(gw.tcp());
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    // Not reading: the upstream must stall.
+    let at = stalled.recv_timeout(TIMEOUT).expect("the upstream reports");
+    assert!(
+        at < STALL_BOUND,
+        "the upstream wrote {at} bytes to a client reading nothing"
+    );
+    let held = status_kb(gw.pid(), "VmRSS:");
+    assert!(held < 32 * 1024, "the stalled gateway holds {held} KiB");
+    let mut r = BufReader::with_capacity(1 << 20, s);
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        assert!(r.read_line(&mut head).unwrap() > 0, "head: {head:?}");
+    }
+    assert!(
+        head.contains(&format!("Content-Length: {GIB}\r\n")),
+        "{head}"
+    );
+    check_pattern(&mut r, GIB);
+    upstream.join().unwrap();
+    gw.stop("-TERM");
+}
+
+/// An upstream that stops reading a 1 GiB upload: the gateway stops reading its client
+/// (whose writes stall after little), holds little meanwhile, and relays every byte once the
+/// upstream reads again.
+#[test]
+fn an_upstream_that_stops_reading_stalls_the_client() {
+    let listener = small_listener();
+    let up = listener.local_addr().unwrap();
+    let (go_tx, go) = mpsc::channel::<()>();
+    let upstream = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut r = BufReader::with_capacity(1 << 20, s.try_clone().unwrap());
+        let mut head = String::new();
+        while !head.ends_with("\r\n\r\n") {
+            assert!(r.read_line(&mut head).unwrap() > 0, "the request's head");
+        }
+        assert!(
+            head.contains(&format!("Content-Length: {GIB}\r\n")),
+            "{head}"
+        );
+        go.recv_timeout(TIMEOUT).expect("the test says go");
+        let mut h = hash::WordHash::default();
+        let mut left = GIB;
+        while left > 0 {
+            let buf = r.fill_buf().unwrap();
+            assert!(!buf.is_empty(), "the upload ended {left} bytes short");
+            let n = buf.len().min(left as usize);
+            h.update(&buf[..n]);
+            r.consume(n);
+            left -= n as u64;
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .unwrap();
+        h.finish()
+    });
+    let Some(gw) = gateway(up) else {
+        return;
+    };
+    let mut s = connect(gw.tcp());
+    write!(
+        s,
+        "PUT /big HTTP/1.1\r\nHost: t\r\nContent-Length: {GIB}\r\n\r\n"
+    )
+    .unwrap();
+    let (stalled_tx, stalled) = mpsc::channel();
+    let mut w = s.try_clone().unwrap();
+    let client = thread::spawn(move || write_until_stalled(&mut w, GIB, stalled_tx).unwrap());
+    let at = stalled.recv_timeout(TIMEOUT).expect("the client reports");
+    assert!(
+        at < STALL_BOUND,
+        "the client wrote {at} bytes to an upstream reading nothing"
+    );
+    let held = status_kb(gw.pid(), "VmRSS:");
+    assert!(held < 32 * 1024, "the stalled gateway holds {held} KiB");
+    go_tx.send(()).unwrap();
+    let sent = client.join().unwrap();
+    let res = ResponseReader::new(s).next().expect("the answer");
+    assert_eq!((res.status, &res.body[..]), (200, &b"ok"[..]));
+    assert_eq!(
+        upstream.join().unwrap(),
+        sent,
+        "the upstream got a changed body"
+    );
+    gw.stop("-TERM");
+}
