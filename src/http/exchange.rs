@@ -176,21 +176,11 @@ impl<S: Service> HttpServer<S> {
         }
         if let Some(p) = ex.pending.as_mut() {
             let head_len = p.head_len;
-            let body_end = match p.body.scan(rest, head_len, &limits) {
-                BodyScan::Done(end) => end,
-                BodyScan::More => return Step::Incomplete,
-                BodyScan::Refuse(status) => return Step::Refuse(status),
+            return match p.body.scan(rest, head_len, &limits) {
+                BodyScan::Done(end) => self.answer_pending(ex, &rest[..end], head_len, t, out),
+                BodyScan::More => Step::Incomplete,
+                BodyScan::Refuse(status) => Step::Refuse(status),
             };
-            // The body is complete: parse the head again (it is still in the input) and answer.
-            let mut slots = Slots::new();
-            let Ok(Some(req)) = slots.parse(&rest[..head_len], t, limits.max_headers) else {
-                return Step::Refuse(Status::BAD_REQUEST); // cannot happen: parsed before
-            };
-            let Ok(mut f) = framing(&req) else {
-                return Step::Refuse(Status::BAD_REQUEST);
-            };
-            f.keep_alive &= !ex.last;
-            return self.body_ready(ex, &req, f, &rest[head_len..body_end], out);
         }
 
         let mut slots = Slots::new();
@@ -202,7 +192,6 @@ impl<S: Service> HttpServer<S> {
             Ok(None) => return self.wait_for_head(rest),
             Err(e) => return Step::Refuse(e.status()),
         };
-        let head_len = req.len;
         let mut f = match framing(&req) {
             Ok(f) => f,
             Err(status) => return Step::Refuse(status),
@@ -211,20 +200,57 @@ impl<S: Service> HttpServer<S> {
         if self.upgrade.waits(ex.answers.owing(), req.headers) {
             return Step::Incomplete; // an upgrade is served once the answers before it are out
         }
+        self.take_body(ex, &req, f, rest, out)
+    }
+
+    /// The pending request's body is complete (`request` is all of it, `head_len` bytes of
+    /// head, then the body): parse the head again (it is still in the input) and answer.
+    fn answer_pending(
+        &mut self,
+        ex: &mut Exchange,
+        request: &[u8],
+        head_len: usize,
+        t: &str,
+        out: &mut Batch<'_>,
+    ) -> Step {
+        let mut slots = Slots::new();
+        let Ok(Some(req)) = slots.parse(&request[..head_len], t, self.limits.max_headers) else {
+            return Step::Refuse(Status::BAD_REQUEST); // cannot happen: parsed before
+        };
+        let Ok(mut f) = framing(&req) else {
+            return Step::Refuse(Status::BAD_REQUEST);
+        };
+        f.keep_alive &= !ex.last;
+        self.body_ready(ex, &req, f, &request[head_len..], out)
+    }
+
+    /// A head that may be served now is in (`rest` starts with it): take its body, streamed
+    /// into the service's sink, or buffered: answered if it is all in, else waited for.
+    #[inline]
+    fn take_body(
+        &mut self,
+        ex: &mut Exchange,
+        req: &Head<'_, '_>,
+        f: Framing,
+        rest: &[u8],
+        out: &mut Batch<'_>,
+    ) -> Step {
+        let limits = self.limits;
         if f.body != BodyKind::Length(0) {
-            if let Some(step) = self.take_intake(ex, &req, f, rest, out) {
+            if let Some(step) = self.take_intake(ex, req, f, rest, out) {
                 return step;
             }
         }
         if matches!(f.body, BodyKind::Length(n) if n > limits.max_body) {
             return Step::Refuse(Status::CONTENT_TOO_LARGE);
         }
+        let head_len = req.len;
         let mut body = PendingBody::new(f.body);
         let body_end = match body.scan(rest, head_len, &limits) {
             BodyScan::Done(end) => end,
             BodyScan::More => {
                 if f.expect_continue {
-                    if let Err(status) = self.check_continue(&req, f) {
+                    if let Err(status) = self.check_continue(req, f) {
                         return Step::Refuse(status);
                     }
                 }
@@ -233,7 +259,7 @@ impl<S: Service> HttpServer<S> {
             }
             BodyScan::Refuse(status) => return Step::Refuse(status),
         };
-        self.body_ready(ex, &req, f, &rest[head_len..body_end], out)
+        self.body_ready(ex, req, f, &rest[head_len..body_end], out)
     }
 
     /// `Expect: 100-continue` with the body still to come: the service may refuse it now.
