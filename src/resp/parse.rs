@@ -338,6 +338,8 @@ impl Parser {
         })
     }
 
+    /// One value at `pos`, nested `depth` arrays deep: the value and the position after it,
+    /// or `None` if it is incomplete.
     fn value<'a>(
         &self,
         input: &'a [u8],
@@ -347,94 +349,107 @@ impl Parser {
         let Some(&tag) = input.get(pos) else {
             return Ok(None);
         };
-        let line = |input: &'a [u8]| -> Result<Option<(&'a [u8], usize)>, Error> {
-            let window = &input[pos + 1..input.len().min(pos + 1 + self.max_inline + 1)];
-            match window.iter().position(|&b| b == b'\r') {
-                Some(i) if window.get(i + 1) == Some(&b'\n') => {
-                    Ok(Some((&window[..i], pos + 1 + i + 2)))
-                }
-                Some(i) if i + 1 < window.len() => Err(Error::new("line not terminated by CRLF")),
-                Some(_) => Ok(None),
-                None if window.len() > self.max_inline => Err(Error::new("line too long")),
-                None => Ok(None),
-            }
-        };
         let v = match tag {
-            b'+' | b'-' => {
-                let Some((s, next)) = line(input)? else {
-                    return Ok(None);
-                };
-                if s.contains(&b'\n') {
-                    return Err(Error::new("line not terminated by CRLF"));
-                }
-                (
-                    if tag == b'+' {
-                        Value::Simple(s)
-                    } else {
-                        Value::Error(s)
-                    },
-                    next,
-                )
-            }
+            b'+' | b'-' => self.simple(input, pos, tag)?,
             b':' => match len_line(input, pos + 1, "invalid integer")? {
-                Line::Done(d, next) => (Value::Integer(parse_int(d, "invalid integer")?), next),
-                Line::Incomplete => return Ok(None),
+                Line::Done(d, next) => {
+                    Some((Value::Integer(parse_int(d, "invalid integer")?), next))
+                }
+                Line::Incomplete => None,
             },
-            b'$' => {
-                let (len, next) = match len_line(input, pos + 1, "invalid bulk length")? {
-                    Line::Done(d, next) => (parse_int(d, "invalid bulk length")?, next),
-                    Line::Incomplete => return Ok(None),
-                };
-                if len == -1 {
-                    (Value::Nil, next)
-                } else if len < 0 || len > self.max_bulk as i64 {
-                    return Err(Error::new("invalid bulk length"));
-                } else {
-                    let end = next + len as usize;
-                    if end > self.max_command {
-                        return Err(Error::new("value too large"));
-                    }
-                    if input.len() < end + 2 {
-                        return Ok(None);
-                    }
-                    if &input[end..end + 2] != b"\r\n" {
-                        return Err(Error::new("bulk string not terminated by CRLF"));
-                    }
-                    (Value::Bulk(&input[next..end]), end + 2)
-                }
-            }
-            b'*' => {
-                let (n, mut next) = match len_line(input, pos + 1, "invalid multibulk length")? {
-                    Line::Done(d, next) => (parse_int(d, "invalid multibulk length")?, next),
-                    Line::Incomplete => return Ok(None),
-                };
-                if n == -1 {
-                    (Value::NilArray, next)
-                } else if n < 0 || n > self.max_elements as i64 {
-                    return Err(Error::new("invalid multibulk length"));
-                } else if depth >= self.max_depth {
-                    return Err(Error::new("arrays nested too deeply"));
-                } else {
-                    // Grown as elements arrive, never sized by the declared count.
-                    let mut items = Vec::new();
-                    for _ in 0..n {
-                        match self.value(input, next, depth + 1)? {
-                            Some((v, after)) => {
-                                items.push(v);
-                                next = after;
-                            }
-                            None => return Ok(None),
-                        }
-                    }
-                    (Value::Array(items), next)
-                }
-            }
+            b'$' => self.bulk(input, pos)?,
+            b'*' => self.array(input, pos, depth)?,
             other => return Err(Error::unexpected("unknown type byte", other)),
         };
-        if v.1 > self.max_command {
+        match v {
+            Some((_, end)) if end > self.max_command => Err(Error::new("value too large")),
+            v => Ok(v),
+        }
+    }
+
+    /// `+<line>` or `-<line>` at `pos` (the tag says which).
+    fn simple<'a>(
+        &self,
+        input: &'a [u8],
+        pos: usize,
+        tag: u8,
+    ) -> Result<Option<(Value<'a>, usize)>, Error> {
+        let window = &input[pos + 1..input.len().min(pos + 1 + self.max_inline + 1)];
+        let (s, next) = match window.iter().position(|&b| b == b'\r') {
+            Some(i) if window.get(i + 1) == Some(&b'\n') => (&window[..i], pos + 1 + i + 2),
+            Some(i) if i + 1 < window.len() => {
+                return Err(Error::new("line not terminated by CRLF"))
+            }
+            Some(_) => return Ok(None),
+            None if window.len() > self.max_inline => return Err(Error::new("line too long")),
+            None => return Ok(None),
+        };
+        if s.contains(&b'\n') {
+            return Err(Error::new("line not terminated by CRLF"));
+        }
+        let v = if tag == b'+' {
+            Value::Simple(s)
+        } else {
+            Value::Error(s)
+        };
+        Ok(Some((v, next)))
+    }
+
+    /// `$<len>` and that many bytes at `pos`, or `$-1`: nil.
+    fn bulk<'a>(&self, input: &'a [u8], pos: usize) -> Result<Option<(Value<'a>, usize)>, Error> {
+        let (len, next) = match len_line(input, pos + 1, "invalid bulk length")? {
+            Line::Done(d, next) => (parse_int(d, "invalid bulk length")?, next),
+            Line::Incomplete => return Ok(None),
+        };
+        if len == -1 {
+            return Ok(Some((Value::Nil, next)));
+        }
+        if len < 0 || len > self.max_bulk as i64 {
+            return Err(Error::new("invalid bulk length"));
+        }
+        let end = next + len as usize;
+        if end > self.max_command {
             return Err(Error::new("value too large"));
         }
-        Ok(Some(v))
+        if input.len() < end + 2 {
+            return Ok(None);
+        }
+        if &input[end..end + 2] != b"\r\n" {
+            return Err(Error::new("bulk string not terminated by CRLF"));
+        }
+        Ok(Some((Value::Bulk(&input[next..end]), end + 2)))
+    }
+
+    /// `*<n>` and n values at `pos`, the array being `depth` deep, or `*-1`: a nil array.
+    fn array<'a>(
+        &self,
+        input: &'a [u8],
+        pos: usize,
+        depth: usize,
+    ) -> Result<Option<(Value<'a>, usize)>, Error> {
+        let (n, mut next) = match len_line(input, pos + 1, "invalid multibulk length")? {
+            Line::Done(d, next) => (parse_int(d, "invalid multibulk length")?, next),
+            Line::Incomplete => return Ok(None),
+        };
+        if n == -1 {
+            return Ok(Some((Value::NilArray, next)));
+        }
+        if n < 0 || n > self.max_elements as i64 {
+            return Err(Error::new("invalid multibulk length"));
+        }
+        if depth >= self.max_depth {
+            return Err(Error::new("arrays nested too deeply"));
+        }
+        // Grown as elements arrive, never sized by the declared count.
+        let mut items = Vec::new();
+        for _ in 0..n {
+            let Some((v, after)) = self.value(input, next, depth + 1)? else {
+                return Ok(None);
+            };
+            items.push(v);
+            next = after;
+        }
+        Ok(Some((Value::Array(items), next)))
     }
 }
 
