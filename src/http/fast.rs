@@ -163,33 +163,61 @@ pub(crate) fn other_version<'h, 'b>(
         at += n.len();
     }
     let line = &buf[at..];
+    let Some((method, target, t_end)) = method_and_target(line) else {
+        return refused;
+    };
+    match line.get(t_end) {
+        // HTTP/0.9: no version at all.
+        Some(b'\r' | b'\n') if !target.is_empty() => return Err(HeadError::Version),
+        Some(b' ') if !target.is_empty() => {}
+        _ => return refused,
+    }
+    let v = t_end + 1;
+    let Some(version_len) = version_line_len(&line[v..], err)? else {
+        return Ok(None);
+    };
+    let line_len = at + v + version_len;
+    slots.clear();
+    slots.resize(max_headers, httparse::EMPTY_HEADER);
+    match httparse::parse_headers(&buf[line_len..], slots)? {
+        httparse::Status::Complete((n, headers)) => Ok(Some(Head {
+            method,
+            target,
+            version: 1,
+            headers,
+            len: line_len + n,
+        })),
+        httparse::Status::Partial => Ok(None),
+    }
+}
+
+/// The method and target at the start of a request line, as `httparse` reads them (a token,
+/// a space, then target bytes), and where the target ends; `None` if the line does not start
+/// so, or they are not UTF-8.
+fn method_and_target(line: &[u8]) -> Option<(&str, &str, usize)> {
     let m = line
         .iter()
         .position(|&b| !is_tchar(b))
         .unwrap_or(line.len());
     if m == 0 || line.get(m) != Some(&b' ') {
-        return refused;
+        return None;
     }
     let t = m + 1;
     let t_end = t + line[t..]
         .iter()
         .position(|&b| !is_target_byte(b))
         .unwrap_or(line.len() - t);
-    let (Ok(method), Ok(target)) = (
-        std::str::from_utf8(&line[..m]),
-        std::str::from_utf8(&line[t..t_end]),
-    ) else {
-        return refused;
-    };
-    match line.get(t_end) {
-        // HTTP/0.9: no version at all.
-        Some(b'\r' | b'\n') if t_end > t => return Err(HeadError::Version),
-        Some(b' ') if t_end > t => {}
-        _ => return refused,
-    }
-    // "HTTP/" DIGIT [ "." DIGIT ], then the end of the line.
-    let v = t_end + 1;
-    let version = &line[v..];
+    let method = std::str::from_utf8(&line[..m]).ok()?;
+    let target = std::str::from_utf8(&line[t..t_end]).ok()?;
+    Some((method, target, t_end))
+}
+
+/// The bytes of `version` (what follows the target's space) up to and including its line end:
+/// `"HTTP/" DIGIT [ "." DIGIT ]` then CRLF or LF, for `HTTP/1.2` to `HTTP/1.9`.
+/// [`HeadError::Version`] for another major version, `Ok(None)` while it is still arriving,
+/// and `err` itself for anything else.
+fn version_line_len(version: &[u8], err: httparse::Error) -> Result<Option<usize>, HeadError> {
+    let refused = Err(HeadError::Syntax(err));
     let Some(digits) = version.strip_prefix(b"HTTP/") else {
         return if b"HTTP/".starts_with(version) {
             Ok(None)
@@ -214,19 +242,7 @@ pub(crate) fn other_version<'h, 'b>(
         [b'\n', ..] => 1,
         _ => return refused,
     };
-    let line_len = at + v + (version.len() - end.len()) + eol;
-    slots.clear();
-    slots.resize(max_headers, httparse::EMPTY_HEADER);
-    match httparse::parse_headers(&buf[line_len..], slots)? {
-        httparse::Status::Complete((n, headers)) => Ok(Some(Head {
-            method,
-            target,
-            version: 1,
-            headers,
-            len: line_len + n,
-        })),
-        httparse::Status::Partial => Ok(None),
-    }
+    Ok(Some(version.len() - end.len() + eol))
 }
 
 /// A byte `httparse` takes in a request target.
