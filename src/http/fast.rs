@@ -277,6 +277,41 @@ pub(crate) fn fast_head<'h, 'b>(
     max_len: usize,
     slots: &'h mut [Header<'b>],
 ) -> Option<Head<'h, 'b>> {
+    let (method, target, version, mut rest) = request_line(text)?;
+    let mut n = 0;
+    loop {
+        let b = rest.as_bytes();
+        if *b.first()? == b'\r' {
+            if *b.get(1)? != b'\n' {
+                return None;
+            }
+            rest = skip(rest, 2)?;
+            break;
+        }
+        let (field, after) = header_field(rest)?;
+        *slots.get_mut(n)? = field;
+        n += 1;
+        rest = after;
+    }
+    let len = text.len() - rest.len();
+    if len > max_len {
+        return None;
+    }
+    let slots: &'h [Header<'b>] = slots;
+    Some(Head {
+        method,
+        target,
+        version,
+        headers: &slots[..n],
+        len,
+    })
+}
+
+/// The fast path's request line at the start of `text`: method, target, minor version, and
+/// the text after the line's CRLF. (Inlined, like [`header_field`]: they are parts of one
+/// hot loop, cut apart to be read.)
+#[inline(always)]
+fn request_line(text: &str) -> Option<(&str, &str, u8, &str)> {
     let buf = text.as_bytes();
     // Method: "GET " is by far the most common.
     let m = if buf.starts_with(b"GET ") {
@@ -312,67 +347,49 @@ pub(crate) fn fast_head<'h, 'b>(
     if u16::from_le_bytes(b.get(9..11)?.try_into().ok()?) != CRLF {
         return None;
     }
-    let mut rest = skip(rest, 11)?;
+    Some((method, target, version, skip(rest, 11)?))
+}
 
-    let mut n = 0;
-    loop {
-        let b = rest.as_bytes();
-        if *b.first()? == b'\r' {
-            if *b.get(1)? != b'\n' {
-                return None;
-            }
-            rest = skip(rest, 2)?;
-            break;
-        }
-        // Name, then the colon right after it.
-        let name_len = b.iter().position(|&c| !is_tchar(c))?;
-        if name_len == 0 || b[name_len] != b':' {
-            return None;
-        }
-        let (name, line) = rest.split_at_checked(name_len)?;
-        let b = line.as_bytes();
-        // Leading OWS.
-        let mut i = 1;
-        while matches!(*b.get(i)?, b' ' | b'\t') {
-            i += 1;
-        }
-        // Value up to CR: printable ASCII and tabs.
-        let vs = i;
-        loop {
-            i += run(&b[i..], 0x20);
-            match *b.get(i)? {
-                b'\t' => i += 1,
-                b'\r' => break,
-                _ => return None,
-            }
-        }
-        if *b.get(i + 1)? != b'\n' {
-            return None;
-        }
-        // Trailing OWS.
-        let mut ve = i;
-        while ve > vs && matches!(b[ve - 1], b' ' | b'\t') {
-            ve -= 1;
-        }
-        *slots.get_mut(n)? = Header {
-            name,
-            value: &b[vs..ve],
-        };
-        n += 1;
-        rest = skip(line, i + 2)?;
-    }
-    let len = text.len() - rest.len();
-    if len > max_len {
+/// One header field line at the start of `rest` (not the empty line ending the head): the
+/// field, its value trimmed of white space, and the text after the line's CRLF.
+#[inline(always)]
+fn header_field(rest: &str) -> Option<(Header<'_>, &str)> {
+    let b = rest.as_bytes();
+    // Name, then the colon right after it.
+    let name_len = b.iter().position(|&c| !is_tchar(c))?;
+    if name_len == 0 || b[name_len] != b':' {
         return None;
     }
-    let slots: &'h [Header<'b>] = slots;
-    Some(Head {
-        method,
-        target,
-        version,
-        headers: &slots[..n],
-        len,
-    })
+    let (name, line) = rest.split_at_checked(name_len)?;
+    let b = line.as_bytes();
+    // Leading OWS.
+    let mut i = 1;
+    while matches!(*b.get(i)?, b' ' | b'\t') {
+        i += 1;
+    }
+    // Value up to CR: printable ASCII and tabs.
+    let vs = i;
+    loop {
+        i += run(&b[i..], 0x20);
+        match *b.get(i)? {
+            b'\t' => i += 1,
+            b'\r' => break,
+            _ => return None,
+        }
+    }
+    if *b.get(i + 1)? != b'\n' {
+        return None;
+    }
+    // Trailing OWS.
+    let mut ve = i;
+    while ve > vs && matches!(b[ve - 1], b' ' | b'\t') {
+        ve -= 1;
+    }
+    let field = Header {
+        name,
+        value: &b[vs..ve],
+    };
+    Some((field, skip(line, i + 2)?))
 }
 
 const HTTP_11: u64 = u64::from_le_bytes(*b"HTTP/1.1");
