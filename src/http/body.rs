@@ -203,11 +203,43 @@ impl ChunkDecoder {
 
     /// One byte of the framing (anything but chunk data).
     fn framing_byte(&mut self, b: u8, max_body: usize) -> Result<(), Status> {
-        let bad = Err(Status::BAD_REQUEST);
+        self.count_metadata()?;
+        let next = match self.st {
+            St::SizeStart | St::Size if hex(b).is_some() => {
+                self.size_digit(hex(b).unwrap_or(0), max_body)?;
+                Some(St::Size)
+            }
+            St::SizeLf if b == b'\n' => {
+                self.decoded += self.size;
+                Some(if self.size == 0 {
+                    St::TrailerStart
+                } else {
+                    St::Data
+                })
+            }
+            St::DataCr if b == b'\r' => Some(St::DataLf),
+            St::DataLf if b == b'\n' => {
+                self.size = 0;
+                Some(St::SizeStart)
+            }
+            st @ (St::Size | St::ExtToken | St::ExtQuotedEnd) => after_size_or_value(st, b),
+            st if st.in_extension() => extension_next(st, b),
+            st @ (St::TrailerStart | St::TrailerName | St::TrailerValue) => trailer_next(st, b),
+            St::TrailerLf if b == b'\n' => Some(St::TrailerStart),
+            St::FinalLf if b == b'\n' => Some(St::Done),
+            _ => None,
+        };
+        self.st = next.ok_or(Status::BAD_REQUEST)?;
+        Ok(())
+    }
+
+    /// Counts a byte of an extension or a trailer field against [`MAX_METADATA`].
+    #[inline(always)]
+    fn count_metadata(&mut self) -> Result<(), Status> {
         if self.st.in_extension() {
             self.ext += 1;
             if usize::from(self.ext) > MAX_METADATA {
-                return bad;
+                return Err(Status::BAD_REQUEST);
             }
         } else if self.st.in_trailer() {
             self.trailer += 1;
@@ -215,93 +247,91 @@ impl ChunkDecoder {
                 return Err(Status::REQUEST_HEADER_FIELDS_TOO_LARGE);
             }
         }
-        let ws = b == b' ' || b == b'\t';
-        self.st = match self.st {
-            St::SizeStart | St::Size if hex(b).is_some() => {
-                let d = hex(b).unwrap_or(0);
-                self.size = match self.size.checked_mul(16).and_then(|s| s.checked_add(d)) {
-                    Some(s) if s <= max_body.saturating_sub(self.decoded) => s,
-                    _ => return Err(Status::CONTENT_TOO_LARGE),
-                };
-                St::Size
-            }
-            St::SizeStart => return bad,
-            St::Size | St::ExtToken | St::ExtQuotedEnd => match b {
-                b'\r' => St::SizeLf,
-                b';' => St::ExtNameStart,
-                _ if ws => St::ExtSemi,
-                _ if self.st == St::ExtToken && is_tchar(b) => St::ExtToken,
-                _ => return bad,
-            },
-            // White space may come before a `;`, never before the end of the line.
-            St::ExtSemi => match b {
-                b';' => St::ExtNameStart,
-                _ if ws => St::ExtSemi,
-                _ => return bad,
-            },
-            St::ExtNameStart => match b {
-                _ if ws => St::ExtNameStart,
-                _ if is_tchar(b) => St::ExtName,
-                _ => return bad,
-            },
-            St::ExtName | St::ExtNameEnd => match b {
-                b'=' => St::ExtValueStart,
-                b';' => St::ExtNameStart,
-                b'\r' if self.st == St::ExtName => St::SizeLf,
-                _ if ws => St::ExtNameEnd,
-                _ if self.st == St::ExtName && is_tchar(b) => St::ExtName,
-                _ => return bad,
-            },
-            St::ExtValueStart => match b {
-                b'"' => St::ExtQuoted,
-                _ if ws => St::ExtValueStart,
-                _ if is_tchar(b) => St::ExtToken,
-                _ => return bad,
-            },
-            St::ExtQuoted => match b {
-                b'"' => St::ExtQuotedEnd,
-                b'\\' => St::ExtEscape,
-                b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff => St::ExtQuoted,
-                _ => return bad,
-            },
-            St::ExtEscape => match b {
-                b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff => St::ExtQuoted,
-                _ => return bad,
-            },
-            St::SizeLf if b == b'\n' => {
-                self.decoded += self.size;
-                if self.size == 0 {
-                    St::TrailerStart
-                } else {
-                    St::Data
-                }
-            }
-            St::DataCr if b == b'\r' => St::DataLf,
-            St::DataLf if b == b'\n' => {
-                self.size = 0;
-                St::SizeStart
-            }
-            St::TrailerStart => match b {
-                b'\r' => St::FinalLf,
-                _ if is_tchar(b) => St::TrailerName,
-                _ => return bad,
-            },
-            St::TrailerName => match b {
-                b':' => St::TrailerValue,
-                _ if is_tchar(b) => St::TrailerName,
-                _ => return bad,
-            },
-            St::TrailerValue => match b {
-                b'\r' => St::TrailerLf,
-                b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff => St::TrailerValue,
-                _ => return bad,
-            },
-            St::TrailerLf if b == b'\n' => St::TrailerStart,
-            St::FinalLf if b == b'\n' => St::Done,
-            _ => return bad,
+        Ok(())
+    }
+
+    /// One more hex digit of the chunk size: the chunk must still fit in the body's limit.
+    #[inline(always)]
+    fn size_digit(&mut self, d: usize, max_body: usize) -> Result<(), Status> {
+        self.size = match self.size.checked_mul(16).and_then(|s| s.checked_add(d)) {
+            Some(s) if s <= max_body.saturating_sub(self.decoded) => s,
+            _ => return Err(Status::CONTENT_TOO_LARGE),
         };
         Ok(())
     }
+}
+
+/// The state after `b`, which follows the chunk size (not a hex digit) or an extension's
+/// value: the end of the size line, another extension, or more of a token value; `None` if
+/// the byte is refused. (This and the next two are parts of one per-byte match, inlined.)
+#[inline(always)]
+fn after_size_or_value(st: St, b: u8) -> Option<St> {
+    Some(match b {
+        b'\r' => St::SizeLf,
+        b';' => St::ExtNameStart,
+        b' ' | b'\t' => St::ExtSemi,
+        _ if st == St::ExtToken && is_tchar(b) => St::ExtToken,
+        _ => return None,
+    })
+}
+
+/// The state after `b` inside a chunk extension (`st` is one of the extension states but a
+/// token value or the end of a quoted one); `None` if the byte is refused.
+#[inline(always)]
+fn extension_next(st: St, b: u8) -> Option<St> {
+    let ws = b == b' ' || b == b'\t';
+    Some(match st {
+        // White space may come before a `;`, never before the end of the line.
+        St::ExtSemi => match b {
+            b';' => St::ExtNameStart,
+            _ if ws => St::ExtSemi,
+            _ => return None,
+        },
+        St::ExtNameStart => match b {
+            _ if ws => St::ExtNameStart,
+            _ if is_tchar(b) => St::ExtName,
+            _ => return None,
+        },
+        St::ExtName | St::ExtNameEnd => match b {
+            b'=' => St::ExtValueStart,
+            b';' => St::ExtNameStart,
+            b'\r' if st == St::ExtName => St::SizeLf,
+            _ if ws => St::ExtNameEnd,
+            _ if st == St::ExtName && is_tchar(b) => St::ExtName,
+            _ => return None,
+        },
+        St::ExtValueStart => match b {
+            b'"' => St::ExtQuoted,
+            _ if ws => St::ExtValueStart,
+            _ if is_tchar(b) => St::ExtToken,
+            _ => return None,
+        },
+        St::ExtQuoted => match b {
+            b'"' => St::ExtQuotedEnd,
+            b'\\' => St::ExtEscape,
+            b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff => St::ExtQuoted,
+            _ => return None,
+        },
+        St::ExtEscape => match b {
+            b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff => St::ExtQuoted,
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+/// The state after `b` on a trailer line: a field's name, then its value, or the final
+/// empty line; `None` if the byte is refused.
+#[inline(always)]
+fn trailer_next(st: St, b: u8) -> Option<St> {
+    Some(match (st, b) {
+        (St::TrailerStart, b'\r') => St::FinalLf,
+        (St::TrailerStart | St::TrailerName, _) if is_tchar(b) => St::TrailerName,
+        (St::TrailerName, b':') => St::TrailerValue,
+        (St::TrailerValue, b'\r') => St::TrailerLf,
+        (St::TrailerValue, b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff) => St::TrailerValue,
+        _ => return None,
+    })
 }
 
 /// Resumable scanner over a chunked body that stays in place while it arrives.
