@@ -163,33 +163,61 @@ pub(crate) fn other_version<'h, 'b>(
         at += n.len();
     }
     let line = &buf[at..];
+    let Some((method, target, t_end)) = method_and_target(line) else {
+        return refused;
+    };
+    match line.get(t_end) {
+        // HTTP/0.9: no version at all.
+        Some(b'\r' | b'\n') if !target.is_empty() => return Err(HeadError::Version),
+        Some(b' ') if !target.is_empty() => {}
+        _ => return refused,
+    }
+    let v = t_end + 1;
+    let Some(version_len) = version_line_len(&line[v..], err)? else {
+        return Ok(None);
+    };
+    let line_len = at + v + version_len;
+    slots.clear();
+    slots.resize(max_headers, httparse::EMPTY_HEADER);
+    match httparse::parse_headers(&buf[line_len..], slots)? {
+        httparse::Status::Complete((n, headers)) => Ok(Some(Head {
+            method,
+            target,
+            version: 1,
+            headers,
+            len: line_len + n,
+        })),
+        httparse::Status::Partial => Ok(None),
+    }
+}
+
+/// The method and target at the start of a request line, as `httparse` reads them (a token,
+/// a space, then target bytes), and where the target ends; `None` if the line does not start
+/// so, or they are not UTF-8.
+fn method_and_target(line: &[u8]) -> Option<(&str, &str, usize)> {
     let m = line
         .iter()
         .position(|&b| !is_tchar(b))
         .unwrap_or(line.len());
     if m == 0 || line.get(m) != Some(&b' ') {
-        return refused;
+        return None;
     }
     let t = m + 1;
     let t_end = t + line[t..]
         .iter()
         .position(|&b| !is_target_byte(b))
         .unwrap_or(line.len() - t);
-    let (Ok(method), Ok(target)) = (
-        std::str::from_utf8(&line[..m]),
-        std::str::from_utf8(&line[t..t_end]),
-    ) else {
-        return refused;
-    };
-    match line.get(t_end) {
-        // HTTP/0.9: no version at all.
-        Some(b'\r' | b'\n') if t_end > t => return Err(HeadError::Version),
-        Some(b' ') if t_end > t => {}
-        _ => return refused,
-    }
-    // "HTTP/" DIGIT [ "." DIGIT ], then the end of the line.
-    let v = t_end + 1;
-    let version = &line[v..];
+    let method = std::str::from_utf8(&line[..m]).ok()?;
+    let target = std::str::from_utf8(&line[t..t_end]).ok()?;
+    Some((method, target, t_end))
+}
+
+/// The bytes of `version` (what follows the target's space) up to and including its line end:
+/// `"HTTP/" DIGIT [ "." DIGIT ]` then CRLF or LF, for `HTTP/1.2` to `HTTP/1.9`.
+/// [`HeadError::Version`] for another major version, `Ok(None)` while it is still arriving,
+/// and `err` itself for anything else.
+fn version_line_len(version: &[u8], err: httparse::Error) -> Result<Option<usize>, HeadError> {
+    let refused = Err(HeadError::Syntax(err));
     let Some(digits) = version.strip_prefix(b"HTTP/") else {
         return if b"HTTP/".starts_with(version) {
             Ok(None)
@@ -214,19 +242,7 @@ pub(crate) fn other_version<'h, 'b>(
         [b'\n', ..] => 1,
         _ => return refused,
     };
-    let line_len = at + v + (version.len() - end.len()) + eol;
-    slots.clear();
-    slots.resize(max_headers, httparse::EMPTY_HEADER);
-    match httparse::parse_headers(&buf[line_len..], slots)? {
-        httparse::Status::Complete((n, headers)) => Ok(Some(Head {
-            method,
-            target,
-            version: 1,
-            headers,
-            len: line_len + n,
-        })),
-        httparse::Status::Partial => Ok(None),
-    }
+    Ok(Some(version.len() - end.len() + eol))
 }
 
 /// A byte `httparse` takes in a request target.
@@ -261,6 +277,41 @@ pub(crate) fn fast_head<'h, 'b>(
     max_len: usize,
     slots: &'h mut [Header<'b>],
 ) -> Option<Head<'h, 'b>> {
+    let (method, target, version, mut rest) = request_line(text)?;
+    let mut n = 0;
+    loop {
+        let b = rest.as_bytes();
+        if *b.first()? == b'\r' {
+            if *b.get(1)? != b'\n' {
+                return None;
+            }
+            rest = skip(rest, 2)?;
+            break;
+        }
+        let (field, after) = header_field(rest)?;
+        *slots.get_mut(n)? = field;
+        n += 1;
+        rest = after;
+    }
+    let len = text.len() - rest.len();
+    if len > max_len {
+        return None;
+    }
+    let slots: &'h [Header<'b>] = slots;
+    Some(Head {
+        method,
+        target,
+        version,
+        headers: &slots[..n],
+        len,
+    })
+}
+
+/// The fast path's request line at the start of `text`: method, target, minor version, and
+/// the text after the line's CRLF. (Inlined, like [`header_field`]: they are parts of one
+/// hot loop, cut apart to be read.)
+#[inline(always)]
+fn request_line(text: &str) -> Option<(&str, &str, u8, &str)> {
     let buf = text.as_bytes();
     // Method: "GET " is by far the most common.
     let m = if buf.starts_with(b"GET ") {
@@ -296,67 +347,49 @@ pub(crate) fn fast_head<'h, 'b>(
     if u16::from_le_bytes(b.get(9..11)?.try_into().ok()?) != CRLF {
         return None;
     }
-    let mut rest = skip(rest, 11)?;
+    Some((method, target, version, skip(rest, 11)?))
+}
 
-    let mut n = 0;
-    loop {
-        let b = rest.as_bytes();
-        if *b.first()? == b'\r' {
-            if *b.get(1)? != b'\n' {
-                return None;
-            }
-            rest = skip(rest, 2)?;
-            break;
-        }
-        // Name, then the colon right after it.
-        let name_len = b.iter().position(|&c| !is_tchar(c))?;
-        if name_len == 0 || b[name_len] != b':' {
-            return None;
-        }
-        let (name, line) = rest.split_at_checked(name_len)?;
-        let b = line.as_bytes();
-        // Leading OWS.
-        let mut i = 1;
-        while matches!(*b.get(i)?, b' ' | b'\t') {
-            i += 1;
-        }
-        // Value up to CR: printable ASCII and tabs.
-        let vs = i;
-        loop {
-            i += run(&b[i..], 0x20);
-            match *b.get(i)? {
-                b'\t' => i += 1,
-                b'\r' => break,
-                _ => return None,
-            }
-        }
-        if *b.get(i + 1)? != b'\n' {
-            return None;
-        }
-        // Trailing OWS.
-        let mut ve = i;
-        while ve > vs && matches!(b[ve - 1], b' ' | b'\t') {
-            ve -= 1;
-        }
-        *slots.get_mut(n)? = Header {
-            name,
-            value: &b[vs..ve],
-        };
-        n += 1;
-        rest = skip(line, i + 2)?;
-    }
-    let len = text.len() - rest.len();
-    if len > max_len {
+/// One header field line at the start of `rest` (not the empty line ending the head): the
+/// field, its value trimmed of white space, and the text after the line's CRLF.
+#[inline(always)]
+fn header_field(rest: &str) -> Option<(Header<'_>, &str)> {
+    let b = rest.as_bytes();
+    // Name, then the colon right after it.
+    let name_len = b.iter().position(|&c| !is_tchar(c))?;
+    if name_len == 0 || b[name_len] != b':' {
         return None;
     }
-    let slots: &'h [Header<'b>] = slots;
-    Some(Head {
-        method,
-        target,
-        version,
-        headers: &slots[..n],
-        len,
-    })
+    let (name, line) = rest.split_at_checked(name_len)?;
+    let b = line.as_bytes();
+    // Leading OWS.
+    let mut i = 1;
+    while matches!(*b.get(i)?, b' ' | b'\t') {
+        i += 1;
+    }
+    // Value up to CR: printable ASCII and tabs.
+    let vs = i;
+    loop {
+        i += run(&b[i..], 0x20);
+        match *b.get(i)? {
+            b'\t' => i += 1,
+            b'\r' => break,
+            _ => return None,
+        }
+    }
+    if *b.get(i + 1)? != b'\n' {
+        return None;
+    }
+    // Trailing OWS.
+    let mut ve = i;
+    while ve > vs && matches!(b[ve - 1], b' ' | b'\t') {
+        ve -= 1;
+    }
+    let field = Header {
+        name,
+        value: &b[vs..ve],
+    };
+    Some((field, skip(line, i + 2)?))
 }
 
 const HTTP_11: u64 = u64::from_le_bytes(*b"HTTP/1.1");
@@ -484,165 +517,4 @@ fn run(bytes: &[u8], lo: u8) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    type Owned = (String, String, u8, Vec<(String, Vec<u8>)>, usize);
-
-    fn fast(buf: &[u8]) -> Option<Owned> {
-        let mut slots = [httparse::EMPTY_HEADER; FAST_HEADERS];
-        let h = fast_head(utf8_prefix(buf).0, buf.len(), &mut slots)?;
-        let headers = h
-            .headers
-            .iter()
-            .map(|h| (h.name.to_string(), h.value.to_vec()))
-            .collect();
-        Some((h.method.into(), h.target.into(), h.version, headers, h.len))
-    }
-
-    #[test]
-    fn accepts_the_common_shape() {
-        let head =
-            b"GET /plaintext?x=1 HTTP/1.1\r\nHost: a:80\r\nX-Empty:\r\nX-Ws: \t v \t\r\n\r\nbody";
-        let (m, t, v, h, len) = fast(head).unwrap();
-        assert_eq!(
-            (&*m, &*t, v, len),
-            ("GET", "/plaintext?x=1", 1, head.len() - 4)
-        );
-        let names: Vec<&str> = h.iter().map(|(n, _)| &**n).collect();
-        assert_eq!(names, ["Host", "X-Empty", "X-Ws"]);
-        assert_eq!(h[0].1, b"a:80");
-        assert_eq!(h[1].1, b"");
-        assert_eq!(h[2].1, b"v");
-        let (m, _, v, h, _) = fast(b"M-SEARCH * HTTP/1.0\r\n\r\n").unwrap();
-        assert_eq!((&*m, v, h.len()), ("M-SEARCH", 0, 0));
-    }
-
-    #[test]
-    fn gives_up_outside_the_grammar() {
-        for head in [
-            &b"\r\nGET / HTTP/1.1\r\n\r\n"[..],
-            b"GET / HTTP/1.1\n\r\n",
-            b"GET / HTTP/1.1\r\nA: b\n\r\n",
-            b"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n",
-            b"GET / HTTP/1.1\r\nA: \x80\r\n\r\n",
-            b"GET /\x80 HTTP/1.1\r\n\r\n",
-            b"GET  / HTTP/1.1\r\n\r\n",
-            b"GET / HTTP/2.0\r\n\r\n",
-            b"GET / HTTP/1.1\r\nA : b\r\n\r\n",
-            b"GET / HTTP/1.1\r\nA: b\x7f\r\n\r\n",
-            b"GET / HTTP/1.1\r\nA: b\r\n",
-            b"ABCDEFGHIJKLMNOPQ / HTTP/1.1\r\n\r\n",
-        ] {
-            assert!(fast(head).is_none(), "{:?}", String::from_utf8_lossy(head));
-        }
-        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
-        for _ in 0..=FAST_HEADERS {
-            many.extend_from_slice(b"A: b\r\n");
-        }
-        many.extend_from_slice(b"\r\n");
-        assert!(fast(&many).is_none());
-    }
-
-    /// What the server's parser makes of a head: the version read, or the error.
-    fn version_of(head: &[u8]) -> Result<Option<(u8, usize, usize)>, HeadError> {
-        let mut slots = Slots::new();
-        let text = utf8_prefix(head).0;
-        let h = slots.parse(head, text, 8)?;
-        Ok(h.map(|h| (h.version, h.headers.len(), h.len)))
-    }
-
-    #[test]
-    fn higher_minor_versions_are_read_as_http11() {
-        for v in 2..=9 {
-            let head = format!("GET /x?y HTTP/1.{v}\r\nHost: a\r\nX: 1\r\n\r\nbody");
-            let b = head.as_bytes();
-            assert_eq!(version_of(b), Ok(Some((1, 2, b.len() - 4))), "{head:?}");
-            // Still arriving: incomplete at every cut.
-            for end in 0..b.len() - 4 {
-                assert_eq!(version_of(&b[..end]), Ok(None), "{:?}", &head[..end]);
-            }
-        }
-        let mut slots = Slots::new();
-        let head = b"\r\nPOST /a HTTP/1.5\nHost: a\n\n";
-        let h = slots.parse(head, "", 8).unwrap().unwrap();
-        assert_eq!((h.method, h.target, h.version), ("POST", "/a", 1));
-        assert_eq!((h.headers[0].name, h.headers[0].value), ("Host", &b"a"[..]));
-        // More headers than the slots.
-        let many = b"GET / HTTP/1.2\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
-        let mut slots = Slots::new();
-        assert_eq!(
-            slots.parse(many, "", 2).map(|h| h.is_some()),
-            Err(HeadError::TooManyHeaders)
-        );
-    }
-
-    #[test]
-    fn other_versions_are_refused_as_unsupported() {
-        for head in [
-            &b"GET / HTTP/2.0\r\n\r\n"[..],
-            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-            b"GET / HTTP/2\r\n",
-            b"GET / HTTP/3\r\nHost: a\r\n\r\n",
-            b"GET / HTTP/0.9\r\n",
-            b"GET / HTTP/9.9\n",
-            b"GET /index.html\r\n",
-            b"GET /\n",
-            b"GET / HTTP/2.0\rjunk",
-        ] {
-            assert_eq!(
-                version_of(head),
-                Err(HeadError::Version),
-                "{:?}",
-                String::from_utf8_lossy(head)
-            );
-        }
-        assert_eq!(
-            HeadError::Version.status(),
-            Status::HTTP_VERSION_NOT_SUPPORTED
-        );
-        for partial in [&b"GET / HTTP/2"[..], b"GET / HTTP/2.", b"GET / HTTP/3.0"] {
-            assert_eq!(version_of(partial), Ok(None));
-        }
-    }
-
-    #[test]
-    fn malformed_versions_stay_malformed() {
-        for head in [
-            &b"GET / HTTP/1\r\n\r\n"[..],
-            b"GET / HTTP/1.10\r\n\r\n",
-            b"GET / HTTP/12.0\r\n\r\n",
-            b"GET / HTTP/1.2 \r\n\r\n",
-            b"GET / HTTP/1.2\rX\r\n",
-            b"GET / http/1.1\r\n\r\n",
-            b"GET / HTTP/1.x\r\n\r\n",
-            b"GET / HTTPS/1.1\r\n\r\n",
-            b"GET /  HTTP/1.1\r\n\r\n",
-            b"GET / x HTTP/1.1\r\n\r\n",
-            b"GET\r\n",
-            b"G@T /\r\n",
-            b"GET /\xff\xfe HTTP/2.0\r\n\r\n",
-            b"GET / HTTP/1.2\r\nBad header\r\n\r\n",
-        ] {
-            let got = version_of(head);
-            assert!(
-                matches!(got, Err(HeadError::Syntax(_))),
-                "{:?}: {got:?}",
-                String::from_utf8_lossy(head)
-            );
-        }
-    }
-
-    #[test]
-    fn runs_stop_at_the_first_byte_out_of_range() {
-        for len in 0..20 {
-            for bad in [0u8, b'\t', b' ', 0x7f, 0x80, 0xff] {
-                let mut v = vec![b'a'; len];
-                v.push(bad);
-                v.extend_from_slice(&[0xff, 0, b' ', b'a', b'b', b'c', b'd', b'e']);
-                assert_eq!(run(&v, 0x20), if bad == b' ' { len + 1 } else { len });
-                assert_eq!(run(&v, 0x21), len);
-            }
-        }
-    }
-}
+mod tests;

@@ -7,9 +7,9 @@ use std::any::Any;
 use std::fmt;
 
 use super::deferred::Answer;
+use super::exchange::Exchange;
 use super::pipeline::Writer;
 use super::response::Batch;
-use super::server::Exchange;
 use super::switch::{SwitchEvent, Switched};
 use super::upload::ResumeBody;
 use super::{intake, HttpServer, Service};

@@ -3,11 +3,11 @@
 //! the connection's events mean for a body half in — a resume, the client's end of stream,
 //! a timeout, a stop, a close.
 
+use super::exchange::{Exchange, Step};
 use super::fast::Head;
 use super::pipeline::Writer;
 use super::request::{BodyKind, Framing};
 use super::response::Batch;
-use super::server::{Exchange, Step};
 use super::upload::{Aborted, Fed, Intake, ResumeBody, Upload};
 use super::{HttpServer, Service};
 use crate::adapter::{self, Protocol};

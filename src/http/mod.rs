@@ -79,6 +79,7 @@ use crate::{Action, CloseReason, Conn, ConnId, ConnectError, LoopCx};
 mod body;
 mod date;
 mod deferred;
+mod exchange;
 mod fast;
 pub mod files;
 mod handler;

@@ -321,30 +321,6 @@ impl Parser {
         Ok(Ok(pos))
     }
 
-    /// An inline command: one line, split into arguments (see [`split_inline`]). `Some((used,
-    /// quoted))`: the line took `used` bytes, and its arguments are in `unquoted` if `quoted`.
-    fn inline(
-        &self,
-        input: &[u8],
-        ranges: &mut Vec<Range<usize>>,
-        unquoted: &mut Vec<u8>,
-    ) -> Result<Option<(usize, bool)>, Error> {
-        let window = &input[..input.len().min(self.max_inline + 1)];
-        let Some(nl) = window.iter().position(|&b| b == b'\n') else {
-            if input.len() > self.max_inline {
-                return Err(Error::new("too big inline request"));
-            }
-            return Ok(None);
-        };
-        let end = if nl > 0 && input[nl - 1] == b'\r' {
-            nl - 1
-        } else {
-            nl
-        };
-        let quoted = split_inline(&input[..end], ranges, unquoted)?;
-        Ok(Some((nl + 1, quoted)))
-    }
-
     /// Parses one value of any RESP2 type from the front of `input`.
     ///
     /// ```
@@ -362,6 +338,8 @@ impl Parser {
         })
     }
 
+    /// One value at `pos`, nested `depth` arrays deep: the value and the position after it,
+    /// or `None` if it is incomplete.
     fn value<'a>(
         &self,
         input: &'a [u8],
@@ -371,94 +349,107 @@ impl Parser {
         let Some(&tag) = input.get(pos) else {
             return Ok(None);
         };
-        let line = |input: &'a [u8]| -> Result<Option<(&'a [u8], usize)>, Error> {
-            let window = &input[pos + 1..input.len().min(pos + 1 + self.max_inline + 1)];
-            match window.iter().position(|&b| b == b'\r') {
-                Some(i) if window.get(i + 1) == Some(&b'\n') => {
-                    Ok(Some((&window[..i], pos + 1 + i + 2)))
-                }
-                Some(i) if i + 1 < window.len() => Err(Error::new("line not terminated by CRLF")),
-                Some(_) => Ok(None),
-                None if window.len() > self.max_inline => Err(Error::new("line too long")),
-                None => Ok(None),
-            }
-        };
         let v = match tag {
-            b'+' | b'-' => {
-                let Some((s, next)) = line(input)? else {
-                    return Ok(None);
-                };
-                if s.contains(&b'\n') {
-                    return Err(Error::new("line not terminated by CRLF"));
-                }
-                (
-                    if tag == b'+' {
-                        Value::Simple(s)
-                    } else {
-                        Value::Error(s)
-                    },
-                    next,
-                )
-            }
+            b'+' | b'-' => self.simple(input, pos, tag)?,
             b':' => match len_line(input, pos + 1, "invalid integer")? {
-                Line::Done(d, next) => (Value::Integer(parse_int(d, "invalid integer")?), next),
-                Line::Incomplete => return Ok(None),
+                Line::Done(d, next) => {
+                    Some((Value::Integer(parse_int(d, "invalid integer")?), next))
+                }
+                Line::Incomplete => None,
             },
-            b'$' => {
-                let (len, next) = match len_line(input, pos + 1, "invalid bulk length")? {
-                    Line::Done(d, next) => (parse_int(d, "invalid bulk length")?, next),
-                    Line::Incomplete => return Ok(None),
-                };
-                if len == -1 {
-                    (Value::Nil, next)
-                } else if len < 0 || len > self.max_bulk as i64 {
-                    return Err(Error::new("invalid bulk length"));
-                } else {
-                    let end = next + len as usize;
-                    if end > self.max_command {
-                        return Err(Error::new("value too large"));
-                    }
-                    if input.len() < end + 2 {
-                        return Ok(None);
-                    }
-                    if &input[end..end + 2] != b"\r\n" {
-                        return Err(Error::new("bulk string not terminated by CRLF"));
-                    }
-                    (Value::Bulk(&input[next..end]), end + 2)
-                }
-            }
-            b'*' => {
-                let (n, mut next) = match len_line(input, pos + 1, "invalid multibulk length")? {
-                    Line::Done(d, next) => (parse_int(d, "invalid multibulk length")?, next),
-                    Line::Incomplete => return Ok(None),
-                };
-                if n == -1 {
-                    (Value::NilArray, next)
-                } else if n < 0 || n > self.max_elements as i64 {
-                    return Err(Error::new("invalid multibulk length"));
-                } else if depth >= self.max_depth {
-                    return Err(Error::new("arrays nested too deeply"));
-                } else {
-                    // Grown as elements arrive, never sized by the declared count.
-                    let mut items = Vec::new();
-                    for _ in 0..n {
-                        match self.value(input, next, depth + 1)? {
-                            Some((v, after)) => {
-                                items.push(v);
-                                next = after;
-                            }
-                            None => return Ok(None),
-                        }
-                    }
-                    (Value::Array(items), next)
-                }
-            }
+            b'$' => self.bulk(input, pos)?,
+            b'*' => self.array(input, pos, depth)?,
             other => return Err(Error::unexpected("unknown type byte", other)),
         };
-        if v.1 > self.max_command {
+        match v {
+            Some((_, end)) if end > self.max_command => Err(Error::new("value too large")),
+            v => Ok(v),
+        }
+    }
+
+    /// `+<line>` or `-<line>` at `pos` (the tag says which).
+    fn simple<'a>(
+        &self,
+        input: &'a [u8],
+        pos: usize,
+        tag: u8,
+    ) -> Result<Option<(Value<'a>, usize)>, Error> {
+        let window = &input[pos + 1..input.len().min(pos + 1 + self.max_inline + 1)];
+        let (s, next) = match window.iter().position(|&b| b == b'\r') {
+            Some(i) if window.get(i + 1) == Some(&b'\n') => (&window[..i], pos + 1 + i + 2),
+            Some(i) if i + 1 < window.len() => {
+                return Err(Error::new("line not terminated by CRLF"))
+            }
+            Some(_) => return Ok(None),
+            None if window.len() > self.max_inline => return Err(Error::new("line too long")),
+            None => return Ok(None),
+        };
+        if s.contains(&b'\n') {
+            return Err(Error::new("line not terminated by CRLF"));
+        }
+        let v = if tag == b'+' {
+            Value::Simple(s)
+        } else {
+            Value::Error(s)
+        };
+        Ok(Some((v, next)))
+    }
+
+    /// `$<len>` and that many bytes at `pos`, or `$-1`: nil.
+    fn bulk<'a>(&self, input: &'a [u8], pos: usize) -> Result<Option<(Value<'a>, usize)>, Error> {
+        let (len, next) = match len_line(input, pos + 1, "invalid bulk length")? {
+            Line::Done(d, next) => (parse_int(d, "invalid bulk length")?, next),
+            Line::Incomplete => return Ok(None),
+        };
+        if len == -1 {
+            return Ok(Some((Value::Nil, next)));
+        }
+        if len < 0 || len > self.max_bulk as i64 {
+            return Err(Error::new("invalid bulk length"));
+        }
+        let end = next + len as usize;
+        if end > self.max_command {
             return Err(Error::new("value too large"));
         }
-        Ok(Some(v))
+        if input.len() < end + 2 {
+            return Ok(None);
+        }
+        if &input[end..end + 2] != b"\r\n" {
+            return Err(Error::new("bulk string not terminated by CRLF"));
+        }
+        Ok(Some((Value::Bulk(&input[next..end]), end + 2)))
+    }
+
+    /// `*<n>` and n values at `pos`, the array being `depth` deep, or `*-1`: a nil array.
+    fn array<'a>(
+        &self,
+        input: &'a [u8],
+        pos: usize,
+        depth: usize,
+    ) -> Result<Option<(Value<'a>, usize)>, Error> {
+        let (n, mut next) = match len_line(input, pos + 1, "invalid multibulk length")? {
+            Line::Done(d, next) => (parse_int(d, "invalid multibulk length")?, next),
+            Line::Incomplete => return Ok(None),
+        };
+        if n == -1 {
+            return Ok(Some((Value::NilArray, next)));
+        }
+        if n < 0 || n > self.max_elements as i64 {
+            return Err(Error::new("invalid multibulk length"));
+        }
+        if depth >= self.max_depth {
+            return Err(Error::new("arrays nested too deeply"));
+        }
+        // Grown as elements arrive, never sized by the declared count.
+        let mut items = Vec::new();
+        for _ in 0..n {
+            let Some((v, after)) = self.value(input, next, depth + 1)? else {
+                return Ok(None);
+            };
+            items.push(v);
+            next = after;
+        }
+        Ok(Some((Value::Array(items), next)))
     }
 }
 
@@ -535,300 +526,7 @@ fn parse_int(digits: &[u8], what: &'static str) -> Result<i64, Error> {
     Ok(n)
 }
 
-/// Splits an inline command line into arguments exactly as `redis-server` does
-/// (`sdssplitargs`): the line ends at a NUL byte (it is a C string there); blanks (`isspace`)
-/// separate arguments; an unquoted argument ends at a space, tab, CR or LF; quotes may start
-/// anywhere in an argument and must be followed by a blank or the end of the line when they
-/// close. Arguments without quotes are positions in `line` (returns `false`); a line with
-/// quotes is unescaped into `unquoted` and the positions are there (returns `true`).
-fn split_inline(
-    line: &[u8],
-    ranges: &mut Vec<Range<usize>>,
-    unquoted: &mut Vec<u8>,
-) -> Result<bool, Error> {
-    let line = line.split(|&b| b == 0).next().unwrap_or_default();
-    let is_blank = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
-    let ends_plain = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
-    if !line.iter().any(|&b| b == b'"' || b == b'\'') {
-        let mut i = 0;
-        loop {
-            while i < line.len() && is_blank(line[i]) {
-                i += 1;
-            }
-            if i == line.len() {
-                return Ok(false);
-            }
-            let start = i;
-            while i < line.len() && !ends_plain(line[i]) {
-                i += 1;
-            }
-            ranges.push(start..i);
-        }
-    }
-    unquoted.clear();
-    let unbalanced = || Error::new("unbalanced quotes in request");
-    // A closing quote must be followed by a blank or the end of the line.
-    let closes = |i: usize| line.get(i + 1).map_or(true, |&b| is_blank(b));
-    let mut i = 0;
-    loop {
-        while i < line.len() && is_blank(line[i]) {
-            i += 1;
-        }
-        if i == line.len() {
-            return Ok(true);
-        }
-        let start = unquoted.len();
-        let (mut double, mut single) = (false, false);
-        loop {
-            let Some(&b) = line.get(i) else {
-                if double || single {
-                    return Err(unbalanced());
-                }
-                break;
-            };
-            if double {
-                let hex = |j: usize| line.get(j).and_then(|&h| (h as char).to_digit(16));
-                match b {
-                    b'\\' if line.get(i + 1) == Some(&b'x') => match (hex(i + 2), hex(i + 3)) {
-                        (Some(hi), Some(lo)) => {
-                            unquoted.push((hi * 16 + lo) as u8);
-                            i += 3;
-                        }
-                        // Without two hex digits it is an escaped `x`.
-                        _ => {
-                            unquoted.push(b'x');
-                            i += 1;
-                        }
-                    },
-                    b'\\' if i + 1 < line.len() => {
-                        i += 1;
-                        unquoted.push(match line[i] {
-                            b'n' => b'\n',
-                            b'r' => b'\r',
-                            b't' => b'\t',
-                            b'b' => 0x08,
-                            b'a' => 0x07,
-                            other => other,
-                        });
-                    }
-                    b'"' if closes(i) => {
-                        i += 1;
-                        break;
-                    }
-                    b'"' => return Err(unbalanced()),
-                    _ => unquoted.push(b),
-                }
-            } else if single {
-                match b {
-                    b'\\' if line.get(i + 1) == Some(&b'\'') => {
-                        i += 1;
-                        unquoted.push(b'\'');
-                    }
-                    b'\'' if closes(i) => {
-                        i += 1;
-                        break;
-                    }
-                    b'\'' => return Err(unbalanced()),
-                    _ => unquoted.push(b),
-                }
-            } else {
-                match b {
-                    _ if ends_plain(b) => {
-                        i += 1;
-                        break;
-                    }
-                    b'"' => double = true,
-                    b'\'' => single = true,
-                    _ => unquoted.push(b),
-                }
-            }
-            i += 1;
-        }
-        ranges.push(start..unquoted.len());
-    }
-}
+mod inline;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    type Parsed = Option<(Vec<Vec<u8>>, usize)>;
-
-    fn cmd(input: &[u8]) -> Result<Parsed, Error> {
-        let mut args = Args::new();
-        Ok(match Parser::new().parse_command(input, &mut args)? {
-            Parse::Done(c, n) => Some((c.args().map(<[u8]>::to_vec).collect(), n)),
-            Parse::Incomplete(need) => {
-                assert!(need > input.len());
-                None
-            }
-        })
-    }
-
-    /// Inline lines split and unquoted as redis-server's `sdssplitargs` does (the expected
-    /// arguments were checked against redis-server 7.0; `tests/resp.rs` compares live).
-    #[test]
-    fn inline_quoting_follows_redis() {
-        let args = |line: &[u8]| -> Result<Vec<Vec<u8>>, Error> {
-            let mut input = line.to_vec();
-            input.extend_from_slice(b"\r\n");
-            Ok(cmd(&input)?.expect("a whole line").0)
-        };
-        let ok = |line: &[u8], want: &[&[u8]]| {
-            let got = args(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
-            let want: Vec<Vec<u8>> = want.iter().map(|a| a.to_vec()).collect();
-            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(line));
-        };
-        ok(b"SET a \"hello world\"", &[b"SET", b"a", b"hello world"]);
-        ok(b"SET a 'hello world'", &[b"SET", b"a", b"hello world"]);
-        ok(
-            b"ECHO \"\\n\\r\\t\\b\\a\\\"\\\\\\q\"",
-            &[b"ECHO", b"\n\r\t\x08\x07\"\\q"],
-        );
-        ok(
-            b"ECHO \"\\x41\\x7a\\xff\\x00!\"",
-            &[b"ECHO", b"Az\xff\x00!"],
-        );
-        // `\x` without two hex digits is an escaped `x`.
-        ok(b"ECHO \"\\x4\" \"\\xg1\"", &[b"ECHO", b"x4", b"xg1"]);
-        // In single quotes only `\'` is an escape.
-        ok(b"ECHO 'it\\'s \\n'", &[b"ECHO", b"it's \\n"]);
-        // Quotes may open inside an argument; an empty pair is an empty argument.
-        ok(b"ECHO ab\"c d\"", &[b"ECHO", b"abc d"]);
-        ok(b"ECHO \"\" ''", &[b"ECHO", b"", b""]);
-        ok(b"ECHO \"a'b\" 'a\"b'", &[b"ECHO", b"a'b", b"a\"b"]);
-        // Vertical tab and form feed are blanks before an argument, not inside one.
-        ok(b"\x0bECHO\x0c a\x0bb", &[b"ECHO\x0c", b"a\x0bb"]);
-        ok(b"ECHO a\rb", &[b"ECHO", b"a", b"b"]);
-        // A NUL byte ends the line, as the C string it is in redis-server.
-        ok(b"ECHO a\0 b", &[b"ECHO", b"a"]);
-        ok(b"   ", &[]);
-        for bad in [
-            &b"SET a \"open"[..],
-            b"SET a 'open",
-            b"ECHO \"a\"b",
-            b"ECHO 'a'b",
-            b"ECHO \"trailing\\",
-            b"ECHO \"a\0\"",
-        ] {
-            let e = args(bad).expect_err(&String::from_utf8_lossy(bad));
-            assert_eq!(e.to_string(), "unbalanced quotes in request");
-        }
-        // Unquoted arguments are borrowed from the input; quoted ones need the storage.
-        let mut store = Args::new();
-        let input = b"GET key\r\n";
-        let Parse::Done(c, _) = Parser::new().parse_command(input, &mut store).unwrap() else {
-            panic!("whole");
-        };
-        assert_eq!(c.arg(1).unwrap().as_ptr(), input[4..].as_ptr());
-    }
-
-    #[test]
-    fn multibulk_and_inline() {
-        let (a, n) = cmd(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\nrest")
-            .unwrap()
-            .unwrap();
-        assert_eq!(a, vec![b"SET".to_vec(), b"k".to_vec(), b"".to_vec()]);
-        assert_eq!(n, 26);
-        let (a, n) = cmd(b"  set  a\tb \r\nX").unwrap().unwrap();
-        assert_eq!(a, vec![b"set".to_vec(), b"a".to_vec(), b"b".to_vec()]);
-        assert_eq!(n, 13);
-        assert_eq!(cmd(b"\r\n").unwrap().unwrap(), (vec![], 2));
-        assert_eq!(cmd(b"*0\r\n").unwrap().unwrap(), (vec![], 4));
-        assert_eq!(cmd(b"*-1\r\n").unwrap().unwrap(), (vec![], 5));
-    }
-
-    #[test]
-    fn quick_len_agrees_with_the_general_path() {
-        let general = |input: &[u8]| match len_line(input, 0, "x") {
-            Ok(Line::Done(d, next)) => parse_int(d, "x").ok().map(|n| (n, next)),
-            _ => None,
-        };
-        let cases: &[&[u8]] = &[
-            b"0\r\n",
-            b"7\r\nx",
-            b"42\r\n",
-            b"4\r",
-            b"42\n\r",
-            b"007\r\n",
-            b"123456789012345678\r\n",
-            b"1234567890123456789\r\n",
-            b"-1\r\n",
-            b"12\r",
-            b"12\rx",
-            b"12",
-            b"\r\n",
-            b"1a\r\n",
-            b"",
-        ];
-        for &c in cases {
-            if let Some(q) = quick_len(c, 0) {
-                assert_eq!(Some(q), general(c), "{:?}", String::from_utf8_lossy(c));
-            }
-        }
-        assert_eq!(quick_len(b"42\r\n", 0), Some((42, 4)));
-        assert_eq!(quick_len(b"-1\r\n", 0), None);
-        assert_eq!(quick_len(b"1234567890123456789\r\n", 0), None);
-    }
-
-    #[test]
-    fn incomplete_at_every_cut() {
-        let full = b"*2\r\n$4\r\nECHO\r\n$5\r\nhello\r\n";
-        for cut in 0..full.len() {
-            assert!(cmd(&full[..cut]).unwrap().is_none(), "cut {cut}");
-        }
-        assert!(cmd(full).unwrap().is_some());
-    }
-
-    #[test]
-    fn protocol_errors() {
-        assert!(cmd(b"*1\r\n+OK\r\n").is_err());
-        assert!(cmd(b"*x\r\n").is_err());
-        assert!(cmd(b"*2000000\r\n").is_err());
-        assert!(cmd(b"*1\r\n$-5\r\n").is_err());
-        assert!(cmd(b"*1\r\n$1\r\nab\r\n").is_err());
-        assert!(cmd(b"*1\r\n$99999999999999999999\r\n").is_err());
-        assert!(cmd(b"*100000000000000000000000000000").is_err());
-        assert!(cmd(b"*1\r\n$524289\r\n").is_err());
-        assert!(cmd(&vec![b'a'; 70_000]).is_err());
-        assert_eq!(parse_int(b"-9223372036854775808", "x"), Ok(i64::MIN));
-        assert!(parse_int(b"9223372036854775808", "x").is_err());
-        assert!(parse_int(b"-", "x").is_err());
-    }
-
-    #[test]
-    fn values() {
-        let p = Parser::new();
-        assert_eq!(
-            p.parse_value(b"+OK\r\n"),
-            Ok(Parse::Done(Value::Simple(b"OK"), 5))
-        );
-        assert_eq!(
-            p.parse_value(b"-ERR x\r\n"),
-            Ok(Parse::Done(Value::Error(b"ERR x"), 8))
-        );
-        assert_eq!(
-            p.parse_value(b":12\r\n"),
-            Ok(Parse::Done(Value::Integer(12), 5))
-        );
-        assert_eq!(p.parse_value(b"$-1\r\n"), Ok(Parse::Done(Value::Nil, 5)));
-        assert_eq!(
-            p.parse_value(b"*-1\r\n"),
-            Ok(Parse::Done(Value::NilArray, 5))
-        );
-        assert_eq!(
-            p.parse_value(b"*1\r\n*1\r\n:1\r\n"),
-            Ok(Parse::Done(
-                Value::Array(vec![Value::Array(vec![Value::Integer(1)])]),
-                12
-            ))
-        );
-        assert!(matches!(
-            p.parse_value(b"*2\r\n:1\r\n"),
-            Ok(Parse::Incomplete(_))
-        ));
-        assert!(p.parse_value(b"?").is_err());
-        assert!(p.parse_value(&b"*1\r\n".repeat(40)).is_err());
-        assert!(p.parse_value(b"+O\rK\r\n").is_err());
-    }
-}
+mod tests;
