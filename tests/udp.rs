@@ -7,7 +7,7 @@ use std::net::UdpSocket;
 use std::thread;
 
 use eventide::{Action, Conn, Datagram, Handler, Refusal, Server, Udp};
-use util::{Rng, TIMEOUT};
+use util::{wait_until, Rng, TIMEOUT};
 
 /// Echoes datagrams; a truncated one is answered with `TRUNCATED <real length>`; one that
 /// starts with `PANIC` makes it panic.
@@ -95,6 +95,10 @@ fn udp_echo_loses_nothing_with_batching() {
         .start(|_| UdpEcho)
         .unwrap();
     echo_load(&server, 10, 10_000, 32);
+    // The loop publishes its counters after the turn that sent the last replies.
+    wait_until("the loop counts every datagram", || {
+        server.stats().total().datagrams_out >= 100_000
+    });
     let t = server.stats().total();
     assert_eq!(t.datagrams_in, 100_000);
     assert_eq!(t.datagrams_out, 100_000);
@@ -112,6 +116,9 @@ fn udp_echo_unbatched_and_reuseport() {
         .start(|_| UdpEcho)
         .unwrap();
     echo_load(&server, 4, 2_000, 8);
+    wait_until("the loops count every datagram", || {
+        server.stats().total().datagrams_out >= 8_000
+    });
     assert_eq!(server.stats().total().datagrams_out, 8_000);
 }
 
@@ -139,6 +146,9 @@ fn oversize_datagram_is_reported_truncated() {
         &[2u8; 512][..],
         "exactly the maximum is not truncated"
     );
+    wait_until("the truncation is counted", || {
+        server.stats().total().datagrams_truncated >= 1
+    });
     assert_eq!(server.stats().total().datagrams_truncated, 1);
 }
 
@@ -174,5 +184,8 @@ fn panic_in_on_datagram_is_counted_and_the_socket_keeps_serving() {
     let mut buf = [0u8; 64];
     let n = s.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"after");
+    wait_until("the panic is counted", || {
+        server.stats().total().panics >= 1
+    });
     assert_eq!(server.stats().total().panics, 1);
 }
