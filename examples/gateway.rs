@@ -28,7 +28,9 @@
 //! client is paused while the upstream connection's output is full. `--max-body BYTES`
 //! bounds a request body (default: no limit; above it, 413).
 //!
-//! Each loop keeps at most `--max-idle` idle connections per upstream (default 32); one
+//! Each loop keeps at most `--max-idle` idle connections per upstream (default 128, above the
+//! concurrency of a busy client pool, so a steady load reuses connections instead of churning
+//! them; nginx's `keepalive` is set the same in the benchmark); one
 //! returned to a full pool is closed.
 //!
 //! Options: `--upstream HOST:PORT` (required, repeatable), `--upstream-timeout SECS`,
@@ -64,7 +66,7 @@ fn main() {
     let upstreams = upstreams(&args);
     let timeout = Duration::from_secs(args.parsed("upstream-timeout", 10u64).max(1));
     let max_body: u64 = args.parsed("max-body", u64::MAX);
-    let max_idle: usize = args.parsed("max-idle", 32);
+    let max_idle: usize = args.parsed("max-idle", 128);
     let signals = common::termination_signals();
     let server = common::or_exit(
         Server::builder()
