@@ -38,8 +38,8 @@ static NEXT_GROUP: AtomicU64 = AtomicU64::new(1);
 /// copy (a short one) in its pending output.
 ///
 /// From a callback, [`broadcast`](Group::broadcast) writes to the members of the caller's loop
-/// once the callback's event is done, straight to their sockets (one gathering `sendmsg` per
-/// member for all the messages of that event), and posts one task per other loop that has
+/// once the callback's event is done, straight to their sockets (one system call per member
+/// for all the messages of that event), and posts one task per other loop that has
 /// members. From any other thread, [`post`](Group::post) posts one task per loop.
 /// Messages from one publisher (one connection's callbacks, one thread) reach every member in
 /// the order they were sent.
@@ -252,7 +252,7 @@ impl Group {
 
     /// From a callback: sends `payload` to every member. The members on this loop get it
     /// once the callback's event is done — after the output this event's callbacks wrote,
-    /// straight to their sockets, all the event's broadcasts in one gathering `sendmsg` per
+    /// straight to their sockets, all the event's broadcasts in one system call per
     /// member; each other loop with members gets one task. Fails with `WouldBlock`, sending
     /// nothing, when a loop already has the handle write limit of broadcasts in flight;
     /// `InvalidInput` if the group serves another server.

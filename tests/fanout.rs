@@ -569,3 +569,100 @@ fn broadcasts_survive_short_writes_and_spurious_wakeups() {
         r.server.join().unwrap();
     }
 }
+
+/// A member that broadcasts every [`MESSAGE`]-sized record it sends to the room (the first
+/// connection publishes; the others only read).
+struct Publisher {
+    room: Group,
+    checks: Checks,
+}
+
+impl Handler for Publisher {
+    type State = ();
+    type Message = ();
+
+    fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<(), Refusal> {
+        let joined = self.room.join(conn);
+        self.checks.eq(joined.ok(), Some(true), "a first join");
+        conn.write(&conn.id().as_u64().to_le_bytes());
+        Ok(())
+    }
+
+    fn on_data(&mut self, conn: &mut Conn<'_>, _: &mut ()) -> Action {
+        let whole = conn.input().len() / MESSAGE * MESSAGE;
+        let records: Vec<Arc<[u8]>> = conn.input()[..whole]
+            .chunks_exact(MESSAGE)
+            .map(Arc::from)
+            .collect();
+        conn.consume(whole);
+        let sender = conn.id();
+        let mut cx = conn.loop_cx();
+        for r in records {
+            let sent = self.room.broadcast_except(&mut cx, r, sender);
+            self.checks
+                .ok(sent, "a broadcast within the in-flight bound");
+        }
+        Action::Continue
+    }
+}
+
+#[test]
+fn the_broadcasts_of_one_event_reach_every_member_whole_and_in_order() {
+    // Bursts of 1 to 20 records per write: one event's broadcasts go to each member with one
+    // send, copied together when small and gathered from the shared buffers when large; short
+    // writes cut both kinds anywhere.
+    use eventide::{FaultConfig, FaultKind};
+    const MEMBERS: usize = 6;
+    const BURSTS: u64 = 60;
+    let cfg = FaultConfig::new(7, 0.2)
+        .unwrap()
+        .with_kinds(&[FaultKind::ShortWrite, FaultKind::Eagain]);
+    let (checks, failures) = checks();
+    let room = Group::new(SlowConsumer::Drop);
+    let factory_room = room.clone();
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .loops(1)
+        .faults(cfg)
+        .start(move |_| Publisher {
+            room: factory_room.clone(),
+            checks: checks.clone(),
+        })
+        .unwrap();
+    let addr = server.local_addr();
+    let (mut publisher, _) = join(addr, false);
+    let mut members: Vec<TcpStream> = (0..MEMBERS).map(|_| join(addr, false).0).collect();
+    util::wait_until("every member joined", || room.len() == MEMBERS + 1);
+    let mut seq = 0;
+    for burst in 0..BURSTS {
+        let n = 1 + burst % 20;
+        let bytes: Vec<u8> = (0..n)
+            .flat_map(|_| {
+                message({
+                    seq += 1;
+                    seq
+                })
+                .to_vec()
+            })
+            .collect();
+        publisher.write_all(&bytes).unwrap();
+        // Each member reads the burst before the next is written, so it usually lands in one
+        // event (whether it does changes only which path sends it).
+        for (i, m) in members.iter_mut().enumerate() {
+            let got = read_messages(m, Some(n), &AtomicU64::new(0));
+            let want: Vec<u64> = (seq - n + 1..=seq).collect();
+            assert_eq!(got, want, "member {i}, burst {burst}");
+        }
+    }
+    util::wait_until("every message counted", || {
+        room.stats().delivered == seq * MEMBERS as u64
+    });
+    assert_eq!(room.stats().dropped, 0);
+    assert!(
+        server.stats().faults().get(FaultKind::ShortWrite) > 0,
+        "short writes were injected"
+    );
+    failures.assert_none();
+    server.stop();
+    server.join().unwrap();
+}

@@ -9,8 +9,9 @@
 //! and sent from the file with `sendfile(2)` (plain TCP), never read into memory.
 //!
 //! A group's broadcast ([`send_shared`](ConnCore::send_shared)) writes payloads shared by every
-//! recipient the same way, without staging: one gathering `sendmsg` from the shared buffers,
-//! and what the kernel refuses is queued as a reference to them, not a copy (short ones are
+//! recipient the same way, in one syscall: up to 8 KiB in all copied together for one `send`
+//! (cheaper in the kernel than a `sendmsg` of many small buffers), larger ones gathered from
+//! the shared buffers by `sendmsg`; what the kernel refuses is queued as a reference to them, not a copy (short ones are
 //! copied, see `buffer::SHARE_MIN`).
 
 use std::fs::File;
@@ -28,6 +29,9 @@ use crate::sys::socket;
 /// Writes gathered in the loop's staging buffer up to this size go out when the callback
 /// returns; a write that would pass it is sent at once.
 pub(crate) const STAGING_LIMIT: usize = 64 * 1024;
+/// Shared payloads up to this many bytes in all are copied into one buffer for their `send`
+/// rather than gathered by `sendmsg`.
+const GATHER_COPY_LIMIT: usize = 8 * 1024;
 /// Plaintext gathered for one TLS record (the maximum record payload).
 const TLS_RECORD: usize = 16 * 1024;
 
@@ -101,8 +105,8 @@ impl ConnCore {
     }
 
     /// Writes payloads shared with other connections (a group's broadcast, at most
-    /// [`MAX_IOV`] of them): when nothing is queued, straight from the shared buffers with one
-    /// gathering `sendmsg`; what the kernel refuses, or everything while output is queued,
+    /// [`MAX_IOV`] of them): when nothing is queued, with one syscall (see
+    /// [`send_parts`](Self::send_parts)); what the kernel refuses, or everything while output is queued,
     /// goes into the queue as references to them. TLS plaintext is encrypted into records
     /// and sent like a callback's writes, at once. Called between callbacks, when nothing is
     /// staged, and leaves nothing staged.
@@ -121,11 +125,7 @@ impl ConnCore {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let mut written = 0;
         if self.out.is_none() {
-            let mut slices = [io::IoSlice::new(&[]); MAX_IOV];
-            for (slice, p) in slices.iter_mut().zip(parts) {
-                *slice = io::IoSlice::new(p);
-            }
-            match socket::send_vectored(self.fd.as_raw_fd(), &slices[..parts.len()]) {
+            match self.send_parts(lp, parts, total) {
                 Ok(n) => written = n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return self.fail(e),
@@ -149,6 +149,31 @@ impl ConnCore {
             skip = 0;
         }
         self.grew(lp, total - written);
+    }
+
+    /// One syscall for `parts`: small ones copied together and sent with `send`, which the
+    /// kernel takes more cheaply than a `sendmsg` of as many small buffers (its iovec import
+    /// and per-segment copy); large ones gathered straight from the shared buffers.
+    fn send_parts(
+        &self,
+        lp: &mut LoopCore,
+        parts: &[&Arc<[u8]>],
+        total: usize,
+    ) -> io::Result<usize> {
+        let fd = self.fd.as_raw_fd();
+        if parts.len() > 1 && total <= GATHER_COPY_LIMIT {
+            for p in parts {
+                lp.staging.extend_from_slice(p);
+            }
+            let sent = socket::send(fd, &lp.staging);
+            lp.staging.clear();
+            return sent;
+        }
+        let mut slices = [io::IoSlice::new(&[]); MAX_IOV];
+        for (slice, p) in slices.iter_mut().zip(parts) {
+            *slice = io::IoSlice::new(p);
+        }
+        socket::send_vectored(fd, &slices[..parts.len()])
     }
 
     /// `len` bytes of `file` from `offset`, after everything written before: sent from the file

@@ -6,8 +6,9 @@
 //! inside a callback, so a delivery never meets a connection in the middle of one, and the
 //! callbacks a delivery causes (a member's `on_high_water`, `on_close` when it is closed) only
 //! add to the next round. Consecutive broadcasts to one group are delivered together: each
-//! member gets all of them in one gathering `sendmsg` (64 at most per call), so a publisher
-//! whose read brought 30 messages costs each member one system call, not 30.
+//! member gets all of them in one system call (64 at most per call: up to 8 KiB copied
+//! together for one `send`, larger ones gathered by `sendmsg`), so a publisher whose read
+//! brought 30 messages costs each member one system call, not 30.
 
 use super::EventLoop;
 use crate::buffer::MAX_IOV;
