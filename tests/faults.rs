@@ -101,7 +101,7 @@ fn echo_case(c: EchoCase, cfg: FaultConfig) {
             .collect();
         let outcomes: Vec<Outcome> = clients.into_iter().map(|t| t.join().unwrap()).collect();
         still_serves(addr);
-        faults_support::wait_until("the server's connections close", || {
+        util::wait_until("the server's connections close", || {
             server.stats().total().connections == 0
         });
         let stats = server.stats();
@@ -180,7 +180,7 @@ fn serve<H: eventide::Handler>(
 
 /// Drains, checks that no callback panicked, stops and joins: the loops must exit cleanly.
 fn stop(server: Server, what: &str) -> eventide::FaultCounts {
-    faults_support::wait_until("the server's connections close", || {
+    util::wait_until("the server's connections close", || {
         server.stats().total().connections == 0
     });
     let stats = server.stats();

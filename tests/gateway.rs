@@ -8,6 +8,7 @@
 
 mod demo_util;
 mod proto_util;
+mod util;
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::Hasher;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use demo_util::Demo;
 use proto_util::{connect, tool, ResponseReader, TIMEOUT};
+use util::wait_until;
 
 /// A request as a test upstream received it.
 struct Seen {
@@ -339,14 +341,6 @@ fn load(addr: SocketAddr, tally: Arc<Tally>, stop: Arc<AtomicBool>) -> thread::J
     })
 }
 
-fn wait_for(what: &str, cond: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < TIMEOUT, "timed out waiting until {what}");
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
 #[test]
 fn a_killed_upstream_gives_502s_and_the_gateway_recovers_when_it_returns() {
     let Some(http) = Demo::start("http", &["--addr", "127.0.0.1:0", "--loops", "1"]) else {
@@ -361,12 +355,12 @@ fn a_killed_upstream_gives_502s_and_the_gateway_recovers_when_it_returns() {
     let clients: Vec<_> = (0..4)
         .map(|_| load(gw.tcp(), tally.clone(), stop.clone()))
         .collect();
-    wait_for("requests are answered", || {
+    wait_until("requests are answered", || {
         tally.ok.load(Ordering::Relaxed) > 200
     });
     drop(http); // SIGKILL, mid-load
     let ok_at_kill = tally.ok.load(Ordering::Relaxed);
-    wait_for("the clients get 502s", || {
+    wait_until("the clients get 502s", || {
         tally.bad_gateway.load(Ordering::Relaxed) > 50
     });
     // Back on the same port (the kernel may hold it for a moment: retried, bounded).
@@ -385,7 +379,7 @@ fn a_killed_upstream_gives_502s_and_the_gateway_recovers_when_it_returns() {
         thread::sleep(Duration::from_millis(20));
     };
     let ok_at_return = tally.ok.load(Ordering::Relaxed);
-    wait_for("answers come back", || {
+    wait_until("answers come back", || {
         tally.ok.load(Ordering::Relaxed) > ok_at_return + 200
     });
     stop.store(true, Ordering::Relaxed);

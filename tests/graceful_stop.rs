@@ -8,6 +8,7 @@
 #![cfg(all(feature = "http", feature = "ws"))]
 
 mod proto_util;
+mod util;
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -19,6 +20,7 @@ use eventide::http::{HttpServer, Request, Response, Service};
 use eventide::ws::{Message, Rejection, Upgrade, WsConn, WsHandler, WsServer};
 use eventide::{Builder, CloseReason, Server};
 use proto_util::{connect, ResponseReader, TIMEOUT};
+use util::wait_until;
 
 /// Longer than any wait below: a stop that lingered or drained this long fails the test.
 const PATIENT: Duration = Duration::from_secs(3600);
@@ -183,13 +185,5 @@ fn websocket_sessions_are_told_going_away() {
             .expect("on_close for each session");
         // Ended by the close handshake, not cut at the stop deadline.
         assert_eq!(reason, "local", "how the session ended");
-    }
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while !cond() {
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-        thread::sleep(Duration::from_millis(1));
     }
 }

@@ -9,8 +9,6 @@ mod faults_support;
 mod util;
 
 use std::fs::File;
-use std::io::Write;
-use std::net::Shutdown;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -18,7 +16,7 @@ use std::time::Duration;
 use eventide::http::files::FileBody;
 use eventide::http::{BodyWriter, Flow, HttpServer, Reply, Request, Response};
 use eventide::{FaultCounts, Server};
-use faults_support::{connect, mixes, recorded, seeds, verdict, Case, Outcome};
+use faults_support::{mixes, recorded, seeds, verdict, Answer, Case, Outcome, AT_ONCE};
 use util::Rng;
 
 /// The bytes every answer is a slice of.
@@ -135,7 +133,7 @@ fn files_streams_and_deferred_answers_under_faults() {
 }
 
 fn stop(server: Server, what: &str) -> FaultCounts {
-    faults_support::wait_until("the server's connections close", || {
+    util::wait_until("the server's connections close", || {
         server.stats().total().connections == 0
     });
     let stats = server.stats();
@@ -147,22 +145,13 @@ fn stop(server: Server, what: &str) -> FaultCounts {
 
 /// Pipelines one GET per ask and checks each body against its slice of `data`, in order.
 fn client(addr: std::net::SocketAddr, asks: &[(char, usize, usize)], data: &[u8]) -> Outcome {
-    let mut reader = connect(addr);
-    let mut writer = reader.try_clone().unwrap();
     let requests: String = asks
         .iter()
         .map(|(k, off, len)| format!("GET /{k}/{off}/{len} HTTP/1.1\r\nHost: t\r\n\r\n"))
         .collect();
-    let w = thread::spawn(move || {
-        if writer.write_all(requests.as_bytes()).is_ok() {
-            let _ = writer.shutdown(Shutdown::Write);
-        }
-    });
-    let bodies: Vec<&[u8]> = asks
+    let answers: Vec<Answer> = asks
         .iter()
-        .map(|&(_, off, len)| &data[off..off + len])
+        .map(|&(_, off, len)| Answer::body(&data[off..off + len]))
         .collect();
-    let outcome = faults_support::read_http_responses(&mut reader, &bodies);
-    w.join().unwrap();
-    outcome
+    faults_support::pipeline_http(addr, requests.into_bytes(), AT_ONCE, &answers)
 }

@@ -12,8 +12,6 @@ mod faults_support;
 mod hash;
 mod util;
 
-use std::io::{Read, Write};
-use std::net::Shutdown;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -22,7 +20,7 @@ use eventide::http::{
     BodySink, HttpServer, Intake, Request, Response, Service, SinkCx, Status, Trailers,
 };
 use eventide::{FaultCounts, Server};
-use faults_support::{connect, mixes, recorded, seeds, verdict, Case, Outcome};
+use faults_support::{mixes, recorded, seeds, verdict, Answer, Case, Outcome, AT_ONCE};
 use hash::WordHash;
 use util::Rng;
 
@@ -141,7 +139,7 @@ fn streamed_uploads_under_faults() {
 }
 
 fn stop(server: Server, what: &str) -> FaultCounts {
-    faults_support::wait_until("the server's connections close", || {
+    util::wait_until("the server's connections close", || {
         server.stats().total().connections == 0
     });
     let stats = server.stats();
@@ -154,57 +152,10 @@ fn stop(server: Server, what: &str) -> FaultCounts {
 /// Pipelines the uploads and checks each answer, in order; `got` counts the body bytes of
 /// the uploads answered right.
 fn client(addr: std::net::SocketAddr, uploads: Vec<(Vec<u8>, String, usize)>) -> Outcome {
-    let mut reader = connect(addr);
-    let local = reader.local_addr().unwrap();
-    let mut writer = reader.try_clone().unwrap();
     let requests: Vec<u8> = uploads.iter().flat_map(|u| u.0.clone()).collect();
-    let w = thread::spawn(move || {
-        if writer.write_all(&requests).is_ok() {
-            let _ = writer.shutdown(Shutdown::Write);
-        }
-    });
-    let expected: usize = uploads.iter().map(|u| u.2).sum();
-    let (mut got, mut buf, mut chunk) = (0, Vec::new(), vec![0u8; 64 * 1024]);
-    let mut ended_by = None;
-    let what = format!("upload client {local}");
-    'answers: for (_, want, body_len) in &uploads {
-        loop {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..end + 2]).to_string();
-                assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{what}: {head}");
-                let len = want.len();
-                if buf.len() >= end + 4 + len {
-                    let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]);
-                    assert_eq!(&body, want, "{what}: an upload's answer differs");
-                    got += body_len;
-                    buf.drain(..end + 4 + len);
-                    continue 'answers;
-                }
-            }
-            match reader.read(&mut chunk) {
-                Ok(0) => {
-                    ended_by = Some("end of stream".to_string());
-                    break 'answers;
-                }
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                    ended_by = Some(e.to_string());
-                    break 'answers;
-                }
-                Err(e) => panic!("{what}: stalled after {got} answer bytes: {e}"),
-            }
-        }
-    }
-    w.join().unwrap();
-    let expected = if ended_by.is_some() && got == expected {
-        expected + 1
-    } else {
-        expected
-    };
-    Outcome {
-        local,
-        expected,
-        got,
-        ended_by,
-    }
+    let answers: Vec<Answer> = uploads
+        .iter()
+        .map(|(_, answer, body_len)| Answer::worth(answer.as_bytes(), *body_len))
+        .collect();
+    faults_support::pipeline_http(addr, requests, AT_ONCE, &answers)
 }

@@ -11,6 +11,7 @@ mod kv;
 mod proto_util;
 #[path = "../examples/redis/store.rs"]
 mod store;
+mod util;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use kv::Kv;
 use proto_util::{connect, tool, TIMEOUT};
 use redis::{cmd, Value};
 use store::Store;
+use util::wait_until;
 
 fn start() -> (Server, Arc<Store>) {
     let store = Store::new(64);
@@ -60,15 +62,6 @@ fn err(con: &mut redis::Connection, args: &[&str]) -> String {
     match c.query::<Value>(con) {
         Err(e) => e.to_string(),
         Ok(v) => panic!("{args:?}: expected an error, got {v:?}"),
-    }
-}
-
-/// Polls `cond` until it holds; fails after [`TIMEOUT`].
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < TIMEOUT, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -186,7 +179,7 @@ fn keys_expire_lazily_and_by_the_sweep() {
         q::<String>(&mut c, &["SET", "short", "v", "PX", "50"]),
         "OK"
     );
-    eventually("TTL says the key is gone", || {
+    wait_until("TTL says the key is gone", || {
         q::<i64>(&mut c, &["TTL", "short"]) == -2
     });
     assert_eq!(q::<Option<String>>(&mut c, &["GET", "short"]), None);
@@ -211,7 +204,7 @@ fn keys_expire_lazily_and_by_the_sweep() {
     }
     p.query::<()>(&mut c).unwrap();
     assert!(q::<i64>(&mut c, &["DBSIZE"]) >= 1);
-    eventually("the sweep removed the expired keys", || store.len() == 1);
+    wait_until("the sweep removed the expired keys", || store.len() == 1);
     assert_eq!(q::<i64>(&mut c, &["DBSIZE"]), 1);
     assert_eq!(q::<String>(&mut c, &["GET", "keeper"]), "v");
 }
@@ -447,7 +440,7 @@ impl RealRedis {
             .spawn()
             .expect("start redis-server");
         let redis = RealRedis { child, dir, socket };
-        eventually("redis-server listens", || {
+        wait_until("redis-server listens", || {
             std::os::unix::net::UnixStream::connect(&redis.socket).is_ok()
         });
         Some(redis)

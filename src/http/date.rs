@@ -83,72 +83,133 @@ pub(crate) fn format_imf_fixdate(unix_secs: u64) -> [u8; DATE_LEN] {
 /// `None` for anything else, dates before 1970 included.
 pub(crate) fn parse_http_date(value: &[u8], now: u64) -> Option<u64> {
     let s = std::str::from_utf8(value).ok().filter(|s| s.is_ascii())?;
+    // The weekday's name is not checked against the date, only its shape.
     let (wkday, rest) = s.split_once([',', ' '])?;
     if wkday.is_empty() || !wkday.bytes().all(|b| b.is_ascii_alphabetic()) {
         return None;
     }
-    let (day, month, year, time) = if s.as_bytes()[wkday.len()] == b' ' {
-        // asctime: "Nov  6 08:49:37 1994" (a one-digit day padded with a space).
-        let b = rest.as_bytes();
-        if b.len() != 20 || b[3] != b' ' || b[6] != b' ' || b[15] != b' ' {
-            return None;
-        }
-        let day = if b[4] == b' ' {
-            &rest[5..6]
-        } else {
-            &rest[4..6]
-        };
-        (day, &rest[..3], year4(&rest[16..])?, &rest[7..15])
+    let fields = if s.as_bytes()[wkday.len()] == b' ' {
+        asctime(rest)?
     } else if wkday.len() == 3 {
-        // IMF-fixdate: ", 06 Nov 1994 08:49:37 GMT".
-        let b = rest.as_bytes();
-        if b.len() != 25 || b[0] != b' ' || b[3] != b' ' || b[7] != b' ' || b[12] != b' ' {
-            return None;
-        }
-        (
-            &rest[1..3],
-            &rest[4..7],
-            year4(&rest[8..12])?,
-            gmt_time(&rest[13..])?,
-        )
+        imf_fixdate(rest)?
     } else {
-        // RFC 850: ", 06-Nov-94 08:49:37 GMT".
-        let b = rest.as_bytes();
-        if b.len() != 23 || b[0] != b' ' || b[3] != b'-' || b[7] != b'-' || b[10] != b' ' {
+        rfc850(rest, now)?
+    };
+    fields.unix_secs()
+}
+
+/// A date's fields as one of the three forms lays them out, not yet checked.
+struct DateFields<'a> {
+    /// One or two digits.
+    day: &'a str,
+    /// `Jan` to `Dec`.
+    month: &'a str,
+    year: u64,
+    /// `HH:MM:SS`.
+    time: &'a str,
+}
+
+/// asctime after the weekday: `Nov  6 08:49:37 1994` (a one-digit day padded with a space).
+fn asctime(rest: &str) -> Option<DateFields<'_>> {
+    let b = rest.as_bytes();
+    if b.len() != 20 || b[3] != b' ' || b[6] != b' ' || b[15] != b' ' {
+        return None;
+    }
+    let day = if b[4] == b' ' {
+        &rest[5..6]
+    } else {
+        &rest[4..6]
+    };
+    Some(DateFields {
+        day,
+        month: &rest[..3],
+        year: year4(&rest[16..])?,
+        time: &rest[7..15],
+    })
+}
+
+/// IMF-fixdate after the weekday: `, 06 Nov 1994 08:49:37 GMT` (the comma split off).
+fn imf_fixdate(rest: &str) -> Option<DateFields<'_>> {
+    let b = rest.as_bytes();
+    if b.len() != 25 || b[0] != b' ' || b[3] != b' ' || b[7] != b' ' || b[12] != b' ' {
+        return None;
+    }
+    Some(DateFields {
+        day: &rest[1..3],
+        month: &rest[4..7],
+        year: year4(&rest[8..12])?,
+        time: gmt_time(&rest[13..])?,
+    })
+}
+
+/// RFC 850 after the weekday: `, 06-Nov-94 08:49:37 GMT` (the comma split off).
+fn rfc850(rest: &str, now: u64) -> Option<DateFields<'_>> {
+    let b = rest.as_bytes();
+    if b.len() != 23 || b[0] != b' ' || b[3] != b'-' || b[7] != b'-' || b[10] != b' ' {
+        return None;
+    }
+    Some(DateFields {
+        day: &rest[1..3],
+        month: &rest[4..7],
+        year: full_year(two(&rest[8..10])?, now),
+        time: gmt_time(&rest[11..])?,
+    })
+}
+
+/// The most recent year ending in the two digits `yy` that is not more than 50 years after
+/// `now` (RFC 9110 section 5.6.7).
+fn full_year(yy: u32, now: u64) -> u64 {
+    let (now_year, _, _) = civil_from_days(now / 86_400);
+    let year = now_year - now_year % 100 + u64::from(yy);
+    if year > now_year + 50 {
+        year - 100
+    } else {
+        year
+    }
+}
+
+impl DateFields<'_> {
+    /// Checks each field against the calendar and the clock (a leap second allowed) and
+    /// counts the seconds since the Unix epoch.
+    fn unix_secs(&self) -> Option<u64> {
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let year = self.year;
+        let month = MONTHS.iter().position(|m| *m == self.month)? as u32 + 1;
+        let day = match self.day.as_bytes() {
+            [d @ b'0'..=b'9'] => u32::from(d - b'0'),
+            _ => two(self.day)?,
+        };
+        let (h, m, sec) = clock(self.time)?;
+        if year < 1970 || day == 0 || day > days_in_month(year, month) {
             return None;
         }
-        let yy = u64::from(two(&rest[8..10])?);
-        let (now_year, _, _) = civil_from_days(now / 86_400);
-        let mut year = now_year - now_year % 100 + yy;
-        if year > now_year + 50 {
-            year -= 100;
+        if h > 23 || m > 59 || sec > 60 {
+            return None;
         }
-        (&rest[1..3], &rest[4..7], year, gmt_time(&rest[11..])?)
-    };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|m| *m == month)? as u32 + 1;
-    let day = match day.as_bytes() {
-        [d @ b'0'..=b'9'] => u32::from(d - b'0'),
-        _ => two(day)?,
-    };
+        let days = days_from_civil(year, month, day);
+        Some(days * 86_400 + u64::from(h) * 3600 + u64::from(m) * 60 + u64::from(sec))
+    }
+}
+
+/// `HH:MM:SS` as its three numbers, not yet checked for range.
+fn clock(time: &str) -> Option<(u32, u32, u32)> {
     let t = time.as_bytes();
     if t.len() != 8 || t[2] != b':' || t[5] != b':' {
         return None;
     }
-    let (h, m, sec) = (two(&time[..2])?, two(&time[3..5])?, two(&time[6..])?);
-    let days_in_month = match month {
+    Some((two(&time[..2])?, two(&time[3..5])?, two(&time[6..])?))
+}
+
+/// The days in `month` (1..=12) of `year`, in the Gregorian calendar.
+fn days_in_month(year: u64, month: u32) -> u32 {
+    match month {
         2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
-    };
-    if year < 1970 || day == 0 || day > days_in_month || h > 23 || m > 59 || sec > 60 {
-        return None;
     }
-    let days = days_from_civil(year, month, day);
-    Some(days * 86_400 + u64::from(h) * 3600 + u64::from(m) * 60 + u64::from(sec))
 }
 
 /// `HH:MM:SS GMT` without the zone.
@@ -228,28 +289,22 @@ mod tests {
         );
     }
 
+    /// A `now` for the two-digit years: 2025-12-31.
+    const NOW: u64 = 1_767_225_599;
+
     #[test]
     fn parses_the_three_http_date_forms() {
-        let now = 1_767_225_599; // 2025-12-31
         let want = Some(784_111_777);
-        assert_eq!(parse_http_date(b"Sun, 06 Nov 1994 08:49:37 GMT", now), want);
+        assert_eq!(parse_http_date(b"Sun, 06 Nov 1994 08:49:37 GMT", NOW), want);
         assert_eq!(
-            parse_http_date(b"Sunday, 06-Nov-94 08:49:37 GMT", now),
+            parse_http_date(b"Sunday, 06-Nov-94 08:49:37 GMT", NOW),
             want
         );
-        assert_eq!(parse_http_date(b"Sun Nov  6 08:49:37 1994", now), want);
+        assert_eq!(parse_http_date(b"Sun Nov  6 08:49:37 1994", NOW), want);
+        assert_eq!(parse_http_date(b"Sun Nov 06 08:49:37 1994", NOW), want);
         assert_eq!(
-            parse_http_date(b"Thu Nov 16 08:49:37 1994", now),
+            parse_http_date(b"Thu Nov 16 08:49:37 1994", NOW),
             Some(784_111_777 + 864_000)
-        );
-        // Two-digit years: at most 50 years ahead of now.
-        assert_eq!(
-            parse_http_date(b"Friday, 01-Jan-50 00:00:00 GMT", now),
-            Some(2_524_608_000)
-        );
-        assert_eq!(
-            parse_http_date(b"Sunday, 01-Jan-89 00:00:00 GMT", now),
-            Some(599_616_000)
         );
         for t in [
             0,
@@ -258,8 +313,34 @@ mod tests {
             4_107_542_400,
             253_402_300_799,
         ] {
-            assert_eq!(parse_http_date(&format_imf_fixdate(t), now), Some(t), "{t}");
+            assert_eq!(parse_http_date(&format_imf_fixdate(t), NOW), Some(t), "{t}");
         }
+        assert!(parse_http_date(b"Sun, 29 Feb 2004 00:00:00 GMT", NOW).is_some());
+        assert!(parse_http_date(b"Tue, 29 Feb 2000 00:00:00 GMT", NOW).is_some());
+        // A leap second.
+        assert_eq!(
+            parse_http_date(b"Sat, 31 Dec 2016 23:59:60 GMT", NOW),
+            Some(1_483_228_800)
+        );
+    }
+
+    #[test]
+    fn two_digit_years_are_at_most_50_years_ahead() {
+        assert_eq!(
+            parse_http_date(b"Friday, 01-Jan-50 00:00:00 GMT", NOW),
+            Some(2_524_608_000)
+        );
+        assert_eq!(
+            parse_http_date(b"Sunday, 01-Jan-89 00:00:00 GMT", NOW),
+            Some(599_616_000)
+        );
+        assert_eq!(full_year(75, NOW), 2075);
+        assert_eq!(full_year(76, NOW), 1976);
+        assert_eq!(full_year(25, NOW), 2025);
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_http_date() {
         for bad in [
             &b""[..],
             b"Sun, 06 Nov 1994 08:49:37 UTC",
@@ -268,29 +349,36 @@ mod tests {
             b"Sun, 06 Foo 1994 08:49:37 GMT",
             b"Sun, 30 Feb 1994 08:49:37 GMT",
             b"Sun, 29 Feb 1900 08:49:37 GMT",
+            b"Sun, 00 Nov 1994 08:49:37 GMT",
+            b"Sun, 31 Nov 1994 08:49:37 GMT",
             b"Sun, 06 Nov 1994 24:00:00 GMT",
             b"Sun, 06 Nov 1994 08:60:00 GMT",
+            b"Sun, 06 Nov 1994 08:49:61 GMT",
+            b"Sun, 06 Nov 1994 08.49.37 GMT",
+            b"Sun, 06 Nov 1994 8:49:37 GMT",
             b"Sun, 06 Nov 1969 08:49:37 GMT",
             b"Sun, 06 Nov 1994 08:49:37 GMT ",
             b" Sun, 06 Nov 1994 08:49:37 GMT",
-            b"Sun, 06 Nov 1994 8:49:37 GMT",
+            b"S1n, 06 Nov 1994 08:49:37 GMT",
+            b"S\xffn, 06 Nov 1994 08:49:37 GMT",
+            b"Sunday, 06-Nov-94 08:49:37 UTC",
+            b"Sunday, 06 Nov 94 08:49:37 GMT",
+            b"Sunday, 06-Nov-1994 08:49:37 GMT",
             b"Sun Nov 6 08:49:37 1994",
+            b"Sun Nov  0 08:49:37 1994",
+            b"Sun Nov  6 08:49:37 94",
+            b"Sun Nov  6 08:49:37 19x4",
             b"1994-11-06T08:49:37Z",
             b"784111777",
-            b"S\xffn, 06 Nov 1994 08:49:37 GMT",
+            "Sun, 0\u{e9} Nov 1994 08:49:37 GM".as_bytes(),
         ] {
             assert_eq!(
-                parse_http_date(bad, now),
+                parse_http_date(bad, NOW),
                 None,
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
         }
-        assert!(parse_http_date(b"Sun, 29 Feb 2004 00:00:00 GMT", now).is_some());
-        assert_eq!(
-            parse_http_date("Sun, 0\u{e9} Nov 1994 08:49:37 GM".as_bytes(), now),
-            None
-        );
     }
 
     #[test]

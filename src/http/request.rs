@@ -220,88 +220,152 @@ pub(crate) fn framing(req: &Head<'_, '_>) -> Result<Framing, Status> {
         _ => return Err(Status::HTTP_VERSION_NOT_SUPPORTED),
     };
     uri::form(req.method, req.target)?;
-    let mut hosts = 0;
-    let mut close = false;
-    let mut keep_alive_token = false;
-    let mut length: Option<usize> = None;
-    let mut chunked = false;
-    let mut te_seen = false;
-    let mut expect_continue = false;
+    let mut fields = FramingFields::default();
     for h in req.headers.iter() {
-        let name = h.name;
+        fields.read(h.name, h.value, version)?;
+    }
+    fields.check(version)?;
+    Ok(Framing {
+        version,
+        keep_alive: fields.keep_alive(version),
+        body: fields.body(),
+        expect_continue: fields.expect_continue,
+        head_only: req.method == "HEAD",
+    })
+}
+
+/// What the fields that frame a request have said so far, read one field at a time.
+#[derive(Default)]
+struct FramingFields {
+    /// How many `Host` fields.
+    hosts: u32,
+    /// `Connection: close`.
+    close: bool,
+    /// `Connection: keep-alive`.
+    keep_alive_token: bool,
+    /// `Content-Length`, the same in every field that gives it.
+    length: Option<usize>,
+    /// `Transfer-Encoding` ended with `chunked`.
+    chunked: bool,
+    /// A `Transfer-Encoding` field was present (even an empty one).
+    te_seen: bool,
+    /// `Expect: 100-continue` on an HTTP/1.1 request.
+    expect_continue: bool,
+}
+
+impl FramingFields {
+    /// Takes in one field; a framing field that is malformed or asks for what is not
+    /// supported is the status to answer.
+    #[inline]
+    fn read(&mut self, name: &str, value: &[u8], version: Version) -> Result<(), Status> {
         // Only five names matter here; their lengths (4, 14, 17, 10, 6) tell them apart, so
         // most headers are skipped without a comparison.
         if !matches!(name.len(), 4 | 6 | 10 | 14 | 17) {
-            continue;
+            return Ok(());
         }
         if is_host(name) {
-            // RFC 9112 section 3.2: one Host, well formed.
-            hosts += 1;
-            if hosts > 1 || !uri::valid_host(h.value) {
-                return Err(Status::BAD_REQUEST);
-            }
+            self.host(value)
         } else if name.eq_ignore_ascii_case("content-length") {
-            let n = parse_content_length(h.value)?;
-            if length.is_some_and(|prev| prev != n) {
-                return Err(Status::BAD_REQUEST); // conflicting lengths
-            }
-            length = Some(n);
+            self.content_length(value)
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            // Codings apply in order; chunked must be the last and is the only one we decode.
-            for coding in tokens(h.value) {
-                if chunked {
-                    return Err(Status::BAD_REQUEST); // something after chunked
-                }
-                if coding.eq_ignore_ascii_case(b"chunked") {
-                    chunked = true;
-                } else {
-                    return Err(Status::NOT_IMPLEMENTED);
-                }
-            }
-            te_seen = true;
+            self.transfer_encoding(value)
         } else if name.eq_ignore_ascii_case("connection") {
-            for t in tokens(h.value) {
-                if t.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                    keep_alive_token = true;
-                }
-            }
+            self.connection(value);
+            Ok(())
         } else if name.eq_ignore_ascii_case("expect") {
-            if trim(h.value).eq_ignore_ascii_case(b"100-continue") {
-                expect_continue = version == Version::Http11;
-            } else {
-                return Err(Status::EXPECTATION_FAILED);
+            self.expect(value, version)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// RFC 9112 section 3.2: one `Host`, well formed.
+    fn host(&mut self, value: &[u8]) -> Result<(), Status> {
+        self.hosts += 1;
+        if self.hosts > 1 || !uri::valid_host(value) {
+            return Err(Status::BAD_REQUEST);
+        }
+        Ok(())
+    }
+
+    /// Every `Content-Length` must give the same length.
+    fn content_length(&mut self, value: &[u8]) -> Result<(), Status> {
+        let n = parse_content_length(value)?;
+        if self.length.is_some_and(|prev| prev != n) {
+            return Err(Status::BAD_REQUEST); // conflicting lengths
+        }
+        self.length = Some(n);
+        Ok(())
+    }
+
+    /// Codings apply in order; chunked must be the last and is the only one decoded.
+    fn transfer_encoding(&mut self, value: &[u8]) -> Result<(), Status> {
+        for coding in tokens(value) {
+            if self.chunked {
+                return Err(Status::BAD_REQUEST); // something after chunked
+            }
+            if !coding.eq_ignore_ascii_case(b"chunked") {
+                return Err(Status::NOT_IMPLEMENTED);
+            }
+            self.chunked = true;
+        }
+        self.te_seen = true;
+        Ok(())
+    }
+
+    /// The `close` and `keep-alive` options; others do not concern the framing.
+    fn connection(&mut self, value: &[u8]) {
+        for t in tokens(value) {
+            if t.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive_token = true;
             }
         }
     }
-    if hosts == 0 && version == Version::Http11 {
-        return Err(Status::BAD_REQUEST); // RFC 9112 section 3.2: Host is required in 1.1
+
+    /// `100-continue` is the only expectation met (an HTTP/1.0 client is not told to
+    /// continue, RFC 9110 section 10.1.1); any other is 417.
+    fn expect(&mut self, value: &[u8], version: Version) -> Result<(), Status> {
+        if !trim(value).eq_ignore_ascii_case(b"100-continue") {
+            return Err(Status::EXPECTATION_FAILED);
+        }
+        self.expect_continue = version == Version::Http11;
+        Ok(())
     }
-    if te_seen && !chunked {
-        return Err(Status::BAD_REQUEST); // an empty Transfer-Encoding
+
+    /// The rules across fields, once every field is read.
+    fn check(&self, version: Version) -> Result<(), Status> {
+        if self.hosts == 0 && version == Version::Http11 {
+            return Err(Status::BAD_REQUEST); // RFC 9112 section 3.2: Host is required in 1.1
+        }
+        if self.te_seen && !self.chunked {
+            return Err(Status::BAD_REQUEST); // an empty Transfer-Encoding
+        }
+        if self.chunked && (self.length.is_some() || version == Version::Http10) {
+            // Both framings at once is the classic request-smuggling vector; chunked in 1.0
+            // is not defined. Refuse rather than guess.
+            return Err(Status::BAD_REQUEST);
+        }
+        Ok(())
     }
-    if chunked && (length.is_some() || version == Version::Http10) {
-        // Both framings at once is the classic request-smuggling vector; chunked in 1.0 is
-        // not defined. Refuse rather than guess.
-        return Err(Status::BAD_REQUEST);
+
+    /// Whether the connection stays open after the response, by the version's default.
+    fn keep_alive(&self, version: Version) -> bool {
+        match version {
+            Version::Http11 => !self.close,
+            Version::Http10 => self.keep_alive_token && !self.close,
+        }
     }
-    let keep_alive = match version {
-        Version::Http11 => !close,
-        Version::Http10 => keep_alive_token && !close,
-    };
-    let body = if chunked {
-        BodyKind::Chunked
-    } else {
-        BodyKind::Length(length.unwrap_or(0))
-    };
-    Ok(Framing {
-        version,
-        keep_alive,
-        body,
-        expect_continue,
-        head_only: req.method == "HEAD",
-    })
+
+    /// How the body is delimited (none is a length of zero).
+    fn body(&self) -> BodyKind {
+        if self.chunked {
+            BodyKind::Chunked
+        } else {
+            BodyKind::Length(self.length.unwrap_or(0))
+        }
+    }
 }
 
 /// Whether a field name (a token) is `Host`, in any case: one word compare, as every request
@@ -358,179 +422,4 @@ pub(crate) fn trim(value: &[u8]) -> &[u8] {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(head: &str) -> Result<Framing, Status> {
-        let mut headers = [std::mem::MaybeUninit::uninit(); 16];
-        let req = super::super::fast::httparse_head(head.as_bytes(), &mut headers);
-        framing(&req.unwrap().unwrap())
-    }
-
-    #[test]
-    fn keep_alive_rules() {
-        assert!(
-            frame("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
-                .unwrap()
-                .keep_alive
-        );
-        assert!(
-            !frame("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-                .unwrap()
-                .keep_alive
-        );
-        assert!(!frame("GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
-        assert!(
-            frame("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
-                .unwrap()
-                .keep_alive
-        );
-        assert!(
-            !frame("GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade, close\r\n\r\n")
-                .unwrap()
-                .keep_alive
-        );
-    }
-
-    #[test]
-    fn body_framing() {
-        let f = frame("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n").unwrap();
-        assert_eq!(f.body, BodyKind::Length(12));
-        let f = frame("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap();
-        assert_eq!(f.body, BodyKind::Chunked);
-        let bad = |h: &str| frame(h).unwrap_err();
-        assert_eq!(
-            bad("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
-            Status::BAD_REQUEST
-        );
-        assert_eq!(
-            bad("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n"),
-            Status::BAD_REQUEST
-        );
-        assert_eq!(
-            bad("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1,1\r\n\r\n"),
-            Status::BAD_REQUEST
-        );
-        assert_eq!(
-            bad("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
-            Status::NOT_IMPLEMENTED
-        );
-        assert_eq!(
-            bad("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
-            Status::BAD_REQUEST
-        );
-        assert_eq!(
-            bad("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
-            Status::BAD_REQUEST
-        );
-        assert_eq!(
-            bad("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
-            Status::CONTENT_TOO_LARGE
-        );
-        assert_eq!(
-            frame("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n")
-                .unwrap()
-                .body,
-            BodyKind::Length(5)
-        );
-    }
-
-    #[test]
-    fn the_host_name_test_is_exact() {
-        for b in 0..=255u8 {
-            for at in 0..4 {
-                let mut name = *b"Host";
-                name[at] = b;
-                let Ok(name) = std::str::from_utf8(&name) else {
-                    continue;
-                };
-                assert_eq!(is_host(name), name.eq_ignore_ascii_case("host"), "{name:?}");
-            }
-        }
-        assert!(!is_host("hos") && !is_host("hostx") && is_host("HoSt"));
-    }
-
-    #[test]
-    fn host_rules() {
-        let bad = |h: &str| frame(h).unwrap_err();
-        assert_eq!(bad("GET / HTTP/1.1\r\n\r\n"), Status::BAD_REQUEST);
-        assert_eq!(
-            bad("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"),
-            Status::BAD_REQUEST
-        );
-        assert_eq!(
-            bad("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"),
-            Status::BAD_REQUEST
-        );
-        assert_eq!(
-            bad("GET / HTTP/1.1\r\nhOsT: a/b\r\n\r\n"),
-            Status::BAD_REQUEST
-        );
-        assert_eq!(
-            bad("GET / HTTP/1.0\r\nHost: a@b\r\n\r\n"),
-            Status::BAD_REQUEST
-        );
-        assert_eq!(
-            bad("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"),
-            Status::BAD_REQUEST
-        );
-        // HTTP/1.0 needs none; an empty one is valid (RFC 9110 section 7.2).
-        assert!(frame("GET / HTTP/1.0\r\n\r\n").is_ok());
-        assert!(frame("GET / HTTP/1.1\r\nHost:\r\n\r\n").is_ok());
-        assert!(frame("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n").is_ok());
-        // Absolute form: Host still required in 1.1, and still checked.
-        assert!(frame("GET http://a/b HTTP/1.1\r\nHost: x\r\n\r\n").is_ok());
-        assert_eq!(bad("GET http://a/b HTTP/1.1\r\n\r\n"), Status::BAD_REQUEST);
-        assert_eq!(
-            bad("GET * HTTP/1.1\r\nHost: a\r\n\r\n"),
-            Status::BAD_REQUEST
-        );
-        assert!(frame("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").is_ok());
-    }
-
-    fn req<'a>(target: &'a str, headers: &'a [httparse::Header<'a>]) -> Request<'a> {
-        Request {
-            method: "GET",
-            target,
-            version: Version::Http11,
-            headers,
-            body: b"",
-            keep_alive: true,
-        }
-    }
-
-    #[test]
-    fn path_query_and_host_of_each_form() {
-        let host = [httparse::Header {
-            name: "Host",
-            value: b"h:1",
-        }];
-        let r = req("/a/b?x=1", &host);
-        assert_eq!(
-            (r.path(), r.query(), r.host()),
-            ("/a/b", Some("x=1"), Some("h:1"))
-        );
-        let r = req("http://other:2/plaintext?q", &host);
-        assert_eq!(
-            (r.path(), r.query(), r.host()),
-            ("/plaintext", Some("q"), Some("other:2"))
-        );
-        let r = req("https://other", &host);
-        assert_eq!((r.path(), r.query(), r.host()), ("/", None, Some("other")));
-        let r = req("http://other?q", &[]);
-        assert_eq!((r.path(), r.query()), ("/", Some("q")));
-        let r = req("*", &host);
-        assert_eq!((r.path(), r.query(), r.host()), ("*", None, Some("h:1")));
-        let r = req("h:443", &[]);
-        assert_eq!((r.path(), r.host()), ("", Some("h:443")));
-        assert_eq!(req("/", &[]).host(), None);
-    }
-
-    #[test]
-    fn trims_and_splits() {
-        assert_eq!(trim(b"  a b\t"), b"a b");
-        assert_eq!(trim(b"   "), b"");
-        let t: Vec<&[u8]> = tokens(b" close , ,keep-alive").collect();
-        assert_eq!(t, vec![&b"close"[..], &b"keep-alive"[..]]);
-    }
-}
+mod tests;

@@ -216,12 +216,24 @@ fn httparse_alone(buf: &[u8], max_headers: usize) -> Parsed {
 /// version at all where one would make a valid line (HTTP/0.9), is a version error; a
 /// version still arriving is "incomplete"; anything else keeps `httparse`'s verdict.
 fn other_version_reference(buf: &[u8], max_headers: usize, reference: Parsed) -> Parsed {
-    let valid_line = |line: &[u8]| {
-        let mut l = line.to_vec();
-        l.extend_from_slice(b"HTTP/1.1\r\n\r\n");
-        matches!(httparse_alone(&l, 1), Parsed::Complete { .. })
+    let start = request_line_start(buf);
+    let verdict = match version_start(buf, start) {
+        Some(v) => version_verdict(buf, v, max_headers),
+        None => missing_version_verdict(buf, start),
     };
-    // The request line starts after the empty lines httparse skips.
+    verdict.unwrap_or(reference)
+}
+
+/// Whether `line` (a request line up to its version) followed by `HTTP/1.1` is a request
+/// line `httparse` takes.
+fn valid_with_version(line: &[u8]) -> bool {
+    let mut l = line.to_vec();
+    l.extend_from_slice(b"HTTP/1.1\r\n\r\n");
+    matches!(httparse_alone(&l, 1), Parsed::Complete { .. })
+}
+
+/// Where the request line starts: after the empty lines `httparse` skips.
+fn request_line_start(buf: &[u8]) -> usize {
     let mut start = 0;
     while let Some(n) = [&b"\r\n"[..], b"\n"]
         .into_iter()
@@ -229,56 +241,75 @@ fn other_version_reference(buf: &[u8], max_headers: usize, reference: Parsed) ->
     {
         start += n.len();
     }
+    start
+}
+
+/// Where the version of the request line starting at `start` begins: the first place,
+/// after a space and within the line, where `HTTP/1.1` would complete a valid line.
+fn version_start(buf: &[u8], start: usize) -> Option<usize> {
     let line_end = buf[start..]
         .iter()
         .position(|&b| b == b'\n')
         .map_or(buf.len(), |i| start + i + 1);
-    let Some(v) = (1..line_end).find(|&p| buf[p - 1] == b' ' && valid_line(&buf[..p])) else {
-        // HTTP/0.9: the line up to its first CR or LF, given a version, is valid.
-        let ends = buf[start..]
+    (1..line_end).find(|&p| buf[p - 1] == b' ' && valid_with_version(&buf[..p]))
+}
+
+/// A line with no place for a version: HTTP/0.9 — a version error — if the line up to its
+/// first CR or LF, given a version, is valid; `None` (`httparse`'s verdict stands) otherwise.
+fn missing_version_verdict(buf: &[u8], start: usize) -> Option<Parsed> {
+    let e = start
+        + buf[start..]
             .iter()
-            .position(|&b| b == b'\r' || b == b'\n')
-            .map(|e| start + e);
-        return match ends {
-            Some(e)
-                if !buf[..e].ends_with(b" ") && valid_line(&[&buf[..e], &b" "[..]].concat()) =>
-            {
-                Parsed::Error(HeadError::Version)
-            }
-            _ => reference,
-        };
-    };
+            .position(|&b| b == b'\r' || b == b'\n')?;
+    let line = &buf[..e];
+    (!line.ends_with(b" ") && valid_with_version(&[line, &b" "[..]].concat()))
+        .then_some(Parsed::Error(HeadError::Version))
+}
+
+/// What the version at `buf[v..]` makes of the head, trying each version token in turn;
+/// `None` (`httparse`'s verdict stands) if none of them is there.
+fn version_verdict(buf: &[u8], v: usize, max_headers: usize) -> Option<Parsed> {
     let rest = &buf[v..];
-    for major in b'0'..=b'9' {
-        for minor in std::iter::once(None).chain((b'0'..=b'9').map(Some)) {
+    for (token, served) in other_versions() {
+        // A version other than 1.x is refused at the end of its line, a 1.x once the line
+        // is complete.
+        let full = [&token[..], if served { b"\r\n" } else { b"\r" }].concat();
+        if rest.len() < full.len() && full.starts_with(rest) {
+            return Some(Parsed::Partial);
+        }
+        if !rest.starts_with(&token) {
+            continue;
+        }
+        match &rest[token.len()..] {
+            [b'\r' | b'\n', ..] if !served => return Some(Parsed::Error(HeadError::Version)),
+            [b'\r', b'\n', ..] | [b'\n', ..] => {
+                let mut as_11 = buf.to_vec();
+                as_11[v..v + 8].copy_from_slice(b"HTTP/1.1");
+                return Some(httparse_alone(&as_11, max_headers));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The version tokens `httparse` does not take, in the order they are tried (`HTTP/M`
+/// before `HTTP/M.m`), each with whether the server serves it: `HTTP/1.2`..`HTTP/1.9` are
+/// served as HTTP/1.1; every other major version (`HTTP/0`, `HTTP/2.0`, ...) is refused.
+fn other_versions() -> impl Iterator<Item = (Vec<u8>, bool)> {
+    let minors = || std::iter::once(None).chain((b'0'..=b'9').map(Some));
+    (b'0'..=b'9')
+        .flat_map(move |major| minors().map(move |minor| (major, minor)))
+        .filter_map(|(major, minor)| {
+            let served = major == b'1' && matches!(minor, Some(b'2'..=b'9'));
+            if !served && major == b'1' {
+                return None; // `HTTP/1`, `HTTP/1.0`, `HTTP/1.1`: httparse's own
+            }
             let mut token = b"HTTP/".to_vec();
             token.push(major);
             token.extend(minor.map(|m| [b'.', m]).into_iter().flatten());
-            let served = major == b'1' && matches!(minor, Some(b'2'..=b'9'));
-            if !served && major == b'1' {
-                continue;
-            }
-            // A version other than 1.x is refused at the end of its line, a 1.x once the
-            // line is complete.
-            let full = [&token[..], if served { b"\r\n" } else { b"\r" }].concat();
-            if rest.len() < full.len() && full.starts_with(rest) {
-                return Parsed::Partial;
-            }
-            if !rest.starts_with(&token) {
-                continue;
-            }
-            match &rest[token.len()..] {
-                [b'\r' | b'\n', ..] if !served => return Parsed::Error(HeadError::Version),
-                [b'\r', b'\n', ..] | [b'\n', ..] => {
-                    let mut as_11 = buf.to_vec();
-                    as_11[v..v + 8].copy_from_slice(b"HTTP/1.1");
-                    return httparse_alone(&as_11, max_headers);
-                }
-                _ => {}
-            }
-        }
-    }
-    reference
+            Some((token, served))
+        })
 }
 
 /// The differential check of the head parser: with `max_headers` header slots (1..=256) and

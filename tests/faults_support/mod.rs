@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use eventide::{
     Action, CloseReason, Conn, ConnId, ConnectError, Datagram, FaultConfig, FaultCounts, FaultKind,
@@ -285,35 +285,45 @@ fn is_end(e: &io::Error) -> bool {
     )
 }
 
-/// Reads one `200 OK` response per entry of `bodies`, in order, each body byte-exact with its
-/// `Content-Length`. Only the server ending the connection stops it early; a stall or a wrong
-/// response panics. `got`/`expected` count body bytes.
-pub fn read_http_responses(reader: &mut TcpStream, bodies: &[&[u8]]) -> Outcome {
+/// One response a pipelining client waits for: the exact body it must carry, and how many
+/// bytes its arrival is worth in the client's [`Outcome`] (`got`/`expected`).
+#[derive(Clone, Copy)]
+pub struct Answer<'a> {
+    pub body: &'a [u8],
+    pub worth: usize,
+}
+
+impl<'a> Answer<'a> {
+    /// A response worth its own body's bytes (a download, an echo).
+    pub fn body(body: &'a [u8]) -> Answer<'a> {
+        Answer {
+            body,
+            worth: body.len(),
+        }
+    }
+
+    /// A response worth `worth` bytes whatever its body's length (an upload's short answer
+    /// stands for the upload it acknowledges).
+    pub fn worth(body: &'a [u8], worth: usize) -> Answer<'a> {
+        Answer { body, worth }
+    }
+}
+
+/// Reads one `200 OK` response per entry of `answers`, in order, each body byte-exact and
+/// announced by its `Content-Length`. Only the server ending the connection stops it early;
+/// a stall or a wrong response panics. `got`/`expected` add up the answers' worth.
+pub fn read_http_responses(reader: &mut TcpStream, answers: &[Answer<'_>]) -> Outcome {
     let local = reader.local_addr().expect("the client's address");
     let what = format!("http client {local}");
     let (mut got, mut buf, mut chunk) = (0, Vec::new(), vec![0u8; 64 * 1024]);
     let mut ended_by = None;
-    'responses: for (i, body) in bodies.iter().enumerate() {
+    'responses: for (i, answer) in answers.iter().enumerate() {
+        let which = format!("{what}: response {i}");
         loop {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{what}: {head}");
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Content-Length: "))
-                    .unwrap_or_else(|| panic!("{what}: no length in {head}"))
-                    .parse()
-                    .expect("a numeric Content-Length");
-                assert_eq!(len, body.len(), "{what}: response {i}'s length");
-                if buf.len() >= end + 4 + len {
-                    assert!(
-                        buf[end + 4..end + 4 + len] == body[..],
-                        "{what}: body {i} differs"
-                    );
-                    got += len;
-                    buf.drain(..end + 4 + len);
-                    continue 'responses;
-                }
+            if let Some(taken) = take_response(&buf, answer.body, &which) {
+                got += answer.worth;
+                buf.drain(..taken);
+                continue 'responses;
             }
             match reader.read(&mut chunk) {
                 Ok(0) => {
@@ -325,13 +335,13 @@ pub fn read_http_responses(reader: &mut TcpStream, bodies: &[&[u8]]) -> Outcome 
                     ended_by = Some(e.to_string());
                     break 'responses;
                 }
-                Err(e) => panic!("{what}: stalled after {got} body bytes: {e}"),
+                Err(e) => panic!("{what}: stalled after {i} responses ({got} bytes' worth): {e}"),
             }
         }
     }
-    let expected = bodies.iter().map(|b| b.len()).sum();
-    // A connection that lost only zero-length bodies still lost responses: count it one byte
-    // short so the verdict asks for the server's reason.
+    let expected = answers.iter().map(|a| a.worth).sum();
+    // A connection that lost only answers worth nothing still lost responses: count it one
+    // byte short so the verdict asks for the server's reason.
     let expected = if ended_by.is_some() && got == expected {
         expected + 1
     } else {
@@ -343,6 +353,27 @@ pub fn read_http_responses(reader: &mut TcpStream, bodies: &[&[u8]]) -> Outcome 
         got,
         ended_by,
     }
+}
+
+/// If `buf` starts with a whole response, checks it is a `200 OK` whose `Content-Length`
+/// and body are `body`'s, and returns its length in bytes; `None` while it is incomplete.
+fn take_response(buf: &[u8], body: &[u8], what: &str) -> Option<usize> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{what}: {head}");
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap_or_else(|| panic!("{what}: no Content-Length in {head}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{what}: Content-Length: {e}"));
+    assert_eq!(len, body.len(), "{what}: Content-Length");
+    let whole = end + 4 + len;
+    if buf.len() < whole {
+        return None;
+    }
+    assert!(buf[end + 4..whole] == *body, "{what}: the body differs");
+    Some(whole)
 }
 
 /// Reads until end of stream, comparing with `expected` as bytes arrive. A mismatch panics
@@ -398,6 +429,30 @@ pub fn write_chunks(s: &mut impl Write, data: &[u8], sizes: &[usize]) -> io::Res
         pos += n;
     }
     Ok(())
+}
+
+/// Chunk sizes for [`write_chunks`] that write everything in one call.
+pub const AT_ONCE: &[usize] = &[usize::MAX];
+
+/// Pipelines `requests` — written from a thread of its own in chunks of `sizes` (cycled),
+/// then half-closed — while reading one answer per entry of `answers` on this one
+/// ([`read_http_responses`]).
+pub fn pipeline_http(
+    addr: SocketAddr,
+    requests: Vec<u8>,
+    sizes: &'static [usize],
+    answers: &[Answer<'_>],
+) -> Outcome {
+    let mut reader = connect(addr);
+    let mut writer = reader.try_clone().unwrap();
+    let w = thread::spawn(move || {
+        if write_chunks(&mut writer, &requests, sizes).is_ok() {
+            let _ = writer.shutdown(Shutdown::Write);
+        }
+    });
+    let outcome = read_http_responses(&mut reader, answers);
+    w.join().unwrap();
+    outcome
 }
 
 /// Sends `data` from one thread while reading the echo on this one, then half-closes.
@@ -552,13 +607,4 @@ pub fn verdict_relayed(what: &str, outcomes: &[Outcome], logs: &[(&Log, FaultCou
         short.first()
     );
     outcomes.iter().map(|o| o.got as u64).sum()
-}
-
-/// Waits (bounded) until `cond` holds, polling.
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < STALL, "timed out waiting until {what}");
-        thread::sleep(Duration::from_millis(2));
-    }
 }

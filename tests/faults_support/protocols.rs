@@ -2,13 +2,12 @@
 //! pipelines and TLS echo, each through the library's own adapters.
 
 use std::io::Write;
-use std::net::Shutdown;
 use std::sync::Arc;
 use std::thread;
 
 use eventide::Server;
 
-use super::faults_support::{self as support, connect, pipelined, Case, Outcome};
+use super::faults_support::{self as support, connect, pipelined, Answer, Case, Outcome};
 use super::util::Rng;
 use super::{mixes, seeds, serve, stop};
 
@@ -87,11 +86,9 @@ fn http_pipelining_with_bodies() {
     }
 }
 
-/// Sends one POST per body, pipelined from a writer thread, and checks the responses in order.
-/// `got`/`expected` count body bytes.
+/// Sends one POST per body, pipelined in chunks cut anywhere, and checks the responses in
+/// order. `got`/`expected` count body bytes.
 fn http_client(addr: std::net::SocketAddr, bodies: Vec<Vec<u8>>) -> Outcome {
-    let mut reader = connect(addr);
-    let mut writer = reader.try_clone().unwrap();
     let mut requests = Vec::new();
     for (i, b) in bodies.iter().enumerate() {
         let head = format!(
@@ -101,15 +98,8 @@ fn http_client(addr: std::net::SocketAddr, bodies: Vec<Vec<u8>>) -> Outcome {
         requests.extend_from_slice(head.as_bytes());
         requests.extend_from_slice(b);
     }
-    let w = thread::spawn(move || {
-        if support::write_chunks(&mut writer, &requests, &[3, 5000, 70_000]).is_ok() {
-            let _ = writer.shutdown(Shutdown::Write);
-        }
-    });
-    let bodies: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
-    let outcome = support::read_http_responses(&mut reader, &bodies);
-    w.join().unwrap();
-    outcome
+    let answers: Vec<Answer> = bodies.iter().map(|b| Answer::body(b)).collect();
+    support::pipeline_http(addr, requests, &[3, 5000, 70_000], &answers)
 }
 
 /// TLS: echo in lockstep through rustls' client; handshakes and records cut anywhere.

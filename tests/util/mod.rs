@@ -116,7 +116,10 @@ pub fn echo_concurrently(addr: SocketAddr, chunks: Vec<Vec<u8>>) -> usize {
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < TIMEOUT, "timed out waiting until {what}");
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "timed out after {TIMEOUT:?} waiting until {what}"
+        );
         thread::sleep(Duration::from_millis(1));
     }
 }
