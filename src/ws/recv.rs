@@ -505,7 +505,9 @@ fn message(text: bool, data: &[u8]) -> Message<'_> {
     }
 }
 
-/// `chunk` unmasked: itself if it was not masked, else a copy in `scratch`.
+/// `chunk` unmasked: itself if it was not masked, else a copy in `scratch`. The scratch
+/// buffer keeps its length from frame to frame (its bytes stay initialised), so a payload is
+/// unmasked straight into it in one pass, with no copy first; only its front is this frame.
 fn unmasked<'a>(
     chunk: &'a [u8],
     mask: Option<[u8; 4]>,
@@ -515,9 +517,12 @@ fn unmasked<'a>(
     match mask {
         None => chunk,
         Some(key) => {
-            scratch.clear();
-            frame::unmask_into(scratch, chunk, key, (offset & 3) as usize);
-            scratch
+            if scratch.len() < chunk.len() {
+                scratch.resize(chunk.len(), 0);
+            }
+            let out = &mut scratch[..chunk.len()];
+            frame::unmask(out, chunk, key, (offset & 3) as usize);
+            out
         }
     }
 }

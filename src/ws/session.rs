@@ -71,7 +71,8 @@ impl Scratch {
 
 #[derive(Debug, Default)]
 pub(crate) struct RxScratch {
-    /// A frame's payload, unmasked.
+    /// A frame's payload, unmasked, at its front. Its length is the longest payload it held
+    /// (see `recv::unmasked`).
     pub unmasked: Vec<u8>,
     /// A compressed message, inflated.
     #[cfg(feature = "ws-deflate")]
