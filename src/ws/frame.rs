@@ -208,12 +208,10 @@ const BLOCK: usize = 64;
 fn lane_key(key: [u8; 4], offset: usize) -> [u8; LANE] {
     // Little-endian, the first byte is the lowest: moving the key's bytes left by one is a
     // rotation right by 8 bits.
-    let word = u32::from_le_bytes(key).rotate_right(8 * (offset & 3) as u32);
-    let mut lane = [0u8; LANE];
-    for quad in lane.chunks_exact_mut(4) {
-        quad.copy_from_slice(&word.to_le_bytes());
-    }
-    lane
+    let [a, b, c, d] = u32::from_le_bytes(key)
+        .rotate_right(8 * (offset & 3) as u32)
+        .to_le_bytes();
+    [a, b, c, d, a, b, c, d, a, b, c, d, a, b, c, d]
 }
 
 /// XORs `src` with the key into `dst`, for the first `LANE` bytes if both have that many:
