@@ -144,6 +144,7 @@ impl<'a> WsConn<'_, 'a> {
     }
 
     /// Sends a message like `msg` (an echo).
+    #[inline]
     pub fn send(&mut self, msg: Message<'_>) -> io::Result<()> {
         self.tx.send(self.conn, msg)
     }

@@ -80,8 +80,8 @@
 //!
 //! [`Conn::input`](crate::Conn::input) cannot be written to, and a client's payload is
 //! masked, so one copy is unavoidable: a frame that holds a whole message is unmasked into a
-//! per-loop [`Scratch`] buffer (a copy and an XOR at vector width) and handed to the handler
-//! from there; nothing per connection is allocated. A message in several frames, or cut by
+//! per-loop [`Scratch`] buffer (one pass: the XOR, at vector width, writes the unmasked
+//! bytes) and handed to the handler from there; nothing per connection is allocated. A message in several frames, or cut by
 //! a read, is unmasked straight into a buffer of its own as its bytes arrive, and that buffer
 //! is freed once the message is delivered. Unmasked frames (what a client receives) are
 //! handed over from the input itself.

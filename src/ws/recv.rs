@@ -191,6 +191,14 @@ impl Rx {
             let step = self.control(&h, &rest[h.size..end], on_event);
             return (end, step);
         }
+        if h.fin && h.opcode != OpCode::Continuation && !h.rsv1 && avail >= h.len {
+            // The usual frame: a whole message, all of it in the input. Nothing to keep
+            // between reads, so no message state is set (nor reset after).
+            let end = h.size + h.len as usize;
+            let data = unmasked(&rest[h.size..end], h.mask, 0, &mut scratch.unmasked);
+            let text = h.opcode == OpCode::Text;
+            return (end, self.deliver_whole(text, data, on_event));
+        }
         if h.opcode != OpCode::Continuation {
             self.flags |= flag::IN_MESSAGE;
             if h.opcode == OpCode::Text {
@@ -337,10 +345,13 @@ impl Rx {
             return step;
         }
         if last && self.buf.is_empty() {
-            // One frame holds the whole message: handed over from the input itself, or
-            // unmasked into the loop's scratch buffer.
+            // One frame holds the whole message, cut by a read but taken at once now that
+            // its end has arrived: handed over from the input itself, or unmasked into the
+            // loop's scratch buffer.
             let data = unmasked(chunk, mask, offset, &mut scratch.unmasked);
-            return self.deliver_whole(data, on_event);
+            let step = self.deliver_whole(text, data, on_event);
+            self.reset_message();
+            return step;
         }
         // Assembled in the message's own buffer, checked as it grows.
         let start = self.buf.len();
@@ -361,9 +372,13 @@ impl Rx {
 
     /// Delivers a complete message held in one buffer (a frame that was the whole message, or
     /// an inflated message; in streaming delivery, one piece): one validation pass gives the
-    /// `&str`.
-    fn deliver_whole(&mut self, data: &[u8], on_event: &mut dyn FnMut(Event<'_>) -> Flow) -> Step {
-        let text = self.has(flag::TEXT);
+    /// `&str`. The caller forgets the message state, if it had any.
+    fn deliver_whole(
+        &mut self,
+        text: bool,
+        data: &[u8],
+        on_event: &mut dyn FnMut(Event<'_>) -> Flow,
+    ) -> Step {
         let msg = if text {
             match std::str::from_utf8(data) {
                 Ok(t) => Message::Text(t),
@@ -382,9 +397,7 @@ impl Rx {
         } else {
             Event::Message(msg)
         };
-        let step = on_event(event).into();
-        self.reset_message();
-        step
+        on_event(event).into()
     }
 
     /// Checks the next piece of a text message, failing the connection on a bad byte (or, at
@@ -448,7 +461,11 @@ impl Rx {
                 "compressed message is not valid DEFLATE data",
                 on_event,
             ),
-            Ok(()) => self.deliver_whole(&inflated, on_event),
+            Ok(()) => {
+                let step = self.deliver_whole(self.has(flag::TEXT), &inflated, on_event);
+                self.reset_message();
+                step
+            }
         };
         if inflated.capacity() <= KEEP_CAPACITY {
             scratch.inflated = inflated;
@@ -505,7 +522,9 @@ fn message(text: bool, data: &[u8]) -> Message<'_> {
     }
 }
 
-/// `chunk` unmasked: itself if it was not masked, else a copy in `scratch`.
+/// `chunk` unmasked: itself if it was not masked, else a copy in `scratch`. The scratch
+/// buffer keeps its length from frame to frame (its bytes stay initialised), so a payload is
+/// unmasked straight into it in one pass, with no copy first; only its front is this frame.
 fn unmasked<'a>(
     chunk: &'a [u8],
     mask: Option<[u8; 4]>,
@@ -515,9 +534,12 @@ fn unmasked<'a>(
     match mask {
         None => chunk,
         Some(key) => {
-            scratch.clear();
-            frame::unmask_into(scratch, chunk, key, (offset & 3) as usize);
-            scratch
+            if scratch.len() < chunk.len() {
+                scratch.resize(chunk.len(), 0);
+            }
+            let out = &mut scratch[..chunk.len()];
+            frame::unmask(out, chunk, key, (offset & 3) as usize);
+            out
         }
     }
 }

@@ -71,7 +71,8 @@ impl Scratch {
 
 #[derive(Debug, Default)]
 pub(crate) struct RxScratch {
-    /// A frame's payload, unmasked.
+    /// A frame's payload, unmasked, at its front. Its length is the longest payload it held
+    /// (see `recv::unmasked`).
     pub unmasked: Vec<u8>,
     /// A compressed message, inflated.
     #[cfg(feature = "ws-deflate")]
@@ -334,16 +335,19 @@ impl Sender<'_> {
 
     /// Sends a text message (compressed when permessage-deflate was agreed and the message
     /// is at least [`DeflateConfig::min_size`](super::DeflateConfig::min_size)).
+    #[inline]
     pub fn text<O: Output + ?Sized>(&mut self, out: &mut O, text: &str) -> io::Result<()> {
         self.message(out, OpCode::Text, text.as_bytes())
     }
 
     /// Sends a binary message.
+    #[inline]
     pub fn binary<O: Output + ?Sized>(&mut self, out: &mut O, data: &[u8]) -> io::Result<()> {
         self.message(out, OpCode::Binary, data)
     }
 
     /// Sends a message of the same kind as `msg` (an echo).
+    #[inline]
     pub fn send<O: Output + ?Sized>(&mut self, out: &mut O, msg: Message<'_>) -> io::Result<()> {
         match msg {
             Message::Text(t) => self.text(out, t),
@@ -431,6 +435,7 @@ impl Sender<'_> {
         }
     }
 
+    #[inline]
     fn message<O: Output + ?Sized>(
         &mut self,
         out: &mut O,
@@ -502,6 +507,7 @@ impl Sender<'_> {
     }
 
     /// Writes one frame: header, then the payload (masked on a client).
+    #[inline]
     fn frame<O: Output + ?Sized>(
         &mut self,
         out: &mut O,

@@ -30,6 +30,27 @@ fn payload_lengths_and_their_encodings() {
 }
 
 #[test]
+fn each_message_has_its_own_length_after_longer_ones() {
+    // The loop's scratch buffer keeps the length of the longest payload it unmasked: a
+    // shorter message after it must still be exactly its own bytes, of either kind.
+    let sizes = [1000usize, 3, 0, 200, 65, 64, 63, 16, 15, 1, 130];
+    let mut stream = Vec::new();
+    let mut want = Vec::new();
+    for (n, &len) in sizes.iter().enumerate() {
+        let payload: Vec<u8> = (0..len).map(|i| (i * 13 + n * 29) as u8).collect();
+        if n % 2 == 0 {
+            stream.extend(client_frame(BINARY, &payload));
+            want.push(Ev::Binary(payload));
+        } else {
+            let text: String = payload.iter().map(|b| char::from(b'a' + b % 26)).collect();
+            stream.extend(client_frame(TEXT, text.as_bytes()));
+            want.push(Ev::Text(text));
+        }
+    }
+    assert_eq!(server(&stream).events, want);
+}
+
+#[test]
 fn lengths_must_use_the_shortest_encoding() {
     // 5 bytes announced with the 16-bit form, then with the 64-bit form.
     for header in [
