@@ -162,13 +162,12 @@ struct Exchange {
     reader: ResponseReader,
 }
 
-/// Where the streamed body of an exchange's request stands.
+/// A streamed request body still on its way upstream (until then, its connection cannot
+/// carry another request).
 #[derive(Default)]
 struct Upload {
     /// The client's connection is paused until the upstream takes more.
     resume: Option<BodyResume>,
-    /// The upstream's answer came before the body's end: held (reading paused) until then.
-    answer_held: bool,
 }
 
 /// The largest request kept for a retry.
@@ -269,14 +268,8 @@ impl Gateway {
             log::warn!("gateway: bytes from an upstream with no request on it; closing");
             return Action::Close;
         };
-        if ex.responder.is_none() && ex.body.is_none() {
-            // An answer before the request's body is all sent: it waits for the body's end.
-            if let Some(up) = ex.upload.as_mut() {
-                up.answer_held = true;
-                conn.pause_read();
-                return Action::Continue;
-            }
-        }
+        // (An answer that comes before the request's body is all sent goes to the client at
+        // once too: `upload.rs` forwards no more of the body, see `Gateway::upload_bytes`.)
         let input = conn.input();
         let (read, flow) = ex.relay(input, &mut conn.loop_cx());
         let flow = match flow {
@@ -299,7 +292,9 @@ impl Gateway {
             Read::Done(n) => {
                 conn.consume(n);
                 let ex = self.links[link].exchange.take().expect("checked above");
-                let reuse = ex.reader.reusable() && conn.input().is_empty();
+                // Reused only if clean: the whole request went out (an early answer cut
+                // its body short) and the answer is all that came back.
+                let reuse = ex.reader.reusable() && conn.input().is_empty() && ex.upload.is_none();
                 ex.finish();
                 let upstream = self.links[link].upstream;
                 if reuse && self.idle[upstream].len() < self.max_idle {

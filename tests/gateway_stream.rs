@@ -372,3 +372,159 @@ fn an_upstream_that_stops_reading_stalls_the_client() {
     );
     gw.stop("-TERM");
 }
+
+/// What an early-answering upstream does once its answer is written.
+#[derive(Clone, Copy, Debug)]
+enum After {
+    /// Closes, the way RFC 9112 §9.6 says a server closes: its write side first, then
+    /// reading (and dropping) a little of what still comes before the socket closes, so
+    /// whatever the gateway sends after that meets a dead socket (a reset).
+    Close,
+    /// Keeps reading the request body (RFC 9110 §10.1.1's other choice) until the gateway
+    /// ends the connection.
+    Drain,
+}
+
+/// The body of the early answer: longer than one small write, so a cut one shows.
+const EARLY_BODY: &str = "the upload is refused before its body is read\n";
+/// What a closing upstream reads after its answer before it closes.
+const CLOSE_AFTER: u64 = 256 << 10;
+
+/// An upstream that answers `/early` from the request's head alone (`413` with a header and
+/// a body, `Connection: keep-alive`), then closes or drains (`after`); each such connection
+/// reports on the returned channel how many body bytes it read before it ended. Any other
+/// request is read whole (`Content-Length`) and answered `200` with its body's length, on a
+/// connection kept open.
+fn early_upstream(after: After) -> (SocketAddr, mpsc::Receiver<u64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            thread::spawn(move || early_upstream_conn(stream, after, tx));
+        }
+    });
+    (addr, rx)
+}
+
+fn early_upstream_conn(stream: std::net::TcpStream, after: After, tx: mpsc::Sender<u64>) {
+    use std::io::Read;
+    let mut out = stream.try_clone().unwrap();
+    let mut r = BufReader::with_capacity(1 << 20, stream);
+    loop {
+        let mut head = String::new();
+        while !head.ends_with("\r\n\r\n") {
+            match r.read_line(&mut head) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+        let len: u64 = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        if !head.starts_with("POST /early ") {
+            let mut body = Vec::new();
+            (&mut r).take(len).read_to_end(&mut body).unwrap();
+            let text = format!("got {}", body.len());
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                text.len()
+            );
+            if out.write_all(answer.as_bytes()).is_err() {
+                return;
+            }
+            continue;
+        }
+        let answer = format!(
+            "HTTP/1.1 413 Content Too Large\r\nX-Early: yes\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\n\r\n{EARLY_BODY}",
+            EARLY_BODY.len()
+        );
+        out.write_all(answer.as_bytes()).unwrap();
+        let limit = match after {
+            After::Close => {
+                out.shutdown(std::net::Shutdown::Write).unwrap();
+                CLOSE_AFTER
+            }
+            After::Drain => u64::MAX,
+        };
+        let mut read = 0u64;
+        while read < limit {
+            match r.fill_buf() {
+                Ok([]) | Err(_) => break,
+                Ok(buf) => {
+                    let n = buf.len().min((limit - read) as usize);
+                    r.consume(n);
+                    read += n as u64;
+                }
+            }
+        }
+        let _ = tx.send(read);
+        return; // closed with what is still unread: a reset for the gateway's next bytes
+    }
+}
+
+/// Body bytes a client sends before it waits for the early answer.
+const SENT_FIRST: u64 = 1 << 20;
+
+/// Sends the head of a 64 MiB `POST /early` and its first MiB, then reads without sending
+/// more: the upstream's early answer must arrive whole, say `Connection: close`, and the
+/// connection must end after it. Returns the client's stream for more checks.
+fn early_answer_without_the_rest(gw: &Demo) {
+    let mut s = connect(gw.tcp());
+    write!(
+        s,
+        "POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        64 << 20
+    )
+    .unwrap();
+    send_pattern(&mut s, SENT_FIRST).unwrap();
+    let mut r = ResponseReader::new(s);
+    let res = r
+        .next()
+        .expect("the upstream's early answer while 63 MiB of the body are unsent");
+    assert_eq!(res.status, 413, "{res:?}");
+    assert_eq!(res.header("X-Early"), Some("yes"), "{res:?}");
+    assert_eq!(res.header("Content-Type"), Some("text/plain"), "{res:?}");
+    assert_eq!(String::from_utf8_lossy(&res.body), EARLY_BODY);
+    assert_eq!(res.header("Connection"), Some("close"), "{res:?}");
+    r.expect_closed();
+}
+
+/// An answer before the body: the gateway's client gets it at once and whole, the client's
+/// connection closes after it, the upstream gets no more than the client had sent, and
+/// other requests — on a new connection, to the same upstream — are served as usual.
+fn an_early_answer_reaches_the_client(after: After) {
+    let (up, ended) = early_upstream(after);
+    let Some(gw) = gateway(up) else {
+        return;
+    };
+    early_answer_without_the_rest(&gw);
+    let read = ended
+        .recv_timeout(TIMEOUT)
+        .expect("the upstream's connection ends");
+    assert!(
+        read <= SENT_FIRST,
+        "{after:?}: the upstream read {read} body bytes, the client sent {SENT_FIRST}"
+    );
+    // The gateway is fine: the same again, then a plain upload on a fresh connection.
+    early_answer_without_the_rest(&gw);
+    ended.recv_timeout(TIMEOUT).expect("the second one ends");
+    let mut s = ResponseReader::new(connect(gw.tcp()));
+    s.send(b"POST /other HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(s.next_text(), (200, "got 5".to_string()));
+    gw.stop("-TERM");
+}
+
+#[test]
+fn an_early_answer_then_a_close_reaches_the_client_whole() {
+    an_early_answer_reaches_the_client(After::Close);
+}
+
+#[test]
+fn an_early_answer_from_an_upstream_that_drains_reaches_the_client_at_once() {
+    an_early_answer_reaches_the_client(After::Drain);
+}
