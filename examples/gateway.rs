@@ -28,6 +28,19 @@
 //! client is paused while the upstream connection's output is full. `--max-body BYTES`
 //! bounds a request body (default: no limit; above it, 413).
 //!
+//! An upstream may answer before the request's body is all in (a `413` or `401` after the
+//! head, and then perhaps close): the upload's sink holds the request's responder from its
+//! first piece ([`SinkCx::defer`](eventide::http::SinkCx::defer)), so the answer goes to
+//! the client as it comes, whole. From its head on, no more of the body goes upstream (as
+//! nginx does with `proxy_request_buffering off`: it stops sending once the response head
+//! is in); the client's connection closes after the answer (`Connection: close`, the rest
+//! of its body read and dropped until then), and the upstream connection, whose request
+//! was cut short, is closed rather than pooled — one is pooled only when the whole request
+//! went out and the whole answer came back. An upstream that resets the connection while
+//! the gateway is still writing to it can still lose its answer (the loop closes a
+//! connection at once when a send fails, before reading what had arrived): the client gets
+//! `502`.
+//!
 //! Each loop keeps at most `--max-idle` idle connections per upstream (default 128, above the
 //! concurrency of a busy client pool, so a steady load reuses connections instead of churning
 //! them; nginx's `keepalive` is set the same in the benchmark); one

@@ -3,7 +3,10 @@
 //! `Content-Length` and chunked by `curl`), byte-exact, with the gateway's peak RSS under
 //! 32 MiB; and back-pressure both ways — a client that stops reading stops the gateway
 //! reading its upstream, an upstream that stops reading stops the gateway reading its client
-//! — with every byte arriving once they read again.
+//! — with every byte arriving once they read again. And an upstream that answers before the
+//! upload's end (then closes, or keeps reading): its answer reaches the client at once and
+//! whole, no more of the body goes upstream, both connections close after it, and the next
+//! requests are served (a raw client, and curl with `Expect: 100-continue`).
 
 mod demo_util;
 #[path = "../examples/api/hash.rs"]

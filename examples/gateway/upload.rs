@@ -6,9 +6,11 @@
 //!
 //! The sink of an upload lives on the loop like the service, and shares the loop's
 //! [`Gateway`] with it: the request's head goes upstream with the first piece (or at the
-//! body's end, for an empty chunked body), and the client's answer is deferred at the end.
-//! An upstream failing meanwhile gives the client `502`; a client going away closes the
-//! upstream connection (a request cut short must not be reused).
+//! body's end, for an empty chunked body), and with it the sink takes the request's
+//! responder ([`SinkCx::defer`]), so the upstream's answer goes to the client whenever it
+//! comes — before the body's end too, when the rest of the body is dropped and the upstream
+//! connection is not reused. An upstream failing meanwhile gives the client `502`; a client
+//! going away closes the upstream connection (a request cut short must not be reused).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
