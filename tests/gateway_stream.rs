@@ -625,3 +625,74 @@ fn curl_gets_an_early_answer_and_stops_sending() {
     }
     gw.stop("-TERM");
 }
+
+/// An upstream that reads and never answers; reports each connection's first bytes (up to
+/// and including `until`) on the returned channel, then reads to the end.
+fn silent_upstream(until: &'static [u8]) -> (SocketAddr, mpsc::Receiver<Vec<u8>>) {
+    use std::io::Read;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.windows(until.len()).any(|w| w == until) {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tx.send(got);
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// A body the gateway's server gives up on after its first piece went upstream — broken
+/// chunk framing (400), or past `--max-body` (413) — is answered with the server's status
+/// (in place of the upstream's answer, which never comes), `Connection: close`, and the
+/// connection ends.
+#[test]
+fn a_body_given_up_on_midway_gets_the_servers_status() {
+    let (up, first) = silent_upstream(b"hello\r\n");
+    let upstream = up.to_string();
+    let args = [
+        "--addr",
+        "127.0.0.1:0",
+        "--loops",
+        "1",
+        "--upstream",
+        &upstream,
+    ];
+    let Some(gw) = Demo::start("gateway", &args) else {
+        return;
+    };
+    let Some(limited) = Demo::start("gateway", &[&args[..], &["--max-body", "8"]].concat()) else {
+        return;
+    };
+    for (at, rest, status) in [(&gw, "zz\r\n", 400), (&limited, "6\r\nworld!\r\n", 413)] {
+        let mut r = ResponseReader::new(connect(at.tcp()));
+        r.send(b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+        let got = first
+            .recv_timeout(TIMEOUT)
+            .expect("the first piece upstream");
+        assert!(
+            got.ends_with(b"5\r\nhello\r\n"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+        r.send(rest.as_bytes());
+        let res = r.next().expect("the server's answer");
+        assert_eq!(res.status, status, "{res:?}");
+        assert_eq!(res.header("Connection"), Some("close"), "{res:?}");
+        r.expect_closed();
+    }
+    gw.stop("-TERM");
+    limited.stop("-TERM");
+}
