@@ -28,6 +28,19 @@
 //! client is paused while the upstream connection's output is full. `--max-body BYTES`
 //! bounds a request body (default: no limit; above it, 413).
 //!
+//! An upstream may answer before the request's body is all in (a `413` or `401` after the
+//! head, and then perhaps close): the upload's sink holds the request's responder from its
+//! first piece ([`SinkCx::defer`](eventide::http::SinkCx::defer)), so the answer goes to
+//! the client as it comes, whole. From its head on, no more of the body goes upstream (as
+//! nginx does with `proxy_request_buffering off`: it stops sending once the response head
+//! is in); the client's connection closes after the answer (`Connection: close`, the rest
+//! of its body read and dropped until then), and the upstream connection, whose request
+//! was cut short, is closed rather than pooled — one is pooled only when the whole request
+//! went out and the whole answer came back. An upstream that resets the connection while
+//! the gateway is still writing to it can still lose its answer (the loop closes a
+//! connection at once when a send fails, before reading what had arrived): the client gets
+//! `502`.
+//!
 //! Each loop keeps at most `--max-idle` idle connections per upstream (default 128, above the
 //! concurrency of a busy client pool, so a steady load reuses connections instead of churning
 //! them; nginx's `keepalive` is set the same in the benchmark); one
@@ -162,13 +175,12 @@ struct Exchange {
     reader: ResponseReader,
 }
 
-/// Where the streamed body of an exchange's request stands.
+/// A streamed request body still on its way upstream (until then, its connection cannot
+/// carry another request).
 #[derive(Default)]
 struct Upload {
     /// The client's connection is paused until the upstream takes more.
     resume: Option<BodyResume>,
-    /// The upstream's answer came before the body's end: held (reading paused) until then.
-    answer_held: bool,
 }
 
 /// The largest request kept for a retry.
@@ -269,14 +281,8 @@ impl Gateway {
             log::warn!("gateway: bytes from an upstream with no request on it; closing");
             return Action::Close;
         };
-        if ex.responder.is_none() && ex.body.is_none() {
-            // An answer before the request's body is all sent: it waits for the body's end.
-            if let Some(up) = ex.upload.as_mut() {
-                up.answer_held = true;
-                conn.pause_read();
-                return Action::Continue;
-            }
-        }
+        // (An answer that comes before the request's body is all sent goes to the client at
+        // once too: `upload.rs` forwards no more of the body, see `Gateway::upload_bytes`.)
         let input = conn.input();
         let (read, flow) = ex.relay(input, &mut conn.loop_cx());
         let flow = match flow {
@@ -299,7 +305,9 @@ impl Gateway {
             Read::Done(n) => {
                 conn.consume(n);
                 let ex = self.links[link].exchange.take().expect("checked above");
-                let reuse = ex.reader.reusable() && conn.input().is_empty();
+                // Reused only if clean: the whole request went out (an early answer cut
+                // its body short) and the answer is all that came back.
+                let reuse = ex.reader.reusable() && conn.input().is_empty() && ex.upload.is_none();
                 ex.finish();
                 let upstream = self.links[link].upstream;
                 if reuse && self.idle[upstream].len() < self.max_idle {

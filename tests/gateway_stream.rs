@@ -3,7 +3,10 @@
 //! `Content-Length` and chunked by `curl`), byte-exact, with the gateway's peak RSS under
 //! 32 MiB; and back-pressure both ways — a client that stops reading stops the gateway
 //! reading its upstream, an upstream that stops reading stops the gateway reading its client
-//! — with every byte arriving once they read again.
+//! — with every byte arriving once they read again. And an upstream that answers before the
+//! upload's end (then closes, or keeps reading): its answer reaches the client at once and
+//! whole, no more of the body goes upstream, both connections close after it, and the next
+//! requests are served (a raw client, and curl with `Expect: 100-continue`).
 
 mod demo_util;
 #[path = "../examples/api/hash.rs"]
@@ -371,4 +374,325 @@ fn an_upstream_that_stops_reading_stalls_the_client() {
         "the upstream got a changed body"
     );
     gw.stop("-TERM");
+}
+
+/// How an early-answering upstream frames its answer, and what it does after.
+#[derive(Clone, Copy, Debug)]
+enum After {
+    /// Says `Connection: close`, delimits the body by closing, and shuts its write side at
+    /// once (RFC 9112 §9.6's staged close: the FIN follows the answer), then reads and drops
+    /// what still comes until the gateway lets go or [`CLOSE_AFTER`] bytes have come: then
+    /// it closes, so what the gateway sends next meets a dead socket (a reset).
+    Close,
+    /// Gives a `Content-Length`, keeps the connection, and goes on reading the request body
+    /// (RFC 9110 §10.1.1's other choice) until the gateway lets go.
+    Drain,
+}
+
+/// The body of the early answer.
+const EARLY_BODY: &str = "the upload is refused before its body is read\n";
+/// What a closing upstream reads after its answer before it closes: far more than the
+/// gateway can have sent before it read the answer (the upstream's receive buffer is kept
+/// small; the gateway's send buffer and high-water mark are a few MiB), so only a gateway
+/// that goes on forwarding after the answer reaches it.
+const CLOSE_AFTER: u64 = 16 << 20;
+
+/// An upstream that answers `/early` from the request's head alone (`413` with a header and
+/// a body, framed as `after` says), then reads until the gateway closes the connection —
+/// which it must, as the request was cut short — and reports on the returned channel how
+/// many body bytes it read meanwhile. Any other request is read whole (`Content-Length`) and
+/// answered `200` with its body's length, on a connection kept open.
+fn early_upstream(after: After) -> (SocketAddr, mpsc::Receiver<u64>) {
+    let listener = small_listener();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            thread::spawn(move || early_upstream_conn(stream, after, tx));
+        }
+    });
+    (addr, rx)
+}
+
+fn early_upstream_conn(stream: std::net::TcpStream, after: After, tx: mpsc::Sender<u64>) {
+    use std::io::Read;
+    let mut out = stream.try_clone().unwrap();
+    let mut r = BufReader::with_capacity(1 << 20, stream);
+    loop {
+        let mut head = String::new();
+        while !head.ends_with("\r\n\r\n") {
+            match r.read_line(&mut head) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+        let len: u64 = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        if !head.starts_with("POST /early ") {
+            let mut body = Vec::new();
+            (&mut r).take(len).read_to_end(&mut body).unwrap();
+            let text = format!("got {}", body.len());
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                text.len()
+            );
+            if out.write_all(answer.as_bytes()).is_err() {
+                return;
+            }
+            continue;
+        }
+        let framing = match after {
+            After::Close => "Connection: close".to_string(),
+            After::Drain => format!("Content-Length: {}", EARLY_BODY.len()),
+        };
+        let answer = format!(
+            "HTTP/1.1 413 Content Too Large\r\nX-Early: yes\r\nContent-Type: text/plain\r\n\
+             {framing}\r\n\r\n{EARLY_BODY}"
+        );
+        out.write_all(answer.as_bytes()).unwrap();
+        if let After::Close = after {
+            out.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        let limit = match after {
+            After::Close => CLOSE_AFTER,
+            After::Drain => u64::MAX,
+        };
+        let mut read = 0u64;
+        while read < limit {
+            match r.fill_buf() {
+                Ok([]) | Err(_) => break,
+                Ok(buf) => {
+                    let n = buf.len();
+                    r.consume(n);
+                    read += n as u64;
+                }
+            }
+        }
+        let _ = tx.send(read);
+        return; // (with bytes unread, the close is a reset)
+    }
+}
+
+/// Body bytes a client sends before it waits for the early answer.
+const SENT_FIRST: u64 = 1 << 20;
+
+/// Sends the head of a 64 MiB `POST /early` and its first MiB, then reads without sending
+/// more: the upstream's early answer must arrive whole, say `Connection: close`, and the
+/// connection must end after it.
+fn early_answer_without_the_rest(gw: &Demo) {
+    use std::io::Read;
+    let mut s = connect(gw.tcp());
+    write!(
+        s,
+        "POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        64 << 20
+    )
+    .unwrap();
+    send_pattern(&mut s, SENT_FIRST).unwrap();
+    // All of it, up to the end of the connection (a read timeout fails the test): the
+    // answer may be delimited by the close, as the connection closes after it.
+    let mut got = Vec::new();
+    s.read_to_end(&mut got)
+        .expect("the upstream's early answer while 63 MiB of the body are unsent, then the end");
+    let text = String::from_utf8_lossy(&got);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+    assert!(head.starts_with("HTTP/1.1 413 "), "{text}");
+    for field in [
+        "X-Early: yes",
+        "Content-Type: text/plain",
+        "Connection: close",
+    ] {
+        assert!(head.contains(&format!("\r\n{field}")), "{field}: {text}");
+    }
+    let body = if head.contains("Transfer-Encoding: chunked") {
+        let size = format!("{:x}\r\n", EARLY_BODY.len());
+        let data = body.strip_prefix(&size).expect("one chunk");
+        data.strip_suffix("\r\n0\r\n\r\n").expect("the last chunk")
+    } else {
+        body // by `Content-Length` or delimited by the close: the rest
+    };
+    assert_eq!(body, EARLY_BODY, "{text}");
+}
+
+/// An answer before the body: the gateway's client gets it at once and whole, the client's
+/// connection closes after it, the upstream gets no more than the client had sent, and
+/// other requests — on a new connection, to the same upstream — are served as usual.
+fn an_early_answer_reaches_the_client(after: After) {
+    let (up, ended) = early_upstream(after);
+    let Some(gw) = gateway(up) else {
+        return;
+    };
+    early_answer_without_the_rest(&gw);
+    // (The upstream reads until the gateway closes: the connection was not pooled.)
+    let read = ended
+        .recv_timeout(TIMEOUT)
+        .expect("the gateway closes the upstream connection");
+    assert!(
+        read <= SENT_FIRST,
+        "{after:?}: the upstream read {read} body bytes, the client sent {SENT_FIRST}"
+    );
+    // The gateway is fine: the same again, then plain uploads on a fresh connection.
+    early_answer_without_the_rest(&gw);
+    ended.recv_timeout(TIMEOUT).expect("the second one ends");
+    // Streamed uploads whose body ends before the answer keep their connection.
+    let mut s = ResponseReader::new(connect(gw.tcp()));
+    for n in [5, 300_000] {
+        s.send(
+            format!("POST /other HTTP/1.1\r\nHost: t\r\nContent-Length: {n}\r\n\r\n").as_bytes(),
+        );
+        s.send(&vec![b'x'; n]);
+        let res = s.next().expect("an answer to the upload");
+        assert_eq!(
+            (res.status, &res.body[..]),
+            (200, format!("got {n}").as_bytes())
+        );
+        assert_eq!(res.header("Connection"), None, "{res:?}");
+    }
+    gw.stop("-TERM");
+}
+
+#[test]
+fn an_early_answer_then_a_close_reaches_the_client_whole() {
+    an_early_answer_reaches_the_client(After::Close);
+}
+
+#[test]
+fn an_early_answer_from_an_upstream_that_drains_reaches_the_client_at_once() {
+    an_early_answer_reaches_the_client(After::Drain);
+}
+
+/// `curl` uploading 64 MiB with `Expect: 100-continue` (a file with its `Content-Length`,
+/// then chunked from a pipe) to an upstream that answers from the head and closes once
+/// [`CLOSE_AFTER`] more bytes came: curl gets the upstream's answer whole and stops sending,
+/// and the gateway closes the upstream connection before the upstream closes it. (A gateway
+/// that holds the answer until the body's end forwards into the closed socket: 502.)
+#[test]
+fn curl_gets_an_early_answer_and_stops_sending() {
+    let Some(curl) = tool("curl", "curl_gets_an_early_answer_and_stops_sending") else {
+        return;
+    };
+    let (up, ended) = early_upstream(After::Close);
+    let Some(gw) = gateway(up) else {
+        return;
+    };
+    const BODY: u64 = 64 << 20;
+    let dir = demo_util::TempDir::new("gateway-early");
+    let file = dir.join("body");
+    let mut body = Vec::new();
+    send_pattern(&mut body, BODY).unwrap();
+    std::fs::write(&file, &body).unwrap();
+    drop(body);
+    let url = format!("http://{}/early", gw.tcp());
+    let runs: [&[&str]; 2] = [
+        &["--data-binary", &format!("@{}", file.display())],
+        &["-T", "-", "-H", "Transfer-Encoding: chunked"],
+    ];
+    for args in runs {
+        let mut child = Command::new(&curl)
+            .args(["-sS", "--max-time", "60", "-X", "POST"])
+            .args(["-H", "Expect: 100-continue", "-w", "\n%{http_code}"])
+            .args(args)
+            .arg(&url)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let feeder = thread::spawn(move || {
+            let _ = send_pattern(&mut stdin, BODY); // curl may stop reading it
+        });
+        let done = child.wait_with_output().unwrap();
+        feeder.join().unwrap();
+        let out = String::from_utf8_lossy(&done.stdout);
+        assert_eq!(
+            out,
+            format!("{EARLY_BODY}\n413"),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        let read = ended
+            .recv_timeout(TIMEOUT)
+            .expect("the upstream's connection ends");
+        assert!(
+            read < CLOSE_AFTER,
+            "{args:?}: the gateway forwarded {read} bytes after the answer"
+        );
+    }
+    gw.stop("-TERM");
+}
+
+/// An upstream that reads and never answers; reports each connection's first bytes (up to
+/// and including `until`) on the returned channel, then reads to the end.
+fn silent_upstream(until: &'static [u8]) -> (SocketAddr, mpsc::Receiver<Vec<u8>>) {
+    use std::io::Read;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.windows(until.len()).any(|w| w == until) {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tx.send(got);
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// A body the gateway's server gives up on after its first piece went upstream — broken
+/// chunk framing (400), or past `--max-body` (413) — is answered with the server's status
+/// (in place of the upstream's answer, which never comes), `Connection: close`, and the
+/// connection ends.
+#[test]
+fn a_body_given_up_on_midway_gets_the_servers_status() {
+    let (up, first) = silent_upstream(b"hello\r\n");
+    let upstream = up.to_string();
+    let args = [
+        "--addr",
+        "127.0.0.1:0",
+        "--loops",
+        "1",
+        "--upstream",
+        &upstream,
+    ];
+    let Some(gw) = Demo::start("gateway", &args) else {
+        return;
+    };
+    let Some(limited) = Demo::start("gateway", &[&args[..], &["--max-body", "8"]].concat()) else {
+        return;
+    };
+    for (at, rest, status) in [(&gw, "zz\r\n", 400), (&limited, "6\r\nworld!\r\n", 413)] {
+        let mut r = ResponseReader::new(connect(at.tcp()));
+        r.send(b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+        let got = first
+            .recv_timeout(TIMEOUT)
+            .expect("the first piece upstream");
+        assert!(
+            got.ends_with(b"5\r\nhello\r\n"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+        r.send(rest.as_bytes());
+        let res = r.next().expect("the server's answer");
+        assert_eq!(res.status, status, "{res:?}");
+        assert_eq!(res.header("Connection"), Some("close"), "{res:?}");
+        r.expect_closed();
+    }
+    gw.stop("-TERM");
+    limited.stop("-TERM");
 }

@@ -6,9 +6,11 @@
 //!
 //! The sink of an upload lives on the loop like the service, and shares the loop's
 //! [`Gateway`] with it: the request's head goes upstream with the first piece (or at the
-//! body's end, for an empty chunked body), and the client's answer is deferred at the end.
-//! An upstream failing meanwhile gives the client `502`; a client going away closes the
-//! upstream connection (a request cut short must not be reused).
+//! body's end, for an empty chunked body), and with it the sink takes the request's
+//! responder ([`SinkCx::defer`]), so the upstream's answer goes to the client whenever it
+//! comes — before the body's end too, when the rest of the body is dropped and the upstream
+//! connection is not reused. An upstream failing meanwhile gives the client `502`; a client
+//! going away closes the upstream connection (a request cut short must not be reused).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -73,18 +75,19 @@ struct Ready {
 }
 
 impl Sink {
-    /// The link carrying this upload, its head sent first if it was not; `None` if the
-    /// exchange is over (the upstream failed meanwhile).
+    /// The link carrying this upload, its head sent first if it was not (with `true`);
+    /// `None` if the exchange is over: its answer, the upstream's or the gateway's own
+    /// `502`/`504`, has gone to the responder.
     fn link(
         &mut self,
         g: &mut Gateway,
         cx: &mut LoopCx<'_>,
         client: Option<SocketAddr>,
-    ) -> Option<usize> {
+    ) -> Option<(usize, bool)> {
         match &mut self.place {
             Place::Sent { link, serial } => {
                 let ex = g.links.get(*link)?.exchange.as_ref()?;
-                (ex.serial == *serial).then_some(*link)
+                (ex.serial == *serial).then_some((*link, false))
             }
             Place::Ready(ready) => {
                 let head = std::mem::replace(&mut ready.head, ForwardHead::empty());
@@ -93,7 +96,7 @@ impl Sink {
                 let serial = ex.serial;
                 let link = g.dispatch(cx, ready.upstream, ex);
                 self.place = Place::Sent { link, serial };
-                Some(link)
+                Some((link, true))
             }
         }
     }
@@ -107,22 +110,26 @@ impl BodySink for Sink {
         let client = cx.peer_addr();
         let gw = Shared(Arc::clone(&self.gw.0));
         let mut g = gw.lock();
-        let (link, full) = {
+        let (link, new, full) = {
             let mut lcx = cx.loop_cx().ok_or(Status::INTERNAL_SERVER_ERROR)?;
-            let link = self
-                .link(&mut g, &mut lcx, client)
-                .ok_or(Status::BAD_GATEWAY)?;
+            let Some((link, new)) = self.link(&mut g, &mut lcx, client) else {
+                return Ok(()); // answered already: the rest of the body is dropped
+            };
             let chunked = self.framing == Framing::Chunked;
-            (link, g.upload_bytes(&mut lcx, link, chunk, chunked))
+            (link, new, g.upload_bytes(&mut lcx, link, chunk, chunked))
         };
+        let ex = g.links[link].exchange.as_mut();
+        let Some(ex) = ex else {
+            return Ok(());
+        };
+        if new {
+            // The answer may come before the body's end (a 413, a 401...): it goes to the
+            // client as it comes, through the request's responder, taken now.
+            ex.responder = Some(cx.defer());
+        }
         if full {
-            let resume = cx.pause();
-            if let Some(up) = g.links[link]
-                .exchange
-                .as_mut()
-                .and_then(|e| e.upload.as_mut())
-            {
-                up.resume = Some(resume);
+            if let Some(up) = ex.upload.as_mut() {
+                up.resume = Some(cx.pause());
             }
         }
         Ok(())
@@ -132,29 +139,22 @@ impl BodySink for Sink {
         let gw = Shared(Arc::clone(&self.gw.0));
         let mut g = gw.lock();
         let client = res.peer_addr();
-        let link = res.loop_cx().and_then(|mut lcx| {
-            let link = self.link(&mut g, &mut lcx, client)?;
-            if self.framing == Framing::Chunked {
-                g.upload_bytes(&mut lcx, link, b"0\r\n\r\n", false);
-            }
-            Some(link)
+        let chunked = self.framing == Framing::Chunked;
+        let sent = res.loop_cx().map(|mut lcx| {
+            let (link, new) = self.link(&mut g, &mut lcx, client)?;
+            g.finish_upload(&mut lcx, link, chunked);
+            Some((link, new))
         });
-        let Some(link) = link else {
-            res.status(Status::BAD_GATEWAY)
-                .content_type("text/plain")
-                .body(b"Bad Gateway\n");
-            return;
-        };
-        let responder = res.defer();
-        let entry = &mut g.links[link];
-        let Some(ex) = entry.exchange.as_mut() else {
-            return; // checked by `link`: not reached (the responder would answer 500)
-        };
-        ex.responder = Some(responder);
-        if ex.upload.take().is_some_and(|u| u.answer_held) {
-            if let Some(handle) = &entry.handle {
-                let _ = handle.with_conn(|c| c.resume_read());
+        match sent {
+            None => res.status(Status::INTERNAL_SERVER_ERROR).body(b""), // no loop
+            // No piece came before the end (an empty chunked body): answered from here.
+            Some(Some((link, true))) => {
+                if let Some(ex) = g.links[link].exchange.as_mut() {
+                    ex.responder = Some(res.defer());
+                }
             }
+            // Answered through the responder taken with the first piece (or already).
+            Some(_) => {}
         }
     }
 
@@ -162,6 +162,11 @@ impl BodySink for Sink {
         let Place::Sent { link, serial } = self.place else {
             return; // nothing went upstream
         };
+        if why == Aborted::Answered {
+            // The upstream's answer (or the gateway's) is out before the body's end: its
+            // exchange goes on, and its connection closes after it (the upload never ends).
+            return;
+        }
         log::debug!("gateway: an upload ended early: {why:?}");
         let mut g = self.gw.lock();
         let Some(entry) = g.links.get_mut(link) else {
@@ -178,6 +183,25 @@ impl BodySink for Sink {
 }
 
 impl Gateway {
+    /// The client's body is all in: the end of the upload on `link` goes out (a chunked
+    /// body's last chunk) and the request is complete — unless the upstream answered
+    /// before, when the body went out cut short: the upload stays unfinished, so the
+    /// connection is not reused.
+    fn finish_upload(&mut self, cx: &mut LoopCx<'_>, link: usize, chunked: bool) {
+        let Some(ex) = self.links[link].exchange.as_ref() else {
+            return;
+        };
+        if ex.reader.started() {
+            return;
+        }
+        if chunked {
+            self.upload_bytes(cx, link, b"0\r\n\r\n", false);
+        }
+        if let Some(ex) = self.links[link].exchange.as_mut() {
+            ex.upload = None;
+        }
+    }
+
     /// Sends body bytes of the upload on `link` (as a chunk if `chunked`): straight out if
     /// the connection is open, else after its head once it is. Returns whether the client
     /// should wait.
@@ -192,6 +216,11 @@ impl Gateway {
         let Some(ex) = entry.exchange.as_mut() else {
             return false;
         };
+        if ex.reader.started() {
+            // The upstream answered before the body's end: it is not waiting for the rest
+            // (and may have closed), so the rest goes nowhere (nginx does the same).
+            return false;
+        }
         let size = format!("{:x}\r\n", bytes.len());
         let pieces: &[&[u8]] = if chunked {
             &[size.as_bytes(), bytes, b"\r\n"]

@@ -203,6 +203,13 @@ impl Response<'_> {
         Responder::new(handle, self.seq, self.head_only)
     }
 
+    /// The answer comes from a responder made already (a sink's, see
+    /// [`SinkCx::defer`](super::SinkCx::defer)).
+    pub(crate) fn owe(&mut self) {
+        self.phase = Phase::Deferred;
+        self.next = Next::Deferred;
+    }
+
     /// Runs `job` on the worker pool ([`Builder::workers`](crate::Builder::workers)) and
     /// answers with the [`Reply`] it returns, in order (see [`defer`](Response::defer)). A job
     /// that panics, or a server without a worker pool, answers `500`.

@@ -33,6 +33,9 @@ pub(crate) struct Exchange {
     /// A body streamed into the service's sink (`upload.rs`), and how many have been.
     pub(crate) upload: Option<Box<Upload>>,
     pub(crate) uploads: u32,
+    /// The request in progress was answered before its body ended (`intake.rs`): what
+    /// arrives is dropped until the connection closes after the answer.
+    pub(crate) discarding: bool,
 }
 
 #[derive(Debug)]
@@ -133,6 +136,9 @@ impl<S: Service> HttpServer<S> {
     }
 
     fn serve_batch(&mut self, ex: &mut Exchange, input: &[u8], out: &mut Batch<'_>) -> Served {
+        if ex.discarding {
+            return Served::serve(input.len());
+        }
         let mut pos = 0;
         let mut text = Text::new(input);
         while pos < input.len() {

@@ -6,7 +6,7 @@
 use std::any::Any;
 use std::fmt;
 
-use super::deferred::Answer;
+use super::deferred::{Answer, AnswerKind};
 use super::exchange::Exchange;
 use super::pipeline::Writer;
 use super::response::Batch;
@@ -231,6 +231,10 @@ impl<S: Service> Handler for HttpServer<S> {
         which: Timeout,
     ) -> Action {
         match &mut st.side {
+            // A body whose answer a sink's responder owes: the client is the slow one.
+            Side::Inbound(ex) if ex.upload.as_ref().is_some_and(|up| up.owed().is_some()) => {
+                self.upload_timed_out(conn, ex)
+            }
             // The server is the one taking its time (input waits behind answers owed).
             Side::Inbound(ex) if ex.answers.owing() => Action::Continue,
             Side::Inbound(ex) if ex.upload.is_some() => self.upload_timed_out(conn, ex),
@@ -252,6 +256,9 @@ impl<S: Service> Handler for HttpServer<S> {
         match &mut st.side {
             Side::Inbound(ex) => match msg.downcast::<Answer>() {
                 Ok(answer) => {
+                    if !matches!(answer.kind, AnswerKind::Pushed) {
+                        self.answered_early(conn, ex, answer.seq);
+                    }
                     let action = self.answer_owed(conn, ex, *answer);
                     self.maybe_switch(conn, st, action)
                 }

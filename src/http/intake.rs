@@ -3,15 +3,17 @@
 //! the connection's events mean for a body half in — a resume, the client's end of stream,
 //! a timeout, a stop, a close.
 
+use super::deferred::AnswerKind;
 use super::exchange::{Exchange, Step};
 use super::fast::Head;
 use super::pipeline::Writer;
 use super::request::{BodyKind, Framing};
-use super::response::Batch;
+use super::response::{Batch, Phase, ReqFacts, Response};
+use super::status::Status;
 use super::upload::{Aborted, Fed, Intake, ResumeBody, Upload};
 use super::{HttpServer, Service};
-use crate::adapter::{self, Protocol};
-use crate::{Action, Conn};
+use crate::adapter::{self, Job, Output, Protocol};
+use crate::{Action, Conn, ConnHandle, LoopCx};
 
 /// The interim answer to `Expect: 100-continue`.
 pub(super) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -42,7 +44,8 @@ impl<S: Service> HttpServer<S> {
             BodyKind::Chunked => None,
         };
         ex.uploads = ex.uploads.wrapping_add(1);
-        ex.upload = Some(Box::new(Upload::new(sink, len, f.facts(), ex.uploads)));
+        let place = (ex.uploads, ex.answers.next_seq());
+        ex.upload = Some(Box::new(Upload::new(sink, len, f.facts(), place)));
         Some(match self.feed_upload(ex, &rest[head_len..], out) {
             Step::Used(n) => Step::Used(head_len + n),
             Step::Answered { len, keep_alive } => Step::Answered {
@@ -54,7 +57,9 @@ impl<S: Service> HttpServer<S> {
     }
 
     /// Feeds the body bytes at the front of `body` to the upload in progress; once the body
-    /// is complete, its sink answers.
+    /// is complete, its sink answers (or the responder it took, see [`SinkCx::defer`]).
+    ///
+    /// [`SinkCx::defer`]: super::SinkCx::defer
     pub(super) fn feed_upload(
         &mut self,
         ex: &mut Exchange,
@@ -64,7 +69,18 @@ impl<S: Service> HttpServer<S> {
         let Some(up) = ex.upload.as_mut() else {
             return Step::Used(0);
         };
-        match up.feed(body, &mut *out.out) {
+        let fed = up.feed(body, &mut *out.out);
+        if up.take_deferred() {
+            // The sink took the responder: the answer's place is kept in the pipeline now.
+            let facts = last_facts(up.facts, ex.last);
+            let mut w = Writer {
+                scratch: &mut self.scratch,
+                heads: &mut self.heads,
+            };
+            ex.answers.answer_next(&mut w, out, facts, |res| res.owe());
+        }
+        let owed = up.owed();
+        match fed {
             Fed::More(n) | Fed::Paused(n) => Step::Used(n),
             Fed::Done(n) => {
                 let keep_alive = match ex.upload.take() {
@@ -75,14 +91,47 @@ impl<S: Service> HttpServer<S> {
             }
             Fed::Refused(status) => {
                 ex.upload = None;
-                Step::Refuse(status)
+                match owed {
+                    Some(seq) => self.answer_in_place(ex, seq, status, out),
+                    None => Step::Refuse(status),
+                }
             }
             Fed::Malformed(status) => {
                 if let Some(up) = ex.upload.take() {
                     up.abort(Aborted::Malformed(status));
                 }
-                Step::Refuse(status)
+                match owed {
+                    Some(seq) => self.answer_in_place(ex, seq, status, out),
+                    None => Step::Refuse(status),
+                }
             }
+        }
+    }
+
+    /// The server gives up on a body whose answer a sink's responder owes: `status` answers
+    /// in its place (the responder's answer, if it comes, is dropped), and the connection
+    /// closes after it.
+    fn answer_in_place(
+        &mut self,
+        ex: &mut Exchange,
+        seq: u64,
+        status: Status,
+        out: &mut Batch<'_>,
+    ) -> Step {
+        ex.answers.close_after(seq);
+        let mut w = Writer {
+            scratch: &mut self.scratch,
+            heads: &mut self.heads,
+        };
+        let refusal = AnswerKind::Respond(Box::new(move |res: &mut Response<'_>| {
+            res.status(status).content_type("text/plain");
+            res.body(status.reason().as_bytes());
+        }));
+        ex.answers.answer_owed(&mut w, out, seq, refusal);
+        ex.discarding = true;
+        Step::Answered {
+            len: 0,
+            keep_alive: false,
         }
     }
 
@@ -91,10 +140,19 @@ impl<S: Service> HttpServer<S> {
         if up.is_paused() {
             out.out.resume_input(); // the pause was this body's: the next request is read
         }
-        let mut facts = up.facts;
-        if ex.last {
-            facts.keep_alive = false;
-            facts.announce = false;
+        let facts = last_facts(up.facts, ex.last);
+        if let Some(seq) = up.owed() {
+            // The sink's responder answers: `end` gets a response given already.
+            let mut ignored = Vec::new();
+            let mut given = Given(&mut *out.out);
+            let mut batch = Batch {
+                buf: &mut ignored,
+                out: &mut given,
+            };
+            let mut res = Response::new(&mut batch, &mut self.scratch, &mut self.heads, facts, seq);
+            res.phase = Phase::Deferred;
+            up.end(&mut res);
+            return facts.keep_alive;
         }
         let mut w = Writer {
             scratch: &mut self.scratch,
@@ -146,7 +204,8 @@ impl<S: Service> HttpServer<S> {
     }
 
     /// A timeout with a body half in: a paused one is the server taking its time; otherwise
-    /// the client gets 408 and the sink is told.
+    /// the client gets 408 (in place of the answer a sink's responder owes, if it took one)
+    /// and the sink is told.
     pub(super) fn upload_timed_out(&mut self, conn: &mut Conn<'_>, ex: &mut Exchange) -> Action {
         match ex.upload.take() {
             Some(up) if up.is_paused() => {
@@ -154,12 +213,74 @@ impl<S: Service> HttpServer<S> {
                 Action::Continue
             }
             Some(up) => {
+                let owed = up.owed();
                 up.abort(Aborted::TimedOut);
-                <Self as Protocol>::timed_out(self, conn);
+                let Some(seq) = owed else {
+                    <Self as Protocol>::timed_out(self, conn);
+                    return Action::Close;
+                };
+                let mut buf = std::mem::take(&mut self.out_buf);
+                let mut batch = Batch {
+                    buf: &mut buf,
+                    out: &mut *conn,
+                };
+                self.answer_in_place(ex, seq, Status::REQUEST_TIMEOUT, &mut batch);
+                batch.flush();
+                self.keep_batch(buf);
                 Action::Close
             }
             None => Action::Close,
         }
+    }
+
+    /// The answer `seq`, which a sink's responder owed, arrived: if its body is still
+    /// coming, the sink is told, the rest of the body is dropped as it arrives, and the
+    /// connection closes after the answer.
+    pub(super) fn answered_early(&mut self, conn: &mut Conn<'_>, ex: &mut Exchange, seq: u64) {
+        if ex.upload.as_ref().and_then(|up| up.owed()) != Some(seq) {
+            return;
+        }
+        if let Some(up) = ex.upload.take() {
+            if up.is_paused() {
+                conn.resume_read(); // read, to drop: a client blocked in a write reads no answer
+            }
+            up.abort(Aborted::Answered);
+        }
+        ex.answers.close_after(seq);
+        ex.discarding = true;
+    }
+}
+
+/// The facts of an upload's answer: the connection's last if the server is stopping.
+fn last_facts(mut facts: ReqFacts, last: bool) -> ReqFacts {
+    if last {
+        facts.keep_alive = false;
+        facts.announce = false;
+    }
+    facts
+}
+
+/// The output of a response given already (the answer is a responder's): bytes written to
+/// it are dropped; the rest reaches the connection.
+struct Given<'a>(&'a mut dyn Output);
+
+impl Output for Given<'_> {
+    fn put(&mut self, _bytes: &[u8]) {} // (the response logs what it ignores)
+
+    fn handle(&mut self) -> Option<ConnHandle> {
+        self.0.handle()
+    }
+
+    fn spawn(&mut self, job: Job) -> Result<(), Job> {
+        self.0.spawn(job)
+    }
+
+    fn loop_cx(&mut self) -> Option<LoopCx<'_>> {
+        self.0.loop_cx()
+    }
+
+    fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.0.peer_addr()
     }
 }
 

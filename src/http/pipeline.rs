@@ -102,6 +102,27 @@ impl Answers {
         self.pipe.is_some()
     }
 
+    /// The sequence number the next request's answer gets.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The answer to request `seq`, still owed, closes the connection (it says so): the
+    /// request's body was not all read.
+    pub(crate) fn close_after(&mut self, seq: u64) {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return;
+        };
+        let slot = seq
+            .checked_sub(pipe.first)
+            .and_then(|i| pipe.slots.get_mut(i as usize));
+        if let Some(slot) = slot.filter(|s| matches!(s.tail, Tail::Owed)) {
+            slot.facts.keep_alive = false;
+            slot.facts.announce = false;
+            slot.close = true;
+        }
+    }
+
     /// Answers the next request with `call`: at once, or — with answers owed ahead of it —
     /// into a slot that waits its turn. Returns whether the connection stays open after it.
     ///

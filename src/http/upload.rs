@@ -6,13 +6,16 @@
 //! kernel's buffers fill, and the client's writes stall) until the [`BodyResume`] it returns
 //! is used, from any thread or from another connection's callback. At the end the sink gets
 //! the trailer fields and writes the response, at once or later ([`Response::defer`]), in
-//! the connection's order of answers.
+//! the connection's order of answers — or it takes the request's [`Responder`] before the
+//! end ([`SinkCx::defer`]) to answer while the body is still arriving, as a proxy does when
+//! its upstream answers early.
 
 use std::any::Any;
 use std::fmt;
 use std::io;
 
 use super::body::{trailer_fields, ChunkDecoder};
+use super::deferred::Responder;
 use super::response::{ReqFacts, Response};
 use super::status::Status;
 use crate::adapter::Output;
@@ -99,6 +102,8 @@ pub trait BodySink: 'static {
 
     /// The body is complete; `trailers` holds the fields of a chunked body's trailer section
     /// (none for a `Content-Length` body). Write the response (or [`Response::defer`] it).
+    /// After [`SinkCx::defer`], `res` is given already (the responder answers; anything
+    /// written to it is ignored).
     fn end(self: Box<Self>, trailers: &Trailers<'_>, res: &mut Response<'_>);
 
     /// The body will not complete: the client went away or was too slow, its framing is
@@ -121,12 +126,16 @@ pub enum Aborted {
     /// The chunked framing is malformed or a chunk would not fit in memory's address space;
     /// the client gets this status.
     Malformed(Status),
+    /// The responder taken with [`SinkCx::defer`] answered before the body's end: the rest
+    /// of the body is read and dropped, and the connection closes after the answer.
+    Answered,
 }
 
 /// What a [`BodySink`] can do besides taking a piece: pause the connection, reach its loop.
 pub struct SinkCx<'a> {
     out: &'a mut dyn Output,
     pause: &'a mut Pause,
+    answered_by: &'a mut AnsweredBy,
     received: u64,
     remaining: Option<u64>,
 }
@@ -191,6 +200,64 @@ impl SinkCx<'_> {
             upload: self.pause.upload,
             pause: self.pause.count,
         }
+    }
+
+    /// The request's [`Responder`], taken before its body ends, to answer from any thread
+    /// or from another connection's callback (an upstream's answer, say) whether the body
+    /// has ended or not. Pieces keep coming until the answer is written; then, if the body
+    /// is not all in, the sink is told ([`BodySink::abort`] with [`Aborted::Answered`]),
+    /// the answer says `Connection: close` (RFC 9112 §9.3: a server that does not read the
+    /// whole body must close), and the server reads and drops what the client still sends
+    /// until the connection has closed (a lingering close, bounded by
+    /// [`Builder::linger_timeout`](crate::Builder::linger_timeout)). A body that ends first
+    /// ends as usual ([`BodySink::end`], with a response given already) and the answer keeps
+    /// the connection. A body the server gives up on first (malformed, too slow, refused by
+    /// [`data`](BodySink::data)) is answered with the server's status instead; the
+    /// responder's answer is then dropped. Once per request: a second call gets a responder
+    /// that answers nothing (logged).
+    ///
+    /// ```
+    /// use eventide::http::{BodySink, Reply, Response, SinkCx, Status, Trailers};
+    ///
+    /// /// Refuses an upload, with an answer of its own, as soon as it passes a quota.
+    /// struct Quota {
+    ///     left: u64,
+    ///     refused: bool,
+    /// }
+    ///
+    /// impl BodySink for Quota {
+    ///     fn data(&mut self, chunk: &[u8], cx: &mut SinkCx<'_>) -> Result<(), Status> {
+    ///         let over = chunk.len() as u64 > self.left;
+    ///         self.left = self.left.saturating_sub(chunk.len() as u64);
+    ///         if over && !self.refused {
+    ///             self.refused = true;
+    ///             let reply = Reply::new(Status::CONTENT_TOO_LARGE)
+    ///                 .header("Retry-After", "3600")
+    ///                 .body("over quota");
+    ///             let _ = cx.defer().send(reply);
+    ///         }
+    ///         Ok(())
+    ///     }
+    ///
+    ///     fn end(self: Box<Self>, _trailers: &Trailers<'_>, res: &mut Response<'_>) {
+    ///         if !self.refused {
+    ///             res.status(Status::CREATED).body(b"");
+    ///         }
+    ///     }
+    /// }
+    /// # let _ = Quota { left: 1, refused: false };
+    /// ```
+    pub fn defer(&mut self) -> Responder {
+        if *self.answered_by != AnsweredBy::Sink {
+            log::warn!("eventide::http: SinkCx::defer() twice for one request; ignored");
+            return Responder::detached();
+        }
+        let Some(handle) = self.out.handle() else {
+            log::error!("eventide::http: SinkCx::defer() without a connection; ignored");
+            return Responder::detached();
+        };
+        *self.answered_by = AnsweredBy::Taken;
+        Responder::new(handle, self.pause.seq, self.pause.head_only)
     }
 
     /// Body bytes handed over so far, this piece included.
@@ -325,7 +392,7 @@ impl fmt::Debug for Trailers<'_> {
     }
 }
 
-/// Where the pauses of one upload stand.
+/// Where the pauses of one upload stand, and the request's place for a responder.
 #[derive(Debug)]
 struct Pause {
     /// The upload's number on its connection (a resume for an earlier one is stale).
@@ -333,6 +400,21 @@ struct Pause {
     /// Pauses so far (a resume for an earlier one is stale).
     count: u32,
     paused: bool,
+    /// The request's answer's sequence number on its connection, and whether it is a `HEAD`.
+    seq: u64,
+    head_only: bool,
+}
+
+/// Who answers an upload's request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AnsweredBy {
+    /// The sink, in [`BodySink::end`].
+    Sink,
+    /// A responder taken with [`SinkCx::defer`] in this piece: its place in the
+    /// connection's answers is still to be made.
+    Taken,
+    /// A responder taken earlier, whose answer the connection owes.
+    Owed,
 }
 
 /// How the rest of a streamed body is delimited.
@@ -349,6 +431,7 @@ pub(crate) struct Upload {
     sink: Box<dyn BodySink>,
     rest: Rest,
     pause: Pause,
+    answered_by: AnsweredBy,
     received: u64,
     /// What the request asked of its response.
     pub(crate) facts: ReqFacts,
@@ -371,12 +454,12 @@ pub(crate) enum Fed {
 
 impl Upload {
     /// An upload into `sink` of a body of `len` bytes (`None`: chunked), the connection's
-    /// upload number `upload`.
+    /// upload number `upload`, for the request whose answer will be number `seq`.
     pub(crate) fn new(
         sink: Box<dyn BodySink>,
         len: Option<u64>,
         facts: ReqFacts,
-        upload: u32,
+        (upload, seq): (u32, u64),
     ) -> Upload {
         let rest = match len {
             Some(n) => Rest::Length(n),
@@ -389,7 +472,10 @@ impl Upload {
                 upload,
                 count: 0,
                 paused: false,
+                seq,
+                head_only: facts.head_only,
             },
+            answered_by: AnsweredBy::Sink,
             received: 0,
             facts,
         }
@@ -398,6 +484,21 @@ impl Upload {
     /// Whether the sink has paused reading.
     pub(crate) fn is_paused(&self) -> bool {
         self.pause.paused
+    }
+
+    /// Whether the sink took the request's responder in the pieces just fed (its place in
+    /// the connection's answers is to be made now); from then on it is owed.
+    pub(crate) fn take_deferred(&mut self) -> bool {
+        let taken = self.answered_by == AnsweredBy::Taken;
+        if taken {
+            self.answered_by = AnsweredBy::Owed;
+        }
+        taken
+    }
+
+    /// The sequence number of the request's answer, if a responder the sink took owes it.
+    pub(crate) fn owed(&self) -> Option<u64> {
+        (self.answered_by == AnsweredBy::Owed).then_some(self.pause.seq)
     }
 
     /// Takes a resume for this upload; `false` if it is stale (nothing changes).
@@ -453,6 +554,7 @@ impl Upload {
         let mut cx = SinkCx {
             out,
             pause: &mut self.pause,
+            answered_by: &mut self.answered_by,
             received: self.received,
             remaining: match self.rest {
                 Rest::Length(left) => Some(left),
