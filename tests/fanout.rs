@@ -572,11 +572,13 @@ fn broadcasts_survive_short_writes_and_spurious_wakeups() {
 
 /// A member that broadcasts every [`MESSAGE`]-sized record it sends to the room (the first
 /// connection publishes; the others only read).
+#[cfg(feature = "faults")]
 struct Publisher {
     room: Group,
     checks: Checks,
 }
 
+#[cfg(feature = "faults")]
 impl Handler for Publisher {
     type State = ();
     type Message = ();
@@ -606,6 +608,7 @@ impl Handler for Publisher {
     }
 }
 
+#[cfg(feature = "faults")]
 #[test]
 fn the_broadcasts_of_one_event_reach_every_member_whole_and_in_order() {
     // Bursts of 1 to 20 records per write: one event's broadcasts go to each member with one
