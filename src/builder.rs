@@ -7,11 +7,13 @@ use std::io;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+use socket2::Socket;
+
 use crate::addr::{Addr, ToAddrs};
 use crate::config::{Balance, Config, InboundPolicy, Trigger};
 use crate::event_loop::{EventLoop, LoopParts};
 use crate::handler::Handler;
-use crate::listener::{self, ListenFd, StdListener, TcpOptions};
+use crate::listener::{self, ListenFd, Listener, StdListener, TcpOptions};
 use crate::mailbox::{LoopShared, MessageType};
 use crate::server::Server;
 use crate::shared::ServerShared;
@@ -387,12 +389,38 @@ impl Builder {
     }
 
     /// Binds the listeners and starts the loops; `factory(i)` makes the handler of loop `i`.
-    pub fn start<H, F>(self, mut factory: F) -> io::Result<Server>
+    pub fn start<H, F>(mut self, factory: F) -> io::Result<Server>
     where
         H: Handler,
         F: FnMut(usize) -> H,
     {
-        if let Some(e) = self.bind_error {
+        self.check()?;
+        let cfg = self.effective_config()?;
+        let inherited = std::mem::take(&mut self.inherited);
+        let tcp = listener::bind_all(&self.addrs, inherited, self.loops, self.tcp_options(&cfg))?;
+        let (udp, udp_addrs) = listener::bind_udp_all(
+            &self.udp_addrs,
+            self.loops,
+            cfg.reuse_port,
+            cfg.udp_recv_buffer,
+        )?;
+        let shared = self.shared_state::<H>(&cfg)?;
+        let parts = loop_parts(factory, &shared, cfg, tcp.per_loop, udp)?;
+        let mut server = Server::new(
+            shared,
+            tcp.addrs,
+            udp_addrs,
+            self.on_shutdown,
+            cfg.stop_timeout,
+        );
+        server.set_listen_sockets(tcp.sockets);
+        start_loops(server, parts)
+    }
+
+    /// Refuses what cannot start: an address that did not resolve, nothing to listen on, a
+    /// number of loops out of range.
+    fn check(&mut self) -> io::Result<()> {
+        if let Some(e) = self.bind_error.take() {
             return Err(io::Error::new(
                 e.kind(),
                 format!("resolving the listen address: {e}"),
@@ -414,13 +442,24 @@ impl Builder {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// The configuration the loops run with: with feature `faults`, the faults given to
+    /// [`faults`](Builder::faults) or else read from `EVENTIDE_FAULTS`.
+    fn effective_config(&self) -> io::Result<Config> {
         #[allow(unused_mut)]
         let mut cfg = self.cfg;
         #[cfg(feature = "faults")]
         {
             cfg.faults = crate::sys::faults::effective(cfg.faults)?;
         }
-        let opts = TcpOptions {
+        Ok(cfg)
+    }
+
+    /// How the TCP listeners are bound and their connections set up.
+    fn tcp_options(&self, cfg: &Config) -> TcpOptions {
+        TcpOptions {
             listen: ListenOptions {
                 backlog: self.backlog,
                 reuse_port: cfg.reuse_port,
@@ -428,92 +467,115 @@ impl Builder {
             nodelay: self.nodelay,
             send_buffer: self.send_buffer,
             recv_buffer: self.recv_buffer,
-        };
-        let bound = listener::bind_all(&self.addrs, self.inherited, self.loops, opts)?;
-        let (per_loop, local_addrs) = (bound.per_loop, bound.addrs);
-        let (mut udp_per_loop, udp_addrs) = listener::bind_udp_all(
-            &self.udp_addrs,
-            self.loops,
-            cfg.reuse_port,
-            cfg.udp_recv_buffer,
-        )?;
+        }
+    }
+
+    /// What the loops share: each loop's mailbox and counters, the worker pool, the
+    /// connection limit and (feature `tokio`) the runtime bridge.
+    fn shared_state<H: Handler>(&mut self, cfg: &Config) -> io::Result<Arc<ServerShared>> {
         let loops = (0..self.loops)
             .map(|i| LoopShared::new(i, MessageType::of::<H::Message>()).map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
         let pool = match self.workers {
             0 => None,
-            n => Some(Arc::new(WorkerPool::start(n, worker_start(&cfg, &loops))?)),
+            n => Some(Arc::new(WorkerPool::start(n, worker_start(cfg, &loops))?)),
         };
         #[allow(unused_mut)]
         let mut shared = ServerShared::new(loops.into(), pool, self.max_connections);
         #[cfg(feature = "tokio")]
         {
-            shared.tokio = self.tokio.map(crate::bridge::Bridge::start).transpose()?;
+            shared.tokio = self
+                .tokio
+                .take()
+                .map(crate::bridge::Bridge::start)
+                .transpose()?;
         }
-        let shared = Arc::new(shared);
-        let mut parts = Vec::with_capacity(self.loops);
-        for (i, listeners) in per_loop.into_iter().enumerate() {
-            let udp = std::mem::take(&mut udp_per_loop[i])
+        Ok(Arc::new(shared))
+    }
+}
+
+/// What each loop starts with: its handler from `factory`, its own epoll instance, its share
+/// of the TCP listeners and of the UDP sockets.
+fn loop_parts<H: Handler>(
+    mut factory: impl FnMut(usize) -> H,
+    shared: &Arc<ServerShared>,
+    cfg: Config,
+    tcp: Vec<Vec<Listener>>,
+    udp: Vec<Vec<Socket>>,
+) -> io::Result<Vec<LoopParts<H>>> {
+    tcp.into_iter()
+        .zip(udp)
+        .enumerate()
+        .map(|(i, (listeners, udp))| {
+            let udp = udp
                 .into_iter()
                 .map(|s| UdpSocketState::new(s, cfg.udp_batch))
                 .collect::<io::Result<Vec<_>>>()?;
-            parts.push(LoopParts {
+            Ok(LoopParts {
                 handler: factory(i),
                 epoll: Epoll::new()?,
                 shared: Arc::clone(&shared.loops[i]),
-                server: Arc::clone(&shared),
+                server: Arc::clone(shared),
                 cfg,
                 listeners,
                 udp,
-            });
-        }
-        let mut server = Server::new(
-            shared,
-            local_addrs,
-            udp_addrs,
-            self.on_shutdown,
-            cfg.stop_timeout,
-        );
-        server.set_listen_sockets(bound.sockets);
-        let (started, set_up) = mpsc::channel();
-        for (i, p) in parts.into_iter().enumerate() {
-            let started = started.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("eventide-loop-{i}"))
-                .spawn(move || EventLoop::new(p).run(started));
-            match spawned {
-                Ok(t) => server.add_thread(t),
-                Err(e) => {
-                    server.abandon();
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("starting the thread of loop {i}: {e}"),
-                    ));
-                }
+            })
+        })
+        .collect()
+}
+
+/// Starts a thread per loop and waits until every loop has registered its own descriptors,
+/// so that a failure fails the start rather than leaving a loop that serves nothing. On a
+/// failure the loops already running are stopped.
+fn start_loops<H: Handler>(mut server: Server, parts: Vec<LoopParts<H>>) -> io::Result<Server> {
+    let loops = parts.len();
+    let (started, set_up) = mpsc::channel();
+    for (i, p) in parts.into_iter().enumerate() {
+        let started = started.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("eventide-loop-{i}"))
+            .spawn(move || EventLoop::new(p).run(started));
+        match spawned {
+            Ok(t) => server.add_thread(t),
+            Err(e) => {
+                server.abandon();
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("starting the thread of loop {i}: {e}"),
+                ));
             }
         }
-        drop(started);
-        // Every loop registers its own descriptors before it serves: wait for all of them, so
-        // that a failure fails the start rather than leaving a loop that serves nothing.
-        let mut failure = None;
-        for _ in 0..self.loops {
-            match set_up.recv() {
-                Ok((_, Ok(()))) => {}
-                Ok((_, Err(e))) => {
-                    failure.get_or_insert(e);
-                }
-                Err(_) => {
-                    failure.get_or_insert(io::Error::other("an event loop thread died setting up"));
-                    break;
-                }
-            }
-        }
-        if let Some(e) = failure {
-            server.abandon();
-            return Err(e);
-        }
-        Ok(server)
     }
+    drop(started);
+    match first_set_up_failure(&set_up, loops) {
+        Some(e) => {
+            server.abandon();
+            Err(e)
+        }
+        None => Ok(server),
+    }
+}
+
+/// The first failure among the set-up reports of `loops` loops: a loop that could not
+/// register its descriptors, or a thread that died before reporting.
+fn first_set_up_failure(
+    set_up: &mpsc::Receiver<(usize, io::Result<()>)>,
+    loops: usize,
+) -> Option<io::Error> {
+    let mut failure = None;
+    for _ in 0..loops {
+        match set_up.recv() {
+            Ok((_, Ok(()))) => {}
+            Ok((_, Err(e))) => {
+                failure.get_or_insert(e);
+            }
+            Err(_) => {
+                failure.get_or_insert(io::Error::other("an event loop thread died setting up"));
+                break;
+            }
+        }
+    }
+    failure
 }
 
 impl fmt::Debug for Builder {

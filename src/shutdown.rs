@@ -10,11 +10,14 @@
 use std::fmt;
 use std::io;
 use std::os::fd::AsFd;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::handover::Handover;
-use crate::server::Server;
+use crate::listener::ListenSocket;
+use crate::server::{Server, StopHandle};
+use crate::shared::ServerShared;
 use crate::sys::eventfd::{EventFd, EventFdFlags};
 use crate::sys::poll::wait_readable;
 use crate::sys::signal::{self, SignalGuard};
@@ -106,15 +109,47 @@ impl Server {
 fn supervise(
     server: Server,
     signals: &ShutdownSignals,
-    mut handover: Option<Handover>,
+    handover: Option<Handover>,
 ) -> io::Result<()> {
-    let shared = Arc::clone(server.shared());
-    let listen_sockets = server.listen_sockets().to_vec();
-    let stop = server.stop_handle();
-    if let Some(h) = handover.as_mut() {
+    let mut control = Control {
+        shared: Arc::clone(server.shared()),
+        listen_sockets: server.listen_sockets().to_vec(),
+        stop: server.stop_handle(),
+        signals,
+        handover,
+        drain_until: None,
+    };
+    if let Some(h) = control.handover.as_mut() {
         // The predecessor, if any, drains once it hears this server serves.
         h.confirm_predecessor()?;
     }
+    let (joiner, done) = join_in_background(server)?;
+    loop {
+        let ready = control.wait(&done);
+        if ready & LOOPS_DONE != 0 {
+            break;
+        }
+        if ready & SIGNALED != 0 {
+            control.on_signals();
+        }
+        if ready & SUCCESSOR != 0 {
+            control.on_successor();
+        }
+        control.end_drain_when_due();
+    }
+    joiner
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the thread joining the loops panicked")))
+}
+
+/// [`Control::wait`]'s bits: every loop has exited, a signal came, a successor knocked.
+const LOOPS_DONE: u64 = 1;
+const SIGNALED: u64 = 2;
+const SUCCESSOR: u64 = 4;
+
+/// Joins the loops on a thread of its own; the descriptor becomes readable when they have
+/// all exited.
+fn join_in_background(server: Server) -> io::Result<(JoinHandle<io::Result<()>>, Arc<EventFd>)> {
     let done = Arc::new(EventFd::new(
         0,
         EventFdFlags::NONBLOCK | EventFdFlags::CLOEXEC,
@@ -127,58 +162,81 @@ fn supervise(
             let _ = joined.write(1);
             result
         })?;
-    let mut drain_until: Option<Instant> = None;
-    loop {
-        let mut fds = vec![done.as_fd(), signals.guard.fd()];
-        let listening = drain_until.is_none() && !stop.is_stopping();
-        if let Some(fd) = handover.as_ref().and_then(Handover::control_fd) {
+    Ok((joiner, done))
+}
+
+/// What the control loop watches and acts on.
+struct Control<'a> {
+    shared: Arc<ServerShared>,
+    listen_sockets: Vec<Weak<ListenSocket>>,
+    stop: StopHandle,
+    signals: &'a ShutdownSignals,
+    handover: Option<Handover>,
+    /// Set while draining after a handover: when the drain gives up on the last connections.
+    drain_until: Option<Instant>,
+}
+
+impl Control<'_> {
+    /// Waits until the loops are done, a signal comes or (while this server still accepts)
+    /// a successor asks for the listeners; while draining, at most [`DRAIN_CHECK`]. A bit per
+    /// event: [`LOOPS_DONE`], [`SIGNALED`], [`SUCCESSOR`]; none on timeout.
+    fn wait(&self, done: &EventFd) -> u64 {
+        let mut fds = vec![done.as_fd(), self.signals.guard.fd()];
+        let listening = self.drain_until.is_none() && !self.stop.is_stopping();
+        if let Some(fd) = self.handover.as_ref().and_then(Handover::control_fd) {
             if listening {
                 fds.push(fd);
             }
         }
-        let ready = match wait_readable(&fds, drain_until.map(|_| DRAIN_CHECK)) {
+        match wait_readable(&fds, self.drain_until.map(|_| DRAIN_CHECK)) {
             Ok(ready) => ready,
             Err(e) => {
                 log::error!("eventide: waiting for signals failed ({e}); stopping");
-                stop.stop();
+                self.stop.stop();
                 0
-            }
-        };
-        if ready & 1 != 0 {
-            break;
-        }
-        if ready & 2 != 0 {
-            let (count, last) = signals.guard.take();
-            if count > 0 {
-                drain_until = None;
-                if count > 1 || stop.is_stopping() {
-                    log::warn!("eventide: {}: stopping now", signal::name(last));
-                    stop.stop_now();
-                } else {
-                    log::info!("eventide: {}: stopping gracefully", signal::name(last));
-                    stop.stop();
-                }
-            }
-        }
-        if ready & 4 != 0 {
-            if let Some(h) = handover.as_mut() {
-                if h.serve_successor(&listen_sockets) {
-                    // Synchronous: a loop still accepting when the drain looks at the count
-                    // would have its newest connection cut by the stop that follows.
-                    shared.stop_accepting(STOP_ACCEPTING_WAIT);
-                    drain_until = Some(Instant::now() + h.drain());
-                    log::info!("eventide: listeners handed over; draining");
-                }
-            }
-        }
-        if let Some(deadline) = drain_until {
-            if shared.open_connections() == 0 || Instant::now() >= deadline {
-                drain_until = None;
-                stop.stop();
             }
         }
     }
-    joiner
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("the thread joining the loops panicked")))
+
+    /// A first signal stops gracefully (ending a drain); a second, or one during a stop,
+    /// stops at once.
+    fn on_signals(&mut self) {
+        let (count, last) = self.signals.guard.take();
+        if count == 0 {
+            return;
+        }
+        self.drain_until = None;
+        if count > 1 || self.stop.is_stopping() {
+            log::warn!("eventide: {}: stopping now", signal::name(last));
+            self.stop.stop_now();
+        } else {
+            log::info!("eventide: {}: stopping gracefully", signal::name(last));
+            self.stop.stop();
+        }
+    }
+
+    /// Hands the listeners to a successor; once it has them, stops accepting and drains.
+    fn on_successor(&mut self) {
+        let Some(h) = self.handover.as_mut() else {
+            return;
+        };
+        if h.serve_successor(&self.listen_sockets) {
+            // Synchronous: a loop still accepting when the drain looks at the count would
+            // have its newest connection cut by the stop that follows.
+            self.shared.stop_accepting(STOP_ACCEPTING_WAIT);
+            self.drain_until = Some(Instant::now() + h.drain());
+            log::info!("eventide: listeners handed over; draining");
+        }
+    }
+
+    /// Ends a drain with a graceful stop once the last connection has closed or the drain
+    /// timeout has passed.
+    fn end_drain_when_due(&mut self) {
+        if let Some(deadline) = self.drain_until {
+            if self.shared.open_connections() == 0 || Instant::now() >= deadline {
+                self.drain_until = None;
+                self.stop.stop();
+            }
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! `systemd-socket-activate`, and with the variables set by hand), and `Builder::from_std`.
 
 mod demo_util;
+mod util;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -107,14 +108,12 @@ fn systemd_socket_activate_starts_the_http_demo() {
         .unwrap();
     // The tool prints nothing on stdout; the demo's line comes once it runs. Wait for the
     // tool's socket, connect (which makes it exec the demo), then read the demo's line.
-    let start = std::time::Instant::now();
-    while !path.exists() {
-        assert!(start.elapsed() < TIMEOUT, "{tool} never made its socket");
+    util::wait_until(&format!("{tool} makes its socket"), || {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("{tool} exited: {status}");
         }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+        path.exists()
+    });
     let s = UnixStream::connect(&path).unwrap();
     s.set_read_timeout(Some(TIMEOUT)).unwrap();
     let demo = Demo::adopt(child);

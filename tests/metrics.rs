@@ -2,12 +2,12 @@
 //! with values that move as the test drives load: connections, bytes, closes by reason.
 
 mod demo_util;
+mod util;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use demo_util::{missing, Demo, TIMEOUT};
 
@@ -199,8 +199,7 @@ fn metrics_parse_and_follow_the_load() {
     // the other loop) can see a response before it is counted: scrape until every byte the
     // clients received is, adding what the scrapes in between wrote themselves.
     let (mut scrapes, mut scraped_out) = (0, before.response_bytes);
-    let start = Instant::now();
-    let during = loop {
+    let during = util::wait_for("bytes out count every byte written", || {
         let s = scrape(addr).expect("the parser was there a moment ago");
         scrapes += 1;
         let out = delta(&s, "eventide_bytes_out_total{}");
@@ -209,15 +208,9 @@ fn metrics_parse_and_follow_the_load() {
             out <= expected,
             "{out} bytes out counted, {expected} written"
         );
-        if out == expected {
-            break s;
-        }
-        assert!(
-            start.elapsed() < TIMEOUT,
-            "bytes out stayed at {out} of {expected}"
-        );
         scraped_out += s.response_bytes;
-    };
+        (out == expected).then_some(s)
+    });
     during.check_loops_add_up(2);
     // Connections are counted when opened and bytes in when read, before any answer: exact.
     // This scrape's request was read before the page was rendered.
@@ -244,14 +237,11 @@ fn metrics_parse_and_follow_the_load() {
 
     // Closing the held connections shows in the close counters, by reason.
     drop(held);
-    let start = Instant::now();
-    let after = loop {
+    let after = util::wait_for("the server counts the closes", || {
         let s = scrape(addr).unwrap();
-        if delta(&s, "eventide_connections_closed_total{}") >= (CONNS + 1) as f64 {
-            break s;
-        }
-        assert!(start.elapsed() < TIMEOUT, "the server never saw the closes");
-    };
+        let closed = delta(&s, "eventide_connections_closed_total{}");
+        (closed >= (CONNS + 1) as f64).then_some(s)
+    });
     after.check_loops_add_up(2);
     let by_reason: f64 = after
         .samples
@@ -345,11 +335,9 @@ fn stats_reach_the_metrics_facade() {
     let (_, body, received) = read_response(&mut r);
     assert_eq!(body, b"hi");
     // The loop counts the bytes just after writing them: wait until it has.
-    let start = Instant::now();
-    while server.stats().total().bytes_out < received as u64 {
-        assert!(start.elapsed() < TIMEOUT, "the response was never counted");
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
+    util::wait_until("the response is counted", || {
+        server.stats().total().bytes_out >= received as u64
+    });
     let recorder = Keep::default();
     metrics::with_local_recorder(&recorder, || server.stats().record_metrics());
     let values = recorder.0.lock().unwrap().clone();

@@ -326,50 +326,15 @@ impl<H: Handler> EventLoop<H> {
             &mut accepted,
         );
         if outcome == Drain::BackOff {
-            if let Some(l) = self.listeners[i].as_mut() {
-                let _ = self.lp.epoll.delete(l.sock.as_raw_fd());
-                l.armed = false;
-            }
-            let at = self.lp.now + self.lp.cfg.accept_backoff;
-            self.lp
-                .timers
-                .insert(at, TimerKind::AcceptRetry { listener: i }, None);
+            self.back_off(i);
         }
-        let me = self.lp.shared.index;
         let server = Arc::clone(&self.server);
         let mut woken = 0u64; // bit set of loops to wake (loops beyond 64 are woken at once)
         for a in accepted.drain(..) {
-            let Accepted {
-                fd,
-                peer,
-                tls,
-                mut seat,
-            } = a;
-            let target = if self.lp.cfg.reuse_port {
-                me
-            } else {
-                match self.balancer.pick(peer, &server.loops) {
-                    // A loop that failed (it stops the server) is never handed a connection
-                    // it would not serve.
-                    t if server.loops[t].has_exited() => me,
-                    t => t,
-                }
-            };
-            seat.assign(&server.loops[target]);
-            if target == me {
-                self.open_accepted(fd, peer, tls, seat);
-            } else {
-                server.loops[target].push(Task::Register {
-                    fd,
-                    peer,
-                    tls,
-                    seat,
-                });
-                if target < 64 {
-                    woken |= 1 << target;
-                } else {
-                    server.loops[target].wake();
-                }
+            match self.dispatch(a, &server) {
+                Some(target) if target < 64 => woken |= 1 << target,
+                Some(target) => server.loops[target].wake(),
+                None => {}
             }
         }
         while woken != 0 {
@@ -378,6 +343,53 @@ impl<H: Handler> EventLoop<H> {
             server.loops[target].wake();
         }
         self.accepted = accepted;
+    }
+
+    /// Stops accepting on listener `i` for the accept back-off (descriptors ran out).
+    fn back_off(&mut self, i: usize) {
+        if let Some(l) = self.listeners[i].as_mut() {
+            let _ = self.lp.epoll.delete(l.sock.as_raw_fd());
+            l.armed = false;
+        }
+        let at = self.lp.now + self.lp.cfg.accept_backoff;
+        self.lp
+            .timers
+            .insert(at, TimerKind::AcceptRetry { listener: i }, None);
+    }
+
+    /// Opens an accepted connection on this loop, or queues it for the loop the balancer
+    /// picks; that loop, which is to be woken.
+    #[inline]
+    fn dispatch(&mut self, a: Accepted, server: &ServerShared) -> Option<usize> {
+        let Accepted {
+            fd,
+            peer,
+            tls,
+            mut seat,
+        } = a;
+        let me = self.lp.shared.index;
+        let target = if self.lp.cfg.reuse_port {
+            me
+        } else {
+            match self.balancer.pick(peer, &server.loops) {
+                // A loop that failed (it stops the server) is never handed a connection it
+                // would not serve.
+                t if server.loops[t].has_exited() => me,
+                t => t,
+            }
+        };
+        seat.assign(&server.loops[target]);
+        if target == me {
+            self.open_accepted(fd, peer, tls, seat);
+            return None;
+        }
+        server.loops[target].push(Task::Register {
+            fd,
+            peer,
+            tls,
+            seat,
+        });
+        Some(target)
     }
 
     fn run_timers(&mut self) {

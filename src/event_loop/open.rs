@@ -5,13 +5,14 @@
 
 use std::any::Any;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::{Entry, EventLoop};
 use crate::buffer::InBuffer;
+use crate::config::Config;
 use crate::conn::state::{Interest, Registration};
-use crate::conn::{CloseReason, Conn, ConnCore, ConnId, Extra};
-use crate::cx::Seat;
+use crate::conn::{CloseReason, Conn, ConnCore, ConnId, Extra, Refusal};
+use crate::cx::{LoopCore, Seat};
 use crate::handler::Handler;
 use crate::stats::bump;
 use crate::sys::socket;
@@ -82,48 +83,14 @@ impl<H: Handler> EventLoop<H> {
             socket::abort(fd);
             return; // the seat goes with it
         }
-        let outbound = seat.is_outbound();
-        let stats = &self.lp.shared.stats;
-        bump(&stats.connections, 1);
-        bump(
-            if outbound {
-                &stats.connected
-            } else {
-                &stats.accepted
-            },
-            1,
-        );
         let id = ConnId {
             loop_index: self.lp.shared.index as u16,
             key: key as u32,
             generation,
         };
-        let mut core = ConnCore::new(fd, id, peer, seat, self.lp.cfg.idle_timeout);
-        core.active_ms = self.lp.now_ms;
-        self.lp.open_context = context;
-        let mut input = InBuffer::default();
-        // Input, or a close_notify, that came with the last handshake flight: no readiness
-        // event will announce it, so the ready list delivers it.
-        let mut early = false;
-        if let Some(TlsOpening {
-            session,
-            early: plain,
-            unsent,
-        }) = tls
-        {
-            early = !plain.is_empty() || session.peer_closed();
-            core.tls = Some(session);
-            input.append(&plain);
-            if !unsent.is_empty() {
-                core.write_raw(&mut self.lp, Extra::Vec(unsent));
-            }
-        }
-        let handler = &mut self.handler;
-        let opened = self.lp.callback("on_open", |lp| {
-            handler.on_open(&mut Conn::new(&mut core, lp, &[]))
-        });
-        self.lp.open_context = None;
-        let state = match opened {
+        let mut core = new_core(&mut self.lp, fd, id, peer, seat);
+        let (input, unannounced) = adopt_tls(&mut core, &mut self.lp, tls);
+        let state = match call_on_open(&mut self.handler, &mut self.lp, &mut core, context) {
             Some(Ok(state)) => state,
             Some(Err(why)) => return self.refuse(core, registered, why),
             None => {
@@ -132,16 +99,26 @@ impl<H: Handler> EventLoop<H> {
                 return self.count_closed(core.fd, core.seat);
             }
         };
-        let fd = core.fd.as_raw_fd();
-        let jobs = core.jobs_in_flight();
-        let paused = core.state.paused(input.len(), jobs, &self.lp.cfg);
-        let interest = Interest::wanted(self.lp.cfg.edge, core.state.reading(paused), false);
-        core.state.registration = Registration::Registered(interest);
-        core.state.flowing = core.state.delivering(paused);
-        if early {
+        let interest = start_serving(&mut core, input.len(), &self.lp.cfg);
+        if unannounced {
             self.ready.push((key, generation));
         }
+        let fd = core.fd.as_raw_fd();
         vacant.insert(Entry { core, input, state });
+        self.register(key, generation, fd, interest, registered);
+    }
+
+    /// Puts the new connection's socket in epoll (or moves it there from its connecting or
+    /// handshake token) and settles what `on_open` did.
+    #[inline]
+    fn register(
+        &mut self,
+        key: usize,
+        generation: u32,
+        fd: RawFd,
+        interest: Interest,
+        registered: bool,
+    ) {
         let tok = token::make(token::CONN, key, generation);
         let result = if registered {
             self.lp.epoll.modify(fd, interest.bits(), tok)
@@ -154,4 +131,79 @@ impl<H: Handler> EventLoop<H> {
         }
         self.settle(key);
     }
+}
+
+/// A connection's core, counted as opened (accepted or connected) now.
+#[inline]
+fn new_core(
+    lp: &mut LoopCore,
+    fd: OwnedFd,
+    id: ConnId,
+    peer: Option<SocketAddr>,
+    seat: Seat,
+) -> ConnCore {
+    let stats = &lp.shared.stats;
+    bump(&stats.connections, 1);
+    bump(
+        if seat.is_outbound() {
+            &stats.connected
+        } else {
+            &stats.accepted
+        },
+        1,
+    );
+    let mut core = ConnCore::new(fd, id, peer, seat, lp.cfg.idle_timeout);
+    core.active_ms = lp.now_ms;
+    core
+}
+
+/// Takes over a completed handshake's session: the input that came with its last flight,
+/// and whether that input (or a close_notify) is there — no readiness event will announce
+/// it, so the ready list must deliver it. Ciphertext the socket did not take is queued.
+#[inline]
+fn adopt_tls(core: &mut ConnCore, lp: &mut LoopCore, tls: Option<TlsOpening>) -> (InBuffer, bool) {
+    let mut input = InBuffer::default();
+    let Some(TlsOpening {
+        session,
+        early,
+        unsent,
+    }) = tls
+    else {
+        return (input, false);
+    };
+    let unannounced = !early.is_empty() || session.peer_closed();
+    core.tls = Some(session);
+    input.append(&early);
+    if !unsent.is_empty() {
+        core.write_raw(lp, Extra::Vec(unsent));
+    }
+    (input, unannounced)
+}
+
+/// Calls `on_open`, with the connect's context (if any) at hand; `None` if it panicked.
+#[inline]
+fn call_on_open<H: Handler>(
+    handler: &mut H,
+    lp: &mut LoopCore,
+    core: &mut ConnCore,
+    context: Option<Box<dyn Any + Send>>,
+) -> Option<Result<H::State, Refusal>> {
+    lp.open_context = context;
+    let opened = lp.callback("on_open", |lp| {
+        handler.on_open(&mut Conn::new(core, lp, &[]))
+    });
+    lp.open_context = None;
+    opened
+}
+
+/// Sets the new connection's state for serving (reading unless paused from the start,
+/// delivering when it flows); the epoll interest that goes with it.
+#[inline]
+fn start_serving(core: &mut ConnCore, buffered: usize, cfg: &Config) -> Interest {
+    let jobs = core.jobs_in_flight();
+    let paused = core.state.paused(buffered, jobs, cfg);
+    let interest = Interest::wanted(cfg.edge, core.state.reading(paused), false);
+    core.state.registration = Registration::Registered(interest);
+    core.state.flowing = core.state.delivering(paused);
+    interest
 }

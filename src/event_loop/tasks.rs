@@ -124,7 +124,18 @@ impl<H: Handler> EventLoop<H> {
             return;
         };
         jobs.finished(seq, result);
-        let mut failed = None;
+        let failed = match self.deliver_due(key) {
+            Delivered::InOrder => None,
+            Delivered::Failed(reason) => Some(reason),
+            #[cfg(feature = "tokio")]
+            Delivered::Gone => return,
+        };
+        self.end_jobs(key, failed);
+        self.settle(key);
+    }
+
+    /// Delivers the results that are next in the connection's order, until one is missing.
+    fn deliver_due(&mut self, key: usize) -> Delivered {
         while let Some(jobs) = self.conns[key].core.jobs.as_mut() {
             let Some(result) = jobs.next_in_order() else {
                 break;
@@ -137,33 +148,36 @@ impl<H: Handler> EventLoop<H> {
                 #[cfg(feature = "tokio")]
                 JobResult::Apply(apply) => {
                     if !self.with_conn(key, apply) {
-                        return; // it panicked: the connection is closed
+                        return Delivered::Gone; // it panicked: the connection is closed
                     }
                 }
                 #[cfg(feature = "tokio")]
                 JobResult::Message(msg) => {
+                    let generation = self.conns[key].core.generation;
                     // `spawn_message` checked the type against this loop's handler.
                     if let Ok(msg) = msg.downcast::<H::Message>() {
                         self.call_unsettled(key, |h, c, s| h.on_message(c, s, *msg));
                     }
                     if !self.alive(key, generation) {
-                        return;
+                        return Delivered::Gone;
                     }
                 }
                 JobResult::Cancelled => {}
                 #[cfg(feature = "tokio")]
                 JobResult::Abandoned => {
-                    failed = Some(CloseReason::Error(std::io::Error::other(
+                    return Delivered::Failed(CloseReason::Error(std::io::Error::other(
                         "a future was dropped before it finished (its runtime shut down)",
                     )));
-                    break;
                 }
-                JobResult::Panicked => {
-                    failed = Some(CloseReason::Panicked);
-                    break;
-                }
+                JobResult::Panicked => return Delivered::Failed(CloseReason::Panicked),
             }
         }
+        Delivered::InOrder
+    }
+
+    /// Drops the connection's job queue once it is empty, or at once after a failed job,
+    /// which closes the connection.
+    fn end_jobs(&mut self, key: usize, failed: Option<CloseReason>) {
         let core = &mut self.conns[key].core;
         if core
             .jobs
@@ -179,6 +193,16 @@ impl<H: Handler> EventLoop<H> {
             core.jobs = None;
             core.state.close(reason);
         }
-        self.settle(key);
     }
+}
+
+/// How delivering a connection's finished jobs ended.
+enum Delivered {
+    /// Every result due so far is delivered.
+    InOrder,
+    /// A job failed: the connection closes, for this reason.
+    Failed(CloseReason),
+    /// The connection closed in a callback.
+    #[cfg(feature = "tokio")]
+    Gone,
 }

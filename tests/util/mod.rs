@@ -114,8 +114,17 @@ pub fn echo_concurrently(addr: SocketAddr, chunks: Vec<Vec<u8>>) -> usize {
 /// Polls `cond` until it holds; panics after [`TIMEOUT`]. For conditions no event signals
 /// (a server-side counter), polled without sleeping a fixed time.
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    wait_for(what, || cond().then_some(()))
+}
+
+/// Polls `poll` until it gives a value, and returns that value; panics after [`TIMEOUT`].
+/// For a wait whose result the test goes on to check (the scrape that showed the count).
+pub fn wait_for<T>(what: &str, mut poll: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
-    while !cond() {
+    loop {
+        if let Some(v) = poll() {
+            return v;
+        }
         assert!(
             start.elapsed() < TIMEOUT,
             "timed out after {TIMEOUT:?} waiting until {what}"
