@@ -4,7 +4,7 @@
 mod demo_util;
 mod util;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::process::Command;
@@ -106,15 +106,21 @@ fn systemd_socket_activate_starts_the_http_demo() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // The tool prints nothing on stdout; the demo's line comes once it runs. Wait for the
-    // tool's socket, connect (which makes it exec the demo), then read the demo's line.
-    util::wait_until(&format!("{tool} makes its socket"), || {
+    // The tool prints nothing on stdout; the demo's line comes once it runs. Wait until the
+    // tool's socket takes a connection (its file exists from `bind`, before `listen`: a
+    // connect in between is refused), which makes it exec the demo; then read the demo's line.
+    let s = util::wait_for(&format!("{tool} listens on its socket"), || {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("{tool} exited: {status}");
         }
-        path.exists()
+        match UnixStream::connect(&path) {
+            Ok(s) => Some(s),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+                None
+            }
+            Err(e) => panic!("connecting to {tool}'s socket: {e}"),
+        }
     });
-    let s = UnixStream::connect(&path).unwrap();
     s.set_read_timeout(Some(TIMEOUT)).unwrap();
     let demo = Demo::adopt(child);
     assert_eq!(demo.addr, format!("unix:{}", path.display()));
