@@ -40,9 +40,7 @@ impl Handler for Member {
     type Message = ();
 
     fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<(), Refusal> {
-        let joined = self.room.join(conn);
-        self.checks.eq(joined.ok(), Some(true), "a first join");
-        conn.write(&conn.id().as_u64().to_le_bytes());
+        join_and_greet(&self.room, &self.checks, conn);
         Ok(())
     }
 
@@ -55,6 +53,13 @@ impl Handler for Member {
     fn on_close(&mut self, id: ConnId, _: (), reason: &CloseReason) {
         let _ = self.closed.send((id, reason.as_str()));
     }
+}
+
+/// Joins `conn` to `room` and tells the client its id.
+fn join_and_greet(room: &Group, checks: &Checks, conn: &mut Conn<'_>) {
+    let joined = room.join(conn);
+    checks.eq(joined.ok(), Some(true), "a first join");
+    conn.write(&conn.id().as_u64().to_le_bytes());
 }
 
 struct Room {
@@ -584,9 +589,7 @@ impl Handler for Publisher {
     type Message = ();
 
     fn on_open(&mut self, conn: &mut Conn<'_>) -> Result<(), Refusal> {
-        let joined = self.room.join(conn);
-        self.checks.eq(joined.ok(), Some(true), "a first join");
-        conn.write(&conn.id().as_u64().to_le_bytes());
+        join_and_greet(&self.room, &self.checks, conn);
         Ok(())
     }
 

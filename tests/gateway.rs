@@ -45,14 +45,7 @@ impl Seen {
 fn upstream(answer: fn(&Seen, usize) -> Vec<u8>) -> (SocketAddr, mpsc::Receiver<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let tx = tx.clone();
-            thread::spawn(move || serve_upstream(stream, answer, tx));
-        }
-    });
+    let rx = proto_util::serve_each(listener, move |s, tx| serve_upstream(s, answer, tx));
     (addr, rx)
 }
 

@@ -405,14 +405,7 @@ const CLOSE_AFTER: u64 = 16 << 20;
 fn early_upstream(after: After) -> (SocketAddr, mpsc::Receiver<u64>) {
     let listener = small_listener();
     let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let tx = tx.clone();
-            thread::spawn(move || early_upstream_conn(stream, after, tx));
-        }
-    });
+    let rx = proto_util::serve_each(listener, move |s, tx| early_upstream_conn(s, after, tx));
     (addr, rx)
 }
 
@@ -632,24 +625,17 @@ fn silent_upstream(until: &'static [u8]) -> (SocketAddr, mpsc::Receiver<Vec<u8>>
     use std::io::Read;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            let tx = tx.clone();
-            thread::spawn(move || {
-                let mut got = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !got.windows(until.len()).any(|w| w == until) {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = tx.send(got);
-                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
-            });
+    let rx = proto_util::serve_each(listener, move |mut s, tx| {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(until.len()).any(|w| w == until) {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
         }
+        let _ = tx.send(got);
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
     });
     (addr, rx)
 }

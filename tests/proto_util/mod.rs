@@ -12,6 +12,23 @@ use std::time::Duration;
 /// Generous bound for any single wait, so a bug fails a test instead of hanging CI.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A test server on `listener`: every connection it accepts is served by `serve` on a thread
+/// of its own, with a sender to the returned channel (for what the test wants to know).
+pub fn serve_each<T: Send + 'static>(
+    listener: std::net::TcpListener,
+    serve: impl Fn(TcpStream, std::sync::mpsc::Sender<T>) + Send + Copy + 'static,
+) -> std::sync::mpsc::Receiver<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || serve(stream, tx));
+        }
+    });
+    rx
+}
+
 /// A blocking client with read and write timeouts.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
