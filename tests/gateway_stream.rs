@@ -139,6 +139,22 @@ fn a_gib_download_streams_through_the_gateway_in_little_memory() {
     );
 }
 
+/// Runs `curl` with `len` bytes of the pattern on its stdin; returns its output and what
+/// feeding it gave (the pattern's digest, or the error if curl stopped reading).
+fn curl_fed(mut curl: Command, len: u64) -> (std::process::Output, std::io::Result<u64>) {
+    use std::process::Stdio;
+    let mut child = curl
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = thread::spawn(move || send_pattern(&mut stdin, len));
+    let done = child.wait_with_output().unwrap();
+    (done, feeder.join().unwrap())
+}
+
 /// Writes `len` bytes of the download pattern to `w`, returning their digest (the api
 /// demo's `POST /upload` answers the same digest of what it received).
 fn send_pattern(w: &mut impl Write, len: u64) -> std::io::Result<u64> {
@@ -194,19 +210,12 @@ fn a_gib_upload_streams_through_the_gateway_in_little_memory() {
     assert_eq!(res.status, 200, "{res:?}");
     assert_eq!(upload_answer(&res.body), (GIB, format!("{sent:016x}")));
 
-    let mut child = Command::new(curl)
-        .args(["-sS", "--fail", "--max-time", "300", "-T", "-"])
+    let mut cmd = Command::new(curl);
+    cmd.args(["-sS", "--fail", "--max-time", "300", "-T", "-"])
         .args(["-H", "Transfer-Encoding: chunked"])
-        .arg(format!("http://{}/upload", gw.tcp()))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let feeder = thread::spawn(move || send_pattern(&mut stdin, GIB));
-    let done = child.wait_with_output().unwrap();
-    let sent = feeder.join().unwrap().expect("feeding curl");
+        .arg(format!("http://{}/upload", gw.tcp()));
+    let (done, fed) = curl_fed(cmd, GIB);
+    let sent = fed.expect("feeding curl");
     assert!(
         done.status.success(),
         "curl: {}",
@@ -585,22 +594,12 @@ fn curl_gets_an_early_answer_and_stops_sending() {
         &["-T", "-", "-H", "Transfer-Encoding: chunked"],
     ];
     for args in runs {
-        let mut child = Command::new(&curl)
-            .args(["-sS", "--max-time", "60", "-X", "POST"])
+        let mut cmd = Command::new(&curl);
+        cmd.args(["-sS", "--max-time", "60", "-X", "POST"])
             .args(["-H", "Expect: 100-continue", "-w", "\n%{http_code}"])
             .args(args)
-            .arg(&url)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let feeder = thread::spawn(move || {
-            let _ = send_pattern(&mut stdin, BODY); // curl may stop reading it
-        });
-        let done = child.wait_with_output().unwrap();
-        feeder.join().unwrap();
+            .arg(&url);
+        let (done, _) = curl_fed(cmd, BODY); // curl may stop reading its input: not an error
         let out = String::from_utf8_lossy(&done.stdout);
         assert_eq!(
             out,
