@@ -6,7 +6,7 @@ use super::body::{self, Chunked, Scan};
 use super::fast::{Head, Slots, Text};
 use super::pipeline::{Answers, Writer};
 use super::request::{framing, BodyKind, Framing, Request};
-use super::response::{Batch, ReqFacts};
+use super::response::{Batch, ReqFacts, CONTINUE};
 use super::status::Status;
 use super::switch::Switched;
 use super::upload::Upload;
@@ -300,7 +300,7 @@ impl<S: Service> HttpServer<S> {
         // (With answers owed ahead, an interim answer would jump the queue: the client sends
         // its body after its own wait instead.)
         if f.expect_continue && rest.len() == head_len && !ex.answers.owing() {
-            out.put(super::intake::CONTINUE);
+            out.put(CONTINUE);
         }
         ex.pending = Some(Pending { head_len, body });
     }

@@ -125,6 +125,47 @@ impl<S: Service> HttpServer<S> {
 }
 
 impl<S: Service> HttpServer<S> {
+    /// After serving HTTP on `st` (which gave `action`): a `101` written meanwhile switches
+    /// the connection.
+    #[inline]
+    fn maybe_switch(
+        &mut self,
+        conn: &mut Conn<'_>,
+        st: &mut HttpConnState,
+        action: Action,
+    ) -> Action {
+        let Side::Inbound(ex) = &mut st.side else {
+            return action;
+        };
+        match ex.switching.take() {
+            None => action,
+            Some(switched) => self.switch(conn, st, *switched, action),
+        }
+    }
+
+    #[cold]
+    fn switch(
+        &mut self,
+        conn: &mut Conn<'_>,
+        st: &mut HttpConnState,
+        switched: Switched,
+        action: Action,
+    ) -> Action {
+        if self.upgrade.to.is_none() {
+            return Action::Close;
+        }
+        if action != Action::Continue {
+            return action; // closing anyway: the protocol never starts
+        }
+        st.side = Side::Switched(switched);
+        if let Side::Switched(sw) = &mut st.side {
+            self.switched_open(conn, sw);
+        }
+        Action::Continue
+    }
+}
+
+impl<S: Service> HttpServer<S> {
     /// Output drained with answers owed: a file body read in pieces goes on, then the answers
     /// and requests behind it.
     #[cold]

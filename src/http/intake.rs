@@ -8,15 +8,12 @@ use super::exchange::{Exchange, Step};
 use super::fast::Head;
 use super::pipeline::Writer;
 use super::request::{BodyKind, Framing};
-use super::response::{Batch, Phase, ReqFacts, Response};
+use super::response::{Batch, Phase, ReqFacts, Response, CONTINUE};
 use super::status::Status;
 use super::upload::{Aborted, Fed, Intake, ResumeBody, Upload};
 use super::{HttpServer, Service};
 use crate::adapter::{self, Job, Output, Protocol};
 use crate::{Action, Conn, ConnHandle, LoopCx};
-
-/// The interim answer to `Expect: 100-continue`.
-pub(super) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 impl<S: Service> HttpServer<S> {
     /// A head with a body is in (`rest` starts with it): the service chooses how the body is

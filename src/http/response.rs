@@ -18,6 +18,9 @@ use super::Sink;
 /// The status line of a `200 OK`, which the server's common head block starts with.
 pub(crate) const OK_LINE: &[u8] = b"HTTP/1.1 200 OK\r\n";
 
+/// The interim answer to `Expect: 100-continue`, written before a body the server will read.
+pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
 /// A body at least this large bypasses the batch buffer: the batch is handed to the connection
 /// first, then the body, so large bodies are copied once (into the loop's staging buffer, or
 /// not at all if the connection sends them at once).

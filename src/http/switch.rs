@@ -143,43 +143,11 @@ pub(crate) fn refuse(res: &mut Response<'_>, status: Status, what: &str) {
 }
 
 impl<S: Service> HttpServer<S> {
-    /// After serving HTTP on `st` (which gave `action`): a `101` written meanwhile switches
-    /// the connection.
-    #[inline]
-    pub(crate) fn maybe_switch(
-        &mut self,
-        conn: &mut Conn<'_>,
-        st: &mut super::HttpConnState,
-        action: Action,
-    ) -> Action {
-        let super::handler::Side::Inbound(ex) = &mut st.side else {
-            return action;
-        };
-        match ex.switching.take() {
-            None => action,
-            Some(switched) => self.switch(conn, st, *switched, action),
+    /// The `101` is written and the connection switched (`st`): the protocol starts.
+    pub(crate) fn switched_open(&mut self, conn: &mut Conn<'_>, st: &mut Switched) {
+        if let Some(to) = self.upgrade.to.as_deref_mut() {
+            to.open(conn, &mut *st.0);
         }
-    }
-
-    #[cold]
-    fn switch(
-        &mut self,
-        conn: &mut Conn<'_>,
-        st: &mut super::HttpConnState,
-        switched: Switched,
-        action: Action,
-    ) -> Action {
-        let Some(to) = self.upgrade.to.as_deref_mut() else {
-            return Action::Close;
-        };
-        if action != Action::Continue {
-            return action; // closing anyway: the protocol never starts
-        }
-        st.side = super::handler::Side::Switched(switched);
-        if let super::handler::Side::Switched(Switched(state)) = &mut st.side {
-            to.open(conn, &mut **state);
-        }
-        Action::Continue
     }
 
     /// A callback on a connection that switched protocols.

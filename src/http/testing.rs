@@ -6,6 +6,7 @@ use std::mem::MaybeUninit;
 use super::fast::{
     fast_head, httparse_head, utf8_prefix, Head, HeadError, Slots, FAST_HEADERS, HEADERS_CAP,
 };
+use super::response::CONTINUE;
 use super::{BodySink, HttpServer, Intake, Request, Response, Service, SinkCx, Status, Trailers};
 
 /// The `Date` a [`Harness`] freezes its server at: `Sun, 06 Nov 1994 08:49:37 GMT`.
@@ -109,7 +110,6 @@ impl Service for FuzzService {
 /// Strips interim `100 Continue` responses, which depend on whether a body arrived with its
 /// head.
 pub fn without_continues(output: &[u8]) -> Vec<u8> {
-    const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
     let mut out = Vec::with_capacity(output.len());
     let mut i = 0;
     while i < output.len() {
