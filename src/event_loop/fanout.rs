@@ -10,6 +10,8 @@
 //! together for one `send`, larger ones gathered by `sendmsg`), so a publisher whose read
 //! brought 30 messages costs each member one system call, not 30.
 
+use std::sync::Arc;
+
 use super::EventLoop;
 use crate::buffer::MAX_IOV;
 use crate::conn::CloseReason;
@@ -108,61 +110,102 @@ impl<H: Handler> EventLoop<H> {
         rules: Rules,
         tally: &mut Tally,
     ) {
-        let limit = rules.max_pending.unwrap_or(self.lp.cfg.high_water);
-        let mut messages = run.iter().filter_map(|o| match o {
-            Outgoing::Broadcast {
-                payload, except, ..
-            } if *except != Some(generation) && !payload.is_empty() => Some(payload),
-            _ => None,
-        });
-        let Some(first) = messages.next() else {
+        let mut rest = meant_for(run, generation);
+        let Some(first) = rest.next() else {
             return;
         };
+        let mut queue = Queue {
+            next: Some(first),
+            rest,
+        };
         if !self.conns[key].core.state.writable() {
-            tally.dropped += 1 + messages.count() as u64;
+            tally.dropped += queue.left();
             return;
         }
+        let limit = rules.max_pending.unwrap_or(self.lp.cfg.high_water);
         let mut window = [first; MAX_IOV];
-        let mut next = Some(first);
-        while next.is_some() {
-            // Up to MAX_IOV messages, against the pending output as it stands now: the
-            // window is sent before a message that would not fit with it, since the kernel
-            // may take the window; only the queue it refused counts against the limit.
-            let mut pending = self.conns[key].core.pending();
-            let mut n = 0;
-            while let Some(p) = next {
-                if n == MAX_IOV {
-                    break;
-                }
-                if pending > 0 && pending + p.len() > limit {
-                    if n > 0 {
-                        break;
-                    }
-                    next = messages.next();
-                    if rules.policy == SlowConsumer::Close {
-                        tally.closed += 1;
-                        return self.close_now(key, CloseReason::SlowConsumer);
-                    }
-                    tally.dropped += 1;
-                    continue;
-                }
-                next = messages.next();
-                pending += p.len();
-                window[n] = p;
-                n += 1;
-            }
+        while queue.next.is_some() {
+            // A window against the pending output as it stands now: it is sent before a
+            // message that would not fit with it, since the kernel may take the window; only
+            // the queue it refused counts against the limit.
+            let pending = self.conns[key].core.pending();
+            let Some(n) = queue.fill(&mut window, pending, limit, rules.policy, tally) else {
+                tally.closed += 1;
+                return self.close_now(key, CloseReason::SlowConsumer);
+            };
             if n == 0 {
-                break;
+                break; // the rest was dropped
             }
             tally.delivered += n as u64;
             let core = &mut self.conns[key].core;
             core.send_shared(&mut self.lp, &window[..n]);
             if !core.state.writable() {
                 // The socket failed (settling closes it): the rest is lost with it.
-                tally.dropped += next.map_or(0, |_| 1 + messages.count() as u64);
+                tally.dropped += queue.left();
                 break;
             }
         }
         self.settle(key);
+    }
+}
+
+/// The broadcasts of `run` for the member of `generation`: not sent by it, not empty.
+#[inline]
+fn meant_for(run: &[Outgoing], generation: u32) -> impl Iterator<Item = &Arc<[u8]>> {
+    run.iter().filter_map(move |o| match o {
+        Outgoing::Broadcast {
+            payload, except, ..
+        } if *except != Some(generation) && !payload.is_empty() => Some(payload),
+        _ => None,
+    })
+}
+
+/// The messages still to go to one member, the next one in view.
+struct Queue<'a, I> {
+    next: Option<&'a Arc<[u8]>>,
+    rest: I,
+}
+
+impl<'a, I: Iterator<Item = &'a Arc<[u8]>>> Queue<'a, I> {
+    /// How many messages are left: what a member that can take no more loses.
+    fn left(self) -> u64 {
+        self.next.map_or(0, |_| 1 + self.rest.count() as u64)
+    }
+
+    /// Takes the next messages into `window`, up to `MAX_IOV`, while the member's `pending`
+    /// output stays within `limit` with them. One that does not fit ends the window, or, at
+    /// the start of one, is dropped (`tally`) — or closes the member, as `policy` says: then
+    /// `None`. Returns how many went in (0: the rest was dropped).
+    #[inline(always)]
+    fn fill(
+        &mut self,
+        window: &mut [&'a Arc<[u8]>; MAX_IOV],
+        mut pending: usize,
+        limit: usize,
+        policy: SlowConsumer,
+        tally: &mut Tally,
+    ) -> Option<usize> {
+        let mut n = 0;
+        while let Some(p) = self.next {
+            if n == MAX_IOV {
+                break;
+            }
+            if pending > 0 && pending + p.len() > limit {
+                if n > 0 {
+                    break;
+                }
+                if policy == SlowConsumer::Close {
+                    return None;
+                }
+                self.next = self.rest.next();
+                tally.dropped += 1;
+                continue;
+            }
+            self.next = self.rest.next();
+            pending += p.len();
+            window[n] = p;
+            n += 1;
+        }
+        Some(n)
     }
 }
