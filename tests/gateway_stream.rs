@@ -9,8 +9,6 @@
 //! requests are served (a raw client, and curl with `Expect: 100-continue`).
 
 mod demo_util;
-#[path = "../examples/api/hash.rs"]
-mod hash;
 mod proto_util;
 
 use std::io::{BufRead, BufReader, Write};
@@ -21,7 +19,11 @@ use std::thread;
 use std::time::Duration;
 
 use demo_util::Demo;
-use proto_util::{check_pattern, connect, status_kb, tool, ResponseReader, TIMEOUT};
+use proto_util::hash::WordHash;
+use proto_util::{
+    check_pattern, connect, curl_fed, send_pattern, status_kb, tool, upload_answer, ResponseReader,
+    TIMEOUT,
+};
 
 const GIB: u64 = 1 << 30;
 /// The most a stalled relay may have taken in: the kernel's socket buffers on the gateway's
@@ -139,46 +141,6 @@ fn a_gib_download_streams_through_the_gateway_in_little_memory() {
     );
 }
 
-/// Runs `curl` with `len` bytes of the pattern on its stdin; returns its output and what
-/// feeding it gave (the pattern's digest, or the error if curl stopped reading).
-fn curl_fed(mut curl: Command, len: u64) -> (std::process::Output, std::io::Result<u64>) {
-    use std::process::Stdio;
-    let mut child = curl
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let feeder = thread::spawn(move || send_pattern(&mut stdin, len));
-    let done = child.wait_with_output().unwrap();
-    (done, feeder.join().unwrap())
-}
-
-/// Writes `len` bytes of the download pattern to `w`, returning their digest (the api
-/// demo's `POST /upload` answers the same digest of what it received).
-fn send_pattern(w: &mut impl Write, len: u64) -> std::io::Result<u64> {
-    let block: Vec<u8> = (0..(1 << 20) + 251).map(|i| (i % 251) as u8).collect();
-    let mut h = hash::WordHash::default();
-    let mut at = 0u64;
-    while at < len {
-        let from = (at % 251) as usize;
-        let piece = &block[from..from + (len - at).min(1 << 20) as usize];
-        w.write_all(piece)?;
-        h.update(piece);
-        at += piece.len() as u64;
-    }
-    Ok(h.finish())
-}
-
-/// The `(bytes, hash64)` of the api demo's answer to `POST /upload`.
-fn upload_answer(json: &[u8]) -> (u64, String) {
-    let v: serde_json::Value = serde_json::from_slice(json)
-        .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(json)));
-    let bytes = v["bytes"].as_u64().expect("bytes");
-    (bytes, v["hash64"].as_str().expect("hash64").to_string())
-}
-
 /// 1 GiB uploaded through the gateway to the api demo's streamed `POST /upload`, with its
 /// `Content-Length` over a raw socket and then chunked by `curl` from a pipe: the demo's
 /// digest matches the client's, and the gateway, which pauses its client while the upstream
@@ -241,7 +203,7 @@ fn write_until_stalled(
     stalled: mpsc::Sender<u64>,
 ) -> std::io::Result<u64> {
     let block: Vec<u8> = (0..(1 << 20) + 251).map(|i| (i % 251) as u8).collect();
-    let mut h = hash::WordHash::default();
+    let mut h = WordHash::default();
     w.set_write_timeout(Some(Duration::from_secs(1)))?;
     let mut reported = false;
     let mut at = 0u64;
@@ -340,7 +302,7 @@ fn an_upstream_that_stops_reading_stalls_the_client() {
             "{head}"
         );
         go.recv_timeout(TIMEOUT).expect("the test says go");
-        let mut h = hash::WordHash::default();
+        let mut h = WordHash::default();
         let mut left = GIB;
         while left > 0 {
             let buf = r.fill_buf().unwrap();

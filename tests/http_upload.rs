@@ -8,14 +8,12 @@
 #![cfg(feature = "http")]
 
 mod demo_util;
-#[path = "../examples/api/hash.rs"]
-mod hash;
 mod proto_util;
 mod util;
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -27,71 +25,15 @@ use eventide::http::{
     Trailers,
 };
 use eventide::Server;
-use hash::WordHash;
-use proto_util::{connect, tool, ResponseReader};
+use proto_util::hash::WordHash;
+use proto_util::{
+    connect, curl_fed, send_pattern, status_kb, tool, upload_answer, Pattern, ResponseReader,
+};
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 /// The most the demo may have resident at any time while it takes 1 GiB.
 const RSS_BOUND_KB: u64 = 32 * 1024;
-
-/// The body the tests send: byte `i` is `i % 251`, produced a block at a time.
-struct Pattern {
-    block: Vec<u8>,
-    at: u64,
-}
-
-impl Pattern {
-    fn new() -> Pattern {
-        Pattern {
-            block: (0..MIB as usize + 251).map(|i| (i % 251) as u8).collect(),
-            at: 0,
-        }
-    }
-
-    /// The next `n` bytes at most (1 MiB), not advancing.
-    fn peek(&self, n: u64) -> &[u8] {
-        let from = (self.at % 251) as usize;
-        &self.block[from..from + n.min(MIB) as usize]
-    }
-
-    fn advance(&mut self, n: usize) {
-        self.at += n as u64;
-    }
-}
-
-/// Writes `len` pattern bytes to `w`, returning their digest.
-fn send_pattern(w: &mut impl Write, len: u64) -> io::Result<WordHash> {
-    let mut p = Pattern::new();
-    let mut h = WordHash::default();
-    while p.at < len {
-        let piece = p.peek(len - p.at);
-        w.write_all(piece)?;
-        h.update(piece);
-        let n = piece.len();
-        p.advance(n);
-    }
-    Ok(h)
-}
-
-fn peak_rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status")
-}
-
-/// The `api` demo's answer to `POST /upload`.
-fn upload_answer(json: &[u8]) -> (u64, String) {
-    let v: serde_json::Value = serde_json::from_slice(json)
-        .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(json)));
-    (
-        v["bytes"].as_u64().expect("bytes"),
-        v["hash64"].as_str().expect("hash64").to_string(),
-    )
-}
 
 /// 1 GiB with `Content-Length` over a raw socket, then 1 GiB chunked through `curl` fed
 /// from a pipe (curl asks `Expect: 100-continue` first): the demo's digest matches the
@@ -119,24 +61,14 @@ fn a_gib_uploads_through_the_api_demo_in_little_memory() {
     let mut r = ResponseReader::new(s);
     let res = r.next().expect("an answer to the upload");
     assert_eq!(res.status, 200, "{res:?}");
-    assert_eq!(
-        upload_answer(&res.body),
-        (GIB, format!("{:016x}", sent.finish()))
-    );
+    assert_eq!(upload_answer(&res.body), (GIB, format!("{sent:016x}")));
 
-    let mut child = Command::new(curl)
-        .args(["-sS", "--fail", "--max-time", "300", "-T", "-"])
+    let mut cmd = Command::new(curl);
+    cmd.args(["-sS", "--fail", "--max-time", "300", "-T", "-"])
         .args(["-H", "Transfer-Encoding: chunked"])
-        .arg(format!("http://{addr}/upload"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let feeder = std::thread::spawn(move || send_pattern(&mut stdin, GIB).map(|h| h.finish()));
-    let done = child.wait_with_output().unwrap();
-    let sent = feeder.join().unwrap().expect("feeding curl");
+        .arg(format!("http://{addr}/upload"));
+    let (done, fed) = curl_fed(cmd, GIB);
+    let sent = fed.expect("feeding curl");
     assert!(
         done.status.success(),
         "curl: {}",
@@ -144,7 +76,7 @@ fn a_gib_uploads_through_the_api_demo_in_little_memory() {
     );
     assert_eq!(upload_answer(&done.stdout), (GIB, format!("{sent:016x}")));
 
-    let peak = peak_rss_kb(api.pid());
+    let peak = status_kb(api.pid(), "VmHWM:");
     println!("the api demo's peak RSS taking 2 GiB: {peak} KiB");
     api.stop("-TERM");
     assert!(
@@ -525,7 +457,7 @@ fn timeouts_cut_stalled_clients_not_paused_uploads() {
         .resume()
         .expect("the paused connection is still open");
     let res = ResponseReader::new(s).next().expect("the upload's answer");
-    let want = format!("{len} {:016x} None", sent.finish());
+    let want = format!("{len} {sent:016x} None");
     assert_eq!(String::from_utf8_lossy(&res.body), want);
     server.stop();
 }

@@ -1,13 +1,19 @@
 //! Helpers for the protocol tests (HTTP and RESP): blocking clients with bounded timeouts, an
-//! HTTP/1.1 response reader for raw sockets, the check of the demos' download pattern, a
-//! process's memory from `/proc`, and finding the tools they drive (a missing one fails the
-//! test under `CI=true`).
+//! HTTP/1.1 response reader for raw sockets, the demos' pattern (sent, fed to `curl`, checked)
+//! and the digest of the `api` demo's uploads, a process's memory from `/proc`, and finding
+//! the tools they drive (a missing one fails the test under `CI=true`).
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::io::{self, BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
+
+#[path = "../../examples/api/hash.rs"]
+pub mod hash;
+
+use hash::WordHash;
 
 /// Generous bound for any single wait, so a bug fails a test instead of hanging CI.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -311,6 +317,70 @@ pub fn check_pattern(r: &mut impl BufRead, len: u64) {
         r.consume(n);
         at += n as u64;
     }
+}
+
+/// The demos' pattern (byte `i` is `i % 251`), produced a block at a time.
+pub struct Pattern {
+    block: Vec<u8>,
+    /// How much of it was taken.
+    pub at: u64,
+}
+
+impl Pattern {
+    pub fn new() -> Pattern {
+        Pattern {
+            block: (0..(1 << 20) + 251).map(|i| (i % 251) as u8).collect(),
+            at: 0,
+        }
+    }
+
+    /// The next `n` bytes at most (1 MiB), not advancing.
+    pub fn peek(&self, n: u64) -> &[u8] {
+        let from = (self.at % 251) as usize;
+        &self.block[from..from + n.min(1 << 20) as usize]
+    }
+
+    pub fn advance(&mut self, n: usize) {
+        self.at += n as u64;
+    }
+}
+
+/// Writes `len` bytes of the pattern to `w`, returning their digest (the `api` demo's
+/// `POST /upload` answers the same digest of what it received, see [`upload_answer`]).
+pub fn send_pattern(w: &mut impl Write, len: u64) -> io::Result<u64> {
+    let mut p = Pattern::new();
+    let mut h = WordHash::default();
+    while p.at < len {
+        let piece = p.peek(len - p.at);
+        w.write_all(piece)?;
+        h.update(piece);
+        let n = piece.len();
+        p.advance(n);
+    }
+    Ok(h.finish())
+}
+
+/// Runs `curl` with `len` bytes of the pattern on its stdin; returns its output and what
+/// feeding it gave (the pattern's digest, or the error if curl stopped reading).
+pub fn curl_fed(mut curl: Command, len: u64) -> (Output, io::Result<u64>) {
+    let mut child = curl
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("curl starts");
+    let mut stdin = child.stdin.take().expect("curl's stdin");
+    let feeder = std::thread::spawn(move || send_pattern(&mut stdin, len));
+    let done = child.wait_with_output().expect("curl's output");
+    (done, feeder.join().expect("the feeder thread"))
+}
+
+/// The `(bytes, hash64)` of the `api` demo's answer to `POST /upload`.
+pub fn upload_answer(json: &[u8]) -> (u64, String) {
+    let v: serde_json::Value = serde_json::from_slice(json)
+        .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(json)));
+    let bytes = v["bytes"].as_u64().expect("bytes");
+    (bytes, v["hash64"].as_str().expect("hash64").to_string())
 }
 
 /// A memory figure of process `pid` in KiB, from `/proc/PID/status`: `VmHWM:` (the peak
