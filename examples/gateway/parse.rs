@@ -286,30 +286,11 @@ impl ResponseReader {
         }
         let names = res.headers.iter().map(|h| (h.name, h.value));
         let connection = connection_tokens(names);
-        let mut length = None;
-        let mut chunked = false;
+        let (length, chunked) = match self.take_fields(res.headers, &connection) {
+            Ok(framing) => framing,
+            Err(why) => return Read::Bad(why),
+        };
         let mut close = res.version == Some(0);
-        for h in res.headers.iter() {
-            let value = std::str::from_utf8(h.value).unwrap_or("").trim();
-            if h.name.eq_ignore_ascii_case("content-length") {
-                match value.parse::<u64>() {
-                    Ok(n) if length.map_or(true, |l| l == n) => length = Some(n),
-                    _ => return Read::Bad("bad Content-Length"),
-                }
-            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = value.rsplit(',').next().map(str::trim) == Some("chunked")
-                    || value.eq_ignore_ascii_case("chunked");
-                if !chunked {
-                    return Read::Bad("unsupported transfer coding");
-                }
-            }
-            if hop_by_hop(h.name, &connection) || drop_from_upstream(h.name) {
-                continue;
-            }
-            self.answer
-                .headers
-                .push((h.name.to_string(), h.value.to_vec()));
-        }
         for t in &connection {
             close |= t.eq_ignore_ascii_case("close");
             if res.version == Some(0) && t.eq_ignore_ascii_case("keep-alive") {
@@ -336,6 +317,39 @@ impl ResponseReader {
         }
     }
 
+    /// Keeps the head's end-to-end fields for the client's answer; returns how the body is
+    /// framed: its `Content-Length`, and whether it is chunked.
+    fn take_fields(
+        &mut self,
+        headers: &[httparse::Header<'_>],
+        connection: &[&str],
+    ) -> Result<(Option<u64>, bool), &'static str> {
+        let mut length = None;
+        let mut chunked = false;
+        for h in headers {
+            let value = std::str::from_utf8(h.value).unwrap_or("").trim();
+            if h.name.eq_ignore_ascii_case("content-length") {
+                match value.parse::<u64>() {
+                    Ok(n) if length.map_or(true, |l| l == n) => length = Some(n),
+                    _ => return Err("bad Content-Length"),
+                }
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.rsplit(',').next().map(str::trim) == Some("chunked")
+                    || value.eq_ignore_ascii_case("chunked");
+                if !chunked {
+                    return Err("unsupported transfer coding");
+                }
+            }
+            if hop_by_hop(h.name, connection) || drop_from_upstream(h.name) {
+                continue;
+            }
+            self.answer
+                .headers
+                .push((h.name.to_string(), h.value.to_vec()));
+        }
+        Ok((length, chunked))
+    }
+
     fn read_body(&mut self, input: &[u8], on: &mut dyn FnMut(Piece<'_>)) -> Read {
         match self.body.as_mut().expect("the head is in") {
             Body::Length(left) => {
@@ -356,22 +370,7 @@ impl ResponseReader {
                 }
                 Read::More(input.len())
             }
-            Body::Chunked(None) => match httparse::parse_chunk_size(input) {
-                Ok(httparse::Status::Complete((_, 0))) => {
-                    let used = input.iter().position(|&b| b == b'\n').map_or(0, |p| p + 1);
-                    self.body = Some(Body::Trailers);
-                    Read::More(used)
-                }
-                Ok(httparse::Status::Complete((used, size))) => {
-                    self.body = Some(Body::Chunked(Some(size)));
-                    Read::More(used)
-                }
-                Ok(httparse::Status::Partial) if input.len() > 1024 => {
-                    Read::Bad("chunk-size line too long")
-                }
-                Ok(httparse::Status::Partial) => Read::More(0),
-                Err(_) => Read::Bad("malformed chunk size"),
-            },
+            Body::Chunked(None) => self.read_chunk_size(input),
             Body::Chunked(Some(0)) => match input {
                 [b'\r', b'\n', ..] => {
                     self.body = Some(Body::Chunked(None));
@@ -396,6 +395,26 @@ impl ResponseReader {
                 None if input.len() > MAX_HEAD => Read::Bad("trailers too large"),
                 None => Read::More(0),
             },
+        }
+    }
+
+    /// A chunk-size line: the next chunk's size, or the last chunk (then the trailers).
+    fn read_chunk_size(&mut self, input: &[u8]) -> Read {
+        match httparse::parse_chunk_size(input) {
+            Ok(httparse::Status::Complete((_, 0))) => {
+                let used = input.iter().position(|&b| b == b'\n').map_or(0, |p| p + 1);
+                self.body = Some(Body::Trailers);
+                Read::More(used)
+            }
+            Ok(httparse::Status::Complete((used, size))) => {
+                self.body = Some(Body::Chunked(Some(size)));
+                Read::More(used)
+            }
+            Ok(httparse::Status::Partial) if input.len() > 1024 => {
+                Read::Bad("chunk-size line too long")
+            }
+            Ok(httparse::Status::Partial) => Read::More(0),
+            Err(_) => Read::Bad("malformed chunk size"),
         }
     }
 }
