@@ -36,10 +36,10 @@
 //! is in); the client's connection closes after the answer (`Connection: close`, the rest
 //! of its body read and dropped until then), and the upstream connection, whose request
 //! was cut short, is closed rather than pooled — one is pooled only when the whole request
-//! went out and the whole answer came back. An upstream that resets the connection while
-//! the gateway is still writing to it can still lose its answer (the loop closes a
-//! connection at once when a send fails, before reading what had arrived): the client gets
-//! `502`.
+//! went out and the whole answer came back. So is an upstream that answers and then resets
+//! the connection while the gateway is still writing to it: the failed send does not lose
+//! the answer the kernel received before the reset (the loop reads it before it closes the
+//! connection), so the client gets it whole.
 //!
 //! Each loop keeps at most `--max-idle` idle connections per upstream (default 128, above the
 //! concurrency of a busy client pool, so a steady load reuses connections instead of churning

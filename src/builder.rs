@@ -360,7 +360,9 @@ impl Builder {
 
     /// How long a closing connection may go without writing a byte of its pending output
     /// before it is closed anyway and the output dropped (default 30 s). Progress resets the
-    /// clock, so a slow but live peer still gets everything.
+    /// clock, so a slow but live peer still gets everything. It bounds a connection whose send
+    /// failed the same way: one that reads nothing for this long (its reading paused) is
+    /// closed, for the send error, with what the kernel still holds.
     pub fn flush_timeout(mut self, timeout: Duration) -> Builder {
         self.cfg.flush_timeout = timeout.max(Duration::from_millis(1));
         self

@@ -4,9 +4,9 @@
 //! 32 MiB; and back-pressure both ways — a client that stops reading stops the gateway
 //! reading its upstream, an upstream that stops reading stops the gateway reading its client
 //! — with every byte arriving once they read again. And an upstream that answers before the
-//! upload's end (then closes, or keeps reading): its answer reaches the client at once and
-//! whole, no more of the body goes upstream, both connections close after it, and the next
-//! requests are served (a raw client, and curl with `Expect: 100-continue`).
+//! upload's end (then closes, resets, or keeps reading): its answer reaches the client at once
+//! and whole, no more of the body goes upstream, both connections close after it, and the
+//! next requests are served (a raw client, and curl with `Expect: 100-continue`).
 
 mod demo_util;
 mod proto_util;
@@ -358,6 +358,10 @@ enum After {
     /// Gives a `Content-Length`, keeps the connection, and goes on reading the request body
     /// (RFC 9110 §10.1.1's other choice) until the gateway lets go.
     Drain,
+    /// Gives a `Content-Length` and resets the connection at once (`SO_LINGER` 0), while the
+    /// gateway is still forwarding the body: its next send fails, and the answer the kernel
+    /// received before the reset must still reach the client, not a `502`.
+    Reset,
 }
 
 /// The body of the early answer.
@@ -411,19 +415,28 @@ fn early_upstream_conn(stream: std::net::TcpStream, after: After, tx: mpsc::Send
         }
         let framing = match after {
             After::Close => "Connection: close".to_string(),
-            After::Drain => format!("Content-Length: {}", EARLY_BODY.len()),
+            After::Drain | After::Reset => format!("Content-Length: {}", EARLY_BODY.len()),
         };
         let answer = format!(
             "HTTP/1.1 413 Content Too Large\r\nX-Early: yes\r\nContent-Type: text/plain\r\n\
              {framing}\r\n\r\n{EARLY_BODY}"
         );
         out.write_all(answer.as_bytes()).unwrap();
-        if let After::Close = after {
-            out.shutdown(std::net::Shutdown::Write).unwrap();
+        match after {
+            After::Close => out.shutdown(std::net::Shutdown::Write).unwrap(),
+            After::Drain => {}
+            After::Reset => {
+                socket2::SockRef::from(&out)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+                let _ = tx.send(0);
+                return;
+            }
         }
-        let limit = match after {
-            After::Close => CLOSE_AFTER,
-            After::Drain => u64::MAX,
+        let limit = if let After::Drain = after {
+            u64::MAX
+        } else {
+            CLOSE_AFTER
         };
         let mut read = 0u64;
         while read < limit {
@@ -527,6 +540,11 @@ fn an_early_answer_then_a_close_reaches_the_client_whole() {
 #[test]
 fn an_early_answer_from_an_upstream_that_drains_reaches_the_client_at_once() {
     an_early_answer_reaches_the_client(After::Drain);
+}
+
+#[test]
+fn an_early_answer_then_a_reset_mid_upload_reaches_the_client_whole() {
+    an_early_answer_reaches_the_client(After::Reset);
 }
 
 /// `curl` uploading 64 MiB with `Expect: 100-continue` (a file with its `Content-Length`,

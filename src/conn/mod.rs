@@ -258,8 +258,9 @@ impl<'a> Conn<'a> {
     /// what the kernel does not take is buffered and sent as the socket drains.
     ///
     /// Returns whether the bytes were taken: `false` after the write side was shut down or
-    /// the connection failed, when they are dropped. (Most callers need not look: a failed
-    /// connection is closing, and its `on_close` says why.)
+    /// the connection failed (a send failed too: the peer reset; what it sent before is still
+    /// delivered), when they are dropped. (Most callers need not look: a failed connection is
+    /// closing, and its `on_close` says why.)
     pub fn write(&mut self, data: &[u8]) -> bool {
         if !self.core.state.writable() {
             return false;
@@ -563,9 +564,12 @@ impl<'a> Conn<'a> {
         self.core.state.read == ReadSide::Closed
     }
 
-    /// Whether a close has been requested or the connection has failed.
+    /// Whether a close has been requested or the connection has failed — also when only a
+    /// send failed (the peer reset): writes are refused from then on, but what the peer sent
+    /// before its reset is still delivered to `on_data`; then the connection closes, and
+    /// `on_close` gives the send error (usually [`CloseReason::Reset`]).
     pub fn is_closing(&self) -> bool {
-        self.core.state.is_closing()
+        self.core.state.is_closing() || self.core.state.is_write_failed()
     }
 
     /// Replaces the server's idle timeout ([`Builder::idle_timeout`](crate::Builder::idle_timeout))

@@ -20,7 +20,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use super::state::HighWater;
-use super::ConnCore;
+use super::{CloseReason, ConnCore};
 use crate::buffer::{OutBuffer, MAX_IOV};
 use crate::cx::LoopCore;
 use crate::stats::{bump, drop_by, raise};
@@ -57,11 +57,11 @@ impl ConnCore {
         };
         let written = match result {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(e) => {
-                self.fail(e);
-                lp.clear_staging();
-                return;
+                if !self.staged_send_refused(lp, e) {
+                    return;
+                }
+                0
             }
         };
         bump(&lp.shared.stats.bytes_out, written as u64);
@@ -128,7 +128,7 @@ impl ConnCore {
             match self.send_parts(lp, parts, total) {
                 Ok(n) => written = n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return self.fail(e),
+                Err(e) => return self.send_failed(lp, e),
             }
             bump(&lp.shared.stats.bytes_out, written as u64);
             if written > 0 {
@@ -184,7 +184,7 @@ impl ConnCore {
             self.send_staged(lp, Extra::None);
         }
         if self.out.is_none() && !self.state.writable() {
-            return; // the staged send failed the connection
+            return; // the staged send failed: the write side is dead
         }
         let mut out = self.out.take().unwrap_or_default();
         let was_empty = out.is_empty();
@@ -265,7 +265,10 @@ impl ConnCore {
     fn send_ciphertext(&mut self, lp: &mut LoopCore) {
         if let Some(mut tls) = self.tls.take() {
             tls.take_ciphertext(&mut |records| {
-                if self.out.is_some() {
+                if self.state.is_write_failed() {
+                    // Records the session made by itself (an alert, a key update) after a
+                    // send failed: they have nowhere to go.
+                } else if self.out.is_some() {
                     self.queue(lp, Extra::Slice(records));
                 } else {
                     self.send_staged(lp, Extra::Slice(records));
@@ -285,6 +288,39 @@ impl ConnCore {
         }
         self.encrypt_staged(lp);
         true
+    }
+
+    /// Whether a staged send's error is only the kernel refusing bytes for now (`EAGAIN`);
+    /// any other error failed the send, and the staging buffer is cleared. Out of line: the
+    /// usual send is taken whole, and this keeps its path short.
+    #[cold]
+    #[inline(never)]
+    fn staged_send_refused(&mut self, lp: &mut LoopCore, err: io::Error) -> bool {
+        if err.kind() == io::ErrorKind::WouldBlock {
+            return true;
+        }
+        self.send_failed(lp, err);
+        lp.clear_staging();
+        false
+    }
+
+    /// A send failed (the peer reset): the write side is dead, its queued output dropped (and
+    /// uncounted from the pending total, as a close does); what the kernel received is still
+    /// read ([`Lifecycle::WriteFailed`](super::state::Lifecycle::WriteFailed)). The write
+    /// side is shut in the kernel too, so that a peer still there (a send error other than
+    /// its reset) reads end of stream instead of waiting for output that will not come; after
+    /// a reset that shutdown fails (`ENOTCONN`), which changes nothing.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn send_failed(&mut self, lp: &mut LoopCore, err: io::Error) {
+        if let Some(out) = self.out.take() {
+            drop_by(&lp.shared.stats.pending_output, out.len() as u64);
+        }
+        let shut = self.state.is_write_shut();
+        self.state.send_failed(CloseReason::from_io(err));
+        if self.state.is_write_failed() && !shut {
+            let _ = socket::shutdown_write(&self.fd);
+        }
     }
 
     /// Appends to the queued output (the kernel is already refusing bytes).
@@ -326,7 +362,7 @@ impl ConnCore {
                     let written = before - out.len();
                     bump(&lp.shared.stats.bytes_out, written as u64);
                     drop_by(&lp.shared.stats.pending_output, written as u64);
-                    self.fail(e);
+                    self.send_failed(lp, e);
                     return false;
                 }
             }

@@ -167,15 +167,19 @@ fn flushed(f: &Facts<'_>) -> bool {
     !f.queued && f.jobs == 0 && f.state.owed == 0
 }
 
-/// The step, in order of precedence: a failure closes at once; a crossed high-water mark is
-/// reported before anything else; an ending waits until output, jobs and answers owed are
-/// flushed.
+/// The step, in order of precedence: a failure closes at once (a failed write side once its
+/// input is read); a crossed high-water mark is reported before anything else; an ending
+/// waits until output, jobs and answers owed are flushed.
 #[inline]
 fn step(f: &Facts<'_>) -> Step {
     let s = f.state;
     let flushed = flushed(f);
     match s.lifecycle() {
         Lifecycle::Aborted => Step::Abort,
+        // A dead write side flushes nothing (nor reports on output): once what the kernel
+        // held is read, it is done.
+        Lifecycle::WriteFailed if s.read == ReadSide::Closed => Step::Abort,
+        Lifecycle::WriteFailed => Step::Keep,
         _ if s.high_water == HighWater::Crossed => Step::NotifyHighWater,
         Lifecycle::ShuttingDown if flushed => Step::ShutDownWrite,
         Lifecycle::Closing | Lifecycle::ClosingAfterShutdown if flushed => Step::Close,
@@ -254,7 +258,8 @@ impl IdleTimeout {
 
 /// The idle period that applies now, if any: the connection's idle timeout, and while closing
 /// with output still to come — queued for a peer that does not take it, owed by jobs in flight
-/// or by answers given later — at most the flush timeout.
+/// or by answers given later — or after a send error (a reader paused for good must not keep
+/// a dead connection), at most the flush timeout.
 #[inline]
 pub(crate) fn idle_period(
     s: &ConnState,
@@ -263,7 +268,7 @@ pub(crate) fn idle_period(
     cfg: &Config,
 ) -> Option<u64> {
     let idle = idle.period();
-    if s.lifecycle() == Lifecycle::Closing && waiting {
+    if (s.lifecycle() == Lifecycle::Closing && waiting) || s.is_write_failed() {
         let stall = millis(cfg.flush_timeout).max(1);
         return Some(idle.map_or(stall, |i| i.min(stall)));
     }

@@ -17,6 +17,11 @@
 //!
 //!  any state ── fatal I/O error, reset ──▶ Aborted ── when the callback returns ──▶
 //!          closed at once, pending output dropped, on_close
+//!
+//!  Open, ShuttingDown, WriteShut ── send error ──▶ WriteFailed ── end of stream, a read
+//!          error, close(), a timeout ──▶ Aborted (the send error kept as the reason)
+//!          (pending output dropped, writes refused; the input the kernel holds is still
+//!          read and delivered)
 //! ```
 
 use super::CloseReason;
@@ -43,6 +48,13 @@ pub(crate) enum Lifecycle {
     Aborted,
     /// The write side is shut (`shutdown(SHUT_WR)` done); reading goes on, writes are refused.
     WriteShut,
+    /// A send failed (the peer reset: `EPIPE`, `ECONNRESET`): pending output was dropped and
+    /// writes are refused, but what the kernel received before the reset is still read and
+    /// delivered. It closes, for the send error, at end of stream or a read error (without
+    /// `on_read_closed`: that end is the reset, not an orderly close), at `close`, or when
+    /// nothing moved for the idle period (at most the flush timeout, so a paused reader cannot
+    /// keep it).
+    WriteFailed,
 }
 
 /// What the read side has seen.
@@ -175,8 +187,8 @@ impl Pauses {
 #[derive(Debug)]
 pub(crate) struct ConnState {
     lifecycle: Lifecycle,
-    /// Why it is ending: present exactly while the lifecycle is closing or `Aborted` (boxed:
-    /// rare, and large).
+    /// Why it is ending: present exactly while the lifecycle is closing, `Aborted` or
+    /// `WriteFailed` (boxed: rare, and large).
     reason: Option<Box<CloseReason>>,
     pub read: ReadSide,
     pub high_water: HighWater,
@@ -217,7 +229,7 @@ impl ConnState {
     pub(crate) fn in_lifecycle(lifecycle: Lifecycle) -> ConnState {
         let mut s = ConnState::new();
         s.lifecycle = lifecycle;
-        if s.is_closing() {
+        if s.is_closing() || s.is_write_failed() {
             s.reason = Some(Box::new(CloseReason::Local));
         }
         s
@@ -236,22 +248,64 @@ impl ConnState {
         self.lifecycle = Lifecycle::WriteShut;
     }
 
-    /// Asks for a close once output is flushed, keeping the first reason given.
+    /// Asks for a close once output is flushed, keeping the first reason given. With its
+    /// write side failed there is nothing to flush: it closes at once, for the send error.
     pub(crate) fn close(&mut self, reason: CloseReason) {
         self.lifecycle = match self.lifecycle {
             Lifecycle::Open | Lifecycle::ShuttingDown => Lifecycle::Closing,
             Lifecycle::WriteShut => Lifecycle::ClosingAfterShutdown,
+            Lifecycle::WriteFailed => {
+                self.lifecycle = Lifecycle::Aborted;
+                return;
+            }
             Lifecycle::Closing | Lifecycle::ClosingAfterShutdown | Lifecycle::Aborted => return,
         };
         self.reason = Some(Box::new(reason));
     }
 
     /// Marks the connection failed; it closes at once when the callback returns. The first
-    /// failure's reason replaces a close asked for before.
+    /// failure's reason (a send error's too) replaces a close asked for before.
     pub(crate) fn fail(&mut self, reason: CloseReason) {
-        if self.lifecycle != Lifecycle::Aborted {
-            self.lifecycle = Lifecycle::Aborted;
-            self.reason = Some(Box::new(reason));
+        match self.lifecycle {
+            Lifecycle::Aborted => {}
+            Lifecycle::WriteFailed => self.lifecycle = Lifecycle::Aborted,
+            _ => {
+                self.lifecycle = Lifecycle::Aborted;
+                self.reason = Some(Box::new(reason));
+            }
+        }
+    }
+
+    /// A send failed: the write side is dead, but reading goes on ([`Lifecycle::WriteFailed`];
+    /// the first send error is kept). A connection that was closing (reading had stopped)
+    /// fails as [`fail`](Self::fail) does.
+    pub(crate) fn send_failed(&mut self, reason: CloseReason) {
+        match self.lifecycle {
+            Lifecycle::Open | Lifecycle::ShuttingDown | Lifecycle::WriteShut => {
+                self.lifecycle = Lifecycle::WriteFailed;
+                self.reason = Some(Box::new(reason));
+                self.high_water = HighWater::Below; // its output is dropped
+            }
+            Lifecycle::WriteFailed => {}
+            Lifecycle::Closing | Lifecycle::ClosingAfterShutdown | Lifecycle::Aborted => {
+                self.fail(reason)
+            }
+        }
+    }
+
+    /// Whether a send failed and the connection is reading what the kernel still holds.
+    #[inline]
+    pub(crate) fn is_write_failed(&self) -> bool {
+        self.lifecycle == Lifecycle::WriteFailed
+    }
+
+    /// The reason a connection whose reading ended with `reason` closes for: the send error,
+    /// if its write side failed first.
+    pub(crate) fn read_ended(&mut self, reason: CloseReason) -> CloseReason {
+        if self.is_write_failed() {
+            self.take_reason(reason)
+        } else {
+            reason
         }
     }
 
@@ -278,7 +332,7 @@ impl ConnState {
     pub(crate) fn is_write_shut(&self) -> bool {
         matches!(
             self.lifecycle,
-            Lifecycle::WriteShut | Lifecycle::ClosingAfterShutdown
+            Lifecycle::WriteShut | Lifecycle::ClosingAfterShutdown | Lifecycle::WriteFailed
         )
     }
 
@@ -360,6 +414,47 @@ mod tests {
         assert_eq!(s.lifecycle(), Lifecycle::Aborted);
         assert!(!s.writable());
         assert_eq!(s.take_reason(CloseReason::Local).as_str(), "reset");
+    }
+
+    #[test]
+    fn a_send_error_kills_the_write_side_and_keeps_its_reason() {
+        for from in [
+            Lifecycle::Open,
+            Lifecycle::ShuttingDown,
+            Lifecycle::WriteShut,
+        ] {
+            let mut s = ConnState::in_lifecycle(from);
+            s.send_failed(CloseReason::Reset);
+            assert_eq!(s.lifecycle(), Lifecycle::WriteFailed, "from {from:?}");
+            assert!(!s.writable() && !s.is_closing() && s.is_write_shut());
+            assert!(
+                s.delivering(false),
+                "what the kernel holds is still delivered"
+            );
+            s.send_failed(CloseReason::Panicked);
+            let read = s.read_ended(CloseReason::PeerClosed);
+            assert_eq!(read.as_str(), "reset", "the send error is the reason");
+        }
+        // A close or a later failure closes at once, for the send error.
+        for end in [ConnState::close, ConnState::fail] {
+            let mut s = ConnState::new();
+            s.send_failed(CloseReason::Reset);
+            end(&mut s, CloseReason::Local);
+            assert_eq!(s.lifecycle(), Lifecycle::Aborted);
+            assert_eq!(s.take_reason(CloseReason::Local).as_str(), "reset");
+        }
+        // Closing had stopped reading: a send error there aborts, as before.
+        let mut s = ConnState::new();
+        s.close(CloseReason::Local);
+        s.send_failed(CloseReason::Reset);
+        assert_eq!(s.lifecycle(), Lifecycle::Aborted);
+        assert_eq!(s.take_reason(CloseReason::Local).as_str(), "reset");
+        // Reading that ends on a connection whose write side works keeps its own reason.
+        let mut s = ConnState::new();
+        assert_eq!(
+            s.read_ended(CloseReason::ReadTimeout).as_str(),
+            "read_timeout"
+        );
     }
 
     #[test]

@@ -30,11 +30,7 @@ impl<H: Handler> EventLoop<H> {
             if self.reading(key) {
                 self.read_ready(key);
             } else if events & ERROR != 0 {
-                let reason = match socket::take_error(&self.conns[key].core.fd) {
-                    Ok(Some(e)) | Err(e) => CloseReason::from_io(e),
-                    Ok(None) => CloseReason::Reset,
-                };
-                return self.close_now(key, reason);
+                return self.failed_unread(key);
             } else if events & HANG_UP != 0
                 && self.conns[key].core.out.is_none()
                 && !self.lp.cfg.edge
@@ -54,6 +50,21 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
+    /// The socket failed (the peer reset) while it was not being read: as after a failed
+    /// send, the write side is dead but what the kernel received is still read once reading
+    /// resumes — unless it was closing, which had stopped reading.
+    #[cold]
+    #[inline(never)]
+    fn failed_unread(&mut self, key: usize) {
+        let core = &mut self.conns[key].core;
+        let err = match socket::take_error(&core.fd) {
+            Ok(Some(e)) | Err(e) => e,
+            Ok(None) => io::ErrorKind::ConnectionReset.into(),
+        };
+        core.send_failed(&mut self.lp, err);
+        self.settle(key);
+    }
+
     /// Reads what the socket holds and hands it to the handler: once per event when
     /// level-triggered (epoll reports again if more is left), until a short read or the budget
     /// when edge-triggered. Plain and TLS connections share the loop; only what one read
@@ -69,7 +80,10 @@ impl<H: Handler> EventLoop<H> {
             match self.read_once(key) {
                 Read::End => return self.read_closed(key),
                 Read::Drained => return,
-                Read::Failed(reason) => return self.close_now(key, reason),
+                Read::Failed(reason) => {
+                    let reason = self.conns[key].core.state.read_ended(reason);
+                    return self.close_now(key, reason);
+                }
                 Read::Bytes {
                     n,
                     src,
@@ -253,9 +267,18 @@ impl<H: Handler> EventLoop<H> {
     }
 
     /// The peer shut down its write side: `on_read_closed`, whose [`Action::Close`] (the
-    /// default) closes the connection as [`CloseReason::PeerClosed`].
+    /// default) closes the connection as [`CloseReason::PeerClosed`]. After a send error the
+    /// end of stream is the peer's reset, not an orderly close (Linux reports the reset as
+    /// end of stream once a send has taken the error): the connection closes for the send
+    /// error, without `on_read_closed`, so a handler never takes a stream cut by a reset for a
+    /// complete one.
     pub(super) fn read_closed(&mut self, key: usize) {
-        self.conns[key].core.state.read = ReadSide::Closed;
+        let state = &mut self.conns[key].core.state;
+        state.read = ReadSide::Closed;
+        if state.is_write_failed() {
+            let reason = state.take_reason(CloseReason::Reset);
+            return self.close_now(key, reason);
+        }
         let on_read_closed = |h: &mut H, c: &mut Conn<'_>, s: &mut H::State| h.on_read_closed(c, s);
         if self.call_unsettled_as(key, || CloseReason::PeerClosed, on_read_closed) {
             self.settle(key);

@@ -7,7 +7,8 @@
 //!
 //! A connection that is closing with output the peer does not take is bounded the same way:
 //! while closing, the idle period is at most the flush timeout, and when it passes without any
-//! progress the connection is closed and its output dropped.
+//! progress the connection is closed and its output dropped. So is one whose send failed and
+//! that reads nothing for as long (its reader paused): it closes for the send error.
 
 use super::{EventLoop, Src};
 use crate::conn::plan::{idle_period, read_due};
@@ -31,8 +32,9 @@ impl<H: Handler> EventLoop<H> {
         } else {
             return self.settle(key); // not due yet: the plan re-arms the timer
         };
-        if core.state.is_closing() {
-            // Closing and the peer takes nothing: give up on the output.
+        if core.state.is_closing() || core.state.is_write_failed() {
+            // Closing and the peer takes nothing: give up on the output. (A failed write side
+            // that read nothing for as long: give up on the input too, for the send error.)
             let reason = core.state.take_reason(CloseReason::IdleTimeout);
             return self.close_now(key, reason);
         }

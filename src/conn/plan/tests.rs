@@ -208,6 +208,38 @@ fn steps_by_lifecycle() {
             0,
             Step::Keep,
         ),
+        (
+            "send failed: what the kernel holds is still read",
+            Lifecycle::WriteFailed,
+            ReadSide::Open,
+            false,
+            0,
+            Step::Keep,
+        ),
+        (
+            "send failed, FIN seen",
+            Lifecycle::WriteFailed,
+            ReadSide::FinSeen,
+            false,
+            0,
+            Step::Keep,
+        ),
+        (
+            "send failed, input read to its end",
+            Lifecycle::WriteFailed,
+            ReadSide::Closed,
+            false,
+            0,
+            Step::Abort,
+        ),
+        (
+            "send failed, input read to its end, a job running: its output has nowhere to go",
+            Lifecycle::WriteFailed,
+            ReadSide::Closed,
+            false,
+            1,
+            Step::Abort,
+        ),
     ];
     for &(what, lifecycle, read, queued, jobs, want) in rows {
         let mut s = ConnState::in_lifecycle(lifecycle);
@@ -251,6 +283,12 @@ fn steps_by_lifecycle() {
             "failed, an answer owed",
             Lifecycle::Aborted,
             ReadSide::Open,
+            Step::Abort,
+        ),
+        (
+            "send failed, input read to its end, an answer owed",
+            Lifecycle::WriteFailed,
+            ReadSide::Closed,
             Step::Abort,
         ),
     ];
@@ -468,6 +506,19 @@ fn interest_follows_what_it_waits_for() {
         Some(Interest::Write),
         "closing: no more reading"
     );
+    let mut s = ConnState::in_lifecycle(Lifecycle::WriteFailed);
+    s.registration = Registration::Registered(Interest::ReadWrite);
+    assert_eq!(
+        plan(&facts(&s), &cfg).upkeep.register,
+        Some(Interest::Read),
+        "send failed: no more writing, reading goes on"
+    );
+    s.paused_by_app = true;
+    assert_eq!(
+        plan(&facts(&s), &cfg).upkeep.register,
+        Some(Interest::Idle),
+        "send failed: a pause holds (the flush timeout bounds it)"
+    );
 
     let mut s = steady();
     s.registration = Registration::Deregistered;
@@ -605,6 +656,21 @@ fn timeout_timer() {
             .arm_timer,
         Some(1300)
     );
+    // A failed write side, even with nothing owed and no idle timeout (a reader paused for
+    // good must not keep it), and under an idle timeout shorter than the flush timeout.
+    let mut write_failed = ConnState::in_lifecycle(Lifecycle::WriteFailed);
+    write_failed.paused_by_app = true;
+    assert_eq!(
+        plan(&facts_under(&write_failed, &no_idle), &no_idle)
+            .upkeep
+            .arm_timer,
+        Some(1300)
+    );
+    let short = Facts {
+        idle: IdleTimeout::new(Some(Duration::from_millis(100))),
+        ..facts_under(&write_failed, &no_idle)
+    };
+    assert_eq!(plan(&short, &no_idle).upkeep.arm_timer, Some(1100));
 
     // A connection's own idle timeout replaces the server's, either way; `None` arms nothing.
     let own = |ms: u64| IdleTimeout::new(Some(Duration::from_millis(ms)));
@@ -690,6 +756,7 @@ fn every_state_obeys_the_rules() {
         Closing,
         ClosingAfterShutdown,
         Aborted,
+        WriteFailed,
     ];
     let reads = [ReadSide::Open, ReadSide::FinSeen, ReadSide::Closed];
     let marks = [HighWater::Below, HighWater::Crossed, HighWater::Above];
@@ -777,13 +844,15 @@ fn check_rules(f: &Facts<'_>, cfg: &Config) {
     if super::steady(f, cfg) {
         assert_eq!(p, Plan::NONE, "steady but {p:?}: {}", show());
     }
-    // A failure always closes at once; nothing else does.
-    assert_eq!(
-        p.step == Step::Abort,
-        s.lifecycle() == Lifecycle::Aborted,
-        "{}",
-        show()
-    );
+    // A failure always closes at once (a failed write side once its input is read to the
+    // end); nothing else does.
+    let failed =
+        s.lifecycle() == Lifecycle::Aborted || (s.is_write_failed() && s.read == ReadSide::Closed);
+    assert_eq!(p.step == Step::Abort, failed, "{}", show());
+    // A failed write side has no output to report on.
+    if s.is_write_failed() {
+        assert_ne!(p.step, Step::NotifyHighWater, "{}", show());
+    }
     // An ending never cuts off output, a job's output or an answer owed.
     if matches!(p.step, Step::ShutDownWrite | Step::Close) {
         assert!(!f.queued && f.jobs == 0 && s.owed == 0, "{}", show());
