@@ -13,8 +13,8 @@
 //! `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade` and those `Connection` names)
 //! are removed both ways, the client's address is appended to `X-Forwarded-For`, and the
 //! body goes upstream as it came: with its `Content-Length`, or chunked again (a request's
-//! trailer fields are not forwarded). An upstream that cannot be reached, refuses, resets or breaks HTTP before its
-//! answer's head is in gives the client `502 Bad Gateway`; one silent for
+//! trailer fields are not forwarded). An upstream that cannot be reached, refuses, resets or
+//! breaks HTTP before its answer's head is in gives the client `502 Bad Gateway`; one silent for
 //! `--upstream-timeout` seconds (default 10) gives `504 Gateway Timeout`. A failure after
 //! the head cannot be told to the client any more: its connection closes, so it sees a body
 //! that ended early, never a wrong one.
