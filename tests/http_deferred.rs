@@ -321,6 +321,91 @@ impl Service for Rendezvous {
     }
 }
 
+/// The rendezvous, plus `/close/KEY`, which answers KEY's wait `503` with `Connection:
+/// close`, and `/count`, which counts the times it runs.
+#[derive(Default)]
+struct Closer {
+    rendezvous: Rendezvous,
+    counted: Arc<AtomicUsize>,
+}
+
+impl Service for Closer {
+    fn call(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
+        if req.path() == "/count" {
+            self.counted.fetch_add(1, SeqCst);
+            res.body(b"counted");
+        } else if let Some(key) = req.path().strip_prefix("/close/") {
+            match self.rendezvous.waiting.remove(key) {
+                Some(responder) => {
+                    let closing = Reply::new(Status::SERVICE_UNAVAILABLE).close();
+                    res.body(if responder.send(closing).is_ok() {
+                        b"done"
+                    } else {
+                        b"gone"
+                    });
+                }
+                None => res.status(Status::NOT_FOUND).body(b""),
+            }
+        } else {
+            self.rendezvous.call(req, res);
+        }
+    }
+}
+
+/// Sends `path` until it is answered `200` (the request it refers to may not have been read
+/// yet: `404` until then), and returns the body.
+fn retry_until_found(r: &mut ResponseReader, path: &str) -> Vec<u8> {
+    loop {
+        r.send(&pipeline(&[path.to_string()]));
+        let res = r.next().expect("an answer");
+        if res.status == 200 {
+            return res.body;
+        }
+        assert_eq!(res.status, 404, "{path}");
+    }
+}
+
+/// A deferred answer that says `Connection: close` while an earlier one is still owed: a
+/// request read after it is not run (its answer could never be sent; a client would take it
+/// for one never made, and might send it again), the owed answers go out in order, then the
+/// connection closes.
+#[test]
+fn requests_after_a_deferred_close_are_not_run() {
+    let counted = Arc::new(AtomicUsize::new(0));
+    let for_loops = Arc::clone(&counted);
+    let server = Server::builder()
+        .bind("127.0.0.1:0")
+        .loops(1)
+        .start(move |_| {
+            HttpServer::new(Closer {
+                counted: Arc::clone(&for_loops),
+                ..Closer::default()
+            })
+        })
+        .unwrap();
+    let addr = server.local_addr();
+    let mut client = ResponseReader::new(connect(addr));
+    client.send(&pipeline(&["/wait/a".to_string(), "/wait/b".to_string()]));
+    let mut releaser = ResponseReader::new(connect(addr));
+    // b's answer, which closes, is given (at the end of that loop turn) while a's is owed.
+    assert_eq!(retry_until_found(&mut releaser, "/close/b"), b"done");
+    // Then a request on the client's connection, read in a later turn.
+    let count = pipeline(&["/count".to_string()]);
+    let before = server.stats().total().bytes_in;
+    client.send(&count);
+    wait_until("the server read /count", || {
+        server.stats().total().bytes_in >= before + count.len() as u64
+    });
+    assert_eq!(retry_until_found(&mut releaser, "/release/a"), b"done");
+    let a = client.next().expect("a's answer");
+    assert_eq!((a.status, &a.body[..]), (200, &b"released a"[..]));
+    let b = client.next().expect("b's answer");
+    assert_eq!(b.status, 503);
+    assert_eq!(b.header("Connection"), Some("close"));
+    client.expect_closed();
+    assert_eq!(counted.load(SeqCst), 0, "a request after the close was run");
+}
+
 /// One connection's request is answered from another connection's callback on the same
 /// loop: the answer is a task for the end of the loop's turn, not a wake-up.
 #[test]

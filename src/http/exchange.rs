@@ -33,9 +33,6 @@ pub(crate) struct Exchange {
     /// A body streamed into the service's sink (`upload.rs`), and how many have been.
     pub(crate) upload: Option<Box<Upload>>,
     pub(crate) uploads: u32,
-    /// The request in progress was answered before its body ended (`intake.rs`): what
-    /// arrives is dropped until the connection closes after the answer.
-    pub(crate) discarding: bool,
 }
 
 #[derive(Debug)]
@@ -136,7 +133,9 @@ impl<S: Service> HttpServer<S> {
     }
 
     fn serve_batch(&mut self, ex: &mut Exchange, input: &[u8], out: &mut Batch<'_>) -> Served {
-        if ex.discarding {
+        if ex.answers.closing() {
+            // An answer owed closes the connection (a request answered before its body
+            // ended, a deferred answer that says so): what arrives is dropped until then.
             return Served::serve(input.len());
         }
         let mut pos = 0;

@@ -125,7 +125,6 @@ impl<S: Service> HttpServer<S> {
             res.body(status.reason().as_bytes());
         }));
         ex.answers.answer_owed(&mut w, out, seq, refusal);
-        ex.discarding = true;
         Step::Answered {
             len: 0,
             keep_alive: false,
@@ -244,7 +243,6 @@ impl<S: Service> HttpServer<S> {
             up.abort(Aborted::Answered);
         }
         ex.answers.close_after(seq);
-        ex.discarding = true;
     }
 }
 

@@ -102,6 +102,16 @@ impl Answers {
         self.pipe.is_some()
     }
 
+    /// Whether an answer owed closes the connection (said so, or the request's body was not
+    /// all read): requests read after it are dropped unread, as their answers could never be
+    /// sent (RFC 9112 §9.6: no further requests are processed).
+    #[inline]
+    pub(crate) fn closing(&self) -> bool {
+        self.pipe
+            .as_ref()
+            .is_some_and(|pipe| pipe.slots.iter().any(|slot| slot.close))
+    }
+
     /// The sequence number the next request's answer gets.
     pub(crate) fn next_seq(&self) -> u64 {
         self.next_seq
