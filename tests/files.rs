@@ -497,7 +497,7 @@ fn a_huge_file_is_served_whole_without_being_read_into_memory() {
         rest.starts_with("HTTP/1.1 200 OK\r\n") && rest.ends_with("hello, files\n"),
         "{rest}"
     );
-    let peak = status_kb(child.id(), "VmHWM");
+    let peak = proto_util::status_kb(child.id(), "VmHWM:");
     stop(&mut child);
     assert!(
         peak < RSS_BOUND_KB,
@@ -670,16 +670,6 @@ fn read_head(r: &mut impl BufRead) -> String {
         );
     }
     head
-}
-
-/// A `kB` field of `/proc/PID/status`.
-fn status_kb(pid: u32, field: &str) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 /// SIGTERM, then the exit status must be 0.
