@@ -310,6 +310,23 @@ impl<'a> Conn<'a> {
     /// Writes several buffers in order (one gathering syscall when they go out). Returns
     /// whether they were taken, as [`write`](Conn::write).
     pub fn write_vectored(&mut self, bufs: &[&[u8]]) -> bool {
+        if !self.core.state.writable() {
+            return false;
+        }
+        // The common case with one set of checks: plain TCP, nothing borrowed or queued, room
+        // in staging.
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if self.core.tls.is_none()
+            && self.borrowed.is_none()
+            && self.core.out.is_none()
+            && self.lp.staging.len() + total <= output::STAGING_LIMIT
+        {
+            self.lp.staging.reserve(total);
+            for b in bufs {
+                self.lp.staging.extend_from_slice(b);
+            }
+            return true;
+        }
         bufs.iter().all(|b| self.write(b))
     }
 

@@ -520,10 +520,7 @@ impl Sender<'_> {
         match self.tx.role {
             Role::Server => {
                 let n = encode_header(&mut header, fin, rsv1, opcode, payload.len(), None);
-                out.put(&header[..n]);
-                if !payload.is_empty() {
-                    out.put(payload);
-                }
+                out.put_vectored(&[&header[..n], payload]);
             }
             Role::Client => {
                 let key = self.scratch.keys.next_key();
