@@ -112,12 +112,15 @@ impl Rx {
         heard
     }
 
-    /// See [`Session::receive`](super::Session::receive).
-    pub(crate) fn receive(
+    /// See [`Session::receive`](super::Session::receive). Generic over the callback so that
+    /// the usual frame's path (header, unmask, delivery) is one inlined piece of code with
+    /// the application's handler; the rare paths take it as `dyn`.
+    #[inline]
+    pub(crate) fn receive<F: FnMut(Event<'_>) -> Flow>(
         &mut self,
         input: &[u8],
         scratch: &mut RxScratch,
-        on_event: &mut dyn FnMut(Event<'_>) -> Flow,
+        on_event: &mut F,
     ) -> usize {
         if self.is_finished() {
             return input.len();
@@ -146,11 +149,12 @@ impl Rx {
 
     /// Reads one frame header (and control frame), or one piece of a data frame's payload.
     /// Returns the bytes used; zero with [`Step::Go`] means more input is needed.
-    fn step(
+    #[inline]
+    fn step<F: FnMut(Event<'_>) -> Flow>(
         &mut self,
         rest: &[u8],
         scratch: &mut RxScratch,
-        on_event: &mut dyn FnMut(Event<'_>) -> Flow,
+        on_event: &mut F,
     ) -> (usize, Step) {
         if let Some(mut p) = self.partial {
             let take = p.remaining.min(rest.len() as u64) as usize;
@@ -373,11 +377,12 @@ impl Rx {
     /// Delivers a complete message held in one buffer (a frame that was the whole message, or
     /// an inflated message; in streaming delivery, one piece): one validation pass gives the
     /// `&str`. The caller forgets the message state, if it had any.
-    fn deliver_whole(
+    #[inline]
+    fn deliver_whole<F: FnMut(Event<'_>) -> Flow + ?Sized>(
         &mut self,
         text: bool,
         data: &[u8],
-        on_event: &mut dyn FnMut(Event<'_>) -> Flow,
+        on_event: &mut F,
     ) -> Step {
         let msg = if text {
             match std::str::from_utf8(data) {
@@ -489,11 +494,12 @@ impl Rx {
 
     /// Fails the connection: reports the violation (the session writes the close frame) and
     /// ignores all further input.
-    fn fail(
+    #[cold]
+    fn fail<F: FnMut(Event<'_>) -> Flow + ?Sized>(
         &mut self,
         code: CloseCode,
         what: &'static str,
-        on_event: &mut dyn FnMut(Event<'_>) -> Flow,
+        on_event: &mut F,
     ) -> Step {
         self.flags |= flag::FINISHED;
         self.partial = None;
