@@ -156,23 +156,67 @@ impl Rx {
         scratch: &mut RxScratch,
         on_event: &mut F,
     ) -> (usize, Step) {
-        if let Some(mut p) = self.partial {
-            let take = p.remaining.min(rest.len() as u64) as usize;
-            let offset = p.taken;
-            p.remaining -= take as u64;
-            p.taken += take as u64;
-            let done = p.remaining == 0;
-            self.partial = if done { None } else { Some(p) };
-            let step = self.payload(
-                &rest[..take],
-                p.mask,
-                offset,
-                p.fin && done,
-                scratch,
-                on_event,
-            );
-            return (take, step);
+        if let Some(p) = self.partial {
+            return self.continue_frame(p, rest, scratch, on_event);
         }
+        if let Some(done) = self.usual_frame(rest, scratch, on_event) {
+            return done;
+        }
+        self.new_frame(rest, scratch, on_event)
+    }
+
+    /// The usual frame, taken on a short path: a whole text or binary message, all of it in
+    /// the input, between messages, within the limits. `None` for any other frame, read then
+    /// by [`new_frame`](Self::new_frame), whose checks it would pass: nothing to keep
+    /// between reads, so no message state is set (nor reset after).
+    #[inline]
+    fn usual_frame<F: FnMut(Event<'_>) -> Flow>(
+        &mut self,
+        rest: &[u8],
+        scratch: &mut RxScratch,
+        on_event: &mut F,
+    ) -> Option<(usize, Step)> {
+        if self.has(flag::IN_MESSAGE) {
+            return None;
+        }
+        let h = frame::parse_usual(rest, self.role == Role::Server)?;
+        let end = h.size + h.len;
+        let within = h.len <= self.max_frame
+            && self.received.saturating_add(h.len as u64) <= self.max_message as u64;
+        if !within || end > rest.len() {
+            return None;
+        }
+        let data = unmasked(&rest[h.size..end], h.mask, 0, &mut scratch.unmasked);
+        Some((end, self.deliver_whole(h.text, data, on_event)))
+    }
+
+    /// The next piece of the payload of the frame `p`, whose header was read before.
+    fn continue_frame(
+        &mut self,
+        mut p: Partial,
+        rest: &[u8],
+        scratch: &mut RxScratch,
+        on_event: &mut dyn FnMut(Event<'_>) -> Flow,
+    ) -> (usize, Step) {
+        let take = p.remaining.min(rest.len() as u64) as usize;
+        let offset = p.taken;
+        p.remaining -= take as u64;
+        p.taken += take as u64;
+        let done = p.remaining == 0;
+        self.partial = if done { None } else { Some(p) };
+        let last = p.fin && done;
+        let step = self.payload(&rest[..take], p.mask, offset, last, scratch, on_event);
+        (take, step)
+    }
+
+    /// Any frame from its header: checked against the connection's rules; a control frame
+    /// once whole in the input, a data frame as much of its payload as is there.
+    fn new_frame(
+        &mut self,
+        rest: &[u8],
+        scratch: &mut RxScratch,
+        on_event: &mut dyn FnMut(Event<'_>) -> Flow,
+    ) -> (usize, Step) {
         let h = match parse_header(rest) {
             Ok(Some(h)) => h,
             Ok(None) => return (0, Step::Go),
@@ -196,13 +240,26 @@ impl Rx {
             return (end, step);
         }
         if h.fin && h.opcode != OpCode::Continuation && !h.rsv1 && avail >= h.len {
-            // The usual frame: a whole message, all of it in the input. Nothing to keep
-            // between reads, so no message state is set (nor reset after).
+            // A whole message in the input that the short path does not take (a 64-bit
+            // length, say).
             let end = h.size + h.len as usize;
             let data = unmasked(&rest[h.size..end], h.mask, 0, &mut scratch.unmasked);
             let text = h.opcode == OpCode::Text;
             return (end, self.deliver_whole(text, data, on_event));
         }
+        self.start_data_frame(&h, avail, rest, scratch, on_event)
+    }
+
+    /// A data frame that is not a whole message in the input: the message state it opens or
+    /// continues, and the part of its payload that is there.
+    fn start_data_frame(
+        &mut self,
+        h: &Header,
+        avail: u64,
+        rest: &[u8],
+        scratch: &mut RxScratch,
+        on_event: &mut dyn FnMut(Event<'_>) -> Flow,
+    ) -> (usize, Step) {
         if h.opcode != OpCode::Continuation {
             self.flags |= flag::IN_MESSAGE;
             if h.opcode == OpCode::Text {
