@@ -588,6 +588,7 @@ fn message(text: bool, data: &[u8]) -> Message<'_> {
 /// `chunk` unmasked: itself if it was not masked, else a copy in `scratch`. The scratch
 /// buffer keeps its length from frame to frame (its bytes stay initialised), so a payload is
 /// unmasked straight into it in one pass, with no copy first; only its front is this frame.
+#[inline]
 fn unmasked<'a>(
     chunk: &'a [u8],
     mask: Option<[u8; 4]>,

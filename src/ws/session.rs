@@ -424,6 +424,7 @@ impl Sender<'_> {
         self.tx.flags & tx_flag::CLOSE_SENT != 0
     }
 
+    #[inline]
     fn check_open(&self) -> io::Result<()> {
         if self.is_closing() {
             Err(io::Error::new(
