@@ -309,6 +309,7 @@ impl<'a> Conn<'a> {
 
     /// Writes several buffers in order (one gathering syscall when they go out). Returns
     /// whether they were taken, as [`write`](Conn::write).
+    #[inline]
     pub fn write_vectored(&mut self, bufs: &[&[u8]]) -> bool {
         if !self.core.state.writable() {
             return false;
@@ -423,6 +424,7 @@ impl<'a> Conn<'a> {
 
     /// Whether reading is paused (by the application, the high-water mark, the inbound limit,
     /// a full job queue, or as many answers owed as the connection may owe).
+    #[inline]
     pub fn is_read_paused(&self) -> bool {
         let (input, jobs) = (self.input().len(), self.core.jobs_in_flight());
         !self.core.state.pauses(input, jobs, &self.lp.cfg).is_empty()
