@@ -56,6 +56,14 @@ pub trait Output {
     /// Appends `bytes`.
     fn put(&mut self, bytes: &[u8]);
 
+    /// Appends each of `parts` in order: what belongs together (a frame's header and its
+    /// payload) in one call, which a connection copies into its output at once.
+    fn put_vectored(&mut self, parts: &[&[u8]]) {
+        for part in parts {
+            self.put(part);
+        }
+    }
+
     /// Appends `bytes`, taking ownership (a connection queues a large buffer without a copy).
     fn put_vec(&mut self, bytes: Vec<u8>) {
         self.put(&bytes);
@@ -151,6 +159,11 @@ impl Output for Conn<'_> {
     #[inline]
     fn put(&mut self, bytes: &[u8]) {
         self.write(bytes);
+    }
+
+    #[inline]
+    fn put_vectored(&mut self, parts: &[&[u8]]) {
+        self.write_vectored(parts);
     }
 
     fn put_vec(&mut self, bytes: Vec<u8>) {

@@ -310,7 +310,25 @@ impl<'a> Conn<'a> {
 
     /// Writes several buffers in order (one gathering syscall when they go out). Returns
     /// whether they were taken, as [`write`](Conn::write).
+    #[inline]
     pub fn write_vectored(&mut self, bufs: &[&[u8]]) -> bool {
+        if !self.core.state.writable() {
+            return false;
+        }
+        // The common case with one set of checks: plain TCP, nothing borrowed or queued, room
+        // in staging.
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if self.core.tls.is_none()
+            && self.borrowed.is_none()
+            && self.core.out.is_none()
+            && self.lp.staging.len() + total <= output::STAGING_LIMIT
+        {
+            self.lp.staging.reserve(total);
+            for b in bufs {
+                self.lp.staging.extend_from_slice(b);
+            }
+            return true;
+        }
         bufs.iter().all(|b| self.write(b))
     }
 
@@ -407,6 +425,7 @@ impl<'a> Conn<'a> {
 
     /// Whether reading is paused (by the application, the high-water mark, the inbound limit,
     /// a full job queue, or as many answers owed as the connection may owe).
+    #[inline]
     pub fn is_read_paused(&self) -> bool {
         let (input, jobs) = (self.input().len(), self.core.jobs_in_flight());
         !self.core.state.pauses(input, jobs, &self.lp.cfg).is_empty()

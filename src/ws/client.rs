@@ -184,14 +184,16 @@ impl ClientHandshake {
         if code != 101 {
             return Err(HandshakeError::Status(code));
         }
-        let find = |name: &'static str| {
-            res.headers
-                .iter()
-                .filter(move |h| h.name.eq_ignore_ascii_case(name))
-                .map(|h| h.value)
-        };
+        self.check_upgrade(res.headers)?;
+        let accepted = self.agreed(res.headers)?;
+        Ok(Some(Handshaken { head_len, accepted }))
+    }
+
+    /// The headers a 101 answer to this request must carry: the upgrade to WebSocket and
+    /// the accept value of this request's key.
+    fn check_upgrade(&self, headers: &[httparse::Header<'_>]) -> Result<(), HandshakeError> {
         let has_token = |name: &'static str, token: &[u8]| {
-            find(name).any(|v| tokens(v).any(|t| t.eq_ignore_ascii_case(token)))
+            values(headers, name).any(|v| tokens(v).any(|t| t.eq_ignore_ascii_case(token)))
         };
         if !has_token("upgrade", b"websocket") {
             return Err(HandshakeError::Invalid("no Upgrade: websocket"));
@@ -199,10 +201,16 @@ impl ClientHandshake {
         if !has_token("connection", b"upgrade") {
             return Err(HandshakeError::Invalid("no Connection: upgrade"));
         }
-        if !find("sec-websocket-accept").any(|v| trim(v) == self.accept) {
+        if !values(headers, "sec-websocket-accept").any(|v| trim(v) == self.accept) {
             return Err(HandshakeError::Invalid("wrong Sec-WebSocket-Accept"));
         }
-        let protocol = match find("sec-websocket-protocol").next() {
+        Ok(())
+    }
+
+    /// What the answer agreed to, refused if it names a subprotocol or an extension that
+    /// was not offered.
+    fn agreed(&self, headers: &[httparse::Header<'_>]) -> Result<Accepted, HandshakeError> {
+        let protocol = match values(headers, "sec-websocket-protocol").next() {
             None => None,
             Some(v) => {
                 let p = std::str::from_utf8(trim(v)).unwrap_or_default();
@@ -218,7 +226,7 @@ impl ClientHandshake {
         let mut deflate = None;
         // Without permessage-deflate, any extension in the answer is refused at once.
         #[cfg_attr(not(feature = "ws-deflate"), allow(clippy::never_loop))]
-        for ext in find("sec-websocket-extensions") {
+        for ext in values(headers, "sec-websocket-extensions") {
             #[cfg(feature = "ws-deflate")]
             if let Some(cfg) = &self.deflate {
                 if deflate.is_none() {
@@ -231,15 +239,23 @@ impl ClientHandshake {
             let _ = ext;
             return Err(HandshakeError::Invalid("an extension that was not offered"));
         }
-        Ok(Some(Handshaken {
-            head_len,
-            accepted: Accepted {
-                protocol,
-                #[cfg(feature = "ws-deflate")]
-                deflate,
-            },
-        }))
+        Ok(Accepted {
+            protocol,
+            #[cfg(feature = "ws-deflate")]
+            deflate,
+        })
     }
+}
+
+/// The values of the headers called `name` (any case), in order.
+fn values<'h>(
+    headers: &'h [httparse::Header<'h>],
+    name: &'static str,
+) -> impl Iterator<Item = &'h [u8]> + 'h {
+    headers
+        .iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
 }
 
 #[cfg(test)]

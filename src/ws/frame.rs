@@ -159,6 +159,60 @@ pub(crate) fn parse_header(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
     }))
 }
 
+/// The header of the usual data frame, read by [`parse_usual`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct UsualHeader {
+    pub text: bool,
+    pub mask: Option<[u8; 4]>,
+    pub len: usize,
+    /// Bytes of the header itself (2 to 8).
+    pub size: usize,
+}
+
+/// The usual frame's header, read without the general parser: a whole text or binary
+/// message (FIN set, no RSV bit), masked if `masked` (as a server expects) or not (a
+/// client), with a 7- or a minimal 16-bit length. `None` for anything else, including an
+/// incomplete header: [`parse_header`] and the receiver's checks then decide, so no frame is
+/// accepted here that they would refuse, and none refused.
+#[inline]
+pub(crate) fn parse_usual(buf: &[u8], masked: bool) -> Option<UsualHeader> {
+    let [b0, b1, ..] = *buf else {
+        return None;
+    };
+    let text = match b0 {
+        0x81 => true,
+        0x82 => false,
+        _ => return None,
+    };
+    if (b1 & 0x80 != 0) != masked {
+        return None;
+    }
+    let (len, at) = match b1 & 0x7F {
+        126 => {
+            let ext = buf.get(2..4)?;
+            let len = usize::from(u16::from_be_bytes([ext[0], ext[1]]));
+            if len < 126 {
+                return None; // not minimal: refused by parse_header
+            }
+            (len, 4)
+        }
+        127 => return None,
+        n => (usize::from(n), 2),
+    };
+    let (mask, size) = if masked {
+        let key = buf.get(at..at + 4)?;
+        (Some([key[0], key[1], key[2], key[3]]), at + 4)
+    } else {
+        (None, at)
+    };
+    Some(UsualHeader {
+        text,
+        mask,
+        len,
+        size,
+    })
+}
+
 /// Encodes a header into `dst`, returning its length: the shortest length encoding, the mask
 /// key if given.
 #[inline]
@@ -321,6 +375,51 @@ mod tests {
 
     fn header(bytes: &[u8]) -> Header {
         parse_header(bytes).unwrap().unwrap()
+    }
+
+    /// The short path reads exactly what the general parser reads for the headers it takes
+    /// (a whole text or binary message, masked as expected, a 7- or 16-bit length), and
+    /// leaves every other header to it: each first and second byte, with 16-bit lengths
+    /// below, at and above 126, whole and cut.
+    #[test]
+    fn usual_headers_read_as_the_general_parser_reads_them() {
+        let mut taken = 0;
+        for b0 in 0..=255u8 {
+            for b1 in 0..=255u8 {
+                for ext in [[0u8, 125], [0, 126], [1, 0], [255, 255]] {
+                    let buf = [b0, b1, ext[0], ext[1], 9, 8, 7, 6, 5, 4];
+                    for masked in [true, false] {
+                        for cut in 0..=buf.len() {
+                            let Some(u) = parse_usual(&buf[..cut], masked) else {
+                                continue;
+                            };
+                            taken += 1;
+                            let h = header(&buf[..cut]);
+                            assert!(h.fin && !h.rsv1, "{b0:#x} {b1:#x}");
+                            assert_eq!(u.text, h.opcode == OpCode::Text);
+                            assert!(matches!(h.opcode, OpCode::Text | OpCode::Binary));
+                            assert_eq!(h.mask.is_some(), masked);
+                            assert_eq!((u.mask, u.len as u64, u.size), (h.mask, h.len, h.size));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(taken > 0);
+        // A few it must leave to the general parser.
+        for buf in [
+            &[0x01, 0x85, 1, 2, 3, 4][..], // no FIN
+            &[0xC1, 0x85, 1, 2, 3, 4],     // RSV1
+            &[0x80, 0x85, 1, 2, 3, 4],     // continuation
+            &[0x89, 0x85, 1, 2, 3, 4],     // ping
+            &[0x82, 0xFE, 0, 125, 1, 2, 3, 4],
+            &[0x82, 0xFF, 0, 0, 0, 0, 0, 1, 0, 0, 1, 2, 3, 4],
+            &[0x82, 0x85, 1, 2, 3], // cut in the key
+        ] {
+            assert_eq!(parse_usual(buf, true), None, "{buf:?}");
+        }
+        assert_eq!(parse_usual(&[0x82, 0x85, 1, 2, 3, 4], false), None);
+        assert_eq!(parse_usual(&[0x82, 0x05], true), None);
     }
 
     #[test]

@@ -112,12 +112,15 @@ impl Rx {
         heard
     }
 
-    /// See [`Session::receive`](super::Session::receive).
-    pub(crate) fn receive(
+    /// See [`Session::receive`](super::Session::receive). Generic over the callback so that
+    /// the usual frame's path (header, unmask, delivery) is one inlined piece of code with
+    /// the application's handler; the rare paths take it as `dyn`.
+    #[inline]
+    pub(crate) fn receive<F: FnMut(Event<'_>) -> Flow>(
         &mut self,
         input: &[u8],
         scratch: &mut RxScratch,
-        on_event: &mut dyn FnMut(Event<'_>) -> Flow,
+        on_event: &mut F,
     ) -> usize {
         if self.is_finished() {
             return input.len();
@@ -146,29 +149,74 @@ impl Rx {
 
     /// Reads one frame header (and control frame), or one piece of a data frame's payload.
     /// Returns the bytes used; zero with [`Step::Go`] means more input is needed.
-    fn step(
+    #[inline]
+    fn step<F: FnMut(Event<'_>) -> Flow>(
+        &mut self,
+        rest: &[u8],
+        scratch: &mut RxScratch,
+        on_event: &mut F,
+    ) -> (usize, Step) {
+        if let Some(p) = self.partial {
+            return self.continue_frame(p, rest, scratch, on_event);
+        }
+        if let Some(done) = self.usual_frame(rest, scratch, on_event) {
+            return done;
+        }
+        self.new_frame(rest, scratch, on_event)
+    }
+
+    /// The usual frame, taken on a short path: a whole text or binary message, all of it in
+    /// the input, between messages, within the limits. `None` for any other frame, read then
+    /// by [`new_frame`](Self::new_frame), whose checks it would pass: nothing to keep
+    /// between reads, so no message state is set (nor reset after).
+    #[inline]
+    fn usual_frame<F: FnMut(Event<'_>) -> Flow>(
+        &mut self,
+        rest: &[u8],
+        scratch: &mut RxScratch,
+        on_event: &mut F,
+    ) -> Option<(usize, Step)> {
+        if self.has(flag::IN_MESSAGE) {
+            return None;
+        }
+        let h = frame::parse_usual(rest, self.role == Role::Server)?;
+        let end = h.size + h.len;
+        let within = h.len <= self.max_frame
+            && self.received.saturating_add(h.len as u64) <= self.max_message as u64;
+        if !within || end > rest.len() {
+            return None;
+        }
+        let data = unmasked(&rest[h.size..end], h.mask, 0, &mut scratch.unmasked);
+        Some((end, self.deliver_whole(h.text, data, on_event)))
+    }
+
+    /// The next piece of the payload of the frame `p`, whose header was read before.
+    fn continue_frame(
+        &mut self,
+        mut p: Partial,
+        rest: &[u8],
+        scratch: &mut RxScratch,
+        on_event: &mut dyn FnMut(Event<'_>) -> Flow,
+    ) -> (usize, Step) {
+        let take = p.remaining.min(rest.len() as u64) as usize;
+        let offset = p.taken;
+        p.remaining -= take as u64;
+        p.taken += take as u64;
+        let done = p.remaining == 0;
+        self.partial = if done { None } else { Some(p) };
+        let last = p.fin && done;
+        let step = self.payload(&rest[..take], p.mask, offset, last, scratch, on_event);
+        (take, step)
+    }
+
+    /// Any frame from its header: checked against the connection's rules; a control frame
+    /// once whole in the input, a data frame as much of its payload as is there.
+    fn new_frame(
         &mut self,
         rest: &[u8],
         scratch: &mut RxScratch,
         on_event: &mut dyn FnMut(Event<'_>) -> Flow,
     ) -> (usize, Step) {
-        if let Some(mut p) = self.partial {
-            let take = p.remaining.min(rest.len() as u64) as usize;
-            let offset = p.taken;
-            p.remaining -= take as u64;
-            p.taken += take as u64;
-            let done = p.remaining == 0;
-            self.partial = if done { None } else { Some(p) };
-            let step = self.payload(
-                &rest[..take],
-                p.mask,
-                offset,
-                p.fin && done,
-                scratch,
-                on_event,
-            );
-            return (take, step);
-        }
         let h = match parse_header(rest) {
             Ok(Some(h)) => h,
             Ok(None) => return (0, Step::Go),
@@ -192,13 +240,26 @@ impl Rx {
             return (end, step);
         }
         if h.fin && h.opcode != OpCode::Continuation && !h.rsv1 && avail >= h.len {
-            // The usual frame: a whole message, all of it in the input. Nothing to keep
-            // between reads, so no message state is set (nor reset after).
+            // A whole message in the input that the short path does not take (a 64-bit
+            // length, say).
             let end = h.size + h.len as usize;
             let data = unmasked(&rest[h.size..end], h.mask, 0, &mut scratch.unmasked);
             let text = h.opcode == OpCode::Text;
             return (end, self.deliver_whole(text, data, on_event));
         }
+        self.start_data_frame(&h, avail, rest, scratch, on_event)
+    }
+
+    /// A data frame that is not a whole message in the input: the message state it opens or
+    /// continues, and the part of its payload that is there.
+    fn start_data_frame(
+        &mut self,
+        h: &Header,
+        avail: u64,
+        rest: &[u8],
+        scratch: &mut RxScratch,
+        on_event: &mut dyn FnMut(Event<'_>) -> Flow,
+    ) -> (usize, Step) {
         if h.opcode != OpCode::Continuation {
             self.flags |= flag::IN_MESSAGE;
             if h.opcode == OpCode::Text {
@@ -373,11 +434,12 @@ impl Rx {
     /// Delivers a complete message held in one buffer (a frame that was the whole message, or
     /// an inflated message; in streaming delivery, one piece): one validation pass gives the
     /// `&str`. The caller forgets the message state, if it had any.
-    fn deliver_whole(
+    #[inline]
+    fn deliver_whole<F: FnMut(Event<'_>) -> Flow + ?Sized>(
         &mut self,
         text: bool,
         data: &[u8],
-        on_event: &mut dyn FnMut(Event<'_>) -> Flow,
+        on_event: &mut F,
     ) -> Step {
         let msg = if text {
             match std::str::from_utf8(data) {
@@ -489,11 +551,12 @@ impl Rx {
 
     /// Fails the connection: reports the violation (the session writes the close frame) and
     /// ignores all further input.
-    fn fail(
+    #[cold]
+    fn fail<F: FnMut(Event<'_>) -> Flow + ?Sized>(
         &mut self,
         code: CloseCode,
         what: &'static str,
-        on_event: &mut dyn FnMut(Event<'_>) -> Flow,
+        on_event: &mut F,
     ) -> Step {
         self.flags |= flag::FINISHED;
         self.partial = None;
@@ -525,6 +588,7 @@ fn message(text: bool, data: &[u8]) -> Message<'_> {
 /// `chunk` unmasked: itself if it was not masked, else a copy in `scratch`. The scratch
 /// buffer keeps its length from frame to frame (its bytes stay initialised), so a payload is
 /// unmasked straight into it in one pass, with no copy first; only its front is this frame.
+#[inline]
 fn unmasked<'a>(
     chunk: &'a [u8],
     mask: Option<[u8; 4]>,

@@ -424,6 +424,7 @@ impl Sender<'_> {
         self.tx.flags & tx_flag::CLOSE_SENT != 0
     }
 
+    #[inline]
     fn check_open(&self) -> io::Result<()> {
         if self.is_closing() {
             Err(io::Error::new(
@@ -520,10 +521,7 @@ impl Sender<'_> {
         match self.tx.role {
             Role::Server => {
                 let n = encode_header(&mut header, fin, rsv1, opcode, payload.len(), None);
-                out.put(&header[..n]);
-                if !payload.is_empty() {
-                    out.put(payload);
-                }
+                out.put_vectored(&[&header[..n], payload]);
             }
             Role::Client => {
                 let key = self.scratch.keys.next_key();

@@ -99,6 +99,17 @@ fn limits_fail_on_the_header() {
     p.feed(&frame[..8]);
     assert_eq!(p.events, [Ev::Failed(1009)]);
     assert_eq!(p.close_sent(), Some(Some(1009)));
+    // The same frame whole in the input (the short path's limits), and one at the limit.
+    assert_eq!(run(&config, &frame).events, [Ev::Failed(1009)]);
+    let at_limit = client_frame(BINARY, &[7; 100]);
+    assert_eq!(run(&config, &at_limit).events, [Ev::Binary(vec![7; 100])]);
+    // A whole frame within the frame limit but over the message limit.
+    let config_small_message = Config::new().max_frame_size(200).max_message_size(150);
+    let frame = client_frame(BINARY, &[0; 151]);
+    assert_eq!(
+        run(&config_small_message, &frame).events,
+        [Ev::Failed(1009)]
+    );
     // A message over the limit in frames within it.
     let mut s = client_frame(0x02, &[0; 100]);
     s.extend(client_frame(CONT_FIN, &[0; 51]));
