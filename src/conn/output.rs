@@ -304,22 +304,24 @@ impl ConnCore {
         false
     }
 
-    /// A send failed (the peer reset): the write side is dead, its queued output dropped (and
-    /// uncounted from the pending total, as a close does); what the kernel received is still
-    /// read ([`Lifecycle::WriteFailed`](super::state::Lifecycle::WriteFailed)). The write
-    /// side is shut in the kernel too, so that a peer still there (a send error other than
-    /// its reset) reads end of stream instead of waiting for output that will not come; after
-    /// a reset that shutdown fails (`ENOTCONN`), which changes nothing.
+    /// A send failed. After the peer's reset (the kernel has closed the connection) the
+    /// write side is dead, its queued output dropped (and uncounted from the pending total, as
+    /// a close does), and what the kernel received before the reset is still read
+    /// ([`Lifecycle::WriteFailed`](super::state::Lifecycle::WriteFailed)): the reads end,
+    /// as nothing more can arrive. Any other send error, on a connection the kernel still
+    /// holds open, fails it at once, as a peer still there would wait for output that will
+    /// not come.
     #[cold]
     #[inline(never)]
     pub(crate) fn send_failed(&mut self, lp: &mut LoopCore, err: io::Error) {
         if let Some(out) = self.out.take() {
             drop_by(&lp.shared.stats.pending_output, out.len() as u64);
         }
-        let shut = self.state.is_write_shut();
-        self.state.send_failed(CloseReason::from_io(err));
-        if self.state.is_write_failed() && !shut {
-            let _ = socket::shutdown_write(&self.fd);
+        let reason = CloseReason::from_io(err);
+        if socket::is_connected(&self.fd) {
+            self.state.fail(reason);
+        } else {
+            self.state.send_failed(reason);
         }
     }
 

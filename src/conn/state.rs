@@ -18,8 +18,9 @@
 //!  any state ── fatal I/O error, reset ──▶ Aborted ── when the callback returns ──▶
 //!          closed at once, pending output dropped, on_close
 //!
-//!  Open, ShuttingDown, WriteShut ── send error ──▶ WriteFailed ── end of stream, a read
-//!          error, close(), a timeout ──▶ Aborted (the send error kept as the reason)
+//!  Open, ShuttingDown, WriteShut ── send error, peer reset ──▶ WriteFailed ── end of
+//!          stream, a read error, close(), a timeout ──▶ Aborted (the send error kept as
+//!          the reason)
 //!          (pending output dropped, writes refused; the input the kernel holds is still
 //!          read and delivered)
 //! ```

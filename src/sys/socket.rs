@@ -294,6 +294,12 @@ pub(crate) fn shutdown_write(fd: &impl AsFd) -> io::Result<()> {
     SockRef::from(fd).shutdown(Shutdown::Write)
 }
 
+/// Whether the kernel still holds the connection open (it has a peer): after a reset or a
+/// timeout its state is closed, and `getpeername` answers `ENOTCONN`.
+pub(crate) fn is_connected(fd: &impl AsFd) -> bool {
+    SockRef::from(fd).peer_addr().is_ok()
+}
+
 /// Reads `TCP_NODELAY`.
 pub(crate) fn nodelay(fd: &impl AsFd) -> io::Result<bool> {
     SockRef::from(fd).nodelay()
