@@ -50,9 +50,11 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
-    /// The socket failed (the peer reset) while it was not being read: as after a failed
-    /// send, the write side is dead but what the kernel received is still read once reading
-    /// resumes — unless it was closing, which had stopped reading.
+    /// The socket failed while it was not being read, and is taken as a failed send is
+    /// ([`send_failed`](crate::conn::ConnCore::send_failed)): after the peer's reset the write
+    /// side is dead but what the kernel received is still read once reading resumes; a
+    /// connection the kernel still holds open, or one that was closing (it had stopped
+    /// reading), fails at once.
     #[cold]
     #[inline(never)]
     fn failed_unread(&mut self, key: usize) {
