@@ -8,6 +8,7 @@ use std::io;
 
 use crate::cli::Config;
 use crate::load::{self, Sample};
+use crate::perf;
 use crate::procs::{self, Server, Spawn};
 use crate::runner::echo_warmup;
 use crate::scenarios::ServerSpec;
@@ -77,11 +78,24 @@ pub fn timed(
     load::marked_run(cmd, "fanout-load", server, secs + warmup + 60.0, round)
 }
 
-/// An untimed run (syscall pass): every delivery.
-pub fn total(env: &Env, server: &Server, lines: bool, secs: f64) -> io::Result<u64> {
-    load::total_msgs(
-        command(env, server, lines, secs, 0.0),
+/// The syscall pass: traced over the measured window only, since the 1,000 subscribers'
+/// joins (upgrades and join notices to everyone) would otherwise be counted against a short
+/// run's deliveries.
+pub fn traced(
+    env: &Env,
+    server: &Server,
+    lines: bool,
+    secs: f64,
+    waits: &[String],
+) -> io::Result<perf::SyscallStats> {
+    let warmup = 0.5;
+    let cmd = command(env, server, lines, secs, warmup);
+    perf::traced_window(
+        &server.pids(),
+        waits,
+        &env.tmp,
+        cmd,
         "fanout-load",
-        secs + 60.0,
+        secs + warmup,
     )
 }

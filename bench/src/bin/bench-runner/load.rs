@@ -157,12 +157,55 @@ pub fn echo_timed_with(
 /// a JSON report (echo-load, udp-load with `--marks --json`), sampling the server's CPU time at
 /// the marks.
 pub fn marked_run(
-    mut cmd: Command,
+    cmd: Command,
     what: &str,
     server: &Server,
     secs: f64,
     round: usize,
 ) -> io::Result<Sample> {
+    let (mut start, mut end) = (None, None);
+    let v = run_with_marks(cmd, what, secs, |mark| {
+        let at = Some((server.cpu_time()?, Instant::now()));
+        match mark {
+            Mark::Start => start = at,
+            Mark::End => end = at,
+        }
+        Ok(())
+    })?;
+    let (Some((c0, t0)), Some((c1, t1))) = (start, end) else {
+        return Err(io::Error::other(format!("{what} gave no marks")));
+    };
+    let f = |k: &str| v.get(k).and_then(|x| x.as_f64());
+    Ok(Sample {
+        round,
+        cpu_s: (c1 - c0).total(),
+        system_s: (c1 - c0).system_s,
+        wall_s: t1.duration_since(t0).as_secs_f64(),
+        requests: f("msgs").unwrap_or(0.0) as u64,
+        rps: f("msgs_per_sec").unwrap_or(0.0),
+        p50_us: f("p50_us"),
+        p99_us: f("p99_us"),
+        p999_us: f("p999_us"),
+        max_us: f("max_us"),
+    })
+}
+
+/// The two lines a load tool prints around its measured window (`--marks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Start,
+    End,
+}
+
+/// Runs a load tool with `--marks`, calls `on_mark` as each mark is read (so the window is
+/// measured where the tool measures it), and returns its JSON report once it exits cleanly.
+/// `secs` is how long the tool is meant to run; it is given a minute more.
+pub fn run_with_marks(
+    mut cmd: Command,
+    what: &str,
+    secs: f64,
+    mut on_mark: impl FnMut(Mark) -> io::Result<()>,
+) -> io::Result<serde_json::Value> {
     cmd.arg("--marks")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -170,13 +213,19 @@ pub fn marked_run(
     let mut child = cmd.spawn()?;
     let lines = LineReader::new(child.stdout.take().expect("piped"));
     let err = procs::spawn_collect(child.stderr.take().expect("piped"));
-    let limit = Duration::from_secs_f64(secs + 60.0);
-    let (mut start, mut end, mut json) = (None, None, None);
-    let deadline = Instant::now() + limit;
+    let deadline = Instant::now() + Duration::from_secs_f64(secs + 60.0);
+    let mut json = None;
+    let mut marks = 0;
     while let Ok(line) = lines.next(deadline.saturating_duration_since(Instant::now())) {
         match line.trim() {
-            "MARK start" => start = Some((server.cpu_time()?, Instant::now())),
-            "MARK end" => end = Some((server.cpu_time()?, Instant::now())),
+            "MARK start" => {
+                on_mark(Mark::Start)?;
+                marks += 1;
+            }
+            "MARK end" => {
+                on_mark(Mark::End)?;
+                marks += 1;
+            }
             l if l.starts_with('{') => json = Some(l.to_string()),
             _ => {}
         }
@@ -197,27 +246,14 @@ pub fn marked_run(
         }
         None => return Err(io::Error::other(format!("{what} timed out"))),
     }
-    let (Some((c0, t0)), Some((c1, t1)), Some(json)) = (start, end, json) else {
+    let (2, Some(json)) = (marks, json) else {
         return Err(io::Error::other(format!(
             "{what} gave no marks/report{}",
             tail(&err)
         )));
     };
-    let v: serde_json::Value = serde_json::from_str(&json)
-        .map_err(|e| io::Error::other(format!("{what} report {json:?}: {e}")))?;
-    let f = |k: &str| v.get(k).and_then(|x| x.as_f64());
-    Ok(Sample {
-        round,
-        cpu_s: (c1 - c0).total(),
-        system_s: (c1 - c0).system_s,
-        wall_s: t1.duration_since(t0).as_secs_f64(),
-        requests: f("msgs").unwrap_or(0.0) as u64,
-        rps: f("msgs_per_sec").unwrap_or(0.0),
-        p50_us: f("p50_us"),
-        p99_us: f("p99_us"),
-        p999_us: f("p999_us"),
-        max_us: f("max_us"),
-    })
+    serde_json::from_str(&json)
+        .map_err(|e| io::Error::other(format!("{what} report {json:?}: {e}")))
 }
 
 /// A fixed amount of echo work (`--requests n`, for instruction counts): returns the messages

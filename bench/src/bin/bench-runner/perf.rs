@@ -2,12 +2,16 @@
 //! while a load runs, `perf record` of the epoll exit tracepoints gives the events per wait, and
 //! the server's threads' `/proc` counters split the context switches into voluntary (blocking)
 //! and involuntary (preempted). Tracing slows every syscall, so this never overlaps a timed run.
+//! A load whose set-up is a large share of a short run (the broadcast scenarios' 1,000
+//! subscribers joining) is traced over its measured window only ([`traced_window`]).
 
-use std::io;
-use std::path::Path;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::load::{self, Mark};
 use crate::procs::{self, tail};
 use crate::switches::{self, Switches};
 
@@ -106,10 +110,10 @@ pub fn traced<F: FnOnce() -> io::Result<u64>>(
     let tag = pids.split(',').next().unwrap_or("0");
     let stat_out = tmp.join(format!("perf-stat-{tag}.txt"));
     let rec_out = tmp.join(format!("perf-record-{tag}.data"));
-    let mut stat = spawn_stat(pids, waits, &stat_out)?;
+    let mut stat = spawn_stat(pids, waits, &stat_out, None)?;
     let stat_err = procs::spawn_collect(stat.stderr.take().expect("piped"));
     let mut rec = (!waits.is_empty())
-        .then(|| spawn_record(pids, waits, &rec_out))
+        .then(|| spawn_record(pids, waits, &rec_out, None))
         .flatten();
     // Let both attach before the load starts.
     std::thread::sleep(Duration::from_millis(700));
@@ -123,34 +127,134 @@ pub fn traced<F: FnOnce() -> io::Result<u64>>(
     }
     let stat_err = stat_err.join().unwrap_or_default();
     let requests = load_res?;
-    let text = std::fs::read_to_string(&stat_out).map_err(|e| {
-        io::Error::other(format!("perf stat wrote nothing ({e}){}", tail(&stat_err)))
-    })?;
-    let (syscalls, epoll_waits, context_switches) = parse_stat(&text);
-    if syscalls == 0 {
-        return Err(io::Error::other(format!(
-            "perf stat counted no syscalls{}",
-            tail(&stat_err)
-        )));
-    }
-    let mut st = SyscallStats {
-        syscalls,
-        epoll_waits,
-        context_switches,
-        requests,
-        events_per_wait: rec.is_some().then(|| events_per_wait(&rec_out)).flatten(),
-        ..Default::default()
-    };
+    let mut st = read_results(&stat_out, &stat_err, rec.is_some().then_some(&rec_out))?;
+    st.requests = requests;
     add_switches(&mut st, before.and_then(|b| Ok(after?.since(&b))));
-    let _ = std::fs::remove_file(&stat_out);
-    let _ = std::fs::remove_file(&rec_out);
     Ok(st)
 }
 
+/// [`traced`] over the measured window of `load` (a tool that prints `MARK start` / `MARK
+/// end`): perf starts with its events disabled and is switched on and off through a control
+/// FIFO at the marks, and the request count is the window's (`msgs` in the tool's report).
+pub fn traced_window(
+    pids: &str,
+    waits: &[String],
+    tmp: &Path,
+    load: Command,
+    what: &str,
+    secs: f64,
+) -> io::Result<SyscallStats> {
+    let tag = pids.split(',').next().unwrap_or("0");
+    let stat_out = tmp.join(format!("perf-stat-{tag}.txt"));
+    let rec_out = tmp.join(format!("perf-record-{tag}.data"));
+    let mut stat_ctl = Control::new(tmp.join(format!("perf-stat-{tag}.ctl")))?;
+    let mut stat = spawn_stat(pids, waits, &stat_out, Some(&stat_ctl.path))?;
+    let stat_err = procs::spawn_collect(stat.stderr.take().expect("piped"));
+    let mut rec_ctl = Control::new(tmp.join(format!("perf-record-{tag}.ctl")))?;
+    let mut rec = (!waits.is_empty())
+        .then(|| spawn_record(pids, waits, &rec_out, Some(&rec_ctl.path)))
+        .flatten();
+    std::thread::sleep(Duration::from_millis(700));
+    let (mut before, mut after) = (None, None);
+    let report = load::run_with_marks(load, what, secs, |mark| {
+        let on = mark == Mark::Start;
+        stat_ctl.switch(on)?;
+        if rec.is_some() {
+            rec_ctl.switch(on)?;
+        }
+        match mark {
+            Mark::Start => before = Some(switches::snapshot(pids)),
+            Mark::End => after = Some(switches::snapshot(pids)),
+        }
+        Ok(())
+    });
+    stop(&mut stat, Duration::from_secs(20));
+    if let Some(r) = rec.as_mut() {
+        stop(r, Duration::from_secs(60));
+    }
+    let stat_err = stat_err.join().unwrap_or_default();
+    let report = report?;
+    let mut st = read_results(&stat_out, &stat_err, rec.is_some().then_some(&rec_out))?;
+    st.requests = report.get("msgs").and_then(|v| v.as_u64()).unwrap_or(0);
+    let window = match (before, after) {
+        (Some(b), Some(a)) => b.and_then(|b| Ok(a?.since(&b))),
+        _ => Err(io::Error::other("no marks")),
+    };
+    add_switches(&mut st, window);
+    Ok(st)
+}
+
+/// A perf control FIFO (`--control fifo:PATH`), removed on drop.
+struct Control {
+    path: PathBuf,
+    fifo: File,
+}
+
+impl Control {
+    fn new(path: PathBuf) -> io::Result<Control> {
+        let _ = std::fs::remove_file(&path);
+        let made = Command::new("mkfifo").arg(&path).status()?;
+        if !made.success() {
+            return Err(io::Error::other(format!(
+                "mkfifo {}: {made}",
+                path.display()
+            )));
+        }
+        // Read and write, so opening does not wait for perf to open its end.
+        let fifo = File::options().read(true).write(true).open(&path)?;
+        Ok(Control { path, fifo })
+    }
+
+    /// Switches perf's events on or off.
+    fn switch(&mut self, on: bool) -> io::Result<()> {
+        self.fifo
+            .write_all(if on { b"enable\n" } else { b"disable\n" })
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The counts perf stat wrote to `stat_out` and, if recorded, the events per wait in
+/// `rec_out` (both files are removed).
+fn read_results(
+    stat_out: &Path,
+    stat_err: &str,
+    rec_out: Option<&PathBuf>,
+) -> io::Result<SyscallStats> {
+    let text = std::fs::read_to_string(stat_out).map_err(|e| {
+        io::Error::other(format!("perf stat wrote nothing ({e}){}", tail(stat_err)))
+    })?;
+    let (syscalls, epoll_waits, context_switches) = parse_stat(&text);
+    let _ = std::fs::remove_file(stat_out);
+    if syscalls == 0 {
+        return Err(io::Error::other(format!(
+            "perf stat counted no syscalls{}",
+            tail(stat_err)
+        )));
+    }
+    let events_per_wait = rec_out.and_then(|r| {
+        let mean = events_per_wait(r);
+        let _ = std::fs::remove_file(r);
+        mean
+    });
+    Ok(SyscallStats {
+        syscalls,
+        epoll_waits,
+        context_switches,
+        events_per_wait,
+        ..Default::default()
+    })
+}
+
 /// `perf stat` of syscalls, context switches and the epoll waits `waits`, into `out`.
-fn spawn_stat(pids: &str, waits: &[String], out: &Path) -> io::Result<Child> {
+fn spawn_stat(pids: &str, waits: &[String], out: &Path, ctl: Option<&Path>) -> io::Result<Child> {
     let mut c = procs::load_command("perf");
     c.args(["stat", "-x", ",", "-o"]).arg(out);
+    controlled(&mut c, ctl);
     c.args(["-e", "raw_syscalls:sys_enter", "-e", "context-switches"]);
     for w in waits {
         c.args(["-e", &format!("syscalls:sys_enter_{w}")]);
@@ -160,14 +264,24 @@ fn spawn_stat(pids: &str, waits: &[String], out: &Path) -> io::Result<Child> {
 }
 
 /// `perf record` of the exits of the epoll waits `waits`, into `out`; None if it cannot start.
-fn spawn_record(pids: &str, waits: &[String], out: &Path) -> Option<Child> {
+fn spawn_record(pids: &str, waits: &[String], out: &Path, ctl: Option<&Path>) -> Option<Child> {
     let mut c = procs::load_command("perf");
     c.args(["record", "-q", "-m", "1024", "-o"]).arg(out);
+    controlled(&mut c, ctl);
     for w in waits {
         c.args(["-e", &format!("syscalls:sys_exit_{w}")]);
     }
     c.args(["-p", pids]);
     c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()
+}
+
+/// With a control FIFO: perf starts with its events off, and the FIFO switches them.
+fn controlled(c: &mut Command, ctl: Option<&Path>) {
+    if let Some(ctl) = ctl {
+        let mut fifo = std::ffi::OsString::from("fifo:");
+        fifo.push(ctl);
+        c.args(["-D", "-1", "--control"]).arg(fifo);
+    }
 }
 
 /// SIGINT (perf writes its results on it), then SIGKILL after `timeout`.

@@ -365,12 +365,9 @@ pub fn syscall_pass(
                     )
                 }),
             )],
-            Kind::Broadcast { lines } => vec![(
-                0,
-                perf::traced(pid, waits, &env.tmp, || {
-                    broadcast::total(env, &server, lines, secs)
-                }),
-            )],
+            Kind::Broadcast { lines } => {
+                vec![(0, broadcast::traced(env, &server, lines, secs, waits))]
+            }
             Kind::Http { .. } | Kind::Gateway => {
                 let pipeline = match sc.kind {
                     Kind::Http { pipeline } => pipeline,
