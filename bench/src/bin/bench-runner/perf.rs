@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::load::{self, Mark};
@@ -107,28 +108,14 @@ pub fn traced<F: FnOnce() -> io::Result<u64>>(
     tmp: &Path,
     load: F,
 ) -> io::Result<SyscallStats> {
-    let tag = pids.split(',').next().unwrap_or("0");
-    let stat_out = tmp.join(format!("perf-stat-{tag}.txt"));
-    let rec_out = tmp.join(format!("perf-record-{tag}.data"));
-    let mut stat = spawn_stat(pids, waits, &stat_out, None)?;
-    let stat_err = procs::spawn_collect(stat.stderr.take().expect("piped"));
-    let mut rec = (!waits.is_empty())
-        .then(|| spawn_record(pids, waits, &rec_out, None))
-        .flatten();
-    // Let both attach before the load starts.
-    std::thread::sleep(Duration::from_millis(700));
+    let tracers = Tracers::start(pids, waits, tmp, false)?;
     // The /proc window is the load's lifetime, the one its request count is for.
     let before = switches::snapshot(pids);
     let load_res = load();
     let after = switches::snapshot(pids);
-    stop(&mut stat, Duration::from_secs(20));
-    if let Some(r) = rec.as_mut() {
-        stop(r, Duration::from_secs(60));
-    }
-    let stat_err = stat_err.join().unwrap_or_default();
-    let requests = load_res?;
-    let mut st = read_results(&stat_out, &stat_err, rec.is_some().then_some(&rec_out))?;
-    st.requests = requests;
+    let results = tracers.finish();
+    let mut st = results?;
+    st.requests = load_res?;
     add_switches(&mut st, before.and_then(|b| Ok(after?.since(&b))));
     Ok(st)
 }
@@ -144,37 +131,19 @@ pub fn traced_window(
     what: &str,
     secs: f64,
 ) -> io::Result<SyscallStats> {
-    let tag = pids.split(',').next().unwrap_or("0");
-    let stat_out = tmp.join(format!("perf-stat-{tag}.txt"));
-    let rec_out = tmp.join(format!("perf-record-{tag}.data"));
-    let mut stat_ctl = Control::new(tmp.join(format!("perf-stat-{tag}.ctl")))?;
-    let mut stat = spawn_stat(pids, waits, &stat_out, Some(&stat_ctl.path))?;
-    let stat_err = procs::spawn_collect(stat.stderr.take().expect("piped"));
-    let mut rec_ctl = Control::new(tmp.join(format!("perf-record-{tag}.ctl")))?;
-    let mut rec = (!waits.is_empty())
-        .then(|| spawn_record(pids, waits, &rec_out, Some(&rec_ctl.path)))
-        .flatten();
-    std::thread::sleep(Duration::from_millis(700));
+    let mut tracers = Tracers::start(pids, waits, tmp, true)?;
     let (mut before, mut after) = (None, None);
     let report = load::run_with_marks(load, what, secs, |mark| {
-        let on = mark == Mark::Start;
-        stat_ctl.switch(on)?;
-        if rec.is_some() {
-            rec_ctl.switch(on)?;
-        }
+        tracers.switch(mark == Mark::Start)?;
         match mark {
             Mark::Start => before = Some(switches::snapshot(pids)),
             Mark::End => after = Some(switches::snapshot(pids)),
         }
         Ok(())
     });
-    stop(&mut stat, Duration::from_secs(20));
-    if let Some(r) = rec.as_mut() {
-        stop(r, Duration::from_secs(60));
-    }
-    let stat_err = stat_err.join().unwrap_or_default();
+    let results = tracers.finish();
     let report = report?;
-    let mut st = read_results(&stat_out, &stat_err, rec.is_some().then_some(&rec_out))?;
+    let mut st = results?;
     st.requests = report.get("msgs").and_then(|v| v.as_u64()).unwrap_or(0);
     let window = match (before, after) {
         (Some(b), Some(a)) => b.and_then(|b| Ok(a?.since(&b))),
@@ -182,6 +151,73 @@ pub fn traced_window(
     };
     add_switches(&mut st, window);
     Ok(st)
+}
+
+/// The perf processes of one traced run: `perf stat`, and `perf record` of the epoll wait
+/// exits when the kernel has those tracepoints.
+struct Tracers {
+    stat: Child,
+    stat_err: JoinHandle<String>,
+    stat_out: PathBuf,
+    rec: Option<Child>,
+    rec_out: PathBuf,
+    /// The control FIFOs (stat's, record's) of a windowed run.
+    controls: Option<(Control, Control)>,
+}
+
+impl Tracers {
+    /// Attaches to `pids`, counting at once or (`windowed`) only once switched on.
+    fn start(pids: &str, waits: &[String], tmp: &Path, windowed: bool) -> io::Result<Tracers> {
+        let tag = pids.split(',').next().unwrap_or("0");
+        let stat_out = tmp.join(format!("perf-stat-{tag}.txt"));
+        let rec_out = tmp.join(format!("perf-record-{tag}.data"));
+        let controls = if windowed {
+            let ctl = |what| Control::new(tmp.join(format!("perf-{what}-{tag}.ctl")));
+            Some((ctl("stat")?, ctl("record")?))
+        } else {
+            None
+        };
+        let ctl_paths = controls
+            .as_ref()
+            .map(|(s, r)| (s.path.as_path(), r.path.as_path()));
+        let mut stat = spawn_stat(pids, waits, &stat_out, ctl_paths.map(|c| c.0))?;
+        let stat_err = procs::spawn_collect(stat.stderr.take().expect("piped"));
+        let rec = (!waits.is_empty())
+            .then(|| spawn_record(pids, waits, &rec_out, ctl_paths.map(|c| c.1)))
+            .flatten();
+        // Let both attach before the load starts.
+        std::thread::sleep(Duration::from_millis(700));
+        Ok(Tracers {
+            stat,
+            stat_err,
+            stat_out,
+            rec,
+            rec_out,
+            controls,
+        })
+    }
+
+    /// Switches a windowed run's counting on or off.
+    fn switch(&mut self, on: bool) -> io::Result<()> {
+        if let Some((stat, rec)) = self.controls.as_mut() {
+            stat.switch(on)?;
+            if self.rec.is_some() {
+                rec.switch(on)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops perf and reads what it counted.
+    fn finish(mut self) -> io::Result<SyscallStats> {
+        stop(&mut self.stat, Duration::from_secs(20));
+        if let Some(r) = self.rec.as_mut() {
+            stop(r, Duration::from_secs(60));
+        }
+        let stat_err = self.stat_err.join().unwrap_or_default();
+        let rec_out = self.rec.is_some().then_some(&self.rec_out);
+        read_results(&self.stat_out, &stat_err, rec_out)
+    }
 }
 
 /// A perf control FIFO (`--control fifo:PATH`), removed on drop.
