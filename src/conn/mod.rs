@@ -588,7 +588,7 @@ impl<'a> Conn<'a> {
     /// before its reset is still delivered to `on_data`; then the connection closes, and
     /// `on_close` gives the send error (usually [`CloseReason::Reset`]).
     pub fn is_closing(&self) -> bool {
-        self.core.state.is_closing() || self.core.state.is_write_failed()
+        self.core.state.is_ending()
     }
 
     /// Replaces the server's idle timeout ([`Builder::idle_timeout`](crate::Builder::idle_timeout))

@@ -188,8 +188,8 @@ impl Pauses {
 #[derive(Debug)]
 pub(crate) struct ConnState {
     lifecycle: Lifecycle,
-    /// Why it is ending: present exactly while the lifecycle is closing, `Aborted` or
-    /// `WriteFailed` (boxed: rare, and large).
+    /// Why it is ending: present exactly while [`is_ending`](Self::is_ending) (boxed: rare,
+    /// and large).
     reason: Option<Box<CloseReason>>,
     pub read: ReadSide,
     pub high_water: HighWater,
@@ -230,7 +230,7 @@ impl ConnState {
     pub(crate) fn in_lifecycle(lifecycle: Lifecycle) -> ConnState {
         let mut s = ConnState::new();
         s.lifecycle = lifecycle;
-        if s.is_closing() || s.is_write_failed() {
+        if s.is_ending() {
             s.reason = Some(Box::new(CloseReason::Local));
         }
         s
@@ -327,6 +327,13 @@ impl ConnState {
     pub(crate) fn is_closing(&self) -> bool {
         let l = self.lifecycle as u8;
         l >= Lifecycle::Closing as u8 && l <= Lifecycle::Aborted as u8
+    }
+
+    /// Whether it is ending and holds the reason it will close for: a close was asked for,
+    /// it failed, or a send failed (it is reading what the kernel still holds).
+    #[inline]
+    pub(crate) fn is_ending(&self) -> bool {
+        self.is_closing() || self.is_write_failed()
     }
 
     /// Whether the write side is shut (so a close need not shut it again).

@@ -32,7 +32,7 @@ impl<H: Handler> EventLoop<H> {
         } else {
             return self.settle(key); // not due yet: the plan re-arms the timer
         };
-        if core.state.is_closing() || core.state.is_write_failed() {
+        if core.state.is_ending() {
             // Closing and the peer takes nothing: give up on the output. (A failed write side
             // that read nothing for as long: give up on the input too, for the send error.)
             let reason = core.state.take_reason(CloseReason::IdleTimeout);
