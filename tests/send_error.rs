@@ -173,6 +173,19 @@ fn started(run: &Run) -> Option<ConnHandle> {
     }
 }
 
+/// Starts a server in `mode`, connects, and has the peer answer and then reset once the
+/// upload started: returns the run and the connection's handle, if the mode keeps one.
+fn answered_then_reset(
+    mode: Mode,
+    edge: bool,
+    flush_timeout: Duration,
+) -> (Run, Option<ConnHandle>) {
+    let run = start(mode, edge, flush_timeout);
+    let (peer, handle) = begin(&run, run.server.local_addr());
+    answer_and_reset(peer);
+    (run, handle)
+}
+
 /// The peer answers, then resets the connection.
 fn answer_and_reset(mut peer: TcpStream) {
     peer.write_all(ANSWER).unwrap();
@@ -236,9 +249,7 @@ fn assert_output_dropped(server: &Server) {
 }
 
 fn send_after_reset(edge: bool) {
-    let run = start(Mode::SendAfterReset, edge, Duration::from_secs(3600));
-    let (peer, _) = begin(&run, run.server.local_addr());
-    answer_and_reset(peer);
+    let (run, _) = answered_then_reset(Mode::SendAfterReset, edge, Duration::from_secs(3600));
     run.reset_done.send(()).unwrap();
     let seen = until_closed(&run.events);
     assert_answer_then_reset(&seen);
@@ -261,13 +272,11 @@ fn a_failed_send_still_delivers_the_answer_edge_triggered() {
 #[test]
 fn a_reset_while_paused_keeps_the_answer_for_when_reading_resumes() {
     for edge in [false, true] {
-        let run = start(
+        let (run, handle) = answered_then_reset(
             Mode::Paused { resume: true },
             edge,
             Duration::from_secs(3600),
         );
-        let (peer, handle) = begin(&run, run.server.local_addr());
-        answer_and_reset(peer);
         resume_then_check(run, handle);
     }
 }
@@ -287,13 +296,11 @@ fn resume_then_check(run: Run, handle: Option<ConnHandle>) {
 /// timeout, the flush timeout closes it, for the reset, without delivering anything.
 #[test]
 fn a_dead_connection_paused_for_good_closes_at_the_flush_timeout() {
-    let run = start(
+    let (run, _) = answered_then_reset(
         Mode::Paused { resume: false },
         false,
         Duration::from_millis(100),
     );
-    let (peer, _) = begin(&run, run.server.local_addr());
-    answer_and_reset(peer);
     match until_closed(&run.events).as_slice() {
         [Event::Closed(reason)] => assert_eq!(reason, "reset"),
         other => panic!("expected only the close, got {other:?}"),
