@@ -21,8 +21,8 @@ use std::time::Duration;
 use demo_util::Demo;
 use proto_util::hash::WordHash;
 use proto_util::{
-    check_pattern, connect, curl_fed, send_pattern, status_kb, tool, upload_answer, ResponseReader,
-    TIMEOUT,
+    check_pattern, connect, curl_fed, send_pattern, status_kb, tool, upload_answer, Pattern,
+    ResponseReader, TIMEOUT,
 };
 
 const GIB: u64 = 1 << 30;
@@ -68,11 +68,10 @@ fn gateway(upstream: SocketAddr) -> Option<Demo> {
 /// Reads a chunked body of `len` bytes from `r`, decoding it as it arrives and checking the
 /// download pattern across its chunks.
 fn check_chunked_pattern(r: &mut impl BufRead, len: u64) {
-    let mut at = 0u64;
-    let pattern: Vec<u8> = (0..(1 << 20) + 251).map(|i| (i % 251) as u8).collect();
+    let mut p = Pattern::new();
     loop {
         let mut line = String::new();
-        assert!(r.read_line(&mut line).unwrap() > 0, "ended at {at}");
+        assert!(r.read_line(&mut line).unwrap() > 0, "ended at {}", p.at);
         let size = u64::from_str_radix(line.trim_end(), 16).expect("a chunk size");
         if size == 0 {
             let mut end = String::new();
@@ -83,19 +82,19 @@ fn check_chunked_pattern(r: &mut impl BufRead, len: u64) {
         let mut left = size;
         while left > 0 {
             let buf = r.fill_buf().unwrap();
-            assert!(!buf.is_empty(), "ended inside a chunk at {at}");
-            let n = buf.len().min(1 << 20).min(left as usize);
-            let from = (at % 251) as usize;
-            assert!(buf[..n] == pattern[from..from + n], "differs near {at}");
+            assert!(!buf.is_empty(), "ended inside a chunk at {}", p.at);
+            let want = p.peek((buf.len() as u64).min(left));
+            let n = want.len();
+            assert!(buf[..n] == *want, "differs near {}", p.at);
             r.consume(n);
-            at += n as u64;
+            p.advance(n);
             left -= n as u64;
         }
         let mut crlf = [0u8; 2];
         r.read_exact(&mut crlf).unwrap();
         assert_eq!(&crlf, b"\r\n");
     }
-    assert_eq!(at, len, "chunked body length");
+    assert_eq!(p.at, len, "chunked body length");
 }
 
 /// 1 GiB downloaded through the gateway from the api demo's streamed download, with its
@@ -202,18 +201,16 @@ fn write_until_stalled(
     len: u64,
     stalled: mpsc::Sender<u64>,
 ) -> std::io::Result<u64> {
-    let block: Vec<u8> = (0..(1 << 20) + 251).map(|i| (i % 251) as u8).collect();
+    let mut p = Pattern::new();
     let mut h = WordHash::default();
     w.set_write_timeout(Some(Duration::from_secs(1)))?;
     let mut reported = false;
-    let mut at = 0u64;
-    while at < len {
-        let from = (at % 251) as usize;
-        let piece = &block[from..from + (len - at).min(1 << 20) as usize];
+    while p.at < len {
+        let piece = p.peek(len - p.at);
         match w.write(piece) {
             Ok(n) => {
                 h.update(&piece[..n]);
-                at += n as u64;
+                p.advance(n);
             }
             Err(e)
                 if !reported
@@ -223,7 +220,7 @@ fn write_until_stalled(
                     ) =>
             {
                 reported = true;
-                let _ = stalled.send(at);
+                let _ = stalled.send(p.at);
                 w.set_write_timeout(None)?;
             }
             Err(e) => return Err(e),

@@ -303,19 +303,15 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Reads `len` bytes from `r` and checks them against the demos' download pattern (byte `i`
 /// is `i % 251`), a memcmp per block.
 pub fn check_pattern(r: &mut impl BufRead, len: u64) {
-    let pattern: Vec<u8> = (0..(1 << 20) + 251).map(|i| (i % 251) as u8).collect();
-    let mut at = 0u64;
-    while at < len {
+    let mut p = Pattern::new();
+    while p.at < len {
         let buf = r.fill_buf().unwrap();
-        assert!(!buf.is_empty(), "the body ended at {at} of {len} bytes");
-        let n = buf.len().min(1 << 20).min((len - at) as usize);
-        let from = (at % 251) as usize;
-        assert!(
-            buf[..n] == pattern[from..from + n],
-            "the body differs near byte {at}"
-        );
+        assert!(!buf.is_empty(), "the body ended at {} of {len} bytes", p.at);
+        let want = p.peek((buf.len() as u64).min(len - p.at));
+        let n = want.len();
+        assert!(buf[..n] == *want, "the body differs near byte {}", p.at);
         r.consume(n);
-        at += n as u64;
+        p.advance(n);
     }
 }
 
