@@ -143,11 +143,12 @@ fn connect(o: &Opts, id: usize) -> io::Result<Stream> {
 }
 
 /// A subscriber: its stream, the next sequence it expects, and the unparsed tail of what it
-/// read (a marker split between reads).
+/// read (`carry[..carried]`: a marker split between reads).
 struct Sub {
     stream: Stream,
     next: u64,
-    carry: Vec<u8>,
+    carry: [u8; MARKER - 1],
+    carried: usize,
 }
 
 /// The messages not yet delivered everywhere: `oldest..published`, each with its publish time
@@ -177,7 +178,8 @@ fn run(o: &Opts) -> io::Result<()> {
         subs.push(Sub {
             stream,
             next: 0,
-            carry: Vec::with_capacity(2 * MARKER),
+            carry: [0; MARKER - 1],
+            carried: 0,
         });
     }
     let mut publisher = connect(o, o.subscribers)?;
@@ -364,16 +366,22 @@ fn receive(
 ) -> io::Result<()> {
     let fail = |what: String| io::Error::other(format!("subscriber {i}: {what}"));
     loop {
-        let n = match sub.stream.read(buf) {
+        // The tail kept from the last read goes in front of this one, so the scan sees a
+        // marker split between reads whole; nothing else is copied or allocated per read
+        // (the client must not be what limits a fast server).
+        let kept = sub.carried;
+        buf[..kept].copy_from_slice(&sub.carry[..kept]);
+        let n = match sub.stream.read(&mut buf[kept..]) {
             Ok(0) => return Err(fail("the server closed the connection".into())),
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(fail(format!("read: {e}"))),
         };
-        sub.carry.extend_from_slice(&buf[..n]);
+        let data = &buf[..kept + n];
+        // Everything in one read arrived together: one clock read stamps all of it.
+        let now = Instant::now();
         let mut at = 0;
-        let data = std::mem::take(&mut sub.carry);
         while let Some(p) = find_marker(&data[at..]) {
             let start = at + p;
             if data.len() - start < MARKER {
@@ -381,33 +389,47 @@ fn receive(
             }
             let seq = parse_seq(&data[start..start + MARKER])
                 .ok_or_else(|| fail("malformed marker".into()))?;
-            deliver(o, seq, sub, win, tally).map_err(fail)?;
+            deliver(o, seq, now, sub, win, tally).map_err(fail)?;
             at = start + MARKER;
         }
         // Keep a possible marker prefix for the next read.
         let keep_from = data.len().saturating_sub(MARKER - 1).max(at);
-        sub.carry.extend_from_slice(&data[keep_from..]);
-        if n < buf.len() {
+        sub.carried = data.len() - keep_from;
+        sub.carry[..sub.carried].copy_from_slice(&data[keep_from..]);
+        if kept + n < buf.len() {
             return Ok(()); // drained; a new arrival raises a new edge
         }
     }
 }
 
+/// Where the next `~M` starts in `data`.
 fn find_marker(data: &[u8]) -> Option<usize> {
-    data.windows(2).position(|w| w == b"~M")
+    let mut from = 0;
+    while let Some(p) = data[from..].iter().position(|&b| b == b'~') {
+        let at = from + p;
+        match data.get(at + 1) {
+            Some(b'M') | None => return Some(at),
+            Some(_) => from = at + 1,
+        }
+    }
+    None
 }
 
+/// The sequence of a whole marker, `~M` + 10 digits + `~`.
 fn parse_seq(m: &[u8]) -> Option<u64> {
-    if m[MARKER - 1] != b'~' || !m[2..MARKER - 1].iter().all(u8::is_ascii_digit) {
+    if m[1] != b'M' || m[MARKER - 1] != b'~' {
         return None;
     }
-    std::str::from_utf8(&m[2..MARKER - 1]).ok()?.parse().ok()
+    m[2..MARKER - 1].iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+    })
 }
 
 /// Counts message `seq` as delivered to `sub` (and the ones it skipped as dropped).
 fn deliver(
     o: &Opts,
     seq: u64,
+    now: Instant,
     sub: &mut Sub,
     win: &mut Window,
     tally: &mut Tally,
@@ -418,7 +440,6 @@ fn deliver(
             sub.next, win.published
         ));
     }
-    let now = Instant::now();
     let slots = win.sent_at.len() as u64;
     for s in sub.next..=seq {
         let slot = (s % slots) as usize;
@@ -440,4 +461,25 @@ fn deliver(
         win.oldest += 1;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{find_marker, parse_seq};
+
+    #[test]
+    fn markers_are_found_past_other_tildes_and_parsed() {
+        let data = b"guest1: ~x~~M0000000042~xx";
+        let at = find_marker(data).expect("a marker");
+        assert_eq!(at, 11);
+        assert_eq!(parse_seq(&data[at..at + super::MARKER]), Some(42));
+        assert_eq!(
+            find_marker(b"xx~"),
+            Some(2),
+            "a trailing ~ may begin a split marker"
+        );
+        assert_eq!(find_marker(b"~x~y"), None);
+        assert_eq!(parse_seq(b"~M00000000a1~"), None);
+        assert_eq!(parse_seq(b"~M0000000001x"), None);
+    }
 }
