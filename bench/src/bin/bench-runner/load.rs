@@ -31,6 +31,9 @@ pub struct Sample {
     pub p999_us: Option<f64>,
     /// Maximum, µs.
     pub max_us: Option<f64>,
+    /// The load tool's CPU seconds over the same window, where it is sampled (the tools that
+    /// print marks): whether the client, not the server, set the pace.
+    pub load_cpu_s: Option<f64>,
 }
 
 impl Sample {
@@ -41,6 +44,13 @@ impl Sample {
         } else {
             0.0
         }
+    }
+
+    /// Fraction of the window the load tool's core was busy, where it was sampled.
+    pub fn load_busy(&self) -> Option<f64> {
+        self.load_cpu_s
+            .filter(|_| self.wall_s > 0.0)
+            .map(|c| c / self.wall_s)
     }
 
     /// Fraction of the server's CPU time spent in the kernel.
@@ -154,8 +164,8 @@ pub fn echo_timed_with(
 }
 
 /// Runs a load tool that prints `MARK start` / `MARK end` around its measured window and then
-/// a JSON report (echo-load, udp-load with `--marks --json`), sampling the server's CPU time at
-/// the marks.
+/// a JSON report (echo-load, udp-load with `--marks --json`), sampling the server's CPU time,
+/// and the tool's own, at the marks.
 pub fn marked_run(
     cmd: Command,
     what: &str,
@@ -164,15 +174,15 @@ pub fn marked_run(
     round: usize,
 ) -> io::Result<Sample> {
     let (mut start, mut end) = (None, None);
-    let v = run_with_marks(cmd, what, secs, |mark| {
-        let at = Some((server.cpu_time()?, Instant::now()));
+    let v = run_with_marks(cmd, what, secs, |mark, load| {
+        let at = Some((server.cpu_time()?, procs::cpu_time(load)?, Instant::now()));
         match mark {
             Mark::Start => start = at,
             Mark::End => end = at,
         }
         Ok(())
     })?;
-    let (Some((c0, t0)), Some((c1, t1))) = (start, end) else {
+    let (Some((c0, l0, t0)), Some((c1, l1, t1))) = (start, end) else {
         return Err(io::Error::other(format!("{what} gave no marks")));
     };
     let f = |k: &str| v.get(k).and_then(|x| x.as_f64());
@@ -187,6 +197,7 @@ pub fn marked_run(
         p99_us: f("p99_us"),
         p999_us: f("p999_us"),
         max_us: f("max_us"),
+        load_cpu_s: Some((l1 - l0).total()),
     })
 }
 
@@ -197,20 +208,23 @@ pub enum Mark {
     End,
 }
 
-/// Runs a load tool with `--marks`, calls `on_mark` as each mark is read (so the window is
-/// measured where the tool measures it), and returns its JSON report once it exits cleanly.
+/// Runs a load tool with `--marks`, calls `on_mark` with the tool's pid as each mark is read
+/// (so the window is measured where the tool measures it), and returns its JSON report once
+/// it exits cleanly.
 /// `secs` is how long the tool is meant to run; it is given a minute more.
 pub fn run_with_marks(
     mut cmd: Command,
     what: &str,
     secs: f64,
-    mut on_mark: impl FnMut(Mark) -> io::Result<()>,
+    mut on_mark: impl FnMut(Mark, u32) -> io::Result<()>,
 ) -> io::Result<serde_json::Value> {
     cmd.arg("--marks")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn()?;
+    // `taskset` execs the tool, so the pid is the tool's.
+    let pid = child.id();
     let lines = LineReader::new(child.stdout.take().expect("piped"));
     let err = procs::spawn_collect(child.stderr.take().expect("piped"));
     let deadline = Instant::now() + Duration::from_secs_f64(secs + 60.0);
@@ -219,11 +233,11 @@ pub fn run_with_marks(
     while let Ok(line) = lines.next(deadline.saturating_duration_since(Instant::now())) {
         match line.trim() {
             "MARK start" => {
-                on_mark(Mark::Start)?;
+                on_mark(Mark::Start, pid)?;
                 marks += 1;
             }
             "MARK end" => {
-                on_mark(Mark::End)?;
+                on_mark(Mark::End, pid)?;
                 marks += 1;
             }
             l if l.starts_with('{') => json = Some(l.to_string()),
@@ -520,6 +534,7 @@ pub fn wrk(
         p99_us: pct("p99_us"),
         p999_us: pct("p999_us"),
         max_us: kv("max_us"),
+        load_cpu_s: None,
     })
 }
 
@@ -575,5 +590,6 @@ pub fn redis_bench(
         p99_us: ms(6),
         p999_us: None,
         max_us: ms(7),
+        load_cpu_s: None,
     })
 }

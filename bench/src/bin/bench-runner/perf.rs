@@ -133,7 +133,7 @@ pub fn traced_window(
 ) -> io::Result<SyscallStats> {
     let mut tracers = Tracers::start(pids, waits, tmp, true)?;
     let (mut before, mut after) = (None, None);
-    let report = load::run_with_marks(load, what, secs, |mark| {
+    let report = load::run_with_marks(load, what, secs, |mark, _| {
         tracers.switch(mark == Mark::Start)?;
         match mark {
             Mark::Start => before = Some(switches::snapshot(pids)),

@@ -185,13 +185,14 @@ impl Bench {
             })
     }
 
-    /// Runs whose busy fraction was under [`BUSY_FLAG`], as `(server, round, busy)`.
-    pub fn flagged(&self) -> Vec<(String, usize, f64)> {
+    /// Runs whose busy fraction was under [`BUSY_FLAG`], as `(server, round, busy, the load
+    /// tool's busy where sampled)`.
+    pub fn flagged(&self) -> Vec<(String, usize, f64, Option<f64>)> {
         let mut out = Vec::new();
         for server in &self.servers {
             for s in self.samples.get(server).into_iter().flatten() {
                 if s.busy() < BUSY_FLAG {
-                    out.push((server.clone(), s.round + 1, s.busy()));
+                    out.push((server.clone(), s.round + 1, s.busy(), s.load_busy()));
                 }
             }
         }
@@ -427,7 +428,7 @@ pub fn text_table(benches: &[Bench]) -> String {
         if !flagged.is_empty() {
             let _ = writeln!(
                 out,
-                "  flagged (busy < {BUSY_FLAG}): {}",
+                "  flagged (busy < {BUSY_FLAG}; the load tool's own in brackets): {}",
                 flagged_list(&flagged)
             );
         }
@@ -435,9 +436,12 @@ pub fn text_table(benches: &[Bench]) -> String {
     out
 }
 
-fn flagged_list(f: &[(String, usize, f64)]) -> String {
+fn flagged_list(f: &[(String, usize, f64, Option<f64>)]) -> String {
     f.iter()
-        .map(|(s, r, b)| format!("{s} r{r} {b:.2}"))
+        .map(|(s, r, b, load)| match load {
+            Some(l) => format!("{s} r{r} {b:.2} (load {l:.2})"),
+            None => format!("{s} r{r} {b:.2}"),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -553,7 +557,7 @@ latency, memory and times; above 1 for rates and events/wait. \"best peer\" is t
             if !flagged.is_empty() {
                 let _ = writeln!(
                     o,
-                    "- Flagged runs (server busy < {BUSY_FLAG}): {}",
+                    "- Flagged runs (server busy < {BUSY_FLAG}; the load tool's busy in brackets, where sampled): {}",
                     flagged_list(&flagged)
                 );
             }

@@ -48,12 +48,13 @@ pub fn record(b: &mut Bench, rounds: usize, server: &str, round: usize, res: io:
     match res {
         Ok(s) => {
             println!(
-                "  [{bench} {}/{rounds}] {server:<19} {:>10.0} req/s  CPU {:>7} µs/req  busy {:.2}{}  p99 {} µs",
+                "  [{bench} {}/{rounds}] {server:<19} {:>10.0} req/s  CPU {:>7} µs/req  busy {:.2}{}{}  p99 {} µs",
                 round + 1,
                 s.rps,
                 report::fmt_num(s.cpu_us_per_req()),
                 s.busy(),
                 if s.busy() < report::BUSY_FLAG { " (flagged)" } else { "" },
+                s.load_busy().map(|l| format!("  load {l:.2}")).unwrap_or_default(),
                 s.p99_us.map(report::fmt_num).unwrap_or_else(|| "-".into()),
             );
             b.samples.entry(server.to_string()).or_default().push(s);
