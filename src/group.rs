@@ -3,8 +3,9 @@
 //!
 //! A group keeps its members where they live: each loop has its own list of the members it
 //! owns (`fanout::LoopGroups`), read and changed only on that loop's thread. A broadcast from
-//! a callback goes to the members of the caller's loop right after the callback's event,
-//! straight to their sockets (no mailbox), and to each *other* loop that has members as one
+//! a callback goes to the members of the caller's loop without a mailbox — into the group's
+//! log there once the callback's event is done, written to the members a slice at a time
+//! between the loop's other events — and to each *other* loop that has members as one
 //! task carrying the shared payload — one allocation per broadcast, one task per loop, never
 //! one per recipient. What the loops share about a group is a few counters per loop: how many
 //! members it has (a broadcast skips loops without any), the bytes in flight to it (bounded,
@@ -37,12 +38,21 @@ static NEXT_GROUP: AtomicU64 = AtomicU64::new(1);
 /// of members, and only a member whose socket refuses it keeps a reference (a long one) or a
 /// copy (a short one) in its pending output.
 ///
-/// From a callback, [`broadcast`](Group::broadcast) writes to the members of the caller's loop
-/// once the callback's event is done, straight to their sockets (one system call per member
-/// for all the messages of that event), and posts one task per other loop that has
-/// members. From any other thread, [`post`](Group::post) posts one task per loop.
-/// Messages from one publisher (one connection's callbacks, one thread) reach every member in
-/// the order they were sent.
+/// From a callback, [`broadcast`](Group::broadcast) logs the message for the members of the
+/// caller's loop once the callback's event is done, and posts one task per other loop that
+/// has members; from any other thread, [`post`](Group::post) posts one task per loop. Each
+/// loop writes a group's log to its members 64 at a time, with its other events in between:
+/// a member gets everything published since it was last written in one system call (up to 64
+/// messages), so the more a group is sent, the fuller each call. A loop holds at most the
+/// handle write limit of a group's messages not yet written to all of its members; past it,
+/// it writes them to everyone before it reads on.
+///
+/// Order is kept as if each message were written to every member at once: messages from one
+/// publisher (one connection's callbacks, one thread) reach every member in the order they
+/// were sent, and a member is written what it is owed before anything else reaches it — its
+/// own callbacks' output, a [`write_to`](crate::LoopCx::write_to) — so it never sees those
+/// overtake a message its loop took in earlier. A member that joins is owed what is published
+/// from then on; a stop writes everything published before it first.
 ///
 /// A member that does not keep up — its pending output would pass the group's limit (the
 /// server's high-water mark unless [`with_max_pending`](Group::with_max_pending) says
@@ -251,9 +261,9 @@ impl Group {
     }
 
     /// From a callback: sends `payload` to every member. The members on this loop get it
-    /// once the callback's event is done — after the output this event's callbacks wrote,
-    /// straight to their sockets, all the event's broadcasts in one system call per
-    /// member; each other loop with members gets one task. Fails with `WouldBlock`, sending
+    /// after the output this event's callbacks wrote, from the group's log on this loop, with
+    /// whatever else they are owed, in one system call per member; each other loop with
+    /// members gets one task. Fails with `WouldBlock`, sending
     /// nothing, when a loop already has the handle write limit of broadcasts in flight;
     /// `InvalidInput` if the group serves another server.
     ///

@@ -254,6 +254,8 @@ impl<H: Handler> EventLoop<H> {
         }
         self.stopping = true;
         self.stop_deadline = Some(deadline);
+        // What was published before the stop reaches every member before its goodbye.
+        self.finish_sweeps();
         self.abandon_connects();
         self.abandon_handshakes();
         // UDP sockets: send what replies the kernel takes now, then close.

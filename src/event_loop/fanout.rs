@@ -1,30 +1,41 @@
 //! Fan-out on the loop: what callbacks broadcast to a group or wrote to another connection of
-//! the loop (the outbox), and the broadcasts other loops shipped here, written to the members
-//! once the event that produced them is done.
+//! the loop (the outbox), and the broadcasts other loops shipped here, taken in once the event
+//! that produced them is done — never inside a callback, so a delivery never meets a
+//! connection in the middle of one, and the callbacks a delivery causes (a member's
+//! `on_high_water`, `on_close` when it is closed) only add to the next round.
 //!
-//! The loop delivers its outbox after each event, task, timer and resumed connection — never
-//! inside a callback, so a delivery never meets a connection in the middle of one, and the
-//! callbacks a delivery causes (a member's `on_high_water`, `on_close` when it is closed) only
-//! add to the next round. Consecutive broadcasts to one group are delivered together: each
-//! member gets all of them in one system call (64 at most per call: up to 8 KiB copied
-//! together for one `send`, larger ones gathered by `sendmsg`), so a publisher whose read
-//! brought 30 messages costs each member one system call, not 30.
+//! A broadcast goes into its group's log, which a sweep writes to the members (`sweep.rs`); a
+//! `write_to` is written at once, after what the target is owed by its groups, so a
+//! connection gets everything in the order its loop took it in. Writing a member what it is
+//! owed takes one system call for up to 64 messages (up to 8 KiB copied together for one
+//! `send`, larger ones gathered by `sendmsg`).
 
 use std::sync::Arc;
 
 use super::EventLoop;
 use crate::buffer::MAX_IOV;
 use crate::conn::CloseReason;
-use crate::fanout::{Outgoing, Rules, SlowConsumer};
+use crate::fanout::{Counters, Logged, Outgoing, Rules, SlowConsumer};
 use crate::handler::Handler;
 use crate::stats::bump;
 
-/// What one round of deliveries to a group did on this loop.
+/// What deliveries to a group's members did on this loop.
 #[derive(Default)]
-struct Tally {
+pub(super) struct Tally {
     delivered: u64,
     dropped: u64,
     closed: u64,
+}
+
+impl Tally {
+    /// Adds what was done to the group's counters and the loop's.
+    pub(super) fn publish(&self, counters: &Counters, stats: &crate::stats::LoopStats) {
+        bump(&counters.delivered, self.delivered);
+        bump(&counters.dropped, self.dropped);
+        bump(&counters.closed, self.closed);
+        bump(&stats.group_delivered, self.delivered);
+        bump(&stats.group_dropped, self.dropped);
+    }
 }
 
 impl<H: Handler> EventLoop<H> {
@@ -40,37 +51,30 @@ impl<H: Handler> EventLoop<H> {
     #[inline(never)]
     fn deliver_outbox(&mut self) {
         while self.lp.fanout.has_outgoing() {
-            let outbox = self.lp.fanout.take_outgoing();
-            let mut rest = &outbox.entries[..];
-            while let Some(first) = rest.first() {
-                let taken = match *first {
+            let mut outbox = self.lp.fanout.take_outgoing();
+            for entry in outbox.entries.drain(..) {
+                match entry {
                     Outgoing::WriteTo {
                         key,
                         generation,
                         start,
                         end,
-                    } => {
-                        self.write_to(key as usize, generation, &outbox.bytes[start..end]);
-                        1
-                    }
-                    Outgoing::Broadcast { group, .. } => {
-                        let run = rest
-                            .iter()
-                            .take_while(|o| matches!(o, Outgoing::Broadcast { group: g, .. } if *g == group))
-                            .count();
-                        self.deliver_run(group, &rest[..run]);
-                        run
-                    }
-                };
-                rest = &rest[taken..];
+                    } => self.write_to(key as usize, generation, &outbox.bytes[start..end]),
+                    Outgoing::Broadcast {
+                        group,
+                        payload,
+                        except,
+                    } => self.log_broadcast(group, payload, except),
+                }
             }
             self.lp.fanout.recycle(outbox);
         }
     }
 
-    /// `LoopCx::write_to`: the bytes, written as the connection's own.
+    /// `LoopCx::write_to`: the bytes, written as the connection's own (after what it is owed
+    /// by its groups).
     fn write_to(&mut self, key: usize, generation: u32, data: &[u8]) {
-        if !self.alive(key, generation) {
+        if !self.alive(key, generation) || !self.up_to_date(key, generation) {
             return;
         }
         let core = &mut self.conns[key].core;
@@ -78,39 +82,18 @@ impl<H: Handler> EventLoop<H> {
         self.settle(key);
     }
 
-    /// Consecutive broadcasts to `group` (`run`), to each of its members on this loop.
-    fn deliver_run(&mut self, group: u64, run: &[Outgoing]) {
-        let mut members = std::mem::take(&mut self.lp.fanout.scratch);
-        if let Some((rules, counters)) = self.lp.fanout.members(group, &mut members) {
-            let mut tally = Tally::default();
-            for &(key, generation) in &members {
-                if self.alive(key as usize, generation) {
-                    self.deliver_to(key as usize, generation, run, rules, &mut tally);
-                }
-            }
-            bump(&counters.delivered, tally.delivered);
-            bump(&counters.dropped, tally.dropped);
-            bump(&counters.closed, tally.closed);
-            let stats = &self.lp.shared.stats;
-            bump(&stats.group_delivered, tally.delivered);
-            bump(&stats.group_dropped, tally.dropped);
-        }
-        members.clear();
-        self.lp.fanout.scratch = members;
-    }
-
-    /// The broadcasts of `run` not meant to skip it, to member `key`, as far as its pending
+    /// The broadcasts of `owed` not meant to skip it, to member `key`, as far as its pending
     /// output allows: a message goes in when the member's pending output stays within the
     /// group's limit with it (or holds nothing at all); otherwise the policy decides.
-    fn deliver_to(
+    pub(super) fn deliver_to(
         &mut self,
         key: usize,
         generation: u32,
-        run: &[Outgoing],
+        owed: &[Logged],
         rules: Rules,
         tally: &mut Tally,
     ) {
-        let mut rest = meant_for(run, generation);
+        let mut rest = meant_for(owed, generation);
         let Some(first) = rest.next() else {
             return;
         };
@@ -149,15 +132,12 @@ impl<H: Handler> EventLoop<H> {
     }
 }
 
-/// The broadcasts of `run` for the member of `generation`: not sent by it, not empty.
+/// The broadcasts of `owed` for the member of `generation`: not sent by it, not empty.
 #[inline]
-fn meant_for(run: &[Outgoing], generation: u32) -> impl Iterator<Item = &Arc<[u8]>> {
-    run.iter().filter_map(move |o| match o {
-        Outgoing::Broadcast {
-            payload, except, ..
-        } if *except != Some(generation) && !payload.is_empty() => Some(payload),
-        _ => None,
-    })
+fn meant_for(owed: &[Logged], generation: u32) -> impl Iterator<Item = &Arc<[u8]>> {
+    owed.iter()
+        .filter(move |e| e.except != Some(generation) && !e.payload.is_empty())
+        .map(|e| &e.payload)
 }
 
 /// The messages still to go to one member, the next one in view.

@@ -22,6 +22,9 @@ impl<H: Handler> EventLoop<H> {
         if !self.alive(key, generation) {
             return; // the slot was freed (or reused) earlier in this batch
         }
+        if !self.up_to_date(key, generation) {
+            return;
+        }
         if events & (READABLE | READ_CLOSED | HANG_UP | ERROR) != 0 {
             let state = &mut self.conns[key].core.state;
             if events & (READ_CLOSED | HANG_UP) != 0 && state.read == ReadSide::Open {
@@ -420,7 +423,10 @@ impl<H: Handler> EventLoop<H> {
         }
         let mut list = std::mem::take(&mut self.ready);
         for (key, generation) in list.drain(..) {
-            if !self.alive(key, generation) || !self.delivering(key) {
+            if !self.alive(key, generation)
+                || !self.up_to_date(key, generation)
+                || !self.delivering(key)
+            {
                 continue;
             }
             if !self.conns[key].input.is_empty() {

@@ -1,9 +1,10 @@
 //! The event loop: one thread, one epoll instance, and everything that thread owns.
 //!
 //! Each turn of the loop is one `epoll_wait` (its timeout is the nearest timer deadline, or
-//! zero while connections still have read budget left), then, in order: the I/O events of
-//! that wait, the tasks other threads posted (if the wake-up eventfd fired), connections
-//! whose reading resumed, and due timers.
+//! zero while connections still have read budget left or a group's broadcasts are being
+//! written), then, in order: the I/O events of that wait, the tasks other threads posted (if
+//! the wake-up eventfd fired), connections whose reading resumed, due timers, and one slice of
+//! each group's sweep.
 //!
 //! * `open.rs` — the one way into the connection table ([`Opening`](open::Opening)).
 //! * `io_path.rs` — dispatching events, the read loop (plain and TLS), delivering input to
@@ -13,8 +14,10 @@
 //! * `connect.rs` — outbound connects: start, completion, timeout, failure reports.
 //! * `tasks.rs` — work posted by other threads: hand-offs, closures, connection-handle
 //!   operations, worker-pool results, broadcasts from other loops.
-//! * `fanout.rs` — delivering what callbacks broadcast to a group or wrote to another
+//! * `fanout.rs` — taking in what callbacks broadcast to a group or wrote to another
 //!   connection of the loop, after each event.
+//! * `sweep.rs` — writing each group's broadcasts to its members, a slice of members per
+//!   turn, and bringing a member up to date before anything else reaches it.
 //! * `timeouts.rs` — idle and read timeouts, one lazily re-armed timer per connection.
 //! * `udp.rs` — UDP sockets: batched receive, handler calls, batched replies.
 //! * `tls.rs` — TLS handshakes before `on_open`.
@@ -48,6 +51,7 @@ mod fanout;
 mod io_path;
 mod open;
 mod settle;
+mod sweep;
 mod tasks;
 mod timeouts;
 mod tls;
@@ -248,7 +252,8 @@ impl<H: Handler> EventLoop<H> {
 
     /// One `epoll_wait` and everything it makes due.
     fn turn(&mut self) -> io::Result<()> {
-        let timeout = if self.ready.is_empty() && !self.lp.shared.has_local_tasks() {
+        let idle = self.ready.is_empty() && !self.lp.fanout.sweeping();
+        let timeout = if idle && !self.lp.shared.has_local_tasks() {
             self.lp
                 .timers
                 .next_deadline()
@@ -280,6 +285,9 @@ impl<H: Handler> EventLoop<H> {
         if !self.lp.connects.is_empty() {
             self.start_connects();
             self.flush_outbox();
+        }
+        if self.lp.fanout.sweeping() {
+            self.sweep();
         }
         if self.lp.stop_requested {
             self.lp.stop_requested = false;
@@ -403,7 +411,7 @@ impl<H: Handler> EventLoop<H> {
                     token,
                 } => {
                     let key = key as usize;
-                    if self.alive(key, generation) {
+                    if self.alive(key, generation) && self.up_to_date(key, generation) {
                         self.call(key, |h, c, s| h.on_timer(c, s, token));
                     }
                 }
@@ -440,7 +448,7 @@ impl<H: Handler> EventLoop<H> {
                 }
                 TimerKind::ConnTimeout { key, generation } => {
                     let key = key as usize;
-                    if self.alive(key, generation) {
+                    if self.alive(key, generation) && self.up_to_date(key, generation) {
                         self.check_timeouts(key);
                     }
                 }

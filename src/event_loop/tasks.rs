@@ -84,6 +84,9 @@ impl<H: Handler> EventLoop<H> {
         if !self.alive(key, generation) {
             return; // closed (its handles already say so), or the slot holds a newer connection
         }
+        if !self.up_to_date(key, generation) {
+            return;
+        }
         match op {
             ConnOp::Write { data, counted } => {
                 if !self.with_conn(key, |c| {
@@ -117,7 +120,7 @@ impl<H: Handler> EventLoop<H> {
 
     /// A job finished (or was dropped): apply the results that are now in order.
     fn job_done(&mut self, key: usize, generation: u32, seq: u64, result: JobResult) {
-        if !self.alive(key, generation) {
+        if !self.alive(key, generation) || !self.up_to_date(key, generation) {
             return;
         }
         let Some(jobs) = self.conns[key].core.jobs.as_mut() else {

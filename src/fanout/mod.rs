@@ -1,7 +1,8 @@
-//! The loop's side of fan-out: which of the loop's connections belong to which group, and what
-//! callbacks asked to write to other connections of the loop once their event is done (the
-//! outbox). The public side, [`Group`](crate::Group), is in `group.rs`; delivery, which needs
-//! the connection table, is the event loop's (`event_loop/fanout.rs`).
+//! The loop's side of fan-out: which of the loop's connections belong to which group, what
+//! each group published on the loop and has not yet written to every member (its log, in
+//! `log.rs`), and what callbacks asked to write to other connections of the loop once their
+//! event is done (the outbox). The public side, [`Group`](crate::Group), is in `group.rs`;
+//! delivery, which needs the connection table, is the event loop's (`event_loop/fanout.rs`).
 //!
 //! A group's members are kept per loop, in the loop that owns them: a broadcast reads its own
 //! loop's list without a lock, and each other loop with members gets one [`Shipment`] per
@@ -9,7 +10,7 @@
 //! [`Counters`]: members (so a broadcast skips loops without any), bytes in flight to the loop
 //! (bounded), and what was delivered, dropped and closed.
 //!
-//! This file imports nothing of the core, so the mailbox can carry a shipment without a
+//! This module imports nothing of the core, so the mailbox can carry a shipment without a
 //! circle.
 
 use std::collections::HashMap;
@@ -17,6 +18,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::AcqRel, Ordering::Acqu
 use std::sync::Arc;
 
 use slab::Slab;
+
+mod log;
+
+use log::{in_publish_order, GroupLog};
+pub(crate) use log::{Logged, Run};
 
 /// What a group does with a member that does not keep up: one whose pending output (the bytes
 /// the kernel refused so far) would pass the group's limit with the next message.
@@ -127,12 +133,33 @@ pub(crate) struct Outbox {
     pub bytes: Vec<u8>,
 }
 
-/// A group's members on one loop.
-pub(crate) struct LocalGroup {
-    pub rules: Rules,
-    pub counters: Arc<Counters>,
-    /// `(slot, generation)` of each member; a member's place is stable until it leaves.
-    members: Slab<(u32, u32)>,
+/// A group's members on one loop, and what it published there not yet written to all.
+struct LocalGroup {
+    rules: Rules,
+    counters: Arc<Counters>,
+    /// Each member; a member's place is stable until it leaves.
+    members: Slab<Member>,
+    log: GroupLog,
+}
+
+/// A member of a group on its loop.
+#[derive(Clone, Copy, Debug)]
+struct Member {
+    key: u32,
+    generation: u32,
+    /// The number of the first broadcast it has not been written (or was not owed: those
+    /// before it joined).
+    next: u64,
+}
+
+/// A member a sweep's slice is to write to. `from`: where its entries begin in the group's
+/// log when that group is its only one; `None` when it belongs to others too, whose entries
+/// may come between.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Visit {
+    pub key: u32,
+    pub generation: u32,
+    pub from: Option<usize>,
 }
 
 /// A loop's groups, its connections' memberships, and its outbox.
@@ -142,8 +169,17 @@ pub(crate) struct LoopGroups {
     /// The groups of each member connection, by slot: its generation, and `(group, place)`.
     memberships: HashMap<u32, (u32, Vec<(u64, usize)>)>,
     outbox: Outbox,
-    /// Members of a group being delivered to, copied out (delivery can change the group).
-    pub scratch: Vec<(u32, u32)>,
+    /// The number the next broadcast delivered on this loop gets (one sequence for all its
+    /// groups, so a member of several gets them in the loop's order).
+    seq: u64,
+    /// The groups with a sweep under way, in the order they began.
+    sweeping: Vec<u64>,
+    /// Reused by the sweeps: the groups of a round of slices, a slice's members, a member's
+    /// stretches, and room to order them.
+    pub order: Vec<u64>,
+    pub visits: Vec<Visit>,
+    pub runs: Vec<Run>,
+    run_scratch: Vec<Run>,
 }
 
 impl LoopGroups {
@@ -178,8 +214,14 @@ impl LoopGroups {
             rules,
             counters: Arc::clone(counters),
             members: Slab::new(),
+            log: GroupLog::default(),
         });
-        let place = local.members.insert((key, generation));
+        // It is owed what is published from now on, not what is still being written.
+        let place = local.members.insert(Member {
+            key,
+            generation,
+            next: self.seq,
+        });
         entry.1.push((group, place));
         if !counted {
             counters.members.fetch_add(1, AcqRel);
@@ -232,7 +274,17 @@ impl LoopGroups {
         local.members.try_remove(place);
         local.counters.members.fetch_sub(1, AcqRel);
         if local.members.is_empty() {
+            // Its log goes with it: nobody here is owed it.
             self.groups.remove(&group);
+            self.sweeping.retain(|&g| g != group);
+        }
+    }
+
+    /// Whether connection `key`/`generation` belongs to `group`.
+    pub(crate) fn is_member(&self, group: u64, (key, generation): (u32, u32)) -> bool {
+        match self.memberships.get(&key) {
+            Some((g, groups)) if *g == generation => groups.iter().any(|&(id, _)| id == group),
+            _ => false,
         }
     }
 
@@ -249,16 +301,140 @@ impl LoopGroups {
         self.groups.contains_key(&group)
     }
 
-    /// Copies the members of `group` on this loop into `into`; returns the group's rules and
-    /// counters, or `None` without members here.
-    pub(crate) fn members(
-        &self,
+    /// Logs a broadcast for the members of `group` on this loop, to be written by a sweep.
+    /// Returns the bytes the group's log holds with it, or `None` without members here.
+    pub(crate) fn append(
+        &mut self,
         group: u64,
-        into: &mut Vec<(u32, u32)>,
-    ) -> Option<(Rules, Arc<Counters>)> {
-        let local = self.groups.get(&group)?;
-        into.extend(local.members.iter().map(|(_, &m)| m));
-        Some((local.rules, Arc::clone(&local.counters)))
+        payload: Arc<[u8]>,
+        except: Option<u32>,
+    ) -> Option<usize> {
+        let local = self.groups.get_mut(&group)?;
+        let seq = self.seq;
+        self.seq += 1;
+        if local.log.push(Logged {
+            seq,
+            payload,
+            except,
+        }) {
+            self.sweeping.push(group);
+        }
+        Some(local.log.bytes())
+    }
+
+    /// Whether any group has a sweep under way on this loop.
+    #[inline]
+    pub(crate) fn sweeping(&self) -> bool {
+        !self.sweeping.is_empty()
+    }
+
+    /// Whether `group` has a sweep under way on this loop.
+    pub(crate) fn is_sweeping(&self, group: u64) -> bool {
+        self.groups.get(&group).is_some_and(|l| l.log.sweeping())
+    }
+
+    /// The groups with a sweep under way, in the order they began, into `into`.
+    pub(crate) fn sweeping_groups(&self, into: &mut Vec<u64>) {
+        into.extend_from_slice(&self.sweeping);
+    }
+
+    /// The next members of `group`'s sweep owed something, up to `max` of them, into
+    /// `visits`. Each is taken as written from here on: a member of this group alone is
+    /// given where its entries begin; one of several groups is to be brought up to date in
+    /// all of them ([`catch_up`](Self::catch_up)). Returns whether the group is sweeping.
+    pub(crate) fn next_slice(&mut self, group: u64, max: usize, visits: &mut Vec<Visit>) -> bool {
+        let seq = self.seq;
+        let Some(local) = self.groups.get_mut(&group) else {
+            return false;
+        };
+        let Some(mut cursor) = local.log.visit_from(seq) else {
+            return false;
+        };
+        let end = local.log.end();
+        let places = local.members.capacity();
+        // Stops at the first member owed something past the slice: a pass with nobody owed
+        // after the slice ends with it.
+        while cursor < places {
+            if let Some(m) = local.members.get_mut(cursor) {
+                if m.next < end {
+                    if visits.len() == max {
+                        break;
+                    }
+                    let alone = self
+                        .memberships
+                        .get(&m.key)
+                        .is_some_and(|(_, g)| g.len() == 1);
+                    let from = alone.then(|| local.log.index_of(m.next));
+                    if alone {
+                        m.next = seq;
+                    }
+                    visits.push(Visit {
+                        key: m.key,
+                        generation: m.generation,
+                        from,
+                    });
+                }
+            }
+            cursor += 1;
+        }
+        local.log.advance(cursor);
+        true
+    }
+
+    /// After a slice of `group`'s sweep was written: at the end of a pass, the entries every
+    /// member has go, and the sweep ends if nothing is left.
+    pub(crate) fn end_slice(&mut self, group: u64) {
+        let Some(local) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let at_end = local
+            .log
+            .visit_from(self.seq)
+            .is_some_and(|c| c >= local.members.capacity());
+        if at_end && !local.log.end_pass() {
+            self.sweeping.retain(|&g| g != group);
+        }
+    }
+
+    /// What member `key`/`generation` is owed by each of its groups, into `runs` in publish
+    /// order; it is taken as written from here on.
+    pub(crate) fn catch_up(&mut self, (key, generation): (u32, u32), runs: &mut Vec<Run>) {
+        let Some((g, mine)) = self.memberships.get(&key) else {
+            return;
+        };
+        if *g != generation {
+            return;
+        }
+        for &(group, place) in mine {
+            let Some(local) = self.groups.get_mut(&group) else {
+                continue;
+            };
+            let Some(m) = local.members.get_mut(place) else {
+                continue;
+            };
+            let (from, to) = (local.log.index_of(m.next), local.log.entries().len());
+            m.next = self.seq;
+            if from < to {
+                runs.push(Run { group, from, to });
+            }
+        }
+        let groups = &self.groups;
+        let seq_at = |g: u64, i: usize| groups[&g].log.entries()[i].seq;
+        in_publish_order(runs, seq_at, &mut self.run_scratch);
+    }
+
+    /// Lends out `group`'s log for writing, with its rules and counters.
+    pub(crate) fn check_out(&mut self, group: u64) -> Option<(Rules, Arc<Counters>, Vec<Logged>)> {
+        let local = self.groups.get_mut(&group)?;
+        let entries = local.log.check_out();
+        Some((local.rules, Arc::clone(&local.counters), entries))
+    }
+
+    /// Takes back a log lent by [`check_out`](Self::check_out).
+    pub(crate) fn check_in(&mut self, group: u64, entries: Vec<Logged>) {
+        if let Some(local) = self.groups.get_mut(&group) {
+            local.log.check_in(entries);
+        }
     }
 
     /// Queues a broadcast for the members on this loop.
@@ -329,8 +505,11 @@ mod tests {
             0,
             "another connection in the same slot"
         );
-        let mut m = Vec::new();
-        t.members(1, &mut m).unwrap();
+        let mut m: Vec<(u32, u32)> = t.groups[&1]
+            .members
+            .iter()
+            .map(|(_, m)| (m.key, m.generation))
+            .collect();
         m.sort_unstable();
         assert_eq!(m, [(5, 50), (6, 60)]);
         assert!(!t.leave(1, (5, 51)), "a stale generation leaves nothing");
@@ -373,6 +552,94 @@ mod tests {
         c.release(40);
         assert!(c.reserve(500, 100), "alone in flight, any message fits");
         assert!(!c.reserve(1, 100));
+    }
+
+    fn payload(n: u8) -> Arc<[u8]> {
+        Arc::from(&[n][..])
+    }
+
+    #[test]
+    fn a_sweep_visits_those_owed_a_slice_at_a_time_and_ends_when_all_have_all() {
+        let c = Arc::new(Counters::default());
+        let mut t = LoopGroups::default();
+        for key in 0..5 {
+            t.join(1, RULES, &c, (key, 100 + key), false);
+        }
+        assert!(
+            t.append(2, payload(0), None).is_none(),
+            "no members: nothing logged"
+        );
+        assert_eq!(t.append(1, payload(1), None), Some(in_flight_cost(1)));
+        assert!(t.sweeping() && t.is_sweeping(1));
+        t.join(1, RULES, &c, (9, 109), false); // joins mid-sweep: owed nothing logged before
+        let mut visits = Vec::new();
+        assert!(t.next_slice(1, 3, &mut visits));
+        let keys: Vec<u32> = visits.iter().map(|v| v.key).collect();
+        assert_eq!(keys, [0, 1, 2], "a slice of three");
+        assert!(visits.iter().all(|v| v.from == Some(0)));
+        t.end_slice(1);
+        t.append(1, payload(2), None); // published during the pass
+        visits.clear();
+        assert!(t.next_slice(1, 3, &mut visits));
+        let keys: Vec<u32> = visits.iter().map(|v| v.key).collect();
+        assert_eq!(
+            keys,
+            [3, 4, 9],
+            "the rest, and the late joiner for the new entry"
+        );
+        assert_eq!(visits[2].from, Some(1), "it is owed the second entry only");
+        t.end_slice(1);
+        assert!(
+            t.is_sweeping(1),
+            "the first three are owed the second entry"
+        );
+        visits.clear();
+        assert!(t.next_slice(1, 10, &mut visits));
+        assert_eq!(visits.iter().map(|v| v.key).collect::<Vec<_>>(), [0, 1, 2]);
+        t.end_slice(1);
+        assert!(!t.sweeping(), "everyone has everything: the sweep ended");
+        assert!(t.groups[&1].log.entries().is_empty());
+    }
+
+    #[test]
+    fn a_member_of_two_groups_is_caught_up_in_the_loops_order() {
+        let c = Arc::new(Counters::default());
+        let mut t = LoopGroups::default();
+        t.join(1, RULES, &c, (7, 70), false);
+        t.join(2, RULES, &c, (7, 70), false);
+        t.join(2, RULES, &c, (8, 80), false);
+        for (group, n) in [(1, 0), (2, 1), (2, 2), (1, 3)] {
+            t.append(group, payload(n), None);
+        }
+        let mut visits = Vec::new();
+        t.next_slice(2, 64, &mut visits);
+        assert_eq!(visits.len(), 2);
+        assert_eq!(
+            visits[0].from, None,
+            "a member of two groups is caught up in both"
+        );
+        assert_eq!(visits[1].from, Some(0));
+        let mut runs = Vec::new();
+        t.catch_up((7, 70), &mut runs);
+        let order: Vec<u8> = runs
+            .iter()
+            .flat_map(|r| {
+                let log = t.groups[&r.group].log.entries();
+                log[r.from..r.to]
+                    .iter()
+                    .map(|e| e.payload[0])
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(order, [0, 1, 2, 3]);
+        runs.clear();
+        t.catch_up((7, 70), &mut runs);
+        assert!(runs.is_empty(), "nothing is owed twice");
+        assert!(t.leave_all((7, 70)) == 2 && t.leave_all((8, 80)) == 1);
+        assert!(
+            !t.sweeping(),
+            "a group that empties takes its sweep with it"
+        );
     }
 
     #[test]
