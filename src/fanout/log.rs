@@ -34,8 +34,9 @@ pub(crate) struct GroupLog {
     pass: Option<Pass>,
 }
 
-/// Where a sweep's pass stands.
-#[derive(Clone, Copy, Debug)]
+/// Where a sweep's pass stands (a new one: at the first place, its start noted when it
+/// visits it).
+#[derive(Clone, Copy, Debug, Default)]
 struct Pass {
     /// The next member place to visit.
     cursor: usize,
@@ -52,10 +53,7 @@ impl GroupLog {
         self.entries.push(entry);
         let started = self.pass.is_none();
         if started {
-            self.pass = Some(Pass {
-                cursor: 0,
-                start: 0,
-            });
+            self.pass = Some(Pass::default());
         }
         started
     }
@@ -96,6 +94,11 @@ impl GroupLog {
         Some(pass.cursor)
     }
 
+    /// The place the sweep visits next, if one is under way.
+    pub(crate) fn cursor(&self) -> Option<usize> {
+        self.pass.map(|p| p.cursor)
+    }
+
     /// Moves the sweep on to place `cursor`.
     pub(crate) fn advance(&mut self, cursor: usize) {
         if let Some(p) = self.pass.as_mut() {
@@ -117,10 +120,7 @@ impl GroupLog {
             self.pass = None;
             return false;
         }
-        self.pass = Some(Pass {
-            cursor: 0,
-            start: 0,
-        });
+        self.pass = Some(Pass::default());
         true
     }
 
@@ -214,6 +214,7 @@ mod tests {
         // The pass begins visiting when the loop's next number is 5: 3 and 4 go at its end.
         assert_eq!(log.visit_from(5), Some(0));
         log.advance(7);
+        assert_eq!(log.cursor(), Some(7));
         assert_eq!(
             log.visit_from(9),
             Some(7),

@@ -280,20 +280,22 @@ impl LoopGroups {
         }
     }
 
-    /// Whether connection `key`/`generation` belongs to `group`.
-    pub(crate) fn is_member(&self, group: u64, (key, generation): (u32, u32)) -> bool {
+    /// The groups connection `key`/`generation` belongs to, as `(group, place)`.
+    fn groups_of(&self, (key, generation): (u32, u32)) -> &[(u64, usize)] {
         match self.memberships.get(&key) {
-            Some((g, groups)) if *g == generation => groups.iter().any(|&(id, _)| id == group),
-            _ => false,
+            Some((g, groups)) if *g == generation => groups,
+            _ => &[],
         }
     }
 
+    /// Whether connection `key`/`generation` belongs to `group`.
+    pub(crate) fn is_member(&self, group: u64, member: (u32, u32)) -> bool {
+        self.groups_of(member).iter().any(|&(id, _)| id == group)
+    }
+
     /// How many groups connection `key`/`generation` belongs to.
-    pub(crate) fn count_of(&self, (key, generation): (u32, u32)) -> usize {
-        match self.memberships.get(&key) {
-            Some((g, groups)) if *g == generation => groups.len(),
-            _ => 0,
-        }
+    pub(crate) fn count_of(&self, member: (u32, u32)) -> usize {
+        self.groups_of(member).len()
     }
 
     /// Whether `group` has members on this loop.
@@ -389,7 +391,7 @@ impl LoopGroups {
         };
         let at_end = local
             .log
-            .visit_from(self.seq)
+            .cursor()
             .is_some_and(|c| c >= local.members.capacity());
         if at_end && !local.log.end_pass() {
             self.sweeping.retain(|&g| g != group);
